@@ -1,0 +1,39 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+# The virtualenv is created on first use and reinstalled when the dependency files change.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test lint typecheck unit bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# For now the main job pulls the configured sources (the bundled seeds when there is no
+# config) and lists what was found.
+run: $(STAMP)
+	$(BIN)/digest pull
+	$(BIN)/digest articles
+
+lint: $(STAMP)
+	$(BIN)/ruff check digest tests benchmarks
+	$(BIN)/ruff format --check digest tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest
+
+test: lint typecheck unit
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/ingest.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

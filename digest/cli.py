@@ -1,0 +1,175 @@
+"""The ``digest`` command line: each command is a thin layer over a library function.
+
+Exit status: 0 on success, 1 on a handled error (one line on stderr, no traceback), 2 on a
+usage error.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from digest import __version__
+from digest.config import Settings, load_settings
+from digest.dates import to_iso
+from digest.errors import DigestError
+from digest.grouping.regions import regions
+from digest.ingest import pull as pull_sources
+from digest.models import Article
+from digest.resources import bundled
+from digest.store import Store
+
+
+class DigestGroup(click.Group):
+    """Turns expected failures (DigestError) into one line on stderr and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DigestError as exc:
+            click.echo(f"digest: error: {exc}", err=True)
+            ctx.exit(1)
+
+
+class App:
+    """What commands share: the settings (loaded on first use) and the store."""
+
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_path)
+            for warning in self._settings.warnings:
+                click.echo(f"digest: warning: {warning}", err=True)
+        return self._settings
+
+    def store(self) -> Store:
+        return Store.open(self.settings.database.path)
+
+
+def _since(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 date or time (such as 2026-11-01)") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _region(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and value not in regions():
+        raise click.BadParameter(f"{value!r} is not one of {', '.join(regions())}")
+    return value
+
+
+@click.group(cls=DigestGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    metavar="PATH",
+    help="Config file (default: $DIGEST_CONFIG, else ./digest.toml, else the embedded default).",
+)
+@click.version_option(__version__, prog_name="digest")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None) -> None:
+    """digest: news sources in, feeds and weekly email digests out."""
+    ctx.obj = App(config_path)
+
+
+@cli.command()
+@click.argument("path", default="digest.toml", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(path: Path, force: bool) -> None:
+    """Write a commented starter config to PATH (default: digest.toml)."""
+    if path.exists() and not force:
+        raise DigestError(f"{path}: already exists (use --force to overwrite)")
+    try:
+        shutil.copyfile(bundled("config.example.toml"), path)
+    except OSError as exc:
+        raise DigestError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    click.echo(f"wrote {path}")
+
+
+@cli.command()
+@click.option("--source", "names", multiple=True, metavar="NAME", help="Pull only this source (repeatable).")
+@click.option("--force", is_flag=True, help="Fetch even when a server asked us to wait.")
+@click.pass_obj
+def pull(app: App, names: tuple[str, ...], force: bool) -> None:
+    """Fetch sources and store new articles; a line per source, exit 1 if any failed."""
+    with app.store() as store:
+        reports = pull_sources(app.settings, store, names, force=force)
+    for report in reports:
+        for warning in report.warnings:
+            click.echo(f"{report.name}: warning: {warning}", err=True)
+        click.echo(report.summary(), err=not report.ok)
+    if not all(report.ok for report in reports):
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="A JSON array of article objects.")
+@click.option(
+    "--since",
+    callback=_since,
+    metavar="ISO",
+    help="Only articles first seen at or after this time.",
+)
+@click.option("--region", callback=_region, metavar="SLUG", help="Only articles about this region.")
+@click.option("--theme", metavar="SLUG", help="Only articles on this theme.")
+@click.option("--source", metavar="NAME", help="Only articles from this source.")
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most N articles, newest first.")
+@click.pass_obj
+def articles(
+    app: App,
+    as_json: bool,
+    since: datetime | None,
+    region: str | None,
+    theme: str | None,
+    source: str | None,
+    limit: int | None,
+) -> None:
+    """List stored articles, newest first."""
+    with app.store() as store:
+        found = store.articles(since=since, region=region, theme=theme, source=source, limit=limit)
+    if as_json:
+        click.echo(json.dumps([article_json(a) for a in found], ensure_ascii=False, indent=2))
+        return
+    for article in found:
+        when = (article.published or article.first_seen).strftime("%Y-%m-%d")
+        click.echo(f"{when}  {article.source}  {article.title}")
+        if article.url:
+            click.echo(f"            {article.url}")
+    click.echo(f"{len(found)} article{'s' if len(found) != 1 else ''}")
+
+
+def article_json(article: Article) -> dict[str, Any]:
+    """The ``digest articles --json`` object for one article (a contract: see DESIGN.md)."""
+    return {
+        "id": article.id,
+        "title": article.title,
+        "url": article.url,
+        "source": article.source,
+        "published": to_iso(article.published) if article.published else None,
+        "first_seen": to_iso(article.first_seen),
+        "updated": to_iso(article.updated),
+        "author": article.author,
+        "summary": article.summary_text,
+        "regions": list(article.regions),
+        "themes": list(article.themes),
+        "story": article.story,
+    }
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="digest")

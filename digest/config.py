@@ -1,0 +1,415 @@
+"""Typed settings: built-in defaults < TOML file < ``DIGEST_*`` environment variables.
+
+Every error names the file (or variable) and the key, and says what is allowed, e.g.
+``digest.toml: sources[0].kind: 'podcast' is not one of auto, feed, html, text``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+import zoneinfo
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from digest.errors import ConfigError
+from digest.resources import bundled
+
+CONFIG_ENV = "DIGEST_CONFIG"
+DEFAULT_CONFIG_NAME = "digest.toml"
+SOURCE_KINDS = ("auto", "feed", "html", "text")
+SMTP_SECURITY = ("none", "starttls", "tls")
+SELECTOR_KEYS = ("item", "title", "link", "summary", "date", "author")
+
+
+@dataclass(frozen=True)
+class SiteSettings:
+    title: str = "Digest"
+    base_url: str = "http://127.0.0.1:8080"
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    path: Path = Path("digest.db")
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    name: str
+    url: str
+    kind: str = "auto"
+    every: float | None = None
+    enabled: bool = True
+    selectors: Mapping[str, str] = field(default_factory=dict)
+    ignore_places: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    pull_every: float = 3600.0
+    digest_cron: str = "0 8 * * mon"
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = "127.0.0.1"
+    port: int = 1025
+    security: str = "none"
+    username: str = ""
+    password: str = ""
+    sender: str = "Digest <digest@example.org>"
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class OutboxSettings:
+    path: Path = Path("outbox")
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    timeout: float = 20.0
+    deadline: float = 60.0
+    max_bytes: int = 10 * 1024 * 1024
+    user_agent: str = "digest/0.1 (+https://github.com/digest; feed reader)"
+    fast_parser: bool = True
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything digest needs to run, resolved and validated."""
+
+    site: SiteSettings = field(default_factory=SiteSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    sources: tuple[SourceSettings, ...] = ()
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    smtp: SmtpSettings | None = None
+    outbox: OutboxSettings = field(default_factory=OutboxSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    fetch: FetchSettings = field(default_factory=FetchSettings)
+    secret: str | None = None
+    origin: str = "embedded default"
+    warnings: tuple[str, ...] = ()
+
+    def source(self, name: str) -> SourceSettings:
+        """The source called ``name``, or a ConfigError listing the known names."""
+        for source in self.sources:
+            if source.name == name:
+                return source
+        known = ", ".join(s.name for s in self.sources) or "none"
+        raise ConfigError(f"{self.origin}: no source named {name!r} (configured: {known})")
+
+
+# --- value checkers: each takes (value, where) and returns the typed value -------------------
+
+Checker = Callable[[Any, str], Any]
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as ``90s``, ``15m``, ``1h30m`` or ``2d``; ValueError if not one."""
+    compact = text.strip().lower().replace(" ", "")
+    pos, total = 0, 0.0
+    for match in _DURATION.finditer(compact):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        pos = match.end()
+    if not compact or pos != len(compact) or total <= 0:
+        raise ValueError(text)
+    return total
+
+
+def _string(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string, got {_shown(value)}")
+    return value
+
+
+def _nonempty(value: Any, where: str) -> str:
+    text = _string(value, where)
+    if not text.strip():
+        raise ConfigError(f"{where}: must not be empty")
+    return text
+
+
+def _integer(low: int, high: int) -> Checker:
+    def check(value: Any, where: str) -> int:
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConfigError(f"{where}: {_shown(value)} is not a whole number from {low} to {high}")
+        return value
+
+    return check
+
+
+def _seconds(value: Any, where: str) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except ValueError:
+            pass
+    raise ConfigError(
+        f"{where}: {_shown(value)} is not a duration (a number of seconds, or like 90s, 15m, 1h, 1d)"
+    )
+
+
+def _boolean(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in (
+        "1",
+        "true",
+        "yes",
+        "on",
+        "0",
+        "false",
+        "no",
+        "off",
+    ):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    raise ConfigError(f"{where}: {_shown(value)} is not true or false")
+
+
+def _choice(options: tuple[str, ...]) -> Checker:
+    def check(value: Any, where: str) -> str:
+        if value not in options:
+            raise ConfigError(f"{where}: {_shown(value)} is not one of {', '.join(options)}")
+        return str(value)
+
+    return check
+
+
+def _http_url(value: Any, where: str) -> str:
+    text = _nonempty(value, where)
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{where}: {text!r} is not an absolute http(s) URL")
+    return text.rstrip("/")
+
+
+def _timezone(value: Any, where: str) -> str:
+    text = _nonempty(value, where)
+    try:
+        zoneinfo.ZoneInfo(text)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"{where}: {text!r} is not a time zone name (such as UTC or Europe/London)"
+        ) from None
+    return text
+
+
+_CRON_FIELD = re.compile(r"^[\w*/,\-?#LW]+$")
+
+
+def _cron(value: Any, where: str) -> str:
+    text = _nonempty(value, where)
+    fields = text.split()
+    if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
+        raise ConfigError(
+            f"{where}: {text!r} is not a cron expression (five fields: minute hour day month weekday)"
+        )
+    return text
+
+
+def _shown(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else f"{value!r} ({type(value).__name__})"
+
+
+# --- the schema: section -> key -> checker ----------------------------------------------------
+
+_SECTIONS: dict[str, dict[str, Checker]] = {
+    "site": {"title": _nonempty, "base_url": _http_url},
+    "database": {"path": _nonempty},
+    "schedule": {"pull_every": _seconds, "digest_cron": _cron, "timezone": _timezone},
+    "smtp": {
+        "host": _nonempty,
+        "port": _integer(1, 65535),
+        "security": _choice(SMTP_SECURITY),
+        "username": _string,
+        "password": _string,
+        "sender": _nonempty,
+        "timeout": _seconds,
+    },
+    "outbox": {"path": _nonempty},
+    "web": {"host": _nonempty, "port": _integer(0, 65535)},
+    "fetch": {
+        "timeout": _seconds,
+        "deadline": _seconds,
+        "max_bytes": _integer(1024, 1024**3),
+        "user_agent": _nonempty,
+        "fast_parser": _boolean,
+    },
+}
+_SOURCE_KEYS = ("name", "url", "kind", "every", "enabled", "selectors", "ignore_places")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def _read_section(data: Mapping[str, Any], section: str, origin: str, warnings: list[str]) -> dict[str, Any]:
+    table = data.get(section, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{origin}: {section}: expected a table ([{section}])")
+    spec = _SECTIONS[section]
+    values: dict[str, Any] = {}
+    for key, raw in table.items():
+        if key not in spec:
+            warnings.append(f"{origin}: {section}.{key}: unknown key, ignored (known: {', '.join(spec)})")
+            continue
+        values[key] = spec[key](raw, f"{origin}: {section}.{key}")
+    return values
+
+
+def _read_source(raw: Any, index: int, origin: str, base_dir: Path, warnings: list[str]) -> SourceSettings:
+    where = f"{origin}: sources[{index}]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a table ([[sources]])")
+    for key in raw:
+        if key not in _SOURCE_KEYS:
+            warnings.append(f"{where}.{key}: unknown key, ignored (known: {', '.join(_SOURCE_KEYS)})")
+    for key in ("name", "url"):
+        if key not in raw:
+            raise ConfigError(f"{where}.{key}: missing (every source needs a name and a url)")
+    name = _nonempty(raw["name"], f"{where}.name")
+    if not _NAME.match(name):
+        raise ConfigError(
+            f"{where}.name: {name!r} is not a valid name (letters, digits, '.', '_' and '-', at most 64)"
+        )
+    url = resolve_location(_nonempty(raw["url"], f"{where}.url"), base_dir)
+    selectors = raw.get("selectors", {})
+    if not isinstance(selectors, dict):
+        raise ConfigError(f"{where}.selectors: expected a table of CSS selectors")
+    for key, value in selectors.items():
+        if key not in SELECTOR_KEYS:
+            raise ConfigError(f"{where}.selectors.{key}: is not one of {', '.join(SELECTOR_KEYS)}")
+        _nonempty(value, f"{where}.selectors.{key}")
+    ignore = raw.get("ignore_places", [])
+    if not isinstance(ignore, list) or not all(isinstance(p, str) for p in ignore):
+        raise ConfigError(f"{where}.ignore_places: expected a list of place names")
+    return SourceSettings(
+        name=name,
+        url=url,
+        kind=_choice(SOURCE_KINDS)(raw.get("kind", "auto"), f"{where}.kind"),
+        every=_seconds(raw["every"], f"{where}.every") if "every" in raw else None,
+        enabled=_boolean(raw.get("enabled", True), f"{where}.enabled"),
+        selectors=dict(selectors),
+        ignore_places=tuple(ignore),
+    )
+
+
+def resolve_location(url: str, base_dir: Path) -> str:
+    """A source location as given, with a relative local path made absolute against ``base_dir``."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme in ("http", "https", "file") or len(scheme) > 1:
+        return url
+    path = Path(url).expanduser()
+    return str(path if path.is_absolute() else (base_dir / path).resolve())
+
+
+def default_sources() -> tuple[SourceSettings, ...]:
+    """The embedded default: the bundled seeds, read as plain-text page dumps."""
+    return (SourceSettings(name="seeds", url=str(bundled("seeds")), kind="auto"),)
+
+
+def _env_overrides(env: Mapping[str, str], merged: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Apply ``DIGEST_<SECTION>_<KEY>`` variables (DIGEST_SMTP_PASSWORD, DIGEST_WEB_PORT, ...)."""
+    for section, spec in _SECTIONS.items():
+        for key, check in spec.items():
+            var = f"DIGEST_{section.upper()}_{key.upper()}"
+            if var in env:
+                merged.setdefault(section, {})[key] = check(env[var], f"environment {var}")
+    return merged
+
+
+def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Load settings from ``path``, else ``$DIGEST_CONFIG``, else ``./digest.toml`` if present,
+    else the embedded default. A path that was asked for and does not exist is an error."""
+    env = os.environ if env is None else env
+    chosen: Path | None = None
+    if path is not None:
+        chosen = Path(path)
+        asked = "--config"
+    elif env.get(CONFIG_ENV):
+        chosen = Path(env[CONFIG_ENV])
+        asked = CONFIG_ENV
+    elif Path(DEFAULT_CONFIG_NAME).is_file():
+        chosen = Path(DEFAULT_CONFIG_NAME)
+        asked = ""
+    if chosen is None:
+        return _build({}, "embedded default", Path.cwd(), env)
+    if not chosen.is_file():
+        raise ConfigError(f"{chosen}: config file not found (given by {asked})")
+    try:
+        text = chosen.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{chosen}: cannot read config file: {exc}") from None
+    return parse_settings(text, origin=str(chosen), base_dir=chosen.resolve().parent, env=env)
+
+
+def parse_settings(
+    text: str, *, origin: str, base_dir: Path, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Settings from TOML ``text``; ``origin`` names it in errors, ``base_dir`` anchors relative paths."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{origin}: invalid TOML: {exc}") from None
+    return _build(data, origin, base_dir, os.environ if env is None else env)
+
+
+def _build(data: Mapping[str, Any], origin: str, base_dir: Path, env: Mapping[str, str]) -> Settings:
+    warnings: list[str] = []
+    for key in data:
+        if key not in _SECTIONS and key != "sources":
+            warnings.append(f"{origin}: {key}: unknown section or key, ignored")
+    merged = {name: _read_section(data, name, origin, warnings) for name in _SECTIONS}
+    merged = _env_overrides(env, merged)
+
+    raw_sources = data.get("sources")
+    if raw_sources is None:
+        sources = default_sources()
+    elif not isinstance(raw_sources, list):
+        raise ConfigError(f"{origin}: sources: expected an array of tables ([[sources]])")
+    else:
+        sources = tuple(_read_source(raw, i, origin, base_dir, warnings) for i, raw in enumerate(raw_sources))
+    seen: set[str] = set()
+    for i, source in enumerate(sources):
+        if source.name in seen:
+            raise ConfigError(f"{origin}: sources[{i}].name: {source.name!r} is used twice")
+        seen.add(source.name)
+
+    def anchored(section: str, default: Path) -> Path:
+        value = Path(merged[section].get("path", default)).expanduser()
+        return value if value.is_absolute() else base_dir / value
+
+    # A password alone (DIGEST_SMTP_PASSWORD) does not switch SMTP on; a host does.
+    wants_smtp = "smtp" in data or "DIGEST_SMTP_HOST" in env
+    smtp = SmtpSettings(**merged["smtp"]) if wants_smtp else None
+    return Settings(
+        site=SiteSettings(**merged["site"]),
+        database=DatabaseSettings(path=anchored("database", DatabaseSettings.path)),
+        sources=sources,
+        schedule=ScheduleSettings(**merged["schedule"]),
+        smtp=smtp,
+        outbox=OutboxSettings(path=anchored("outbox", OutboxSettings.path)),
+        web=WebSettings(**merged["web"]),
+        fetch=FetchSettings(**merged["fetch"]),
+        secret=env.get("DIGEST_SECRET") or None,
+        origin=origin,
+        warnings=tuple(warnings),
+    )

@@ -1,0 +1,135 @@
+"""Parsing and formatting dates. Everything digest stores is an aware UTC datetime."""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import time
+from datetime import UTC, date, datetime, timedelta
+
+MONTHS = {
+    name: number
+    for number, names in enumerate(
+        [
+            ("january", "jan"),
+            ("february", "feb"),
+            ("march", "mar"),
+            ("april", "apr"),
+            ("may",),
+            ("june", "jun"),
+            ("july", "jul"),
+            ("august", "aug"),
+            ("september", "sep", "sept"),
+            ("october", "oct"),
+            ("november", "nov"),
+            ("december", "dec"),
+        ],
+        start=1,
+    )
+    for name in names
+}
+
+
+def utcnow() -> datetime:
+    """Now, in UTC, to the second (stored values compare as text)."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def to_iso(value: datetime) -> str:
+    """ISO 8601 in UTC: ``2026-11-24T11:37:41+00:00``."""
+    return value.astimezone(UTC).isoformat()
+
+
+def from_iso(text: str) -> datetime:
+    """Read an ISO 8601 timestamp; naive ones are taken as UTC."""
+    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def from_struct(value: time.struct_time | None) -> datetime | None:
+    """A feedparser ``*_parsed`` value (UTC struct_time) as a datetime."""
+    if value is None:
+        return None
+    try:
+        return datetime(*value[:6], tzinfo=UTC)
+    except (TypeError, ValueError):
+        return None
+
+
+def parse_date(text: str | None) -> datetime | None:
+    """A machine-written date (ISO 8601 or RFC 822) as UTC, or None when it is not one."""
+    if not text or not text.strip():
+        return None
+    text = text.strip()
+    try:
+        return from_iso(text).astimezone(UTC)
+    except ValueError:
+        pass
+    try:
+        parsed = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        parsed = None
+    if parsed is not None:
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    found = find_dates(text)
+    return _midnight(found[0]) if found else None
+
+
+_MONTH = "(?:" + "|".join(sorted(MONTHS, key=len, reverse=True)) + r")\.?"
+_DAY = r"(\d{1,2})(?:st|nd|rd|th)?"
+_PROSE_DATE = re.compile(
+    rf"\b(?:{_DAY}\s+({_MONTH})(?:,?\s+(\d{{4}}))?|({_MONTH})\s+{_DAY}(?:\s*[-–]\s*\d{{1,2}})?(?:,?\s+(\d{{4}}))?)\b",
+    re.IGNORECASE,
+)
+_ISO_DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
+
+
+def find_dates(text: str) -> list[date]:
+    """Full dates written in prose (``August 15, 2025``, ``11 November 2025``, ``2025-08-15``),
+    in order of appearance. Dates without a year are left out."""
+    return [d for d, has_year in _prose_dates(text) if has_year]
+
+
+def find_partial_dates(text: str) -> list[tuple[int, int, int | None]]:
+    """Every (month, day, year or None) written in prose, in order of appearance."""
+    found: list[tuple[int, tuple[int, int, int | None]]] = []
+    for match in _PROSE_DATE.finditer(text):
+        day_first, month_a, year_a, month_b, day_b, year_b = match.groups()
+        month = MONTHS[(month_a or month_b).lower().rstrip(".")]
+        year = year_a or year_b
+        found.append((match.start(), (month, int(day_first or day_b), int(year) if year else None)))
+    for match in _ISO_DATE.finditer(text):
+        found.append((match.start(), (int(match.group(2)), int(match.group(3)), int(match.group(1)))))
+    return [value for _, value in sorted(found)]
+
+
+def _prose_dates(text: str) -> list[tuple[date, bool]]:
+    out = []
+    for month, day, year in find_partial_dates(text):
+        try:
+            out.append((date(year or 2000, month, day), year is not None))
+        except ValueError:
+            continue
+    return out
+
+
+def infer_date(text: str, reference: date | None) -> datetime | None:
+    """The first date a post's text states, as midnight UTC. A date written without a year
+    takes the year that puts it closest before ``reference`` (the newest full date nearby)."""
+    for month, day, year in find_partial_dates(text):
+        try:
+            if year is not None:
+                return _midnight(date(year, month, day))
+            if reference is None:
+                continue
+            guess = date(reference.year, month, day)
+            if guess > reference + timedelta(days=31):
+                guess = date(reference.year - 1, month, day)
+            return _midnight(guess)
+        except ValueError:
+            continue
+    return None
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)

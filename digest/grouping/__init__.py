@@ -1,0 +1,1 @@
+"""Grouping articles by world region, theme and story."""

@@ -1,0 +1,227 @@
+"""Pulling sources: fetch → parse → normalise (sanitise, ids, dates) → dedupe → store.
+
+One source failing never stops the others: every outcome, good or bad, becomes a
+:class:`~digest.models.SourceReport`, and fetch state is recorded for the next pull.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from digest.config import Settings, SourceSettings
+from digest.dates import utcnow
+from digest.errors import DigestError, FetchError, ParseError
+from digest.models import Article, ParsedItem, SourceReport
+from digest.sanitize import html_to_text, one_line, sanitize_html
+from digest.sources.auto import detect_kind
+from digest.sources.feed import parse_feed
+from digest.sources.fetch import Document, Fetcher, is_remote
+from digest.sources.html import parse_html
+from digest.sources.text import parse_text
+from digest.store import Store
+
+_TRACKING_PARAMS = ("utm_", "fbclid", "gclid", "mc_cid", "mc_eid")
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """Items of one document, and the feeds it points to (HTML pages only)."""
+
+    items: list[ParsedItem]
+    feed_links: tuple[str, ...] = ()
+
+
+def pull(
+    settings: Settings,
+    store: Store,
+    names: Iterable[str] = (),
+    *,
+    fetcher: Fetcher | None = None,
+    force: bool = False,
+) -> list[SourceReport]:
+    """Pull the named sources (all enabled ones when none are named); one report each."""
+    wanted = [settings.source(name) for name in names] or [s for s in settings.sources if s.enabled]
+    store.sync_sources(settings.sources)
+    own = fetcher is None
+    fetcher = fetcher or Fetcher(settings.fetch)
+    try:
+        return [pull_source(store, fetcher, source, settings, force=force) for source in wanted]
+    finally:
+        if own:
+            fetcher.close()
+
+
+def pull_source(
+    store: Store,
+    fetcher: Fetcher,
+    source: SourceSettings,
+    settings: Settings,
+    *,
+    force: bool = False,
+) -> SourceReport:
+    """Fetch, parse and store one source. Expected failures end up in the report, not raised."""
+    report = SourceReport(source.name)
+    state = store.source_state(source.name)
+    now = utcnow()
+    if not state.enabled:
+        report.error = f"disabled (last status {state.last_status}); fix its url in the config to enable it"
+        return report
+    if not force and state.next_fetch and state.next_fetch > now and state.last_status in (429, 503):
+        report.error = f"deferred: the server asked us to wait until {state.next_fetch:%Y-%m-%d %H:%M} UTC"
+        return report
+    try:
+        result = fetcher.fetch(state.url, etag=state.etag, last_modified=state.last_modified)
+    except FetchError as exc:
+        store.record_fetch(
+            source.name,
+            status=exc.status,
+            error=str(exc),
+            next_fetch=exc.retry_after,
+            keep_validators=True,
+        )
+        report.error = str(exc)
+        return report
+    if result.not_modified:
+        store.record_fetch(
+            source.name,
+            status=304,
+            error=None,
+            fetch_url=result.permanent_url,
+            keep_validators=True,
+        )
+        report.not_modified = True
+        return report
+    if result.gone:
+        message = f"{state.url}: HTTP 410 Gone; source disabled"
+        store.record_fetch(source.name, status=410, error=message, disable=True, keep_validators=True)
+        report.error = message
+        return report
+
+    fetch_url = result.permanent_url
+    articles: dict[str, Article] = {}
+    failures: list[str] = []
+    for document in result.documents:
+        try:
+            parsed = parse_document(document, source, fast=settings.fetch.fast_parser)
+            if parsed.feed_links and source.kind == "auto" and is_remote(document.url):
+                feed_url = parsed.feed_links[0]
+                parsed = _follow_feed(fetcher, feed_url, source, settings)
+                fetch_url = feed_url
+                report.warnings.append(f"following the feed the page advertises: {feed_url}")
+        except DigestError as exc:
+            failures.append(f"{document.name}: {exc}")
+            continue
+        for item in parsed.items:
+            article = normalise(item, source.name, document.url, now)
+            # A later snapshot of the same article wins over an earlier one in the same pull.
+            articles[article.id] = article
+
+    if failures and len(failures) == len(result.documents):
+        message = failures[0] if len(failures) == 1 else f"{failures[0]} (and {len(failures) - 1} more)"
+        store.record_fetch(source.name, status=result.status, error=message, keep_validators=True)
+        report.error = message
+        return report
+    report.warnings.extend(f"skipped {failure}" for failure in failures)
+    counts = store.save_articles(source.name, list(articles.values()), now=now)
+    store.record_fetch(
+        source.name,
+        status=result.status,
+        error=None,
+        etag=result.etag,
+        last_modified=result.last_modified,
+        fetch_url=fetch_url,
+    )
+    report.new, report.updated, report.unchanged = counts.new, counts.updated, counts.unchanged
+    return report
+
+
+def parse_document(document: Document, source: SourceSettings, *, fast: bool = True) -> Parsed:
+    """Parse one document as the source's kind says, or as its bytes say when ``auto``."""
+    kind = source.kind if source.kind != "auto" else detect_kind(document.body, document.content_type)
+    if kind == "feed":
+        return Parsed(parse_feed(document.body, document.content_type, document.url, fast=fast))
+    if kind == "html":
+        page = parse_html(document.body, document.content_type, document.url, source.selectors)
+        if not page.items and not (source.kind == "auto" and page.feed_links):
+            raise ParseError(
+                "no articles found on the page"
+                " (set selectors for this source: item, title, link, summary, date)"
+            )
+        return Parsed(page.items, tuple(page.feed_links))
+    return Parsed(parse_text(document.body, document.content_type, document.url))
+
+
+def _follow_feed(fetcher: Fetcher, url: str, source: SourceSettings, settings: Settings) -> Parsed:
+    result = fetcher.fetch(url)
+    feed_source = replace(source, kind="feed")
+    items: list[ParsedItem] = []
+    for document in result.documents:
+        items.extend(parse_document(document, feed_source, fast=settings.fetch.fast_parser).items)
+    return Parsed(items)
+
+
+def normalise(item: ParsedItem, source: str, base_url: str, now: datetime) -> Article:
+    """A parsed item made safe and stable: sanitised HTML, plain text, an id, a content hash."""
+    url = normalise_url(item.url) if item.url else None
+    summary_html = sanitize_html(item.content_html, base_url=url or base_url)
+    summary_text = html_to_text(summary_html)
+    title = one_line(item.title) or "(untitled)"
+    author = one_line(item.author) if item.author else None
+    published = item.published
+    digest_input = "\x00".join(
+        [title, url or "", summary_html, author or "", published.isoformat() if published else ""]
+    )
+    return Article(
+        id=article_id(source, item.guid, url, title),
+        source=source,
+        title=title,
+        url=url,
+        guid=one_line(item.guid) if item.guid else None,
+        summary_html=summary_html,
+        summary_text=summary_text,
+        author=author,
+        published=published,
+        first_seen=now,
+        updated=item.updated or published or now,
+        content_hash=hashlib.sha256(digest_input.encode()).hexdigest()[:32],
+    )
+
+
+def article_id(source: str, guid: str | None, url: str | None, title: str) -> str:
+    """A stable id: from the feed's GUID, else the link, else the source and normalised title.
+
+    GUIDs that are URIs are global; bare ones ("42") only mean something within their source.
+    """
+    if guid and guid.strip():
+        guid = guid.strip()
+        key = f"guid\x00{guid}" if ":" in guid else f"guid\x00{source}\x00{guid}"
+    elif url:
+        key = f"url\x00{url}"
+    else:
+        key = f"title\x00{source}\x00{one_line(title).casefold()}"
+    return hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+def normalise_url(url: str) -> str:
+    """A link in one canonical form: lower-case scheme and host, no fragment, no tracking tags."""
+    url = one_line(url)
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https"):
+        return url
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port if parts.port not in (80, 443) else None
+    except ValueError:
+        return url
+    netloc = host + (f":{port}" if port else "")
+    if parts.username:
+        netloc = f"{parts.username}@{netloc}"
+    query = parts.query
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if any(k.lower().startswith(_TRACKING_PARAMS) for k, _ in pairs):
+        query = urlencode([(k, v) for k, v in pairs if not k.lower().startswith(_TRACKING_PARAMS)])
+    return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", query, ""))

@@ -1,0 +1,85 @@
+"""Plain data passed between the layers: no I/O here. Datetimes are always timezone-aware."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class ParsedItem:
+    """One item as a parser found it, before normalisation.
+
+    ``content_html`` is untrusted HTML straight from the source; ``title`` is plain text.
+    """
+
+    title: str
+    url: str | None = None
+    guid: str | None = None
+    content_html: str = ""
+    author: str | None = None
+    published: datetime | None = None
+    updated: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Article:
+    """A stored article: normalised, sanitised and with a stable id."""
+
+    id: str
+    source: str
+    title: str
+    url: str | None
+    guid: str | None
+    summary_html: str
+    summary_text: str
+    author: str | None
+    published: datetime | None
+    first_seen: datetime
+    updated: datetime
+    content_hash: str
+    regions: tuple[str, ...] = ()
+    themes: tuple[str, ...] = ()
+    story: str | None = None
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """What the store remembers about a source between pulls."""
+
+    name: str
+    url: str
+    kind: str
+    enabled: bool = True
+    etag: str | None = None
+    last_modified: str | None = None
+    last_status: int | None = None
+    last_error: str | None = None
+    last_fetched: datetime | None = None
+    consecutive_failures: int = 0
+    next_fetch: datetime | None = None
+
+
+@dataclass
+class SourceReport:
+    """The outcome of pulling one source: counts, or the error that stopped it."""
+
+    name: str
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    not_modified: bool = False
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def summary(self) -> str:
+        """One line for the terminal: the counts, or the error."""
+        if self.error is not None:
+            return f"{self.name}: error: {self.error}"
+        if self.not_modified:
+            return f"{self.name}: not modified"
+        return f"{self.name}: {self.new} new, {self.updated} updated, {self.unchanged} unchanged"

@@ -1,0 +1,156 @@
+"""Making untrusted text safe and tidy: allow-list HTML sanitising, HTML to plain text,
+single-line titles. Pure functions, used by ingestion and by everything that shows articles."""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from urllib.parse import urljoin
+
+import lxml.html
+import nh3
+from lxml import etree
+
+ALLOWED_TAGS = {
+    "a", "abbr", "b", "blockquote", "br", "cite", "code", "dd", "del", "dl", "dt", "em",
+    "figcaption", "figure", "h2", "h3", "h4", "h5", "h6", "hr", "i", "ins", "li", "mark",
+    "ol", "p", "pre", "q", "s", "small", "strong", "sub", "sup", "table", "tbody", "td",
+    "tfoot", "th", "thead", "time", "tr", "u", "ul",
+}  # fmt: skip
+ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "abbr": {"title"},
+    "q": {"cite"},
+    "blockquote": {"cite"},
+    "time": {"datetime"},
+    "td": {"colspan", "rowspan"},
+    "th": {"colspan", "rowspan", "scope"},
+}
+URL_SCHEMES = {"http", "https", "mailto"}
+# Elements whose text is never content: dropped with everything inside them.
+DROPPED_CONTENT = {
+    "script",
+    "style",
+    "template",
+    "noscript",
+    "iframe",
+    "object",
+    "embed",
+    "svg",
+    "math",
+    "title",
+}
+
+# C0/C1 controls (but tab and newline), and the bidi overrides and isolates that can make
+# text display in an order other than the one it is stored in.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ufeff]")
+_SPACE = re.compile(r"\s+")
+_MARKUP = re.compile(r"<[a-zA-Z/!?]|&(?:#\d+|#x[0-9a-fA-F]+|[a-zA-Z][a-zA-Z0-9]*);")
+_BLOCK = {
+    "p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote",
+    "pre", "tr", "table", "section", "article", "figure", "figcaption", "hr", "dd", "dt",
+}  # fmt: skip
+
+
+def strip_controls(text: str) -> str:
+    """Text without control characters or bidi overrides (tab and newline are kept)."""
+    return _CONTROL.sub("", text)
+
+
+def one_line(text: str) -> str:
+    """Text on one line: controls removed, every run of white space (newlines too) one space."""
+    return _SPACE.sub(" ", strip_controls(unicodedata.normalize("NFC", text))).strip()
+
+
+def sanitize_html(fragment: str, base_url: str | None = None) -> str:
+    """Allow-list sanitised HTML: no scripts, styles, event handlers or foreign URL schemes;
+    relative links made absolute against ``base_url``; links open with no referrer."""
+    if not fragment or not fragment.strip():
+        return ""
+
+    def absolute(element: str, attribute: str, value: str) -> str | None:
+        if attribute in ("href", "cite") and base_url:
+            return urljoin(base_url, value.strip())
+        return value
+
+    cleaned = nh3.clean(
+        strip_controls(fragment),
+        tags=ALLOWED_TAGS,
+        clean_content_tags=DROPPED_CONTENT,
+        attributes=ALLOWED_ATTRIBUTES,
+        url_schemes=URL_SCHEMES,
+        link_rel="noopener noreferrer nofollow",
+        attribute_filter=absolute,
+        strip_comments=True,
+    )
+    return cleaned.strip()
+
+
+def html_to_text(fragment: str) -> str:
+    """Readable plain text from an HTML fragment: paragraphs separated by blank lines."""
+    if not fragment or not fragment.strip():
+        return ""
+    if not _MARKUP.search(fragment):
+        return _tidy_paragraphs(fragment)
+    try:
+        root = lxml.html.fragment_fromstring(fragment, create_parent="div")
+    except (etree.ParserError, ValueError):
+        return _tidy_paragraphs(html.unescape(re.sub(r"<[^>]*>", " ", fragment)))
+    for bad in root.iter("script", "style", "template", "noscript"):
+        bad.drop_tree()
+    parts: list[str] = []
+    for event, element in etree.iterwalk(root, events=("start", "end")):
+        tag = element.tag if isinstance(element.tag, str) else ""
+        if event == "start":
+            if tag in _BLOCK:
+                parts.append("\n\n" if tag != "br" else "\n")
+            if tag == "li":
+                parts.append("• ")
+            if element.text:
+                parts.append(element.text)
+        else:
+            if tag in _BLOCK and tag != "br":
+                parts.append("\n\n")
+            if element.tail and element is not root:
+                parts.append(element.tail)
+    return _tidy_paragraphs("".join(parts))
+
+
+def _tidy_paragraphs(text: str) -> str:
+    text = strip_controls(unicodedata.normalize("NFC", text)).replace("\r\n", "\n").replace("\r", "\n")
+    paragraphs = []
+    for block in re.split(r"\n\s*\n", text):
+        lines = [_SPACE.sub(" ", line).strip() for line in block.split("\n")]
+        joined = "\n".join(line for line in lines if line)
+        if joined:
+            paragraphs.append(joined)
+    return "\n\n".join(paragraphs)
+
+
+def text_to_html(text: str) -> str:
+    """Plain text as escaped HTML paragraphs."""
+    return "".join(
+        f"<p>{html.escape(block).replace(chr(10), '<br>')}</p>"
+        for block in re.split(r"\n\s*\n", text.strip())
+        if block.strip()
+    )
+
+
+def plain_title(title: str) -> str:
+    """A title as one line of plain text, whether the source gave text or HTML."""
+    if _MARKUP.search(title):
+        title = html_to_text(title)
+    return one_line(title)
+
+
+def title_from_text(text: str, limit: int = 80) -> str:
+    """A title for an untitled item: its first sentence, cut at a word boundary."""
+    first = one_line(text)
+    if not first:
+        return ""
+    sentence = re.split(r"(?<=[.!?])\s", first, maxsplit=1)[0]
+    if len(sentence) <= limit:
+        return sentence
+    cut = sentence[:limit].rsplit(" ", 1)[0].rstrip(",;:-–—")
+    return f"{cut}…"

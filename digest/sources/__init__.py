@@ -1,0 +1,1 @@
+"""Getting articles out of sources: fetching bytes, then parsing them as feeds, pages or text."""

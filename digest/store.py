@@ -1,0 +1,438 @@
+"""The SQLite store: schema, migrations and every query digest makes (the only module with SQL)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from digest.config import SourceSettings
+from digest.dates import from_iso, to_iso, utcnow
+from digest.errors import StoreError
+from digest.models import Article, SourceState
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+def _initial(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE sources (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            url TEXT NOT NULL,
+            fetch_url TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            enabled INTEGER NOT NULL DEFAULT 1,
+            etag TEXT,
+            last_modified TEXT,
+            last_status INTEGER,
+            last_error TEXT,
+            last_fetched TEXT,
+            consecutive_failures INTEGER NOT NULL DEFAULT 0,
+            next_fetch TEXT,
+            created TEXT NOT NULL
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE articles (
+            id TEXT PRIMARY KEY,
+            source_id INTEGER NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
+            guid TEXT,
+            url TEXT,
+            title TEXT NOT NULL,
+            summary_html TEXT NOT NULL,
+            summary_text TEXT NOT NULL,
+            author TEXT,
+            published TEXT,
+            first_seen TEXT NOT NULL,
+            updated TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
+            regions TEXT NOT NULL DEFAULT '[]',
+            themes TEXT NOT NULL DEFAULT '[]',
+            story TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX articles_url ON articles(url)")
+    db.execute("CREATE INDEX articles_source ON articles(source_id)")
+    db.execute("CREATE INDEX articles_first_seen ON articles(first_seen)")
+    # External-content FTS5 index kept in step by triggers, so a search never sees stale text.
+    db.execute(
+        "CREATE VIRTUAL TABLE articles_fts USING fts5(title, summary_text, content='articles',"
+        " content_rowid='rowid', tokenize='unicode61 remove_diacritics 2')"
+    )
+    db.execute(
+        "CREATE TRIGGER articles_ai AFTER INSERT ON articles BEGIN"
+        " INSERT INTO articles_fts (rowid, title, summary_text)"
+        " VALUES (new.rowid, new.title, new.summary_text); END"
+    )
+    db.execute(
+        "CREATE TRIGGER articles_ad AFTER DELETE ON articles BEGIN"
+        " INSERT INTO articles_fts (articles_fts, rowid, title, summary_text)"
+        " VALUES ('delete', old.rowid, old.title, old.summary_text); END"
+    )
+    db.execute(
+        "CREATE TRIGGER articles_au AFTER UPDATE OF title, summary_text ON articles BEGIN"
+        " INSERT INTO articles_fts (articles_fts, rowid, title, summary_text)"
+        " VALUES ('delete', old.rowid, old.title, old.summary_text);"
+        " INSERT INTO articles_fts (rowid, title, summary_text)"
+        " VALUES (new.rowid, new.title, new.summary_text); END"
+    )
+
+
+# Append-only: a released migration is never edited, a change is a new entry.
+MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
+    ("0001_initial", _initial),
+]
+
+
+@dataclass(frozen=True)
+class SaveCounts:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+class Store:
+    """A digest database: open it with :meth:`open`, which applies pending migrations."""
+
+    def __init__(self, db: sqlite_utils.Database, path: Path | None) -> None:
+        self.db = db
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path | str) -> Store:
+        """Open (creating if needed) the database at ``path`` and bring its schema up to date."""
+        location = Path(path)
+        if str(path) != ":memory:" and not location.parent.is_dir():
+            raise StoreError(f"{location}: cannot open database: folder {location.parent} does not exist")
+        try:
+            conn = sqlite3.connect(str(location), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            store = cls(sqlite_utils.Database(conn), None if str(path) == ":memory:" else location)
+            store.migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{location}: cannot open database: {exc}") from None
+        return store
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One short write transaction (BEGIN IMMEDIATE, so writers queue instead of failing)."""
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    # --- schema --------------------------------------------------------------------------
+
+    def migrate(self) -> list[str]:
+        """Apply the migrations this database has not seen; return their names."""
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS migrations"
+            " (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied TEXT NOT NULL)"
+        )
+        done = {row[0] for row in self.db.execute("SELECT id FROM migrations").fetchall()}
+        applied = []
+        for number, (name, step) in enumerate(MIGRATIONS, start=1):
+            if number in done:
+                continue
+            with self.transaction() as conn:
+                step(self.db)
+                conn.execute(
+                    "INSERT INTO migrations (id, name, applied) VALUES (?, ?, ?)",
+                    (number, name, to_iso(utcnow())),
+                )
+            applied.append(name)
+        return applied
+
+    def applied_migrations(self) -> list[str]:
+        return [row[0] for row in self.db.execute("SELECT name FROM migrations ORDER BY id")]
+
+    # --- sources -------------------------------------------------------------------------
+
+    def sync_sources(self, sources: Iterable[SourceSettings]) -> None:
+        """Make the sources table match the configuration; a changed URL resets fetch state."""
+        now = to_iso(utcnow())
+        with self.transaction() as conn:
+            for source in sources:
+                row = conn.execute("SELECT url, kind FROM sources WHERE name = ?", (source.name,)).fetchone()
+                if row is None:
+                    conn.execute(
+                        "INSERT INTO sources (name, url, fetch_url, kind, enabled, created)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (
+                            source.name,
+                            source.url,
+                            source.url,
+                            source.kind,
+                            int(source.enabled),
+                            now,
+                        ),
+                    )
+                elif row[0] != source.url or row[1] != source.kind:
+                    conn.execute(
+                        "UPDATE sources SET url = ?, fetch_url = ?, kind = ?, enabled = ?, etag = NULL,"
+                        " last_modified = NULL, consecutive_failures = 0, next_fetch = NULL,"
+                        " last_error = NULL WHERE name = ?",
+                        (source.url, source.url, source.kind, int(source.enabled), source.name),
+                    )
+
+    def source_state(self, name: str) -> SourceState:
+        row = self._one("SELECT * FROM sources WHERE name = ?", (name,))
+        if row is None:
+            raise StoreError(f"no source named {name!r} in the database")
+        return SourceState(
+            name=row["name"],
+            url=row["fetch_url"],
+            kind=row["kind"],
+            enabled=bool(row["enabled"]),
+            etag=row["etag"],
+            last_modified=row["last_modified"],
+            last_status=row["last_status"],
+            last_error=row["last_error"],
+            last_fetched=_dt(row["last_fetched"]),
+            consecutive_failures=row["consecutive_failures"],
+            next_fetch=_dt(row["next_fetch"]),
+        )
+
+    def record_fetch(
+        self,
+        name: str,
+        *,
+        status: int | None,
+        error: str | None,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        fetch_url: str | None = None,
+        next_fetch: datetime | None = None,
+        disable: bool = False,
+        keep_validators: bool = False,
+    ) -> None:
+        """Remember how a fetch went: validators for the next conditional GET, failures, when to retry."""
+        sets = ["last_status = ?", "last_error = ?", "last_fetched = ?", "next_fetch = ?"]
+        args: list[Any] = [
+            status,
+            error,
+            to_iso(utcnow()),
+            to_iso(next_fetch) if next_fetch else None,
+        ]
+        sets.append(
+            "consecutive_failures = consecutive_failures + 1" if error else "consecutive_failures = 0"
+        )
+        if not keep_validators:
+            sets += ["etag = ?", "last_modified = ?"]
+            args += [etag, last_modified]
+        if fetch_url:
+            sets.append("fetch_url = ?")
+            args.append(fetch_url)
+        if disable:
+            sets.append("enabled = 0")
+        with self.transaction() as conn:
+            conn.execute(f"UPDATE sources SET {', '.join(sets)} WHERE name = ?", (*args, name))
+
+    def source_rows(self) -> list[dict[str, Any]]:
+        """Every source with its fetch state and article count."""
+        return list(
+            self.db.query(
+                "SELECT s.*, (SELECT count(*) FROM articles a WHERE a.source_id = s.id) AS articles"
+                " FROM sources s ORDER BY s.name"
+            )
+        )
+
+    # --- articles ------------------------------------------------------------------------
+
+    def save_articles(self, source: str, articles: Sequence[Article], *, now: datetime) -> SaveCounts:
+        """Insert new articles and update changed ones in one transaction; ``first_seen`` of an
+        existing article never changes, an update is dated ``now``. An article whose URL is
+        already stored (from any source) is the same article."""
+        new = updated = unchanged = 0
+        with self.transaction() as conn:
+            source_id = self._source_id(conn, source)
+            by_id = self._existing(conn, "id", [a.id for a in articles])
+            by_url = self._existing(conn, "url", [a.url for a in articles if a.url])
+            seen: set[str] = set()
+            inserts: list[tuple[Any, ...]] = []
+            for article in articles:
+                row = by_id.get(article.id) or (by_url.get(article.url) if article.url else None)
+                key = row["id"] if row else article.id
+                if key in seen:
+                    continue
+                seen.add(key)
+                if row is None:
+                    inserts.append(_article_values(article, source_id))
+                    if article.url:
+                        by_url[article.url] = {
+                            "id": article.id,
+                            "content_hash": article.content_hash,
+                        }
+                    new += 1
+                elif row["content_hash"] == article.content_hash:
+                    unchanged += 1
+                else:
+                    conn.execute(
+                        "UPDATE articles SET guid = ?, url = ?, title = ?, summary_html = ?,"
+                        " summary_text = ?, author = ?, published = ?, updated = ?, content_hash = ?"
+                        " WHERE id = ?",
+                        (
+                            article.guid,
+                            article.url,
+                            article.title,
+                            article.summary_html,
+                            article.summary_text,
+                            article.author,
+                            to_iso(article.published) if article.published else None,
+                            to_iso(max(article.updated, now)),
+                            article.content_hash,
+                            key,
+                        ),
+                    )
+                    updated += 1
+            conn.executemany(
+                "INSERT INTO articles (id, source_id, guid, url, title, summary_html, summary_text,"
+                " author, published, first_seen, updated, content_hash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                inserts,
+            )
+        return SaveCounts(new, updated, unchanged)
+
+    def articles(
+        self,
+        *,
+        since: datetime | None = None,
+        region: str | None = None,
+        theme: str | None = None,
+        source: str | None = None,
+        limit: int | None = None,
+    ) -> list[Article]:
+        """Stored articles, newest first (by published date, else first seen); ``since``
+        selects by ``first_seen``, the time digest first stored them."""
+        where: list[str] = ["1 = 1"]
+        args: list[Any] = []
+        if since is not None:
+            where.append("a.first_seen >= ?")
+            args.append(to_iso(since))
+        if region is not None:
+            where.append("EXISTS (SELECT 1 FROM json_each(a.regions) WHERE value = ?)")
+            args.append(region)
+        if theme is not None:
+            where.append("EXISTS (SELECT 1 FROM json_each(a.themes) WHERE value = ?)")
+            args.append(theme)
+        if source is not None:
+            where.append("s.name = ?")
+            args.append(source)
+        sql = (
+            "SELECT a.*, s.name AS source FROM articles a JOIN sources s ON s.id = a.source_id"
+            f" WHERE {' AND '.join(where)}"
+            " ORDER BY coalesce(a.published, a.first_seen) DESC, a.first_seen DESC, a.rowid ASC"
+        )
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [_article(row) for row in self.db.query(sql, args)]
+
+    def search(self, query: str, *, limit: int = 20) -> list[Article]:
+        """Full-text search over titles and text, best match first."""
+        sql = (
+            "SELECT a.*, s.name AS source FROM articles_fts f"
+            " JOIN articles a ON a.rowid = f.rowid JOIN sources s ON s.id = a.source_id"
+            " WHERE articles_fts MATCH ? ORDER BY rank LIMIT ?"
+        )
+        try:
+            return [_article(row) for row in self.db.query(sql, [query, limit])]
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"search {query!r}: {exc}") from None
+
+    def count_articles(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM articles").fetchone()[0])
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _one(self, sql: str, args: Sequence[Any]) -> dict[str, Any] | None:
+        return next(iter(self.db.query(sql, args)), None)
+
+    @staticmethod
+    def _source_id(conn: sqlite3.Connection, name: str) -> int:
+        row = conn.execute("SELECT id FROM sources WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise StoreError(f"no source named {name!r} in the database")
+        return int(row[0])
+
+    @staticmethod
+    def _existing(
+        conn: sqlite3.Connection, column: str, keys: Sequence[str | None]
+    ) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        unique = list(dict.fromkeys(k for k in keys if k))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for id_, url, content_hash in conn.execute(
+                f"SELECT id, url, content_hash FROM articles WHERE {column} IN ({marks})", chunk
+            ):
+                found[id_ if column == "id" else url] = {"id": id_, "content_hash": content_hash}
+        return found
+
+
+def _article_values(article: Article, source_id: int) -> tuple[Any, ...]:
+    return (
+        article.id,
+        source_id,
+        article.guid,
+        article.url,
+        article.title,
+        article.summary_html,
+        article.summary_text,
+        article.author,
+        to_iso(article.published) if article.published else None,
+        to_iso(article.first_seen),
+        to_iso(article.updated),
+        article.content_hash,
+    )
+
+
+def _dt(value: str | None) -> datetime | None:
+    return from_iso(value) if value else None
+
+
+def _article(row: dict[str, Any]) -> Article:
+    return Article(
+        id=row["id"],
+        source=row["source"],
+        title=row["title"],
+        url=row["url"],
+        guid=row["guid"],
+        summary_html=row["summary_html"],
+        summary_text=row["summary_text"],
+        author=row["author"],
+        published=_dt(row["published"]),
+        first_seen=from_iso(row["first_seen"]),
+        updated=from_iso(row["updated"]),
+        content_hash=row["content_hash"],
+        regions=tuple(json.loads(row["regions"] or "[]")),
+        themes=tuple(json.loads(row["themes"] or "[]")),
+        story=row["story"],
+    )
