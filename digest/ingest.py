@@ -7,6 +7,7 @@ One source failing never stops the others: every outcome, good or bad, becomes a
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -25,6 +26,9 @@ from digest.sources.text import parse_text
 from digest.store import Store
 
 _TRACKING_PARAMS = ("utm_", "fbclid", "gclid", "mc_cid", "mc_eid")
+_AUTHOR_EMAIL = re.compile(
+    r"\s*(?:\(\s*[^()\s]+@[^()\s]+\s*\)|<\s*[^<>\s]+@[^<>\s]+\s*>|^[^\s()<>]+@[^\s()<>]+$)\s*"
+)
 
 
 @dataclass(frozen=True)
@@ -167,11 +171,16 @@ def _follow_feed(fetcher: Fetcher, url: str, source: SourceSettings, settings: S
 def normalise(item: ParsedItem, source: str, base_url: str, now: datetime) -> Article:
     """A parsed item made safe and stable: sanitised HTML, plain text, an id, a content hash."""
     url = normalise_url(item.url) if item.url else None
-    summary_html = sanitize_html(item.content_html, base_url=url or base_url)
+    # Relative links in content resolve against the document, as feedparser does for feeds.
+    summary_html = sanitize_html(item.content_html, base_url=base_url)
     summary_text = html_to_text(summary_html)
     title = one_line(item.title) or "(untitled)"
-    author = one_line(item.author) if item.author else None
-    published = item.published
+    author = author_name(item.author) if item.author else None
+    published = item.published.replace(microsecond=0) if item.published else None
+    updated = item.updated.replace(microsecond=0) if item.updated else None
+    guid = one_line(item.guid) if item.guid else None
+    if guid and normalise_url(guid) == url:
+        guid = None  # a GUID that only repeats the link says nothing more
     digest_input = "\x00".join(
         [title, url or "", summary_html, author or "", published.isoformat() if published else ""]
     )
@@ -180,13 +189,13 @@ def normalise(item: ParsedItem, source: str, base_url: str, now: datetime) -> Ar
         source=source,
         title=title,
         url=url,
-        guid=one_line(item.guid) if item.guid else None,
+        guid=guid,
         summary_html=summary_html,
         summary_text=summary_text,
         author=author,
         published=published,
         first_seen=now,
-        updated=item.updated or published or now,
+        updated=updated or published or now,
         content_hash=hashlib.sha256(digest_input.encode()).hexdigest()[:32],
     )
 
@@ -195,9 +204,11 @@ def article_id(source: str, guid: str | None, url: str | None, title: str) -> st
     """A stable id: from the feed's GUID, else the link, else the source and normalised title.
 
     GUIDs that are URIs are global; bare ones ("42") only mean something within their source.
+    A GUID that is just the link counts as the link, so parsers that copy one into the
+    other agree on the id.
     """
-    if guid and guid.strip():
-        guid = guid.strip()
+    guid = guid.strip() if guid else None
+    if guid and guid != url and normalise_url(guid) != url:
         key = f"guid\x00{guid}" if ":" in guid else f"guid\x00{source}\x00{guid}"
     elif url:
         key = f"url\x00{url}"
@@ -206,8 +217,18 @@ def article_id(source: str, guid: str | None, url: str | None, title: str) -> st
     return hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
+def author_name(author: str) -> str | None:
+    """An author's name without the e-mail address feeds often add: ``Ann (ann@x.org)``."""
+    name = one_line(author)
+    stripped = _AUTHOR_EMAIL.sub("", name).strip()
+    if stripped:
+        return stripped
+    return name or None
+
+
 def normalise_url(url: str) -> str:
-    """A link in one canonical form: lower-case scheme and host, no fragment, no tracking tags."""
+    """A link in one canonical form: lower-case scheme and host, no default port, no tracking
+    tags. The fragment stays: comment feeds tell their items apart by it alone."""
     url = one_line(url)
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https"):
@@ -224,4 +245,4 @@ def normalise_url(url: str) -> str:
     pairs = parse_qsl(query, keep_blank_values=True)
     if any(k.lower().startswith(_TRACKING_PARAMS) for k, _ in pairs):
         query = urlencode([(k, v) for k, v in pairs if not k.lower().startswith(_TRACKING_PARAMS)])
-    return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", query, ""))
+    return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", query, parts.fragment))

@@ -26,7 +26,15 @@ JSON_FEED_VERSIONS = ("https://jsonfeed.org/version/1", "https://jsonfeed.org/ve
 _XML_DECL = re.compile(rb"^\s*<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']", re.I)
 _RSS2_ROOT = re.compile(rb"<rss\b[^>]*\bversion\s*=\s*[\"']2\.0[\"']", re.I)
 _ATOM1_ROOT = re.compile(rb"<feed\b[^>]*\bxmlns\s*=\s*[\"']http://www\.w3\.org/2005/Atom[\"']")
-_RISKY = re.compile(rb"<!DOCTYPE|<!ENTITY|xml:base|<!\[CDATA\[\s*\]\]>|&#x?0*[0-8];", re.I)
+_RISKY = re.compile(rb"<!DOCTYPE|<!ENTITY|xml:base|&#x?0*[0-8];", re.I)
+_NOT_PERMALINK = re.compile(rb"isPermaLink\s*=\s*[\"']false", re.I)
+# Atom entries whose links are not all rel="alternate", or whose text constructs are plain
+# text (Atom's default type): fastfeedparser does not tell these apart the way feedparser does.
+_ATOM_ENTRY = re.compile(rb"<entry\b")
+_ATOM_OTHER_LINK = re.compile(rb"<link\b(?![^>]*\brel\s*=\s*[\"']alternate[\"'])[^>]*>")
+_ATOM_TEXT_CONTENT = re.compile(
+    rb"<(?:content|summary)\b(?![^>]*\btype\s*=\s*[\"'](?:html|xhtml)[\"'])[^>]*>"
+)
 _ROOT_WINDOW = 4096
 
 
@@ -38,7 +46,7 @@ def parse_feed(
     if looks_like_json(body, content_type):
         return parse_json_feed(body, base_url)
     if fast and fast_path_eligible(body, content_type):
-        items = _parse_fast(body, base_url)
+        items = parse_with_fastfeedparser(body, base_url)
         if items is not None:
             return items
     return parse_with_feedparser(body, content_type, base_url)
@@ -62,6 +70,11 @@ def fast_path_eligible(body: bytes, content_type: str | None) -> bool:
         return False
     if _RISKY.search(body):
         return False
+    if _ATOM1_ROOT.search(head):
+        entry = _ATOM_ENTRY.search(body)
+        entries = body[entry.start() :] if entry else b""
+        if _ATOM_OTHER_LINK.search(entries) or _ATOM_TEXT_CONTENT.search(entries):
+            return False
     try:
         body.decode("utf-8")
     except UnicodeDecodeError:
@@ -69,15 +82,26 @@ def fast_path_eligible(body: bytes, content_type: str | None) -> bool:
     return True
 
 
-def _parse_fast(body: bytes, base_url: str) -> list[ParsedItem] | None:
+def parse_with_fastfeedparser(body: bytes, base_url: str) -> list[ParsedItem] | None:
     try:
         parsed = fastfeedparser.parse(body, include_tags=False, include_media=False, include_enclosures=False)
     except Exception:  # any failure here just means: ask the reference parser
         return None
+    entries = parsed.get("entries", [])
+    if not entries:
+        return None  # let the reference parser decide whether this is an empty feed or none
+    # An item with a non-permalink GUID and no <link>: fastfeedparser takes the GUID as the
+    # link, feedparser (rightly) does not.
+    not_permalink = bool(_NOT_PERMALINK.search(body))
     items = []
-    for entry in parsed.get("entries", []):
+    for entry in entries:
         link = entry.get("link") or None
-        if link is not None and not _absolute(link):
+        guid = entry.get("id") or None
+        # feedparser resolves relative links and permalink GUIDs against the feed's URL, and
+        # takes a permalink GUID as the link when there is none: leave those cases to it.
+        if link is None or not _absolute(link) or (guid is not None and ":" not in guid):
+            return None
+        if not_permalink and link == guid:
             return None
         contents = entry.get("content") or []
         html_content = next((c.get("value") for c in contents if c.get("value")), None)
@@ -87,7 +111,7 @@ def _parse_fast(body: bytes, base_url: str) -> list[ParsedItem] | None:
             _item(
                 title=entry.get("title") or "",
                 url=link,
-                guid=entry.get("id") or None,
+                guid=guid,
                 content=content,
                 author=entry.get("author") or None,
                 published=published,
@@ -109,7 +133,7 @@ def parse_with_feedparser(body: bytes, content_type: str | None, base_url: str) 
     return [_from_feedparser(entry, base_url) for entry in parsed.entries]
 
 
-def _from_feedparser(entry: Mapping[str, Any], base_url: str) -> ParsedItem:
+def _from_feedparser(entry: dict[str, Any], base_url: str) -> ParsedItem:
     contents = entry.get("content") or []
     html_parts = [c for c in contents if "html" in (c.get("type") or "")]
     chosen = (html_parts or contents or [None])[0]
@@ -119,8 +143,11 @@ def _from_feedparser(entry: Mapping[str, Any], base_url: str) -> ParsedItem:
         detail = entry.get("summary_detail") or {}
         content = _as_html(entry.get("summary") or "", detail.get("type"))
     link = entry.get("link") or _first_link(entry.get("links") or [])
-    published = from_struct(entry.get("published_parsed")) or from_struct(entry.get("created_parsed"))
-    updated = from_struct(entry.get("updated_parsed"))
+    # dict.get: FeedParserDict.get would map a missing published date to the updated one, and warn.
+    published = from_struct(dict.get(entry, "published_parsed")) or from_struct(
+        dict.get(entry, "created_parsed")
+    )
+    updated = from_struct(dict.get(entry, "updated_parsed"))
     return _item(
         title=entry.get("title") or "",
         url=urljoin(base_url, link) if link else None,

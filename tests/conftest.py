@@ -1,0 +1,145 @@
+"""Shared fixtures: a real HTTP server on 127.0.0.1, settings and stores in a temp folder."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from digest.config import Settings, parse_settings
+from digest.store import Store
+
+REPO = Path(__file__).resolve().parent.parent
+SEEDS = REPO / "seeds"
+SHARED = REPO.parent / "shared"
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@dataclass
+class Reply:
+    """What the test server answers: status, headers, body, and an optional delay per chunk."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    trickle: float = 0.0  # seconds between 1-byte chunks; 0 sends the body at once
+    gzip: bool = False
+
+
+@dataclass
+class Seen:
+    path: str
+    headers: dict[str, str]
+
+
+Handler = Callable[[Seen], Reply]
+
+
+class TestServer:
+    """A threaded HTTP server on 127.0.0.1 whose answers tests set per path."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Handler | Reply] = {}
+        self.requests: list[Seen] = []
+        server = self
+
+        class RequestHandler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                seen = Seen(self.path, {k.lower(): v for k, v in self.headers.items()})
+                server.requests.append(seen)
+                route = server.routes.get(self.path.split("?")[0])
+                reply = (
+                    Reply(404, b"not found")
+                    if route is None
+                    else route
+                    if isinstance(route, Reply)
+                    else route(seen)
+                )
+                body = gzip.compress(reply.body) if reply.gzip else reply.body
+                try:
+                    self.send_response(reply.status)
+                    for name, value in reply.headers.items():
+                        self.send_header(name, value)
+                    if reply.gzip:
+                        self.send_header("Content-Encoding", "gzip")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    if reply.trickle:
+                        for byte in body:
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                            time.sleep(reply.trickle)
+                    else:
+                        self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), RequestHandler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def base(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def hits(self, path: str) -> int:
+        return sum(1 for r in self.requests if r.path.split("?")[0] == path)
+
+
+@pytest.fixture
+def server() -> Iterator[TestServer]:
+    srv = TestServer()
+    srv.thread.start()
+    try:
+        yield srv
+    finally:
+        srv.httpd.shutdown()
+        srv.httpd.server_close()
+
+
+def write_config(folder: Path, body: str) -> Path:
+    """A config file in ``folder`` with a database inside it."""
+    path = folder / "digest.toml"
+    path.write_text(f'[database]\npath = "test.db"\n\n{body}', encoding="utf-8")
+    return path
+
+
+def settings_for(folder: Path, body: str) -> Settings:
+    """Settings from TOML ``body``, with the database in ``folder``."""
+    text = f'[database]\npath = "test.db"\n\n{body}'
+    return parse_settings(text, origin="test.toml", base_dir=folder, env={})
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store.open(tmp_path / "test.db") as st:
+        yield st
+
+
+def rss(items: list[dict[str, str]], *, extra_ns: str = "", channel_extra: str = "") -> bytes:
+    """A small RSS 2.0 document; each item dict's keys become child elements."""
+    parts = []
+    for item in items:
+        inner = "".join(f"<{k}>{v}</{k}>" for k, v in item.items())
+        parts.append(f"<item>{inner}</item>")
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>'
+        f'<rss version="2.0" {extra_ns}><channel><title>Test feed</title>'
+        f"<link>http://example.org/</link><description>d</description>{channel_extra}"
+        f"{''.join(parts)}</channel></rss>"
+    ).encode()

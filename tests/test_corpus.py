@@ -1,0 +1,139 @@
+"""Robustness and ground truth over the public corpora in ../shared/corpora.
+
+They skip with a clear message on a machine without ../shared (a user's checkout); CI
+always has it.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import time
+from collections import Counter
+from pathlib import Path
+
+import feedparser
+import pytest
+
+from digest.config import SourceSettings
+from digest.dates import utcnow
+from digest.ingest import normalise, pull_source
+from digest.sanitize import one_line
+from digest.sources.feed import fast_path_eligible, parse_with_fastfeedparser, parse_with_feedparser
+from digest.sources.fetch import Fetcher
+from digest.store import Store
+
+from .conftest import SHARED, settings_for
+
+CORPORA = SHARED / "corpora"
+FEEDPARSER = CORPORA / "feedparser"
+RSS2EMAIL = CORPORA / "rss2email"
+
+pytestmark = [
+    pytest.mark.corpus,
+    pytest.mark.skipif(
+        not CORPORA.is_dir(), reason=f"corpora not found at {CORPORA} (they live in ../shared)"
+    ),
+]
+
+
+def _feedparser_files() -> list[Path]:
+    return sorted(
+        p
+        for folder in ("wellformed", "illformed", "encoding")
+        for p in (FEEDPARSER / folder).rglob("*")
+        if p.is_file()
+    )
+
+
+def test_every_feedparser_corpus_file_ingests_or_fails_clearly(tmp_path: Path) -> None:
+    files = _feedparser_files()
+    assert len(files) >= 1800, "the feedparser corpus is incomplete"
+    settings = settings_for(tmp_path, "")
+    outcomes: Counter[str] = Counter()
+    slowest = 0.0
+    with Store.open(tmp_path / "corpus.db") as store, Fetcher(settings.fetch) as fetcher:
+        for index, path in enumerate(files):
+            source = SourceSettings(name=f"c{index}", url=str(path), kind="auto")
+            store.sync_sources([source])
+            started = time.monotonic()
+            report = pull_source(store, fetcher, source, settings)
+            slowest = max(slowest, time.monotonic() - started)
+            if report.error is not None:
+                assert report.error.strip() and "\n" not in report.error, path
+                assert "Traceback" not in report.error
+                outcomes["rejected"] += 1
+            else:
+                outcomes["stored"] += 1
+        assert store.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        stored = store.count_articles()
+    print(
+        f"feedparser corpus: {len(files)} files, {dict(outcomes)}, {stored} articles, slowest {slowest:.2f}s"
+    )
+    assert outcomes["stored"] > 0.9 * len(files)
+    assert slowest < 5, "a corpus file took too long: something loops"
+
+
+def test_fast_path_gives_the_reference_results_on_the_whole_corpus() -> None:
+    now = utcnow()
+    files = [p for p in CORPORA.rglob("*") if p.is_file() and p.suffix in (".xml", ".atom", ".rss")]
+    compared = 0
+    for path in files:
+        body = path.read_bytes()
+        base = f"http://corpus.example/{path.name}"
+        if not fast_path_eligible(body, None):
+            continue
+        fast = parse_with_fastfeedparser(body, base)
+        if fast is None:
+            continue
+        reference = parse_with_feedparser(body, None, base)
+        ours = [normalise(item, "s", base, now) for item in fast]
+        theirs = [normalise(item, "s", base, now) for item in reference]
+        assert ours == theirs, path
+        compared += 1
+    print(f"fast path agreed with feedparser on {compared} corpus feeds")
+    assert compared >= 30
+
+
+def _expected_messages(folder: Path) -> list[email.message.EmailMessage]:
+    text = (folder / "1.expected").read_text(encoding="utf-8")
+    chunks = [c for c in text.split("SENT BY: ") if c.strip()]
+    messages = []
+    for chunk in chunks:
+        raw = chunk.split("\n", 1)[1]
+        messages.append(email.message_from_string(raw, policy=email.policy.default))
+    return messages  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(p.name for p in RSS2EMAIL.iterdir() if (p / "1.expected").exists()) if RSS2EMAIL.is_dir() else [],
+)
+def test_rss2email_titles_and_links_match_what_it_sends(tmp_path: Path, name: str) -> None:
+    folder = RSS2EMAIL / name
+    feed = next(p for p in folder.iterdir() if p.name.startswith("feed."))
+    settings = settings_for(tmp_path, f'[[sources]]\nname = "{name}"\nurl = "{feed}"\nkind = "feed"\n')
+    with Store.open(settings.database.path) as store, Fetcher(settings.fetch) as fetcher:
+        store.sync_sources(settings.sources)
+        report = pull_source(store, fetcher, settings.sources[0], settings)
+        assert report.ok, report.error
+        articles = store.articles()
+    stored = {a.url: a for a in articles if a.url}
+    titled = {
+        entry.get("link"): bool(entry.get("title", "").strip())
+        for entry in feedparser.parse(feed.read_bytes()).entries
+    }
+    messages = _expected_messages(folder)
+    assert messages
+    assert len(articles) >= len(messages)
+    for message in messages:
+        subject = one_line(str(message["Subject"]))
+        if message["X-RSS-URL"] is None:  # an item without a link: found by its title
+            assert subject in {a.title for a in articles if a.url is None}, f"{name}: {subject!r}"
+            continue
+        url = str(message["X-RSS-URL"]).strip()
+        assert url in stored, f"{name}: {url} not stored"
+        if titled.get(url, True):
+            assert stored[url].title == subject, f"{name}: {url}"
+        else:  # both made a title from the text: they start alike
+            assert stored[url].title[:20] == subject[:20], f"{name}: {url}"
