@@ -243,7 +243,6 @@ _SECTIONS: dict[str, dict[str, Checker]] = {
         "port": _integer(1, 65535),
         "security": _choice(SMTP_SECURITY),
         "username": _string,
-        "password": _string,
         "sender": _nonempty,
         "timeout": _seconds,
     },
@@ -257,6 +256,8 @@ _SECTIONS: dict[str, dict[str, Checker]] = {
         "fast_parser": _boolean,
     },
 }
+# Secrets: read from the environment only (DIGEST_SMTP_PASSWORD), never from the file.
+_SECRETS: dict[str, dict[str, Checker]] = {"smtp": {"password": _string}}
 _SOURCE_KEYS = ("name", "url", "kind", "every", "enabled", "selectors", "ignore_places")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -268,6 +269,9 @@ def _read_section(data: Mapping[str, Any], section: str, origin: str, warnings: 
     spec = _SECTIONS[section]
     values: dict[str, Any] = {}
     for key, raw in table.items():
+        if key in _SECRETS.get(section, {}):
+            var = f"DIGEST_{section.upper()}_{key.upper()}"
+            raise ConfigError(f"{origin}: {section}.{key}: secrets are not read from the file; set {var}")
         if key not in spec:
             warnings.append(f"{origin}: {section}.{key}: unknown key, ignored (known: {', '.join(spec)})")
             continue
@@ -328,8 +332,8 @@ def default_sources() -> tuple[SourceSettings, ...]:
 
 def _env_overrides(env: Mapping[str, str], merged: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Apply ``DIGEST_<SECTION>_<KEY>`` variables (DIGEST_SMTP_PASSWORD, DIGEST_WEB_PORT, ...)."""
-    for section, spec in _SECTIONS.items():
-        for key, check in spec.items():
+    for section in _SECTIONS:
+        for key, check in {**_SECTIONS[section], **_SECRETS.get(section, {})}.items():
             var = f"DIGEST_{section.upper()}_{key.upper()}"
             if var in env:
                 merged.setdefault(section, {})[key] = check(env[var], f"environment {var}")

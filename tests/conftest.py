@@ -41,7 +41,7 @@ class Seen:
 Handler = Callable[[Seen], Reply]
 
 
-class TestServer:
+class FeedServer:
     """A threaded HTTP server on 127.0.0.1 whose answers tests set per path."""
 
     def __init__(self) -> None:
@@ -102,8 +102,8 @@ class TestServer:
 
 
 @pytest.fixture
-def server() -> Iterator[TestServer]:
-    srv = TestServer()
+def server() -> Iterator[FeedServer]:
+    srv = FeedServer()
     srv.thread.start()
     try:
         yield srv

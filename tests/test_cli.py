@@ -1,0 +1,143 @@
+"""The command line as a user runs it: a real process, real files, exit codes and messages."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import SEEDS, FeedServer, Reply, rss, write_config
+
+
+def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "digest", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _clean_failure(result: subprocess.CompletedProcess[str], code: int = 1) -> str:
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines, "no message on stderr"
+    return lines[-1]
+
+
+def test_embedded_default_pulls_the_40_seed_articles(tmp_path: Path) -> None:
+    pulled = run("pull", cwd=tmp_path)
+    assert pulled.returncode == 0, pulled.stderr
+    assert pulled.stdout.strip() == "seeds: 40 new, 0 updated, 0 unchanged"
+    assert (tmp_path / "digest.db").exists()
+    listed = run("articles", cwd=tmp_path)
+    assert listed.stdout.strip().endswith("40 articles")
+    data = json.loads(run("articles", "--json", cwd=tmp_path).stdout)
+    assert len(data) == 40
+    for field in (
+        "id",
+        "title",
+        "url",
+        "source",
+        "published",
+        "first_seen",
+        "summary",
+        "regions",
+        "themes",
+        "story",
+    ):
+        assert field in data[0]
+    assert data[0]["regions"] == [] and data[0]["story"] is None
+    assert len({a["id"] for a in data}) == 40
+    again = run("pull", cwd=tmp_path)
+    assert again.stdout.strip() == "seeds: 0 new, 0 updated, 40 unchanged"
+
+
+def test_articles_filters(tmp_path: Path) -> None:
+    run("pull", cwd=tmp_path)
+    assert json.loads(run("articles", "--json", "--since", "2999-01-01", cwd=tmp_path).stdout) == []
+    assert len(json.loads(run("articles", "--json", "--limit", "3", cwd=tmp_path).stdout)) == 3
+    assert json.loads(run("articles", "--json", "--region", "europe", cwd=tmp_path).stdout) == []
+    bad_region = run("articles", "--region", "atlantis", cwd=tmp_path)
+    assert bad_region.returncode == 2 and "is not one of east-asia" in bad_region.stderr
+    bad_since = run("articles", "--since", "last tuesday", cwd=tmp_path)
+    assert bad_since.returncode == 2 and "ISO 8601" in bad_since.stderr
+
+
+def test_init_writes_a_config_that_works(tmp_path: Path) -> None:
+    assert run("init", cwd=tmp_path).returncode == 0
+    config = tmp_path / "digest.toml"
+    assert "[[sources]]" in config.read_text()
+    (tmp_path / "seeds").symlink_to(SEEDS)
+    pulled = run("pull", cwd=tmp_path)
+    assert pulled.returncode == 0 and "40 new" in pulled.stdout
+    again = run("init", cwd=tmp_path)
+    assert "already exists" in _clean_failure(again)
+
+
+def test_pull_reports_each_source_and_fails_after_pulling_the_rest(
+    server: FeedServer, tmp_path: Path
+) -> None:
+    server.routes["/ok.xml"] = Reply(200, rss([{"title": "Fine", "link": "https://x.org/fine"}]))
+    config = write_config(
+        tmp_path,
+        '[[sources]]\nname = "dead"\nurl = "http://127.0.0.1:9/feed"\n'
+        f'[[sources]]\nname = "ok"\nurl = "{server.url("/ok.xml")}"\n',
+    )
+    result = run("--config", str(config), "pull", cwd=tmp_path)
+    line = _clean_failure(result)
+    assert line.startswith("dead: error:") and "cannot connect" in line
+    assert "ok: 1 new" in result.stdout
+    only = run("--config", str(config), "pull", "--source", "ok", cwd=tmp_path)
+    assert only.returncode == 0 and "dead" not in only.stdout + only.stderr
+    unknown = run("--config", str(config), "pull", "--source", "nope", cwd=tmp_path)
+    assert "no source named 'nope'" in _clean_failure(unknown)
+
+
+def test_bad_input_gets_one_clear_line(tmp_path: Path) -> None:
+    missing = run("--config", "nowhere.toml", "pull", cwd=tmp_path)
+    assert _clean_failure(missing) == "digest: error: nowhere.toml: config file not found (given by --config)"
+
+    broken = tmp_path / "broken.toml"
+    broken.write_text('[site]\ntitle = "x"\nbase_url = \n')
+    assert "broken.toml: invalid TOML" in _clean_failure(run("--config", str(broken), "pull", cwd=tmp_path))
+
+    podcast = write_config(tmp_path, '[[sources]]\nname = "p"\nurl = "x"\nkind = "podcast"\n')
+    line = _clean_failure(run("--config", str(podcast), "articles", cwd=tmp_path))
+    assert line.endswith("sources[0].kind: 'podcast' is not one of auto, feed, html, text")
+
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(os.urandom(2048))
+    junk_config = write_config(tmp_path, f'[[sources]]\nname = "junk"\nurl = "{junk}"\n')
+    assert "binary data" in _clean_failure(run("--config", str(junk_config), "pull", cwd=tmp_path))
+
+    nodir = tmp_path / "nodir.toml"
+    nodir.write_text('[database]\npath = "no/such/folder/d.db"\n')
+    assert "does not exist" in _clean_failure(run("--config", str(nodir), "pull", cwd=tmp_path))
+
+
+def test_nothing_is_lost_when_a_source_breaks(server: FeedServer, tmp_path: Path) -> None:
+    server.routes["/f.xml"] = Reply(200, rss([{"title": "Kept", "link": "https://x.org/kept"}]))
+    config = write_config(tmp_path, f'[[sources]]\nname = "f"\nurl = "{server.url("/f.xml")}"\n')
+    assert run("--config", str(config), "pull", cwd=tmp_path).returncode == 0
+    server.routes["/f.xml"] = Reply(200, b"<rss><channel><item><title>broken")
+    run("--config", str(config), "pull", cwd=tmp_path)
+    server.routes["/f.xml"] = Reply(500)
+    _clean_failure(run("--config", str(config), "pull", cwd=tmp_path))
+    titles = [
+        a["title"]
+        for a in json.loads(run("--config", str(config), "articles", "--json", cwd=tmp_path).stdout)
+    ]
+    assert "Kept" in titles
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    result = run("frobnicate", cwd=tmp_path)
+    assert result.returncode == 2 and "No such command" in result.stderr

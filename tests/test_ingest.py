@@ -1,0 +1,225 @@
+"""Pulling sources end to end into a real SQLite file: identity, dedupe, updates, failures."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from digest.config import Settings
+from digest.ingest import article_id, normalise_url, pull
+from digest.store import Store
+
+from .conftest import DATA, SEEDS, FeedServer, Reply, Seen, rss, settings_for
+
+SEED_FILES = sorted(SEEDS.glob("*.txt"))
+
+
+def _pull(settings: Settings, *names: str, force: bool = False) -> dict[str, object]:
+    with Store.open(settings.database.path) as store:
+        return {r.name: r for r in pull(settings, store, names, force=force)}
+
+
+def _articles(settings: Settings) -> list:  # type: ignore[type-arg]
+    with Store.open(settings.database.path) as store:
+        return store.articles()
+
+
+def _source(name: str, url: str, kind: str = "auto", extra: str = "") -> str:
+    return f'[[sources]]\nname = "{name}"\nurl = "{url}"\nkind = "{kind}"\n{extra}\n'
+
+
+def test_seed_folder_twice_gives_40_articles_once(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, _source("seeds", str(SEEDS)))
+    first = _pull(settings)["seeds"]
+    assert (first.new, first.updated, first.unchanged, first.error) == (40, 0, 0, None)  # type: ignore[attr-defined]
+    second = _pull(settings)["seeds"]
+    assert (second.new, second.updated, second.unchanged) == (0, 0, 40)  # type: ignore[attr-defined]
+    assert len(_articles(settings)) == 40
+
+
+def test_a_later_snapshot_adds_only_its_new_posts(tmp_path: Path) -> None:
+    folder = tmp_path / "dumps"
+    folder.mkdir()
+    shutil.copy(SEED_FILES[0], folder)
+    settings = settings_for(tmp_path, _source("site", str(folder), "text"))
+    assert _pull(settings)["site"].new == 20  # type: ignore[attr-defined]
+    first_seen = {a.id: a.first_seen for a in _articles(settings)}
+    shutil.copy(SEED_FILES[1], folder)
+    report = _pull(settings)["site"]
+    assert (report.new, report.unchanged) == (20, 20)  # type: ignore[attr-defined]
+    after = {a.id: a.first_seen for a in _articles(settings)}
+    assert all(after[i] == seen for i, seen in first_seen.items())
+
+
+def test_garbage_beside_the_seeds_changes_nothing(tmp_path: Path) -> None:
+    folder = tmp_path / "dumps"
+    shutil.copytree(SEEDS, folder)
+    (folder / "junk.bin").write_bytes(os.urandom(4096))
+    (folder / "zz-notes.txt").write_text("asdf qwer\nzxcv\n")
+    settings = settings_for(tmp_path, _source("seeds", str(folder)))
+    report = _pull(settings)["seeds"]
+    assert report.ok and report.new == 40  # type: ignore[attr-defined]
+    assert any("junk.bin" in w and "binary" in w for w in report.warnings)  # type: ignore[attr-defined]
+    assert sorted(a.title for a in _articles(settings)) == sorted(
+        a.title for a in _articles(settings_for(_fresh(tmp_path), _source("seeds", str(SEEDS))))
+    )
+
+
+def _fresh(tmp_path: Path) -> Path:
+    other = tmp_path / "reference"
+    other.mkdir()
+    settings = settings_for(other, _source("seeds", str(SEEDS)))
+    _pull(settings)
+    return other
+
+
+def test_same_url_from_two_sources_is_one_article(server: FeedServer, tmp_path: Path) -> None:
+    server.routes["/a.xml"] = Reply(
+        200, rss([{"title": "Shared", "link": "https://x.org/s", "guid": "urn:a:1"}])
+    )
+    server.routes["/b.xml"] = Reply(
+        200, rss([{"title": "Shared too", "link": "https://X.org:443/s", "guid": "urn:b:9"}])
+    )
+    settings = settings_for(tmp_path, _source("a", server.url("/a.xml")) + _source("b", server.url("/b.xml")))
+    reports = _pull(settings)
+    assert reports["a"].new == 1 and reports["b"].new == 0  # type: ignore[attr-defined]
+    assert len(_articles(settings)) == 1
+
+
+def test_an_updated_item_updates_its_row_and_keeps_first_seen(server: FeedServer, tmp_path: Path) -> None:
+    item = {"title": "Draft title", "link": "https://x.org/u", "description": "first"}
+    server.routes["/f.xml"] = Reply(200, rss([item]))
+    settings = settings_for(tmp_path, _source("f", server.url("/f.xml")))
+    _pull(settings)
+    [before] = _articles(settings)
+    server.routes["/f.xml"] = Reply(200, rss([{**item, "title": "Final title", "description": "second"}]))
+    report = _pull(settings)["f"]
+    assert (report.new, report.updated) == (0, 1)  # type: ignore[attr-defined]
+    [after] = _articles(settings)
+    assert (after.id, after.first_seen) == (before.id, before.first_seen)
+    assert (after.title, after.summary_text) == ("Final title", "second")
+    assert after.updated >= before.updated
+
+
+def test_one_failing_source_never_stops_the_others(server: FeedServer, tmp_path: Path) -> None:
+    server.routes["/good.xml"] = Reply(200, rss([{"title": "Good", "link": "https://x.org/g"}]))
+    server.routes["/junk"] = Reply(200, os.urandom(2048), {"Content-Type": "application/octet-stream"})
+    settings = settings_for(
+        tmp_path,
+        _source("down", "http://127.0.0.1:9/feed")
+        + _source("junk", server.url("/junk"))
+        + _source("good", server.url("/good.xml")),
+    )
+    reports = _pull(settings)
+    assert "cannot connect" in str(reports["down"].error)  # type: ignore[attr-defined]
+    assert "binary" in str(reports["junk"].error)  # type: ignore[attr-defined]
+    assert reports["good"].new == 1  # type: ignore[attr-defined]
+    with Store.open(settings.database.path) as store:
+        down = store.source_state("down")
+    assert down.consecutive_failures == 1 and down.last_error
+
+
+def test_conditional_get_301_410_and_429_are_remembered(server: FeedServer, tmp_path: Path) -> None:
+    def feed(seen: Seen) -> Reply:
+        if seen.headers.get("if-none-match") == '"e1"':
+            return Reply(304)
+        return Reply(200, rss([{"title": "One", "link": "https://x.org/1"}]), {"ETag": '"e1"'})
+
+    server.routes["/feed"] = feed
+    server.routes["/moved"] = Reply(301, headers={"Location": "/feed"})
+    server.routes["/gone"] = Reply(410)
+    server.routes["/busy"] = Reply(429, headers={"Retry-After": "3600"})
+    settings = settings_for(
+        tmp_path,
+        _source("moved", server.url("/moved"))
+        + _source("gone", server.url("/gone"))
+        + _source("busy", server.url("/busy")),
+    )
+    first = _pull(settings)
+    assert first["moved"].new == 1  # type: ignore[attr-defined]
+    assert "410" in str(first["gone"].error) and "429" in str(first["busy"].error)  # type: ignore[attr-defined]
+    second = _pull(settings)
+    assert second["moved"].not_modified  # type: ignore[attr-defined]
+    assert server.hits("/moved") == 1  # the second pull went straight to the new URL
+    assert "disabled" in str(second["gone"].error) and server.hits("/gone") == 1  # type: ignore[attr-defined]
+    assert "deferred" in str(second["busy"].error) and server.hits("/busy") == 1  # type: ignore[attr-defined]
+    _pull(settings, "busy", force=True)
+    assert server.hits("/busy") == 2
+    with Store.open(settings.database.path) as store:
+        assert store.source_state("moved").url == server.url("/feed")
+        assert not store.source_state("gone").enabled
+
+
+def test_wordpress_listing_page_is_read_and_sanitised(server: FeedServer, tmp_path: Path) -> None:
+    server.routes["/news/"] = Reply(
+        200, (DATA / "wordpress.html").read_bytes(), {"Content-Type": "text/html"}
+    )
+    settings = settings_for(tmp_path, _source("wp", server.url("/news/"), "html"))
+    assert _pull(settings)["wp"].new == 2  # type: ignore[attr-defined]
+    by_title = {a.title: a for a in _articles(settings)}
+    meet = by_title["Ministers meet in Vientiane"]
+    assert meet.url == server.url("/2026/11/ministers-meet/")
+    assert meet.author == "Ann Writer"
+    assert meet.published is not None and meet.published.isoformat() == "2026-11-20T02:15:00+00:00"
+    for bad in ("<script", "alert(", "onerror", "pixel.gif", "Continue reading", "<img"):
+        assert bad not in meet.summary_html
+    assert f'href="{server.url("/tag/mekong/")}"' in meet.summary_html
+    trade = by_title["Trade talks resume"]
+    assert "javascript:" not in trade.summary_html and "resumed" in trade.summary_text
+
+
+def test_custom_selectors_read_any_listing(server: FeedServer, tmp_path: Path) -> None:
+    server.routes["/list"] = Reply(200, (DATA / "custom.html").read_bytes(), {"Content-Type": "text/html"})
+    selectors = (
+        '[sources.selectors]\nitem = ".news-item"\ntitle = "h4"\nlink = "a.go"\n'
+        'summary = ".teaser"\ndate = ".when"\n'
+    )
+    settings = settings_for(tmp_path, _source("ministry", server.url("/list"), "html", selectors))
+    assert _pull(settings)["ministry"].new == 2  # type: ignore[attr-defined]
+    first = next(a for a in _articles(settings) if a.title == "Minister receives ambassador")
+    assert first.url == server.url("/item?id=1")
+    assert first.summary_text == "The minister received the new ambassador."
+    assert first.published is not None and first.published.date().isoformat() == "2026-11-02"
+
+
+def test_a_page_that_advertises_a_feed_is_followed_when_auto(server: FeedServer, tmp_path: Path) -> None:
+    page = (
+        '<html><head><link rel="alternate" type="application/rss+xml" href="/feed.xml"></head>'
+        "<body><p>Hi</p></body></html>"
+    )
+    server.routes["/"] = Reply(200, page.encode(), {"Content-Type": "text/html; charset=utf-8"})
+    server.routes["/feed.xml"] = Reply(200, rss([{"title": "From the feed", "link": "https://x.org/ff"}]))
+    settings = settings_for(tmp_path, _source("site", server.url("/")))
+    report = _pull(settings)["site"]
+    assert report.new == 1  # type: ignore[attr-defined]
+    assert [a.title for a in _articles(settings)] == ["From the feed"]
+    _pull(settings)
+    assert server.hits("/") == 1 and server.hits("/feed.xml") == 2  # later pulls go to the feed
+
+
+def test_an_html_source_with_nothing_recognisable_is_an_error(server: FeedServer, tmp_path: Path) -> None:
+    server.routes["/plain"] = Reply(
+        200, b"<html><body><p>nothing here</p></body></html>", {"Content-Type": "text/html"}
+    )
+    settings = settings_for(tmp_path, _source("plain", server.url("/plain"), "html"))
+    assert "no articles found" in str(_pull(settings)["plain"].error)  # type: ignore[attr-defined]
+
+
+def test_full_text_search_finds_articles(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, _source("seeds", str(SEEDS)))
+    _pull(settings)
+    with Store.open(settings.database.path) as store:
+        found = [a.title for a in store.search("Ryukyu")]
+    assert found[0] == "Chinese scholars question Japanese sovereignty over Ryukyu islands"
+
+
+def test_identity_rules() -> None:
+    assert article_id("s", "urn:x:1", None, "t") == article_id("other", "urn:x:1", "https://a/", "u")
+    assert article_id("s", "42", None, "t") != article_id("other", "42", None, "t")
+    assert article_id("s", None, "https://a.org/p", "t") == article_id(
+        "o", "https://a.org/p", "https://a.org/p", "x"
+    )
+    assert article_id("s", None, None, "A  Title") == article_id("s", None, None, "a title")
+    assert normalise_url("HTTPS://Example.ORG:443/a?utm_source=x&id=3#c2") == "https://example.org/a?id=3#c2"
+    assert normalise_url("http://example.org") == "http://example.org/"
