@@ -173,7 +173,7 @@ def normalise(item: ParsedItem, source: str, base_url: str, now: datetime) -> Ar
     url = normalise_url(item.url) if item.url else None
     # Relative links in content resolve against the document, as feedparser does for feeds.
     summary_html = sanitize_html(item.content_html, base_url=base_url)
-    summary_text = html_to_text(summary_html)
+    summary_text = html_to_text(summary_html, sanitized=True)
     title = one_line(item.title) or "(untitled)"
     author = author_name(item.author) if item.author else None
     published = item.published.replace(microsecond=0) if item.published else None
@@ -185,7 +185,7 @@ def normalise(item: ParsedItem, source: str, base_url: str, now: datetime) -> Ar
         [title, url or "", summary_html, author or "", published.isoformat() if published else ""]
     )
     return Article(
-        id=article_id(source, item.guid, url, title),
+        id=article_id(source, guid, url, title),
         source=source,
         title=title,
         url=url,
@@ -205,10 +205,10 @@ def article_id(source: str, guid: str | None, url: str | None, title: str) -> st
 
     GUIDs that are URIs are global; bare ones ("42") only mean something within their source.
     A GUID that is just the link counts as the link, so parsers that copy one into the
-    other agree on the id.
+    other agree on the id (:func:`normalise` drops such GUIDs before calling this).
     """
     guid = guid.strip() if guid else None
-    if guid and guid != url and normalise_url(guid) != url:
+    if guid and guid != url:
         key = f"guid\x00{guid}" if ":" in guid else f"guid\x00{source}\x00{guid}"
     elif url:
         key = f"url\x00{url}"
@@ -242,7 +242,7 @@ def normalise_url(url: str) -> str:
     if parts.username:
         netloc = f"{parts.username}@{netloc}"
     query = parts.query
-    pairs = parse_qsl(query, keep_blank_values=True)
-    if any(k.lower().startswith(_TRACKING_PARAMS) for k, _ in pairs):
+    if any(tag in query.lower() for tag in _TRACKING_PARAMS):
+        pairs = parse_qsl(query, keep_blank_values=True)
         query = urlencode([(k, v) for k, v in pairs if not k.lower().startswith(_TRACKING_PARAMS)])
     return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", query, parts.fragment))

@@ -8,9 +8,7 @@ import re
 import unicodedata
 from urllib.parse import urljoin
 
-import lxml.html
 import nh3
-from lxml import etree
 
 ALLOWED_TAGS = {
     "a", "abbr", "b", "blockquote", "br", "cite", "code", "dd", "del", "dl", "dt", "em",
@@ -28,6 +26,7 @@ ALLOWED_ATTRIBUTES = {
     "th": {"colspan", "rowspan", "scope"},
 }
 URL_SCHEMES = {"http", "https", "mailto"}
+_ABSOLUTE = ("http://", "https://", "mailto:")
 # Elements whose text is never content: dropped with everything inside them.
 DROPPED_CONTENT = {
     "script",
@@ -47,10 +46,13 @@ DROPPED_CONTENT = {
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ufeff]")
 _SPACE = re.compile(r"\s+")
 _MARKUP = re.compile(r"<[a-zA-Z/!?]|&(?:#\d+|#x[0-9a-fA-F]+|[a-zA-Z][a-zA-Z0-9]*);")
-_BLOCK = {
-    "p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote",
-    "pre", "tr", "table", "section", "article", "figure", "figcaption", "hr", "dd", "dt",
-}  # fmt: skip
+_BLOCK_TAG = re.compile(
+    r"</?(?:p|div|ul|ol|h[1-6]|blockquote|pre|tr|table|section|article|figure|figcaption|hr|dd|dt|dl)\b[^>]*>",
+    re.I,
+)
+_LIST_ITEM = re.compile(r"<li\b[^>]*>", re.I)
+_LINE_BREAK = re.compile(r"<br\b[^>]*>", re.I)
+_ANY_TAG = re.compile(r"<[^>]*>")
 
 
 def strip_controls(text: str) -> str:
@@ -70,7 +72,7 @@ def sanitize_html(fragment: str, base_url: str | None = None) -> str:
         return ""
 
     def absolute(element: str, attribute: str, value: str) -> str | None:
-        if attribute in ("href", "cite") and base_url:
+        if attribute in ("href", "cite") and base_url and not value.startswith(_ABSOLUTE):
             return urljoin(base_url, value.strip())
         return value
 
@@ -87,34 +89,26 @@ def sanitize_html(fragment: str, base_url: str | None = None) -> str:
     return cleaned.strip()
 
 
-def html_to_text(fragment: str) -> str:
-    """Readable plain text from an HTML fragment: paragraphs separated by blank lines."""
+def html_to_text(fragment: str, *, sanitized: bool = False) -> str:
+    """Readable plain text from an HTML fragment: paragraphs separated by blank lines, list
+    items as bullets. Pass ``sanitized=True`` for output of :func:`sanitize_html`."""
     if not fragment or not fragment.strip():
         return ""
     if not _MARKUP.search(fragment):
         return _tidy_paragraphs(fragment)
-    try:
-        root = lxml.html.fragment_fromstring(fragment, create_parent="div")
-    except (etree.ParserError, ValueError):
-        return _tidy_paragraphs(html.unescape(re.sub(r"<[^>]*>", " ", fragment)))
-    for bad in root.iter("script", "style", "template", "noscript"):
-        bad.drop_tree()
-    parts: list[str] = []
-    for event, element in etree.iterwalk(root, events=("start", "end")):
-        tag = element.tag if isinstance(element.tag, str) else ""
-        if event == "start":
-            if tag in _BLOCK:
-                parts.append("\n\n" if tag != "br" else "\n")
-            if tag == "li":
-                parts.append("• ")
-            if element.text:
-                parts.append(element.text)
-        else:
-            if tag in _BLOCK and tag != "br":
-                parts.append("\n\n")
-            if element.tail and element is not root:
-                parts.append(element.tail)
-    return _tidy_paragraphs("".join(parts))
+    # Sanitised HTML is well-formed and free of scripts and comments, so plain pattern
+    # substitution reads it correctly, and many times faster than building a tree.
+    clean = (
+        fragment
+        if sanitized
+        else nh3.clean(fragment, tags=ALLOWED_TAGS, clean_content_tags=DROPPED_CONTENT, attributes={})
+    )
+    # In HTML a newline is just white space; only the tags below break lines.
+    text = _LIST_ITEM.sub("\n\n• ", _SPACE.sub(" ", clean))
+    text = _LINE_BREAK.sub("\n", text)
+    text = _BLOCK_TAG.sub("\n\n", text)
+    text = _ANY_TAG.sub("", text)
+    return _tidy_paragraphs(html.unescape(text))
 
 
 def _tidy_paragraphs(text: str) -> str:
