@@ -71,8 +71,11 @@ def pull_source(
     report = SourceReport(source.name)
     state = store.source_state(source.name)
     now = utcnow()
-    if not state.enabled:
-        report.error = f"disabled (last status {state.last_status}); fix its url in the config to enable it"
+    if not state.enabled and not force:
+        report.error = (
+            f"disabled after HTTP {state.last_status}: change its url in the config,"
+            " or pull it with --force to try again"
+        )
         return report
     if not force and state.next_fetch and state.next_fetch > now and state.last_status in (429, 503):
         report.error = f"deferred: the server asked us to wait until {state.next_fetch:%Y-%m-%d %H:%M} UTC"

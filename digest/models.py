@@ -45,7 +45,8 @@ class Article:
 
 @dataclass(frozen=True)
 class SourceState:
-    """What the store remembers about a source between pulls."""
+    """What the store remembers about a source between pulls. ``url`` is where to fetch it now
+    (a permanent redirect or a discovered feed changes it); ``enabled`` turns false on 410 Gone."""
 
     name: str
     url: str

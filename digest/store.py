@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,6 +20,8 @@ from digest.errors import StoreError
 from digest.models import Article, SourceState
 
 BUSY_TIMEOUT_MS = 10_000
+# SQLite errors that come from the file or its surroundings, not from our SQL.
+_ENVIRONMENTAL = re.compile(r"locked|busy|readonly|read-only|disk|unable to open|full|permission", re.I)
 
 
 def _initial(db: sqlite_utils.Database) -> None:
@@ -30,7 +33,7 @@ def _initial(db: sqlite_utils.Database) -> None:
             url TEXT NOT NULL,
             fetch_url TEXT NOT NULL,
             kind TEXT NOT NULL,
-            enabled INTEGER NOT NULL DEFAULT 1,
+            enabled INTEGER NOT NULL DEFAULT 1, -- 0 once the server answered 410 Gone
             etag TEXT,
             last_modified TEXT,
             last_status INTEGER,
@@ -139,13 +142,18 @@ class Store:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One short write transaction (BEGIN IMMEDIATE, so writers queue instead of failing)."""
         conn = self.db.conn
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if not _ENVIRONMENTAL.search(str(exc)):
+                raise  # a bug in a query, not a problem with the file: let it show
+            raise StoreError(f"{self.path or ':memory:'}: {exc}") from None
 
     # --- schema --------------------------------------------------------------------------
 
@@ -182,23 +190,15 @@ class Store:
                 row = conn.execute("SELECT url, kind FROM sources WHERE name = ?", (source.name,)).fetchone()
                 if row is None:
                     conn.execute(
-                        "INSERT INTO sources (name, url, fetch_url, kind, enabled, created)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
-                        (
-                            source.name,
-                            source.url,
-                            source.url,
-                            source.kind,
-                            int(source.enabled),
-                            now,
-                        ),
+                        "INSERT INTO sources (name, url, fetch_url, kind, created) VALUES (?, ?, ?, ?, ?)",
+                        (source.name, source.url, source.url, source.kind, now),
                     )
                 elif row[0] != source.url or row[1] != source.kind:
                     conn.execute(
-                        "UPDATE sources SET url = ?, fetch_url = ?, kind = ?, enabled = ?, etag = NULL,"
+                        "UPDATE sources SET url = ?, fetch_url = ?, kind = ?, enabled = 1, etag = NULL,"
                         " last_modified = NULL, consecutive_failures = 0, next_fetch = NULL,"
                         " last_error = NULL WHERE name = ?",
-                        (source.url, source.url, source.kind, int(source.enabled), source.name),
+                        (source.url, source.url, source.kind, source.name),
                     )
 
     def source_state(self, name: str) -> SourceState:
@@ -251,6 +251,8 @@ class Store:
             args.append(fetch_url)
         if disable:
             sets.append("enabled = 0")
+        elif not error:
+            sets.append("enabled = 1")
         with self.transaction() as conn:
             conn.execute(f"UPDATE sources SET {', '.join(sets)} WHERE name = ?", (*args, name))
 

@@ -146,9 +146,13 @@ def test_conditional_get_301_410_and_429_are_remembered(server: FeedServer, tmp_
     assert "deferred" in str(second["busy"].error) and server.hits("/busy") == 1  # type: ignore[attr-defined]
     _pull(settings, "busy", force=True)
     assert server.hits("/busy") == 2
+    server.routes["/gone"] = Reply(200, rss([{"title": "Back", "link": "https://x.org/back"}]))
+    assert _pull(settings, "gone")["gone"].error  # type: ignore[attr-defined]
+    assert server.hits("/gone") == 1
+    assert _pull(settings, "gone", force=True)["gone"].new == 1  # type: ignore[attr-defined]
     with Store.open(settings.database.path) as store:
         assert store.source_state("moved").url == server.url("/feed")
-        assert not store.source_state("gone").enabled
+        assert store.source_state("gone").enabled  # back after a successful forced pull
 
 
 def test_wordpress_listing_page_is_read_and_sanitised(server: FeedServer, tmp_path: Path) -> None:

@@ -51,6 +51,22 @@ def test_a_changed_url_resets_fetch_state(tmp_path: Path) -> None:
     assert (state.url, state.etag, state.last_modified) == ("http://y.org/f", None, None)
 
 
+def test_a_locked_database_is_a_store_error_not_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "d.db"
+    with Store.open(path) as store:
+        store.db.conn.execute("PRAGMA busy_timeout = 50")
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        try:
+            with pytest.raises(StoreError, match="database is locked"):
+                store.sync_sources([SourceSettings(name="s", url="http://x.org/f")])
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        store.sync_sources([SourceSettings(name="s", url="http://x.org/f")])  # and it recovers
+        assert store.source_state("s").url == "http://x.org/f"
+
+
 def test_unusable_paths_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match=r"folder .* does not exist"):
         Store.open(tmp_path / "missing" / "d.db")
