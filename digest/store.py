@@ -296,27 +296,14 @@ class Store:
                     unchanged += 1
                 else:
                     conn.execute(
-                        "UPDATE articles SET guid = ?, url = ?, title = ?, summary_html = ?,"
-                        " summary_text = ?, author = ?, published = ?, updated = ?, content_hash = ?"
-                        " WHERE id = ?",
-                        (
-                            article.guid,
-                            article.url,
-                            article.title,
-                            article.summary_html,
-                            article.summary_text,
-                            article.author,
-                            to_iso(article.published) if article.published else None,
-                            to_iso(max(article.updated, now)),
-                            article.content_hash,
-                            key,
-                        ),
+                        f"UPDATE articles SET {', '.join(f'{c} = ?' for c in _CONTENT_COLUMNS)},"
+                        " updated = ?, content_hash = ? WHERE id = ?",
+                        (*_content_values(article), to_iso(now), article.content_hash, key),
                     )
                     updated += 1
             conn.executemany(
-                "INSERT INTO articles (id, source_id, guid, url, title, summary_html, summary_text,"
-                " author, published, first_seen, updated, content_hash)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO articles (id, source_id, {', '.join(_CONTENT_COLUMNS)},"
+                " first_seen, updated, content_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 inserts,
             )
         return SaveCounts(new, updated, unchanged)
@@ -399,17 +386,28 @@ class Store:
         return found
 
 
-def _article_values(article: Article, source_id: int) -> tuple[Any, ...]:
+_CONTENT_COLUMNS = ("guid", "url", "title", "summary_html", "summary_text", "author", "published")
+
+
+def _content_values(article: Article) -> tuple[Any, ...]:
+    """The values of :data:`_CONTENT_COLUMNS`, in that order."""
+    published = to_iso(article.published) if article.published else None
     return (
-        article.id,
-        source_id,
         article.guid,
         article.url,
         article.title,
         article.summary_html,
         article.summary_text,
         article.author,
-        to_iso(article.published) if article.published else None,
+        published,
+    )
+
+
+def _article_values(article: Article, source_id: int) -> tuple[Any, ...]:
+    return (
+        article.id,
+        source_id,
+        *_content_values(article),
         to_iso(article.first_seen),
         to_iso(article.updated),
         article.content_hash,
