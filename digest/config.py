@@ -322,7 +322,14 @@ def resolve_location(url: str, base_dir: Path) -> str:
     if scheme in ("http", "https", "file") or len(scheme) > 1:
         return url
     path = Path(url).expanduser()
-    return str(path if path.is_absolute() else (base_dir / path).resolve())
+    if path.is_absolute():
+        return str(path)
+    local = (base_dir / path).resolve()
+    # The starter config names "seeds/": with no such folder beside the file, the bundled
+    # sample site is meant, so `digest init && digest pull` works anywhere.
+    if not local.exists() and path.parts == ("seeds",):
+        return str(bundled("seeds"))
+    return str(local)
 
 
 def default_sources() -> tuple[SourceSettings, ...]:

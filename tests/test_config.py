@@ -51,6 +51,14 @@ def test_relative_paths_are_relative_to_the_file() -> None:
     assert settings.sources[0].url == "/srv/digest/dumps"
 
 
+def test_seeds_fall_back_to_the_bundled_sample_site(tmp_path: Path) -> None:
+    settings = _parse('[[sources]]\nname = "seeds"\nurl = "seeds/"\n', base=tmp_path)
+    assert Path(settings.sources[0].url) == bundled("seeds")
+    (tmp_path / "seeds").mkdir()
+    settings = _parse('[[sources]]\nname = "seeds"\nurl = "seeds/"\n', base=tmp_path)
+    assert Path(settings.sources[0].url) == tmp_path / "seeds"
+
+
 def test_environment_overrides_and_secrets() -> None:
     env = {"DIGEST_SMTP_PASSWORD": "s3cret", "DIGEST_WEB_PORT": "9000", "DIGEST_SECRET": "k"}
     settings = _parse('[smtp]\nhost = "mail.example.org"\n', env)
