@@ -37,6 +37,7 @@ class Parsed:
 
     items: list[ParsedItem]
     feed_links: tuple[str, ...] = ()
+    base_url: str | None = None  # where relative links point, when not the document's URL
 
 
 def pull(
@@ -53,10 +54,24 @@ def pull(
     own = fetcher is None
     fetcher = fetcher or Fetcher(settings.fetch)
     try:
-        return [pull_source(store, fetcher, source, settings, force=force) for source in wanted]
+        return [_pull_guarded(store, fetcher, source, settings, force=force) for source in wanted]
     finally:
         if own:
             fetcher.close()
+
+
+def _pull_guarded(
+    store: Store, fetcher: Fetcher, source: SourceSettings, settings: Settings, *, force: bool
+) -> SourceReport:
+    # A bug tripped by one source's bytes must not cost the other sources their pull.
+    try:
+        return pull_source(store, fetcher, source, settings, force=force)
+    except DigestError:
+        raise
+    except Exception as exc:
+        message = f"unexpected {type(exc).__name__} while pulling: {one_line(str(exc))[:300]}"
+        store.record_fetch(source.name, status=None, error=message, keep_validators=True)
+        return SourceReport(source.name, error=message)
 
 
 def pull_source(
@@ -123,7 +138,7 @@ def pull_source(
             failures.append(f"{document.name}: {exc}")
             continue
         for item in parsed.items:
-            article = normalise(item, source.name, document.url, now)
+            article = normalise(item, source.name, parsed.base_url or document.url, now)
             # A later snapshot of the same article wins over an earlier one in the same pull.
             articles[article.id] = article
 
@@ -168,7 +183,7 @@ def _follow_feed(fetcher: Fetcher, url: str, source: SourceSettings, settings: S
     items: list[ParsedItem] = []
     for document in result.documents:
         items.extend(parse_document(document, feed_source, fast=settings.fetch.fast_parser).items)
-    return Parsed(items)
+    return Parsed(items, base_url=url)
 
 
 def normalise(item: ParsedItem, source: str, base_url: str, now: datetime) -> Article:

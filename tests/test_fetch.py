@@ -137,6 +137,9 @@ def test_local_files_and_folders(tmp_path: Path) -> None:
         assert single.documents[0].body == b"second"
         with pytest.raises(FetchError, match="no such file"):
             fetcher.fetch(str(tmp_path / "nope"))
+        (tmp_path / "empty").mkdir()
+        with pytest.raises(FetchError, match="no files"):
+            fetcher.fetch(str(tmp_path / "empty"))
         (tmp_path / "huge.txt").write_bytes(b"h" * (FAST.max_bytes + 1))
         with pytest.raises(FetchError, match="size cap"):
             fetcher.fetch(str(tmp_path / "huge.txt"))

@@ -6,6 +6,8 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
+
 from digest.config import Settings
 from digest.ingest import article_id, normalise_url, pull
 from digest.store import Store
@@ -227,3 +229,20 @@ def test_identity_rules() -> None:
     assert article_id("s", None, None, "A  Title") == article_id("s", None, None, "a title")
     assert normalise_url("HTTPS://Example.ORG:443/a?utm_source=x&id=3#c2") == "https://example.org/a?id=3#c2"
     assert normalise_url("http://example.org") == "http://example.org/"
+
+
+def test_a_parser_bug_on_one_source_does_not_stop_the_others(
+    server: FeedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Stands in for a bug no input has shown yet: the guard is what is under test.
+    def broken(*args: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("digest.ingest.parse_text", broken)
+    server.routes["/good.xml"] = Reply(200, rss([{"title": "Good", "link": "https://x.org/g"}]))
+    settings = settings_for(
+        tmp_path, _source("dumps", str(SEEDS), "text") + _source("good", server.url("/good.xml"))
+    )
+    reports = _pull(settings)
+    assert str(reports["dumps"].error).startswith("unexpected RuntimeError while pulling: boom")  # type: ignore[attr-defined]
+    assert reports["good"].new == 1  # type: ignore[attr-defined]

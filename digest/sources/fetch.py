@@ -102,6 +102,8 @@ class Fetcher:
             path = Path(url).expanduser()
         if path.is_dir():
             files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+            if not files:
+                raise FetchError(f"{path}: the folder has no files to read")
             return FetchResult(tuple(self._read_file(p) for p in files), status=200)
         if path.is_file():
             return FetchResult((self._read_file(path),), status=200)
