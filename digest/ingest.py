@@ -17,7 +17,7 @@ from digest.config import Settings, SourceSettings
 from digest.dates import utcnow
 from digest.errors import DigestError, FetchError, ParseError
 from digest.models import Article, ParsedItem, SourceReport
-from digest.sanitize import html_to_text, one_line, sanitize_html
+from digest.sanitize import drop_boilerplate, html_to_text, one_line, sanitize_html
 from digest.sources.auto import detect_kind
 from digest.sources.feed import parse_feed
 from digest.sources.fetch import Document, Fetcher, is_remote
@@ -190,7 +190,7 @@ def normalise(item: ParsedItem, source: str, base_url: str, now: datetime) -> Ar
     """A parsed item made safe and stable: sanitised HTML, plain text, an id, a content hash."""
     url = normalise_url(item.url) if item.url else None
     # Relative links in content resolve against the document, as feedparser does for feeds.
-    summary_html = sanitize_html(item.content_html, base_url=base_url)
+    summary_html = drop_boilerplate(sanitize_html(item.content_html, base_url=base_url))
     summary_text = html_to_text(summary_html, sanitized=True)
     title = one_line(item.title) or "(untitled)"
     author = author_name(item.author) if item.author else None

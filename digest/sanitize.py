@@ -55,6 +55,34 @@ _LINE_BREAK = re.compile(r"<br\b[^>]*>", re.I)
 _ANY_TAG = re.compile(r"<[^>]*>")
 
 
+# Lines that are furniture, not content: excerpt links and WordPress's feed footer.
+CONTINUE_READING = re.compile(
+    r"^(?:Continue reading|Read more(?: of)?|Read the full (?:article|post))\b[:\s]*"
+    r"(?P<title>.*?)\s*(?:→|»|\.\.\.|…)?$",
+    re.I,
+)
+APPEARED_FIRST = re.compile(r"^The post .+ appeared first on .+?\.?$", re.I)
+_PARAGRAPH = re.compile(r"<p\b[^>]*>(.*?)</p>", re.S)
+
+
+def is_boilerplate(line: str) -> bool:
+    """Whether a line of text is a "Continue reading ..." link or a "The post ... appeared
+    first on ..." footer."""
+    return bool(CONTINUE_READING.match(line) or APPEARED_FIRST.match(line))
+
+
+def drop_boilerplate(fragment: str) -> str:
+    """Sanitised HTML without paragraphs that are only boilerplate (see :func:`is_boilerplate`)."""
+    if "Continue" not in fragment and "Read" not in fragment and "appeared first" not in fragment:
+        return fragment
+
+    def keep(match: re.Match[str]) -> str:
+        text = one_line(html.unescape(_ANY_TAG.sub("", match.group(1))))
+        return "" if is_boilerplate(text) else match.group(0)
+
+    return _PARAGRAPH.sub(keep, fragment).strip()
+
+
 def strip_controls(text: str) -> str:
     """Text without control characters or bidi overrides (tab and newline are kept)."""
     return _CONTROL.sub("", text)

@@ -246,3 +246,19 @@ def test_a_parser_bug_on_one_source_does_not_stop_the_others(
     reports = _pull(settings)
     assert str(reports["dumps"].error).startswith("unexpected RuntimeError while pulling: boom")  # type: ignore[attr-defined]
     assert reports["good"].new == 1  # type: ignore[attr-defined]
+
+
+def test_feed_boilerplate_is_dropped(server: FeedServer, tmp_path: Path) -> None:
+    content = (
+        "<![CDATA[<p>The real text.</p>"
+        '<p><a href="https://x.org/p" class="more-link">Continue reading <span>Post</span> →</a></p>'
+        '<p>The post <a href="https://x.org/p">Post</a> appeared first on <a href="https://x.org">X</a>.</p>]]>'
+    )
+    server.routes["/wp.xml"] = Reply(
+        200, rss([{"title": "Post", "link": "https://x.org/p", "description": content}])
+    )
+    settings = settings_for(tmp_path, _source("wp", server.url("/wp.xml")))
+    _pull(settings)
+    [article] = _articles(settings)
+    assert article.summary_html == "<p>The real text.</p>"
+    assert article.summary_text == "The real text."

@@ -16,14 +16,8 @@ from html import escape
 
 from digest.dates import find_dates, infer_date
 from digest.models import ParsedItem
-from digest.sanitize import one_line
+from digest.sanitize import CONTINUE_READING, is_boilerplate, one_line
 
-_CONTINUE = re.compile(
-    r"^(?:Continue reading|Read more(?: of)?|Read the full (?:article|post))[:\s]+"
-    r"(?P<title>.+?)\s*(?:→|»|\.\.\.|…)?$",
-    re.I,
-)
-_APPEARED = re.compile(r"^The post .+ appeared first on .+\.?$", re.I)
 _REPRINT_NOTE = re.compile(
     r"\b(?:following|below)\b.{0,40}\b(?:articles?|reports?|statements?|pieces?|texts?|interviews?)\b"
     r".{0,40}\b(?:(?:originally|first|also)\s+)?(?:published|carried|appeared|released|reprinted)\b",
@@ -91,7 +85,7 @@ def looks_like_title(block: str) -> bool:
         return False
     if not (block[0].isupper() or block[0].isdigit() or block[0] in "\"'“‘«"):
         return False
-    return not (_CONTINUE.match(block) or _APPEARED.match(block) or _CAPTION.search(block))
+    return not (is_boilerplate(block) or _CAPTION.search(block))
 
 
 def _is_title_case(block: str) -> bool:
@@ -104,8 +98,8 @@ def _posts(blocks: list[str]) -> list[_Post]:
     spans: list[tuple[int, int]] = []
     floor = 0
     for index, block in enumerate(blocks):
-        match = _CONTINUE.match(block)
-        if not match:
+        match = CONTINUE_READING.match(block)
+        if not match or not match.group("title"):
             continue
         wanted = one_line(match.group("title"))
         start = next((i for i in range(floor, index) if blocks[i] == wanted), None)
@@ -163,7 +157,7 @@ def _belongs_to(post: _Post, heading: str, previous: str | None, following: str)
 
 
 def _body(blocks: list[str]) -> list[str]:
-    return [b for b in blocks if not (_CONTINUE.match(b) or _APPEARED.match(b))]
+    return [b for b in blocks if not is_boilerplate(b)]
 
 
 def _item(post: _Post, reference: date | None) -> ParsedItem:
