@@ -65,12 +65,20 @@ class Fetcher:
         self, settings: FetchSettings | None = None, *, transport: httpx.BaseTransport | None = None
     ) -> None:
         self.settings = settings or FetchSettings()
-        self.client = httpx.Client(
-            timeout=httpx.Timeout(self.settings.timeout),
-            follow_redirects=False,
-            headers={"User-Agent": self.settings.user_agent, "Accept": ACCEPT},
-            transport=transport,
-        )
+        self._transport = transport
+        self._client: httpx.Client | None = None
+
+    @property
+    def client(self) -> httpx.Client:
+        # Made on first use: setting up TLS costs more than reading a folder of local files.
+        if self._client is None:
+            self._client = httpx.Client(
+                timeout=httpx.Timeout(self.settings.timeout),
+                follow_redirects=False,
+                headers={"User-Agent": self.settings.user_agent, "Accept": ACCEPT},
+                transport=self._transport,
+            )
+        return self._client
 
     def __enter__(self) -> Fetcher:
         return self
@@ -79,7 +87,8 @@ class Fetcher:
         self.close()
 
     def close(self) -> None:
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
 
     def fetch(self, url: str, *, etag: str | None = None, last_modified: str | None = None) -> FetchResult:
         """Fetch ``url`` (http(s), ``file://`` or a local path: a file, or a folder read as
