@@ -11,6 +11,13 @@ _FEED_ROOT = re.compile(rb"<(?:rss|feed|rdf:RDF|channel)\b", re.I)
 _HTML_ROOT = re.compile(rb"<(?:!doctype\s+html|html|head|body)\b", re.I)
 _UTF16_32 = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff", b"<\x00", b"\x00<", b"\x00\x00\x00<")
 _SNIFF = 4096
+_CHARSET = re.compile(r"charset\s*=\s*\"?([\w.:-]+)", re.I)
+
+
+def charset_of(content_type: str | None) -> str | None:
+    """The charset a Content-Type header declares, lower-cased, or None."""
+    match = _CHARSET.search(content_type or "")
+    return match.group(1).lower() if match else None
 
 
 def detect_kind(body: bytes, content_type: str | None) -> str:

@@ -20,6 +20,7 @@ from digest.dates import from_struct, parse_date
 from digest.errors import ParseError
 from digest.models import ParsedItem
 from digest.sanitize import html_to_text, plain_title, text_to_html, title_from_text
+from digest.sources.auto import charset_of
 
 JSON_FEED_VERSIONS = ("https://jsonfeed.org/version/1", "https://jsonfeed.org/version/1.1")
 
@@ -64,7 +65,7 @@ def fast_path_eligible(body: bytes, content_type: str | None) -> bool:
     declared = _XML_DECL.match(head)
     if declared and declared.group(1).lower() not in (b"utf-8", b"utf8"):
         return False
-    charset = _charset(content_type)
+    charset = charset_of(content_type)
     if charset and charset not in ("utf-8", "utf8"):
         return False
     if not (_RSS2_ROOT.search(head) or _ATOM1_ROOT.search(head)):
@@ -251,11 +252,6 @@ def _text(value: Any) -> str | None:
 def _absolute(url: str) -> bool:
     parts = urlsplit(url)
     return parts.scheme in ("http", "https") and bool(parts.netloc)
-
-
-def _charset(content_type: str | None) -> str | None:
-    match = re.search(r"charset\s*=\s*\"?([\w.-]+)", content_type or "", re.I)
-    return match.group(1).lower() if match else None
 
 
 def _one_line(text: str) -> str:

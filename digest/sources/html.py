@@ -8,7 +8,6 @@ date, author).
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import cast
@@ -22,6 +21,7 @@ from digest.dates import parse_date
 from digest.errors import ParseError
 from digest.models import ParsedItem
 from digest.sanitize import one_line
+from digest.sources.auto import charset_of
 
 FEED_TYPES = (
     "application/rss+xml",
@@ -109,11 +109,11 @@ def advertised_feeds(root: lxml.html.HtmlElement, base: str) -> list[str]:
 
 
 def _document(body: bytes, content_type: str | None) -> lxml.html.HtmlElement:
-    charset = re.search(r"charset\s*=\s*\"?([\w.-]+)", content_type or "", re.I)
+    charset = charset_of(content_type)
     parser = lxml.html.HTMLParser()
     if charset:
         with contextlib.suppress(LookupError):
-            parser = lxml.html.HTMLParser(encoding=charset.group(1))
+            parser = lxml.html.HTMLParser(encoding=charset)
     try:
         return lxml.html.document_fromstring(body, parser=parser)
     except (etree.ParserError, ValueError) as exc:

@@ -17,6 +17,7 @@ from html import escape
 from digest.dates import find_dates, infer_date
 from digest.models import ParsedItem
 from digest.sanitize import CONTINUE_READING, is_boilerplate, one_line
+from digest.sources.auto import charset_of
 
 _REPRINT_NOTE = re.compile(
     r"\b(?:following|below)\b.{0,40}\b(?:articles?|reports?|statements?|pieces?|texts?|interviews?)\b"
@@ -54,8 +55,8 @@ def parse_text(body: bytes, content_type: str | None, base_url: str) -> list[Par
 
 def decode_text(body: bytes, content_type: str | None) -> str:
     """Text from bytes: a BOM or the declared charset if any, else UTF-8, else Windows-1252."""
-    charset = re.search(r"charset\s*=\s*\"?([\w.-]+)", content_type or "", re.I)
-    candidates = ["utf-8-sig"] + ([charset.group(1)] if charset else []) + ["cp1252", "latin-1"]
+    charset = charset_of(content_type)
+    candidates = ["utf-8-sig"] + ([charset] if charset else []) + ["cp1252", "latin-1"]
     for encoding in candidates:
         try:
             return body.decode(encoding)
