@@ -136,6 +136,11 @@ def test_labels_captions_and_boilerplate_do_not_become_articles() -> None:
     assert items[0].published is None
 
 
+def test_an_excerpt_is_a_post_even_with_no_text_under_its_title() -> None:
+    text = "Short notice of a meeting today\n\nContinue reading Short notice of a meeting today\n"
+    assert _parse(text) == ["Short notice of a meeting today"]
+
+
 def test_text_that_is_not_a_page_of_posts_yields_nothing() -> None:
     assert _parse("just some words\nand more words\n") == []
     assert _parse("") == []

@@ -115,7 +115,7 @@ def _posts(blocks: list[str]) -> list[_Post]:
         posts.append(_Post(title=blocks[start], body=_body(blocks[start + 1 : end])))
         cursor = end + 1
     posts.extend(_full_posts(blocks[cursor:]))
-    return [post for post in posts if post.body]
+    return posts
 
 
 def _full_posts(blocks: list[str]) -> list[_Post]:
@@ -137,7 +137,9 @@ def _full_posts(blocks: list[str]) -> list[_Post]:
                 current.reprint = True
     for post in posts:
         post.body = _body(post.body)
-    return posts
+    # A "title" with nothing but boilerplate under it was not a post. (Excerpts need no such
+    # check: their "Continue reading" line vouches for them.)
+    return [post for post in posts if post.body]
 
 
 def _belongs_to(post: _Post, heading: str, previous: str | None, following: str) -> bool:
