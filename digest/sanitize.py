@@ -52,7 +52,7 @@ _BLOCK_TAG = re.compile(
 )
 _LIST_ITEM = re.compile(r"<li\b[^>]*>", re.I)
 _LINE_BREAK = re.compile(r"<br\b[^>]*>", re.I)
-_ANY_TAG = re.compile(r"<[^>]*>")
+_ANY_TAG = re.compile(r"<(?:[^>\"']|\"[^\"]*\"|'[^']*')*>")  # quoted attributes may hold ">"
 
 
 # Lines that are furniture, not content: excerpt links and WordPress's feed footer.
