@@ -19,6 +19,8 @@ from digest import __version__
 from digest.config import Settings, load_settings
 from digest.dates import to_iso
 from digest.errors import DigestError
+from digest.grouping.classify import regroup as regroup_all
+from digest.grouping.classify import taxonomy_for
 from digest.grouping.regions import regions
 from digest.ingest import pull as pull_sources
 from digest.models import Article
@@ -167,7 +169,61 @@ def article_json(article: Article) -> dict[str, Any]:
         "regions": list(article.regions),
         "themes": list(article.themes),
         "story": article.story,
+        "places": [_place_evidence(p) for p in article.places],
+        "theme_phrases": {
+            slug: m["phrases"] for slug, m in article.theme_matches.items() if slug in article.themes
+        },
     }
+
+
+def _place_evidence(place: dict[str, Any]) -> dict[str, Any]:
+    where = [part for part in ("title", "lead", "body") if place.get(part)]
+    count = sum(int(place.get(part, 0)) for part in ("title", "lead", "body"))
+    return {
+        "name": place["name"],
+        "region": place["region"],
+        "kind": place["kind"],
+        "count": count,
+        "in": where,
+    }
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object with regions, themes and stories.")
+@click.option(
+    "--since", callback=_since, metavar="ISO", help="Count only articles first seen at or after this time."
+)
+@click.pass_obj
+def groups(app: App, as_json: bool, since: datetime | None) -> None:
+    """Regions, themes and stories, with their article counts."""
+    titles = taxonomy_for(app.settings).titles()
+    with app.store() as store:
+        found = store.group_counts(since)
+    for entry in found["regions"]:
+        entry["name"] = regions().get(entry["slug"], entry["slug"])
+    for entry in found["themes"]:
+        entry["title"] = titles.get(entry["slug"], entry["slug"])
+    if as_json:
+        click.echo(json.dumps(found, ensure_ascii=False, indent=2))
+        return
+    click.echo("Regions (articles, as primary region)")
+    for entry in found["regions"]:
+        click.echo(f"  {entry['articles']:>5}  {entry['primary']:>5}  {entry['slug']:<15} {entry['name']}")
+    click.echo("Themes (articles)")
+    for entry in found["themes"]:
+        click.echo(f"  {entry['articles']:>5}  {entry['slug']:<27} {entry['title']}")
+    click.echo(f"Stories ({len(found['stories'])})")
+    for entry in found["stories"]:
+        click.echo(f"  {entry['articles']:>5}  {entry['label']}")
+
+
+@cli.command()
+@click.pass_obj
+def regroup(app: App) -> None:
+    """Classify every article again and re-cluster stories (after a vocabulary change)."""
+    with app.store() as store:
+        report = regroup_all(store, app.settings)
+    click.echo(f"regrouped {report.classified} articles; {report.stories} stories")
 
 
 def main() -> None:

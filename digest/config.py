@@ -49,6 +49,24 @@ class SourceSettings:
 
 
 @dataclass(frozen=True)
+class ThemeSettings:
+    """A theme from the config: a new one, a replacement, or (``extend``) more phrases for a default."""
+
+    slug: str
+    title: str | None = None
+    phrases: tuple[str, ...] = ()
+    strong: tuple[str, ...] = ()
+    extend: bool = False
+
+
+@dataclass(frozen=True)
+class GroupingSettings:
+    story_window: float = 3 * 86400.0
+    theme_defaults: bool = True
+    themes: tuple[ThemeSettings, ...] = ()
+
+
+@dataclass(frozen=True)
 class ScheduleSettings:
     pull_every: float = 3600.0
     digest_cron: str = "0 8 * * mon"
@@ -98,6 +116,7 @@ class Settings:
     outbox: OutboxSettings = field(default_factory=OutboxSettings)
     web: WebSettings = field(default_factory=WebSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
+    grouping: GroupingSettings = field(default_factory=GroupingSettings)
     secret: str | None = None
     origin: str = "embedded default"
     warnings: tuple[str, ...] = ()
@@ -255,11 +274,52 @@ _SECTIONS: dict[str, dict[str, Checker]] = {
         "user_agent": _nonempty,
         "fast_parser": _boolean,
     },
+    "grouping": {"story_window": _seconds},
 }
 # Secrets: read from the environment only (DIGEST_SMTP_PASSWORD), never from the file.
 _SECRETS: dict[str, dict[str, Checker]] = {"smtp": {"password": _string}}
 _SOURCE_KEYS = ("name", "url", "kind", "every", "enabled", "selectors", "ignore_places")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+_THEME_KEYS = ("title", "phrases", "strong", "extend")
+
+
+def _read_themes(raw: Any, origin: str, warnings: list[str]) -> tuple[bool, tuple[ThemeSettings, ...]]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{origin}: themes: expected a table ([themes])")
+    defaults = _boolean(raw.get("defaults", True), f"{origin}: themes.defaults")
+    themes = []
+    for slug, entry in raw.items():
+        if slug == "defaults":
+            continue
+        where = f"{origin}: themes.{slug}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected a table ([themes.{slug}]) with phrases")
+        if not _SLUG.match(slug):
+            raise ConfigError(
+                f"{where}: {slug!r} is not a valid theme slug (lower-case letters, digits and '-')"
+            )
+        for key in entry:
+            if key not in _THEME_KEYS:
+                warnings.append(f"{where}.{key}: unknown key, ignored (known: {', '.join(_THEME_KEYS)})")
+        lists = {}
+        for key in ("phrases", "strong"):
+            value = entry.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(p, str) and p.strip() for p in value):
+                raise ConfigError(f"{where}.{key}: expected a list of non-empty phrases")
+            lists[key] = tuple(p.strip() for p in value)
+        if not lists["phrases"] and not lists["strong"]:
+            raise ConfigError(f"{where}: a theme needs phrases (or strong phrases)")
+        themes.append(
+            ThemeSettings(
+                slug=slug,
+                title=_nonempty(entry["title"], f"{where}.title") if "title" in entry else None,
+                phrases=lists["phrases"],
+                strong=lists["strong"],
+                extend=_boolean(entry.get("extend", False), f"{where}.extend"),
+            )
+        )
+    return defaults, tuple(themes)
 
 
 def _read_section(data: Mapping[str, Any], section: str, origin: str, warnings: list[str]) -> dict[str, Any]:
@@ -386,7 +446,7 @@ def parse_settings(
 def _build(data: Mapping[str, Any], origin: str, base_dir: Path, env: Mapping[str, str]) -> Settings:
     warnings: list[str] = []
     for key in data:
-        if key not in _SECTIONS and key != "sources":
+        if key not in _SECTIONS and key not in ("sources", "themes"):
             warnings.append(f"{origin}: {key}: unknown section or key, ignored")
     merged = {name: _read_section(data, name, origin, warnings) for name in _SECTIONS}
     merged = _env_overrides(env, merged)
@@ -408,6 +468,8 @@ def _build(data: Mapping[str, Any], origin: str, base_dir: Path, env: Mapping[st
         value = Path(merged[section].get("path", default)).expanduser()
         return value if value.is_absolute() else base_dir / value
 
+    theme_defaults, themes = _read_themes(data.get("themes", {}), origin, warnings)
+    grouping = GroupingSettings(**merged["grouping"], theme_defaults=theme_defaults, themes=themes)
     # A password alone (DIGEST_SMTP_PASSWORD) does not switch SMTP on; a host does.
     wants_smtp = "smtp" in data or "DIGEST_SMTP_HOST" in env
     smtp = SmtpSettings(**merged["smtp"]) if wants_smtp else None
@@ -420,6 +482,7 @@ def _build(data: Mapping[str, Any], origin: str, base_dir: Path, env: Mapping[st
         outbox=OutboxSettings(path=anchored("outbox", OutboxSettings.path)),
         web=WebSettings(**merged["web"]),
         fetch=FetchSettings(**merged["fetch"]),
+        grouping=grouping,
         secret=env.get("DIGEST_SECRET") or None,
         origin=origin,
         warnings=tuple(warnings),

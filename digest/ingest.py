@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from digest.config import Settings, SourceSettings
 from digest.dates import utcnow
 from digest.errors import DigestError, FetchError, ParseError
+from digest.grouping.classify import group_pending
 from digest.models import Article, ParsedItem, SourceReport
 from digest.sanitize import drop_boilerplate, html_to_text, one_line, sanitize_html
 from digest.sources.auto import detect_kind
@@ -48,16 +49,20 @@ def pull(
     fetcher: Fetcher | None = None,
     force: bool = False,
 ) -> list[SourceReport]:
-    """Pull the named sources (all enabled ones when none are named); one report each."""
+    """Pull the named sources (all enabled ones when none are named), then group what is new;
+    one report per source."""
     wanted = [settings.source(name) for name in names] or [s for s in settings.sources if s.enabled]
     store.sync_sources(settings.sources)
     own = fetcher is None
     fetcher = fetcher or Fetcher(settings.fetch)
     try:
-        return [_pull_guarded(store, fetcher, source, settings, force=force) for source in wanted]
+        reports = [_pull_guarded(store, fetcher, source, settings, force=force) for source in wanted]
     finally:
         if own:
             fetcher.close()
+    if any(report.new or report.updated for report in reports):
+        group_pending(store, settings)
+    return reports
 
 
 def _pull_guarded(

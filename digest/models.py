@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,9 @@ class Article:
     regions: tuple[str, ...] = ()
     themes: tuple[str, ...] = ()
     story: str | None = None
+    # The evidence: places found (with counts by title, lead, body) and theme phrases matched.
+    places: tuple[dict[str, Any], ...] = ()
+    theme_matches: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -91,9 +91,30 @@ def _initial(db: sqlite_utils.Database) -> None:
     )
 
 
+def _grouping(db: sqlite_utils.Database) -> None:
+    # places / theme_matches: the evidence behind regions and themes; grouped = 0 marks
+    # articles whose text has not been classified since it last changed.
+    db.execute("ALTER TABLE articles ADD COLUMN places TEXT NOT NULL DEFAULT '[]'")
+    db.execute("ALTER TABLE articles ADD COLUMN theme_matches TEXT NOT NULL DEFAULT '{}'")
+    db.execute("ALTER TABLE articles ADD COLUMN grouped INTEGER NOT NULL DEFAULT 0")
+    db.execute("CREATE INDEX articles_grouped ON articles(grouped) WHERE grouped = 0")
+    db.execute("CREATE INDEX articles_story ON articles(story)")
+    db.execute(
+        """
+        CREATE TABLE stories (
+            id TEXT PRIMARY KEY,
+            label TEXT NOT NULL,
+            articles INTEGER NOT NULL,
+            first_seen TEXT NOT NULL,
+            updated TEXT NOT NULL
+        )"""
+    )
+
+
 # Append-only: a released migration is never edited, a change is a new entry.
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_initial", _initial),
+    ("0002_grouping", _grouping),
 ]
 
 
@@ -297,7 +318,7 @@ class Store:
                 else:
                     conn.execute(
                         f"UPDATE articles SET {', '.join(f'{c} = ?' for c in _CONTENT_COLUMNS)},"
-                        " updated = ?, content_hash = ? WHERE id = ?",
+                        " updated = ?, content_hash = ?, grouped = 0 WHERE id = ?",
                         (*_content_values(article), to_iso(now), article.content_hash, key),
                     )
                     updated += 1
@@ -357,6 +378,147 @@ class Store:
 
     def count_articles(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM articles").fetchone()[0])
+
+    # --- grouping ------------------------------------------------------------------------
+
+    def ungrouped(self) -> list[dict[str, Any]]:
+        """Articles whose text has not been classified since it last changed."""
+        return list(
+            self.db.query(
+                "SELECT a.id, s.name AS source, a.title, a.summary_text, a.first_seen FROM articles a"
+                " JOIN sources s ON s.id = a.source_id WHERE a.grouped = 0"
+            )
+        )
+
+    def mark_ungrouped(self) -> None:
+        """Have every article classified again (after a vocabulary change)."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE articles SET grouped = 0")
+
+    def save_evidence(self, rows: Iterable[tuple[str, str, str]]) -> None:
+        """Store (places JSON, theme matches JSON, article id) and mark the articles grouped."""
+        with self.transaction() as conn:
+            conn.executemany(
+                "UPDATE articles SET places = ?, theme_matches = ?, grouped = 1 WHERE id = ?", rows
+            )
+
+    def source_frequencies(self, source: str) -> tuple[int, dict[str, int], dict[str, int]]:
+        """For one source: its article count, and in how many of its articles each place
+        (by key) and each theme is found."""
+        source_id = self._source_id(self.db.conn, source)
+        total = self.db.execute("SELECT count(*) FROM articles WHERE source_id = ?", [source_id]).fetchone()[
+            0
+        ]
+        places = dict(
+            self.db.execute(
+                "SELECT p.value ->> 'key', count(DISTINCT a.id) FROM articles a, json_each(a.places) p"
+                " WHERE a.source_id = ? GROUP BY 1",
+                [source_id],
+            ).fetchall()
+        )
+        themes = dict(
+            self.db.execute(
+                "SELECT t.key, count(*) FROM articles a, json_each(a.theme_matches) t"
+                " WHERE a.source_id = ? GROUP BY 1",
+                [source_id],
+            ).fetchall()
+        )
+        return int(total), places, themes
+
+    def evidence(self, source: str, ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Stored places and theme matches of a source's articles (all, or those in ``ids``)."""
+        sql = (
+            "SELECT a.id, a.places, a.theme_matches FROM articles a JOIN sources s ON s.id = a.source_id"
+            " WHERE s.name = ?"
+        )
+        if ids is None:
+            return list(self.db.query(sql, [source]))
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            found.extend(self.db.query(f"{sql} AND a.id IN ({marks})", [source, *chunk]))
+        return found
+
+    def set_groups(self, rows: Iterable[tuple[str, str, str]]) -> None:
+        """Store (regions JSON, themes JSON, article id)."""
+        with self.transaction() as conn:
+            conn.executemany("UPDATE articles SET regions = ?, themes = ? WHERE id = ?", rows)
+
+    def story_inputs(self, since: datetime | None = None) -> list[dict[str, Any]]:
+        """What story clustering reads, for articles first seen at or after ``since``."""
+        sql = (
+            "SELECT a.id, s.name AS source, a.title, a.summary_text, a.published, a.first_seen, a.places"
+            " FROM articles a JOIN sources s ON s.id = a.source_id"
+        )
+        args: list[Any] = []
+        if since is not None:
+            sql += " WHERE a.first_seen >= ?"
+            args.append(to_iso(since))
+        return list(self.db.query(sql + " ORDER BY a.first_seen, a.id", args))
+
+    def save_stories(
+        self, article_ids: Sequence[str], stories: Iterable[tuple[str, str, Sequence[str]]]
+    ) -> None:
+        """Replace the stories of ``article_ids`` with ``stories`` (id, label, member ids)."""
+        now = to_iso(utcnow())
+        with self.transaction() as conn:
+            for start in range(0, len(article_ids), 500):
+                chunk = list(article_ids[start : start + 500])
+                marks = ",".join("?" * len(chunk))
+                conn.execute(f"UPDATE articles SET story = NULL WHERE id IN ({marks})", chunk)
+            for story_id, label, members in stories:
+                marks = ",".join("?" * len(members))
+                conn.executemany(
+                    "UPDATE articles SET story = ? WHERE id = ?", [(story_id, m) for m in members]
+                )
+                first = conn.execute(
+                    f"SELECT min(first_seen) FROM articles WHERE id IN ({marks})", list(members)
+                ).fetchone()[0]
+                conn.execute(
+                    "INSERT INTO stories (id, label, articles, first_seen, updated) VALUES (?, ?, 0, ?, ?)"
+                    " ON CONFLICT(id) DO UPDATE SET label = excluded.label, updated = excluded.updated",
+                    (story_id, label, first, now),
+                )
+            # Counts from the articles themselves, so stories split or merged elsewhere stay right.
+            conn.execute(
+                "UPDATE stories SET articles = (SELECT count(*) FROM articles a WHERE a.story = stories.id)"
+            )
+            conn.execute("DELETE FROM stories WHERE articles < 2")
+            conn.execute(
+                "UPDATE articles SET story = NULL WHERE story IS NOT NULL"
+                " AND story NOT IN (SELECT id FROM stories)"
+            )
+
+    def group_counts(self, since: datetime | None = None) -> dict[str, list[dict[str, Any]]]:
+        """Regions, themes and stories with their article counts (first seen at or after ``since``)."""
+        where, args = ("WHERE a.first_seen >= ?", [to_iso(since)]) if since else ("", [])
+        regions = [
+            {"slug": slug, "articles": n, "primary": p}
+            for slug, n, p in self.db.execute(
+                "SELECT r.value, count(*), sum(r.key = 0) FROM articles a, json_each(a.regions) r"
+                f" {where} GROUP BY 1 ORDER BY 2 DESC, 1",
+                args,
+            )
+        ]
+        themes = [
+            {"slug": slug, "articles": n}
+            for slug, n in self.db.execute(
+                f"SELECT t.value, count(*) FROM articles a, json_each(a.themes) t {where}"
+                " GROUP BY 1 ORDER BY 2 DESC, 1",
+                args,
+            )
+        ]
+        stories = [
+            {"id": sid, "label": label, "articles": n, "members": json.loads(members)}
+            for sid, label, n, members in self.db.execute(
+                "SELECT st.id, st.label, count(*), json_group_array(a.id) FROM stories st"
+                f" JOIN articles a ON a.story = st.id {where} GROUP BY st.id HAVING count(*) >= 2"
+                " ORDER BY 3 DESC, st.first_seen DESC",
+                args,
+            )
+        ]
+        return {"regions": regions, "themes": themes, "stories": stories}
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -435,4 +597,6 @@ def _article(row: dict[str, Any]) -> Article:
         regions=tuple(json.loads(row["regions"] or "[]")),
         themes=tuple(json.loads(row["themes"] or "[]")),
         story=row["story"],
+        places=tuple(json.loads(row["places"] or "[]")),
+        theme_matches=json.loads(row["theme_matches"] or "{}"),
     )

@@ -1,0 +1,163 @@
+"""Grouping stored articles: regions and themes (with their evidence) and stories.
+
+Runs after every pull on what is new or changed; ``regroup`` redoes everything after a
+vocabulary change. Reading text is the costly part and is done once per article version;
+regions and themes are re-scored from the stored evidence, for every article of a source
+while the source is young (its IDF still moves a lot), for new articles after that.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from digest.config import Settings
+from digest.dates import from_iso
+from digest.grouping import regions as region_scoring
+from digest.grouping import themes as theme_scoring
+from digest.grouping.places import Gazetteer
+from digest.grouping.regions import PlaceCount, count_places, split_lead
+from digest.grouping.stories import StoryInput, cluster
+from digest.grouping.themes import Taxonomy, ThemeMatch
+from digest.store import Store
+
+# Below this many articles a source's IDF changes with every pull: re-score all of them.
+YOUNG_SOURCE = 200
+
+
+@dataclass(frozen=True)
+class GroupReport:
+    classified: int
+    rescored: int
+    stories: int
+
+
+def taxonomy_for(settings: Settings) -> Taxonomy:
+    """The themes in force: the defaults and the config's."""
+    return Taxonomy.from_settings(settings.grouping.themes, defaults=settings.grouping.theme_defaults)
+
+
+def group_pending(store: Store, settings: Settings, *, everything: bool = False) -> GroupReport:
+    """Classify new and changed articles, re-score their sources, re-cluster stories."""
+    gazetteer = Gazetteer.default()
+    taxonomy = taxonomy_for(settings)
+    pending = store.ungrouped()
+    evidence = []
+    touched: dict[str, list[str]] = {}
+    for row in pending:
+        places = count_places(row["title"], row["summary_text"], gazetteer)
+        matches = taxonomy.match(row["title"], row["summary_text"])
+        evidence.append((_places_json(places), _matches_json(matches), row["id"]))
+        touched.setdefault(row["source"], []).append(row["id"])
+    store.save_evidence(evidence)
+
+    rescored = 0
+    ignore = {source.name: _ignored_keys(source.ignore_places, gazetteer) for source in settings.sources}
+    for source, ids in touched.items():
+        total, place_df, theme_df = store.source_frequencies(source)
+        scope = None if everything or total < YOUNG_SOURCE else ids
+        rows = store.evidence(source, scope)
+        store.set_groups(_scored(rows, total, place_df, theme_df, ignore.get(source, set())))
+        rescored += len(rows)
+
+    stories = 0
+    if pending or everything:
+        earliest = min((str(row["first_seen"]) for row in pending), default=None)
+        stories = recluster(store, settings, since=None if everything else earliest)
+    return GroupReport(classified=len(pending), rescored=rescored, stories=stories)
+
+
+def regroup(store: Store, settings: Settings) -> GroupReport:
+    """Classify every article again and re-cluster every story (after a vocabulary change)."""
+    store.mark_ungrouped()
+    return group_pending(store, settings, everything=True)
+
+
+def recluster(store: Store, settings: Settings, since: str | None) -> int:
+    """Re-cluster the stories of articles first seen within the window before ``since``."""
+    window = timedelta(seconds=settings.grouping.story_window)
+    start = from_iso(since) - window if since else None
+    rows = store.story_inputs(start)
+    items = [_story_input(row) for row in rows]
+    found = cluster(items, window)
+    store.save_stories([row["id"] for row in rows], [(s.id, s.label, s.members) for s in found])
+    return len(found)
+
+
+def _scored(
+    rows: Iterable[dict[str, str]],
+    total: int,
+    place_df: dict[str, int],
+    theme_df: dict[str, int],
+    ignore: set[str],
+) -> list[tuple[str, str, str]]:
+    place_weights = {key: region_scoring.idf(df, total) for key, df in place_df.items()}
+    theme_weights = {slug: theme_scoring.idf(df, total) for slug, df in theme_df.items()}
+    out = []
+    for row in rows:
+        places = [_place(p) for p in json.loads(row["places"])]
+        matches = {
+            slug: ThemeMatch(m["score"], tuple(m["phrases"]))
+            for slug, m in json.loads(row["theme_matches"]).items()
+        }
+        regions = region_scoring.assign_regions(region_scoring.score_regions(places, place_weights, ignore))
+        themes = theme_scoring.assign_themes(matches, theme_weights)
+        out.append((json.dumps(regions), json.dumps(themes), row["id"]))
+    return out
+
+
+def _ignored_keys(names: Iterable[str], gazetteer: Gazetteer) -> set[str]:
+    return {gazetteer.forms[name].key for name in names if name in gazetteer.forms}
+
+
+def _places_json(places: Sequence[PlaceCount]) -> str:
+    return json.dumps(
+        [
+            {
+                "key": p.key,
+                "name": p.name,
+                "region": p.region,
+                "kind": p.kind,
+                "title": p.title,
+                "lead": p.lead,
+                "body": p.body,
+            }
+            for p in places
+        ],
+        ensure_ascii=False,
+    )
+
+
+def _place(data: dict[str, object]) -> PlaceCount:
+    return PlaceCount(
+        key=str(data["key"]),
+        name=str(data["name"]),
+        region=str(data["region"]),
+        kind=str(data["kind"]),
+        title=int(data["title"]),  # type: ignore[call-overload]
+        lead=int(data["lead"]),  # type: ignore[call-overload]
+        body=int(data["body"]),  # type: ignore[call-overload]
+    )
+
+
+def _matches_json(matches: dict[str, ThemeMatch]) -> str:
+    return json.dumps({slug: {"score": m.score, "phrases": list(m.phrases)} for slug, m in matches.items()})
+
+
+def _story_input(row: dict[str, str]) -> StoryInput:
+    lead, _ = split_lead(row["summary_text"])
+    entities = frozenset(
+        p["key"]
+        for p in json.loads(row["places"])
+        if p["kind"] in ("country", "person") and (p["title"] or p["lead"])
+    )
+    return StoryInput(
+        id=row["id"],
+        title=row["title"],
+        lead=lead,
+        first_seen=from_iso(row["first_seen"]),
+        published=from_iso(row["published"]) if row["published"] else None,
+        entities=entities,
+    )
