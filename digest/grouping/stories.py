@@ -10,9 +10,10 @@ between the same countries stay apart: weeks apart in time, or alike only in the
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 # Cosine similarity thresholds: linked alone, or linked with a shared specific entity.
 ALIKE = 0.5
@@ -50,6 +51,44 @@ def _close_in_time(a: StoryInput, b: StoryInput, window: timedelta) -> bool:
     return abs(a.first_seen - b.first_seen) <= window
 
 
+def _similar_pairs(
+    matrix: Any, order: Sequence[StoryInput], window: timedelta
+) -> Iterator[tuple[int, int, float]]:
+    """Pairs (i < j) close in time whose cosine similarity is at least RELATED.
+
+    Two sweeps keep the comparisons near-linear: one over published dates among articles
+    that have one, one over first-seen times for those that do not (against all).
+    """
+    published = {k: item.published for k, item in enumerate(order) if item.published is not None}
+    dated = sorted(published, key=published.__getitem__)
+    everyone = list(range(len(order)))  # already in first-seen order
+    undated = [k for k in everyone if k not in published]
+    sweeps = [
+        (dated, dated, [published[k] for k in dated]),
+        (undated, everyone, [item.first_seen for item in order]),
+    ]
+    done: set[tuple[int, int]] = set()
+    for rows, columns, times in sweeps:
+        when = dict(zip(columns, times, strict=True))
+        for start in range(0, len(rows), CHUNK):
+            chunk = rows[start : start + CHUNK]  # rows are in time order, like columns
+            low = bisect.bisect_left(times, when[chunk[0]] - window)
+            high = bisect.bisect_right(times, when[chunk[-1]] + window)
+            neighbours = columns[low:high]
+            sims = (matrix[chunk] @ matrix[neighbours].T).tocoo()
+            for row, col, sim in zip(sims.row, sims.col, sims.data, strict=True):
+                i, j = sorted((chunk[int(row)], neighbours[int(col)]))
+                if (
+                    i == j
+                    or sim < RELATED
+                    or (i, j) in done
+                    or not _close_in_time(order[i], order[j], window)
+                ):
+                    continue
+                done.add((i, j))
+                yield i, j, float(sim)
+
+
 def cluster(items: Sequence[StoryInput], window: timedelta) -> list[Story]:
     """Stories (groups of two or more) among ``items``; the id is the earliest member's."""
     if len(items) < 2:
@@ -74,7 +113,6 @@ def cluster(items: Sequence[StoryInput], window: timedelta) -> list[Story]:
     common = {e for e, n in counts.items() if n > max(2, COMMON_ENTITY * len(order))}
     entities = [item.entities - common for item in order]
 
-    seen = [item.first_seen for item in order]
     parent = list(range(len(order)))
 
     def root(i: int) -> int:
@@ -84,17 +122,10 @@ def cluster(items: Sequence[StoryInput], window: timedelta) -> list[Story]:
         return i
 
     edges: list[tuple[int, int, float]] = []
-    for start in range(0, len(order), CHUNK):
-        stop = min(start + CHUNK, len(order))
-        reach = bisect.bisect_right(seen, seen[stop - 1] + window)
-        sims = (matrix[start:stop] @ matrix[start:reach].T).tocoo()
-        for row, col, sim in zip(sims.row, sims.col, sims.data, strict=True):
-            i, j = start + int(row), start + int(col)
-            if j <= i or sim < RELATED or not _close_in_time(order[i], order[j], window):
-                continue
-            if sim >= ALIKE or entities[i] & entities[j]:
-                edges.append((i, j, float(sim)))
-                parent[root(i)] = root(j)
+    for i, j, sim in _similar_pairs(matrix, order, window):
+        if sim >= ALIKE or entities[i] & entities[j]:
+            edges.append((i, j, sim))
+            parent[root(i)] = root(j)
 
     groups: dict[int, list[int]] = {}
     for index in range(len(order)):
