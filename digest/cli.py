@@ -141,6 +141,8 @@ def articles(
     limit: int | None,
 ) -> None:
     """List stored articles, newest first."""
+    if theme is not None and theme not in (known := taxonomy_for(app.settings).titles()):
+        raise click.BadParameter(f"{theme!r} is not one of {', '.join(known)}", param_hint="'--theme'")
     with app.store() as store:
         found = store.articles(since=since, region=region, theme=theme, source=source, limit=limit)
     if as_json:

@@ -142,3 +142,21 @@ def test_nothing_is_lost_when_a_source_breaks(server: FeedServer, tmp_path: Path
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
     result = run("frobnicate", cwd=tmp_path)
     assert result.returncode == 2 and "No such command" in result.stderr
+
+
+def test_groups_and_regroup(tmp_path: Path) -> None:
+    run("pull", cwd=tmp_path)
+    data = json.loads(run("groups", "--json", cwd=tmp_path).stdout)
+    assert {r["slug"] for r in data["regions"]} >= {"southeast-asia", "europe", "africa"}
+    assert sum(r["primary"] for r in data["regions"]) == 40
+    assert all(t["title"] for t in data["themes"])
+    assert any(s["articles"] == 3 and "Starmer" in s["label"] for s in data["stories"])
+    text = run("groups", cwd=tmp_path).stdout
+    assert "Southeast Asia" in text and "Stories (" in text
+    regrouped = run("regroup", cwd=tmp_path)
+    assert regrouped.returncode == 0 and "regrouped 40 articles" in regrouped.stdout
+    assert json.loads(run("groups", "--json", cwd=tmp_path).stdout) == data
+    themed = json.loads(run("articles", "--json", "--theme", "party-relations", cwd=tmp_path).stdout)
+    assert themed and all("party-relations" in a["themes"] for a in themed)
+    bad = run("articles", "--theme", "astrology", cwd=tmp_path)
+    assert bad.returncode == 2 and "is not one of" in bad.stderr
