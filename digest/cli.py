@@ -24,8 +24,11 @@ from digest.grouping.classify import taxonomy_for
 from digest.grouping.regions import regions
 from digest.ingest import pull as pull_sources
 from digest.models import Article
+from digest.publish import FORMATS
 from digest.resources import bundled
+from digest.site import Site, publish_site
 from digest.store import Store
+from digest.web import create_app
 
 
 class DigestGroup(click.Group):
@@ -226,6 +229,74 @@ def regroup(app: App) -> None:
     with app.store() as store:
         report = regroup_all(store, app.settings)
     click.echo(f"regrouped {report.classified} articles; {report.stories} stories")
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="atom", show_default=True)
+@click.option("--region", callback=_region, metavar="SLUG", help="The feed of one region.")
+@click.option("--theme", metavar="SLUG", help="The feed of one theme.")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here, not to stdout."
+)
+@click.pass_obj
+def feed(app: App, fmt: str, region: str | None, theme: str | None, output: Path | None) -> None:
+    """Write a feed: the whole site, or one region or theme."""
+    if region and theme:
+        raise click.UsageError("give --region or --theme, not both")
+    site = Site(app.settings)
+    kind, slug = ("region", region) if region else ("theme", theme) if theme else ("site", None)
+    spec = site.spec(kind, slug)
+    if spec is None:
+        raise click.BadParameter(
+            f"{slug!r} is not one of {', '.join(site.names['themes'])}", param_hint="'--theme'"
+        )
+    with app.store() as store:
+        body, _ = site.feed(store, spec, fmt)
+    if output is None:
+        click.echo(body.decode(), nl=False)
+        return
+    _write(output, body)
+
+
+@cli.command(name="publish")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.pass_obj
+def publish_command(app: App, folder: Path) -> None:
+    """Write the whole public site (pages, feeds, OPML) to FOLDER as static files."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with app.store() as store:
+            written = publish_site(app.settings, store, folder)
+    except OSError as exc:
+        raise DigestError(f"{folder}: cannot write: {exc.strerror or exc}") from None
+    click.echo(f"wrote {written} files to {folder}")
+
+
+@cli.command()
+@click.option("--host", help="Address to listen on (default: [web] host, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port (default: [web] port, 8080).")
+@click.pass_obj
+def serve(app: App, host: str | None, port: int | None) -> None:
+    """Serve the feeds and pages over HTTP."""
+    import uvicorn
+
+    settings = app.settings
+    with app.store():
+        pass  # fail here, with one line, if the database cannot be opened
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.web.host,
+        port=settings.web.port if port is None else port,
+        log_level="info",
+        access_log=False,
+    )
+
+
+def _write(path: Path, body: bytes) -> None:
+    try:
+        path.write_bytes(body)
+    except OSError as exc:
+        raise DigestError(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ SELECTOR_KEYS = ("item", "title", "link", "summary", "date", "author")
 class SiteSettings:
     title: str = "Digest"
     base_url: str = "http://127.0.0.1:8080"
+    feed_entries: int = 50
 
 
 @dataclass(frozen=True)
@@ -254,7 +255,7 @@ def _shown(value: Any) -> str:
 # --- the schema: section -> key -> checker ----------------------------------------------------
 
 _SECTIONS: dict[str, dict[str, Checker]] = {
-    "site": {"title": _nonempty, "base_url": _http_url},
+    "site": {"title": _nonempty, "base_url": _http_url, "feed_entries": _integer(1, 1000)},
     "database": {"path": _nonempty},
     "schedule": {"pull_every": _seconds, "digest_cron": _cron, "timezone": _timezone},
     "smtp": {

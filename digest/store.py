@@ -20,6 +20,7 @@ from digest.errors import StoreError
 from digest.models import Article, SourceState
 
 BUSY_TIMEOUT_MS = 10_000
+_ARTICLE_SELECT = "SELECT a.*, s.name AS source FROM articles a JOIN sources s ON s.id = a.source_id"
 # SQLite errors that come from the file or its surroundings, not from our SQL.
 _ENVIRONMENTAL = re.compile(r"locked|busy|readonly|read-only|disk|unable to open|full|permission", re.I)
 
@@ -133,13 +134,19 @@ class Store:
         self.path = path
 
     @classmethod
-    def open(cls, path: Path | str) -> Store:
-        """Open (creating if needed) the database at ``path`` and bring its schema up to date."""
+    def open(cls, path: Path | str, *, shared: bool = False) -> Store:
+        """Open (creating if needed) the database at ``path`` and bring its schema up to date.
+        ``shared``: the connection may be used from several threads (the caller serialises)."""
         location = Path(path)
         if str(path) != ":memory:" and not location.parent.is_dir():
             raise StoreError(f"{location}: cannot open database: folder {location.parent} does not exist")
         try:
-            conn = sqlite3.connect(str(location), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            conn = sqlite3.connect(
+                str(location),
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,
+                check_same_thread=not shared,
+            )
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
@@ -277,6 +284,10 @@ class Store:
         with self.transaction() as conn:
             conn.execute(f"UPDATE sources SET {', '.join(sets)} WHERE name = ?", (*args, name))
 
+    def source_urls(self) -> dict[str, str]:
+        """Source name → the URL it is fetched from now."""
+        return dict(self.db.execute("SELECT name, fetch_url FROM sources").fetchall())
+
     def source_rows(self) -> list[dict[str, Any]]:
         """Every source with its fetch state and article count."""
         return list(
@@ -355,8 +366,7 @@ class Store:
             where.append("s.name = ?")
             args.append(source)
         sql = (
-            "SELECT a.*, s.name AS source FROM articles a JOIN sources s ON s.id = a.source_id"
-            f" WHERE {' AND '.join(where)}"
+            f"{_ARTICLE_SELECT} WHERE {' AND '.join(where)}"
             " ORDER BY coalesce(a.published, a.first_seen) DESC, a.first_seen DESC, a.rowid ASC"
         )
         if limit is not None:
@@ -375,6 +385,15 @@ class Store:
             return [_article(row) for row in self.db.query(sql, [query, limit])]
         except sqlite3.OperationalError as exc:
             raise StoreError(f"search {query!r}: {exc}") from None
+
+    def article(self, article_id: str) -> Article | None:
+        """One article by id."""
+        row = self._one(f"{_ARTICLE_SELECT} WHERE a.id = ?", [article_id])
+        return _article(row) if row else None
+
+    def data_version(self) -> int:
+        """A number that changes whenever another connection commits (PRAGMA data_version)."""
+        return int(self.db.execute("PRAGMA data_version").fetchone()[0])
 
     def count_articles(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM articles").fetchone()[0])

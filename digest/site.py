@@ -1,0 +1,163 @@
+"""The public site: HTML pages (Jinja2, ``templates/web``), feeds and OPML, rendered from the store.
+
+Shared by the web app (``web.py``) and ``digest publish DIR`` (static files). Every value
+is escaped by the templates; the one exception, an article's body, was sanitised with an
+allow-list when it was stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from digest import publish
+from digest.config import Settings
+from digest.grouping.classify import taxonomy_for
+from digest.grouping.regions import regions
+from digest.models import Article
+from digest.publish import FeedSpec
+from digest.resources import bundled
+from digest.store import Store
+
+LATEST = 20
+PER_GROUP_PAGE = 100
+INDEX_WINDOW = 1000
+
+
+class Site:
+    """Renders every public page and feed of one configuration."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.env = Environment(
+            loader=FileSystemLoader(str(bundled("templates"))),
+            autoescape=select_autoescape(default=True, default_for_string=True),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.base = urlsplit(settings.site.base_url).path.rstrip("/")
+        self.names = {"regions": regions(), "themes": taxonomy_for(settings).titles()}
+        self.specs = publish.feed_specs(settings)
+
+    # --- feeds ------------------------------------------------------------------------------
+
+    def feed_articles(self, store: Store, spec: FeedSpec, limit: int | None = None) -> list[Article]:
+        """The newest articles of a feed (``[site] feed_entries`` of them unless ``limit``)."""
+        limit = limit or self.settings.site.feed_entries
+        if spec.kind == "region":
+            return store.articles(region=spec.slug, limit=limit)
+        if spec.kind == "theme":
+            return store.articles(theme=spec.slug, limit=limit)
+        return store.articles(limit=limit)
+
+    def feed(self, store: Store, spec: FeedSpec, fmt: str) -> tuple[bytes, list[Article]]:
+        """The feed's bytes, and the articles in it (for its Last-Modified)."""
+        articles = self.feed_articles(store, spec)
+        return publish.render(spec, fmt, articles, self.settings, store.source_urls()), articles
+
+    def opml(self) -> bytes:
+        return publish.opml(self.settings)
+
+    def spec(self, kind: str, slug: str | None) -> FeedSpec | None:
+        return next((s for s in self.specs if s.kind == kind and s.slug == slug), None)
+
+    # --- pages ------------------------------------------------------------------------------
+
+    def _page(self, template: str, store_count: int, alternates: list[FeedSpec], **values: object) -> str:
+        links = [
+            {
+                "type": publish.CONTENT_TYPES[fmt].split(";")[0],
+                "title": f"{spec.title} ({label})",
+                "href": f"{self.base}{spec.path(fmt)}",
+            }
+            for spec in alternates
+            for fmt, label in (("atom", "Atom"), ("rss", "RSS"), ("json", "JSON Feed"))
+        ]
+        return self.env.get_template(f"web/{template}").render(
+            site=self.settings.site,
+            base=self.base,
+            names=self.names,
+            count=store_count,
+            alternates=links,
+            **values,
+        )
+
+    def index(self, store: Store) -> str:
+        recent = store.articles(limit=INDEX_WINDOW)
+        counts = store.group_counts()
+        by_region = self._grouped(recent, "regions", {r["slug"]: r["articles"] for r in counts["regions"]})
+        by_theme = self._grouped(recent, "themes", {t["slug"]: t["articles"] for t in counts["themes"]})
+        groups = [s for s in self.specs if s.kind == "site"] + [
+            s for s in self.specs if s.slug in {g["slug"] for g in by_region + by_theme}
+        ]
+        return self._page(
+            "index.html",
+            store.count_articles(),
+            groups,
+            latest=recent[:LATEST],
+            by_region=by_region,
+            by_theme=by_theme,
+        )
+
+    def _grouped(
+        self, articles: list[Article], field: str, counts: dict[str, int]
+    ) -> list[dict[str, object]]:
+        names = self.names[field]
+        out = []
+        for slug, name in names.items():
+            members = [a for a in articles if slug in getattr(a, field)]
+            if members:
+                out.append(
+                    {"slug": slug, "name": name, "articles": members, "count": counts.get(slug, len(members))}
+                )
+        return out
+
+    def group(self, store: Store, spec: FeedSpec) -> str:
+        articles = self.feed_articles(store, spec, PER_GROUP_PAGE)
+        return self._page(
+            "group.html",
+            store.count_articles(),
+            [spec],
+            heading=spec.name or spec.title,
+            articles=articles,
+            prefix=spec.prefix,
+        )
+
+    def article(self, store: Store, article: Article) -> str:
+        specs = [s for s in self.specs if s.kind == "site"]
+        return self._page("article.html", store.count_articles(), specs, article=article)
+
+    def not_found(self, store_count: int, message: str) -> str:
+        return self._page(
+            "not_found.html", store_count, [s for s in self.specs if s.kind == "site"], message=message
+        )
+
+    # --- static -----------------------------------------------------------------------------
+
+    def files(self, store: Store) -> Iterator[tuple[str, bytes]]:
+        """Every file of the public site, as (relative path, bytes)."""
+        yield "index.html", self.index(store).encode()
+        yield "feeds.opml", self.opml()
+        for spec in self.specs:
+            for fmt in publish.FORMATS:
+                body, _ = self.feed(store, spec, fmt)
+                yield spec.path(fmt).lstrip("/"), body
+            if spec.kind != "site":
+                yield f"{spec.prefix.lstrip('/')}/index.html", self.group(store, spec).encode()
+        for article in store.articles():
+            yield f"articles/{article.id}/index.html", self.article(store, article).encode()
+
+
+def publish_site(settings: Settings, store: Store, folder: Path) -> int:
+    """Write the whole public site under ``folder`` as static files; the number written."""
+    site = Site(settings)
+    written = 0
+    for relative, body in site.files(store):
+        target = folder / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(body)
+        written += 1
+    return written

@@ -1,0 +1,236 @@
+"""The web app: feeds, pages and OPML over HTTP (Starlette), with caching that readers like.
+
+Every feed and page is rendered once per change of the database and kept, with its gzip
+form, a weak ETag and Last-Modified. A change is noticed through SQLite's ``data_version``
+(any commit by another connection, such as a pull, bumps it), checked at most once per
+``RECHECK`` seconds; a cached answer costs no database work at all.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import gzip
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from digest import publish
+from digest.config import Settings
+from digest.publish import FeedSpec
+from digest.site import Site
+from digest.store import Store
+
+RECHECK = 1.0
+FEED_CACHE_CONTROL = "public, max-age=300"
+PAGE_CACHE_CONTROL = "public, max-age=60"
+HTML = "text/html; charset=utf-8"
+OPML = "text/x-opml; charset=utf-8"
+MIN_GZIP = 512
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A response body ready to send, in plain and gzip form, with its validators."""
+
+    body: bytes
+    media_type: str
+    etag: str
+    last_modified: str | None = None
+    status: int = 200
+    gzipped: bytes | None = None
+
+    @classmethod
+    def of(
+        cls, body: bytes, media_type: str, last_modified: float | None = None, status: int = 200
+    ) -> Rendered:
+        etag = 'W/"' + hashlib.sha256(body).hexdigest()[:20] + '"'
+        stamp = email.utils.formatdate(last_modified, usegmt=True) if last_modified is not None else None
+        packed = gzip.compress(body, compresslevel=6, mtime=0) if len(body) >= MIN_GZIP else None
+        return cls(body, media_type, etag, stamp, status, packed)
+
+
+class Cache:
+    """Rendered answers, dropped whenever the database changes."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.site = Site(settings)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[str, ...], Rendered] = {}
+        self._version: int | None = None
+        self._checked = 0.0
+        self._watch: Store | None = None
+
+    def store(self) -> Store:
+        """This thread's connection (sqlite3 connections stay in the thread that made them)."""
+        store: Store | None = getattr(self._local, "store", None)
+        if store is None:
+            store = Store.open(self.settings.database.path)
+            self._local.store = store
+        return store
+
+    def peek(self, key: tuple[str, ...]) -> Rendered | None:
+        """The cached answer, if the database was checked for changes within RECHECK seconds."""
+        if time.monotonic() - self._checked < RECHECK:
+            return self._entries.get(key)
+        return None
+
+    def get(self, key: tuple[str, ...], build: Callable[[Store], Rendered]) -> Rendered:
+        """The cached answer, or a fresh one (run in a worker thread)."""
+        self._revalidate()
+        found = self._entries.get(key)
+        if found is None:
+            found = build(self.store())
+            self._entries[key] = found
+        return found
+
+    def _revalidate(self) -> None:
+        with self._lock:
+            if time.monotonic() - self._checked < RECHECK:
+                return
+            if self._watch is None:
+                self._watch = Store.open(self.settings.database.path, shared=True)
+            version = self._watch.data_version()
+            if version != self._version:
+                self._entries.clear()
+                self._version = version
+            self._checked = time.monotonic()
+
+
+def respond(request: Request, rendered: Rendered, cache_control: str) -> Response:
+    """Send ``rendered``: 304 when the client's copy is current, gzip when it accepts it."""
+    headers = {"ETag": rendered.etag, "Cache-Control": cache_control, "Vary": "Accept-Encoding"}
+    if rendered.last_modified:
+        headers["Last-Modified"] = rendered.last_modified
+    if rendered.status == 200 and _not_modified(request, rendered):
+        return Response(status_code=304, headers=headers)
+    body = rendered.body
+    if rendered.gzipped is not None and "gzip" in request.headers.get("accept-encoding", ""):
+        body = rendered.gzipped
+        headers["Content-Encoding"] = "gzip"
+    return Response(body, status_code=rendered.status, media_type=rendered.media_type, headers=headers)
+
+
+def _not_modified(request: Request, rendered: Rendered) -> bool:
+    tags = request.headers.get("if-none-match")
+    if tags is not None:
+        wanted = {tag.strip().removeprefix("W/") for tag in tags.split(",")}
+        return "*" in wanted or rendered.etag.removeprefix("W/") in wanted
+    since = request.headers.get("if-modified-since")
+    if since and rendered.last_modified:
+        try:
+            return email.utils.parsedate_to_datetime(since) >= email.utils.parsedate_to_datetime(
+                rendered.last_modified
+            )
+        except (TypeError, ValueError):
+            return False
+    return False
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The Starlette app for these settings: feeds, pages, OPML, health."""
+    cache = Cache(settings)
+    site = cache.site
+
+    async def cached(
+        request: Request, key: tuple[str, ...], build: Callable[[Store], Rendered], control: str
+    ) -> Response:
+        rendered = cache.peek(key)
+        if rendered is None:
+            rendered = await run_in_threadpool(cache.get, key, build)
+        return respond(request, rendered, control)
+
+    def feed_builder(spec: FeedSpec, fmt: str) -> Callable[[Store], Rendered]:
+        def build(store: Store) -> Rendered:
+            body, articles = site.feed(store, spec, fmt)
+            newest = publish.feed_updated(articles).timestamp() if articles else None
+            return Rendered.of(body, publish.CONTENT_TYPES[fmt], newest)
+
+        return build
+
+    def spec_of(kind: str, request: Request) -> FeedSpec:
+        slug = request.path_params.get("slug")
+        spec = site.spec(kind, slug)
+        if spec is None:
+            raise HTTPException(404, f"There is no {kind} called {slug!r}.")
+        return spec
+
+    def feed_of(kind: str) -> Callable[[Request], Any]:
+        async def feed(request: Request) -> Response:
+            fmt = request.path_params["fmt"]
+            if fmt not in publish.FORMATS:
+                raise HTTPException(404, f"Feeds come as feed.atom, feed.rss or feed.json, not feed.{fmt}.")
+            spec = spec_of(kind, request)
+            key = ("feed", kind, spec.slug or "", fmt)
+            return await cached(request, key, feed_builder(spec, fmt), FEED_CACHE_CONTROL)
+
+        return feed
+
+    def page_of(kind: str) -> Callable[[Request], Any]:
+        async def page(request: Request) -> Response:
+            spec = spec_of(kind, request)
+            build = lambda store: Rendered.of(site.group(store, spec).encode(), HTML)  # noqa: E731
+            return await cached(request, ("page", kind, spec.slug or ""), build, PAGE_CACHE_CONTROL)
+
+        return page
+
+    async def index(request: Request) -> Response:
+        return await cached(
+            request, ("index",), lambda s: Rendered.of(site.index(s).encode(), HTML), PAGE_CACHE_CONTROL
+        )
+
+    async def opml(request: Request) -> Response:
+        return await cached(request, ("opml",), lambda s: Rendered.of(site.opml(), OPML), FEED_CACHE_CONTROL)
+
+    async def article(request: Request) -> Response:
+        article_id = request.path_params["article_id"]
+
+        def build(store: Store) -> Rendered:
+            found = store.article(article_id)
+            if found is None:
+                return Rendered.of(
+                    site.not_found(
+                        store.count_articles(), f"There is no article with the id {article_id!r}."
+                    ).encode(),
+                    HTML,
+                    status=404,
+                )
+            return Rendered.of(site.article(store, found).encode(), HTML)
+
+        return await cached(request, ("article", article_id), build, PAGE_CACHE_CONTROL)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        detail = exc.detail if isinstance(exc, HTTPException) and exc.detail != "Not Found" else None
+        message = detail or f"Nothing lives at {request.url.path}."
+        count = await run_in_threadpool(lambda: cache.store().count_articles())
+        body = site.not_found(count, str(message)).encode()
+        return Response(body, status_code=404, media_type=HTML)
+
+    routes = [
+        Route("/", index),
+        Route("/feed.{fmt}", feed_of("site")),
+        Route("/feeds.opml", opml),
+        Route("/regions/{slug}/", page_of("region")),
+        Route("/themes/{slug}/", page_of("theme")),
+        Route("/regions/{slug}/feed.{fmt}", feed_of("region")),
+        Route("/themes/{slug}/feed.{fmt}", feed_of("theme")),
+        Route("/articles/{article_id}", article),
+        Route("/articles/{article_id}/", article),
+        Route("/healthz", healthz),
+    ]
+    handlers: dict[Any, Any] = {404: not_found}
+    return Starlette(routes=routes, exception_handlers=handlers)
