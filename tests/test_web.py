@@ -1,0 +1,157 @@
+"""The web app over real HTTP on 127.0.0.1 (uvicorn in a thread)."""
+
+from __future__ import annotations
+
+import gzip
+import html
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import feedparser
+import httpx
+import pytest
+
+from digest.config import Settings
+from digest.ingest import pull
+from digest.store import Store
+
+from .conftest import SEEDS, AppServer, FeedServer, Reply, rss, settings_for
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AppServer, Settings]]:
+    folder = tmp_path_factory.mktemp("web")
+    settings = settings_for(
+        folder, f'[site]\ntitle = "China Watch"\n[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n'
+    )
+    with Store.open(settings.database.path) as store:
+        pull(settings, store)
+    with AppServer(settings) as server:
+        yield server, settings
+
+
+@pytest.fixture
+def client() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=10) as c:
+        yield c
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [
+        ("/", "text/html; charset=utf-8"),
+        ("/feed.atom", "application/atom+xml; charset=utf-8"),
+        ("/feed.rss", "application/rss+xml; charset=utf-8"),
+        ("/feed.json", "application/feed+json; charset=utf-8"),
+        ("/feeds.opml", "text/x-opml; charset=utf-8"),
+        ("/regions/europe/feed.rss", "application/rss+xml; charset=utf-8"),
+        ("/themes/party-relations/feed.json", "application/feed+json; charset=utf-8"),
+        ("/regions/southeast-asia/", "text/html; charset=utf-8"),
+        ("/healthz", "application/json"),
+    ],
+)
+def test_routes_answer_with_the_right_content_type(
+    app: tuple[AppServer, Settings], client: httpx.Client, path: str, content_type: str
+) -> None:
+    server, _ = app
+    response = client.get(server.url(path))
+    assert response.status_code == 200
+    assert response.headers["content-type"] == content_type
+
+
+def test_feeds_answer_conditional_requests(app: tuple[AppServer, Settings], client: httpx.Client) -> None:
+    server, _ = app
+    first = client.get(server.url("/feed.atom"))
+    etag, modified = first.headers["etag"], first.headers["last-modified"]
+    assert "max-age" in first.headers["cache-control"]
+    assert client.get(server.url("/feed.atom"), headers={"If-None-Match": etag}).status_code == 304
+    assert client.get(server.url("/feed.atom"), headers={"If-Modified-Since": modified}).status_code == 304
+    assert client.get(server.url("/feed.atom"), headers={"If-None-Match": 'W/"other"'}).status_code == 200
+    assert (
+        client.get(
+            server.url("/feed.atom"), headers={"If-Modified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"}
+        ).status_code
+        == 200
+    )
+
+
+def test_gzip_and_head(app: tuple[AppServer, Settings], client: httpx.Client) -> None:
+    server, _ = app
+    with httpx.stream("GET", server.url("/feed.rss"), headers={"Accept-Encoding": "gzip"}) as response:
+        raw = b"".join(response.iter_raw())
+        assert response.headers["content-encoding"] == "gzip"
+        assert "accept-encoding" in response.headers["vary"].lower()
+    plain = client.get(server.url("/feed.rss"), headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    assert gzip.decompress(raw) == plain.content and len(raw) < len(plain.content) / 2
+    head = client.head(server.url("/feed.rss"))
+    assert head.status_code == 200 and head.content == b"" and head.headers["etag"] == plain.headers["etag"]
+
+
+def test_unknown_things_get_a_helpful_404(app: tuple[AppServer, Settings], client: httpx.Client) -> None:
+    server, _ = app
+    for path, words in [
+        ("/regions/atlantis/feed.atom", "no region called 'atlantis'"),
+        ("/themes/astrology/", "no theme called 'astrology'"),
+        ("/articles/nope", "no article with the id 'nope'"),
+        ("/feed.xml", "feed.atom, feed.rss or feed.json"),
+        ("/no/such/page", "Nothing lives at /no/such/page"),
+    ]:
+        response = client.get(server.url(path))
+        assert response.status_code == 404, path
+        assert response.headers["content-type"].startswith("text/html")
+        assert words in html.unescape(response.text), path
+        assert 'href="/regions/europe/"' in response.text  # where to go instead
+
+
+def test_home_page_lists_groups_and_advertises_feeds(
+    app: tuple[AppServer, Settings], client: httpx.Client
+) -> None:
+    server, _ = app
+    page = client.get(server.url("/")).text
+    assert "<title>China Watch</title>" in page
+    assert (
+        '<link rel="alternate" type="application/atom+xml" title="China Watch (Atom)" href="/feed.atom">'
+        in page
+    )
+    assert 'href="/regions/southeast-asia/feed.rss"' in page and "By region" in page and "By theme" in page
+    newest = feedparser.parse(client.get(server.url("/feed.atom")).content).entries[0].title
+    assert html.escape(newest, quote=False) in page
+
+
+def test_article_page_shows_the_sanitised_article(
+    app: tuple[AppServer, Settings], client: httpx.Client
+) -> None:
+    server, settings = app
+    with Store.open(settings.database.path) as store:
+        article = next(a for a in store.articles() if a.title == "Xi meets Lao president")
+    page = client.get(server.url(f"/articles/{article.id}"))
+    assert page.status_code == 200
+    assert "<h1>Xi meets Lao president</h1>" in page.text
+    assert "<li>Thongloun Sisoulith" in page.text  # the body's list survived sanitising
+    assert client.get(server.url(f"/articles/{article.id}/")).status_code == 200
+
+
+def test_feeds_change_after_a_pull_and_titles_are_escaped(
+    server: FeedServer, tmp_path: Path, client: httpx.Client
+) -> None:
+    server.routes["/f.xml"] = Reply(200, rss([{"title": "First", "link": "https://x.org/1"}]))
+    settings = settings_for(tmp_path, f'[[sources]]\nname = "f"\nurl = "{server.url("/f.xml")}"\n')
+    with Store.open(settings.database.path) as store:
+        pull(settings, store)
+    with AppServer(settings) as app_server:
+        before = client.get(app_server.url("/feed.atom"))
+        evil = "&lt;img src=x onerror=alert(1)&gt; Second"
+        server.routes["/f.xml"] = Reply(
+            200,
+            rss([{"title": evil, "link": "https://x.org/2"}, {"title": "First", "link": "https://x.org/1"}]),
+        )
+        with Store.open(settings.database.path) as store:
+            pull(settings, store)
+        time.sleep(1.1)  # the app looks for changes at most once a second
+        after = client.get(app_server.url("/feed.atom"))
+        page = client.get(app_server.url("/")).text
+    assert after.headers["etag"] != before.headers["etag"]
+    assert len(feedparser.parse(after.content).entries) == 2
+    assert "<img" not in page and "onerror=alert" not in page
