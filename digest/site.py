@@ -58,6 +58,14 @@ class Site:
         articles = self.feed_articles(store, spec)
         return publish.render(spec, fmt, articles, self.settings, store.source_urls()), articles
 
+    def feeds(self, store: Store) -> Iterator[tuple[FeedSpec, str, bytes]]:
+        """Every feed in every format (each group's articles read once for all formats)."""
+        urls = store.source_urls()
+        for spec in self.specs:
+            articles = self.feed_articles(store, spec)
+            for fmt in publish.FORMATS:
+                yield spec, fmt, publish.render(spec, fmt, articles, self.settings, urls)
+
     def opml(self) -> bytes:
         return publish.opml(self.settings)
 
@@ -141,10 +149,9 @@ class Site:
         """Every file of the public site, as (relative path, bytes)."""
         yield "index.html", self.index(store).encode()
         yield "feeds.opml", self.opml()
+        for spec, fmt, body in self.feeds(store):
+            yield spec.path(fmt).lstrip("/"), body
         for spec in self.specs:
-            for fmt in publish.FORMATS:
-                body, _ = self.feed(store, spec, fmt)
-                yield spec.path(fmt).lstrip("/"), body
             if spec.kind != "site":
                 yield f"{spec.prefix.lstrip('/')}/index.html", self.group(store, spec).encode()
         for article in store.articles():
