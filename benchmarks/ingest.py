@@ -2,8 +2,8 @@
 
 Prints articles/second (median of several runs) and peak memory for a 5,000-item RSS feed
 and for the bundled seeds, with the fast feed path on and with feedparser only, and the
-ratio between the two, all measured in the same run. Each (case, parser) pair runs in its
-own process so peak memory is its own.
+ratio between the two, all measured in the same run; then the same pulls followed by
+grouping (as `digest pull` does). Each row runs in its own process so peak memory is its own.
 
     .venv/bin/python benchmarks/ingest.py [--runs 5] [--items 5000]
 """
@@ -98,7 +98,7 @@ def serve(body: bytes) -> tuple[ThreadingHTTPServer, str]:
     return httpd, f"http://127.0.0.1:{httpd.server_address[1]}/feed.xml"
 
 
-def child(case: str, parser: str, runs: int, items: int) -> None:
+def child(case: str, parser: str, group: bool, runs: int, items: int) -> None:
     """One process: ``runs`` pulls into fresh databases; prints JSON timings and peak RSS."""
     httpd = None
     if case == "rss":
@@ -116,7 +116,7 @@ def child(case: str, parser: str, runs: int, items: int) -> None:
             settings = parse_settings(text, origin="bench", base_dir=Path(tmp), env={})
             with Store.open(settings.database.path) as store:
                 started = time.perf_counter()
-                [report] = pull(settings, store)
+                [report] = pull(settings, store, group=group)
                 timings.append(time.perf_counter() - started)
                 assert report.ok, report.error
                 count = store.count_articles()
@@ -126,9 +126,20 @@ def child(case: str, parser: str, runs: int, items: int) -> None:
     print(json.dumps({"timings": timings, "articles": count, "peak_mib": peak_kib / 1024}))
 
 
-def measure(case: str, parser: str, runs: int, items: int) -> dict[str, float]:
+def measure(case: str, parser: str, group: bool, runs: int, items: int) -> dict[str, float]:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", case, parser, "--runs", str(runs), "--items", str(items)],
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            case,
+            parser,
+            str(group),
+            "--runs",
+            str(runs),
+            "--items",
+            str(items),
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -150,25 +161,30 @@ def main() -> None:
     )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--items", type=int, default=5000)
-    parser.add_argument("--child", nargs=2, metavar=("CASE", "PARSER"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, metavar=("CASE", "PARSER", "GROUP"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child[0], args.child[1], args.runs, args.items)
+        child(args.child[0], args.child[1], args.child[2] == "True", args.runs, args.items)
         return
     print(f"ingest benchmark: {args.runs} runs each, median shown (2-core machine: expect noise)")
     header = ("case", "parser", "articles", "median s", "art/s", "best art/s", "peak MiB")
     print("{:<22} {:<11} {:>8} {:>9} {:>9} {:>11} {:>9}".format(*header))
     results = {}
-    for case, label in (("rss", f"RSS {args.items} items"), ("seeds", "seeds (2 text dumps)")):
-        for mode in ("fast", "feedparser"):
-            r = measure(case, mode, args.runs, args.items)
-            results[(case, mode)] = r
-            print(
-                f"{label:<22} {mode:<11} {r['articles']:>8.0f} {r['median_s']:>9.3f} {r['per_s']:>9.0f}"
-                f" {r['best_per_s']:>11.0f} {r['peak_mib']:>9.1f}"
-            )
-    ratio = results[("rss", "fast")]["per_s"] / results[("rss", "feedparser")]["per_s"]
-    print(f"RSS end to end, fast path vs feedparser only: {ratio:.2f}x")
+    plan = [("rss", "fast", False), ("rss", "feedparser", False), ("rss", "fast", True)]
+    plan += [("seeds", "fast", False), ("seeds", "fast", True)]
+    for case, mode, group in plan:
+        r = measure(case, mode, group, args.runs, args.items)
+        results[(case, mode, group)] = r
+        label = (f"RSS {args.items} items" if case == "rss" else "seeds (2 text dumps)") + (
+            " +group" if group else ""
+        )
+        print(
+            f"{label:<22} {mode:<11} {r['articles']:>8.0f} {r['median_s']:>9.3f} {r['per_s']:>9.0f}"
+            f" {r['best_per_s']:>11.0f} {r['peak_mib']:>9.1f}"
+        )
+    ratio = results[("rss", "fast", False)]["per_s"] / results[("rss", "feedparser", False)]["per_s"]
+    print(f"RSS fetch -> store, fast path vs feedparser only: {ratio:.2f}x")
+    print("(+group: the same pull followed by grouping: regions, themes, stories)")
 
 
 if __name__ == "__main__":

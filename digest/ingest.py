@@ -48,9 +48,10 @@ def pull(
     *,
     fetcher: Fetcher | None = None,
     force: bool = False,
+    group: bool = True,
 ) -> list[SourceReport]:
-    """Pull the named sources (all enabled ones when none are named), then group what is new;
-    one report per source."""
+    """Pull the named sources (all enabled ones when none are named), then group what is new
+    (unless ``group`` is false: it waits for the next pull or ``regroup``); one report per source."""
     wanted = [settings.source(name) for name in names] or [s for s in settings.sources if s.enabled]
     store.sync_sources(settings.sources)
     own = fetcher is None
@@ -60,7 +61,7 @@ def pull(
     finally:
         if own:
             fetcher.close()
-    if any(report.new or report.updated for report in reports):
+    if group and any(report.new or report.updated for report in reports):
         group_pending(store, settings)
     return reports
 

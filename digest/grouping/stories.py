@@ -21,6 +21,7 @@ RELATED = 0.2
 # An entity in more than this share of the batch is too common to tie two articles.
 COMMON_ENTITY = 0.3
 CHUNK = 512
+NEIGHBOURS = 12  # the most similar articles each article is compared with for links
 _WORDS = r"(?u)\b[^\W\d_][\w'’-]+\b"  # words of two or more characters, starting with a letter
 
 
@@ -59,6 +60,8 @@ def _similar_pairs(
     Two sweeps keep the comparisons near-linear: one over published dates among articles
     that have one, one over first-seen times for those that do not (against all).
     """
+    import numpy as np
+
     published = {k: item.published for k, item in enumerate(order) if item.published is not None}
     dated = sorted(published, key=published.__getitem__)
     everyone = list(range(len(order)))  # already in first-seen order
@@ -75,18 +78,19 @@ def _similar_pairs(
             low = bisect.bisect_left(times, when[chunk[0]] - window)
             high = bisect.bisect_right(times, when[chunk[-1]] + window)
             neighbours = columns[low:high]
-            sims = (matrix[chunk] @ matrix[neighbours].T).tocoo()
-            for row, col, sim in zip(sims.row, sims.col, sims.data, strict=True):
-                i, j = sorted((chunk[int(row)], neighbours[int(col)]))
-                if (
-                    i == j
-                    or sim < RELATED
-                    or (i, j) in done
-                    or not _close_in_time(order[i], order[j], window)
-                ):
+            sims = (matrix[chunk] @ matrix[neighbours].T).toarray()
+            # Only each article's closest few can be story links: keeps templated sources
+            # (every item alike) from producing a link between every pair.
+            keep = min(NEIGHBOURS, sims.shape[1])
+            best = np.argpartition(-sims, keep - 1, axis=1)[:, :keep]
+            for row, col in zip(*np.nonzero(np.take_along_axis(sims, best, axis=1) >= RELATED), strict=True):
+                column = int(best[row, col])
+                sim = float(sims[row, column])
+                i, j = sorted((chunk[int(row)], neighbours[column]))
+                if i == j or (i, j) in done or not _close_in_time(order[i], order[j], window):
                     continue
                 done.add((i, j))
-                yield i, j, float(sim)
+                yield i, j, sim
 
 
 def cluster(items: Sequence[StoryInput], window: timedelta) -> list[Story]:
