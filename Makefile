@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit bench clean system-deps
+.PHONY: install run serve test lint typecheck unit bench clean system-deps
 
 # Debian packages the end-to-end tests drive: newsboat (a feed reader) and chromium.
 # Without them those tests skip locally and fail in CI. Installing needs root.
@@ -23,6 +23,11 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/digest pull
 	$(BIN)/digest articles
+
+# Pull, then serve the feeds and pages on http://127.0.0.1:8080 (Ctrl-C stops).
+serve: $(STAMP)
+	$(BIN)/digest pull
+	$(BIN)/digest serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check digest tests benchmarks
