@@ -177,3 +177,18 @@ class AppServer:
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
+
+
+@pytest.fixture(scope="module")
+def served_seeds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AppServer, Settings]]:
+    """The seeds pulled into a fresh database, served by the app (site title "China Watch")."""
+    from digest.ingest import pull
+
+    folder = tmp_path_factory.mktemp("served")
+    settings = settings_for(
+        folder, f'[site]\ntitle = "China Watch"\n[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n'
+    )
+    with Store.open(settings.database.path) as store:
+        pull(settings, store)
+    with AppServer(settings) as server:
+        yield server, settings

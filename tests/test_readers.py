@@ -10,7 +10,6 @@ import os
 import shutil
 import sqlite3
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import feedparser
@@ -18,10 +17,9 @@ import httpx
 import pytest
 
 from digest.config import Settings
-from digest.ingest import pull
 from digest.store import Store
 
-from .conftest import SEEDS, AppServer, settings_for
+from .conftest import AppServer
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -45,22 +43,12 @@ def _need(program: str) -> str:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AppServer, Settings]]:
-    folder = tmp_path_factory.mktemp("readers")
-    settings = settings_for(
-        folder, f'[site]\ntitle = "China Watch"\n[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n'
-    )
-    with Store.open(settings.database.path) as store:
-        pull(settings, store)
-    with AppServer(settings) as server:
-        yield server, settings
-
-
 @pytest.mark.parametrize("path", ["/feed.atom", "/regions/southeast-asia/feed.rss"])
-def test_newsboat_reads_the_feeds(served: tuple[AppServer, Settings], tmp_path: Path, path: str) -> None:
+def test_newsboat_reads_the_feeds(
+    served_seeds: tuple[AppServer, Settings], tmp_path: Path, path: str
+) -> None:
     newsboat = _need("newsboat")
-    server, _ = served
+    server, _ = served_seeds
     url = server.url(path)
     (tmp_path / "urls").write_text(url + "\n")
     (tmp_path / "config").write_text("")
@@ -109,9 +97,9 @@ def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_chromium_renders_the_home_page_and_an_article(
-    served: tuple[AppServer, Settings], tmp_path: Path
+    served_seeds: tuple[AppServer, Settings], tmp_path: Path
 ) -> None:
-    server, settings = served
+    server, settings = served_seeds
     shots = Path(os.environ.get("DIGEST_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
     with Store.open(settings.database.path) as store:

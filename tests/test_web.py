@@ -16,19 +16,7 @@ from digest.config import Settings
 from digest.ingest import pull
 from digest.store import Store
 
-from .conftest import SEEDS, AppServer, FeedServer, Reply, rss, settings_for
-
-
-@pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AppServer, Settings]]:
-    folder = tmp_path_factory.mktemp("web")
-    settings = settings_for(
-        folder, f'[site]\ntitle = "China Watch"\n[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n'
-    )
-    with Store.open(settings.database.path) as store:
-        pull(settings, store)
-    with AppServer(settings) as server:
-        yield server, settings
+from .conftest import AppServer, FeedServer, Reply, rss, settings_for
 
 
 @pytest.fixture
@@ -52,16 +40,18 @@ def client() -> Iterator[httpx.Client]:
     ],
 )
 def test_routes_answer_with_the_right_content_type(
-    app: tuple[AppServer, Settings], client: httpx.Client, path: str, content_type: str
+    served_seeds: tuple[AppServer, Settings], client: httpx.Client, path: str, content_type: str
 ) -> None:
-    server, _ = app
+    server, _ = served_seeds
     response = client.get(server.url(path))
     assert response.status_code == 200
     assert response.headers["content-type"] == content_type
 
 
-def test_feeds_answer_conditional_requests(app: tuple[AppServer, Settings], client: httpx.Client) -> None:
-    server, _ = app
+def test_feeds_answer_conditional_requests(
+    served_seeds: tuple[AppServer, Settings], client: httpx.Client
+) -> None:
+    server, _ = served_seeds
     first = client.get(server.url("/feed.atom"))
     etag, modified = first.headers["etag"], first.headers["last-modified"]
     assert "max-age" in first.headers["cache-control"]
@@ -76,8 +66,8 @@ def test_feeds_answer_conditional_requests(app: tuple[AppServer, Settings], clie
     )
 
 
-def test_gzip_and_head(app: tuple[AppServer, Settings], client: httpx.Client) -> None:
-    server, _ = app
+def test_gzip_and_head(served_seeds: tuple[AppServer, Settings], client: httpx.Client) -> None:
+    server, _ = served_seeds
     with httpx.stream("GET", server.url("/feed.rss"), headers={"Accept-Encoding": "gzip"}) as response:
         raw = b"".join(response.iter_raw())
         assert response.headers["content-encoding"] == "gzip"
@@ -89,8 +79,10 @@ def test_gzip_and_head(app: tuple[AppServer, Settings], client: httpx.Client) ->
     assert head.status_code == 200 and head.content == b"" and head.headers["etag"] == plain.headers["etag"]
 
 
-def test_unknown_things_get_a_helpful_404(app: tuple[AppServer, Settings], client: httpx.Client) -> None:
-    server, _ = app
+def test_unknown_things_get_a_helpful_404(
+    served_seeds: tuple[AppServer, Settings], client: httpx.Client
+) -> None:
+    server, _ = served_seeds
     for path, words in [
         ("/regions/atlantis/feed.atom", "no region called 'atlantis'"),
         ("/themes/astrology/", "no theme called 'astrology'"),
@@ -106,9 +98,9 @@ def test_unknown_things_get_a_helpful_404(app: tuple[AppServer, Settings], clien
 
 
 def test_home_page_lists_groups_and_advertises_feeds(
-    app: tuple[AppServer, Settings], client: httpx.Client
+    served_seeds: tuple[AppServer, Settings], client: httpx.Client
 ) -> None:
-    server, _ = app
+    server, _ = served_seeds
     page = client.get(server.url("/")).text
     assert "<title>China Watch</title>" in page
     assert (
@@ -121,9 +113,9 @@ def test_home_page_lists_groups_and_advertises_feeds(
 
 
 def test_article_page_shows_the_sanitised_article(
-    app: tuple[AppServer, Settings], client: httpx.Client
+    served_seeds: tuple[AppServer, Settings], client: httpx.Client
 ) -> None:
-    server, settings = app
+    server, settings = served_seeds
     with Store.open(settings.database.path) as store:
         article = next(a for a in store.articles() if a.title == "Xi meets Lao president")
     page = client.get(server.url(f"/articles/{article.id}"))
