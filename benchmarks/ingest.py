@@ -175,7 +175,7 @@ def main() -> None:
     for case, mode, group in plan:
         r = measure(case, mode, group, args.runs, args.items)
         results[(case, mode, group)] = r
-        label = (f"RSS {args.items} items" if case == "rss" else "seeds (2 text dumps)") + (
+        label = (f"RSS {args.items} items" if case == "rss" else "seeds (2 dumps)") + (
             " +group" if group else ""
         )
         print(
