@@ -118,11 +118,56 @@ def _recent_index(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX articles_recent ON articles(coalesce(published, first_seen) DESC)")
 
 
+def _mail(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE subscribers (
+            id INTEGER PRIMARY KEY,
+            email TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'active', 'unsubscribed', 'bounced')),
+            regions TEXT NOT NULL DEFAULT '[]',
+            themes TEXT NOT NULL DEFAULT '[]',
+            created TEXT NOT NULL,
+            confirmed TEXT,
+            unsubscribed TEXT,
+            bounces INTEGER NOT NULL DEFAULT 0
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE digests (
+            id TEXT PRIMARY KEY,
+            created TEXT NOT NULL,
+            until TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('sending', 'done'))
+        )"""
+    )
+    # The delivery ledger: one row per (digest, subscriber), written before the SMTP
+    # transaction (pending) and right after it (sent or failed).
+    db.execute(
+        """
+        CREATE TABLE deliveries (
+            digest_id TEXT NOT NULL REFERENCES digests(id),
+            subscriber_id INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
+            since TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            message_id TEXT,
+            reply TEXT,
+            updated TEXT NOT NULL,
+            PRIMARY KEY (digest_id, subscriber_id)
+        )"""
+    )
+    db.execute("CREATE INDEX deliveries_pending ON deliveries(status) WHERE status = 'pending'")
+    db.execute("CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
 # Append-only: a released migration is never edited, a change is a new entry.
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_initial", _initial),
     ("0002_grouping", _grouping),
     ("0003_recent_index", _recent_index),
+    ("0004_mail", _mail),
 ]
 
 
@@ -546,6 +591,153 @@ class Store:
             )
         ]
         return {"regions": regions, "themes": themes, "stories": stories}
+
+    # --- settings kept in the database --------------------------------------------------------
+
+    def setting(self, key: str, default: Callable[[], str]) -> str:
+        """A value kept in the database, created by ``default()`` on first use."""
+        row = self.db.execute("SELECT value FROM settings WHERE key = ?", [key]).fetchone()
+        if row:
+            return str(row[0])
+        with self.transaction() as conn:
+            conn.execute("INSERT OR IGNORE INTO settings (key, value) VALUES (?, ?)", (key, default()))
+            return str(conn.execute("SELECT value FROM settings WHERE key = ?", [key]).fetchone()[0])
+
+    # --- subscribers ---------------------------------------------------------------------------
+
+    def subscriber(
+        self, *, email: str | None = None, subscriber_id: int | None = None
+    ) -> dict[str, Any] | None:
+        if email is not None:
+            return self._one("SELECT * FROM subscribers WHERE email = ?", [email])
+        return self._one("SELECT * FROM subscribers WHERE id = ?", [subscriber_id])
+
+    def subscribers(self, status: str | None = None) -> list[dict[str, Any]]:
+        if status is None:
+            return list(self.db.query("SELECT * FROM subscribers ORDER BY email"))
+        return list(self.db.query("SELECT * FROM subscribers WHERE status = ? ORDER BY id", [status]))
+
+    def upsert_subscribers(self, rows: Sequence[dict[str, Any]]) -> tuple[int, int]:
+        """Insert or update subscribers by email in one transaction; (added, updated)."""
+        added = updated = 0
+        with self.transaction() as conn:
+            for row in rows:
+                known = conn.execute("SELECT id FROM subscribers WHERE email = ?", [row["email"]]).fetchone()
+                columns = [c for c in row if c != "email"]
+                if known is None:
+                    names = ", ".join(["email", *columns])
+                    marks = ", ".join("?" * (len(columns) + 1))
+                    conn.execute(
+                        f"INSERT INTO subscribers ({names}) VALUES ({marks})",
+                        [row["email"], *[row[c] for c in columns]],
+                    )
+                    added += 1
+                elif columns:
+                    sets = ", ".join(f"{c} = ?" for c in columns)
+                    conn.execute(
+                        f"UPDATE subscribers SET {sets} WHERE id = ?", [*[row[c] for c in columns], known[0]]
+                    )
+                    updated += 1
+        return added, updated
+
+    def update_subscriber(self, subscriber_id: int, **values: Any) -> None:
+        sets = ", ".join(f"{column} = ?" for column in values)
+        with self.transaction() as conn:
+            conn.execute(f"UPDATE subscribers SET {sets} WHERE id = ?", [*values.values(), subscriber_id])
+
+    def delete_subscriber(self, email: str) -> bool:
+        with self.transaction() as conn:
+            return conn.execute("DELETE FROM subscribers WHERE email = ?", [email]).rowcount > 0
+
+    # --- digests and the delivery ledger ------------------------------------------------------
+
+    def last_delivered(self) -> dict[int, str]:
+        """Subscriber id → the cut-off time of the last digest they were sent."""
+        return dict(
+            self.db.execute(
+                "SELECT l.subscriber_id, max(d.until) FROM deliveries l JOIN digests d ON d.id = l.digest_id"
+                " WHERE l.status = 'sent' GROUP BY l.subscriber_id"
+            ).fetchall()
+        )
+
+    def create_digest(self, digest_id: str, until: datetime, deliveries: Iterable[tuple[int, str]]) -> None:
+        """A digest and its pending ledger rows (subscriber id, since), in one transaction."""
+        now = to_iso(utcnow())
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO digests (id, created, until, status) VALUES (?, ?, ?, 'sending')",
+                (digest_id, now, to_iso(until)),
+            )
+            conn.executemany(
+                "INSERT INTO deliveries (digest_id, subscriber_id, since, status, updated)"
+                " VALUES (?, ?, ?, 'pending', ?)",
+                [(digest_id, sid, since, now) for sid, since in deliveries],
+            )
+
+    def digest(self, digest_id: str) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM digests WHERE id = ?", [digest_id])
+
+    def digests(self, limit: int = 50) -> list[dict[str, Any]]:
+        return list(
+            self.db.query(
+                "SELECT d.*, sum(l.status = 'sent') AS sent, sum(l.status = 'failed') AS failed,"
+                " sum(l.status = 'pending') AS pending"
+                " FROM digests d LEFT JOIN deliveries l ON l.digest_id = d.id"
+                " GROUP BY d.id ORDER BY d.created DESC LIMIT ?",
+                [limit],
+            )
+        )
+
+    def unfinished_digests(self) -> list[dict[str, Any]]:
+        return list(self.db.query("SELECT * FROM digests WHERE status = 'sending' ORDER BY created"))
+
+    def pending_deliveries(self, digest_id: str) -> list[dict[str, Any]]:
+        """Ledger rows still to send, with what the message needs of the subscriber."""
+        return list(
+            self.db.query(
+                "SELECT l.subscriber_id, l.since, l.attempts, s.email, s.regions, s.themes,"
+                " s.status AS subscriber_status"
+                " FROM deliveries l JOIN subscribers s ON s.id = l.subscriber_id"
+                " WHERE l.digest_id = ? AND l.status = 'pending' ORDER BY l.subscriber_id",
+                [digest_id],
+            )
+        )
+
+    def record_delivery(
+        self,
+        digest_id: str,
+        subscriber_id: int,
+        status: str,
+        *,
+        message_id: str | None = None,
+        reply: str | None = None,
+    ) -> None:
+        """Write one delivery's outcome (its own short transaction: it must survive a crash)."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE deliveries SET status = ?, message_id = coalesce(?, message_id), reply = ?,"
+                " attempts = attempts + 1, updated = ? WHERE digest_id = ? AND subscriber_id = ?",
+                (status, message_id, reply, to_iso(utcnow()), digest_id, subscriber_id),
+            )
+            if status == "failed" and reply and reply[:1] == "5":
+                conn.execute("UPDATE subscribers SET bounces = bounces + 1 WHERE id = ?", (subscriber_id,))
+            elif status == "sent":
+                conn.execute("UPDATE subscribers SET bounces = 0 WHERE id = ?", (subscriber_id,))
+
+    def finish_digest(self, digest_id: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE digests SET status = 'done' WHERE id = ?"
+                " AND NOT EXISTS (SELECT 1 FROM deliveries WHERE digest_id = ? AND status = 'pending')",
+                (digest_id, digest_id),
+            )
+
+    def delivery_counts(self, digest_id: str) -> dict[str, int]:
+        return dict(
+            self.db.execute(
+                "SELECT status, count(*) FROM deliveries WHERE digest_id = ? GROUP BY status", [digest_id]
+            ).fetchall()
+        )
 
     # --- helpers -------------------------------------------------------------------------
 

@@ -1,0 +1,156 @@
+"""Subscribers: double opt-in, confirmation, one-click unsubscribe, preferences, CSV import/export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from email_validator import EmailNotValidError, validate_email
+
+from digest.dates import to_iso, utcnow
+from digest.errors import DigestError
+from digest.store import Store
+
+STATUSES = ("pending", "active", "unsubscribed", "bounced")
+CSV_FIELDS = ("email", "status", "regions", "themes", "created", "confirmed", "unsubscribed")
+
+
+class SubscriberError(DigestError):
+    """A subscriber request that cannot be honoured: a bad address, an unknown slug."""
+
+
+def normalise_email(address: str) -> str:
+    """The address in normal form, or SubscriberError saying what is wrong with it."""
+    try:
+        # No DNS lookups: tests and offline operators must not depend on the network.
+        return str(validate_email(address.strip(), check_deliverability=False).normalized)
+    except EmailNotValidError as exc:
+        raise SubscriberError(f"{address!r} is not a valid email address: {exc}") from None
+
+
+def check_slugs(values: Iterable[str], known: Sequence[str], what: str) -> list[str]:
+    """The slugs, each checked against ``known``."""
+    out = []
+    for value in values:
+        if value not in known:
+            raise SubscriberError(f"{value!r} is not a {what} ({', '.join(known)})")
+        if value not in out:
+            out.append(value)
+    return out
+
+
+def add(
+    store: Store,
+    address: str,
+    *,
+    regions: Sequence[str] = (),
+    themes: Sequence[str] = (),
+    confirmed: bool = False,
+) -> dict[str, object]:
+    """Add (or re-add) a subscriber: active when ``confirmed``, else pending confirmation."""
+    email = normalise_email(address)
+    now = to_iso(utcnow())
+    existing = store.subscriber(email=email)
+    row: dict[str, object] = {
+        "email": email,
+        "regions": json.dumps(list(regions)),
+        "themes": json.dumps(list(themes)),
+    }
+    if confirmed:
+        row.update(status="active", confirmed=now, unsubscribed=None)
+    elif existing is None or existing["status"] != "active":
+        row.update(status="pending", unsubscribed=None)
+    if existing is None:
+        row["created"] = now
+    store.upsert_subscribers([row])
+    found = store.subscriber(email=email)
+    assert found is not None
+    return found
+
+
+def confirm(store: Store, subscriber_id: int) -> bool:
+    """Make a pending subscriber active; False when there is no such subscriber."""
+    found = store.subscriber(subscriber_id=subscriber_id)
+    if found is None:
+        return False
+    if found["status"] != "active":
+        store.update_subscriber(subscriber_id, status="active", confirmed=to_iso(utcnow()), unsubscribed=None)
+    return True
+
+
+def unsubscribe(store: Store, subscriber_id: int) -> bool:
+    found = store.subscriber(subscriber_id=subscriber_id)
+    if found is None:
+        return False
+    if found["status"] != "unsubscribed":
+        store.update_subscriber(subscriber_id, status="unsubscribed", unsubscribed=to_iso(utcnow()))
+    return True
+
+
+def set_preferences(store: Store, subscriber_id: int, regions: Sequence[str], themes: Sequence[str]) -> None:
+    store.update_subscriber(subscriber_id, regions=json.dumps(list(regions)), themes=json.dumps(list(themes)))
+
+
+@dataclass
+class ImportReport:
+    added: int = 0
+    updated: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def import_csv(
+    text: str, store: Store, regions: Sequence[str], themes: Sequence[str], origin: str = "import"
+) -> ImportReport:
+    """Subscribers from CSV (header row; ``email`` required; ``status`` defaults to active,
+    ``regions`` and ``themes`` space-separated slugs). Bad rows are reported, good ones kept."""
+    report = ImportReport()
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames or "email" not in [f.strip().lower() for f in reader.fieldnames]:
+        raise SubscriberError(f"{origin}: line 1: the header must name an 'email' column")
+    now = to_iso(utcnow())
+    rows: dict[str, dict[str, object]] = {}
+    for line, raw in enumerate(reader, start=2):
+        record = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
+        try:
+            email = normalise_email(record.get("email", ""))
+            status = record.get("status") or "active"
+            if status not in STATUSES:
+                raise SubscriberError(f"status {status!r} is not one of {', '.join(STATUSES)}")
+            row: dict[str, object] = {
+                "email": email,
+                "status": status,
+                "regions": json.dumps(check_slugs(record.get("regions", "").split(), regions, "region")),
+                "themes": json.dumps(check_slugs(record.get("themes", "").split(), themes, "theme")),
+                "created": record.get("created") or now,
+            }
+            if status == "active":
+                row["confirmed"] = record.get("confirmed") or now
+        except SubscriberError as exc:
+            report.errors.append(f"{origin}: line {line}: {exc}")
+            continue
+        rows[email] = row
+    report.added, report.updated = store.upsert_subscribers(list(rows.values()))
+    return report
+
+
+def export_csv(store: Store) -> str:
+    """Every subscriber as CSV, in the format ``import_csv`` reads."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_FIELDS)
+    for row in store.subscribers():
+        writer.writerow(
+            [
+                row["email"],
+                row["status"],
+                " ".join(json.loads(row["regions"])),
+                " ".join(json.loads(row["themes"])),
+                row["created"],
+                row["confirmed"] or "",
+                row["unsubscribed"] or "",
+            ]
+        )
+    return out.getvalue()
