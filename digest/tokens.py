@@ -16,7 +16,7 @@ import time
 
 from digest.store import Store
 
-SECRET_SETTING = "token_secret"  # the name of the row in the settings table, not the secret
+SECRET_SETTING = "token_secret"  # noqa: S105 (the settings row that holds the secret, not a secret)
 CONFIRM_SECONDS = 7 * 86400
 
 
