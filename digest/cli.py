@@ -6,6 +6,7 @@ usage error.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import sys
@@ -17,17 +18,23 @@ import click
 
 from digest import __version__
 from digest.config import Settings, load_settings
-from digest.dates import to_iso
+from digest.dates import to_iso, utcnow
+from digest.digests import Selection, newcomer_since
 from digest.errors import DigestError
 from digest.grouping.classify import regroup as regroup_all
 from digest.grouping.classify import taxonomy_for
 from digest.grouping.regions import regions
 from digest.ingest import pull as pull_sources
+from digest.mail.compose import fill_markers
+from digest.mail.compose import render as render_digest
+from digest.mail.send import Mailer, dry_run_lines, send_all, send_confirmation, send_test_copy
 from digest.models import Article
 from digest.publish import FORMATS
 from digest.resources import bundled
 from digest.site import Site, publish_site
 from digest.store import Store
+from digest.subscribers import add as add_subscriber
+from digest.subscribers import check_slugs, export_csv, import_csv, normalise_email
 from digest.web import create_app
 
 
@@ -290,6 +297,181 @@ def serve(app: App, host: str | None, port: int | None) -> None:
         log_level="info",
         access_log=False,
     )
+
+
+@cli.group()
+def subscribers() -> None:
+    """Manage subscribers: add, remove, list, import, export."""
+
+
+def _slugs(app: App) -> tuple[list[str], list[str]]:
+    return list(regions()), list(taxonomy_for(app.settings).titles())
+
+
+@subscribers.command(name="add")
+@click.argument("email")
+@click.option("--region", "regions_", multiple=True, metavar="SLUG", help="Only these regions (repeatable).")
+@click.option("--theme", "themes_", multiple=True, metavar="SLUG", help="Only these themes (repeatable).")
+@click.option("--confirmed", is_flag=True, help="Active at once, without a confirmation email.")
+@click.pass_obj
+def subscribers_add(
+    app: App, email: str, regions_: tuple[str, ...], themes_: tuple[str, ...], confirmed: bool
+) -> None:
+    """Add a subscriber (pending, with a confirmation email, unless --confirmed)."""
+    known_regions, known_themes = _slugs(app)
+    chosen_regions = check_slugs(regions_, known_regions, "region")
+    chosen_themes = check_slugs(themes_, known_themes, "theme")
+    with app.store() as store:
+        row = add_subscriber(store, email, regions=chosen_regions, themes=chosen_themes, confirmed=confirmed)
+        if row["status"] == "pending":
+            where = asyncio.run(send_confirmation(store, app.settings, int(str(row["id"]))))
+            click.echo(f"{row['email']}: pending; confirmation sent ({where})")
+        else:
+            click.echo(f"{row['email']}: {row['status']}")
+
+
+@subscribers.command(name="remove")
+@click.argument("email")
+@click.pass_obj
+def subscribers_remove(app: App, email: str) -> None:
+    """Delete a subscriber and their delivery history."""
+    with app.store() as store:
+        if not store.delete_subscriber(normalise_email(email)):
+            raise DigestError(f"{email}: no such subscriber")
+    click.echo(f"{email}: removed")
+
+
+@subscribers.command(name="list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def subscribers_list(app: App, as_json: bool) -> None:
+    """List subscribers: email, status, regions, themes, times."""
+    with app.store() as store:
+        rows = store.subscribers()
+    if as_json:
+        out = [
+            {
+                k: (json.loads(v) if k in ("regions", "themes") else v)
+                for k, v in row.items()
+                if k not in ("id", "bounces")
+            }
+            for row in rows
+        ]
+        click.echo(json.dumps(out, indent=2))
+        return
+    for row in rows:
+        prefs = " ".join(json.loads(row["regions"]) + json.loads(row["themes"])) or "everything"
+        click.echo(f"{row['email']:<40} {row['status']:<13} {prefs}")
+    click.echo(f"{len(rows)} subscriber{'s' if len(rows) != 1 else ''}")
+
+
+@subscribers.command(name="import")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_obj
+def subscribers_import(app: App, path: Path) -> None:
+    """Import subscribers from CSV (header row; email, status, regions, themes)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DigestError(f"{path}: cannot read: {exc}") from None
+    known_regions, known_themes = _slugs(app)
+    with app.store() as store:
+        report = import_csv(text, store, known_regions, known_themes, origin=str(path))
+    for error in report.errors:
+        click.echo(error, err=True)
+    click.echo(f"{path}: {report.added} added, {report.updated} updated, {len(report.errors)} rejected")
+    if report.errors:
+        sys.exit(1)
+
+
+@subscribers.command(name="export")
+@click.pass_obj
+def subscribers_export(app: App) -> None:
+    """Write every subscriber as CSV to stdout."""
+    with app.store() as store:
+        click.echo(export_csv(store), nl=False)
+
+
+@cli.command()
+@click.option("--for", "for_email", metavar="EMAIL", help="As this subscriber would get it.")
+@click.option(
+    "--since", callback=_since, metavar="ISO", help="Articles first seen since (default: a week ago)."
+)
+@click.option("--format", "fmt", type=click.Choice(["html", "text"]), default="html", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_obj
+def preview(app: App, for_email: str | None, since: datetime | None, fmt: str, output: Path | None) -> None:
+    """Render a digest and send nothing."""
+    with app.store() as store:
+        mailer = Mailer(store, app.settings)
+        now = utcnow()
+        selection = Selection(to_iso(since) if since else newcomer_since(now))
+        address = "you@example.org"
+        if for_email:
+            row = store.subscriber(email=normalise_email(for_email))
+            if row is None:
+                raise DigestError(f"{for_email}: no such subscriber")
+            start = (
+                to_iso(since) if since else store.last_delivered().get(int(row["id"]), newcomer_since(now))
+            )
+            selection = Selection.of(start, row["regions"], row["themes"])
+            address = row["email"]
+        content = mailer.content(selection, now)
+        if content.empty:
+            raise DigestError("nothing new for this digest: no email would be sent")
+        rendered = render_digest(content, app.settings, "preview", mailer.env)
+        body = rendered.html if fmt == "html" else rendered.text
+        body = fill_markers(
+            body,
+            address,
+            f"{app.settings.site.base_url}/unsubscribe/PREVIEW",
+            f"{app.settings.site.base_url}/preferences/PREVIEW",
+        )
+    if output is None:
+        click.echo(body, nl=False)
+    else:
+        _write(output, body.encode())
+
+
+@cli.command()
+@click.option(
+    "--to",
+    "to_email",
+    metavar="EMAIL",
+    help="Send one copy to this address, outside the ledger (template tests).",
+)
+@click.option("--dry-run", is_flag=True, help="Say what would be sent; send nothing, record nothing.")
+@click.pass_obj
+def send(app: App, to_email: str | None, dry_run: bool) -> None:
+    """Resume unfinished deliveries, then build and send the new digest."""
+    with app.store() as store:
+        if to_email:
+            where = asyncio.run(send_test_copy(store, app.settings, normalise_email(to_email)))
+            click.echo(f"sent a test copy to {to_email} ({where})")
+            return
+        if dry_run:
+            for line in dry_run_lines(store, app.settings):
+                click.echo(line)
+            return
+        bar = _progress()
+        try:
+            reports = asyncio.run(send_all(store, app.settings, progress=bar.update if bar else None))
+        finally:
+            if bar:
+                bar.render_finish()
+    if not reports:
+        click.echo("nothing to send: no active subscriber has anything new")
+    for report in reports:
+        click.echo(report.summary(), err=bool(report.failed or report.deferred))
+    if any(r.failed or r.deferred for r in reports):
+        sys.exit(1)
+
+
+def _progress() -> Any:
+    if not sys.stderr.isatty():
+        return None
+    bar = click.progressbar(length=0, label="sending", file=sys.stderr)
+    return bar
 
 
 def _write(path: Path, body: bytes) -> None:

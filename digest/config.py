@@ -83,6 +83,14 @@ class SmtpSettings:
     password: str = ""
     sender: str = "Digest <digest@example.org>"
     timeout: float = 30.0
+    pool: int = 2
+    rate: float = 0.0
+
+
+@dataclass(frozen=True)
+class DigestSettings:
+    group_by: str = "region"
+    templates: Path | None = None  # a folder of the user's own email templates
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,7 @@ class Settings:
     web: WebSettings = field(default_factory=WebSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
     grouping: GroupingSettings = field(default_factory=GroupingSettings)
+    digest: DigestSettings = field(default_factory=DigestSettings)
     secret: str | None = None
     origin: str = "embedded default"
     warnings: tuple[str, ...] = ()
@@ -188,6 +197,17 @@ def _seconds(value: Any, where: str) -> float:
     raise ConfigError(
         f"{where}: {_shown(value)} is not a duration (a number of seconds, or like 90s, 15m, 1h, 1d)"
     )
+
+
+def _rate(value: Any, where: str) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return _rate(float(value), where)
+        except ValueError:
+            pass
+    raise ConfigError(f"{where}: {_shown(value)} is not a number of messages per second (0 = no limit)")
 
 
 def _boolean(value: Any, where: str) -> bool:
@@ -265,7 +285,10 @@ _SECTIONS: dict[str, dict[str, Checker]] = {
         "username": _string,
         "sender": _nonempty,
         "timeout": _seconds,
+        "pool": _integer(1, 16),
+        "rate": _rate,
     },
+    "digest": {"group_by": _choice(("region", "theme")), "templates": _nonempty},
     "outbox": {"path": _nonempty},
     "web": {"host": _nonempty, "port": _integer(0, 65535)},
     "fetch": {
@@ -465,8 +488,8 @@ def _build(data: Mapping[str, Any], origin: str, base_dir: Path, env: Mapping[st
             raise ConfigError(f"{origin}: sources[{i}].name: {source.name!r} is used twice")
         seen.add(source.name)
 
-    def anchored(section: str, default: Path) -> Path:
-        value = Path(merged[section].get("path", default)).expanduser()
+    def anchored(section: str, default: Path, key: str = "path") -> Path:
+        value = Path(merged[section].get(key, default)).expanduser()
         return value if value.is_absolute() else base_dir / value
 
     theme_defaults, themes = _read_themes(data.get("themes", {}), origin, warnings)
@@ -484,6 +507,10 @@ def _build(data: Mapping[str, Any], origin: str, base_dir: Path, env: Mapping[st
         web=WebSettings(**merged["web"]),
         fetch=FetchSettings(**merged["fetch"]),
         grouping=grouping,
+        digest=DigestSettings(
+            group_by=merged["digest"].get("group_by", "region"),
+            templates=anchored("digest", Path(), "templates") if "templates" in merged["digest"] else None,
+        ),
         secret=env.get("DIGEST_SECRET") or None,
         origin=origin,
         warnings=tuple(warnings),

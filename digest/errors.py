@@ -38,3 +38,7 @@ class FetchError(DigestError):
 
 class ParseError(DigestError):
     """A fetched document is not a feed, a listing page or a text dump we can read."""
+
+
+class SendError(DigestError):
+    """Mail could not be sent at all: SMTP refused us (authentication, TLS) or the outbox is unwritable."""

@@ -396,6 +396,7 @@ class Store:
         self,
         *,
         since: datetime | None = None,
+        until: datetime | None = None,
         region: str | None = None,
         theme: str | None = None,
         source: str | None = None,
@@ -409,6 +410,9 @@ class Store:
         if since is not None:
             where.append("a.first_seen >= ?")
             args.append(to_iso(since))
+        if until is not None:
+            where.append("a.first_seen <= ?")
+            args.append(to_iso(until))
         if region is not None:
             where.append("EXISTS (SELECT 1 FROM json_each(a.regions) WHERE value = ?)")
             args.append(region)

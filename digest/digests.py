@@ -1,0 +1,142 @@
+"""What goes into a digest: per subscriber, the articles first seen since their last digest,
+filtered by their preferences, grouped into sections, one entry per story.
+
+Pure selection and grouping over articles the caller reads from the store; many
+subscribers share a selection (same start, same preferences), and callers render each
+distinct :class:`Selection` once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from digest.dates import from_iso, to_iso
+from digest.models import Article
+
+NEWCOMER_WINDOW = timedelta(days=7)
+MAX_ITEMS = 60
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Everything that decides a digest's content: since when, and which regions and themes
+    (empty = everything)."""
+
+    since: str
+    regions: tuple[str, ...] = ()
+    themes: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, since: str, regions_json: str, themes_json: str) -> Selection:
+        return cls(since, tuple(sorted(json.loads(regions_json))), tuple(sorted(json.loads(themes_json))))
+
+    def wants(self, article: Article) -> bool:
+        if article.first_seen <= from_iso(self.since):
+            return False
+        if self.regions and not set(self.regions) & set(article.regions):
+            return False
+        return not (self.themes and not set(self.themes) & set(article.themes))
+
+
+@dataclass(frozen=True)
+class Item:
+    """One entry: an article, and the others that covered the same story."""
+
+    article: Article
+    also: tuple[Article, ...] = ()
+
+
+@dataclass(frozen=True)
+class Section:
+    slug: str
+    title: str
+    items: tuple[Item, ...]
+
+
+@dataclass(frozen=True)
+class Content:
+    sections: tuple[Section, ...] = ()
+    count: int = 0
+    names: tuple[str, ...] = field(default_factory=tuple)  # section titles, largest first
+
+    @property
+    def empty(self) -> bool:
+        return self.count == 0
+
+
+def newcomer_since(until: datetime) -> str:
+    """Where a new subscriber's first digest starts: a week before it."""
+    return to_iso(until - NEWCOMER_WINDOW)
+
+
+def build(
+    articles: Iterable[Article],
+    selection: Selection,
+    names: Mapping[str, str],
+    *,
+    by: str = "region",
+    fallback: str = "Other news",
+) -> Content:
+    """The content of one selection: its articles grouped into sections by primary region
+    (or theme, when ``by == "theme"``), one item per story, newest and most salient first."""
+    chosen = [a for a in articles if selection.wants(a)]
+    stories: dict[str, list[Article]] = {}
+    items: list[Item] = []
+    for article in chosen:
+        if article.story:
+            stories.setdefault(article.story, []).append(article)
+    seen_stories: set[str] = set()
+    for article in chosen:
+        if article.story:
+            if article.story in seen_stories:
+                continue
+            seen_stories.add(article.story)
+            group = stories[article.story]
+            lead = max(group, key=_salience)
+            items.append(Item(lead, tuple(a for a in group if a is not lead)))
+        else:
+            items.append(Item(article))
+    items = items[:MAX_ITEMS]
+    sections: dict[str, list[Item]] = {}
+    for item in items:
+        keys = item.article.regions if by == "region" else item.article.themes
+        sections.setdefault(keys[0] if keys else "", []).append(item)
+    ordered = sorted(sections.items(), key=lambda kv: (-len(kv[1]), names.get(kv[0], "~")))
+    built = tuple(
+        Section(slug, names.get(slug, fallback), tuple(sorted(group, key=_order))) for slug, group in ordered
+    )
+    return Content(built, sum(1 + len(i.also) for i in items), tuple(s.title for s in built))
+
+
+def _salience(article: Article) -> tuple[int, str]:
+    return (len(article.summary_text), article.id)
+
+
+def _order(item: Item) -> tuple[int, float]:
+    # Newest first; among the same day, stories covered more often first.
+    when = item.article.published or item.article.first_seen
+    return (-when.toordinal(), -len(item.also) - when.timestamp() / 1e10)
+
+
+def subject(content: Content, limit: int = 3) -> str:
+    """A subject that says what is inside: "12 new articles: Southeast Asia, Europe, Africa"."""
+    noun = "article" if content.count == 1 else "articles"
+    shown = ", ".join(content.names[:limit])
+    more = f" and {len(content.names) - limit} more" if len(content.names) > limit else ""
+    return f"{content.count} new {noun}: {shown}{more}" if shown else f"{content.count} new {noun}"
+
+
+def selections(
+    subscribers: Sequence[Mapping[str, object]], last: Mapping[int, str], until: datetime
+) -> dict[int, Selection]:
+    """Each active subscriber's selection for a digest cut at ``until``."""
+    start = newcomer_since(until)
+    return {
+        int(str(s["id"])): Selection.of(
+            last.get(int(str(s["id"])), start), str(s["regions"]), str(s["themes"])
+        )
+        for s in subscribers
+    }

@@ -1,0 +1,41 @@
+"""The outbox: digests written as .eml files when no SMTP server is configured."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from email.message import EmailMessage
+from pathlib import Path
+
+from digest.errors import SendError
+
+
+class Outbox:
+    """Writes each message atomically as ``KEY.eml``; writing the same key again replaces
+    the file, so a resumed run cannot leave two copies of one delivery."""
+
+    name = "outbox"
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    async def __aenter__(self) -> Outbox:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SendError(f"{self.folder}: cannot create the outbox: {exc.strerror or exc}") from None
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def send(self, msg: EmailMessage, key: str) -> str:
+        target = self.folder / f"{key}.eml"
+        try:
+            handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".eml")
+            with os.fdopen(handle, "wb") as out:
+                out.write(msg.as_bytes())
+            Path(temporary).replace(target)
+        except OSError as exc:
+            raise SendError(f"{target}: cannot write: {exc.strerror or exc}") from None
+        return f"stored {target.name}"
