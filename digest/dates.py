@@ -31,13 +31,14 @@ MONTHS = {
 
 
 def utcnow() -> datetime:
-    """Now, in UTC, to the second (stored values compare as text)."""
-    return datetime.now(UTC).replace(microsecond=0)
+    """Now, in UTC."""
+    return datetime.now(UTC)
 
 
 def to_iso(value: datetime) -> str:
-    """ISO 8601 in UTC: ``2026-11-24T11:37:41+00:00``."""
-    return value.astimezone(UTC).isoformat()
+    """ISO 8601 in UTC with microseconds, the one form stored (so stored times compare as
+    text, and an article pulled in the same second as a digest is not mistaken for older)."""
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def from_iso(text: str) -> datetime:

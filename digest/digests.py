@@ -34,7 +34,7 @@ class Selection:
         return cls(since, tuple(sorted(json.loads(regions_json))), tuple(sorted(json.loads(themes_json))))
 
     def wants(self, article: Article) -> bool:
-        if article.first_seen <= from_iso(self.since):
+        if article.first_seen < from_iso(self.since):
             return False
         if self.regions and not set(self.regions) & set(article.regions):
             return False

@@ -403,15 +403,16 @@ class Store:
         limit: int | None = None,
     ) -> list[Article]:
         """Stored articles, newest first (by published date, else first seen; ties in the
-        order they were stored); ``since`` selects by ``first_seen``, the time digest first
-        stored them."""
+        order they were stored). ``since`` and ``until`` select by ``first_seen``, the time
+        digest first stored them: ``since <= first_seen < until``, so consecutive windows
+        never share or skip an article."""
         where: list[str] = ["1 = 1"]
         args: list[Any] = []
         if since is not None:
             where.append("a.first_seen >= ?")
             args.append(to_iso(since))
         if until is not None:
-            where.append("a.first_seen <= ?")
+            where.append("a.first_seen < ?")
             args.append(to_iso(until))
         if region is not None:
             where.append("EXISTS (SELECT 1 FROM json_each(a.regions) WHERE value = ?)")

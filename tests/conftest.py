@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -192,3 +193,78 @@ def served_seeds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[App
         pull(settings, store)
     with AppServer(settings) as server:
         yield server, settings
+
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 that records every message, with faults
+    to order: reject some recipients (550), answer 421 after some messages, drop a
+    connection, require STARTTLS and AUTH."""
+
+    def __init__(
+        self, *, tls_context: Any = None, users: dict[str, str] | None = None, port: int | None = None
+    ) -> None:
+        import socket
+
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult
+
+        self.messages: list[Any] = []
+        self.reject: set[str] = set()
+        self.fail_after: int | None = None  # answer 421 to every message after this many
+        self.drop_next = 0  # drop the connection instead of answering, this many times
+        sink = self
+
+        class Handler:
+            async def handle_RCPT(
+                self, server: Any, session: Any, envelope: Any, address: str, options: Any
+            ) -> str:
+                if address in sink.reject:
+                    return "550 5.1.1 No such user here"
+                envelope.rcpt_tos.append(address)
+                return "250 OK"
+
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+                if sink.drop_next:
+                    sink.drop_next -= 1
+                    server.transport.close()
+                    return "421 gone"
+                if sink.fail_after is not None and len(sink.messages) >= sink.fail_after:
+                    return "421 4.7.0 Too many messages, try again later"
+                import email
+                import email.policy
+
+                message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+                sink.messages.append((list(envelope.rcpt_tos), message))
+                return "250 2.0.0 Accepted"
+
+        def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> Any:
+            ok = users is not None and users.get(auth_data.login.decode()) == auth_data.password.decode()
+            return AuthResult(success=ok, handled=False)
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = port or sock.getsockname()[1]
+        options: dict[str, Any] = {}
+        if tls_context is not None:
+            options.update(tls_context=tls_context, require_starttls=True)
+        if users is not None:
+            options.update(
+                authenticator=authenticate, auth_required=True, auth_require_tls=tls_context is not None
+            )
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, **options)
+
+    def recipients(self) -> list[str]:
+        return [rcpt for rcpts, _ in self.messages for rcpt in rcpts]
+
+    def __enter__(self) -> SmtpSink:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.controller.stop()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    with SmtpSink() as sink:
+        yield sink

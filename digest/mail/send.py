@@ -219,9 +219,11 @@ class Mailer:
                 rows.append((subscriber_id, selection.since))
         if not rows:
             return None
-        digest_id = until.strftime("%Y%m%dT%H%M%SZ")
-        if self.store.digest(digest_id) is not None:
-            return None
+        digest_id = base_id = until.strftime("%Y%m%dT%H%M%SZ")
+        for n in range(2, 100):
+            if self.store.digest(digest_id) is None:
+                break
+            digest_id = f"{base_id}-{n}"
         self.store.create_digest(digest_id, until, rows)
         return digest_id
 

@@ -1,0 +1,251 @@
+"""Email digests end to end: a real SMTP server (aiosmtpd) on 127.0.0.1, the ledger, faults."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from datetime import timedelta
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+import trustme
+
+from digest.config import Settings, parse_settings
+from digest.dates import utcnow
+from digest.errors import SendError
+from digest.ingest import pull
+from digest.mail.send import Mailer, send_all
+from digest.store import Store
+from digest.subscribers import add, unsubscribe
+from digest.tokens import read, secret_for
+
+from .conftest import SEEDS, FeedServer, Reply, SmtpSink, rss, settings_for
+
+
+def _settings(tmp_path: Path, sink: SmtpSink, extra: str = "", sources: str = "") -> Settings:
+    source = sources or f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n'
+    smtp = f'[smtp]\nhost = "127.0.0.1"\nport = {sink.port}\nsender = "Digest <digest@news.example.org>"\ntimeout = "5s"\n'
+    return settings_for(tmp_path, f'[site]\nbase_url = "https://news.example.org"\n{smtp}{extra}{source}')
+
+
+def _people(store: Store) -> dict[str, int]:
+    ids = {}
+    ids["ann"] = int(add(store, "ann@example.org", confirmed=True)["id"])  # type: ignore[call-overload]
+    ids["bob"] = int(add(store, "bob@example.org", regions=["europe"], confirmed=True)["id"])  # type: ignore[call-overload]
+    ids["carol"] = int(add(store, "carol@example.org")["id"])  # type: ignore[call-overload]  # pending
+    ids["dave"] = int(add(store, "dave@example.org", confirmed=True)["id"])  # type: ignore[call-overload]
+    unsubscribe(store, ids["dave"])
+    return ids
+
+
+def _send(store: Store, settings: Settings, **kwargs: object) -> list:  # type: ignore[type-arg]
+    return asyncio.run(send_all(store, settings, **kwargs))  # type: ignore[arg-type]
+
+
+def _by_rcpt(sink: SmtpSink) -> dict[str, list[EmailMessage]]:
+    found: dict[str, list[EmailMessage]] = {}
+    for rcpts, message in sink.messages:
+        for rcpt in rcpts:
+            found.setdefault(rcpt, []).append(message)
+    return found
+
+
+def test_digest_reaches_each_active_subscriber_once_with_their_selection(
+    smtp: SmtpSink, tmp_path: Path
+) -> None:
+    settings = _settings(tmp_path, smtp)
+    with Store.open(settings.database.path) as store:
+        pull(settings, store)
+        ids = _people(store)
+        [report] = _send(store, settings)
+        secret = secret_for(store, None)
+        europe = {a.title for a in store.articles(region="europe")}
+    assert (report.sent, report.failed, report.deferred) == (2, 0, 0)
+    received = _by_rcpt(smtp)
+    assert sorted(received) == [
+        "ann@example.org",
+        "bob@example.org",
+    ]  # not pending carol, not unsubscribed dave
+    bob = received["bob@example.org"][0]
+    assert bob["From"] == "Digest <digest@news.example.org>" and bob["To"] == "bob@example.org"
+    assert bob["Message-ID"].endswith("@news.example.org>")
+    assert bob["List-Id"] == "Digest <digest.news.example.org>"
+    assert bob["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    token = bob["List-Unsubscribe"].strip("<>").rsplit("/", 1)[1]
+    assert read(secret, token, "unsubscribe") == ids["bob"]
+    assert bob["Subject"].split(":")[0].endswith("new articles")
+    text = bob.get_body(("plain",)).get_content()
+    html = bob.get_body(("html",)).get_content()
+    assert "<script" not in html and "style=" in html  # CSS inlined, nothing active
+    assert "https://news.example.org/digests/" in html and "bob@example.org" in text
+    titles_in_mail = [t for t in europe if t in text]
+    assert titles_in_mail  # bob's digest holds his region's articles...
+    ann_text = received["ann@example.org"][0].get_body(("plain",)).get_content()
+    assert ann_text.count("\n* ") > text.count("\n* ")  # ...and fewer than ann's, who gets everything
+
+
+def test_a_rerun_sends_nothing_and_new_articles_go_out_once(
+    server: FeedServer, smtp: SmtpSink, tmp_path: Path
+) -> None:
+    server.routes["/f.xml"] = Reply(
+        200, rss([{"title": "First story", "link": "https://x.org/1", "description": "One."}])
+    )
+    settings = _settings(tmp_path, smtp, sources=f'[[sources]]\nname = "f"\nurl = "{server.url("/f.xml")}"\n')
+    with Store.open(settings.database.path) as store:
+        pull(settings, store)
+        add(store, "ann@example.org", confirmed=True)
+        _send(store, settings)
+        assert _send(store, settings) == []  # nothing new: no email
+        server.routes["/f.xml"] = Reply(
+            200,
+            rss(
+                [
+                    {"title": "Second story", "link": "https://x.org/2", "description": "Two."},
+                    {"title": "First story", "link": "https://x.org/1", "description": "One."},
+                ]
+            ),
+        )
+        pull(settings, store)
+        later = utcnow() + timedelta(seconds=2)
+        [report] = _send(store, settings, now=later)
+    assert report.sent == 1
+    first, second = (m.get_body(("plain",)).get_content() for _, m in smtp.messages)
+    assert "First story" in first and "Second story" in second and "First story" not in second
+
+
+def test_faults_then_a_second_run_leaves_everyone_with_exactly_one_digest(
+    smtp: SmtpSink, tmp_path: Path
+) -> None:
+    settings = _settings(tmp_path, smtp, extra="")
+    with Store.open(settings.database.path) as store:
+        pull(settings, store)
+        for n in range(8):
+            add(store, f"reader{n}@example.org", confirmed=True)
+        smtp.reject = {"reader3@example.org"}  # 550: failed for good, not retried
+        smtp.fail_after = 3  # then 421 to everything
+        smtp.drop_next = 1  # and one dropped connection on the way
+        mailer_backoff = {"transport": None}
+        [first] = _send(store, settings, **{k: v for k, v in mailer_backoff.items() if v})
+        assert first.failed == 1 and first.deferred >= 1 and first.sent == 3
+        smtp.fail_after = None  # the server recovers
+        reports = _send(store, settings)
+        ledger = store.db.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall()
+    counts = {rcpt: len(msgs) for rcpt, msgs in _by_rcpt(smtp).items()}
+    assert counts == {f"reader{n}@example.org": 1 for n in range(8) if n != 3}
+    assert reports[0].sent == 4 and not reports[0].deferred  # the resumed digest finished
+    assert dict(ledger)["sent"] == 7 and dict(ledger)["failed"] >= 1
+
+
+def test_a_dead_server_stops_the_run_and_loses_nothing(tmp_path: Path) -> None:
+    with SmtpSink() as sink:
+        settings = _settings(tmp_path, sink)
+    with Store.open(settings.database.path) as store:  # the server is gone now
+        pull(settings, store)
+        add(store, "ann@example.org", confirmed=True)
+        with pytest.raises(SendError, match=f"cannot connect to 127.0.0.1:{sink.port}"):
+            _send(store, settings)
+        pending = store.db.execute("SELECT count(*) FROM deliveries WHERE status = 'pending'").fetchone()[0]
+        assert pending == 1
+        with SmtpSink(port=sink.port) as back:  # it comes back: the next run resumes
+            [report] = _send(store, settings)
+    assert report.sent == 1 and back.recipients() == ["ann@example.org"]
+
+
+def test_starttls_and_auth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))  # the client trusts the test CA
+    with SmtpSink(tls_context=server_context, users={"digest": "s3cret"}) as sink:
+        text = (
+            f'[smtp]\nhost = "127.0.0.1"\nport = {sink.port}\nsecurity = "starttls"\nusername = "digest"\ntimeout = "5s"\n'
+            f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n'
+        )
+        good = parse_settings(
+            text, origin="t.toml", base_dir=tmp_path, env={"DIGEST_SMTP_PASSWORD": "s3cret"}
+        )
+        bad = parse_settings(text, origin="t.toml", base_dir=tmp_path, env={"DIGEST_SMTP_PASSWORD": "wrong"})
+        with Store.open(good.database.path) as store:
+            pull(good, store)
+            add(store, "ann@example.org", confirmed=True)
+            with pytest.raises(SendError, match=f"SMTP 127.0.0.1:{sink.port}: authentication failed: 535"):
+                _send(store, bad)
+            [report] = _send(store, good)
+        assert report.sent == 1 and sink.recipients() == ["ann@example.org"]
+
+
+def test_source_html_is_sanitised_and_headers_stay_clean(
+    server: FeedServer, smtp: SmtpSink, tmp_path: Path
+) -> None:
+    evil = "<![CDATA[<p onclick='x()'>Hi<script>steal()</script><a href='javascript:bad()'>link</a></p>]]>"
+    title = "Bad&#13;&#10;Bcc: victim@example.org title"
+    server.routes["/f.xml"] = Reply(
+        200, rss([{"title": title, "link": "https://x.org/e", "description": evil}])
+    )
+    settings = _settings(tmp_path, smtp, sources=f'[[sources]]\nname = "f"\nurl = "{server.url("/f.xml")}"\n')
+    with Store.open(settings.database.path) as store:
+        pull(settings, store)
+        add(store, "ann@example.org", confirmed=True)
+        _send(store, settings)
+    [(rcpts, message)] = smtp.messages
+    assert rcpts == ["ann@example.org"] and message["Bcc"] is None
+    raw = message.as_string()
+    for bad in ("<script", "steal()", "onclick", "javascript:"):
+        assert bad not in raw
+    assert "Bad Bcc: victim@example.org title" in message.get_body(("plain",)).get_content()
+
+
+def test_outbox_when_no_smtp_is_configured(tmp_path: Path) -> None:
+    settings = settings_for(
+        tmp_path, f'[outbox]\npath = "out"\n[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n'
+    )
+    with Store.open(settings.database.path) as store:
+        pull(settings, store)
+        add(store, "ann@example.org", confirmed=True)
+        [report] = _send(store, settings)
+        assert _send(store, settings) == []
+        digest_id = store.digests()[0]["id"]
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert report.sent == 1 and files == [f"{digest_id}-1.eml"]
+
+
+def test_each_distinct_selection_is_rendered_once(
+    smtp: SmtpSink, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digest.mail import compose
+
+    calls = []
+    real = compose.render
+
+    def counting(*args: object, **kwargs: object) -> compose.Rendered:
+        calls.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(compose, "render", counting)
+    settings = _settings(tmp_path, smtp)
+    with Store.open(settings.database.path) as store:
+        pull(settings, store)
+        for n in range(6):
+            add(store, f"all{n}@example.org", confirmed=True)
+            add(store, f"eu{n}@example.org", regions=["europe"], confirmed=True)
+        [report] = _send(store, settings)
+    assert report.sent == 12 and len(calls) == 2
+
+
+def test_preferences_filter_by_theme_and_json_is_stored(tmp_path: Path, smtp: SmtpSink) -> None:
+    settings = _settings(tmp_path, smtp)
+    with Store.open(settings.database.path) as store:
+        pull(settings, store)
+        row = add(store, "tess@example.org", themes=["party-relations"], confirmed=True)
+        assert json.loads(str(row["themes"])) == ["party-relations"]
+        mailer = Mailer(store, settings)
+        _send(store, settings)
+        party = {a.title for a in store.articles(theme="party-relations")}
+    text = smtp.messages[0][1].get_body(("plain",)).get_content()
+    listed = [line[2:] for line in text.splitlines() if line.startswith("* ")]
+    assert listed and all(t in party for t in listed)
+    assert mailer is not None
