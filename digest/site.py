@@ -74,6 +74,10 @@ class Site:
 
     # --- pages ------------------------------------------------------------------------------
 
+    def render(self, template: str, store_count: int, **values: object) -> str:
+        """Any page of ``templates/web`` with the site's feeds advertised."""
+        return self._page(template, store_count, [s for s in self.specs if s.kind == "site"], **values)
+
     def _page(self, template: str, store_count: int, alternates: list[FeedSpec], **values: object) -> str:
         links = [
             {

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from digest import publish
+from digest import publish, web_subscribe
 from digest.config import Settings
 from digest.publish import FeedSpec
 from digest.site import Site
@@ -231,6 +231,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/articles/{article_id}", article),
         Route("/articles/{article_id}/", article),
         Route("/healthz", healthz),
+        *web_subscribe.routes(site, cache.store),
     ]
     handlers: dict[Any, Any] = {404: not_found}
     return Starlette(routes=routes, exception_handlers=handlers)

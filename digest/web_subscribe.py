@@ -1,0 +1,189 @@
+"""The subscriber pages: subscribe (double opt-in), confirm, unsubscribe (RFC 8058 one-click
+POST), preferences, and the web copies of past digests.
+
+The subscribe form never says whether an address is already subscribed: every valid
+request gets the same answer. Requests are rate-limited per client and per address.
+Tokens are signed (``digest/tokens.py``); a bad or expired one is answered with a plain
+page that tells nothing about anyone.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from digest import subscribers
+from digest.dates import from_iso
+from digest.digests import Selection, newcomer_since
+from digest.errors import DigestError
+from digest.mail import compose
+from digest.mail.send import Mailer, send_confirmation
+from digest.site import Site
+from digest.store import Store
+from digest.tokens import BadToken, read
+
+PER_CLIENT = (10, 600.0)  # at most 10 subscribe requests per client in 10 minutes
+PER_ADDRESS = (3, 3600.0)  # and 3 per address in an hour
+
+
+class RateLimit:
+    """Sliding-window counts in memory, per key."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit, self.window = limit, window
+        self.hits: dict[str, deque[float]] = {}
+
+    def allow(self, key: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        hits = self.hits.setdefault(key, deque())
+        while hits and hits[0] <= now - self.window:
+            hits.popleft()
+        if len(hits) >= self.limit:
+            return False
+        hits.append(now)
+        return True
+
+
+def routes(site: Site, store_for_thread: Callable[[], Store]) -> list[Route]:
+    """The subscriber routes, rendering with ``site`` and using this thread's store."""
+    settings = site.settings
+    per_client, per_address = RateLimit(*PER_CLIENT), RateLimit(*PER_ADDRESS)
+
+    def page(template: str, status: int = 200, **values: Any) -> HTMLResponse:
+        count = store_for_thread().count_articles()
+        return HTMLResponse(site.render(template, count, **values), status_code=status)
+
+    def message(heading: str, text: str, status: int = 200, button: str | None = None) -> HTMLResponse:
+        return page("message.html", status, heading=heading, text=text, button=button)
+
+    def subscriber_from(request: Request, purpose: str) -> int | None:
+        store = store_for_thread()
+        mailer = Mailer(store, settings)
+        try:
+            subscriber_id = read(mailer.secret, request.path_params["token"], purpose)
+        except BadToken:
+            return None
+        return subscriber_id if store.subscriber(subscriber_id=subscriber_id) else None
+
+    invalid = "This link is not valid (it may have expired, or been cut short by your email program)."
+
+    async def subscribe(request: Request) -> Response:
+        blank: dict[str, list[str]] = {"regions": [], "themes": []}
+        if request.method == "GET":
+            return page("subscribe.html", email="", chosen=blank, error=None)
+        form = await request.form()
+        email = str(form.get("email", ""))[:320]
+        chosen = {"regions": form.getlist("region"), "themes": form.getlist("theme")}
+        client = request.client.host if request.client else "unknown"
+        if not per_client.allow(client):
+            return message("Too many requests", "Please wait a few minutes and try again.", 429)
+        try:
+            address = subscribers.normalise_email(email)
+            regions = subscribers.check_slugs(
+                [str(r) for r in chosen["regions"]], list(site.names["regions"]), "region"
+            )
+            themes = subscribers.check_slugs(
+                [str(t) for t in chosen["themes"]], list(site.names["themes"]), "theme"
+            )
+        except DigestError as exc:
+            return page("subscribe.html", 400, email=email, chosen=chosen, error=str(exc))
+        if not per_address.allow(address.lower()):
+            return message("Too many requests", "Please wait a while before trying this address again.", 429)
+        store = store_for_thread()
+        existing = store.subscriber(email=address)
+        if existing is None or existing["status"] != "active":
+            row = subscribers.add(store, address, regions=regions, themes=themes)
+            try:
+                await send_confirmation(store, settings, int(str(row["id"])))
+            except DigestError:
+                return message(
+                    "Not sent",
+                    "We could not send the confirmation email just now. Please try again later.",
+                    503,
+                )
+        # The same answer whether or not the address was already subscribed.
+        return message(
+            "Check your inbox",
+            f"If {address} can receive our digest, a confirmation link is on its way to it.",
+        )
+
+    async def confirm(request: Request) -> Response:
+        subscriber_id = subscriber_from(request, "confirm")
+        if subscriber_id is None:
+            return message("Link not valid", invalid + " You can subscribe again from the form.", 400)
+        subscribers.confirm(store_for_thread(), subscriber_id)
+        return message("Subscribed", "Thank you: your first digest comes with the next weekly send.")
+
+    async def unsubscribe(request: Request) -> Response:
+        subscriber_id = subscriber_from(request, "unsubscribe")
+        if subscriber_id is None:
+            return message("Link not valid", invalid, 400)
+        if request.method == "GET":
+            # A GET changes nothing, so link scanners cannot unsubscribe anyone.
+            return message("Unsubscribe", "Stop receiving the weekly digest?", button="Unsubscribe")
+        subscribers.unsubscribe(store_for_thread(), subscriber_id)
+        return message("Unsubscribed", "You will not receive the digest any more.")
+
+    async def preferences(request: Request) -> Response:
+        subscriber_id = subscriber_from(request, "preferences")
+        if subscriber_id is None:
+            return message("Link not valid", invalid, 400)
+        store = store_for_thread()
+        saved = False
+        if request.method == "POST":
+            form = await request.form()
+            try:
+                regions = subscribers.check_slugs(
+                    [str(r) for r in form.getlist("region")], list(site.names["regions"]), "region"
+                )
+                themes = subscribers.check_slugs(
+                    [str(t) for t in form.getlist("theme")], list(site.names["themes"]), "theme"
+                )
+            except DigestError as exc:
+                return message("Not saved", str(exc), 400)
+            subscribers.set_preferences(store, subscriber_id, regions, themes)
+            saved = True
+        row = store.subscriber(subscriber_id=subscriber_id)
+        assert row is not None
+        chosen = {"regions": json.loads(row["regions"]), "themes": json.loads(row["themes"])}
+        return page("preferences.html", email=row["email"], chosen=chosen, saved=saved)
+
+    async def digests(request: Request) -> Response:
+        return page("digests.html", digests=store_for_thread().digests())
+
+    async def digest_copy(request: Request) -> Response:
+        def build() -> str | None:
+            store = store_for_thread()
+            found = store.digest(request.path_params["digest_id"])
+            if found is None:
+                return None
+            until = from_iso(found["until"])
+            mailer = Mailer(store, settings)
+            content = mailer.content(Selection(newcomer_since(until)), until)
+            rendered = compose.render(content, settings, found["id"], mailer.env)
+            base = settings.site.base_url
+            return compose.fill_markers(
+                rendered.html, "a subscriber", f"{base}/subscribe", f"{base}/subscribe"
+            )
+
+        body = await run_in_threadpool(build)
+        if body is None:
+            return message("Not found", f"There is no digest {request.path_params['digest_id']!r}.", 404)
+        return HTMLResponse(body)
+
+    return [
+        Route("/subscribe", subscribe, methods=["GET", "POST"]),
+        Route("/confirm/{token}", confirm),
+        Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "POST"]),
+        Route("/preferences/{token}", preferences, methods=["GET", "POST"]),
+        Route("/digests/", digests),
+        Route("/digests/{digest_id}", digest_copy),
+    ]
