@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/grouping.py
 	$(BIN)/python benchmarks/serve.py
+	$(BIN)/python benchmarks/send.py
 
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \

@@ -9,13 +9,15 @@ and counts, and every header value is folded onto one line.
 from __future__ import annotations
 
 import html
+import quopri
+import secrets
 import textwrap
 from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -35,6 +37,7 @@ MARKERS = {
 }
 EXCERPT = 320
 _INLINER = css_inline.CSSInliner(keep_style_tags=False)
+_PART_HEAD = 'Content-Type: text/%s; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,99 @@ def confirmation(
     )
     msg.set_content(body)
     return msg
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message ready for the wire: envelope sender, recipients and the bytes."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    data: bytes
+
+
+def outgoing(msg: EmailMessage) -> Outgoing:
+    """An EmailMessage as an Outgoing (for the one-off messages: confirmations, test copies)."""
+    return Outgoing(parseaddr(str(msg["From"]))[1], (parseaddr(str(msg["To"]))[1],), msg.as_bytes())
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A rendered selection encoded once: static headers and quoted-printable bodies cut at
+    the markers, so each subscriber's message is a few joins, not a MIME build."""
+
+    sender: str
+    head: bytes
+    text: tuple[bytes | str, ...]  # encoded pieces, and marker names where personal parts go
+    html: tuple[bytes | str, ...]
+    boundary: str
+
+
+def prepare(rendered: Rendered, settings: Settings) -> Prepared:
+    """Encode a rendered selection for :func:`personal_bytes`."""
+    template = EmailMessage(policy=SMTP)
+    template["From"] = sender(settings)
+    template["Subject"] = one_line(rendered.subject)
+    template["List-Id"] = f"{one_line(settings.site.title)} <digest.{site_host(settings)}>"
+    template["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    template["MIME-Version"] = "1.0"
+    boundary = f"==digest-{secrets.token_hex(12)}=="
+    template["Content-Type"] = f'multipart/alternative; boundary="{boundary}"'
+    head = template.as_bytes().split(b"\r\n\r\n", 1)[0] + b"\r\n"
+    return Prepared(
+        sender=parseaddr(sender(settings))[1],
+        head=head,
+        text=_pieces(rendered.text),
+        html=_pieces(rendered.html),
+        boundary=boundary,
+    )
+
+
+def personal_bytes(
+    prepared: Prepared, *, to: str, unsubscribe_url: str, preferences_url: str, date: datetime, domain: str
+) -> tuple[Outgoing, str]:
+    """One subscriber's message on the wire, and its Message-ID."""
+    message_id = make_msgid("digest", domain=domain)
+    text_values = {"email": to, "unsubscribe_url": unsubscribe_url, "preferences_url": preferences_url}
+    html_values = {k: html.escape(v) for k, v in text_values.items()}
+    personal = (
+        f"To: {to}\r\nDate: {format_datetime(date)}\r\nMessage-ID: {message_id}\r\n"
+        f"List-Unsubscribe: <{unsubscribe_url}>\r\n\r\n"
+    ).encode()
+    part = "--" + prepared.boundary
+    data = b"".join(
+        [
+            prepared.head,
+            personal,
+            f"{part}\r\n{_PART_HEAD % 'plain'}".encode(),
+            _join(prepared.text, text_values),
+            f"\r\n{part}\r\n{_PART_HEAD % 'html'}".encode(),
+            _join(prepared.html, html_values),
+            f"\r\n{part}--\r\n".encode(),
+        ]
+    )
+    return Outgoing(prepared.sender, (to,), data), message_id
+
+
+def _pieces(body: str) -> tuple[bytes | str, ...]:
+    by_marker = {marker: name for name, marker in MARKERS.items()}
+    out: list[bytes | str] = []
+    rest = body
+    while True:
+        found = [(rest.find(m), m) for m in by_marker if m in rest]
+        if not found:
+            out.append(quopri.encodestring(rest.encode("utf-8")))
+            return tuple(out)
+        at, marker = min(found)
+        out.append(quopri.encodestring(rest[:at].encode("utf-8")))
+        out.append(by_marker[marker])
+        rest = rest[at + len(marker) :]
+
+
+def _join(pieces: tuple[bytes | str, ...], values: dict[str, str]) -> bytes:
+    # Soft line breaks ("=" at a line's end) join the pieces without changing the text.
+    encoded = [p if isinstance(p, bytes) else quopri.encodestring(values[p].encode("utf-8")) for p in pieces]
+    return b"=\r\n".join(encoded).replace(b"\n", b"\r\n").replace(b"\r\r\n", b"\r\n")
 
 
 def fill_markers(body: str, email: str, unsubscribe_url: str, preferences_url: str) -> str:

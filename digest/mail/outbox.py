@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import tempfile
-from email.message import EmailMessage
 from pathlib import Path
 
 from digest.errors import SendError
+from digest.mail.compose import Outgoing
 
 
 class Outbox:
@@ -29,12 +29,12 @@ class Outbox:
     async def __aexit__(self, *exc: object) -> None:
         return None
 
-    async def send(self, msg: EmailMessage, key: str) -> str:
+    async def send(self, msg: Outgoing, key: str) -> str:
         target = self.folder / f"{key}.eml"
         try:
             handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".eml")
             with os.fdopen(handle, "wb") as out:
-                out.write(msg.as_bytes())
+                out.write(msg.data)
             Path(temporary).replace(target)
         except OSError as exc:
             raise SendError(f"{target}: cannot write: {exc.strerror or exc}") from None

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
 from typing import Protocol
 
 import aiosmtplib
@@ -27,6 +26,7 @@ from digest.errors import SendError
 from digest.grouping.classify import taxonomy_for
 from digest.grouping.regions import regions
 from digest.mail import compose
+from digest.mail.compose import Outgoing, outgoing
 from digest.mail.outbox import Outbox
 from digest.store import Store
 from digest.tokens import CONFIRM_SECONDS, make, secret_for
@@ -48,7 +48,7 @@ class Transport(Protocol):
 
     async def __aenter__(self) -> Transport: ...
     async def __aexit__(self, *exc: object) -> None: ...
-    async def send(self, msg: EmailMessage, key: str) -> str: ...
+    async def send(self, msg: Outgoing, key: str) -> str: ...
 
 
 class SmtpPool:
@@ -120,7 +120,7 @@ class SmtpPool:
                 await asyncio.sleep(wait)
             self._next = max(self._next, time.monotonic()) + self._interval
 
-    async def send(self, msg: EmailMessage, key: str) -> str:
+    async def send(self, msg: Outgoing, key: str) -> str:
         """Send one message; returns the server's reply. Temporary failures are retried
         with backoff on a fresh connection; Permanent and SendError are not."""
         last, unreachable = "", 0
@@ -134,7 +134,7 @@ class SmtpPool:
                 last, unreachable = str(exc), unreachable + 1
                 continue
             try:
-                _, reply = await client.send_message(msg)
+                _, reply = await client.sendmail(msg.sender, list(msg.recipients), msg.data)
             except (aiosmtplib.SMTPException, OSError) as exc:
                 # Whatever went wrong, this connection is in an unknown state: drop it.
                 client.close()
@@ -238,19 +238,6 @@ class Mailer:
         token = make(self.secret, "confirm", subscriber_id, ttl=CONFIRM_SECONDS)
         return f"{self.settings.site.base_url}/confirm/{token}"
 
-    def build(
-        self, digest_id: str, row: dict[str, object], rendered: compose.Rendered, date: datetime
-    ) -> EmailMessage:
-        unsubscribe, preferences = self.links(int(str(row["subscriber_id"])))
-        return compose.message(
-            rendered,
-            self.settings,
-            to=str(row["email"]),
-            unsubscribe_url=unsubscribe,
-            preferences_url=preferences,
-            date=date,
-        )
-
     async def deliver(
         self, digest_id: str, transport: Transport, progress: Callable[[int], None] | None = None
     ) -> Report:
@@ -261,7 +248,8 @@ class Mailer:
         until = from_iso(digest["until"])
         report = Report(digest_id)
         pending = self.store.pending_deliveries(digest_id)
-        rendered: dict[Selection, compose.Rendered | None] = {}
+        rendered: dict[Selection, compose.Prepared | None] = {}
+        domain = compose.site_host(self.settings)
         queue: asyncio.Queue[dict[str, object]] = asyncio.Queue()
         for row in pending:
             if row["subscriber_status"] != "active":
@@ -281,7 +269,11 @@ class Mailer:
                 if selection not in rendered:
                     content = self.content(selection, until)
                     rendered[selection] = (
-                        None if content.empty else compose.render(content, self.settings, digest_id, self.env)
+                        None
+                        if content.empty
+                        else compose.prepare(
+                            compose.render(content, self.settings, digest_id, self.env), self.settings
+                        )
                     )
                 body = rendered[selection]
                 subscriber_id = int(str(row["subscriber_id"]))
@@ -289,7 +281,15 @@ class Mailer:
                     self.store.record_delivery(digest_id, subscriber_id, "failed", reply="nothing new")
                     report.skipped += 1
                     continue
-                msg = self.build(digest_id, row, body, until)
+                unsubscribe, preferences = self.links(subscriber_id)
+                msg, message_id = compose.personal_bytes(
+                    body,
+                    to=str(row["email"]),
+                    unsubscribe_url=unsubscribe,
+                    preferences_url=preferences,
+                    date=until,
+                    domain=domain,
+                )
                 try:
                     reply = await transport.send(msg, f"{digest_id}-{subscriber_id}")
                 except Permanent as exc:
@@ -306,7 +306,7 @@ class Mailer:
                     fatal.append(exc)
                 else:
                     self.store.record_delivery(
-                        digest_id, subscriber_id, "sent", message_id=str(msg["Message-ID"]), reply=reply
+                        digest_id, subscriber_id, "sent", message_id=message_id, reply=reply
                     )
                     report.sent += 1
                 if progress:
@@ -359,7 +359,7 @@ async def send_confirmation(store: Store, settings: Settings, subscriber_id: int
         date=utcnow(),
     )
     async with transport_for(settings) as channel:
-        return await _once(channel, msg, f"confirm-{subscriber_id}-{int(time.time())}")
+        return await _once(channel, outgoing(msg), f"confirm-{subscriber_id}-{int(time.time())}")
 
 
 async def send_test_copy(store: Store, settings: Settings, email: str) -> str:
@@ -380,10 +380,10 @@ async def send_test_copy(store: Store, settings: Settings, email: str) -> str:
         date=now,
     )
     async with transport_for(settings) as channel:
-        return await _once(channel, msg, f"test-{int(time.time())}")
+        return await _once(channel, outgoing(msg), f"test-{int(time.time())}")
 
 
-async def _once(channel: Transport, msg: EmailMessage, key: str) -> str:
+async def _once(channel: Transport, msg: Outgoing, key: str) -> str:
     try:
         return await channel.send(msg, key)
     except (Permanent, Temporary) as exc:
