@@ -104,7 +104,10 @@ def build(
     for item in items:
         keys = item.article.regions if by == "region" else item.article.themes
         sections.setdefault(keys[0] if keys else "", []).append(item)
-    ordered = sorted(sections.items(), key=lambda kv: (-len(kv[1]), names.get(kv[0], "~")))
+    # Biggest sections first, counting every article a story brought in.
+    ordered = sorted(
+        sections.items(), key=lambda kv: (-sum(1 + len(i.also) for i in kv[1]), names.get(kv[0], "~"))
+    )
     built = tuple(
         Section(slug, names.get(slug, fallback), tuple(sorted(group, key=_order))) for slug, group in ordered
     )

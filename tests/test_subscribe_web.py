@@ -125,3 +125,21 @@ def test_subscribe_is_rate_limited(site: tuple[AppServer, Settings, Path]) -> No
     with httpx.Client(base_url=server.url("")) as client:
         codes = [client.post("/subscribe", data={"email": "same@example.org"}).status_code for _ in range(5)]
     assert codes[:3] == [200, 200, 200] and codes[3] == 429
+
+
+def test_web_copies_of_digests(site: tuple[AppServer, Settings, Path]) -> None:
+    import asyncio
+
+    from digest.mail.send import send_all
+    from digest.subscribers import add
+
+    server, settings, _ = site
+    with Store.open(settings.database.path) as store:
+        add(store, "ann@example.org", confirmed=True)
+        [report] = asyncio.run(send_all(store, settings))
+    with httpx.Client(base_url=server.url("")) as client:
+        listing = client.get("/digests/")
+        assert listing.status_code == 200 and f"/digests/{report.digest_id}" in listing.text
+        copy = client.get(f"/digests/{report.digest_id}")
+        assert copy.status_code == 200 and "new articles" in copy.text and "ann@example.org" not in copy.text
+        assert client.get("/digests/nope").status_code == 404

@@ -1,0 +1,86 @@
+"""Choosing a digest's articles (pure): windows, newcomers, preferences, stories, subject."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from digest.dates import to_iso
+from digest.digests import Selection, build, newcomer_since, subject
+from digest.models import Article
+
+NOW = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+NAMES = {"europe": "Europe", "africa": "Africa", "east-asia": "East Asia"}
+
+
+def _article(
+    n: int,
+    days_ago: float,
+    regions: tuple[str, ...],
+    themes: tuple[str, ...] = ("t",),
+    story: str | None = None,
+) -> Article:
+    seen = NOW - timedelta(days=days_ago)
+    return Article(
+        id=f"a{n}",
+        source="s",
+        title=f"Article {n}",
+        url=None,
+        guid=None,
+        summary_html="",
+        summary_text="x" * n,
+        author=None,
+        published=seen,
+        first_seen=seen,
+        updated=seen,
+        content_hash="h",
+        regions=regions,
+        themes=themes,
+        story=story,
+    )
+
+
+ARTICLES = [
+    _article(1, 1, ("europe",)),
+    _article(2, 2, ("africa", "europe"), ("trade",)),
+    _article(3, 3, ("east-asia",), story="s1"),
+    _article(4, 3.1, ("east-asia",), story="s1"),
+    _article(5, 9, ("europe",)),  # older than a week: not for newcomers
+]
+
+
+def test_a_newcomer_gets_the_last_week_and_nothing_older() -> None:
+    content = build(ARTICLES, Selection(newcomer_since(NOW)), NAMES)
+    titles = [i.article.title for s in content.sections for i in s.items]
+    assert "Article 5" not in titles and content.count == 4
+
+
+def test_after_a_digest_only_what_came_since() -> None:
+    since = to_iso(NOW - timedelta(days=2, hours=12))
+    content = build(ARTICLES, Selection(since), NAMES)
+    assert sorted(i.article.title for s in content.sections for i in s.items) == ["Article 1", "Article 2"]
+
+
+def test_preferences_filter_and_sections_follow_primary_region() -> None:
+    content = build(ARTICLES, Selection(newcomer_since(NOW), regions=("europe",)), NAMES)
+    assert [s.title for s in content.sections] == ["Africa", "Europe"] or [
+        s.title for s in content.sections
+    ] == ["Europe", "Africa"]
+    assert content.count == 2
+    themed = build(ARTICLES, Selection(newcomer_since(NOW), themes=("trade",)), NAMES)
+    assert [i.article.id for s in themed.sections for i in s.items] == ["a2"]
+    by_theme = build(ARTICLES, Selection(newcomer_since(NOW)), {"t": "T", "trade": "Trade"}, by="theme")
+    assert {s.title for s in by_theme.sections} == {"T", "Trade"}
+
+
+def test_one_story_is_one_item_with_the_others_as_also_covered() -> None:
+    content = build(ARTICLES, Selection(newcomer_since(NOW), regions=("east-asia",)), NAMES)
+    [section] = content.sections
+    [item] = section.items
+    assert item.article.id == "a4" and [a.id for a in item.also] == ["a3"]  # the fuller text leads
+    assert content.count == 2
+
+
+def test_subject_says_what_is_inside() -> None:
+    content = build(ARTICLES, Selection(newcomer_since(NOW)), NAMES)
+    assert subject(content) == "4 new articles: East Asia, Africa, Europe"  # the story's two articles first
+    assert build([], Selection(newcomer_since(NOW)), NAMES).empty
