@@ -453,12 +453,12 @@ def send(app: App, to_email: str | None, dry_run: bool) -> None:
             for line in dry_run_lines(store, app.settings):
                 click.echo(line)
             return
-        bar = _progress()
+        progress = _Progress() if sys.stderr.isatty() else None
         try:
-            reports = asyncio.run(send_all(store, app.settings, progress=bar.update if bar else None))
+            reports = asyncio.run(send_all(store, app.settings, progress=progress.step if progress else None))
         finally:
-            if bar:
-                bar.render_finish()
+            if progress:
+                progress.done()
     if not reports:
         click.echo("nothing to send: no active subscriber has anything new")
     for report in reports:
@@ -467,11 +467,19 @@ def send(app: App, to_email: str | None, dry_run: bool) -> None:
         sys.exit(1)
 
 
-def _progress() -> Any:
-    if not sys.stderr.isatty():
-        return None
-    bar = click.progressbar(length=0, label="sending", file=sys.stderr)
-    return bar
+class _Progress:
+    """A running count on the terminal while a digest goes out."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def step(self, n: int) -> None:
+        self.count += n
+        click.echo(f"\rsending: {self.count}", nl=False, err=True)
+
+    def done(self) -> None:
+        if self.count:
+            click.echo("", err=True)
 
 
 def _write(path: Path, body: bytes) -> None:
