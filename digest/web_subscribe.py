@@ -73,6 +73,16 @@ def routes(site: Site, store_for_thread: Callable[[], Store]) -> list[Route]:
             return None
         return subscriber_id if store.subscriber(subscriber_id=subscriber_id) else None
 
+    def slugs_from(form: Any) -> tuple[list[str], list[str]]:
+        """The regions and themes ticked on a form, checked (SubscriberError otherwise)."""
+        regions = subscribers.check_slugs(
+            [str(r) for r in form.getlist("region")], list(site.names["regions"]), "region"
+        )
+        themes = subscribers.check_slugs(
+            [str(t) for t in form.getlist("theme")], list(site.names["themes"]), "theme"
+        )
+        return regions, themes
+
     invalid = "This link is not valid (it may have expired, or been cut short by your email program)."
 
     async def subscribe(request: Request) -> Response:
@@ -87,12 +97,7 @@ def routes(site: Site, store_for_thread: Callable[[], Store]) -> list[Route]:
             return message("Too many requests", "Please wait a few minutes and try again.", 429)
         try:
             address = subscribers.normalise_email(email)
-            regions = subscribers.check_slugs(
-                [str(r) for r in chosen["regions"]], list(site.names["regions"]), "region"
-            )
-            themes = subscribers.check_slugs(
-                [str(t) for t in chosen["themes"]], list(site.names["themes"]), "theme"
-            )
+            regions, themes = slugs_from(form)
         except DigestError as exc:
             return page("subscribe.html", 400, email=email, chosen=chosen, error=str(exc))
         if not per_address.allow(address.lower()):
@@ -141,12 +146,7 @@ def routes(site: Site, store_for_thread: Callable[[], Store]) -> list[Route]:
         if request.method == "POST":
             form = await request.form()
             try:
-                regions = subscribers.check_slugs(
-                    [str(r) for r in form.getlist("region")], list(site.names["regions"]), "region"
-                )
-                themes = subscribers.check_slugs(
-                    [str(t) for t in form.getlist("theme")], list(site.names["themes"]), "theme"
-                )
+                regions, themes = slugs_from(form)
             except DigestError as exc:
                 return message("Not saved", str(exc), 400)
             subscribers.set_preferences(store, subscriber_id, regions, themes)
