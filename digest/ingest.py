@@ -10,7 +10,7 @@ import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from digest.config import Settings, SourceSettings
@@ -26,6 +26,7 @@ from digest.sources.html import parse_html
 from digest.sources.text import parse_text
 from digest.store import Store
 
+MAX_BACKOFF = 86400.0
 _TRACKING_PARAMS = ("utm_", "fbclid", "gclid", "mc_cid", "mc_eid")
 _AUTHOR_EMAIL = re.compile(
     r"\s*(?:\(\s*[^()\s]+@[^()\s]+\s*\)|<\s*[^<>\s]+@[^<>\s]+\s*>|^[^\s()<>]+@[^\s()<>]+$)\s*"
@@ -87,11 +88,17 @@ def pull_source(
     settings: Settings,
     *,
     force: bool = False,
+    scheduled: bool = False,
 ) -> SourceReport:
-    """Fetch, parse and store one source. Expected failures end up in the report, not raised."""
+    """Fetch, parse and store one source. Expected failures end up in the report, not raised.
+    ``scheduled``: a pull by the service, which also waits out backoff and cache lifetimes."""
     report = SourceReport(source.name)
     state = store.source_state(source.name)
     now = utcnow()
+    if scheduled and state.next_fetch and state.next_fetch > now:
+        report.not_modified = True  # not due yet
+        return report
+    every = source.every or settings.schedule.pull_every
     if not state.enabled and not force:
         report.error = (
             f"disabled after HTTP {state.last_status}: change its url in the config,"
@@ -104,11 +111,13 @@ def pull_source(
     try:
         result = fetcher.fetch(state.url, etag=state.etag, last_modified=state.last_modified)
     except FetchError as exc:
+        # Exponential backoff after failures, capped at a day; a Retry-After wins if later.
+        backoff = now + timedelta(seconds=min(every * 2 ** min(state.consecutive_failures, 16), MAX_BACKOFF))
         store.record_fetch(
             source.name,
             status=exc.status,
             error=str(exc),
-            next_fetch=exc.retry_after,
+            next_fetch=max(backoff, exc.retry_after) if exc.retry_after else backoff,
             keep_validators=True,
         )
         report.error = str(exc)
@@ -120,6 +129,7 @@ def pull_source(
             error=None,
             fetch_url=result.permanent_url,
             keep_validators=True,
+            next_fetch=_next_fetch(now, every, result.fresh_for),
         )
         report.not_modified = True
         return report
@@ -162,9 +172,15 @@ def pull_source(
         etag=result.etag,
         last_modified=result.last_modified,
         fetch_url=fetch_url,
+        next_fetch=_next_fetch(now, every, result.fresh_for),
     )
     report.new, report.updated, report.unchanged = counts.new, counts.updated, counts.unchanged
     return report
+
+
+def _next_fetch(now: datetime, every: float, fresh_for: float | None) -> datetime:
+    # Never sooner than the interval, nor before the server says the answer goes stale.
+    return now + timedelta(seconds=min(max(every, fresh_for or 0.0), MAX_BACKOFF))
 
 
 def parse_document(document: Document, source: SourceSettings, *, fast: bool = True) -> Parsed:

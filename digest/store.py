@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -162,12 +162,19 @@ def _mail(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
 
+def _leases(db: sqlite_utils.Database) -> None:
+    # A lease lets one of several `digest run` processes on a database do a job (send the
+    # digest); it expires, so a crashed holder does not block the others for ever.
+    db.execute("CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires TEXT NOT NULL)")
+
+
 # Append-only: a released migration is never edited, a change is a new entry.
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_initial", _initial),
     ("0002_grouping", _grouping),
     ("0003_recent_index", _recent_index),
     ("0004_mail", _mail),
+    ("0005_leases", _leases),
 ]
 
 
@@ -607,6 +614,37 @@ class Store:
         with self.transaction() as conn:
             conn.execute("INSERT OR IGNORE INTO settings (key, value) VALUES (?, ?)", (key, default()))
             return str(conn.execute("SELECT value FROM settings WHERE key = ?", [key]).fetchone()[0])
+
+    def get_setting(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM settings WHERE key = ?", [key]).fetchone()
+        return str(row[0]) if row else None
+
+    def put_setting(self, key: str, value: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    def acquire_lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Take (or renew) the lease ``name`` for ``seconds``; False when another holder has it."""
+        now = utcnow()
+        with self.transaction() as conn:
+            row = conn.execute("SELECT holder, expires FROM leases WHERE name = ?", [name]).fetchone()
+            if row is not None and row[0] != holder and from_iso(row[1]) > now:
+                return False
+            expires = to_iso(now + timedelta(seconds=seconds))
+            conn.execute(
+                "INSERT INTO leases (name, holder, expires) VALUES (?, ?, ?)"
+                " ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, expires = excluded.expires",
+                (name, holder, expires),
+            )
+            return True
+
+    def release_lease(self, name: str, holder: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
 
     # --- subscribers ---------------------------------------------------------------------------
 

@@ -52,6 +52,7 @@ class FetchResult:
     etag: str | None = None
     last_modified: str | None = None
     permanent_url: str | None = None
+    fresh_for: float | None = None  # seconds the server says the answer stays fresh
 
 
 def is_remote(url: str) -> bool:
@@ -187,6 +188,9 @@ class Fetcher:
                         etag=response.headers.get("etag"),
                         last_modified=response.headers.get("last-modified"),
                         permanent_url=permanent,
+                        fresh_for=freshness(
+                            response.headers.get("cache-control"), response.headers.get("expires")
+                        ),
                     )
             except httpx.TimeoutException:
                 raise FetchError(f"{current}: timed out after {self.settings.timeout:g}s") from None
@@ -221,6 +225,22 @@ class Fetcher:
                 raise FetchError(f"{url}: took longer than {self.settings.deadline:g}s in all")
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def freshness(cache_control: str | None, expires: str | None, now: datetime | None = None) -> float | None:
+    """Seconds an answer stays fresh by Cache-Control max-age, else Expires; None if unsaid."""
+    for part in (cache_control or "").split(","):
+        name, _, value = part.strip().partition("=")
+        if name.lower() == "max-age" and value.strip().isdigit():
+            return float(value.strip())
+    if expires:
+        try:
+            when = email.utils.parsedate_to_datetime(expires)
+        except (TypeError, ValueError, IndexError):
+            return None
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+        return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    return None
 
 
 def retry_after(value: str | None, now: datetime | None = None) -> datetime | None:
