@@ -18,11 +18,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-# For now the main job pulls the configured sources (the bundled seeds when there is no
-# config) and lists what was found.
+# The service on the embedded default (or ./digest.toml): pulls, weekly digest, and the
+# web app on http://127.0.0.1:8080 (feeds at /feed.atom). Ctrl-C stops it.
 run: $(STAMP)
-	$(BIN)/digest pull
-	$(BIN)/digest articles
+	$(BIN)/digest run
 
 # Pull, then serve the feeds and pages on http://127.0.0.1:8080 (Ctrl-C stops).
 serve: $(STAMP)

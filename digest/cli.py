@@ -482,6 +482,55 @@ class _Progress:
             click.echo("", err=True)
 
 
+@cli.command(name="run")
+@click.option("--check", is_flag=True, help="Validate the configuration and exit.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.pass_obj
+def run_command(app: App, check: bool, log_format: str) -> None:
+    """The service: scheduled pulls, the weekly digest and the web server, until SIGTERM."""
+    from digest.scheduler import cron_trigger, run_service
+
+    settings = app.settings
+    trigger = cron_trigger(settings)
+    with app.store():
+        pass  # the database opens, or one line says why not
+    if check:
+        click.echo(f"{settings.origin}: ok; next digest {trigger.get_next_fire_time(None, utcnow())}")
+        return
+    sys.exit(run_service(settings, log_format=log_format))
+
+
+@cli.command()
+@click.pass_obj
+def status(app: App) -> None:
+    """Sources (last fetch, status, next fetch, articles, last error), recent digests, next digest."""
+    from digest.scheduler import cron_trigger
+
+    with app.store() as store:
+        store.sync_sources(app.settings.sources)
+        sources = store.source_rows()
+        digests = store.digests(limit=5)
+    click.echo("Sources")
+    for row in sources:
+        line = (
+            f"  {row['name']:<16} {row['articles']:>6} articles  last {row['last_fetched'] or 'never':<32}"
+            f" status {row['last_status'] or '-':<4} next {row['next_fetch'] or 'now'}"
+        )
+        click.echo(line)
+        if row["last_error"]:
+            click.echo(f"  {'':<16} error ({row['consecutive_failures']}x): {row['last_error']}")
+    click.echo("Digests")
+    for d in digests:
+        counts = f"sent {d['sent'] or 0}, failed {d['failed'] or 0}, pending {d['pending'] or 0}"
+        click.echo(f"  {d['id']:<22} {d['status']:<8} {counts}")
+    if not digests:
+        click.echo("  none yet")
+    next_digest = cron_trigger(app.settings).get_next_fire_time(None, utcnow())
+    click.echo(
+        f"Next digest: {next_digest} ({app.settings.schedule.digest_cron}, {app.settings.schedule.timezone})"
+    )
+
+
 def _write(path: Path, body: bytes) -> None:
     try:
         path.write_bytes(body)

@@ -72,6 +72,7 @@ class ScheduleSettings:
     pull_every: float = 3600.0
     digest_cron: str = "0 8 * * mon"
     timezone: str = "UTC"
+    grace: float = 86400.0
 
 
 @dataclass(frozen=True)
@@ -261,9 +262,10 @@ _CRON_FIELD = re.compile(r"^[\w*/,\-?#LW]+$")
 def _cron(value: Any, where: str) -> str:
     text = _nonempty(value, where)
     fields = text.split()
-    if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
+    if len(fields) not in (5, 6) or not all(_CRON_FIELD.match(f) for f in fields):
         raise ConfigError(
-            f"{where}: {text!r} is not a cron expression (five fields: minute hour day month weekday)"
+            f"{where}: {text!r} is not a cron expression (five fields: minute hour day month weekday;"
+            " or six, seconds first)"
         )
     return text
 
@@ -277,7 +279,7 @@ def _shown(value: Any) -> str:
 _SECTIONS: dict[str, dict[str, Checker]] = {
     "site": {"title": _nonempty, "base_url": _http_url, "feed_entries": _integer(1, 1000)},
     "database": {"path": _nonempty},
-    "schedule": {"pull_every": _seconds, "digest_cron": _cron, "timezone": _timezone},
+    "schedule": {"pull_every": _seconds, "digest_cron": _cron, "timezone": _timezone, "grace": _seconds},
     "smtp": {
         "host": _nonempty,
         "port": _integer(1, 65535),

@@ -138,8 +138,11 @@ def _not_modified(request: Request, rendered: Rendered) -> bool:
     return False
 
 
-def create_app(settings: Settings) -> Starlette:
-    """The Starlette app for these settings: feeds, pages, OPML, health."""
+def create_app(
+    settings: Settings, health: Callable[[], tuple[int, dict[str, Any]]] | None = None
+) -> Starlette:
+    """The Starlette app for these settings: feeds, pages, OPML, health (``health`` reports
+    the service's state; without it, as under `digest serve`, the app is healthy when up)."""
     cache = Cache(settings)
     site = cache.site
 
@@ -211,7 +214,10 @@ def create_app(settings: Settings) -> Starlette:
         return await cached(request, ("article", article_id), build, PAGE_CACHE_CONTROL)
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        if health is None:
+            return JSONResponse({"status": "ok"})
+        status, body = health()  # quick reads, on the loop's thread where the service's store lives
+        return JSONResponse(body, status_code=status)
 
     async def not_found(request: Request, exc: Exception) -> Response:
         detail = exc.detail if isinstance(exc, HTTPException) and exc.detail != "Not Found" else None

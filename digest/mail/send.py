@@ -239,7 +239,11 @@ class Mailer:
         return f"{self.settings.site.base_url}/confirm/{token}"
 
     async def deliver(
-        self, digest_id: str, transport: Transport, progress: Callable[[int], None] | None = None
+        self,
+        digest_id: str,
+        transport: Transport,
+        progress: Callable[[int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> Report:
         """Send every pending delivery of one digest; record each outcome as it happens."""
         digest = self.store.digest(digest_id)
@@ -263,7 +267,8 @@ class Mailer:
         fatal: list[SendError] = []
 
         async def worker() -> None:
-            while not queue.empty() and not fatal:
+            # On shutdown, stop taking messages; the one in flight is still recorded.
+            while not queue.empty() and not fatal and not (should_stop and should_stop()):
                 row = queue.get_nowait()
                 selection = Selection.of(str(row["since"]), str(row["regions"]), str(row["themes"]))
                 if selection not in rendered:
@@ -316,6 +321,7 @@ class Mailer:
         await asyncio.gather(*(worker() for _ in range(workers)))
         if fatal:
             raise fatal[0]
+        report.deferred += queue.qsize()  # left for the next run when stopping early
         self.store.finish_digest(digest_id)
         return report
 
@@ -332,16 +338,17 @@ async def send_all(
     now: datetime | None = None,
     transport: Transport | None = None,
     progress: Callable[[int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[Report]:
     """Resume unfinished digests, then plan and send a new one; a report per digest."""
     mailer = Mailer(store, settings)
     reports = []
     async with transport or transport_for(settings) as channel:
         for digest in store.unfinished_digests():
-            reports.append(await mailer.deliver(digest["id"], channel, progress))
-        digest_id = mailer.plan(now)
+            reports.append(await mailer.deliver(digest["id"], channel, progress, should_stop))
+        digest_id = None if should_stop and should_stop() else mailer.plan(now)
         if digest_id is not None:
-            reports.append(await mailer.deliver(digest_id, channel, progress))
+            reports.append(await mailer.deliver(digest_id, channel, progress, should_stop))
     return reports
 
 

@@ -1,0 +1,311 @@
+"""The service: scheduled pulls, the weekly digest and the web server in one asyncio loop.
+
+- Pulls: one APScheduler job per source on its interval (with jitter); a pull runs in a
+  daemon thread (fetching and SQLite are blocking), at most ``PULL_CONCURRENCY`` at once
+  and one at a time per host, and waits out backoff and cache lifetimes the source's
+  answers asked for. A hanging source holds only its own slot.
+- Digest: a cron job in the configured time zone. The last due time handled is kept in
+  SQLite, so a restart neither resends nor skips: a digest missed while the process was
+  down is sent once on start, within ``[schedule] grace``. A lease row keeps two processes
+  on one database from both sending.
+- Shutdown (SIGTERM, Ctrl-C): the server stops, the digest stops taking new messages but
+  records the one in flight, pulls are abandoned (their threads die with the process; a
+  half-done transaction rolls back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+import uvicorn
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from digest.config import Settings, SourceSettings
+from digest.dates import from_iso, to_iso, utcnow
+from digest.errors import ConfigError, DigestError
+from digest.grouping.classify import group_pending
+from digest.ingest import pull_source
+from digest.mail.send import send_all
+from digest.sources.fetch import Fetcher
+from digest.store import Store
+from digest.web import create_app
+
+log = logging.getLogger("digest")
+PULL_CONCURRENCY = 4
+LAST_DUE = "digest_last_due"
+LEASE = "digest"
+LEASE_SECONDS = 600.0
+STOP_WITHIN = 8.0
+
+
+def cron_trigger(settings: Settings) -> CronTrigger:
+    """The digest's trigger: five cron fields (or six, seconds first) in the configured zone."""
+    expression, zone = settings.schedule.digest_cron, ZoneInfo(settings.schedule.timezone)
+    fields = expression.split()
+    try:
+        if len(fields) == 6:
+            second, minute, hour, day, month, weekday = fields
+            return CronTrigger(
+                second=second,
+                minute=minute,
+                hour=hour,
+                day=day,
+                month=month,
+                day_of_week=weekday,
+                timezone=zone,
+            )
+        return CronTrigger.from_crontab(expression, timezone=zone)
+    except ValueError as exc:
+        raise ConfigError(f"{settings.origin}: schedule.digest_cron: {expression!r}: {exc}") from None
+
+
+def last_due(trigger: CronTrigger, now: datetime, since: datetime) -> datetime | None:
+    """The latest time the trigger was due in ``(since, now]``, if any."""
+    found, cursor = None, since
+    while True:
+        due = trigger.get_next_fire_time(None, cursor)
+        if due is None or due > now:
+            return found
+        found, cursor = due, due + timedelta(microseconds=1)
+
+
+class Service:
+    """One `digest run` process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.trigger = cron_trigger(settings)
+        self.holder = f"{socket.gethostname()}:{os.getpid()}"
+        self.scheduler: AsyncIOScheduler | None = None
+        self.stopping = asyncio.Event()
+        self.host_locks: dict[str, asyncio.Lock] = {}
+        self.slots = asyncio.Semaphore(PULL_CONCURRENCY)
+        self.group_lock = threading.Lock()
+        self.last_pull: str | None = None
+        self.last_digest: str | None = None
+        self.store = Store.open(settings.database.path)
+
+    # --- health -------------------------------------------------------------------------------
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        running = self.scheduler is not None and self.scheduler.running and not self.stopping.is_set()
+        failing = [
+            {"source": row["name"], "failures": row["consecutive_failures"], "error": row["last_error"]}
+            for row in self.store.source_rows()
+            if row["consecutive_failures"]
+        ]
+        job = self.scheduler.get_job("digest") if self.scheduler else None
+        body = {
+            "status": "ok" if running else "stopped",
+            "last_pull": self.last_pull,
+            "last_digest": self.last_digest or self.store.get_setting(LAST_DUE),
+            "next_digest": job.next_run_time.isoformat() if job and job.next_run_time else None,
+            "failing_sources": failing,
+        }
+        return (200 if running else 503), body
+
+    # --- pulls --------------------------------------------------------------------------------
+
+    async def pull(self, source: SourceSettings) -> None:
+        host = urlsplit(source.url).hostname or "local"
+        async with self.slots, self.host_locks.setdefault(host, asyncio.Lock()):
+            if self.stopping.is_set():
+                return
+            report = await _in_daemon_thread(lambda: self._pull_blocking(source))
+        self.last_pull = to_iso(utcnow())
+        if report.error:
+            log.warning(
+                "pull %s: %s", source.name, report.error, extra={"source": source.name, "event": "pull"}
+            )
+        elif report.new or report.updated:
+            log.info("pull %s", report.summary(), extra={"source": source.name, "event": "pull"})
+
+    def _pull_blocking(self, source: SourceSettings) -> Any:
+        with Store.open(self.settings.database.path) as store, Fetcher(self.settings.fetch) as fetcher:
+            store.sync_sources([source])
+            report = pull_source(store, fetcher, source, self.settings, scheduled=True)
+            if report.new or report.updated:
+                with self.group_lock:
+                    group_pending(store, self.settings)
+            return report
+
+    # --- digest -------------------------------------------------------------------------------
+
+    async def digest(self, due: datetime | None = None) -> None:
+        """Send the digest due at ``due`` (now, for the cron job) unless it was handled."""
+        due = due or utcnow()
+        if not self.store.acquire_lease(LEASE, self.holder, LEASE_SECONDS):
+            log.info("digest due %s: another process holds the lease", to_iso(due), extra={"event": "digest"})
+            return
+        try:
+            handled = self.store.get_setting(LAST_DUE)
+            if handled and from_iso(handled) >= due:
+                return
+            # Recorded first: a crash from here on resumes the unfinished digest on restart
+            # (send_all starts with it) instead of planning a second one.
+            self.store.put_setting(LAST_DUE, to_iso(due))
+            reports = await send_all(self.store, self.settings, should_stop=self.stopping.is_set)
+            self.last_digest = to_iso(utcnow())
+            for report in reports:
+                log.info("digest %s", report.summary(), extra={"event": "digest", "digest": report.digest_id})
+            if not reports:
+                log.info("digest due %s: nothing new for anyone", to_iso(due), extra={"event": "digest"})
+        except DigestError as exc:
+            log.error("digest: %s", exc, extra={"event": "digest"})
+        finally:
+            self.store.release_lease(LEASE, self.holder)
+
+    async def catch_up(self) -> None:
+        """On start: send a digest that fell due while the process was down (within grace)."""
+        now = utcnow()
+        handled = self.store.get_setting(LAST_DUE)
+        if handled is None:
+            self.store.put_setting(LAST_DUE, to_iso(now))  # a new install owes no past digest
+            return
+        since = max(from_iso(handled), now - timedelta(seconds=self.settings.schedule.grace))
+        missed = last_due(self.trigger, now, since)
+        if missed is not None:
+            log.info("digest due %s was missed: sending it now", to_iso(missed), extra={"event": "digest"})
+            await self.digest(missed)
+
+    # --- the loop -----------------------------------------------------------------------------
+
+    async def run(self, *, web: bool = True) -> int:
+        loop = asyncio.get_running_loop()
+        self.scheduler = AsyncIOScheduler(event_loop=loop, timezone=ZoneInfo(self.settings.schedule.timezone))
+        now = utcnow()
+        self.store.sync_sources(self.settings.sources)
+        for source in self.settings.sources:
+            if not source.enabled:
+                continue
+            every = source.every or self.settings.schedule.pull_every
+            self.scheduler.add_job(
+                self.pull,
+                IntervalTrigger(seconds=every, jitter=min(every / 10, 30)),
+                args=[source],
+                id=f"pull:{source.name}",
+                next_run_time=now,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
+        self.scheduler.add_job(
+            self.digest, self.trigger, id="digest", max_instances=1, coalesce=True, misfire_grace_time=None
+        )
+        self.scheduler.start()
+        log.info(
+            "running: %d sources, digest %r (%s)",
+            len(self.settings.sources),
+            self.settings.schedule.digest_cron,
+            self.settings.schedule.timezone,
+            extra={"event": "start"},
+        )
+        catch_up = asyncio.create_task(self.catch_up())
+        try:
+            if web:
+                app = create_app(self.settings, health=self.health)
+                config = uvicorn.Config(
+                    app,
+                    host=self.settings.web.host,
+                    port=self.settings.web.port,
+                    log_level="warning",
+                    lifespan="off",
+                )
+                server = uvicorn.Server(config)
+                serving = asyncio.create_task(server.serve())
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.add_signal_handler(sig, self._stop, server)
+                await serving
+            else:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.add_signal_handler(sig, self._stop, None)
+                await self.stopping.wait()
+        finally:
+            self.stopping.set()
+            self.scheduler.shutdown(wait=False)
+            # Let a digest in flight record its current message, then go.
+            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+            if pending:
+                await asyncio.wait(pending, timeout=STOP_WITHIN)
+            catch_up.cancel()
+            log.info("stopped", extra={"event": "stop"})
+        return 0
+
+    def _stop(self, server: uvicorn.Server | None) -> None:
+        self.stopping.set()
+        if server is not None:
+            server.should_exit = True
+
+
+async def _in_daemon_thread(work: Callable[[], Any]) -> Any:
+    """Run blocking work in a daemon thread, so an abandoned pull cannot hold up the exit."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def target() -> None:
+        try:
+            result = work()
+        except BaseException as exc:
+            loop.call_soon_threadsafe(_settle, future, None, exc)
+        else:
+            loop.call_soon_threadsafe(_settle, future, result, None)
+
+    threading.Thread(target=target, daemon=True, name="digest-pull").start()
+    return await future
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, message and the event's fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": to_iso(utcnow()), "level": record.levelname.lower(), "message": record.getMessage()}
+        for key in ("event", "source", "digest"):
+            if hasattr(record, key):
+                entry[key] = getattr(record, key)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(fmt: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    )
+    log.handlers[:] = [handler]
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+def run_service(settings: Settings, *, log_format: str = "text") -> int:
+    """`digest run`: the whole service until SIGTERM or Ctrl-C."""
+    configure_logging(log_format)
+    started = time.monotonic()
+    code = asyncio.run(_main(settings))
+    log.debug("ran %.0f s", time.monotonic() - started)
+    return code
+
+
+async def _main(settings: Settings) -> int:
+    return await Service(settings).run()
