@@ -1,0 +1,214 @@
+"""`digest run` as a real subprocess: scheduled pulls, the digest once, restarts, shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .conftest import FeedServer, Reply, SmtpSink, rss, write_config
+from .test_cli import run
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _config(tmp_path: Path, smtp: SmtpSink, sources: str, cron: str = "*/2 * * * * *") -> tuple[Path, int]:
+    port = _free_port()
+    body = (
+        f'[schedule]\npull_every = "1s"\ndigest_cron = "{cron}"\n'
+        f"[web]\nport = {port}\n"
+        f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\ntimeout = "5s"\n'
+        f"{sources}"
+    )
+    return write_config(tmp_path, body), port
+
+
+class Running:
+    """`digest run` in a subprocess, with its stderr collected."""
+
+    def __init__(self, config: Path, cwd: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "digest", "--config", str(config), "run", "--log-format", "json"],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.append(line)
+
+    def events(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.lines if line.startswith("{")]
+
+    def stop(self) -> tuple[int, float]:
+        started = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=15)
+        return code, time.monotonic() - started
+
+
+def _until(check: Callable[[], bool], seconds: float = 20) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.fixture
+def feed(server: FeedServer) -> Iterator[FeedServer]:
+    server.routes["/f.xml"] = Reply(
+        200, rss([{"title": "First story", "link": "https://x.org/1", "description": "One."}])
+    )
+    yield server
+
+
+def test_the_service_pulls_sends_once_restarts_and_stops_cleanly(
+    feed: FeedServer, smtp: SmtpSink, tmp_path: Path
+) -> None:
+    config, port = _config(tmp_path, smtp, f'[[sources]]\nname = "f"\nurl = "{feed.url("/f.xml")}"\n')
+    assert run("--config", str(config), "run", "--check", cwd=tmp_path).returncode == 0
+    assert (
+        run(
+            "--config", str(config), "subscribers", "add", "ann@example.org", "--confirmed", cwd=tmp_path
+        ).returncode
+        == 0
+    )
+    service = Running(config, tmp_path)
+    try:
+        assert _until(lambda: len(smtp.messages) >= 1), service.lines
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz").json()
+        assert health["status"] == "ok" and health["last_pull"]
+        # A new item on the feed is pulled within seconds and goes out in the next digest.
+        feed.routes["/f.xml"] = Reply(
+            200,
+            rss(
+                [
+                    {"title": "Second story", "link": "https://x.org/2", "description": "Two."},
+                    {"title": "First story", "link": "https://x.org/1", "description": "One."},
+                ]
+            ),
+        )
+        assert _until(lambda: len(smtp.messages) >= 2), service.lines
+        time.sleep(3)  # more cron ticks: nothing new, nothing sent
+    finally:
+        code, took = service.stop()
+    assert code == 0 and took < 10
+    bodies = [m.get_body(("plain",)).get_content() for _, m in smtp.messages]
+    assert (
+        len(bodies) == 2
+        and "First story" in bodies[0]
+        and "Second story" in bodies[1]
+        and "First story" not in bodies[1]
+    )
+    again = Running(config, tmp_path)  # a restart right after sends nothing again
+    try:
+        time.sleep(5)
+    finally:
+        assert again.stop()[0] == 0
+    assert len(smtp.messages) == 2
+    status = run("--config", str(config), "status", cwd=tmp_path)
+    assert (
+        status.returncode == 0
+        and "sent 1, failed 0, pending 0" in status.stdout
+        and "Next digest:" in status.stdout
+    )
+
+
+def test_a_digest_missed_while_down_is_sent_once_on_start(
+    feed: FeedServer, smtp: SmtpSink, tmp_path: Path
+) -> None:
+    sources = f'[[sources]]\nname = "f"\nurl = "{feed.url("/f.xml")}"\n'
+    config, _ = _config(tmp_path, smtp, sources, cron="0 0 * * * *")  # hourly: not while we watch
+    first = Running(config, tmp_path)
+    time.sleep(3)
+    assert first.stop()[0] == 0
+    run("--config", str(config), "subscribers", "add", "ann@example.org", "--confirmed", cwd=tmp_path)
+    # The digest fell due while the service was down: pretend it was two hours ago.
+    from digest.config import load_settings
+    from digest.dates import to_iso, utcnow
+    from digest.store import Store
+
+    settings = load_settings(config, env={})
+    with Store.open(settings.database.path) as store:
+        from datetime import timedelta
+
+        store.put_setting("digest_last_due", to_iso(utcnow() - timedelta(hours=2)))
+    second = Running(config, tmp_path)
+    try:
+        assert _until(lambda: len(smtp.messages) >= 1), second.lines
+        time.sleep(2)
+    finally:
+        assert second.stop()[0] == 0
+    assert smtp.recipients() == ["ann@example.org"]
+    assert any("was missed" in str(e["message"]) for e in second.events())
+    third = Running(config, tmp_path)  # and not again
+    try:
+        time.sleep(4)
+    finally:
+        third.stop()
+    assert len(smtp.messages) == 1
+
+
+def test_a_hanging_source_delays_nothing(feed: FeedServer, smtp: SmtpSink, tmp_path: Path) -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(5)  # accepts connections, never answers
+    sources = (
+        f'[[sources]]\nname = "hang"\nurl = "http://127.0.0.1:{silent.getsockname()[1]}/feed"\n'
+        f'[[sources]]\nname = "f"\nurl = "{feed.url("/f.xml")}"\n'
+    )
+    config, _ = _config(tmp_path, smtp, sources)
+    run("--config", str(config), "subscribers", "add", "ann@example.org", "--confirmed", cwd=tmp_path)
+    service = Running(config, tmp_path)
+    started = time.monotonic()
+    try:
+        assert _until(lambda: len(smtp.messages) >= 1, 15), service.lines
+        took = time.monotonic() - started
+    finally:
+        code, stop_took = service.stop()
+        silent.close()
+    assert took < 12  # the hanging fetch times out only after 20 s
+    assert code == 0 and stop_took < 10
+
+
+def test_two_processes_on_one_database_send_one_digest(
+    feed: FeedServer, smtp: SmtpSink, tmp_path: Path
+) -> None:
+    sources = f'[[sources]]\nname = "f"\nurl = "{feed.url("/f.xml")}"\n'
+    config, _ = _config(tmp_path, smtp, sources)
+    other = tmp_path / "other.toml"
+    other.write_text(config.read_text().replace("[web]\nport = ", f"[web]\nport = {_free_port()}\n# was "))
+    for n in range(3):
+        run("--config", str(config), "subscribers", "add", f"r{n}@example.org", "--confirmed", cwd=tmp_path)
+    one, two = Running(config, tmp_path), Running(other, tmp_path)
+    try:
+        assert _until(lambda: len(smtp.messages) >= 3), one.lines + two.lines
+        time.sleep(5)
+    finally:
+        one.stop()
+        two.stop()
+    assert sorted(smtp.recipients()) == ["r0@example.org", "r1@example.org", "r2@example.org"]
