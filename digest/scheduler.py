@@ -112,7 +112,8 @@ class Service:
         body = {
             "status": "ok" if running else "stopped",
             "last_pull": self.last_pull,
-            "last_digest": self.last_digest or self.store.get_setting(LAST_DUE),
+            "last_digest": self.last_digest
+            or next((d["created"] for d in self.store.digests(limit=1)), None),
             "next_digest": job.next_run_time.isoformat() if job and job.next_run_time else None,
             "failing_sources": failing,
         }
