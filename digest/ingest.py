@@ -96,7 +96,7 @@ def pull_source(
     state = store.source_state(source.name)
     now = utcnow()
     if scheduled and state.next_fetch and state.next_fetch > now:
-        report.not_modified = True  # not due yet
+        report.not_due = True
         return report
     every = source.every or settings.schedule.pull_every
     if not state.enabled and not force:

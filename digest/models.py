@@ -74,6 +74,7 @@ class SourceReport:
     updated: int = 0
     unchanged: int = 0
     not_modified: bool = False
+    not_due: bool = False  # a scheduled pull that waited out backoff or a cache lifetime
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -85,6 +86,8 @@ class SourceReport:
         """One line for the terminal: the counts, or the error."""
         if self.error is not None:
             return f"{self.name}: error: {self.error}"
+        if self.not_due:
+            return f"{self.name}: not due yet"
         if self.not_modified:
             return f"{self.name}: not modified"
         return f"{self.name}: {self.new} new, {self.updated} updated, {self.unchanged} unchanged"
