@@ -108,6 +108,53 @@ class Cache:
             self._checked = time.monotonic()
 
 
+SECURITY_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https: data:; form-action 'self';"
+        b" base-uri 'none'; frame-ancestors 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+]
+MAX_BODY = 64 * 1024
+
+
+class Guard:
+    """ASGI middleware: security headers on every answer, and request bodies capped at
+    MAX_BODY (413 beyond it), so a client cannot make the app buffer megabytes."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"0")
+        if declared.isdigit() and int(declared) > MAX_BODY:
+            await Response("Request body too large", status_code=413)(scope, receive, send)
+            return
+        seen = 0
+
+        async def capped_receive() -> Any:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > MAX_BODY:
+                    raise HTTPException(413, "Request body too large")
+            return message
+
+        async def secured_send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+            await send(message)
+
+        await self.app(scope, capped_receive, secured_send)
+
+
 def respond(request: Request, rendered: Rendered, cache_control: str) -> Response:
     """Send ``rendered``: 304 when the client's copy is current, gzip when it accepts it."""
     headers = {"ETag": rendered.etag, "Cache-Control": cache_control, "Vary": "Accept-Encoding"}
@@ -240,4 +287,6 @@ def create_app(
         *web_subscribe.routes(site, cache.store),
     ]
     handlers: dict[Any, Any] = {404: not_found}
-    return Starlette(routes=routes, exception_handlers=handlers)
+    app = Starlette(routes=routes, exception_handlers=handlers)
+    app.add_middleware(Guard)
+    return app

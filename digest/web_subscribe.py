@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -28,10 +29,11 @@ from digest.mail import compose
 from digest.mail.send import Mailer, send_confirmation
 from digest.site import Site
 from digest.store import Store
-from digest.tokens import BadToken, read
+from digest.tokens import BadToken, make, read
 
 PER_CLIENT = (10, 600.0)  # at most 10 subscribe requests per client in 10 minutes
 PER_ADDRESS = (3, 3600.0)  # and 3 per address in an hour
+FORM_SECONDS = 3600  # a subscribe form is good for an hour
 
 
 class RateLimit:
@@ -87,9 +89,24 @@ def routes(site: Site, store_for_thread: Callable[[], Store]) -> list[Route]:
 
     async def subscribe(request: Request) -> Response:
         blank: dict[str, list[str]] = {"regions": [], "themes": []}
+        secret = Mailer(store_for_thread(), settings).secret
         if request.method == "GET":
-            return page("subscribe.html", email="", chosen=blank, error=None)
+            return page(
+                "subscribe.html",
+                email="",
+                chosen=blank,
+                error=None,
+                form_token=make(secret, "form", 0, ttl=FORM_SECONDS),
+            )
+        # Cross-site requests: refused by Origin when the browser says it, and by the form's signed token.
+        origin = request.headers.get("origin")
+        if origin and urlsplit(origin).netloc != request.url.netloc:
+            return message("Refused", "This form can only be sent from this site.", 403)
         form = await request.form()
+        try:
+            read(secret, str(form.get("form_token", "")), "form")
+        except BadToken:
+            return message("Form expired", "Please reload the subscribe page and send the form again.", 403)
         email = str(form.get("email", ""))[:320]
         chosen = {"regions": form.getlist("region"), "themes": form.getlist("theme")}
         client = request.client.host if request.client else "unknown"
@@ -99,7 +116,8 @@ def routes(site: Site, store_for_thread: Callable[[], Store]) -> list[Route]:
             address = subscribers.normalise_email(email)
             regions, themes = slugs_from(form)
         except DigestError as exc:
-            return page("subscribe.html", 400, email=email, chosen=chosen, error=str(exc))
+            token = make(secret, "form", 0, ttl=FORM_SECONDS)
+            return page("subscribe.html", 400, email=email, chosen=chosen, error=str(exc), form_token=token)
         if not per_address.allow(address.lower()):
             return message("Too many requests", "Please wait a while before trying this address again.", 429)
         store = store_for_thread()

@@ -33,6 +33,12 @@ def site(tmp_path: Path) -> Iterator[tuple[AppServer, Settings, Path]]:
         yield server, settings, tmp_path / "out"
 
 
+def _token(client: httpx.Client) -> str:
+    match = re.search(r'name="form_token" value="([^"]+)"', client.get("/subscribe").text)
+    assert match
+    return match.group(1)
+
+
 def _confirm_link(outbox: Path) -> str:
     [mail] = [p for p in outbox.iterdir() if p.name.startswith("confirm-")]
     text = email.message_from_bytes(mail.read_bytes(), policy=email.policy.default).get_content()
@@ -48,7 +54,10 @@ def test_double_opt_in(site: tuple[AppServer, Settings, Path]) -> None:
         assert (
             form.status_code == 200 and 'name="email"' in form.text and 'value="southeast-asia"' in form.text
         )
-        answer = client.post("/subscribe", data={"email": "Ann@Example.org", "region": ["europe", "africa"]})
+        answer = client.post(
+            "/subscribe",
+            data={"email": "Ann@Example.org", "region": ["europe", "africa"], "form_token": _token(client)},
+        )
         assert answer.status_code == 200 and "Check your inbox" in answer.text
         with Store.open(settings.database.path) as store:
             row = store.subscriber(email="Ann@example.org")
@@ -63,7 +72,7 @@ def test_double_opt_in(site: tuple[AppServer, Settings, Path]) -> None:
         with Store.open(settings.database.path) as store:
             assert store.subscriber(email="ann@example.org")["status"] == "active"  # type: ignore[index]
         # Asking again gives the same answer and sends nothing new: nothing is revealed.
-        again = client.post("/subscribe", data={"email": "ann@example.org"})
+        again = client.post("/subscribe", data={"email": "ann@example.org", "form_token": _token(client)})
         assert again.text == answer.text.replace("Ann@Example.org", "ann@example.org").replace(
             "Ann@example.org", "ann@example.org"
         )
@@ -73,9 +82,11 @@ def test_double_opt_in(site: tuple[AppServer, Settings, Path]) -> None:
 def test_bad_input_and_bad_tokens(site: tuple[AppServer, Settings, Path]) -> None:
     server, settings, _ = site
     with httpx.Client(base_url=server.url("")) as client:
-        bad = client.post("/subscribe", data={"email": "not an address"})
+        bad = client.post("/subscribe", data={"email": "not an address", "form_token": _token(client)})
         assert bad.status_code == 400 and "is not a valid email address" in bad.text
-        wrong_region = client.post("/subscribe", data={"email": "x@example.org", "region": "atlantis"})
+        wrong_region = client.post(
+            "/subscribe", data={"email": "x@example.org", "region": "atlantis", "form_token": _token(client)}
+        )
         assert wrong_region.status_code == 400
         with Store.open(settings.database.path) as store:
             secret = secret_for(store, None)
@@ -123,7 +134,12 @@ def test_one_click_unsubscribe_and_preferences(site: tuple[AppServer, Settings, 
 def test_subscribe_is_rate_limited(site: tuple[AppServer, Settings, Path]) -> None:
     server, _, _ = site
     with httpx.Client(base_url=server.url("")) as client:
-        codes = [client.post("/subscribe", data={"email": "same@example.org"}).status_code for _ in range(5)]
+        codes = [
+            client.post(
+                "/subscribe", data={"email": "same@example.org", "form_token": _token(client)}
+            ).status_code
+            for _ in range(5)
+        ]
     assert codes[:3] == [200, 200, 200] and codes[3] == 429
 
 
@@ -143,3 +159,31 @@ def test_web_copies_of_digests(site: tuple[AppServer, Settings, Path]) -> None:
         copy = client.get(f"/digests/{report.digest_id}")
         assert copy.status_code == 200 and "new articles" in copy.text and "ann@example.org" not in copy.text
         assert client.get("/digests/nope").status_code == 404
+
+
+def test_forms_resist_cross_site_requests_and_pages_carry_security_headers(
+    site: tuple[AppServer, Settings, Path],
+) -> None:
+    server, _, _ = site
+    with httpx.Client(base_url=server.url("")) as client:
+        assert client.post("/subscribe", data={"email": "x@example.org"}).status_code == 403  # no form token
+        forged = client.post("/subscribe", data={"email": "x@example.org", "form_token": "a.b"})
+        assert forged.status_code == 403
+        cross = client.post(
+            "/subscribe",
+            data={"email": "x@example.org", "form_token": _token(client)},
+            headers={"Origin": "https://evil.example"},
+        )
+        assert cross.status_code == 403
+        for path in ("/", "/feed.atom", "/subscribe", "/nowhere"):
+            headers = client.get(path).headers
+            assert "frame-ancestors 'none'" in headers["content-security-policy"], path
+            assert (
+                headers["x-content-type-options"] == "nosniff" and headers["referrer-policy"] == "no-referrer"
+            )
+        huge = client.post(
+            "/subscribe",
+            content=b"email=" + b"a" * 200_000,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert huge.status_code == 413
