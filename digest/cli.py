@@ -482,6 +482,18 @@ class _Progress:
             click.echo("", err=True)
 
 
+@cli.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_obj
+def backup(app: App, path: Path) -> None:
+    """Copy the database to PATH while digest keeps running (SQLite online backup)."""
+    if not path.parent.is_dir():
+        raise DigestError(f"{path}: folder {path.parent} does not exist")
+    with app.store() as store:
+        store.backup(path)
+    click.echo(f"backed up {app.settings.database.path} to {path}")
+
+
 @cli.command(name="run")
 @click.option("--check", is_flag=True, help="Validate the configuration and exit.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)

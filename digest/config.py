@@ -112,6 +112,7 @@ class FetchSettings:
     max_bytes: int = 10 * 1024 * 1024
     user_agent: str = "digest/0.1 (+https://github.com/digest; feed reader)"
     fast_parser: bool = True
+    max_items: int = 10_000
 
 
 @dataclass(frozen=True)
@@ -299,6 +300,7 @@ _SECTIONS: dict[str, dict[str, Checker]] = {
         "max_bytes": _integer(1024, 1024**3),
         "user_agent": _nonempty,
         "fast_parser": _boolean,
+        "max_items": _integer(1, 1_000_000),
     },
     "grouping": {"story_window": _seconds},
 }
@@ -469,6 +471,15 @@ def parse_settings(
     return _build(data, origin, base_dir, os.environ if env is None else env)
 
 
+def _digest_settings(values: Mapping[str, Any], anchored: Callable[..., Path], origin: str) -> DigestSettings:
+    templates = anchored("digest", Path(), "templates") if "templates" in values else None
+    if templates is not None and not templates.is_dir():
+        raise ConfigError(
+            f"{origin}: digest.templates: {templates} is not a folder (of digest.html.j2 and digest.txt.j2)"
+        )
+    return DigestSettings(group_by=values.get("group_by", "region"), templates=templates)
+
+
 def _build(data: Mapping[str, Any], origin: str, base_dir: Path, env: Mapping[str, str]) -> Settings:
     warnings: list[str] = []
     for key in data:
@@ -509,10 +520,7 @@ def _build(data: Mapping[str, Any], origin: str, base_dir: Path, env: Mapping[st
         web=WebSettings(**merged["web"]),
         fetch=FetchSettings(**merged["fetch"]),
         grouping=grouping,
-        digest=DigestSettings(
-            group_by=merged["digest"].get("group_by", "region"),
-            templates=anchored("digest", Path(), "templates") if "templates" in merged["digest"] else None,
-        ),
+        digest=_digest_settings(merged["digest"], anchored, origin),
         secret=env.get("DIGEST_SECRET") or None,
         origin=origin,
         warnings=tuple(warnings),

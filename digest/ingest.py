@@ -20,13 +20,16 @@ from digest.grouping.classify import group_pending
 from digest.models import Article, ParsedItem, SourceReport
 from digest.sanitize import drop_boilerplate, html_to_text, one_line, sanitize_html
 from digest.sources.auto import detect_kind
-from digest.sources.feed import parse_feed
+from digest.sources.feed import MAX_ITEMS, parse_feed
 from digest.sources.fetch import Document, Fetcher, is_remote
 from digest.sources.html import parse_html
 from digest.sources.text import parse_text
 from digest.store import Store
 
 MAX_BACKOFF = 86400.0
+MAX_TITLE = 300
+MAX_URL = 2048
+MAX_CONTENT = 1_000_000
 _TRACKING_PARAMS = ("utm_", "fbclid", "gclid", "mc_cid", "mc_eid")
 _AUTHOR_EMAIL = re.compile(
     r"\s*(?:\(\s*[^()\s]+@[^()\s]+\s*\)|<\s*[^<>\s]+@[^<>\s]+\s*>|^[^\s()<>]+@[^\s()<>]+$)\s*"
@@ -144,7 +147,9 @@ def pull_source(
     failures: list[str] = []
     for document in result.documents:
         try:
-            parsed = parse_document(document, source, fast=settings.fetch.fast_parser)
+            parsed = parse_document(
+                document, source, fast=settings.fetch.fast_parser, max_items=settings.fetch.max_items
+            )
             if parsed.feed_links and source.kind == "auto" and is_remote(document.url):
                 feed_url = parsed.feed_links[0]
                 parsed = _follow_feed(fetcher, feed_url, source, settings)
@@ -183,11 +188,15 @@ def _next_fetch(now: datetime, every: float, fresh_for: float | None) -> datetim
     return now + timedelta(seconds=min(max(every, fresh_for or 0.0), MAX_BACKOFF))
 
 
-def parse_document(document: Document, source: SourceSettings, *, fast: bool = True) -> Parsed:
+def parse_document(
+    document: Document, source: SourceSettings, *, fast: bool = True, max_items: int = MAX_ITEMS
+) -> Parsed:
     """Parse one document as the source's kind says, or as its bytes say when ``auto``."""
     kind = source.kind if source.kind != "auto" else detect_kind(document.body, document.content_type)
     if kind == "feed":
-        return Parsed(parse_feed(document.body, document.content_type, document.url, fast=fast))
+        return Parsed(
+            parse_feed(document.body, document.content_type, document.url, fast=fast, max_items=max_items)
+        )
     if kind == "html":
         page = parse_html(document.body, document.content_type, document.url, source.selectors)
         if not page.items and not (source.kind == "auto" and page.feed_links):
@@ -210,11 +219,12 @@ def _follow_feed(fetcher: Fetcher, url: str, source: SourceSettings, settings: S
 
 def normalise(item: ParsedItem, source: str, base_url: str, now: datetime) -> Article:
     """A parsed item made safe and stable: sanitised HTML, plain text, an id, a content hash."""
-    url = normalise_url(item.url) if item.url else None
+    url = normalise_url(item.url)[:MAX_URL] if item.url else None
     # Relative links in content resolve against the document, as feedparser does for feeds.
-    summary_html = drop_boilerplate(sanitize_html(item.content_html, base_url=base_url))
+    # Hostile sizes are cut before the work: a 10 MB "title" or body helps no reader.
+    summary_html = drop_boilerplate(sanitize_html(item.content_html[:MAX_CONTENT], base_url=base_url))
     summary_text = html_to_text(summary_html, sanitized=True)
-    title = one_line(item.title) or "(untitled)"
+    title = _cut(one_line(item.title[: MAX_TITLE * 4]), MAX_TITLE) or "(untitled)"
     author = author_name(item.author) if item.author else None
     published = item.published.replace(microsecond=0) if item.published else None
     updated = item.updated.replace(microsecond=0) if item.updated else None
@@ -238,6 +248,10 @@ def normalise(item: ParsedItem, source: str, base_url: str, now: datetime) -> Ar
         updated=updated or published or now,
         content_hash=hashlib.sha256(digest_input.encode()).hexdigest()[:32],
     )
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
 
 
 def article_id(source: str, guid: str | None, url: str | None, title: str) -> str:

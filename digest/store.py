@@ -216,6 +216,19 @@ class Store:
             raise StoreError(f"{location}: cannot open database: {exc}") from None
         return store
 
+    def backup(self, target: Path) -> None:
+        """A consistent copy of the database at ``target`` (SQLite online backup: writers
+        may keep writing meanwhile)."""
+        if target.exists():
+            raise StoreError(f"{target}: already exists; choose a new file for the backup")
+        try:
+            copy = sqlite3.connect(str(target))
+            with copy:
+                self.db.conn.backup(copy)
+            copy.close()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{target}: backup failed: {exc}") from None
+
     def close(self) -> None:
         self.db.conn.close()
 

@@ -22,10 +22,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import css_inline
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, TemplateError, select_autoescape
 
 from digest.config import Settings, SmtpSettings
 from digest.digests import Content, subject
+from digest.errors import ConfigError
 from digest.models import Article
 from digest.resources import bundled
 from digest.sanitize import one_line
@@ -89,8 +90,14 @@ def render(content: Content, settings: Settings, digest_id: str, env: Environmen
         "wrap": lambda text: textwrap.wrap(text, 72),
         **MARKERS,
     }
-    page = env.get_template("digest.html.j2").render(values)
-    text = env.get_template("digest.txt.j2").render(values)
+    try:
+        page = env.get_template("digest.html.j2").render(values)
+        text = env.get_template("digest.txt.j2").render(values)
+    except TemplateError as exc:
+        where = getattr(exc, "filename", None) or getattr(exc, "name", None) or "email template"
+        lineno = getattr(exc, "lineno", None)
+        line = f", line {lineno}" if lineno else ""
+        raise ConfigError(f"{where}{line}: {exc.message or exc}") from None
     return Rendered(title, _INLINER.inline(page), text)
 
 

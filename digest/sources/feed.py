@@ -38,15 +38,20 @@ _ATOM_TEXT_CONTENT = re.compile(
     rb"<(?:content|summary)\b(?![^>]*\btype\s*=\s*[\"'](?:html|xhtml)[\"'])[^>]*>"
 )
 _ROOT_WINDOW = 4096
+MAX_ITEMS = 10_000
 
 
 def parse_feed(
-    body: bytes, content_type: str | None, base_url: str, *, fast: bool = True
+    body: bytes, content_type: str | None, base_url: str, *, fast: bool = True, max_items: int = MAX_ITEMS
 ) -> list[ParsedItem]:
     """Items of an RSS, Atom or JSON feed, newest as the feed orders them.
-    Raises ParseError when the bytes are not a feed."""
+    Raises ParseError when the bytes are not a feed, or hold more than ``max_items`` items
+    (a cheap count first: parsing a million entries would take minutes)."""
     if looks_like_json(body, content_type):
-        return parse_json_feed(body, base_url)
+        return parse_json_feed(body, base_url)[:max_items]
+    count = body.count(b"<item") + body.count(b"<entry")
+    if count > max_items:
+        raise ParseError(f"{count} items is over the limit of {max_items} per feed ([fetch] max_items)")
     if fast and fast_path_eligible(body, content_type):
         items = parse_with_fastfeedparser(body, base_url)
         if items is not None:

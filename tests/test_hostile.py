@@ -1,0 +1,133 @@
+"""Hostile sources and content: bounded work, a clear error for that source, clean output."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+import feedparser
+import pytest
+
+from digest.ingest import pull
+from digest.site import Site
+from digest.store import Store
+
+from .conftest import FeedServer, Reply, rss, settings_for
+from .test_cli import run
+
+LAUGHS = (
+    b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+    + b"".join(
+        f'<!ENTITY lol{n} "{("&lol" + (str(n - 1) if n > 1 else "") + ";") * 10}">'.encode()
+        for n in range(1, 10)
+    )
+    + b']><rss version="2.0"><channel><title>t</title><item><title>&lol9;</title><link>http://x.org/1</link></item></channel></rss>'
+)
+XXE = (
+    b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><rss version="2.0"><channel>'
+    b"<title>t</title><item><title>Safe &xxe;</title><link>http://x.org/2</link></item></channel></rss>"
+)
+
+
+def _pull_one(server: FeedServer, tmp_path: Path, body: bytes, extra: str = "") -> tuple[object, list]:  # type: ignore[type-arg]
+    server.routes["/f"] = Reply(200, body, {"Content-Type": "application/rss+xml"})
+    settings = settings_for(tmp_path, f'{extra}[[sources]]\nname = "f"\nurl = "{server.url("/f")}"\n')
+    with Store.open(settings.database.path) as store:
+        started = time.monotonic()
+        [report] = pull(settings, store)
+        report.took = time.monotonic() - started  # type: ignore[attr-defined]
+        return report, store.articles()
+
+
+def test_entity_expansion_and_external_entities_go_nowhere(server: FeedServer, tmp_path: Path) -> None:
+    report, articles = _pull_one(server, tmp_path, LAUGHS)
+    assert report.took < 5  # type: ignore[attr-defined]
+    assert all(len(a.title) < 400 for a in articles)
+    (tmp_path / "x").mkdir()
+    _, safe = _pull_one(server, tmp_path / "x", XXE)
+    assert safe and all("root:" not in a.title + a.summary_text for a in safe)
+
+
+def test_a_feed_with_too_many_items_is_refused_quickly(server: FeedServer, tmp_path: Path) -> None:
+    body = rss([{"title": f"i{n}", "link": f"http://x.org/{n}"} for n in range(20_000)])
+    report, articles = _pull_one(server, tmp_path, body, "[fetch]\nmax_items = 5000\nmax_bytes = 52428800\n")
+    assert "20000 items is over the limit of 5000" in str(report.error)  # type: ignore[attr-defined]
+    assert report.took < 5 and articles == []  # type: ignore[attr-defined]
+
+
+def test_huge_titles_and_bodies_are_cut(server: FeedServer, tmp_path: Path) -> None:
+    title = "word " * 2_000_000  # a 10 MB title
+    body = rss([{"title": title, "link": "http://x.org/big", "description": "x" * 3_000_000}])
+    report, articles = _pull_one(server, tmp_path, body, "[fetch]\nmax_bytes = 52428800\n")
+    assert report.ok and report.took < 20  # type: ignore[attr-defined]
+    [article] = articles
+    assert len(article.title) <= 300 and article.title.endswith("…")
+    assert len(article.summary_html) <= 1_100_000
+
+
+def test_controls_bidi_and_broken_utf8_never_reach_readers(server: FeedServer, tmp_path: Path) -> None:
+    raw = (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>'
+        "<item><title>Esc\x1b[31m \u202eevil\u202c &#x7; title</title><link>http://x.org/c</link>"
+        '<description>&lt;p style="background:url(javascript:x)" onload="y()"&gt;ok&lt;img src="http://track.example/p.gif"&gt;&lt;/p&gt;</description></item>'
+        "</channel></rss>"
+    ).encode() + b"<!-- \xff\xfe broken utf-8 -->"
+    report, articles = _pull_one(server, tmp_path, raw)
+    [article] = articles
+    for bad in ("\x1b", "\u202e", "\u202c", "\x07"):
+        assert bad not in article.title
+    for bad in ("javascript", "onload", "track.example", "style="):
+        assert bad not in article.summary_html
+    settings = settings_for(tmp_path, f'[[sources]]\nname = "f"\nurl = "{server.url("/f")}"\n')
+    site = Site(settings)
+    with Store.open(settings.database.path) as store:
+        feed, _ = site.feed(store, site.specs[0], "atom")
+        page = site.article(store, article)
+    assert feedparser.parse(feed).bozo == 0 and "\x1b" not in feed.decode() and "\u202e" not in page
+
+
+def test_backup_while_running(tmp_path: Path) -> None:
+    assert run("pull", cwd=tmp_path).returncode == 0
+    result = run("backup", str(tmp_path / "copy.db"), cwd=tmp_path)
+    assert result.returncode == 0
+    with sqlite3.connect(tmp_path / "copy.db") as copy:
+        assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert copy.execute("SELECT count(*) FROM articles").fetchone()[0] == 40
+    again = run("backup", str(tmp_path / "copy.db"), cwd=tmp_path)
+    assert again.returncode == 1 and "already exists" in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("config", "needle"),
+    [
+        ('[digest]\ntemplates = "no-such-folder"\n', "digest.templates:"),
+        ('[schedule]\ndigest_cron = "99 * * * *"\n', "schedule.digest_cron"),
+        ('[schedule]\ntimezone = "Nowhere/Land"\n', "schedule.timezone"),
+        ('[fetch]\nmax_items = "lots"\n', "fetch.max_items"),
+        ('[site]\ntitel = "typo"\n', "site.titel: unknown key"),
+    ],
+)
+def test_each_mistake_gets_one_line(tmp_path: Path, config: str, needle: str) -> None:
+    path = tmp_path / "digest.toml"
+    path.write_text(config)
+    result = run("--config", str(path), "run", "--check", cwd=tmp_path)
+    output = result.stderr + result.stdout
+    assert "Traceback" not in output and needle in output
+    if "unknown key" not in needle:
+        assert (
+            result.returncode == 1 and len([line for line in result.stderr.splitlines() if line.strip()]) == 1
+        )
+
+
+def test_a_broken_user_template_is_one_line(tmp_path: Path) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "digest.html.j2").write_text("<p>{{ broken </p>")
+    (tmp_path / "digest.toml").write_text('[digest]\ntemplates = "mine"\n')
+    run("pull", cwd=tmp_path)
+    result = run("preview", cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "digest.html.j2, line 1" in result.stderr
+    assert json.loads(run("articles", "--json", "--limit", "1", cwd=tmp_path).stdout)
