@@ -74,7 +74,7 @@ def test_controls_bidi_and_broken_utf8_never_reach_readers(server: FeedServer, t
         '<description>&lt;p style="background:url(javascript:x)" onload="y()"&gt;ok&lt;img src="http://track.example/p.gif"&gt;&lt;/p&gt;</description></item>'
         "</channel></rss>"
     ).encode() + b"<!-- \xff\xfe broken utf-8 -->"
-    report, articles = _pull_one(server, tmp_path, raw)
+    _, articles = _pull_one(server, tmp_path, raw)
     [article] = articles
     for bad in ("\x1b", "\u202e", "\u202c", "\x07"):
         assert bad not in article.title
