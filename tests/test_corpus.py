@@ -15,7 +15,7 @@ from pathlib import Path
 import feedparser
 import pytest
 
-from digest.config import SourceSettings
+from digest.config import Settings, SourceSettings
 from digest.dates import utcnow
 from digest.ingest import normalise, pull_source
 from digest.sanitize import one_line
@@ -67,11 +67,46 @@ def test_every_feedparser_corpus_file_ingests_or_fails_clearly(tmp_path: Path) -
                 outcomes["stored"] += 1
         assert store.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         stored = store.count_articles()
+        published, mailed = _publish_and_mail_everything(store, settings)
     print(
-        f"feedparser corpus: {len(files)} files, {dict(outcomes)}, {stored} articles, slowest {slowest:.2f}s"
+        f"feedparser corpus: {len(files)} files, {dict(outcomes)}, {stored} articles, slowest {slowest:.2f}s;"
+        f" {published} articles through the feeds and {mailed} through digests"
     )
+    assert published == stored and mailed == stored
     assert outcomes["stored"] > 0.9 * len(files)
     assert slowest < 5, "a corpus file took too long: something loops"
+
+
+def _publish_and_mail_everything(store: Store, settings: Settings) -> tuple[int, int]:
+    """Every stored article through the Atom and RSS feeds and an email digest, 50 at a time."""
+    from email import message_from_bytes
+    from email.policy import default
+
+    from digest.digests import Selection, build
+    from digest.mail import compose
+    from digest.publish import FeedSpec, render
+
+    articles = store.articles()
+    published = mailed = 0
+    env = compose.environment()
+    for start in range(0, len(articles), 50):
+        chunk = articles[start : start + 50]
+        for fmt in ("atom", "rss"):
+            parsed = feedparser.parse(render(FeedSpec("site", None, "Corpus"), fmt, chunk, settings))
+            assert parsed.bozo == 0, parsed.get("bozo_exception")
+        published += len(chunk)
+        content = build(chunk, Selection("2000-01-01T00:00:00.000000+00:00"), {})
+        out, _ = compose.personal_bytes(
+            compose.prepare(compose.render(content, settings, "corpus", env), settings),
+            to="reader@example.org",
+            unsubscribe_url="https://x/u",
+            preferences_url="https://x/p",
+            date=utcnow(),
+            domain="x",
+        )
+        assert message_from_bytes(out.data, policy=default).get_body(("html",)) is not None
+        mailed += content.count
+    return published, mailed
 
 
 def test_fast_path_gives_the_reference_results_on_the_whole_corpus() -> None:
