@@ -249,3 +249,28 @@ def test_preferences_filter_by_theme_and_json_is_stored(tmp_path: Path, smtp: Sm
     listed = [line[2:] for line in text.splitlines() if line.startswith("* ")]
     assert listed and all(t in party for t in listed)
     assert mailer is not None
+
+
+def test_a_silent_or_tls_refusing_server_is_one_clear_error(tmp_path: Path) -> None:
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(5)  # accepts, never greets
+    port = silent.getsockname()[1]
+    try:
+        for security, words in (("none", "cannot connect"), ("tls", "cannot connect")):
+            text = f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "{security}"\ntimeout = "1s"\n[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n'
+            settings = parse_settings(text, origin="t.toml", base_dir=tmp_path, env={})
+            with Store.open(settings.database.path) as store:
+                if store.count_articles() == 0:
+                    pull(settings, store)
+                    add(store, "ann@example.org", confirmed=True)
+                with pytest.raises(SendError, match=words):
+                    _send(store, settings)
+                assert (
+                    store.db.execute("SELECT count(*) FROM deliveries WHERE status = 'pending'").fetchone()[0]
+                    == 1
+                )
+    finally:
+        silent.close()

@@ -212,3 +212,33 @@ def test_two_processes_on_one_database_send_one_digest(
         one.stop()
         two.stop()
     assert sorted(smtp.recipients()) == ["r0@example.org", "r1@example.org", "r2@example.org"]
+
+
+def test_the_database_survives_the_service_and_commands_at_once(
+    feed: FeedServer, smtp: SmtpSink, tmp_path: Path
+) -> None:
+    config, _ = _config(tmp_path, smtp, f'[[sources]]\nname = "f"\nurl = "{feed.url("/f.xml")}"\n')
+    service = Running(config, tmp_path)
+    failures = []
+    try:
+        deadline = time.monotonic() + 8
+        n = 0
+        while time.monotonic() < deadline:
+            for args in (
+                ("pull",),
+                ("articles", "--json"),
+                ("subscribers", "add", f"c{n}@example.org", "--confirmed"),
+                ("status",),
+            ):
+                result = run("--config", str(config), *args, cwd=tmp_path)
+                if result.returncode != 0 or "Traceback" in result.stderr:
+                    failures.append((args, result.stderr[-300:]))
+            n += 1
+    finally:
+        assert service.stop()[0] == 0
+    assert failures == []
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "test.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert db.execute("SELECT count(*) FROM subscribers").fetchone()[0] == n
