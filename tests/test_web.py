@@ -147,3 +147,19 @@ def test_feeds_change_after_a_pull_and_titles_are_escaped(
     assert after.headers["etag"] != before.headers["etag"]
     assert len(feedparser.parse(after.content).entries) == 2
     assert "<img" not in page and "onerror=alert" not in page
+
+
+def test_no_open_redirects(served_seeds: tuple[AppServer, Settings], client: httpx.Client) -> None:
+    server, _ = served_seeds
+    for path in (
+        "//evil.example/",
+        "//evil.example/%2e%2e",
+        "/regions/europe",
+        "/\\evil.example",
+        "/%2F%2Fevil.example",
+    ):
+        response = client.get(server.url(path), follow_redirects=False)
+        location = response.headers.get("location", "")
+        assert "evil.example" not in location, (path, location)
+        if response.is_redirect:
+            assert location.startswith(server.url("/")) or location.startswith("/"), location
