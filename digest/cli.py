@@ -440,13 +440,19 @@ def preview(app: App, for_email: str | None, since: datetime | None, fmt: str, o
     metavar="EMAIL",
     help="Send one copy to this address, outside the ledger (template tests).",
 )
+@click.option(
+    "--since",
+    callback=_since,
+    metavar="ISO",
+    help="Every digest starts here instead of at each subscriber's last one.",
+)
 @click.option("--dry-run", is_flag=True, help="Say what would be sent; send nothing, record nothing.")
 @click.pass_obj
-def send(app: App, to_email: str | None, dry_run: bool) -> None:
+def send(app: App, to_email: str | None, dry_run: bool, since: datetime | None) -> None:
     """Resume unfinished deliveries, then build and send the new digest."""
     with app.store() as store:
         if to_email:
-            where = asyncio.run(send_test_copy(store, app.settings, normalise_email(to_email)))
+            where = asyncio.run(send_test_copy(store, app.settings, normalise_email(to_email), since))
             click.echo(f"sent a test copy to {to_email} ({where})")
             return
         if dry_run:
@@ -455,7 +461,9 @@ def send(app: App, to_email: str | None, dry_run: bool) -> None:
             return
         progress = _Progress() if sys.stderr.isatty() else None
         try:
-            reports = asyncio.run(send_all(store, app.settings, progress=progress.step if progress else None))
+            reports = asyncio.run(
+                send_all(store, app.settings, progress=progress.step if progress else None, since=since)
+            )
         finally:
             if progress:
                 progress.done()

@@ -133,13 +133,19 @@ def subject(content: Content, limit: int = 3) -> str:
 
 
 def selections(
-    subscribers: Sequence[Mapping[str, object]], last: Mapping[int, str], until: datetime
+    subscribers: Sequence[Mapping[str, object]],
+    last: Mapping[int, str],
+    until: datetime,
+    since: datetime | None = None,
 ) -> dict[int, Selection]:
-    """Each active subscriber's selection for a digest cut at ``until``."""
+    """Each active subscriber's selection for a digest cut at ``until``; ``since`` (an
+    operator's `digest send --since`) replaces every subscriber's own start."""
     start = newcomer_since(until)
     return {
         int(str(s["id"])): Selection.of(
-            last.get(int(str(s["id"])), start), str(s["regions"]), str(s["themes"])
+            to_iso(since) if since else last.get(int(str(s["id"])), start),
+            str(s["regions"]),
+            str(s["themes"]),
         )
         for s in subscribers
     }

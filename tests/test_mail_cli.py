@@ -167,3 +167,15 @@ def test_the_html_digest_fits_phones_and_desktops(tmp_path: Path, name: str, wid
     assert (shots / f"digest-{name}.png").stat().st_size > 10_000
     assert "<title>FITS</title>" in dom, dom[:300]
     assert shutil.which("chromium") or chromium
+
+
+def test_send_since_restarts_everyones_window(tmp_path: Path, smtp: SmtpSink) -> None:
+    config = str(_config(tmp_path, smtp))
+    run("--config", config, "pull", cwd=tmp_path)
+    run("--config", config, "subscribers", "add", "ann@example.org", "--confirmed", cwd=tmp_path)
+    assert "1 sent" in run("--config", config, "send", cwd=tmp_path).stdout
+    assert "nothing to send" in run("--config", config, "send", cwd=tmp_path).stdout
+    resent = run("--config", config, "send", "--since", "2000-01-01", cwd=tmp_path)  # the operator asks again
+    assert resent.returncode == 0 and "1 sent" in resent.stdout and len(smtp.messages) == 2
+    future = run("--config", config, "send", "--to", "ed@example.org", "--since", "2999-01-01", cwd=tmp_path)
+    assert future.returncode == 1 and "nothing new" in future.stderr

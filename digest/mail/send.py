@@ -20,7 +20,7 @@ import aiosmtplib
 
 from digest import digests
 from digest.config import Settings, SmtpSettings
-from digest.dates import from_iso, utcnow
+from digest.dates import from_iso, to_iso, utcnow
 from digest.digests import Content, Selection
 from digest.errors import SendError
 from digest.grouping.classify import taxonomy_for
@@ -205,11 +205,12 @@ class Mailer:
         articles = self.store.articles(since=from_iso(selection.since), until=until)
         return digests.build(articles, selection, self.names, by=self.settings.digest.group_by)
 
-    def plan(self, now: datetime | None = None) -> str | None:
-        """Create the next digest and its pending ledger rows; None when nobody has news."""
+    def plan(self, now: datetime | None = None, since: datetime | None = None) -> str | None:
+        """Create the next digest and its pending ledger rows; None when nobody has news.
+        ``since`` makes every subscriber's digest start there instead of at their last one."""
         until = now or utcnow()
         subscribers = self.store.subscribers("active")
-        chosen = digests.selections(subscribers, self.store.last_delivered(), until)
+        chosen = digests.selections(subscribers, self.store.last_delivered(), until, since)
         contents: dict[Selection, Content] = {}
         rows = []
         for subscriber_id, selection in chosen.items():
@@ -339,6 +340,7 @@ async def send_all(
     transport: Transport | None = None,
     progress: Callable[[int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    since: datetime | None = None,
 ) -> list[Report]:
     """Resume unfinished digests, then plan and send a new one; a report per digest."""
     mailer = Mailer(store, settings)
@@ -346,7 +348,7 @@ async def send_all(
     async with transport or transport_for(settings) as channel:
         for digest in store.unfinished_digests():
             reports.append(await mailer.deliver(digest["id"], channel, progress, should_stop))
-        digest_id = None if should_stop and should_stop() else mailer.plan(now)
+        digest_id = None if should_stop and should_stop() else mailer.plan(now, since)
         if digest_id is not None:
             reports.append(await mailer.deliver(digest_id, channel, progress, should_stop))
     return reports
@@ -369,11 +371,12 @@ async def send_confirmation(store: Store, settings: Settings, subscriber_id: int
         return await _once(channel, outgoing(msg), f"confirm-{subscriber_id}-{int(time.time())}")
 
 
-async def send_test_copy(store: Store, settings: Settings, email: str) -> str:
-    """One copy of this week's full digest to ``email``, outside the ledger."""
+async def send_test_copy(store: Store, settings: Settings, email: str, since: datetime | None = None) -> str:
+    """One copy of this week's (or since ``since``) full digest to ``email``, outside the ledger."""
     mailer = Mailer(store, settings)
     now = utcnow()
-    content = mailer.content(Selection(digests.newcomer_since(now)), now)
+    start = to_iso(since) if since else digests.newcomer_since(now)
+    content = mailer.content(Selection(start), now)
     if content.empty:
         raise SendError("nothing new in the last week: no test copy to send")
     rendered = compose.render(content, settings, "test", mailer.env)
