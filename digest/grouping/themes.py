@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import ahocorasick
 
@@ -65,16 +66,23 @@ class Taxonomy:
 
     def __init__(self, themes: Iterable[Theme]) -> None:
         self.themes = {theme.slug: theme for theme in themes}
-        self._automaton = ahocorasick.Automaton()
-        entries: dict[str, list[tuple[str, float]]] = {}
-        for theme in self.themes.values():
-            for phrase, weight in theme.phrases.items():
-                entries.setdefault(phrase, []).append((theme.slug, weight))
-        for phrase, owners in entries.items():
-            self._automaton.add_word(phrase, (phrase, tuple(owners)))
-        if entries:
-            self._automaton.make_automaton()
-        self._empty = not entries
+        self._matcher: Any = None
+
+    def _automaton(self) -> Any:
+        # Built on first match: most users of a taxonomy (feeds, pages, the CLI) only want
+        # its titles, and building the automaton costs far more than reading them.
+        if self._matcher is None:
+            entries: dict[str, list[tuple[str, float]]] = {}
+            for theme in self.themes.values():
+                for phrase, weight in theme.phrases.items():
+                    entries.setdefault(phrase, []).append((theme.slug, weight))
+            matcher = ahocorasick.Automaton()
+            for phrase, owners in entries.items():
+                matcher.add_word(phrase, (phrase, tuple(owners)))
+            if entries:
+                matcher.make_automaton()
+            self._matcher = matcher
+        return self._matcher
 
     @classmethod
     def from_settings(cls, custom: Iterable[ThemeSettings], *, defaults: bool = True) -> Taxonomy:
@@ -100,14 +108,15 @@ class Taxonomy:
 
     def match(self, title: str, text: str) -> dict[str, ThemeMatch]:
         """Raw scores: every theme with at least one phrase in the title or text."""
-        if self._empty:
+        automaton = self._automaton()
+        if len(automaton) == 0:
             return {}
         in_title = self._counts(title.lower())
         in_text = self._counts(text.lower())
         scores: dict[str, float] = {}
         found: dict[str, list[str]] = {}
         for phrase in set(in_title) | set(in_text):
-            owners = self._automaton.get(phrase)[1]
+            owners = automaton.get(phrase)[1]
             where = TITLE_WEIGHT * min(in_title.get(phrase, 0), 1) + math.log1p(in_text.get(phrase, 0))
             for slug, weight in owners:
                 scores[slug] = scores.get(slug, 0.0) + weight * where
@@ -116,7 +125,7 @@ class Taxonomy:
 
     def _counts(self, text: str) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for end_index, (phrase, _owners) in self._automaton.iter(text):
+        for end_index, (phrase, _owners) in self._automaton().iter(text):
             start = end_index + 1 - len(phrase)
             before = text[start - 1] if start > 0 else " "
             after = text[end_index + 1] if end_index + 1 < len(text) else " "
