@@ -29,7 +29,7 @@ from digest.mail import compose
 from digest.mail.send import Mailer, send_confirmation
 from digest.site import Site
 from digest.store import Store
-from digest.tokens import BadToken, make, read
+from digest.tokens import BadToken, make, read, secret_for
 
 PER_CLIENT = (10, 600.0)  # at most 10 subscribe requests per client in 10 minutes
 PER_ADDRESS = (3, 3600.0)  # and 3 per address in an hour
@@ -68,9 +68,8 @@ def routes(site: Site, store_for_thread: Callable[[], Store]) -> list[Route]:
 
     def subscriber_from(request: Request, purpose: str) -> int | None:
         store = store_for_thread()
-        mailer = Mailer(store, settings)
         try:
-            subscriber_id = read(mailer.secret, request.path_params["token"], purpose)
+            subscriber_id = read(secret_for(store, settings.secret), request.path_params["token"], purpose)
         except BadToken:
             return None
         return subscriber_id if store.subscriber(subscriber_id=subscriber_id) else None
@@ -89,7 +88,7 @@ def routes(site: Site, store_for_thread: Callable[[], Store]) -> list[Route]:
 
     async def subscribe(request: Request) -> Response:
         blank: dict[str, list[str]] = {"regions": [], "themes": []}
-        secret = Mailer(store_for_thread(), settings).secret
+        secret = secret_for(store_for_thread(), settings.secret)
         if request.method == "GET":
             return page(
                 "subscribe.html",
