@@ -1,4 +1,4 @@
-"""Composing digest emails (pure): content in, :class:`~email.message.EmailMessage` out.
+"""Composing digest emails (pure): content in, messages ready for the wire out.
 
 A selection is rendered once, CSS inlined once, with markers where the per-subscriber parts
 go (address, unsubscribe and preference links); each subscriber's message only fills those
@@ -103,37 +103,6 @@ def render(content: Content, settings: Settings, digest_id: str, env: Environmen
 
 def sender(settings: Settings) -> str:
     return (settings.smtp or SmtpSettings()).sender
-
-
-def message(
-    rendered: Rendered,
-    settings: Settings,
-    *,
-    to: str,
-    unsubscribe_url: str,
-    preferences_url: str,
-    date: datetime,
-) -> EmailMessage:
-    """One subscriber's message: the rendered digest with their address and links filled in."""
-    host = site_host(settings)
-    personal_html = {
-        "email": html.escape(to),
-        "unsubscribe_url": html.escape(unsubscribe_url),
-        "preferences_url": html.escape(preferences_url),
-    }
-    personal_text = {"email": to, "unsubscribe_url": unsubscribe_url, "preferences_url": preferences_url}
-    msg = EmailMessage(policy=SMTP)
-    msg["From"] = sender(settings)
-    msg["To"] = Address(addr_spec=to)
-    msg["Subject"] = one_line(rendered.subject)
-    msg["Date"] = format_datetime(date)
-    msg["Message-ID"] = make_msgid("digest", domain=host)
-    msg["List-Id"] = f"{one_line(settings.site.title)} <digest.{host}>"
-    msg["List-Unsubscribe"] = f"<{unsubscribe_url}>"
-    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    msg.set_content(_fill(rendered.text, personal_text))
-    msg.add_alternative(_fill(rendered.html, personal_html), subtype="html")
-    return msg
 
 
 def confirmation(

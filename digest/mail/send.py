@@ -381,16 +381,16 @@ async def send_test_copy(store: Store, settings: Settings, email: str, since: da
         raise SendError("nothing new in the last week: no test copy to send")
     rendered = compose.render(content, settings, "test", mailer.env)
     base = settings.site.base_url
-    msg = compose.message(
-        rendered,
-        settings,
+    msg, _ = compose.personal_bytes(
+        compose.prepare(rendered, settings),
         to=email,
         unsubscribe_url=f"{base}/unsubscribe/TEST",
         preferences_url=f"{base}/preferences/TEST",
         date=now,
+        domain=compose.site_host(settings),
     )
     async with transport_for(settings) as channel:
-        return await _once(channel, outgoing(msg), f"test-{int(time.time())}")
+        return await _once(channel, msg, f"test-{int(time.time())}")
 
 
 async def _once(channel: Transport, msg: Outgoing, key: str) -> str:
