@@ -531,9 +531,7 @@ class Store:
         if ids is None:
             return list(self.db.query(sql, [source]))
         found: list[dict[str, Any]] = []
-        for start in range(0, len(ids), 500):
-            chunk = list(ids[start : start + 500])
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(ids):
             found.extend(self.db.query(f"{sql} AND a.id IN ({marks})", [source, *chunk]))
         return found
 
@@ -560,9 +558,7 @@ class Store:
         """Replace the stories of ``article_ids`` with ``stories`` (id, label, member ids)."""
         now = to_iso(utcnow())
         with self.transaction() as conn:
-            for start in range(0, len(article_ids), 500):
-                chunk = list(article_ids[start : start + 500])
-                marks = ",".join("?" * len(chunk))
+            for chunk, marks in _in_chunks(article_ids):
                 conn.execute(f"UPDATE articles SET story = NULL WHERE id IN ({marks})", chunk)
             for story_id, label, members in stories:
                 marks = ",".join("?" * len(members))
@@ -813,9 +809,7 @@ class Store:
     ) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
         unique = list(dict.fromkeys(k for k in keys if k))
-        for start in range(0, len(unique), 500):
-            chunk = unique[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(unique):
             for id_, url, content_hash in conn.execute(
                 f"SELECT id, url, content_hash FROM articles WHERE {column} IN ({marks})", chunk
             ):
@@ -838,6 +832,13 @@ def _content_values(article: Article) -> tuple[Any, ...]:
         article.author,
         published,
     )
+
+
+def _in_chunks(values: Sequence[Any], size: int = 500) -> Iterator[tuple[list[Any], str]]:
+    """Values in slices small enough for one ``IN (...)``, each with its placeholders."""
+    for start in range(0, len(values), size):
+        chunk = list(values[start : start + size])
+        yield chunk, ",".join("?" * len(chunk))
 
 
 def _article_values(article: Article, source_id: int) -> tuple[Any, ...]:
