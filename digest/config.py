@@ -47,6 +47,7 @@ class SourceSettings:
     enabled: bool = True
     selectors: Mapping[str, str] = field(default_factory=dict)
     ignore_places: tuple[str, ...] = ()
+    allow_private: bool = False  # may reach loopback/private addresses though its URL is public
 
 
 @dataclass(frozen=True)
@@ -110,9 +111,10 @@ class FetchSettings:
     timeout: float = 20.0
     deadline: float = 60.0
     max_bytes: int = 10 * 1024 * 1024
-    user_agent: str = "digest/0.1 (+https://github.com/digest; feed reader)"
+    user_agent: str = "digest/0.1 (feed reader)"
     fast_parser: bool = True
     max_items: int = 10_000
+    allow_private: bool = False  # every remote source may reach non-public addresses
 
 
 @dataclass(frozen=True)
@@ -301,12 +303,13 @@ _SECTIONS: dict[str, dict[str, Checker]] = {
         "user_agent": _nonempty,
         "fast_parser": _boolean,
         "max_items": _integer(1, 1_000_000),
+        "allow_private": _boolean,
     },
     "grouping": {"story_window": _seconds},
 }
 # Secrets: read from the environment only (DIGEST_SMTP_PASSWORD), never from the file.
 _SECRETS: dict[str, dict[str, Checker]] = {"smtp": {"password": _string}}
-_SOURCE_KEYS = ("name", "url", "kind", "every", "enabled", "selectors", "ignore_places")
+_SOURCE_KEYS = ("name", "url", "kind", "every", "enabled", "selectors", "ignore_places", "allow_private")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 _THEME_KEYS = ("title", "phrases", "strong", "extend")
@@ -401,6 +404,7 @@ def _read_source(raw: Any, index: int, origin: str, base_dir: Path, warnings: li
         enabled=_boolean(raw.get("enabled", True), f"{where}.enabled"),
         selectors=dict(selectors),
         ignore_places=tuple(ignore),
+        allow_private=_boolean(raw.get("allow_private", False), f"{where}.allow_private"),
     )
 
 

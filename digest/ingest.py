@@ -21,8 +21,9 @@ from digest.models import Article, ParsedItem, SourceReport
 from digest.sanitize import drop_boilerplate, html_to_text, one_line, sanitize_html
 from digest.sources.auto import detect_kind
 from digest.sources.feed import MAX_ITEMS, parse_feed
-from digest.sources.fetch import Document, Fetcher, is_remote
+from digest.sources.fetch import Document, Fetcher
 from digest.sources.html import parse_html
+from digest.sources.policy import FetchPolicy, is_remote
 from digest.sources.text import parse_text
 from digest.store import Store
 
@@ -111,8 +112,10 @@ def pull_source(
     if not force and state.next_fetch and state.next_fetch > now and state.last_status in (429, 503):
         report.error = f"deferred: the server asked us to wait until {state.next_fetch:%Y-%m-%d %H:%M} UTC"
         return report
+    # The policy follows the configured URL, never where a redirect or a page led since.
+    policy = fetcher.policy(source.url, allow_private=source.allow_private)
     try:
-        result = fetcher.fetch(state.url, etag=state.etag, last_modified=state.last_modified)
+        result = fetcher.fetch(state.url, etag=state.etag, last_modified=state.last_modified, policy=policy)
     except FetchError as exc:
         # Exponential backoff after failures, capped at a day; a Retry-After wins if later.
         backoff = now + timedelta(seconds=min(every * 2 ** min(state.consecutive_failures, 16), MAX_BACKOFF))
@@ -152,7 +155,7 @@ def pull_source(
             )
             if parsed.feed_links and source.kind == "auto" and is_remote(document.url):
                 feed_url = parsed.feed_links[0]
-                parsed = _follow_feed(fetcher, feed_url, source, settings)
+                parsed = _follow_feed(fetcher, feed_url, source, settings, policy)
                 fetch_url = feed_url
                 report.warnings.append(f"following the feed the page advertises: {feed_url}")
         except DigestError as exc:
@@ -208,12 +211,17 @@ def parse_document(
     return Parsed(parse_text(document.body, document.content_type, document.url))
 
 
-def _follow_feed(fetcher: Fetcher, url: str, source: SourceSettings, settings: Settings) -> Parsed:
-    result = fetcher.fetch(url)
+def _follow_feed(
+    fetcher: Fetcher, url: str, source: SourceSettings, settings: Settings, policy: FetchPolicy
+) -> Parsed:
+    result = fetcher.fetch(url, policy=policy)
     feed_source = replace(source, kind="feed")
     items: list[ParsedItem] = []
     for document in result.documents:
-        items.extend(parse_document(document, feed_source, fast=settings.fetch.fast_parser).items)
+        parsed = parse_document(
+            document, feed_source, fast=settings.fetch.fast_parser, max_items=settings.fetch.max_items
+        )
+        items.extend(parsed.items)
     return Parsed(items, base_url=url)
 
 

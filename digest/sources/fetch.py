@@ -1,5 +1,9 @@
 """Fetching a source's bytes: http(s) with conditional GET, or local files and folders.
 
+Every fetch runs under the :class:`~digest.sources.policy.FetchPolicy` of the source it is
+for: a remote source never reads a file and, unless allowed, never reaches a non-public
+address (checked on each connection, see ``transport.py``).
+
 HTTP answers that concern the schedule (304, 301/308, 410, 429/503 with Retry-After) are
 reported in the :class:`FetchResult` or :class:`~digest.errors.FetchError`, for the caller
 to record; this module never touches the database.
@@ -19,6 +23,8 @@ import httpx
 
 from digest.config import FetchSettings
 from digest.errors import FetchError
+from digest.sources.policy import FetchPolicy, Resolver, is_remote, policy_for
+from digest.sources.transport import GuardedTransport, Refused
 
 MAX_REDIRECTS = 5
 ACCEPT = (
@@ -55,31 +61,33 @@ class FetchResult:
     fresh_for: float | None = None  # seconds the server says the answer stays fresh
 
 
-def is_remote(url: str) -> bool:
-    return urlsplit(url).scheme.lower() in ("http", "https")
-
-
 class Fetcher:
-    """Fetches sources with one shared HTTP connection pool. Use as a context manager."""
+    """Fetches sources with shared HTTP connection pools. Use as a context manager.
 
-    def __init__(
-        self, settings: FetchSettings | None = None, *, transport: httpx.BaseTransport | None = None
-    ) -> None:
+    ``resolver`` answers DNS questions (the system's by default; tests inject their own)."""
+
+    def __init__(self, settings: FetchSettings | None = None, *, resolver: Resolver | None = None) -> None:
         self.settings = settings or FetchSettings()
-        self._transport = transport
-        self._client: httpx.Client | None = None
+        self._resolver = resolver
+        # One pool for sources that may reach private addresses and one for those that may
+        # not, so a connection opened under the first is never lent to the second.
+        self._clients: dict[bool, httpx.Client] = {}
 
-    @property
-    def client(self) -> httpx.Client:
+    def policy(self, url: str, *, allow_private: bool = False) -> FetchPolicy:
+        """The policy of a source configured at ``url`` (``[fetch] allow_private`` included)."""
+        return policy_for(url, allow_private=allow_private or self.settings.allow_private)
+
+    def client(self, policy: FetchPolicy) -> httpx.Client:
         # Made on first use: setting up TLS costs more than reading a folder of local files.
-        if self._client is None:
-            self._client = httpx.Client(
+        client = self._clients.get(policy.private)
+        if client is None:
+            client = self._clients[policy.private] = httpx.Client(
                 timeout=httpx.Timeout(self.settings.timeout),
                 follow_redirects=False,
                 headers={"User-Agent": self.settings.user_agent, "Accept": ACCEPT},
-                transport=self._transport,
+                transport=GuardedTransport(private=policy.private, resolver=self._resolver),
             )
-        return self._client
+        return client
 
     def __enter__(self) -> Fetcher:
         return self
@@ -88,14 +96,26 @@ class Fetcher:
         self.close()
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
 
-    def fetch(self, url: str, *, etag: str | None = None, last_modified: str | None = None) -> FetchResult:
+    def fetch(
+        self,
+        url: str,
+        *,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        policy: FetchPolicy | None = None,
+    ) -> FetchResult:
         """Fetch ``url`` (http(s), ``file://`` or a local path: a file, or a folder read as
-        one document per file in name order)."""
+        one document per file in name order) as ``policy`` allows: by default the policy
+        of a source configured at ``url`` itself."""
+        policy = policy or self.policy(url)
         if is_remote(url):
-            return self._fetch_http(url, etag, last_modified)
+            return self._fetch_http(url, etag, last_modified, policy)
+        if not policy.local:
+            raise FetchError(f"{url}: refused: a remote source may not lead to a local file or path")
         return self._fetch_local(url)
 
     # --- local -------------------------------------------------------------------------------
@@ -132,7 +152,9 @@ class Fetcher:
 
     # --- http ----------------------------------------------------------------------------------
 
-    def _fetch_http(self, url: str, etag: str | None, last_modified: str | None) -> FetchResult:
+    def _fetch_http(
+        self, url: str, etag: str | None, last_modified: str | None, policy: FetchPolicy
+    ) -> FetchResult:
         headers = {}
         if etag:
             headers["If-None-Match"] = etag
@@ -143,7 +165,7 @@ class Fetcher:
         visited = {url}
         for _ in range(MAX_REDIRECTS + 1):
             try:
-                with self.client.stream("GET", current, headers=headers) as response:
+                with self.client(policy).stream("GET", current, headers=headers) as response:
                     status = response.status_code
                     if status in _REDIRECTS:
                         target = self._redirect_target(current, response, visited)
@@ -192,6 +214,8 @@ class Fetcher:
                             response.headers.get("cache-control"), response.headers.get("expires")
                         ),
                     )
+            except Refused as exc:
+                raise FetchError(f"{current}: {exc}") from None
             except httpx.TimeoutException:
                 raise FetchError(f"{current}: timed out after {self.settings.timeout:g}s") from None
             except httpx.HTTPError as exc:

@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import cast
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import lxml.html
 from cssselect import SelectorError
@@ -103,7 +103,8 @@ def advertised_feeds(root: lxml.html.HtmlElement, base: str) -> list[str]:
         href = (link.get("href") or "").strip()
         if "alternate" in rel and kind in FEED_TYPES and href:
             url = urljoin(base, href)
-            if url not in found:
+            # A page may point only to feeds on the web, never to a file on our disk.
+            if urlsplit(url).scheme.lower() in ("http", "https") and url not in found:
                 found.append(url)
     return found
 

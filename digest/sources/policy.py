@@ -1,0 +1,114 @@
+"""Where a source may lead digest: which files it may read and which addresses it may reach.
+
+A source is trusted as far as its *configured* URL, never further on the word of its bytes:
+
+- A local source (a path or ``file://``) is the operator's own: it may read files.
+- A remote source (http/https) may lead only to other http(s) URLs, by redirect or by a
+  feed link its page advertises; never to a file.
+- A remote source connects only to public addresses, checked on the address each name
+  resolves to at connection time (so a name that later resolves elsewhere gains nothing),
+  unless its configured URL itself names a loopback or private host, or the operator allows
+  it (``[fetch] allow_private`` or the source's ``allow_private``).
+
+Pure: resolving names is the :class:`Resolver`'s job, injected by the fetcher.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# RFC 6052's NAT64 prefix carries an IPv4 address in its last 32 bits.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """One address a name resolves to, and why a remote source may not connect to it
+    (None: a public address)."""
+
+    ip: str
+    refusal: str | None = None
+
+
+Resolver = Callable[[str, int], Sequence[Resolved]]
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    """What one source's fetches may do."""
+
+    local: bool = False  # read files and folders
+    private: bool = False  # connect to loopback, private, link-local and reserved addresses
+
+
+def is_remote(url: str) -> bool:
+    return urlsplit(url).scheme.lower() in ("http", "https")
+
+
+def refusal(address: str | IPAddress) -> str | None:
+    """Why an address is not public ("a loopback address", ...), or None when it is."""
+    ip = ipaddress.ip_address(address) if isinstance(address, str) else address
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is None and ip in _NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            inner = refusal(embedded)
+            return f"{inner} (inside {ip})" if inner else None
+    for test, label in (
+        (ip.is_loopback, "a loopback address"),
+        (ip.is_link_local, "a link-local address"),
+        (ip.is_multicast, "a multicast address"),
+        (ip.is_unspecified, "the unspecified address"),
+        (ip.is_private, "a private address"),
+        (ip.is_reserved, "a reserved address"),
+        (not ip.is_global, "not a public address"),
+    ):
+        if test:
+            return label
+    return None
+
+
+def literal(host: str) -> IPAddress | None:
+    """The IP address a URL's host spells out, or None for a name."""
+    try:
+        return ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return None
+
+
+def names_private_host(url: str) -> bool:
+    """Whether ``url``'s host is a non-public address or a name that is loopback by
+    definition (``localhost``, RFC 6761). Other names are judged by what they resolve to."""
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    ip = literal(host)
+    return ip is not None and refusal(ip) is not None
+
+
+def policy_for(url: str, *, allow_private: bool = False) -> FetchPolicy:
+    """The policy of a source configured at ``url``."""
+    if not is_remote(url):
+        return FetchPolicy(local=True, private=True)
+    return FetchPolicy(local=False, private=allow_private or names_private_host(url))
+
+
+def system_resolver(host: str, port: int) -> list[Resolved]:
+    """The operating system's answer for ``host``, each address judged by :func:`refusal`."""
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise OSError(f"cannot resolve {host}: {exc}") from exc
+    seen: list[Resolved] = []
+    for _family, _type, _proto, _name, sockaddr in found:
+        ip = str(sockaddr[0])  # an IPv6 link-local address keeps its zone ("%eth0") to connect
+        if all(r.ip != ip for r in seen):
+            seen.append(Resolved(ip, refusal(ip.split("%", 1)[0])))
+    return seen

@@ -1,0 +1,140 @@
+"""The HTTP transport under the fetcher: httpcore connections whose every TCP connect
+resolves the host itself and connects to an address it has just checked.
+
+Checking the address at connect time, and connecting to exactly that address, is what
+keeps DNS rebinding out: there is no second lookup for a name to answer differently. TLS
+still verifies the certificate against the URL's host name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpcore
+import httpx
+
+from digest.sources.policy import Resolved, Resolver, literal, refusal, system_resolver
+
+
+class Refused(Exception):
+    """A connection the fetch policy does not allow; the message says where and why."""
+
+
+class GuardedBackend(httpcore.SyncBackend):
+    """Resolves each host with ``resolver`` and, unless ``private`` is allowed, connects
+    only to public addresses."""
+
+    def __init__(self, resolver: Resolver, *, private: bool) -> None:
+        self.resolver = resolver
+        self.private = private
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        ip = literal(host)
+        if ip is not None:
+            candidates = [Resolved(str(ip), refusal(ip))]
+        else:
+            try:
+                candidates = list(self.resolver(host, port))
+            except OSError as exc:
+                raise httpcore.ConnectError(str(exc)) from exc
+        allowed = [c for c in candidates if self.private or c.refusal is None]
+        if not allowed:
+            if not candidates:
+                raise httpcore.ConnectError(f"cannot resolve {host}")
+            first = candidates[0]
+            shown = host if ip is not None else f"{host} ({first.ip})"
+            raise Refused(
+                f"refused to connect to {shown}: {first.refusal}"
+                " (allow_private = true lets a source reach such addresses)"
+            )
+        last: Exception | None = None
+        for candidate in allowed:
+            try:
+                return super().connect_tcp(candidate.ip, port, timeout, local_address, socket_options)
+            except httpcore.ConnectError as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+
+class GuardedTransport(httpx.BaseTransport):
+    """An httpx transport over an httpcore pool with a :class:`GuardedBackend`."""
+
+    def __init__(self, *, private: bool, resolver: Resolver | None = None) -> None:
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(),
+            network_backend=GuardedBackend(resolver or system_resolver, private=private),
+            max_connections=20,
+            max_keepalive_connections=10,
+            keepalive_expiry=30.0,
+        )
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.SyncByteStream)
+        core = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=request.url.raw_scheme,
+                host=request.url.raw_host,
+                port=request.url.port,
+                target=request.url.raw_path,
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        with _mapped(request):
+            answer = self._pool.handle_request(core)
+        assert isinstance(answer.stream, Iterable)
+        return httpx.Response(
+            status_code=answer.status,
+            headers=answer.headers,
+            stream=_Stream(answer.stream, request),
+            extensions=answer.extensions,
+        )
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+class _Stream(httpx.SyncByteStream):
+    def __init__(self, stream: Iterable[bytes], request: httpx.Request) -> None:
+        self._stream = stream
+        self._request = request
+
+    def __iter__(self) -> Iterator[bytes]:
+        with _mapped(self._request):
+            yield from self._stream
+
+    def close(self) -> None:
+        close = getattr(self._stream, "close", None)
+        if close is not None:
+            close()
+
+
+# httpcore's exceptions as httpx's (most specific first), so the fetcher handles one family.
+_MAPPED: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    (httpcore.ProtocolError, httpx.RemoteProtocolError),
+    (httpcore.NetworkError, httpx.NetworkError),
+)
+
+
+@contextmanager
+def _mapped(request: httpx.Request) -> Iterator[None]:
+    try:
+        yield
+    except tuple(core for core, _ in _MAPPED) as exc:
+        mapped = next(ours for core, ours in _MAPPED if isinstance(exc, core))
+        raise mapped(str(exc) or type(exc).__name__, request=request) from exc

@@ -1,0 +1,209 @@
+"""A remote source must not lead digest to local files or internal addresses.
+
+Reproduces the review's attacks through a real HTTP server on 127.0.0.1. No traffic leaves
+loopback: names like ``public.test`` are answered by a resolver injected into the fetcher,
+which says 127.0.0.1 is public for them; literal private addresses (169.254.169.254,
+10.0.0.1) are refused before any connection is made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from digest.errors import FetchError
+from digest.ingest import pull
+from digest.sources.fetch import Fetcher
+from digest.sources.policy import Resolved, policy_for, refusal, system_resolver
+from digest.store import Store
+
+from .conftest import FeedServer, Reply, rss, settings_for
+
+FEED = rss([{"title": "Public item", "link": "http://example.org/public", "guid": "p1"}])
+SECRET = rss([{"title": "SECRET local item", "link": "http://example.org/secret", "guid": "s1"}])
+
+
+class TestResolver:
+    """Answers for ``*.test`` names: ``public.test`` is 127.0.0.1 "as if it were public";
+    ``rebind.test`` is public on its first lookup and loopback afterwards. Anything else
+    goes to the system resolver (only loopback names are used)."""
+
+    __test__ = False
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def __call__(self, host: str, port: int) -> Sequence[Resolved]:
+        self.calls.append(host)
+        if host == "public.test":
+            return [Resolved("127.0.0.1")]
+        if host == "rebind.test":
+            first = self.calls.count(host) == 1
+            return [Resolved("127.0.0.1", None if first else "a loopback address")]
+        if host == "internal.test":
+            return [Resolved("127.0.0.1", "a private address")]
+        return system_resolver(host, port)
+
+
+def _pull(tmp_path: Path, body: str, resolver: TestResolver) -> tuple[list[str], Store]:
+    settings = settings_for(tmp_path, body)
+    store = Store.open(settings.database.path)
+    with Fetcher(settings.fetch, resolver=resolver) as fetcher:
+        reports = pull(settings, store, fetcher=fetcher)
+    return [r.error or "" for r in reports], store
+
+
+def _titles(store: Store) -> list[str]:
+    return [a.title for a in store.articles()]
+
+
+def test_a_page_cannot_lead_to_a_local_file(tmp_path: Path, server: FeedServer) -> None:
+    secret = tmp_path / "secret.xml"
+    secret.write_bytes(SECRET)
+    page = (
+        "<html><head><title>x</title>"
+        f'<link rel="alternate" type="application/rss+xml" href="{secret.as_uri()}">'
+        "</head><body><p>No articles here.</p></body></html>"
+    ).encode()
+    server.routes["/page"] = Reply(200, page, {"Content-Type": "text/html"})
+    errors, store = _pull(
+        tmp_path, f'[[sources]]\nname = "s"\nurl = "{server.url("/page")}"\n', TestResolver()
+    )
+    with store:
+        assert not any("SECRET" in t for t in _titles(store))
+        assert store.source_state("s").url == server.url("/page")  # never the file:// URL
+    assert errors[0], "a page with no articles and no usable feed link is an error"
+
+
+def test_the_fetcher_refuses_local_urls_for_a_remote_source(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.xml"
+    secret.write_bytes(SECRET)
+    remote = policy_for("https://news.example.org/feed")
+    with Fetcher() as fetcher:
+        for where in (secret.as_uri(), str(secret), str(tmp_path)):
+            with pytest.raises(FetchError, match="refused: a remote source may not lead to a local file"):
+                fetcher.fetch(where, policy=remote)
+        # The operator's own local source still reads files.
+        assert fetcher.fetch(str(secret)).documents[0].body == SECRET
+
+
+@pytest.mark.parametrize(
+    ("target", "reason"),
+    [
+        ("http://127.0.0.1:{port}/secret", "a loopback address"),
+        ("http://169.254.169.254/latest/meta-data/", "a link-local address"),
+        ("http://10.0.0.1/admin", "a private address"),
+        ("http://[::1]:{port}/secret", "a loopback address"),
+        ("http://[::ffff:127.0.0.1]:{port}/secret", "a loopback address"),
+        ("http://0.0.0.0:{port}/secret", "the unspecified address"),
+        ("http://localhost:{port}/secret", "a loopback address"),
+    ],
+)
+def test_a_public_source_cannot_redirect_to_internal_addresses(
+    tmp_path: Path, server: FeedServer, target: str, reason: str
+) -> None:
+    port = server.httpd.server_address[1]
+    server.routes["/feed"] = Reply(302, b"", {"Location": target.format(port=port)})
+    server.routes["/secret"] = Reply(200, SECRET, {"Content-Type": "application/rss+xml"})
+    resolver = TestResolver()
+    errors, store = _pull(
+        tmp_path, f'[[sources]]\nname = "s"\nurl = "http://public.test:{port}/feed"\n', resolver
+    )
+    with store:
+        assert _titles(store) == []
+        assert "refused to connect to" in errors[0] and reason in errors[0], errors[0]
+        assert store.source_state("s").last_error == errors[0]
+    assert server.hits("/secret") == 0
+
+
+def test_the_operator_can_allow_private_addresses(tmp_path: Path, server: FeedServer) -> None:
+    port = server.httpd.server_address[1]
+    server.routes["/feed"] = Reply(302, b"", {"Location": f"http://127.0.0.1:{port}/inside"})
+    server.routes["/inside"] = Reply(200, FEED, {"Content-Type": "application/rss+xml"})
+    source = f'[[sources]]\nname = "s"\nurl = "http://public.test:{port}/feed"\n'
+    for i, body in enumerate((source + "allow_private = true\n", "[fetch]\nallow_private = true\n" + source)):
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        errors, store = _pull(folder, body, TestResolver())
+        with store:
+            assert errors == [""] and _titles(store) == ["Public item"]
+
+
+def test_a_source_configured_at_a_loopback_address_may_use_it(tmp_path: Path, server: FeedServer) -> None:
+    server.routes["/feed"] = Reply(302, b"", {"Location": "/moved"})
+    server.routes["/moved"] = Reply(200, FEED, {"Content-Type": "application/rss+xml"})
+    errors, store = _pull(
+        tmp_path, f'[[sources]]\nname = "s"\nurl = "{server.url("/feed")}"\n', TestResolver()
+    )
+    with store:
+        assert errors == [""] and _titles(store) == ["Public item"]
+
+
+def test_names_are_judged_by_the_address_they_resolve_to_at_connect_time(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    port = server.httpd.server_address[1]
+    server.routes["/feed"] = Reply(200, FEED, {"Content-Type": "application/rss+xml"})
+    # A name that resolves to a private address is refused, though the URL names no address.
+    errors, store = _pull(
+        tmp_path, f'[[sources]]\nname = "s"\nurl = "http://internal.test:{port}/feed"\n', TestResolver()
+    )
+    store.close()
+    assert "refused to connect to internal.test (127.0.0.1): a private address" in errors[0]
+    # DNS rebinding: public on the first lookup, loopback on the next. Each connection is
+    # made to the address just checked, with one lookup per connection, so the second
+    # connection (a new pull) is refused.
+    resolver = TestResolver()
+    settings = settings_for(tmp_path, f'[[sources]]\nname = "r"\nurl = "http://rebind.test:{port}/feed"\n')
+    with Store.open(settings.database.path) as store:
+        with Fetcher(settings.fetch, resolver=resolver) as fetcher:
+            [first] = pull(settings, store, fetcher=fetcher)
+        assert first.ok and resolver.calls == ["rebind.test"]
+        with Fetcher(settings.fetch, resolver=resolver) as fetcher:
+            [second] = pull(settings, store, fetcher=fetcher, force=True)
+        assert second.error and "a loopback address" in second.error
+        assert resolver.calls == ["rebind.test", "rebind.test"]
+    assert server.hits("/feed") == 1
+
+
+def test_a_followed_feed_link_obeys_the_same_policy(tmp_path: Path, server: FeedServer) -> None:
+    port = server.httpd.server_address[1]
+    page = (
+        b'<html><head><link rel="alternate" type="application/rss+xml"'
+        b' href="http://169.254.169.254/feed.xml"></head><body></body></html>'
+    )
+    server.routes["/page"] = Reply(200, page, {"Content-Type": "text/html"})
+    errors, store = _pull(
+        tmp_path, f'[[sources]]\nname = "s"\nurl = "http://public.test:{port}/page"\n', TestResolver()
+    )
+    with store:
+        assert "a link-local address" in errors[0]
+        assert store.source_state("s").url == f"http://public.test:{port}/page"
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("127.0.0.1", "a loopback address"),
+        ("10.1.2.3", "a private address"),
+        ("172.16.0.1", "a private address"),
+        ("192.168.1.1", "a private address"),
+        ("169.254.169.254", "a link-local address"),
+        ("100.64.0.1", "not a public address"),
+        ("0.0.0.0", "the unspecified address"),
+        ("224.0.0.1", "a multicast address"),
+        ("240.0.0.1", "a private address"),
+        ("::1", "a loopback address"),
+        ("fe80::1", "a link-local address"),
+        ("fc00::1", "a private address"),
+        ("::ffff:10.0.0.1", "a private address (inside ::ffff:a00:1)"),
+        ("2002:7f00:1::", "a loopback address (inside 2002:7f00:1::)"),
+        ("64:ff9b::a9fe:a9fe", "a link-local address (inside 64:ff9b::a9fe:a9fe)"),
+        ("93.184.216.34", None),
+        ("2606:4700::1111", None),
+    ],
+)
+def test_which_addresses_are_public(address: str, expected: str | None) -> None:
+    assert refusal(address) == expected
