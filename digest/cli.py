@@ -25,7 +25,6 @@ from digest.grouping.classify import regroup as regroup_all
 from digest.grouping.classify import taxonomy_for
 from digest.grouping.regions import regions
 from digest.ingest import pull as pull_sources
-from digest.mail.compose import fill_markers
 from digest.mail.compose import render as render_digest
 from digest.mail.send import Mailer, dry_run_lines, send_all, send_confirmation, send_test_copy
 from digest.models import Article
@@ -420,12 +419,11 @@ def preview(app: App, for_email: str | None, since: datetime | None, fmt: str, o
         if content.empty:
             raise DigestError("nothing new for this digest: no email would be sent")
         rendered = render_digest(content, app.settings, "preview", mailer.env)
-        body = rendered.html if fmt == "html" else rendered.text
-        body = fill_markers(
-            body,
-            address,
-            f"{app.settings.site.base_url}/unsubscribe/PREVIEW",
-            f"{app.settings.site.base_url}/preferences/PREVIEW",
+        body = rendered.filled(
+            fmt,
+            email=address,
+            unsubscribe_url=f"{app.settings.site.base_url}/unsubscribe/PREVIEW",
+            preferences_url=f"{app.settings.site.base_url}/preferences/PREVIEW",
         )
     if output is None:
         click.echo(body, nl=False)

@@ -187,8 +187,11 @@ def routes(site: Site, store_for_thread: Callable[[], Store]) -> list[Route]:
             content = mailer.content(Selection(newcomer_since(until)), until)
             rendered = compose.render(content, settings, found["id"], mailer.env)
             base = settings.site.base_url
-            return compose.fill_markers(
-                rendered.html, "a subscriber", f"{base}/subscribe", f"{base}/subscribe"
+            return rendered.filled(
+                "html",
+                email="a subscriber",
+                unsubscribe_url=f"{base}/subscribe",
+                preferences_url=f"{base}/subscribe",
             )
 
         body = await run_in_threadpool(build)

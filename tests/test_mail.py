@@ -274,3 +274,41 @@ def test_a_silent_or_tls_refusing_server_is_one_clear_error(tmp_path: Path) -> N
                 )
     finally:
         silent.close()
+
+
+def test_content_cannot_reach_a_subscribers_links_or_address(
+    server: FeedServer, smtp: SmtpSink, tmp_path: Path
+) -> None:
+    # The review's attack: an item carrying the personalisation markers in its link, title
+    # and text, hoping each subscriber's copy fills in their own links and address.
+    bait = "https://evil.example/t?u=@@UNSUBSCRIBE_URL@@&p=@@PREFERENCES_URL@@&e=@@EMAIL@@"
+    server.routes["/f.xml"] = Reply(
+        200,
+        rss(
+            [
+                {
+                    "title": "Win a prize @@EMAIL@@ @@UNSUBSCRIBE_URL@@",
+                    "link": bait.replace("&", "&amp;"),
+                    "description": "Go to @@PREFERENCES_URL@@ now, @@EMAIL@@.",
+                }
+            ]
+        ),
+    )
+    settings = _settings(tmp_path, smtp, sources=f'[[sources]]\nname = "f"\nurl = "{server.url("/f.xml")}"\n')
+    with Store.open(settings.database.path) as store:
+        pull(settings, store)
+        for name in ("ann", "bob"):
+            add(store, f"{name}@example.org", confirmed=True)
+        [report] = _send(store, settings)
+    assert report.sent == 2
+    for address, [message] in _by_rcpt(smtp).items():
+        unsubscribe = message["List-Unsubscribe"].strip("<>")
+        token = unsubscribe.rsplit("/", 1)[1]
+        for part in ("plain", "html"):
+            body = message.get_body((part,)).get_content()
+            # The subscriber's own links and address appear only where the template put them
+            # (the footer), once each; the source's text keeps its markers as plain text.
+            assert body.count(token) == 1, (address, part)
+            assert body.count("/preferences/") == 1, (address, part)
+            assert body.count(address) == 1, (address, part)
+            assert "@@UNSUBSCRIBE_URL@@" in body and "@@EMAIL@@" in body

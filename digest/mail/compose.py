@@ -2,8 +2,10 @@
 
 A selection is rendered once, CSS inlined once, with markers where the per-subscriber parts
 go (address, unsubscribe and preference links); each subscriber's message only fills those
-in. Headers take nothing raw from sources: the subject is built from region and theme names
-and counts, and every header value is folded onto one line.
+in. The markers are random for each render, so no text from a source can contain one: what
+a source writes is never replaced by anyone's links or address. Headers take nothing raw
+from sources: the subject is built from region and theme names and counts, and every header
+value is folded onto one line.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import html
 import quopri
 import secrets
 import textwrap
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address
@@ -31,11 +34,7 @@ from digest.models import Article
 from digest.resources import bundled
 from digest.sanitize import one_line
 
-MARKERS = {
-    "email": "@@EMAIL@@",
-    "unsubscribe_url": "@@UNSUBSCRIBE_URL@@",
-    "preferences_url": "@@PREFERENCES_URL@@",
-}
+PERSONAL = ("email", "unsubscribe_url", "preferences_url")
 EXCERPT = 320
 _INLINER = css_inline.CSSInliner(keep_style_tags=False)
 _PART_HEAD = 'Content-Type: text/%s; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
@@ -43,11 +42,27 @@ _PART_HEAD = 'Content-Type: text/%s; charset="utf-8"\r\nContent-Transfer-Encodin
 
 @dataclass(frozen=True)
 class Rendered:
-    """A rendered selection: subject and both bodies, with markers for the personal parts."""
+    """A rendered selection: subject and both bodies, with markers for the personal parts
+    (``markers``: the name of each part in :data:`PERSONAL` → the marker standing for it)."""
 
     subject: str
     html: str
     text: str
+    markers: Mapping[str, str]
+
+    def filled(self, part: str, *, email: str, unsubscribe_url: str, preferences_url: str) -> str:
+        """The ``html`` or ``text`` body with the personal parts filled in (escaped in HTML)."""
+        values = {"email": email, "unsubscribe_url": unsubscribe_url, "preferences_url": preferences_url}
+        body = self.html if part == "html" else self.text
+        for name, marker in self.markers.items():
+            body = body.replace(marker, html.escape(values[name]) if part == "html" else values[name])
+        return body
+
+
+def _new_markers() -> dict[str, str]:
+    # Letters and digits only: nothing for HTML escaping, CSS inlining or line wrapping to change.
+    nonce = secrets.token_hex(16)
+    return {name: f"x{nonce}{index}x" for index, name in enumerate(PERSONAL)}
 
 
 def environment(folder: Path | None = None) -> Environment:
@@ -79,6 +94,7 @@ def render(content: Content, settings: Settings, digest_id: str, env: Environmen
         return text if len(text) <= EXCERPT else text[:EXCERPT].rsplit(" ", 1)[0] + "…"
 
     title = subject(content)
+    markers = _new_markers()
     values = {
         "subject": title,
         "site_title": settings.site.title,
@@ -88,7 +104,7 @@ def render(content: Content, settings: Settings, digest_id: str, env: Environmen
         "link": link,
         "excerpt": excerpt,
         "wrap": lambda text: textwrap.wrap(text, 72),
-        **MARKERS,
+        **markers,
     }
     try:
         page = env.get_template("digest.html.j2").render(values)
@@ -98,7 +114,7 @@ def render(content: Content, settings: Settings, digest_id: str, env: Environmen
         lineno = getattr(exc, "lineno", None)
         line = f", line {lineno}" if lineno else ""
         raise ConfigError(f"{where}{line}: {exc.message or exc}") from None
-    return Rendered(title, _INLINER.inline(page), text)
+    return Rendered(title, _INLINER.inline(page), text, markers)
 
 
 def sender(settings: Settings) -> str:
@@ -166,8 +182,8 @@ def prepare(rendered: Rendered, settings: Settings) -> Prepared:
     return Prepared(
         sender=parseaddr(sender(settings))[1],
         head=head,
-        text=_pieces(rendered.text),
-        html=_pieces(rendered.html),
+        text=_pieces(rendered.text, rendered.markers),
+        html=_pieces(rendered.html, rendered.markers),
         boundary=boundary,
     )
 
@@ -198,8 +214,8 @@ def personal_bytes(
     return Outgoing(prepared.sender, (to,), data), message_id
 
 
-def _pieces(body: str) -> tuple[bytes | str, ...]:
-    by_marker = {marker: name for name, marker in MARKERS.items()}
+def _pieces(body: str, markers: Mapping[str, str]) -> tuple[bytes | str, ...]:
+    by_marker = {marker: name for name, marker in markers.items()}
     out: list[bytes | str] = []
     rest = body
     while True:
@@ -217,17 +233,3 @@ def _join(pieces: tuple[bytes | str, ...], values: dict[str, str]) -> bytes:
     # Soft line breaks ("=" at a line's end) join the pieces without changing the text.
     encoded = [p if isinstance(p, bytes) else quopri.encodestring(values[p].encode("utf-8")) for p in pieces]
     return b"=\r\n".join(encoded).replace(b"\n", b"\r\n").replace(b"\r\r\n", b"\r\n")
-
-
-def fill_markers(body: str, email: str, unsubscribe_url: str, preferences_url: str) -> str:
-    """A rendered body with the personal parts filled in (HTML-escaped when it is HTML)."""
-    values = {"email": email, "unsubscribe_url": unsubscribe_url, "preferences_url": preferences_url}
-    if body.lstrip().startswith("<"):
-        values = {k: html.escape(v) for k, v in values.items()}
-    return _fill(body, values)
-
-
-def _fill(body: str, values: dict[str, str]) -> str:
-    for key, marker in MARKERS.items():
-        body = body.replace(marker, values[key])
-    return body
