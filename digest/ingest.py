@@ -17,6 +17,7 @@ from digest.config import Settings, SourceSettings
 from digest.dates import utcnow
 from digest.errors import DigestError, FetchError, ParseError
 from digest.grouping.classify import group_pending
+from digest.links import WEB_SCHEMES
 from digest.models import Article, ParsedItem, SourceReport
 from digest.sanitize import drop_boilerplate, html_to_text, one_line, sanitize_html
 from digest.sources.auto import detect_kind
@@ -227,7 +228,8 @@ def _follow_feed(
 
 def normalise(item: ParsedItem, source: str, base_url: str, now: datetime) -> Article:
     """A parsed item made safe and stable: sanitised HTML, plain text, an id, a content hash."""
-    url = normalise_url(item.url)[:MAX_URL] if item.url else None
+    url = normalise_url(item.url) if item.url else None
+    url = url if url and len(url) <= MAX_URL else None
     # Relative links in content resolve against the document, as feedparser does for feeds.
     # Hostile sizes are cut before the work: a 10 MB "title" or body helps no reader.
     summary_html = drop_boilerplate(sanitize_html(item.content_html[:MAX_CONTENT], base_url=base_url))
@@ -288,13 +290,15 @@ def author_name(author: str) -> str | None:
     return name or None
 
 
-def normalise_url(url: str) -> str:
-    """A link in one canonical form: lower-case scheme and host, no default port, no tracking
-    tags. The fragment stays: comment feeds tell their items apart by it alone."""
+def normalise_url(url: str) -> str | None:
+    """A web link in one canonical form: lower-case scheme and host, no default port, no
+    tracking tags; None for anything but an absolute http(s) URL (``javascript:``, ``data:``,
+    ``file:``...: such an article links to its page on our site instead). The fragment
+    stays: comment feeds tell their items apart by it alone."""
     url = one_line(url)
     parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https"):
-        return url
+    if parts.scheme.lower() not in WEB_SCHEMES or not parts.netloc:
+        return None
     host = (parts.hostname or "").lower()
     try:
         port = parts.port if parts.port not in (80, 443) else None

@@ -21,6 +21,7 @@ from digest import __version__
 from digest.config import Settings
 from digest.grouping.classify import taxonomy_for
 from digest.grouping.regions import regions
+from digest.links import article_link, web_url
 from digest.models import Article
 
 FORMATS = ("atom", "rss", "json")
@@ -71,11 +72,6 @@ def entry_id(article: Article, base_url: str) -> str:
     """The article's id in every feed: ``tag:HOST,DATE:articles/ID`` (RFC 4151)."""
     host = urlsplit(base_url).hostname or "localhost"
     return f"tag:{host},{article.first_seen:%Y-%m-%d}:articles/{article.id}"
-
-
-def article_link(article: Article, base_url: str) -> str:
-    """The source's URL, or our own page for articles without one (text dumps)."""
-    return article.url or f"{base_url}/articles/{article.id}"
 
 
 def feed_updated(articles: Sequence[Article]) -> datetime:
@@ -184,7 +180,7 @@ def _json_feed(spec: FeedSpec, articles: Sequence[Article], settings: Settings) 
         }
         if article.author:
             item["authors"] = [{"name": article.author}]
-        if article.url:
+        if web_url(article.url):
             item["external_url"] = article.url
         items.append(item)
     feed = {

@@ -17,6 +17,7 @@ from digest import publish
 from digest.config import Settings
 from digest.grouping.classify import taxonomy_for
 from digest.grouping.regions import regions
+from digest.links import web_url
 from digest.models import Article
 from digest.publish import FeedSpec
 from digest.resources import bundled
@@ -140,7 +141,9 @@ class Site:
 
     def article(self, store: Store, article: Article) -> str:
         specs = [s for s in self.specs if s.kind == "site"]
-        return self._page("article.html", store.count_articles(), specs, article=article)
+        return self._page(
+            "article.html", store.count_articles(), specs, article=article, source_url=web_url(article.url)
+        )
 
     def not_found(self, store_count: int, message: str) -> str:
         return self._page(

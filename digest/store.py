@@ -168,6 +168,14 @@ def _leases(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires TEXT NOT NULL)")
 
 
+def _web_links_only(db: sqlite_utils.Database) -> None:
+    # Earlier versions stored any scheme (javascript:, data:, file:); only web links are kept.
+    db.execute(
+        "UPDATE articles SET url = NULL WHERE url IS NOT NULL"
+        " AND lower(substr(url, 1, 7)) != 'http://' AND lower(substr(url, 1, 8)) != 'https://'"
+    )
+
+
 # Append-only: a released migration is never edited, a change is a new entry.
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_initial", _initial),
@@ -175,6 +183,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0003_recent_index", _recent_index),
     ("0004_mail", _mail),
     ("0005_leases", _leases),
+    ("0006_web_links_only", _web_links_only),
 ]
 
 

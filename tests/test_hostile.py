@@ -131,3 +131,87 @@ def test_a_broken_user_template_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "digest.html.j2, line 1" in result.stderr
     assert json.loads(run("articles", "--json", "--limit", "1", cwd=tmp_path).stdout)
+
+
+BAD_LINKS = [
+    "javascript:alert(document.cookie)",
+    "JaVaScRiPt:alert(1)",
+    " javascript:alert(2)",
+    "data:text/html,<script>alert(3)</script>",
+    "vbscript:msgbox(4)",
+    "file:///etc/passwd",
+    "mailto:someone@example.org",
+]
+
+
+def _active_links(text: str) -> list[str]:
+    lowered = text.lower()
+    return [scheme for scheme in ("javascript:", "data:", "vbscript:", "file:") if scheme in lowered]
+
+
+def test_only_web_links_leave_digest(server: FeedServer, tmp_path: Path) -> None:
+    from digest.publish import FeedSpec, render
+    from digest.site import publish_site
+
+    items = [
+        {"title": f"Bad link {n}", "link": link.replace("&", "&amp;").replace("<", "&lt;"), "guid": f"g{n}"}
+        for n, link in enumerate(BAD_LINKS)
+    ]
+    items.append({"title": "Good link", "link": "https://example.org/good", "guid": "good"})
+    server.routes["/f"] = Reply(200, rss(items), {"Content-Type": "application/rss+xml"})
+    settings = settings_for(
+        tmp_path,
+        f'[site]\nbase_url = "https://news.example.org"\n[[sources]]\nname = "f"\nurl = "{server.url("/f")}"\n',
+    )
+    with Store.open(settings.database.path) as store:
+        [report] = pull(settings, store)
+        assert report.new == len(BAD_LINKS) + 1
+        stored = {a.title: a for a in store.articles()}
+        assert {t: a.url for t, a in stored.items() if a.url} == {"Good link": "https://example.org/good"}
+        spec = FeedSpec("site", None, "T")
+        articles = store.articles()
+        for fmt in ("atom", "rss", "json"):
+            body = render(spec, fmt, articles, settings).decode()
+            assert _active_links(body) == [], fmt
+            if fmt == "json":
+                links = {i["title"]: i["url"] for i in json.loads(body)["items"]}
+            else:
+                links = {e.title: e.link for e in feedparser.parse(body).entries}
+            bad = stored["Bad link 0"]
+            assert links["Bad link 0"] == f"https://news.example.org/articles/{bad.id}", fmt
+            assert links["Good link"] == "https://example.org/good", fmt
+        page = Site(settings).article(store, bad)
+        assert "Read it at the source" not in page and _active_links(page) == []
+        out = tmp_path / "public"
+        publish_site(settings, store, out)
+        for path in out.rglob("*"):
+            if path.is_file():
+                assert _active_links(path.read_text()) == [], path
+
+
+def test_links_stored_before_the_fix_are_not_published(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from digest.models import Article
+    from digest.publish import FeedSpec, render
+
+    settings = settings_for(tmp_path, '[[sources]]\nname = "s"\nurl = "https://example.org/feed"\n')
+    when = datetime(2026, 11, 1, tzinfo=UTC)
+    with Store.open(settings.database.path) as store:
+        store.sync_sources(settings.sources)
+        article = Article(
+            id="a1", source="s", title="Old", url="https://example.org/old", guid=None,
+            summary_html="", summary_text="", author=None, published=when, first_seen=when,
+            updated=when, content_hash="h",
+        )  # fmt: skip
+        store.save_articles("s", [article], now=when)
+        # As an earlier version stored it, before links were checked.
+        store.db.execute("UPDATE articles SET url = 'javascript:alert(1)' WHERE id = 'a1'")
+        found = store.article("a1")
+        assert found is not None
+        for fmt in ("atom", "rss", "json"):
+            assert _active_links(render(FeedSpec("site", None, "T"), fmt, [found], settings).decode()) == []
+        assert _active_links(Site(settings).article(store, found)) == []
+        store.db.execute("DELETE FROM migrations WHERE name = '0006_web_links_only'")
+    with Store.open(settings.database.path) as store:  # the migration clears such links
+        assert store.article("a1").url is None  # type: ignore[union-attr]

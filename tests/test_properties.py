@@ -1,8 +1,10 @@
 """Property-based: whatever text a source sends, what reaches people is clean.
 
-Generated titles and bodies (with markup, scripts, event handlers, javascript: URLs,
-controls, bidi overrides, CR/LF) go through the real ingest → feed → email path; the
-invariants: feeds parse cleanly, nothing active survives, headers hold one line each.
+Generated titles, bodies and links (with markup, scripts, event handlers, javascript: and
+data: URLs, controls, bidi overrides, CR/LF, and the personalisation markers of earlier
+versions) go through the real ingest → feed → email path; the invariants: feeds parse
+cleanly, nothing active survives, every link is a web link, headers hold one line each, and
+a subscriber's address and links appear only where the template puts them.
 """
 
 from __future__ import annotations
@@ -29,10 +31,26 @@ PIECES = st.sampled_from(
         "<script>alert(1)</script>", "<img src=x onerror=alert(1)>", '<a href="javascript:evil()">x</a>',
         '<p style="background:url(javascript:x)">', "\r\nBcc: victim@example.org\r\n", "\x1b[31m", "\u202e",
         "\x00", "&amp;", "&lt;b&gt;", "]]>", "<![CDATA[", "<!--", "-->", "\ud7ff", "Zoë", "中文", "<iframe src=//e>",
-        '"', "'", "<style>*{x:expression(y)}</style>", "<svg onload=z()>",
+        '"', "'", "<style>*{x:expression(y)}</style>", "<svg onload=z()>", "@@EMAIL@@",
+        "@@UNSUBSCRIBE_URL@@", "@@PREFERENCES_URL@@", '<a href="data:text/html,x">d</a>',
+        '<a href="vbscript:x">v</a>', '<a href="file:///etc/passwd">f</a>',
     ]
 )  # fmt: skip
 TEXT = st.lists(st.one_of(PIECES, st.text(max_size=20)), max_size=12).map("".join)
+LINKS = st.one_of(
+    st.sampled_from(
+        [
+            "https://x.org/a", "javascript:alert(1)", "JaVaScRiPt:alert(1)", " javascript:x",
+            "data:text/html,<script>x</script>", "vbscript:x", "file:///etc/passwd", "mailto:a@b.org",
+            "https://evil.example/t?u=@@UNSUBSCRIBE_URL@@&e=@@EMAIL@@", "//evil.example/x", "x.html",
+        ]
+    ),
+    st.builds(lambda a, b: a + b, st.sampled_from(["https://x.org/", "javascript:", "data:"]), TEXT),
+)  # fmt: skip
+SUBSCRIBER = "subscriber-5e1f@example.org"
+UNSUBSCRIBE = "https://news.example.org/unsubscribe/tok-5e1f"
+PREFERENCES = "https://news.example.org/preferences/tok-5e1f"
+UNSAFE_SCHEMES = ("javascript:", "data:", "vbscript:", "file:")
 SETTINGS = parse_settings(
     '[site]\nbase_url = "https://news.example.org"\n',
     origin="t",
@@ -57,6 +75,7 @@ def _active(fragment: str, *, allow_style_tag: bool = False) -> list[str]:
         for name, value in element.attrib.items():
             if (
                 name.lower().startswith("on")
+                or (name in ("href", "src", "cite") and value.strip().lower().startswith(UNSAFE_SCHEMES))
                 or "javascript:" in value.lower()
                 or "expression(" in value.lower()
             ):
@@ -65,11 +84,10 @@ def _active(fragment: str, *, allow_style_tag: bool = False) -> list[str]:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(title=TEXT, body=TEXT)
-def test_hostile_text_is_clean_everywhere(title: str, body: str) -> None:
-    article = normalise(
-        ParsedItem(title=title, url="https://x.org/a", content_html=body), "s", "https://x.org/", NOW
-    )
+@given(title=TEXT, body=TEXT, link=LINKS)
+def test_hostile_text_is_clean_everywhere(title: str, body: str, link: str) -> None:
+    article = normalise(ParsedItem(title=title, url=link, content_html=body), "s", "https://x.org/", NOW)
+    assert article.url is None or article.url.startswith(("https://", "http://"))
     assert "\n" not in article.title and "\r" not in article.title
     assert not any(c in article.title for c in "\x00\x1b\u202e")
     assert _active(article.summary_html) == []
@@ -79,19 +97,23 @@ def test_hostile_text_is_clean_everywhere(title: str, body: str) -> None:
         parsed = feedparser.parse(render(spec, fmt, [article], SETTINGS))
         assert parsed.bozo == 0, parsed.get("bozo_exception")
         assert len(parsed.entries) == 1
+        assert parsed.entries[0].link.startswith(("https://", "http://"))
     content = build([article], Selection("2000-01-01T00:00:00.000000+00:00"), {})
     rendered = compose.render(content, SETTINGS, "d", compose.environment())
     out, _ = compose.personal_bytes(
         compose.prepare(rendered, SETTINGS),
-        to="ann@example.org",
-        unsubscribe_url="https://news.example.org/unsubscribe/t",
-        preferences_url="https://news.example.org/preferences/t",
+        to=SUBSCRIBER,
+        unsubscribe_url=UNSUBSCRIBE,
+        preferences_url=PREFERENCES,
         date=NOW,
         domain="news.example.org",
     )
     message = email.message_from_bytes(out.data, policy=email.policy.default)
-    assert message["Bcc"] is None and message["To"] == "ann@example.org"
+    assert message["Bcc"] is None and message["To"] == SUBSCRIBER
     for name, value in message.items():
         assert "\n" not in str(value) and "\r" not in str(value), name
     html = message.get_body(("html",)).get_content()
     assert _active(re.split(r"<body[^>]*>", html, maxsplit=1)[1].rsplit("</body>", 1)[0]) == []
+    text = message.get_body(("plain",)).get_content()
+    for part in (html, text):
+        assert (part.count(SUBSCRIBER), part.count(UNSUBSCRIBE), part.count(PREFERENCES)) == (1, 1, 1)

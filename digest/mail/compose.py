@@ -30,6 +30,7 @@ from jinja2 import Environment, FileSystemLoader, TemplateError, select_autoesca
 from digest.config import Settings, SmtpSettings
 from digest.digests import Content, subject
 from digest.errors import ConfigError
+from digest.links import article_link
 from digest.models import Article
 from digest.resources import bundled
 from digest.sanitize import one_line
@@ -87,7 +88,7 @@ def render(content: Content, settings: Settings, digest_id: str, env: Environmen
     base = settings.site.base_url
 
     def link(article: Article) -> str:
-        return article.url or f"{base}/articles/{article.id}"
+        return article_link(article, base)
 
     def excerpt(article: Article) -> str:
         text = one_line(article.summary_text)
