@@ -104,6 +104,7 @@ class OutboxSettings:
 class WebSettings:
     host: str = "127.0.0.1"
     port: int = 8080
+    cache_bytes: int = 64 * 1024 * 1024  # rendered pages and feeds kept in memory at most
 
 
 @dataclass(frozen=True)
@@ -295,7 +296,7 @@ _SECTIONS: dict[str, dict[str, Checker]] = {
     },
     "digest": {"group_by": _choice(("region", "theme")), "templates": _nonempty},
     "outbox": {"path": _nonempty},
-    "web": {"host": _nonempty, "port": _integer(0, 65535)},
+    "web": {"host": _nonempty, "port": _integer(0, 65535), "cache_bytes": _integer(0, 1024**3)},
     "fetch": {
         "timeout": _seconds,
         "deadline": _seconds,

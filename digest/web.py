@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -60,17 +61,27 @@ class Rendered:
 
 
 class Cache:
-    """Rendered answers, dropped whenever the database changes."""
+    """Rendered answers (200s only), least recently used dropped beyond ``max_bytes``, and
+    all dropped whenever the database changes.
 
-    def __init__(self, settings: Settings) -> None:
+    A page is kept only if the database did not change while it was rendered: the version
+    is read *before* rendering, so a page built from data a pull has since replaced is
+    served once, to the request that built it, and never kept."""
+
+    def __init__(self, settings: Settings, max_bytes: int | None = None) -> None:
         self.settings = settings
         self.site = Site(settings)
+        self.max_bytes = settings.web.cache_bytes if max_bytes is None else max_bytes
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._entries: dict[tuple[str, ...], Rendered] = {}
+        self._entries: OrderedDict[tuple[str, ...], Rendered] = OrderedDict()
+        self.bytes = 0
         self._version: int | None = None
         self._checked = 0.0
         self._watch: Store | None = None
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def store(self) -> Store:
         """This thread's connection (sqlite3 connections stay in the thread that made them)."""
@@ -82,30 +93,65 @@ class Cache:
 
     def peek(self, key: tuple[str, ...]) -> Rendered | None:
         """The cached answer, if the database was checked for changes within RECHECK seconds."""
-        if time.monotonic() - self._checked < RECHECK:
-            return self._entries.get(key)
-        return None
+        if time.monotonic() - self._checked >= RECHECK:
+            return None
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+            return found
 
     def get(self, key: tuple[str, ...], build: Callable[[Store], Rendered]) -> Rendered:
         """The cached answer, or a fresh one (run in a worker thread)."""
         self._revalidate()
-        found = self._entries.get(key)
-        if found is None:
-            found = build(self.store())
-            self._entries[key] = found
-        return found
-
-    def _revalidate(self) -> None:
         with self._lock:
-            if time.monotonic() - self._checked < RECHECK:
-                return
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+                return found
+        version = self._revalidate(force=True)  # a render costs far more than this check
+        rendered = build(self.store())
+        if rendered.status == 200:
+            self._keep(key, rendered, version)
+        return rendered
+
+    def _keep(self, key: tuple[str, ...], rendered: Rendered, version: int) -> None:
+        size = _size(key, rendered)
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            assert self._watch is not None
+            if version != self._version or version != self._watch.data_version():
+                return  # the database changed while this was rendered
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self.bytes -= _size(key, old)
+            self._entries[key] = rendered
+            self.bytes += size
+            while self.bytes > self.max_bytes:
+                dropped_key, dropped = self._entries.popitem(last=False)
+                self.bytes -= _size(dropped_key, dropped)
+
+    def _revalidate(self, *, force: bool = False) -> int:
+        """Drop everything if the database changed (checked at most every RECHECK seconds
+        unless ``force``); the version the entries belong to."""
+        with self._lock:
+            if not force and self._version is not None and time.monotonic() - self._checked < RECHECK:
+                return self._version
             if self._watch is None:
                 self._watch = Store.open(self.settings.database.path, shared=True)
             version = self._watch.data_version()
             if version != self._version:
                 self._entries.clear()
+                self.bytes = 0
                 self._version = version
             self._checked = time.monotonic()
+            return version
+
+
+def _size(key: tuple[str, ...], rendered: Rendered) -> int:
+    # What an entry costs: its bodies and key, plus a rough allowance for the objects.
+    return len(rendered.body) + len(rendered.gzipped or b"") + sum(len(part) for part in key) + 400
 
 
 SECURITY_HEADERS = [
@@ -288,5 +334,6 @@ def create_app(
     ]
     handlers: dict[Any, Any] = {404: not_found}
     app = Starlette(routes=routes, exception_handlers=handlers)
+    app.state.cache = cache
     app.add_middleware(Guard)
     return app

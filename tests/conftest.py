@@ -159,7 +159,8 @@ class AppServer:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
-        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port, log_level="warning")
+        self.app = create_app(settings)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -268,3 +269,49 @@ class SmtpSink:
 def smtp() -> Iterator[SmtpSink]:
     with SmtpSink() as sink:
         yield sink
+
+
+class Serving:
+    """`digest serve` as a real subprocess on a free port of 127.0.0.1."""
+
+    def __init__(self, config: Path, cwd: Path) -> None:
+        import os
+        import socket
+        import subprocess
+        import sys
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+        command = [sys.executable, "-m", "digest", "--config", str(config), "serve", "--port", str(self.port)]
+        self.process = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+    def __enter__(self) -> Serving:
+        import httpx
+
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(self.url("/healthz"), timeout=1)
+                return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        self.process.kill()
+        raise RuntimeError("digest serve did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def rss_bytes(self) -> int:
+        """The process's resident memory now."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS")

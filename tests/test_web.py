@@ -163,3 +163,65 @@ def test_no_open_redirects(served_seeds: tuple[AppServer, Settings], client: htt
         assert "evil.example" not in location, (path, location)
         if response.is_redirect:
             assert location.startswith(server.url("/")) or location.startswith("/"), location
+
+
+def test_requests_for_unknown_ids_do_not_grow_the_server(tmp_path: Path) -> None:
+    from .conftest import SEEDS, Serving, write_config
+
+    config = write_config(tmp_path, f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n')
+    from .test_cli import run
+
+    assert run("--config", str(config), "pull", cwd=tmp_path).returncode == 0
+    with Serving(config, tmp_path) as serving, httpx.Client(timeout=10) as client:
+        for n in range(200):  # warm up: imports, templates, allocator pools
+            client.get(serving.url(f"/articles/{'w' * 8000}{n}"))
+        before = serving.rss_bytes()
+        for n in range(3000):
+            answer = client.get(serving.url(f"/articles/{'x' * 8000}{n}"))
+            assert answer.status_code == 404
+        grown = serving.rss_bytes() - before
+    # Each 404 kept would hold its 8 KB id twice and a ~10 KB page: 3,000 of them ~ 60 MB.
+    assert grown < 12 * 1024 * 1024, f"grew {grown / 1e6:.1f} MB"
+
+
+def test_the_page_cache_keeps_the_recent_pages_within_its_byte_limit(tmp_path: Path) -> None:
+    from .conftest import SEEDS
+
+    settings = settings_for(
+        tmp_path, f'[web]\ncache_bytes = 60000\n[[sources]]\nname = "s"\nurl = "{SEEDS}"\n'
+    )
+    with Store.open(settings.database.path) as store:
+        pull(settings, store)
+        ids = [a.id for a in store.articles()]
+    with AppServer(settings) as server, httpx.Client(timeout=10) as client:
+        cache = server.app.state.cache
+        for n in range(50):
+            assert client.get(server.url(f"/articles/unknown-{n}")).status_code == 404
+        assert len(cache) == 0  # unknown ids are never kept
+        sizes = []
+        for article_id in ids:
+            assert client.get(server.url(f"/articles/{article_id}")).status_code == 200
+            sizes.append(cache.bytes)
+        assert max(sizes) <= 60000 and 0 < len(cache) < len(ids)
+        kept = {key[1] for key in cache._entries}
+        assert ids[-1] in kept and ids[0] not in kept  # the least recently used went first
+
+
+def test_a_page_rendered_across_a_commit_is_not_kept(tmp_path: Path) -> None:
+    from digest.web import Cache, Rendered
+
+    settings = settings_for(tmp_path, "")
+    Store.open(settings.database.path).close()
+    cache = Cache(settings)
+    builds: list[int] = []
+
+    def build(store: Store) -> Rendered:
+        builds.append(1)
+        if len(builds) == 1:  # a pull commits while this page is being rendered
+            with Store.open(settings.database.path) as other:
+                other.put_setting("changed", "yes")
+        return Rendered.of(f"page {len(builds)}".encode(), "text/plain")
+
+    assert cache.get(("page",), build).body == b"page 1"  # served to the request that built it...
+    assert cache.get(("page",), build).body == b"page 2"  # ...but not kept
+    assert cache.get(("page",), build).body == b"page 2" and len(builds) == 2
