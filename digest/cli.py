@@ -323,7 +323,7 @@ def subscribers_add(
     with app.store() as store:
         row = add_subscriber(store, email, regions=chosen_regions, themes=chosen_themes, confirmed=confirmed)
         if row["status"] == "pending":
-            where = asyncio.run(send_confirmation(store, app.settings, int(str(row["id"]))))
+            where = asyncio.run(send_confirmation(store, app.settings, row))
             click.echo(f"{row['email']}: pending; confirmation sent ({where})")
         else:
             click.echo(f"{row['email']}: {row['status']}")

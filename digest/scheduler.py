@@ -34,6 +34,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from digest import signups
 from digest.config import Settings, SourceSettings
 from digest.dates import from_iso, to_iso, utcnow
 from digest.errors import ConfigError, DigestError
@@ -98,6 +99,7 @@ class Service:
         self.last_pull: str | None = None
         self.last_digest: str | None = None
         self.store = Store.open(settings.database.path)
+        self._local = threading.local()
 
     # --- health -------------------------------------------------------------------------------
 
@@ -183,6 +185,21 @@ class Service:
             log.info("digest due %s was missed: sending it now", to_iso(missed), extra={"event": "digest"})
             await self.digest(missed)
 
+    async def signups(self) -> None:
+        """Confirmations queued by the subscribe form that are due (retries, and any left
+        by a restart)."""
+        try:
+            await signups.drain(self._thread_store, self.settings)
+        except DigestError as exc:
+            log.warning("sign-ups: %s", exc, extra={"event": "signups"})
+
+    def _thread_store(self) -> Store:
+        """A store for the calling worker thread (sqlite3 connections stay in their thread)."""
+        store: Store | None = getattr(self._local, "store", None)
+        if store is None:
+            store = self._local.store = Store.open(self.settings.database.path)
+        return store
+
     # --- the loop -----------------------------------------------------------------------------
 
     async def run(self, *, web: bool = True) -> int:
@@ -206,6 +223,14 @@ class Service:
             )
         self.scheduler.add_job(
             self.digest, self.trigger, id="digest", max_instances=1, coalesce=True, misfire_grace_time=None
+        )
+        self.scheduler.add_job(
+            self.signups,
+            IntervalTrigger(seconds=signups.TICK),
+            id="signups",
+            next_run_time=now,
+            max_instances=1,
+            coalesce=True,
         )
         self.scheduler.start()
         log.info(

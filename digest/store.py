@@ -176,6 +176,54 @@ def _web_links_only(db: sqlite_utils.Database) -> None:
     )
 
 
+def _subscriber_identity(db: sqlite_utils.Database) -> None:
+    # AUTOINCREMENT: a removed subscriber's id is never given to anyone else. pending_since:
+    # when the current sign-up began; confirmation links are bound to it. signups: the web
+    # form's requests, handled after the answer (the same answer for every address).
+    # Rebuilt as SQLite's ALTER TABLE procedure says, with foreign keys off (see migrate).
+    db.execute(
+        """
+        CREATE TABLE subscribers_new (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            email TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'active', 'unsubscribed', 'bounced')),
+            regions TEXT NOT NULL DEFAULT '[]',
+            themes TEXT NOT NULL DEFAULT '[]',
+            created TEXT NOT NULL,
+            confirmed TEXT,
+            unsubscribed TEXT,
+            bounces INTEGER NOT NULL DEFAULT 0,
+            pending_since TEXT
+        )"""
+    )
+    db.execute(
+        "INSERT INTO subscribers_new (id, email, status, regions, themes, created, confirmed, unsubscribed,"
+        " bounces) SELECT id, email, status, regions, themes, created, confirmed, unsubscribed, bounces"
+        " FROM subscribers"
+    )
+    db.execute("DROP TABLE subscribers")
+    db.execute("ALTER TABLE subscribers_new RENAME TO subscribers")
+    db.execute(
+        """
+        CREATE TABLE signups (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            email TEXT NOT NULL,
+            regions TEXT NOT NULL DEFAULT '[]',
+            themes TEXT NOT NULL DEFAULT '[]',
+            created TEXT NOT NULL,
+            subscriber_id INTEGER,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_try TEXT NOT NULL,
+            last_error TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX signups_due ON signups(next_try)")
+    # Links made before tokens were bound stay good for unsubscribing the people who had them.
+    db.execute(
+        "INSERT OR REPLACE INTO settings (key, value) VALUES ('tokens_bound_since', ?)", [to_iso(utcnow())]
+    )
+
+
 # Append-only: a released migration is never edited, a change is a new entry.
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_initial", _initial),
@@ -184,6 +232,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0004_mail", _mail),
     ("0005_leases", _leases),
     ("0006_web_links_only", _web_links_only),
+    ("0007_subscriber_identity", _subscriber_identity),
 ]
 
 
@@ -273,17 +322,29 @@ class Store:
             " (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied TEXT NOT NULL)"
         )
         done = {row[0] for row in self.db.execute("SELECT id FROM migrations").fetchall()}
-        applied = []
-        for number, (name, step) in enumerate(MIGRATIONS, start=1):
-            if number in done:
-                continue
-            with self.transaction() as conn:
-                step(self.db)
-                conn.execute(
-                    "INSERT INTO migrations (id, name, applied) VALUES (?, ?, ?)",
-                    (number, name, to_iso(utcnow())),
-                )
-            applied.append(name)
+        applied: list[str] = []
+        pending = [(n, m) for n, m in enumerate(MIGRATIONS, start=1) if n not in done]
+        if not pending:
+            return applied
+        # Rebuilding a table that others reference needs foreign keys off (it cannot change
+        # inside a transaction); each migration is checked for broken references before commit.
+        self.db.execute("PRAGMA foreign_keys = OFF")
+        try:
+            for number, (name, step) in pending:
+                with self.transaction() as conn:
+                    if conn.execute("SELECT 1 FROM migrations WHERE id = ?", [number]).fetchone():
+                        continue  # another process applied it meanwhile
+                    step(self.db)
+                    broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise StoreError(f"migration {name} would break references: {broken[:3]}")
+                    conn.execute(
+                        "INSERT INTO migrations (id, name, applied) VALUES (?, ?, ?)",
+                        (number, name, to_iso(utcnow())),
+                    )
+                applied.append(name)
+        finally:
+            self.db.execute("PRAGMA foreign_keys = ON")
         return applied
 
     def applied_migrations(self) -> list[str]:
@@ -693,10 +754,11 @@ class Store:
                         [row["email"], *[row[c] for c in columns]],
                     )
                     added += 1
-                elif columns:
-                    sets = ", ".join(f"{c} = ?" for c in columns)
+                elif changing := [c for c in columns if c != "created"]:
+                    # created never changes: the subscriber's link tokens are bound to it.
+                    sets = ", ".join(f"{c} = ?" for c in changing)
                     conn.execute(
-                        f"UPDATE subscribers SET {sets} WHERE id = ?", [*[row[c] for c in columns], known[0]]
+                        f"UPDATE subscribers SET {sets} WHERE id = ?", [*[row[c] for c in changing], known[0]]
                     )
                     updated += 1
         return added, updated
@@ -709,6 +771,60 @@ class Store:
     def delete_subscriber(self, email: str) -> bool:
         with self.transaction() as conn:
             return conn.execute("DELETE FROM subscribers WHERE email = ?", [email]).rowcount > 0
+
+    # --- sign-ups from the web form ----------------------------------------------------------
+
+    def enqueue_signup(
+        self, email: str, regions: Sequence[str], themes: Sequence[str], *, now: datetime
+    ) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO signups (email, regions, themes, created, next_try) VALUES (?, ?, ?, ?, ?)",
+                (email, json.dumps(list(regions)), json.dumps(list(themes)), to_iso(now), to_iso(now)),
+            )
+
+    def claim_signups(self, now: datetime, *, until: datetime, limit: int) -> list[dict[str, Any]]:
+        """Sign-ups due at ``now``, held until ``until`` so no other worker takes them meanwhile."""
+        with self.transaction() as conn:
+            rows = conn.execute(
+                "SELECT id, email, regions, themes, subscriber_id, attempts FROM signups"
+                " WHERE next_try <= ? ORDER BY id LIMIT ?",
+                (to_iso(now), limit),
+            ).fetchall()
+            for chunk, marks in _in_chunks([row[0] for row in rows]):
+                conn.execute(
+                    f"UPDATE signups SET next_try = ? WHERE id IN ({marks})", [to_iso(until), *chunk]
+                )
+        return [
+            {
+                "id": row[0],
+                "email": row[1],
+                "regions": json.loads(row[2]),
+                "themes": json.loads(row[3]),
+                "subscriber_id": row[4],
+                "attempts": row[5],
+            }
+            for row in rows
+        ]
+
+    def signup_for(self, signup_id: int, subscriber_id: int) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE signups SET subscriber_id = ? WHERE id = ?", (subscriber_id, signup_id))
+
+    def retry_signup(self, signup_id: int, when: datetime, error: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE signups SET attempts = attempts + 1, next_try = ?, last_error = ? WHERE id = ?",
+                (to_iso(when), error, signup_id),
+            )
+
+    def finish_signup(self, signup_id: int) -> None:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM signups WHERE id = ?", (signup_id,))
+
+    def signups(self) -> list[dict[str, Any]]:
+        """Every queued sign-up (for status and tests)."""
+        return list(self.db.query("SELECT * FROM signups ORDER BY id"))
 
     # --- digests and the delivery ledger ------------------------------------------------------
 
@@ -756,7 +872,7 @@ class Store:
         """Ledger rows still to send, with what the message needs of the subscriber."""
         return list(
             self.db.query(
-                "SELECT l.subscriber_id, l.since, l.attempts, s.email, s.regions, s.themes,"
+                "SELECT l.subscriber_id, l.since, l.attempts, s.email, s.created, s.regions, s.themes,"
                 " s.status AS subscriber_status"
                 " FROM deliveries l JOIN subscribers s ON s.id = l.subscriber_id"
                 " WHERE l.digest_id = ? AND l.status = 'pending' ORDER BY l.subscriber_id",

@@ -1,11 +1,12 @@
-"""Subscribers: double opt-in, confirmation, one-click unsubscribe, preferences, CSV import/export."""
+"""Subscribers: double opt-in, confirmation, one-click unsubscribe, preferences, CSV import/export,
+and the tokens in their links (bound to the subscriber: see ``tokens.py``)."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from email_validator import EmailNotValidError, validate_email
@@ -13,6 +14,9 @@ from email_validator import EmailNotValidError, validate_email
 from digest.dates import to_iso, utcnow
 from digest.errors import DigestError
 from digest.store import Store
+from digest.tokens import CONFIRM_SECONDS, Binding, make
+
+TOKENS_BOUND_SINCE = "tokens_bound_since"  # the settings row the identity migration writes
 
 STATUSES = ("pending", "active", "unsubscribed", "bounced")
 CSV_FIELDS = ("email", "status", "regions", "themes", "created", "confirmed", "unsubscribed")
@@ -60,9 +64,10 @@ def add(
         "themes": json.dumps(list(themes)),
     }
     if confirmed:
-        row.update(status="active", confirmed=now, unsubscribed=None)
-    elif existing is None or existing["status"] != "active":
-        row.update(status="pending", unsubscribed=None)
+        row.update(status="active", confirmed=now, unsubscribed=None, pending_since=None)
+    elif existing is None or existing["status"] not in ("active", "pending"):
+        # A new sign-up: links from any earlier one (bound to pending_since) are dead.
+        row.update(status="pending", unsubscribed=None, pending_since=now)
     if existing is None:
         row["created"] = now
     store.upsert_subscribers([row])
@@ -72,12 +77,13 @@ def add(
 
 
 def confirm(store: Store, subscriber_id: int) -> bool:
-    """Make a pending subscriber active; False when there is no such subscriber."""
+    """Make a pending subscriber active; False when there is no pending subscriber by that id."""
     found = store.subscriber(subscriber_id=subscriber_id)
-    if found is None:
+    if found is None or found["status"] != "pending":
         return False
-    if found["status"] != "active":
-        store.update_subscriber(subscriber_id, status="active", confirmed=to_iso(utcnow()), unsubscribed=None)
+    store.update_subscriber(
+        subscriber_id, status="active", confirmed=to_iso(utcnow()), unsubscribed=None, pending_since=None
+    )
     return True
 
 
@@ -92,6 +98,37 @@ def unsubscribe(store: Store, subscriber_id: int) -> bool:
 
 def set_preferences(store: Store, subscriber_id: int, regions: Sequence[str], themes: Sequence[str]) -> None:
     store.update_subscriber(subscriber_id, regions=json.dumps(list(regions)), themes=json.dumps(list(themes)))
+
+
+def binding(row: Mapping[str, object], purpose: str, bound_since: str = "") -> Binding | None:
+    """What ``purpose`` tokens of this subscriber are bound to: their address and creation
+    time, and for a confirmation the pending sign-up (None when nothing is pending)."""
+    base = f"{str(row['email']).lower()}\x00{row['created']}"
+    if purpose == "confirm":
+        if row["status"] != "pending" or not row.get("pending_since"):
+            return None
+        return Binding(f"{base}\x00{row['pending_since']}")
+    return Binding(base, legacy=bool(bound_since) and str(row["created"]) < bound_since)
+
+
+def bindings(store: Store, purpose: str) -> Callable[[int], Binding | None]:
+    """The current binding of each subscriber id, for :func:`digest.tokens.read`."""
+    bound_since = store.get_setting(TOKENS_BOUND_SINCE) or ""
+
+    def lookup(subscriber_id: int) -> Binding | None:
+        row = store.subscriber(subscriber_id=subscriber_id)
+        return None if row is None else binding(row, purpose, bound_since)
+
+    return lookup
+
+
+def token(secret: bytes, purpose: str, row: Mapping[str, object]) -> str:
+    """A link token for this subscriber (confirmations expire after CONFIRM_SECONDS)."""
+    bound = binding(row, purpose)
+    if bound is None:
+        raise SubscriberError(f"{row['email']}: no pending sign-up to confirm")
+    ttl = CONFIRM_SECONDS if purpose == "confirm" else None
+    return make(secret, purpose, int(str(row["id"])), binding=bound.value, ttl=ttl)
 
 
 @dataclass

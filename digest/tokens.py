@@ -1,8 +1,14 @@
 """Signed tokens for confirm, unsubscribe and preferences links (HMAC-SHA256, stdlib only).
 
 A token is ``base64url(payload).base64url(mac)``; the payload names the purpose, the
-subscriber and, for confirmations, an expiry. Unsubscribe and preference tokens do not
-expire: a link in a year-old email must still work.
+subscriber id and, for confirmations, an expiry. The MAC also covers a *binding*: what
+only that subscriber has (their address and creation time; for a confirmation, also when
+the pending request began), so a token dies with the subscriber it was made for. Ids are
+never reused, and even a copied id would not carry the binding.
+
+Unsubscribe and preference tokens do not expire: a link in a year-old email must still
+work. Tokens made before bindings existed (version 1) are accepted for unsubscribing only,
+and only for subscribers who existed when such tokens were made.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import hmac
 import json
 import secrets
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from digest.store import Store
 
@@ -21,7 +29,17 @@ CONFIRM_SECONDS = 7 * 86400
 
 
 class BadToken(Exception):
-    """A token that is malformed, forged, for another purpose, or expired."""
+    """A token that is malformed, forged, for another purpose, expired, or for a subscriber
+    who is gone."""
+
+
+@dataclass(frozen=True)
+class Binding:
+    """What a token for one subscriber is bound to, as the store knows it now. ``legacy``:
+    version-1 tokens (no binding) are honoured for this subscriber."""
+
+    value: str
+    legacy: bool = False
 
 
 def secret_for(store: Store, configured: str | None) -> bytes:
@@ -39,30 +57,61 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def _mac(secret: bytes, body: str, binding: str | None) -> bytes:
+    message = body if binding is None else f"{body}\x00{binding}"
+    return hmac.new(secret, message.encode(), hashlib.sha256).digest()
+
+
 def make(
-    secret: bytes, purpose: str, subscriber_id: int, *, ttl: int | None = None, now: float | None = None
+    secret: bytes,
+    purpose: str,
+    subscriber_id: int,
+    *,
+    binding: str = "",
+    ttl: int | None = None,
+    now: float | None = None,
 ) -> str:
-    """A token for ``purpose`` (confirm, unsubscribe, preferences) and one subscriber."""
-    payload: dict[str, object] = {"p": purpose, "s": subscriber_id}
+    """A token for ``purpose`` (confirm, unsubscribe, preferences, form) and one subscriber."""
+    payload: dict[str, object] = {"p": purpose, "s": subscriber_id, "v": 2}
     if ttl is not None:
         payload["e"] = int((now if now is not None else time.time()) + ttl)
     body = _b64(json.dumps(payload, separators=(",", ":")).encode())
-    mac = hmac.new(secret, body.encode(), hashlib.sha256).digest()
-    return f"{body}.{_b64(mac)}"
+    return f"{body}.{_b64(_mac(secret, body, binding))}"
 
 
-def read(secret: bytes, token: str, purpose: str, *, now: float | None = None) -> int:
-    """The subscriber id a valid token for ``purpose`` carries; BadToken otherwise."""
+def read(
+    secret: bytes,
+    token: str,
+    purpose: str,
+    binding: Callable[[int], Binding | None] = lambda _: Binding(""),
+    *,
+    now: float | None = None,
+) -> int:
+    """The subscriber id a valid token for ``purpose`` carries; BadToken otherwise.
+    ``binding`` gives the subscriber's current binding (None: no such subscriber)."""
     try:
         body, mac = token.split(".")
-        expected = hmac.new(secret, body.encode(), hashlib.sha256).digest()
-        if not hmac.compare_digest(expected, _unb64(mac)):
-            raise BadToken("signature does not match")
         payload = json.loads(_unb64(body))
+        given = _unb64(mac)
     except (ValueError, TypeError) as exc:
         raise BadToken(f"malformed: {exc}") from None
-    if payload.get("p") != purpose or not isinstance(payload.get("s"), int):
+    if not isinstance(payload, dict) or payload.get("p") != purpose or not isinstance(payload.get("s"), int):
         raise BadToken("wrong purpose")
-    if "e" in payload and (now if now is not None else time.time()) > payload["e"]:
+    subscriber_id = int(payload["s"])
+    bound = binding(subscriber_id)
+    if bound is None:
+        raise BadToken("no such subscriber")
+    if payload.get("v") == 2:
+        expected = _mac(secret, body, bound.value)
+    elif purpose == "unsubscribe" and bound.legacy:
+        expected = _mac(secret, body, None)
+    else:
+        raise BadToken("an old kind of token, no longer accepted here")
+    if not hmac.compare_digest(expected, given):
+        raise BadToken("signature does not match")
+    expiry = payload.get("e")
+    if expiry is not None and (
+        not isinstance(expiry, int) or (now if now is not None else time.time()) > expiry
+    ):
         raise BadToken("expired")
-    return int(payload["s"])
+    return subscriber_id

@@ -8,13 +8,16 @@ form, a weak ETag and Last-Modified. A change is noticed through SQLite's ``data
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import gzip
 import hashlib
+import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,12 +28,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from digest import publish, web_subscribe
+from digest import publish, signups, web_subscribe
 from digest.config import Settings
+from digest.errors import DigestError
 from digest.publish import FeedSpec
 from digest.site import Site
 from digest.store import Store
 
+log = logging.getLogger("digest")
 RECHECK = 1.0
 FEED_CACHE_CONTROL = "public, max-age=300"
 PAGE_CACHE_CONTROL = "public, max-age=60"
@@ -333,7 +338,27 @@ def create_app(
         *web_subscribe.routes(site, cache.store),
     ]
     handlers: dict[Any, Any] = {404: not_found}
-    app = Starlette(routes=routes, exception_handlers=handlers)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Under `digest serve`, queued confirmations are retried here; `digest run` runs
+        # uvicorn without a lifespan and retries them from its scheduler instead.
+        task = asyncio.create_task(_retry_signups(cache, settings))
+        try:
+            yield
+        finally:
+            task.cancel()
+
+    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
     app.state.cache = cache
     app.add_middleware(Guard)
     return app
+
+
+async def _retry_signups(cache: Cache, settings: Settings) -> None:
+    while True:
+        try:
+            await signups.drain(cache.store, settings, run=run_in_threadpool)
+        except DigestError as exc:
+            log.warning("sign-ups: %s", exc)
+        await asyncio.sleep(signups.TICK)

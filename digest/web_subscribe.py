@@ -2,9 +2,12 @@
 POST), preferences, and the web copies of past digests.
 
 The subscribe form never says whether an address is already subscribed: every valid
-request gets the same answer. Requests are rate-limited per client and per address.
-Tokens are signed (``digest/tokens.py``); a bad or expired one is answered with a plain
-page that tells nothing about anyone.
+request does the same work (queue it) and gets the same answer; the confirmation email goes
+out after the answer (``signups.py``). Requests are rate-limited per client and per address.
+Tokens are signed and bound to their subscriber (``digest/tokens.py``); a bad, expired or
+used one is answered with a plain page that tells nothing about anyone. Nothing changes on
+a GET: confirming, like unsubscribing, takes a button (a POST), so link scanners change
+nothing.
 """
 
 from __future__ import annotations
@@ -21,12 +24,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from digest import subscribers
+from digest import signups, subscribers
 from digest.dates import from_iso
 from digest.digests import Selection, newcomer_since
 from digest.errors import DigestError
 from digest.mail import compose
-from digest.mail.send import Mailer, send_confirmation
+from digest.mail.send import Mailer
 from digest.site import Site
 from digest.store import Store
 from digest.tokens import BadToken, make, read, secret_for
@@ -68,11 +71,11 @@ def routes(site: Site, store_for_thread: Callable[[], Store]) -> list[Route]:
 
     def subscriber_from(request: Request, purpose: str) -> int | None:
         store = store_for_thread()
+        secret = secret_for(store, settings.secret)
         try:
-            subscriber_id = read(secret_for(store, settings.secret), request.path_params["token"], purpose)
+            return read(secret, request.path_params["token"], purpose, subscribers.bindings(store, purpose))
         except BadToken:
             return None
-        return subscriber_id if store.subscriber(subscriber_id=subscriber_id) else None
 
     def slugs_from(form: Any) -> tuple[list[str], list[str]]:
         """The regions and themes ticked on a form, checked (SubscriberError otherwise)."""
@@ -119,19 +122,10 @@ def routes(site: Site, store_for_thread: Callable[[], Store]) -> list[Route]:
             return page("subscribe.html", 400, email=email, chosen=chosen, error=str(exc), form_token=token)
         if not per_address.allow(address.lower()):
             return message("Too many requests", "Please wait a while before trying this address again.", 429)
-        store = store_for_thread()
-        existing = store.subscriber(email=address)
-        if existing is None or existing["status"] != "active":
-            row = subscribers.add(store, address, regions=regions, themes=themes)
-            try:
-                await send_confirmation(store, settings, int(str(row["id"])))
-            except DigestError:
-                return message(
-                    "Not sent",
-                    "We could not send the confirmation email just now. Please try again later.",
-                    503,
-                )
-        # The same answer whether or not the address was already subscribed.
+        # The same work and the same answer whether or not the address is subscribed: the
+        # request is queued; what it leads to happens later, on the queue's own clock (work
+        # started right after this answer would slow the next request, telling the same).
+        await run_in_threadpool(lambda: signups.enqueue(store_for_thread(), address, regions, themes))
         return message(
             "Check your inbox",
             f"If {address} can receive our digest, a confirmation link is on its way to it.",
@@ -140,8 +134,13 @@ def routes(site: Site, store_for_thread: Callable[[], Store]) -> list[Route]:
     async def confirm(request: Request) -> Response:
         subscriber_id = subscriber_from(request, "confirm")
         if subscriber_id is None:
-            return message("Link not valid", invalid + " You can subscribe again from the form.", 400)
-        subscribers.confirm(store_for_thread(), subscriber_id)
+            return message(
+                "Link not valid", invalid + " It may have been used already; you can subscribe again.", 400
+            )
+        if request.method == "GET":
+            return message("Confirm", "Confirm your subscription to the digest?", button="Confirm")
+        if not subscribers.confirm(store_for_thread(), subscriber_id):
+            return message("Link not valid", invalid, 400)
         return message("Subscribed", "Thank you: your first digest comes with the next weekly send.")
 
     async def unsubscribe(request: Request) -> Response:
@@ -201,7 +200,7 @@ def routes(site: Site, store_for_thread: Callable[[], Store]) -> list[Route]:
 
     return [
         Route("/subscribe", subscribe, methods=["GET", "POST"]),
-        Route("/confirm/{token}", confirm),
+        Route("/confirm/{token}", confirm, methods=["GET", "POST"]),
         Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "POST"]),
         Route("/preferences/{token}", preferences, methods=["GET", "POST"]),
         Route("/digests/", digests),

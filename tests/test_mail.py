@@ -18,7 +18,7 @@ from digest.errors import SendError
 from digest.ingest import pull
 from digest.mail.send import Mailer, send_all
 from digest.store import Store
-from digest.subscribers import add, unsubscribe
+from digest.subscribers import add, bindings, unsubscribe
 from digest.tokens import read, secret_for
 
 from .conftest import SEEDS, FeedServer, Reply, SmtpSink, rss, settings_for
@@ -74,7 +74,8 @@ def test_digest_reaches_each_active_subscriber_once_with_their_selection(
     assert bob["List-Id"] == "Digest <digest.news.example.org>"
     assert bob["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     token = bob["List-Unsubscribe"].strip("<>").rsplit("/", 1)[1]
-    assert read(secret, token, "unsubscribe") == ids["bob"]
+    with Store.open(settings.database.path) as store:
+        assert read(secret, token, "unsubscribe", bindings(store, "unsubscribe")) == ids["bob"]
     assert bob["Subject"].split(":")[0].endswith("new articles")
     text = bob.get_body(("plain",)).get_content()
     html = bob.get_body(("html",)).get_content()

@@ -74,3 +74,63 @@ def test_unusable_paths_are_clear_errors(tmp_path: Path) -> None:
     not_a_db.write_text("this is not a database, just text " * 100)
     with pytest.raises(StoreError, match="cannot open database"):
         Store.open(not_a_db)
+
+
+def test_the_identity_migration_keeps_subscribers_ledgers_and_old_unsubscribe_links(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import digest.store
+    from digest.dates import utcnow
+    from digest.subscribers import add, bindings
+    from digest.tokens import BadToken, read, secret_for
+
+    path = tmp_path / "d.db"
+    monkeypatch.setattr(digest.store, "MIGRATIONS", MIGRATIONS[:6])  # a database of the last release
+    with Store.open(path) as store:
+        for name in ("ann", "bob", "cid"):
+            store.upsert_subscribers(
+                [
+                    {
+                        "email": f"{name}@example.org",
+                        "status": "active",
+                        "created": "2026-01-01T00:00:00.000000+00:00",
+                    }
+                ]
+            )
+        ids = {str(r["email"]): int(r["id"]) for r in store.subscribers()}
+        store.create_digest("d1", utcnow(), [(ids["bob@example.org"], "2026-01-01T00:00:00.000000+00:00")])
+        secret = secret_for(store, None)
+    monkeypatch.undo()
+    # Links as the last release made them: signed, but bound to nothing but the id.
+    old_unsubscribe = _v1_token(secret, {"p": "unsubscribe", "s": ids["bob@example.org"]})
+    old_preferences = _v1_token(secret, {"p": "preferences", "s": ids["bob@example.org"]})
+    with Store.open(path) as store:
+        assert {str(r["email"]): int(r["id"]) for r in store.subscribers()} == ids
+        assert store.pending_deliveries("d1")[0]["email"] == "bob@example.org"  # the ledger kept its rows
+        assert (
+            read(secret, old_unsubscribe, "unsubscribe", bindings(store, "unsubscribe"))
+            == ids["bob@example.org"]
+        )
+        with pytest.raises(BadToken):
+            read(secret, old_preferences, "preferences", bindings(store, "preferences"))
+        assert store.delete_subscriber("cid@example.org")
+        newcomer = add(store, "dee@example.org", confirmed=True)
+        assert int(str(newcomer["id"])) > max(ids.values())  # never cid's id again
+        # An old-style token for the newcomer's id is refused: such tokens never existed for them.
+        with pytest.raises(BadToken):
+            read(secret, _v1_token(secret, {"p": "unsubscribe", "s": newcomer["id"]}), "unsubscribe",
+                 bindings(store, "unsubscribe"))  # fmt: skip
+
+
+def _v1_token(secret: bytes, payload: dict[str, object]) -> str:
+    """A token exactly as the release before bound tokens made it."""
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    body = b64(json.dumps(payload, separators=(",", ":")).encode())
+    return f"{body}.{b64(hmac.new(secret, body.encode(), hashlib.sha256).digest())}"

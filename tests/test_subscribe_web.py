@@ -7,7 +7,8 @@ import email
 import email.policy
 import json
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -33,18 +34,41 @@ def site(tmp_path: Path) -> Iterator[tuple[AppServer, Settings, Path]]:
         yield server, settings, tmp_path / "out"
 
 
+def store_signups(settings: Settings) -> list[dict[str, object]]:
+    with Store.open(settings.database.path) as store:
+        return store.signups()
+
+
 def _token(client: httpx.Client) -> str:
     match = re.search(r'name="form_token" value="([^"]+)"', client.get("/subscribe").text)
     assert match
     return match.group(1)
 
 
+def _until(check: Callable[[], object], seconds: float = 10) -> object:
+    """Wait for what the app does after answering (the sign-up queue) to show."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if found := check():
+            return found
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")
+
+
+def _confirmations(outbox: Path) -> list[Path]:
+    return [p for p in outbox.iterdir() if p.name.startswith("confirm-")] if outbox.is_dir() else []
+
+
 def _confirm_link(outbox: Path) -> str:
-    [mail] = [p for p in outbox.iterdir() if p.name.startswith("confirm-")]
+    [mail] = _until(lambda: _confirmations(outbox))  # type: ignore[misc]
     text = email.message_from_bytes(mail.read_bytes(), policy=email.policy.default).get_content()
     match = re.search(r"http://\S+/confirm/\S+", text)
     assert match, text
     return match.group(0)
+
+
+def _path(link: str) -> str:
+    return link.split("127.0.0.1:8080")[1]
 
 
 def test_double_opt_in(site: tuple[AppServer, Settings, Path]) -> None:
@@ -59,6 +83,7 @@ def test_double_opt_in(site: tuple[AppServer, Settings, Path]) -> None:
             data={"email": "Ann@Example.org", "region": ["europe", "africa"], "form_token": _token(client)},
         )
         assert answer.status_code == 200 and "Check your inbox" in answer.text
+        path = _path(_confirm_link(outbox))
         with Store.open(settings.database.path) as store:
             row = store.subscriber(email="Ann@example.org")
         assert (
@@ -66,9 +91,11 @@ def test_double_opt_in(site: tuple[AppServer, Settings, Path]) -> None:
             and row["status"] == "pending"
             and json.loads(row["regions"]) == ["europe", "africa"]
         )
-        link = _confirm_link(outbox)
-        path = link.split("127.0.0.1:8080")[1]
-        assert "Subscribed" in client.get(path).text
+        shown = client.get(path)  # a GET (a link scanner) only shows the button
+        assert shown.status_code == 200 and "<button" in shown.text
+        with Store.open(settings.database.path) as store:
+            assert store.subscriber(email="ann@example.org")["status"] == "pending"  # type: ignore[index]
+        assert "Subscribed" in client.post(path).text
         with Store.open(settings.database.path) as store:
             assert store.subscriber(email="ann@example.org")["status"] == "active"  # type: ignore[index]
         # Asking again gives the same answer and sends nothing new: nothing is revealed.
@@ -76,7 +103,8 @@ def test_double_opt_in(site: tuple[AppServer, Settings, Path]) -> None:
         assert again.text == answer.text.replace("Ann@Example.org", "ann@example.org").replace(
             "Ann@example.org", "ann@example.org"
         )
-        assert len([p for p in outbox.iterdir() if p.name.startswith("confirm-")]) == 1
+        _until(lambda: not store_signups(settings))
+        assert len(_confirmations(outbox)) == 1
 
 
 def test_bad_input_and_bad_tokens(site: tuple[AppServer, Settings, Path]) -> None:
@@ -108,9 +136,8 @@ def test_one_click_unsubscribe_and_preferences(site: tuple[AppServer, Settings, 
     with Store.open(settings.database.path) as store:
         row = add(store, "bob@example.org", confirmed=True)
         mailer = Mailer(store, settings)
-        unsubscribe_url, preferences_url = mailer.links(int(str(row["id"])))
-    unsubscribe_path = unsubscribe_url.split("127.0.0.1:8080")[1]
-    preferences_path = preferences_url.split("127.0.0.1:8080")[1]
+        unsubscribe_url, preferences_url = mailer.links(row)
+    unsubscribe_path, preferences_path = _path(unsubscribe_url), _path(preferences_url)
     with httpx.Client(base_url=server.url("")) as client:
         page = client.get(preferences_path)
         assert page.status_code == 200 and "bob@example.org" in page.text
@@ -187,3 +214,135 @@ def test_forms_resist_cross_site_requests_and_pages_carry_security_headers(
             headers={"Content-Type": "application/x-www-form-urlencoded"},
         )
         assert huge.status_code == 413
+
+
+def test_a_removed_subscribers_links_are_dead_for_whoever_comes_next(
+    site: tuple[AppServer, Settings, Path],
+) -> None:
+    from digest.subscribers import add, token
+
+    server, settings, _ = site
+    base = settings.site.base_url
+    with Store.open(settings.database.path) as store:
+        ann = add(store, "ann@example.org", confirmed=True)
+        carol = add(store, "carol@example.org")  # pending: has a confirmation link
+        ann_unsubscribe, ann_preferences = Mailer(store, settings).links(ann)
+        carol_confirm = f"{base}/confirm/{token(secret_for(store, None), 'confirm', carol)}"
+        assert store.delete_subscriber("ann@example.org") and store.delete_subscriber("carol@example.org")
+        eve = add(store, "eve@example.org", confirmed=True)
+        victim = add(store, "victim@example.org")  # signed up by someone else, never confirmed
+    assert {eve["id"], victim["id"]}.isdisjoint({ann["id"], carol["id"]})  # ids are never reused
+    with httpx.Client(base_url=server.url("")) as client:
+        page = client.get(_path(ann_preferences))
+        assert page.status_code == 400 and "eve@example.org" not in page.text
+        assert client.post(_path(ann_preferences), data={"theme": ["party-relations"]}).status_code == 400
+        done = client.post(_path(ann_unsubscribe), data={"List-Unsubscribe": "One-Click"})
+        assert done.status_code == 400
+        assert client.post(_path(carol_confirm)).status_code == 400  # no double opt-in bypass
+    with Store.open(settings.database.path) as store:
+        assert store.subscriber(email="eve@example.org")["status"] == "active"  # type: ignore[index]
+        assert store.subscriber(email="eve@example.org")["themes"] == "[]"  # type: ignore[index]
+        assert store.subscriber(email="victim@example.org")["status"] == "pending"  # type: ignore[index]
+
+
+def test_a_confirm_link_confirms_one_pending_sign_up_once(site: tuple[AppServer, Settings, Path]) -> None:
+    server, settings, outbox = site
+
+    def status() -> str:
+        with Store.open(settings.database.path) as store:
+            return str(store.subscriber(email="ann@example.org")["status"])  # type: ignore[index]
+
+    with httpx.Client(base_url=server.url("")) as client:
+        client.post("/subscribe", data={"email": "ann@example.org", "form_token": _token(client)})
+        first = _path(_confirm_link(outbox))
+        for _ in range(3):  # link scanners open it: nothing changes
+            assert "<button" in client.get(first).text
+        assert status() == "pending"
+        assert client.post(first).status_code == 200 and status() == "active"
+        assert client.post(first).status_code == 400  # used: dead
+        with Store.open(settings.database.path) as store:
+            row = store.subscriber(email="ann@example.org")
+            unsubscribe, _ = Mailer(store, settings).links(row)  # type: ignore[arg-type]
+        client.post(_path(unsubscribe), data={"List-Unsubscribe": "One-Click"})
+        assert status() == "unsubscribed"
+        # Replaying the old confirmation cannot re-subscribe someone who left...
+        assert client.post(first).status_code == 400 and status() == "unsubscribed"
+        # ...but signing up again sends a new link, which works once.
+        for old in _confirmations(outbox):
+            old.unlink()
+        client.post("/subscribe", data={"email": "ann@example.org", "form_token": _token(client)})
+        second = _path(_confirm_link(outbox))
+        assert second != first and client.post(first).status_code == 400
+        assert client.post(second).status_code == 200 and status() == "active"
+
+
+def test_the_subscribe_answer_is_the_same_for_everyone_and_confirmations_survive_a_restart(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+    import socket
+    import statistics
+    from datetime import timedelta
+
+    from digest.dates import utcnow
+    from digest.signups import drain
+    from digest.subscribers import add
+
+    from .conftest import SmtpSink
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens here: the SMTP server is down
+    settings = settings_for(
+        tmp_path,
+        f'[smtp]\nhost = "127.0.0.1"\nport = {port}\ntimeout = "2s"\n'
+        f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n',
+    )
+    with Store.open(settings.database.path) as store:
+        for n in range(21):
+            add(store, f"known{n}@example.org", confirmed=True)
+    clients = iter(range(1, 10_000))
+
+    def post(client: httpx.Client, address: str) -> tuple[int, str, float]:
+        form = {"email": address, "form_token": _token(client)}
+        headers = {"X-Forwarded-For": f"198.51.100.{next(clients) % 250 + 1}"}  # as behind a proxy
+        started = time.perf_counter()
+        answer = client.post("/subscribe", data=form, headers=headers)
+        took = time.perf_counter() - started
+        return answer.status_code, answer.text.replace(address, "ADDRESS"), took
+
+    with AppServer(settings) as server, httpx.Client(base_url=server.url("")) as client:
+        known = post(client, "known20@example.org")
+        new = post(client, "new@example.org")
+        assert known[:2] == new[:2] and known[0] == 200  # same status, same page
+        timings: dict[str, list[float]] = {"known": [], "new": []}
+        for n in range(20):
+            for kind in ("known", "new"):
+                status, _, took = post(client, f"{kind}{n}@example.org")
+                assert status == 200
+                timings[kind].append(took)
+
+        def handled() -> bool:  # by the queue, on its own clock: each request seen once
+            with Store.open(settings.database.path) as store:
+                rows = store.signups()
+            return all(int(str(r["attempts"])) >= 1 for r in rows) and len(rows) == 21
+
+        _until(handled)
+    known_ms, new_ms = (statistics.median(timings[k]) * 1000 for k in ("known", "new"))
+    print(f"median answer: {known_ms:.2f} ms for a subscribed address, {new_ms:.2f} ms for a new one")
+    assert abs(known_ms - new_ms) < 2 + 0.25 * min(known_ms, new_ms), (known_ms, new_ms)
+    with Store.open(settings.database.path) as store:
+        queued = {str(r["email"]) for r in store.signups()}
+        assert "new@example.org" in queued and not any(q.startswith("known") for q in queued)
+        assert store.subscriber(email="new@example.org")["status"] == "pending"  # type: ignore[index]
+    # The server is back; the process restarted: the queue is still there and goes out once.
+    with SmtpSink(port=port) as sink, AppServer(settings), Store.open(settings.database.path) as store:
+        later = utcnow() + timedelta(hours=2)
+        sent = asyncio.run(drain(lambda: store, settings, now=later, run=_inline))
+        assert sent == len(queued)
+        assert asyncio.run(drain(lambda: store, settings, now=later, run=_inline)) == 0
+    assert sorted(sink.recipients()) == sorted(queued)  # once each, and none to known addresses
+
+
+async def _inline(function: Callable[..., object], *args: object) -> object:
+    return function(*args)

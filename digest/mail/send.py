@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -29,7 +29,8 @@ from digest.mail import compose
 from digest.mail.compose import Outgoing, outgoing
 from digest.mail.outbox import Outbox
 from digest.store import Store
-from digest.tokens import CONFIRM_SECONDS, make, secret_for
+from digest.subscribers import token
+from digest.tokens import CONFIRM_SECONDS, secret_for
 
 BOUNCE_LIMIT = 3
 ATTEMPTS = 3
@@ -228,16 +229,13 @@ class Mailer:
         self.store.create_digest(digest_id, until, rows)
         return digest_id
 
-    def links(self, subscriber_id: int) -> tuple[str, str]:
+    def links(self, subscriber: Mapping[str, object]) -> tuple[str, str]:
+        """The subscriber's unsubscribe and preferences links (a row with id, email, created)."""
         base = self.settings.site.base_url
         return (
-            f"{base}/unsubscribe/{make(self.secret, 'unsubscribe', subscriber_id)}",
-            f"{base}/preferences/{make(self.secret, 'preferences', subscriber_id)}",
+            f"{base}/unsubscribe/{token(self.secret, 'unsubscribe', subscriber)}",
+            f"{base}/preferences/{token(self.secret, 'preferences', subscriber)}",
         )
-
-    def confirm_link(self, subscriber_id: int) -> str:
-        token = make(self.secret, "confirm", subscriber_id, ttl=CONFIRM_SECONDS)
-        return f"{self.settings.site.base_url}/confirm/{token}"
 
     async def deliver(
         self,
@@ -287,7 +285,9 @@ class Mailer:
                     self.store.record_delivery(digest_id, subscriber_id, "failed", reply="nothing new")
                     report.skipped += 1
                     continue
-                unsubscribe, preferences = self.links(subscriber_id)
+                unsubscribe, preferences = self.links(
+                    {"id": subscriber_id, "email": row["email"], "created": row["created"]}
+                )
                 msg, message_id = compose.personal_bytes(
                     body,
                     to=str(row["email"]),
@@ -354,21 +354,27 @@ async def send_all(
     return reports
 
 
-async def send_confirmation(store: Store, settings: Settings, subscriber_id: int) -> str:
-    """Send the double opt-in email; where it went (the server's reply, or the outbox file)."""
-    mailer = Mailer(store, settings)
-    row = store.subscriber(subscriber_id=subscriber_id)
-    assert row is not None
+def confirmation_message(store: Store, settings: Settings, row: Mapping[str, object]) -> Outgoing:
+    """The double opt-in email for a pending subscriber (blocking: reads the token secret)."""
+    secret = secret_for(store, settings.secret)
+    confirm_url = f"{settings.site.base_url}/confirm/{token(secret, 'confirm', row)}"
     msg = compose.confirmation(
         settings,
-        mailer.env,
-        to=row["email"],
-        confirm_url=mailer.confirm_link(subscriber_id),
+        compose.environment(settings.digest.templates),
+        to=str(row["email"]),
+        confirm_url=confirm_url,
         days=CONFIRM_SECONDS // 86400,
         date=utcnow(),
     )
+    return outgoing(msg)
+
+
+async def send_confirmation(store: Store, settings: Settings, row: Mapping[str, object]) -> str:
+    """Send the double opt-in email now (the operator's `subscribers add`); where it went
+    (the server's reply, or the outbox file)."""
+    msg = confirmation_message(store, settings, row)
     async with transport_for(settings) as channel:
-        return await _once(channel, outgoing(msg), f"confirm-{subscriber_id}-{int(time.time())}")
+        return await _once(channel, msg, f"confirm-{row['id']}-{int(time.time())}")
 
 
 async def send_test_copy(store: Store, settings: Settings, email: str, since: datetime | None = None) -> str:
