@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from digest import __version__
+from digest import __version__, redact
 from digest.config import Settings, load_settings
 from digest.dates import to_iso, utcnow
 from digest.digests import Selection, newcomer_since
@@ -536,7 +536,8 @@ def status(app: App) -> None:
         )
         click.echo(line)
         if row["last_error"]:
-            click.echo(f"  {'':<16} error ({row['consecutive_failures']}x): {row['last_error']}")
+            error = redact.text(str(row["last_error"]))
+            click.echo(f"  {'':<16} error ({row['consecutive_failures']}x): {error}")
     click.echo("Digests")
     for d in digests:
         counts = f"sent {d['sent'] or 0}, failed {d['failed'] or 0}, pending {d['pending'] or 0}"

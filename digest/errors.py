@@ -2,15 +2,22 @@
 
 Every message is one readable line that names what failed and where (a file and key, a
 URL, a source name), so the CLI can print it as is and exit non-zero without a traceback.
+URLs in messages are redacted (no credentials, no query string: see ``redact.py``), since
+messages end up in logs, the database, ``digest status`` and ``/healthz``.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from digest import redact
+
 
 class DigestError(Exception):
     """Base class: an expected failure with a message fit for a user."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(redact.text(message))
 
 
 class ConfigError(DigestError):

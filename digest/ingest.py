@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from digest import redact
 from digest.config import Settings, SourceSettings
 from digest.dates import utcnow
 from digest.errors import DigestError, FetchError, ParseError
@@ -81,7 +82,7 @@ def _pull_guarded(
     except DigestError:
         raise
     except Exception as exc:
-        message = f"unexpected {type(exc).__name__} while pulling: {one_line(str(exc))[:300]}"
+        message = redact.text(f"unexpected {type(exc).__name__} while pulling: {one_line(str(exc))[:300]}")
         store.record_fetch(source.name, status=None, error=message, keep_validators=True)
         return SourceReport(source.name, error=message)
 
@@ -158,9 +159,9 @@ def pull_source(
                 feed_url = parsed.feed_links[0]
                 parsed = _follow_feed(fetcher, feed_url, source, settings, policy)
                 fetch_url = feed_url
-                report.warnings.append(f"following the feed the page advertises: {feed_url}")
+                report.warnings.append(f"following the feed the page advertises: {redact.url(feed_url)}")
         except DigestError as exc:
-            failures.append(f"{document.name}: {exc}")
+            failures.append(redact.text(f"{document.name}: {exc}"))
             continue
         for item in parsed.items:
             article = normalise(item, source.name, parsed.base_url or document.url, now)

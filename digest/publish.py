@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from feedgen.feed import FeedGenerator
 from lxml import etree
 
-from digest import __version__
+from digest import __version__, redact
 from digest.config import Settings
 from digest.grouping.classify import taxonomy_for
 from digest.grouping.regions import regions
@@ -133,8 +133,8 @@ def _xml_feed(
             entry.category(term=slug, label=region_names.get(slug, slug), scheme=f"{base}/regions/")
         for slug in article.themes:
             entry.category(term=slug, label=theme_names.get(slug, slug), scheme=f"{base}/themes/")
-        url = source_urls.get(article.source)
-        if fmt == "rss" and url and url.startswith(("http://", "https://")):
+        url = _public(source_urls.get(article.source))
+        if fmt == "rss" and url:
             entry.source(url=url, title=article.source)
     if fmt == "rss":
         return bytes(fg.rss_str(pretty=False))
@@ -151,10 +151,15 @@ def _with_atom_sources(
         article = by_id[entry.findtext(f"{{{ATOM_NS}}}id", "")]
         source = etree.SubElement(entry, f"{{{ATOM_NS}}}source")
         etree.SubElement(source, f"{{{ATOM_NS}}}title").text = article.source
-        url = source_urls.get(article.source)
-        if url and url.startswith(("http://", "https://")):
+        url = _public(source_urls.get(article.source))
+        if url:
             etree.SubElement(source, f"{{{ATOM_NS}}}link", rel="self", href=url)
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+
+
+def _public(url: str | None) -> str | None:
+    """A source's URL as feeds may show it: a web URL, without credentials or query."""
+    return redact.url(url, mark=False) if url and web_url(url) else None
 
 
 def _json_feed(spec: FeedSpec, articles: Sequence[Article], settings: Settings) -> bytes:

@@ -34,7 +34,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from digest import signups
+from digest import redact, signups
 from digest.config import Settings, SourceSettings
 from digest.dates import from_iso, to_iso, utcnow
 from digest.errors import ConfigError, DigestError
@@ -106,7 +106,11 @@ class Service:
     def health(self) -> tuple[int, dict[str, Any]]:
         running = self.scheduler is not None and self.scheduler.running and not self.stopping.is_set()
         failing = [
-            {"source": row["name"], "failures": row["consecutive_failures"], "error": row["last_error"]}
+            {
+                "source": row["name"],
+                "failures": row["consecutive_failures"],
+                "error": redact.text(str(row["last_error"] or "")),
+            }
             for row in self.store.source_rows()
             if row["consecutive_failures"]
         ]

@@ -12,6 +12,7 @@ import asyncio
 import email.utils
 import gzip
 import hashlib
+import ipaddress
 import logging
 import threading
 import time
@@ -206,6 +207,16 @@ class Guard:
         await self.app(scope, capped_receive, secured_send)
 
 
+def _loopback(request: Request) -> bool:
+    """Whether the client is on this machine (behind a proxy on this machine, uvicorn puts
+    the address from X-Forwarded-For here, so a visitor through the proxy is not)."""
+    host = request.client.host if request.client else ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def respond(request: Request, rendered: Rendered, cache_control: str) -> Response:
     """Send ``rendered``: 304 when the client's copy is current, gzip when it accepts it."""
     headers = {"ETag": rendered.etag, "Cache-Control": cache_control, "Vary": "Accept-Encoding"}
@@ -315,6 +326,8 @@ def create_app(
         if health is None:
             return JSONResponse({"status": "ok"})
         status, body = health()  # quick reads, on the loop's thread where the service's store lives
+        if not _loopback(request):
+            body = {"status": body["status"]}  # details (sources, errors) are for the operator
         return JSONResponse(body, status_code=status)
 
     async def not_found(request: Request, exc: Exception) -> Response:

@@ -242,3 +242,36 @@ def test_the_database_survives_the_service_and_commands_at_once(
     with sqlite3.connect(tmp_path / "test.db") as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert db.execute("SELECT count(*) FROM subscribers").fetchone()[0] == n
+
+
+def test_credentials_in_source_urls_never_show(server: FeedServer, smtp: SmtpSink, tmp_path: Path) -> None:
+    server.routes["/private.xml"] = Reply(500, b"boom")
+    host = server.base.removeprefix("http://")
+    url = f"http://reader:s3cret-pass@{host}/private.xml?api_key=TOPSECRET&format=rss"
+    config, port = _config(tmp_path, smtp, f'[[sources]]\nname = "private"\nurl = "{url}"\n')
+    service = Running(config, tmp_path)
+    try:
+        assert _until(lambda: any(e.get("event") == "pull" for e in service.events())), service.lines
+        local = httpx.get(f"http://127.0.0.1:{port}/healthz").json()
+        # Behind a reverse proxy on this machine, a visitor's address comes in X-Forwarded-For.
+        visitor = httpx.get(f"http://127.0.0.1:{port}/healthz", headers={"X-Forwarded-For": "203.0.113.7"})
+    finally:
+        service.stop()
+    [failing] = local["failing_sources"]
+    assert failing["source"] == "private" and failing["error"].startswith(
+        f"http://{host}/private.xml?…: HTTP 500"
+    )
+    assert visitor.json() == {"status": "ok"}  # no sources, errors or schedule for visitors
+    status = run("--config", str(config), "status", cwd=tmp_path)
+    pull = run("--config", str(config), "pull", cwd=tmp_path)
+    assert "HTTP 500" in status.stdout and "HTTP 500" in pull.stderr
+    shown = [
+        json.dumps(local),
+        "".join(service.lines),
+        status.stdout,
+        status.stderr,
+        pull.stdout,
+        pull.stderr,
+    ]
+    for text in shown:
+        assert "s3cret" not in text and "TOPSECRET" not in text and "reader:" not in text

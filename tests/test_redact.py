@@ -1,0 +1,48 @@
+"""URLs shown in errors, logs, /healthz, `digest status` and feeds carry no credentials and
+no query string."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from digest import redact
+from digest.config import parse_settings
+from digest.errors import FetchError
+from digest.models import Article
+from digest.publish import FeedSpec, render
+
+
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [
+        ("https://user:pw@news.example.org/feed?api_key=K", "https://news.example.org/feed?…"),
+        ("http://token@127.0.0.1:8080/f.xml", "http://127.0.0.1:8080/f.xml"),
+        ("http://[2001:db8::1]:8080/a?x=1#frag", "http://[2001:db8::1]:8080/a?…"),
+        ("https://news.example.org/feed", "https://news.example.org/feed"),
+        ("file:///srv/feeds/a.xml", "file:///srv/feeds/a.xml"),
+    ],
+)
+def test_urls_lose_credentials_and_queries(given: str, shown: str) -> None:
+    assert redact.url(given) == shown
+
+
+def test_urls_in_messages_and_errors_are_redacted() -> None:
+    message = "https://u:secret@x.org/f?key=K: HTTP 500; then https://y.org/g?sig=S."
+    assert redact.text(message) == "https://x.org/f?…: HTTP 500; then https://y.org/g?…."
+    assert "secret" not in str(FetchError(message)) and "sig=S" not in str(FetchError(message))
+
+
+def test_feeds_name_sources_without_credentials() -> None:
+    settings = parse_settings("", origin="t", base_dir=Path("."), env={})
+    when = datetime(2026, 11, 1, tzinfo=UTC)
+    article = Article(
+        id="a", source="s", title="T", url="https://x.org/a", guid=None, summary_html="", summary_text="",
+        author=None, published=when, first_seen=when, updated=when, content_hash="h",
+    )  # fmt: skip
+    urls = {"s": "https://reader:pw@x.org/feed?api_key=K"}
+    for fmt in ("atom", "rss"):
+        body = render(FeedSpec("site", None, "T"), fmt, [article], settings, urls).decode()
+        assert "https://x.org/feed" in body and "pw@" not in body and "api_key" not in body, fmt
