@@ -6,6 +6,7 @@ Every error names the file (or variable) and the key, and says what is allowed, 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -80,13 +81,14 @@ class ScheduleSettings:
 class SmtpSettings:
     host: str = "127.0.0.1"
     port: int = 1025
-    security: str = "none"
+    security: str = "none"  # when not set: tls on port 465, starttls on 587, else none
     username: str = ""
     password: str = ""
     sender: str = "Digest <digest@example.org>"
     timeout: float = 30.0
     pool: int = 2
     rate: float = 0.0
+    allow_plaintext_auth: bool = False  # log in without TLS to a host not on this machine
 
 
 @dataclass(frozen=True)
@@ -293,6 +295,7 @@ _SECTIONS: dict[str, dict[str, Checker]] = {
         "timeout": _seconds,
         "pool": _integer(1, 16),
         "rate": _rate,
+        "allow_plaintext_auth": _boolean,
     },
     "digest": {"group_by": _choice(("region", "theme")), "templates": _nonempty},
     "outbox": {"path": _nonempty},
@@ -485,6 +488,35 @@ def _digest_settings(values: Mapping[str, Any], anchored: Callable[..., Path], o
     return DigestSettings(group_by=values.get("group_by", "region"), templates=templates)
 
 
+_IMPLICIT_SECURITY = {465: "tls", 587: "starttls"}
+
+
+def _smtp_settings(values: Mapping[str, Any], origin: str) -> SmtpSettings:
+    """SMTP settings, with ``security`` following the port when not given, and never a
+    password sent in clear to another machine unless the operator says so."""
+    values = dict(values)
+    port = values.get("port", SmtpSettings.port)
+    values.setdefault("security", _IMPLICIT_SECURITY.get(port, "none"))
+    smtp = SmtpSettings(**values)
+    if smtp.username and smtp.security == "none" and not smtp.allow_plaintext_auth and not _local(smtp.host):
+        raise ConfigError(
+            f"{origin}: smtp.security: logging in as {smtp.username!r} to {smtp.host}:{smtp.port} over an"
+            ' unencrypted connection would send the password in clear; set security = "starttls" or'
+            ' "tls" (or allow_plaintext_auth = true if you must)'
+        )
+    return smtp
+
+
+def _local(host: str) -> bool:
+    name = host.strip("[]").lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 def _build(data: Mapping[str, Any], origin: str, base_dir: Path, env: Mapping[str, str]) -> Settings:
     warnings: list[str] = []
     for key in data:
@@ -514,7 +546,7 @@ def _build(data: Mapping[str, Any], origin: str, base_dir: Path, env: Mapping[st
     grouping = GroupingSettings(**merged["grouping"], theme_defaults=theme_defaults, themes=themes)
     # A password alone (DIGEST_SMTP_PASSWORD) does not switch SMTP on; a host does.
     wants_smtp = "smtp" in data or "DIGEST_SMTP_HOST" in env
-    smtp = SmtpSettings(**merged["smtp"]) if wants_smtp else None
+    smtp = _smtp_settings(merged["smtp"], origin) if wants_smtp else None
     return Settings(
         site=SiteSettings(**merged["site"]),
         database=DatabaseSettings(path=anchored("database", DatabaseSettings.path)),

@@ -123,6 +123,10 @@ def test_bad_input_gets_one_clear_line(tmp_path: Path) -> None:
     nodir.write_text('[database]\npath = "no/such/folder/d.db"\n')
     assert "does not exist" in _clean_failure(run("--config", str(nodir), "pull", cwd=tmp_path))
 
+    clear = write_config(tmp_path, '[smtp]\nhost = "smtp.example.org"\nport = 25\nusername = "digest"\n')
+    line = _clean_failure(run("--config", str(clear), "run", "--check", cwd=tmp_path))
+    assert "smtp.security: logging in as 'digest' to smtp.example.org:25 over an unencrypted" in line
+
 
 def test_nothing_is_lost_when_a_source_breaks(server: FeedServer, tmp_path: Path) -> None:
     server.routes["/f.xml"] = Reply(200, rss([{"title": "Kept", "link": "https://x.org/kept"}]))

@@ -136,3 +136,33 @@ def test_the_example_config_is_valid_and_documents_every_key() -> None:
         assert f"[{section}]" in example
         for key in keys:
             assert f"{key} =" in example, f"{section}.{key} is not in config.example.toml"
+
+
+@pytest.mark.parametrize(
+    ("port", "security"), [(465, "tls"), (587, "starttls"), (25, "none"), (1025, "none")]
+)
+def test_smtp_security_follows_the_port_unless_set(port: int, security: str) -> None:
+    settings = _parse(f'[smtp]\nhost = "smtp.example.org"\nport = {port}\n')
+    assert settings.smtp is not None and settings.smtp.security == security
+    chosen = _parse(f'[smtp]\nhost = "smtp.example.org"\nport = {port}\nsecurity = "tls"\n')
+    assert chosen.smtp is not None and chosen.smtp.security == "tls"
+
+
+def test_a_password_never_goes_out_in_clear_by_default() -> None:
+    for body in (
+        '[smtp]\nhost = "smtp.example.org"\nusername = "digest"\n',  # port 1025, no TLS
+        '[smtp]\nhost = "smtp.example.org"\nport = 25\nsecurity = "none"\nusername = "digest"\n',
+        '[smtp]\nhost = "10.0.0.5"\nport = 2525\nusername = "digest"\n',
+    ):
+        with pytest.raises(
+            ConfigError, match=r"digest.toml: smtp.security: .*unencrypted.*allow_plaintext_auth"
+        ):
+            _parse(body)
+    # Encrypted, on this machine, or allowed by the operator: fine.
+    for body in (
+        '[smtp]\nhost = "smtp.example.org"\nport = 587\nusername = "digest"\n',
+        '[smtp]\nhost = "127.0.0.1"\nport = 1025\nusername = "digest"\n',
+        '[smtp]\nhost = "localhost"\nusername = "digest"\n',
+        '[smtp]\nhost = "smtp.example.org"\nusername = "digest"\nallow_plaintext_auth = true\n',
+    ):
+        assert _parse(body).smtp is not None
