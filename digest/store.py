@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -255,8 +257,10 @@ class Store:
         """Open (creating if needed) the database at ``path`` and bring its schema up to date.
         ``shared``: the connection may be used from several threads (the caller serialises)."""
         location = Path(path)
-        if str(path) != ":memory:" and not location.parent.is_dir():
-            raise StoreError(f"{location}: cannot open database: folder {location.parent} does not exist")
+        if str(path) != ":memory:":
+            if not location.parent.is_dir():
+                raise StoreError(f"{location}: cannot open database: folder {location.parent} does not exist")
+            _owner_only(location)
         try:
             conn = sqlite3.connect(
                 str(location),
@@ -280,11 +284,12 @@ class Store:
         if target.exists():
             raise StoreError(f"{target}: already exists; choose a new file for the backup")
         try:
+            _owner_only(target)
             copy = sqlite3.connect(str(target))
             with copy:
                 self.db.conn.backup(copy)
             copy.close()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"{target}: backup failed: {exc}") from None
 
     def close(self) -> None:
@@ -940,6 +945,24 @@ class Store:
             ):
                 found[id_ if column == "id" else url] = {"id": id_, "content_hash": content_hash}
         return found
+
+
+def _owner_only(path: Path) -> None:
+    """Make the database file (created empty if new) readable by its owner only; SQLite gives
+    the WAL and shared-memory files the database's mode. The file holds the token secret."""
+    try:
+        if not path.exists():
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        for existing in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
+            if (
+                existing.exists()
+                and existing.stat().st_mode & 0o077
+                and existing.stat().st_uid == os.getuid()
+            ):
+                existing.chmod(0o600)
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot open database: {exc.strerror or exc}") from None
 
 
 _CONTENT_COLUMNS = ("guid", "url", "title", "summary_html", "summary_text", "author", "published")

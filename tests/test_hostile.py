@@ -215,3 +215,41 @@ def test_links_stored_before_the_fix_are_not_published(tmp_path: Path) -> None:
         store.db.execute("DELETE FROM migrations WHERE name = '0006_web_links_only'")
     with Store.open(settings.database.path) as store:  # the migration clears such links
         assert store.article("a1").url is None  # type: ignore[union-attr]
+
+
+def test_files_digest_creates_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    def mode(path: Path) -> int:
+        return stat.S_IMODE(path.stat().st_mode)
+
+    from .conftest import SEEDS, write_config
+
+    config = write_config(tmp_path, f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n[outbox]\npath = "out"\n')
+    old = os.umask(0o022)  # the usual umask: new files world-readable unless digest says otherwise
+    try:
+        assert run("--config", str(config), "pull", cwd=tmp_path).returncode == 0
+        database = tmp_path / "test.db"
+        with Store.open(database) as store:  # while open: the WAL and shared-memory files exist
+            store.put_setting("x", "y")
+            files = [database, Path(f"{database}-wal"), Path(f"{database}-shm")]
+            assert all(p.exists() for p in files)
+            assert {p.name: mode(p) for p in files} == {p.name: 0o600 for p in files}
+        assert run("--config", str(config), "backup", str(tmp_path / "copy.db"), cwd=tmp_path).returncode == 0
+        assert mode(tmp_path / "copy.db") == 0o600
+        assert (
+            run(
+                "--config", str(config), "subscribers", "add", "ann@example.org", "--confirmed", cwd=tmp_path
+            ).returncode
+            == 0
+        )
+        assert run("--config", str(config), "send", cwd=tmp_path).returncode == 0
+        out = tmp_path / "out"
+        assert mode(out) == 0o700 and [mode(p) for p in out.iterdir()] == [0o600]
+        # A database made world-readable by an earlier version is tightened on open.
+        database.chmod(0o644)
+        Store.open(database).close()
+        assert mode(database) == 0o600
+    finally:
+        os.umask(old)

@@ -1,4 +1,5 @@
-"""The outbox: digests written as .eml files when no SMTP server is configured."""
+"""The outbox: digests written as .eml files when no SMTP server is configured; the folder
+and the files are readable by their owner only (they hold each subscriber's links)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ class Outbox:
 
     async def __aenter__(self) -> Outbox:
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise SendError(f"{self.folder}: cannot create the outbox: {exc.strerror or exc}") from None
         return self
