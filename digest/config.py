@@ -107,6 +107,7 @@ class WebSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     cache_bytes: int = 64 * 1024 * 1024  # rendered pages and feeds kept in memory at most
+    allowed_hosts: tuple[str, ...] = ()  # host names served besides base_url's and loopback
 
 
 @dataclass(frozen=True)
@@ -251,6 +252,14 @@ def _http_url(value: Any, where: str) -> str:
     return text.rstrip("/")
 
 
+def _names(value: Any, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [v for v in value.replace(",", " ").split() if v]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"{where}: expected a list of host names")
+    return tuple(v.strip() for v in value)
+
+
 def _timezone(value: Any, where: str) -> str:
     text = _nonempty(value, where)
     try:
@@ -299,7 +308,12 @@ _SECTIONS: dict[str, dict[str, Checker]] = {
     },
     "digest": {"group_by": _choice(("region", "theme")), "templates": _nonempty},
     "outbox": {"path": _nonempty},
-    "web": {"host": _nonempty, "port": _integer(0, 65535), "cache_bytes": _integer(0, 1024**3)},
+    "web": {
+        "host": _nonempty,
+        "port": _integer(0, 65535),
+        "cache_bytes": _integer(0, 1024**3),
+        "allowed_hosts": _names,
+    },
     "fetch": {
         "timeout": _seconds,
         "deadline": _seconds,

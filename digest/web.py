@@ -1,25 +1,15 @@
-"""The web app: feeds, pages and OPML over HTTP (Starlette), with caching that readers like.
+"""The web app: feeds, pages, OPML and the subscriber pages over HTTP (Starlette).
 
-Every feed and page is rendered once per change of the database and kept, with its gzip
-form, a weak ETag and Last-Modified. A change is noticed through SQLite's ``data_version``
-(any commit by another connection, such as a pull, bumps it), checked at most once per
-``RECHECK`` seconds; a cached answer costs no database work at all.
+Answers are cached (``webcache.py``); every request passes the guard first (``webguard.py``:
+host check, body cap, security headers).
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import gzip
-import hashlib
-import ipaddress
 import logging
-import threading
-import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
@@ -33,218 +23,13 @@ from digest import publish, signups, web_subscribe
 from digest.config import Settings
 from digest.errors import DigestError
 from digest.publish import FeedSpec
-from digest.site import Site
 from digest.store import Store
+from digest.webcache import HTML, PAGE_CACHE_CONTROL, Cache, Rendered
+from digest.webguard import Guard, is_loopback
 
 log = logging.getLogger("digest")
-RECHECK = 1.0
 FEED_CACHE_CONTROL = "public, max-age=300"
-PAGE_CACHE_CONTROL = "public, max-age=60"
-HTML = "text/html; charset=utf-8"
 OPML = "text/x-opml; charset=utf-8"
-MIN_GZIP = 512
-
-
-@dataclass(frozen=True)
-class Rendered:
-    """A response body ready to send, in plain and gzip form, with its validators."""
-
-    body: bytes
-    media_type: str
-    etag: str
-    last_modified: str | None = None
-    status: int = 200
-    gzipped: bytes | None = None
-
-    @classmethod
-    def of(
-        cls, body: bytes, media_type: str, last_modified: float | None = None, status: int = 200
-    ) -> Rendered:
-        etag = 'W/"' + hashlib.sha256(body).hexdigest()[:20] + '"'
-        stamp = email.utils.formatdate(last_modified, usegmt=True) if last_modified is not None else None
-        packed = gzip.compress(body, compresslevel=6, mtime=0) if len(body) >= MIN_GZIP else None
-        return cls(body, media_type, etag, stamp, status, packed)
-
-
-class Cache:
-    """Rendered answers (200s only), least recently used dropped beyond ``max_bytes``, and
-    all dropped whenever the database changes.
-
-    A page is kept only if the database did not change while it was rendered: the version
-    is read *before* rendering, so a page built from data a pull has since replaced is
-    served once, to the request that built it, and never kept."""
-
-    def __init__(self, settings: Settings, max_bytes: int | None = None) -> None:
-        self.settings = settings
-        self.site = Site(settings)
-        self.max_bytes = settings.web.cache_bytes if max_bytes is None else max_bytes
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple[str, ...], Rendered] = OrderedDict()
-        self.bytes = 0
-        self._version: int | None = None
-        self._checked = 0.0
-        self._watch: Store | None = None
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def store(self) -> Store:
-        """This thread's connection (sqlite3 connections stay in the thread that made them)."""
-        store: Store | None = getattr(self._local, "store", None)
-        if store is None:
-            store = Store.open(self.settings.database.path)
-            self._local.store = store
-        return store
-
-    def peek(self, key: tuple[str, ...]) -> Rendered | None:
-        """The cached answer, if the database was checked for changes within RECHECK seconds."""
-        if time.monotonic() - self._checked >= RECHECK:
-            return None
-        with self._lock:
-            found = self._entries.get(key)
-            if found is not None:
-                self._entries.move_to_end(key)
-            return found
-
-    def get(self, key: tuple[str, ...], build: Callable[[Store], Rendered]) -> Rendered:
-        """The cached answer, or a fresh one (run in a worker thread)."""
-        self._revalidate()
-        with self._lock:
-            found = self._entries.get(key)
-            if found is not None:
-                self._entries.move_to_end(key)
-                return found
-        version = self._revalidate(force=True)  # a render costs far more than this check
-        rendered = build(self.store())
-        if rendered.status == 200:
-            self._keep(key, rendered, version)
-        return rendered
-
-    def _keep(self, key: tuple[str, ...], rendered: Rendered, version: int) -> None:
-        size = _size(key, rendered)
-        if size > self.max_bytes:
-            return
-        with self._lock:
-            assert self._watch is not None
-            if version != self._version or version != self._watch.data_version():
-                return  # the database changed while this was rendered
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self.bytes -= _size(key, old)
-            self._entries[key] = rendered
-            self.bytes += size
-            while self.bytes > self.max_bytes:
-                dropped_key, dropped = self._entries.popitem(last=False)
-                self.bytes -= _size(dropped_key, dropped)
-
-    def _revalidate(self, *, force: bool = False) -> int:
-        """Drop everything if the database changed (checked at most every RECHECK seconds
-        unless ``force``); the version the entries belong to."""
-        with self._lock:
-            if not force and self._version is not None and time.monotonic() - self._checked < RECHECK:
-                return self._version
-            if self._watch is None:
-                self._watch = Store.open(self.settings.database.path, shared=True)
-            version = self._watch.data_version()
-            if version != self._version:
-                self._entries.clear()
-                self.bytes = 0
-                self._version = version
-            self._checked = time.monotonic()
-            return version
-
-
-def _size(key: tuple[str, ...], rendered: Rendered) -> int:
-    # What an entry costs: its bodies and key, plus a rough allowance for the objects.
-    return len(rendered.body) + len(rendered.gzipped or b"") + sum(len(part) for part in key) + 400
-
-
-SECURITY_HEADERS = [
-    (
-        b"content-security-policy",
-        b"default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https: data:; form-action 'self';"
-        b" base-uri 'none'; frame-ancestors 'none'",
-    ),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"x-frame-options", b"DENY"),
-]
-MAX_BODY = 64 * 1024
-
-
-class Guard:
-    """ASGI middleware: security headers on every answer, and request bodies capped at
-    MAX_BODY (413 beyond it), so a client cannot make the app buffer megabytes."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length", b"0")
-        if declared.isdigit() and int(declared) > MAX_BODY:
-            await Response("Request body too large", status_code=413)(scope, receive, send)
-            return
-        seen = 0
-
-        async def capped_receive() -> Any:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > MAX_BODY:
-                    raise HTTPException(413, "Request body too large")
-            return message
-
-        async def secured_send(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
-            await send(message)
-
-        await self.app(scope, capped_receive, secured_send)
-
-
-def _loopback(request: Request) -> bool:
-    """Whether the client is on this machine (behind a proxy on this machine, uvicorn puts
-    the address from X-Forwarded-For here, so a visitor through the proxy is not)."""
-    host = request.client.host if request.client else ""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def respond(request: Request, rendered: Rendered, cache_control: str) -> Response:
-    """Send ``rendered``: 304 when the client's copy is current, gzip when it accepts it."""
-    headers = {"ETag": rendered.etag, "Cache-Control": cache_control, "Vary": "Accept-Encoding"}
-    if rendered.last_modified:
-        headers["Last-Modified"] = rendered.last_modified
-    if rendered.status == 200 and _not_modified(request, rendered):
-        return Response(status_code=304, headers=headers)
-    body = rendered.body
-    if rendered.gzipped is not None and "gzip" in request.headers.get("accept-encoding", ""):
-        body = rendered.gzipped
-        headers["Content-Encoding"] = "gzip"
-    return Response(body, status_code=rendered.status, media_type=rendered.media_type, headers=headers)
-
-
-def _not_modified(request: Request, rendered: Rendered) -> bool:
-    tags = request.headers.get("if-none-match")
-    if tags is not None:
-        wanted = {tag.strip().removeprefix("W/") for tag in tags.split(",")}
-        return "*" in wanted or rendered.etag.removeprefix("W/") in wanted
-    since = request.headers.get("if-modified-since")
-    if since and rendered.last_modified:
-        try:
-            return email.utils.parsedate_to_datetime(since) >= email.utils.parsedate_to_datetime(
-                rendered.last_modified
-            )
-        except (TypeError, ValueError):
-            return False
-    return False
 
 
 def create_app(
@@ -254,14 +39,7 @@ def create_app(
     the service's state; without it, as under `digest serve`, the app is healthy when up)."""
     cache = Cache(settings)
     site = cache.site
-
-    async def cached(
-        request: Request, key: tuple[str, ...], build: Callable[[Store], Rendered], control: str
-    ) -> Response:
-        rendered = cache.peek(key)
-        if rendered is None:
-            rendered = await run_in_threadpool(cache.get, key, build)
-        return respond(request, rendered, control)
+    cached = cache.answer
 
     def feed_builder(spec: FeedSpec, fmt: str) -> Callable[[Store], Rendered]:
         def build(store: Store) -> Rendered:
@@ -326,7 +104,7 @@ def create_app(
         if health is None:
             return JSONResponse({"status": "ok"})
         status, body = health()  # quick reads, on the loop's thread where the service's store lives
-        if not _loopback(request):
+        if not is_loopback(request):
             body = {"status": body["status"]}  # details (sources, errors) are for the operator
         return JSONResponse(body, status_code=status)
 
@@ -348,7 +126,7 @@ def create_app(
         Route("/articles/{article_id}", article),
         Route("/articles/{article_id}/", article),
         Route("/healthz", healthz),
-        *web_subscribe.routes(site, cache.store),
+        *web_subscribe.routes(cache),
     ]
     handlers: dict[Any, Any] = {404: not_found}
 
@@ -364,7 +142,7 @@ def create_app(
 
     app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
     app.state.cache = cache
-    app.add_middleware(Guard)
+    app.add_middleware(Guard, settings=settings)
     return app
 
 

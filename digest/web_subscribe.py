@@ -15,9 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -30,9 +28,10 @@ from digest.digests import Selection, newcomer_since
 from digest.errors import DigestError
 from digest.mail import compose
 from digest.mail.send import Mailer
-from digest.site import Site
 from digest.store import Store
 from digest.tokens import BadToken, make, read, secret_for
+from digest.webcache import HTML, PAGE_CACHE_CONTROL, Cache, Rendered
+from digest.webguard import same_origin
 
 PER_CLIENT = (10, 600.0)  # at most 10 subscribe requests per client in 10 minutes
 PER_ADDRESS = (3, 3600.0)  # and 3 per address in an hour
@@ -57,9 +56,9 @@ class RateLimit:
         return True
 
 
-def routes(site: Site, store_for_thread: Callable[[], Store]) -> list[Route]:
-    """The subscriber routes, rendering with ``site`` and using this thread's store."""
-    settings = site.settings
+def routes(cache: Cache) -> list[Route]:
+    """The subscriber routes, rendering with the cache's site and using this thread's store."""
+    site, settings, store_for_thread = cache.site, cache.settings, cache.store
     per_client, per_address = RateLimit(*PER_CLIENT), RateLimit(*PER_ADDRESS)
 
     def page(template: str, status: int = 200, **values: Any) -> HTMLResponse:
@@ -87,6 +86,9 @@ def routes(site: Site, store_for_thread: Callable[[], Store]) -> list[Route]:
         )
         return regions, themes
 
+    def refused() -> HTMLResponse:
+        return message("Refused", "This form can only be sent from this site.", 403)
+
     invalid = "This link is not valid (it may have expired, or been cut short by your email program)."
 
     async def subscribe(request: Request) -> Response:
@@ -100,10 +102,9 @@ def routes(site: Site, store_for_thread: Callable[[], Store]) -> list[Route]:
                 error=None,
                 form_token=make(secret, "form", 0, ttl=FORM_SECONDS),
             )
-        # Cross-site requests: refused by Origin when the browser says it, and by the form's signed token.
-        origin = request.headers.get("origin")
-        if origin and urlsplit(origin).netloc != request.url.netloc:
-            return message("Refused", "This form can only be sent from this site.", 403)
+        # Cross-site requests: refused by Origin (or Referer), and by the form's signed token.
+        if not same_origin(request, settings):
+            return refused()
         form = await request.form()
         try:
             read(secret, str(form.get("form_token", "")), "form")
@@ -139,6 +140,8 @@ def routes(site: Site, store_for_thread: Callable[[], Store]) -> list[Route]:
             )
         if request.method == "GET":
             return message("Confirm", "Confirm your subscription to the digest?", button="Confirm")
+        if not same_origin(request, settings):
+            return refused()
         if not subscribers.confirm(store_for_thread(), subscriber_id):
             return message("Link not valid", invalid, 400)
         return message("Subscribed", "Thank you: your first digest comes with the next weekly send.")
@@ -150,6 +153,11 @@ def routes(site: Site, store_for_thread: Callable[[], Store]) -> list[Route]:
         if request.method == "GET":
             # A GET changes nothing, so link scanners cannot unsubscribe anyone.
             return message("Unsubscribe", "Stop receiving the weekly digest?", button="Unsubscribe")
+        # RFC 8058: mail providers POST "List-Unsubscribe=One-Click" with no Origin or Referer;
+        # the token in the link is what authorises it. Our own button comes with an Origin.
+        form = await request.form()
+        if form.get("List-Unsubscribe") != "One-Click" and not same_origin(request, settings):
+            return refused()
         subscribers.unsubscribe(store_for_thread(), subscriber_id)
         return message("Unsubscribed", "You will not receive the digest any more.")
 
@@ -160,6 +168,8 @@ def routes(site: Site, store_for_thread: Callable[[], Store]) -> list[Route]:
         store = store_for_thread()
         saved = False
         if request.method == "POST":
+            if not same_origin(request, settings):
+                return refused()
             form = await request.form()
             try:
                 regions, themes = slugs_from(form)
@@ -176,27 +186,30 @@ def routes(site: Site, store_for_thread: Callable[[], Store]) -> list[Route]:
         return page("digests.html", digests=store_for_thread().digests())
 
     async def digest_copy(request: Request) -> Response:
-        def build() -> str | None:
-            store = store_for_thread()
-            found = store.digest(request.path_params["digest_id"])
+        digest_id = request.path_params["digest_id"]
+
+        def build(store: Store) -> Rendered:
+            found = store.digest(digest_id)
             if found is None:
-                return None
+                page = site.render(
+                    "message.html", store.count_articles(), heading="Not found",
+                    text=f"There is no digest {digest_id!r}.", button=None,
+                )  # fmt: skip
+                return Rendered.of(page.encode(), HTML, status=404)
             until = from_iso(found["until"])
             mailer = Mailer(store, settings)
             content = mailer.content(Selection(newcomer_since(until)), until)
             rendered = compose.render(content, settings, found["id"], mailer.env)
             base = settings.site.base_url
-            return rendered.filled(
+            body = rendered.filled(
                 "html",
                 email="a subscriber",
                 unsubscribe_url=f"{base}/subscribe",
                 preferences_url=f"{base}/subscribe",
             )
+            return Rendered.of(body.encode(), HTML)
 
-        body = await run_in_threadpool(build)
-        if body is None:
-            return message("Not found", f"There is no digest {request.path_params['digest_id']!r}.", 404)
-        return HTMLResponse(body)
+        return await cache.answer(request, ("digest", digest_id), build, PAGE_CACHE_CONTROL)
 
     return [
         Route("/subscribe", subscribe, methods=["GET", "POST"]),

@@ -34,6 +34,11 @@ def site(tmp_path: Path) -> Iterator[tuple[AppServer, Settings, Path]]:
         yield server, settings, tmp_path / "out"
 
 
+def _client(server: AppServer) -> httpx.Client:
+    """A client that sends what a browser sends on our forms: the page's Origin."""
+    return httpx.Client(base_url=server.url(""), headers={"Origin": server.url("")})
+
+
 def store_signups(settings: Settings) -> list[dict[str, object]]:
     with Store.open(settings.database.path) as store:
         return store.signups()
@@ -73,7 +78,7 @@ def _path(link: str) -> str:
 
 def test_double_opt_in(site: tuple[AppServer, Settings, Path]) -> None:
     server, settings, outbox = site
-    with httpx.Client(base_url=server.url("")) as client:
+    with _client(server) as client:
         form = client.get("/subscribe")
         assert (
             form.status_code == 200 and 'name="email"' in form.text and 'value="southeast-asia"' in form.text
@@ -109,7 +114,7 @@ def test_double_opt_in(site: tuple[AppServer, Settings, Path]) -> None:
 
 def test_bad_input_and_bad_tokens(site: tuple[AppServer, Settings, Path]) -> None:
     server, settings, _ = site
-    with httpx.Client(base_url=server.url("")) as client:
+    with _client(server) as client:
         bad = client.post("/subscribe", data={"email": "not an address", "form_token": _token(client)})
         assert bad.status_code == 400 and "is not a valid email address" in bad.text
         wrong_region = client.post(
@@ -138,7 +143,7 @@ def test_one_click_unsubscribe_and_preferences(site: tuple[AppServer, Settings, 
         mailer = Mailer(store, settings)
         unsubscribe_url, preferences_url = mailer.links(row)
     unsubscribe_path, preferences_path = _path(unsubscribe_url), _path(preferences_url)
-    with httpx.Client(base_url=server.url("")) as client:
+    with _client(server) as client:
         page = client.get(preferences_path)
         assert page.status_code == 200 and "bob@example.org" in page.text
         saved = client.post(preferences_path, data={"theme": ["party-relations", "trade-investment"]})
@@ -160,7 +165,7 @@ def test_one_click_unsubscribe_and_preferences(site: tuple[AppServer, Settings, 
 
 def test_subscribe_is_rate_limited(site: tuple[AppServer, Settings, Path]) -> None:
     server, _, _ = site
-    with httpx.Client(base_url=server.url("")) as client:
+    with _client(server) as client:
         codes = [
             client.post(
                 "/subscribe", data={"email": "same@example.org", "form_token": _token(client)}
@@ -180,20 +185,44 @@ def test_web_copies_of_digests(site: tuple[AppServer, Settings, Path]) -> None:
     with Store.open(settings.database.path) as store:
         add(store, "ann@example.org", confirmed=True)
         [report] = asyncio.run(send_all(store, settings))
-    with httpx.Client(base_url=server.url("")) as client:
+    with _client(server) as client:
         listing = client.get("/digests/")
         assert listing.status_code == 200 and f"/digests/{report.digest_id}" in listing.text
+        assert "sent" not in listing.text  # how many people got it is nobody's business
         copy = client.get(f"/digests/{report.digest_id}")
         assert copy.status_code == 200 and "new articles" in copy.text and "ann@example.org" not in copy.text
+        assert ("digest", report.digest_id) in server.app.state.cache._entries  # kept like other pages
+        again = client.get(f"/digests/{report.digest_id}", headers={"If-None-Match": copy.headers["etag"]})
+        assert again.status_code == 304
         assert client.get("/digests/nope").status_code == 404
 
 
 def test_forms_resist_cross_site_requests_and_pages_carry_security_headers(
     site: tuple[AppServer, Settings, Path],
 ) -> None:
-    server, _, _ = site
-    with httpx.Client(base_url=server.url("")) as client:
+    from digest.subscribers import add
+
+    server, settings, _ = site
+    with Store.open(settings.database.path) as store:
+        unsubscribe, preferences = Mailer(store, settings).links(
+            add(store, "bob@example.org", confirmed=True)
+        )
+    with httpx.Client(base_url=server.url("")) as bare:  # no Origin, no Referer
+        form = {"email": "x@example.org", "form_token": _token(bare)}
+        assert bare.post("/subscribe", data=form).status_code == 403
+        assert bare.post(_path(preferences), data={"theme": ["party-relations"]}).status_code == 403
+        referred = bare.post("/subscribe", data=form, headers={"Referer": server.url("/subscribe")})
+        assert referred.status_code == 200
+        elsewhere = bare.post("/subscribe", data=form, headers={"Referer": "https://evil.example/x"})
+        assert elsewhere.status_code == 403
+        # RFC 8058: a mail provider's one-click POST carries neither, and must work.
+        one_click = bare.post(_path(unsubscribe), data={"List-Unsubscribe": "One-Click"})
+        assert one_click.status_code == 200 and "Unsubscribed" in one_click.text
+    with _client(server) as client:
         assert client.post("/subscribe", data={"email": "x@example.org"}).status_code == 403  # no form token
+        null = client.post("/subscribe", data={"email": "x@example.org", "form_token": _token(client)},
+                           headers={"Origin": "null"})  # fmt: skip
+        assert null.status_code == 403
         forged = client.post("/subscribe", data={"email": "x@example.org", "form_token": "a.b"})
         assert forged.status_code == 403
         cross = client.post(
@@ -205,8 +234,10 @@ def test_forms_resist_cross_site_requests_and_pages_carry_security_headers(
         for path in ("/", "/feed.atom", "/subscribe", "/nowhere"):
             headers = client.get(path).headers
             assert "frame-ancestors 'none'" in headers["content-security-policy"], path
+            # same-origin, not no-referrer: with no-referrer, browsers send "Origin: null" on a
+            # form POST, and the forms need a real Origin. Other sites still get no referrer.
             assert (
-                headers["x-content-type-options"] == "nosniff" and headers["referrer-policy"] == "no-referrer"
+                headers["x-content-type-options"] == "nosniff" and headers["referrer-policy"] == "same-origin"
             )
         huge = client.post(
             "/subscribe",
@@ -232,7 +263,7 @@ def test_a_removed_subscribers_links_are_dead_for_whoever_comes_next(
         eve = add(store, "eve@example.org", confirmed=True)
         victim = add(store, "victim@example.org")  # signed up by someone else, never confirmed
     assert {eve["id"], victim["id"]}.isdisjoint({ann["id"], carol["id"]})  # ids are never reused
-    with httpx.Client(base_url=server.url("")) as client:
+    with _client(server) as client:
         page = client.get(_path(ann_preferences))
         assert page.status_code == 400 and "eve@example.org" not in page.text
         assert client.post(_path(ann_preferences), data={"theme": ["party-relations"]}).status_code == 400
@@ -252,7 +283,7 @@ def test_a_confirm_link_confirms_one_pending_sign_up_once(site: tuple[AppServer,
         with Store.open(settings.database.path) as store:
             return str(store.subscriber(email="ann@example.org")["status"])  # type: ignore[index]
 
-    with httpx.Client(base_url=server.url("")) as client:
+    with _client(server) as client:
         client.post("/subscribe", data={"email": "ann@example.org", "form_token": _token(client)})
         first = _path(_confirm_link(outbox))
         for _ in range(3):  # link scanners open it: nothing changes
@@ -311,7 +342,7 @@ def test_the_subscribe_answer_is_the_same_for_everyone_and_confirmations_survive
         took = time.perf_counter() - started
         return answer.status_code, answer.text.replace(address, "ADDRESS"), took
 
-    with AppServer(settings) as server, httpx.Client(base_url=server.url("")) as client:
+    with AppServer(settings) as server, _client(server) as client:
         known = post(client, "known20@example.org")
         new = post(client, "new@example.org")
         assert known[:2] == new[:2] and known[0] == 200  # same status, same page

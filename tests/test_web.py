@@ -225,3 +225,35 @@ def test_a_page_rendered_across_a_commit_is_not_kept(tmp_path: Path) -> None:
     assert cache.get(("page",), build).body == b"page 1"  # served to the request that built it...
     assert cache.get(("page",), build).body == b"page 2"  # ...but not kept
     assert cache.get(("page",), build).body == b"page 2" and len(builds) == 2
+
+
+def test_the_server_answers_only_for_its_own_hosts_with_security_headers_on_every_answer(
+    tmp_path: Path,
+) -> None:
+    from .conftest import SEEDS, Serving, write_config
+    from .test_cli import run
+
+    config = write_config(
+        tmp_path,
+        '[site]\nbase_url = "https://news.example.org"\n[web]\nallowed_hosts = ["digest.internal"]\n'
+        f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n',
+    )
+    assert run("--config", str(config), "pull", cwd=tmp_path).returncode == 0
+    with Serving(config, tmp_path) as serving, httpx.Client(timeout=10) as client:
+        url = serving.url("/regions/europe")
+        spoofed = client.get(url, headers={"Host": "evil.example"}, follow_redirects=False)
+        assert spoofed.status_code == 400 and "evil.example" not in spoofed.headers.get("location", "")
+        for host in ("news.example.org", "digest.internal:8443", f"127.0.0.1:{serving.port}", "localhost"):
+            answer = client.get(url, headers={"Host": host}, follow_redirects=False)
+            assert answer.status_code == 307, host
+            assert answer.headers["location"].endswith("/regions/europe/"), host
+            assert "evil" not in answer.headers["location"]
+        huge = client.post(
+            serving.url("/subscribe"),
+            content=b"email=" + b"a" * 200_000,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        for answer in (spoofed, huge, client.get(serving.url("/nowhere"))):
+            assert "frame-ancestors 'none'" in answer.headers["content-security-policy"], answer.status_code
+            assert answer.headers["x-content-type-options"] == "nosniff", answer.status_code
+        assert huge.status_code == 413
