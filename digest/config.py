@@ -32,6 +32,7 @@ class SiteSettings:
     title: str = "Digest"
     base_url: str = "http://127.0.0.1:8080"
     feed_entries: int = 50
+    author: str = ""  # the feeds' author (entries without one of their own); the title if empty
 
 
 @dataclass(frozen=True)
@@ -292,7 +293,7 @@ def _shown(value: Any) -> str:
 # --- the schema: section -> key -> checker ----------------------------------------------------
 
 _SECTIONS: dict[str, dict[str, Checker]] = {
-    "site": {"title": _nonempty, "base_url": _http_url, "feed_entries": _integer(1, 1000)},
+    "site": {"title": _nonempty, "base_url": _http_url, "feed_entries": _integer(1, 1000), "author": _string},
     "database": {"path": _nonempty},
     "schedule": {"pull_every": _seconds, "digest_cron": _cron, "timezone": _timezone, "grace": _seconds},
     "smtp": {

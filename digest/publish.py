@@ -33,6 +33,7 @@ CONTENT_TYPES = {
 ATOM_NS = "http://www.w3.org/2005/Atom"
 GENERATOR = "digest"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+SOURCE_TAG_DATE = "2026"  # in sources' tag: ids (RFC 4151); fixed, so the ids never change
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,10 @@ def _xml_feed(
     fg.link(href=f"{base}{spec.path(fmt)}", rel="self", type=CONTENT_TYPES[fmt].split(";")[0])
     fg.link(href=f"{base}{spec.page_path()}", rel="alternate", type="text/html")
     fg.description(_description(spec, settings))
-    fg.generator(GENERATOR, version=__version__, uri="https://github.com/digest")
+    fg.generator(GENERATOR, version=__version__)
+    if fmt == "atom":
+        # RFC 4287 §4.1.1: entries without an author of their own take the feed's.
+        fg.author(name=settings.site.author or settings.site.title)
     fg.updated(feed_updated(articles))
     fg.language("en")
     if fmt == "rss":
@@ -144,13 +148,18 @@ def _xml_feed(
 def _with_atom_sources(
     xml: bytes, articles: Sequence[Article], base: str, source_urls: Mapping[str, str]
 ) -> bytes:
-    """Add ``<source>`` (where an entry came from) to Atom entries: feedgen writes it for RSS only."""
+    """Add ``<source>`` (where an entry came from: an id for the source, its name, and when
+    this entry from it last changed) to Atom entries: feedgen writes it for RSS only."""
     root = etree.fromstring(xml)
     by_id = {entry_id(a, base): a for a in articles}
+    host = urlsplit(base).hostname or "localhost"
     for entry in root.iterfind(f"{{{ATOM_NS}}}entry"):
         article = by_id[entry.findtext(f"{{{ATOM_NS}}}id", "")]
         source = etree.SubElement(entry, f"{{{ATOM_NS}}}source")
+        source_id = f"tag:{host},{SOURCE_TAG_DATE}:sources/{article.source}"
+        etree.SubElement(source, f"{{{ATOM_NS}}}id").text = source_id
         etree.SubElement(source, f"{{{ATOM_NS}}}title").text = article.source
+        etree.SubElement(source, f"{{{ATOM_NS}}}updated").text = article.updated.isoformat()
         url = _public(source_urls.get(article.source))
         if url:
             etree.SubElement(source, f"{{{ATOM_NS}}}link", rel="self", href=url)
