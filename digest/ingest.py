@@ -240,7 +240,7 @@ def normalise(item: ParsedItem, source: str, base_url: str, now: datetime) -> Ar
     published = item.published.replace(microsecond=0) if item.published else None
     updated = item.updated.replace(microsecond=0) if item.updated else None
     guid = one_line(item.guid) if item.guid else None
-    if guid and normalise_url(guid) == url:
+    if guid and url and normalise_url(guid) == url:
         guid = None  # a GUID that only repeats the link says nothing more
     digest_input = "\x00".join(
         [title, url or "", summary_html, author or "", published.isoformat() if published else ""]

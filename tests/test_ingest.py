@@ -262,3 +262,17 @@ def test_feed_boilerplate_is_dropped(server: FeedServer, tmp_path: Path) -> None
     [article] = _articles(settings)
     assert article.summary_html == "<p>The real text.</p>"
     assert article.summary_text == "The real text."
+
+
+def test_items_without_links_keep_their_own_guids() -> None:
+    from datetime import UTC, datetime
+
+    from digest.ingest import normalise
+    from digest.models import ParsedItem
+
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    first, second = (
+        normalise(ParsedItem(title="Service - Up", guid=guid), "status", "https://x.org/", now)
+        for guid in ("2EC9D062-A182", "E017F5EA-88F2")
+    )
+    assert first.id != second.id and first.guid == "2EC9D062-A182"
