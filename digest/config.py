@@ -524,7 +524,7 @@ def _smtp_settings(values: Mapping[str, Any], origin: str) -> SmtpSettings:
 
 def _local(host: str) -> bool:
     name = host.strip("[]").lower().rstrip(".")
-    if name == "localhost" or name.endswith(".localhost"):
+    if name == "localhost":
         return True
     try:
         return ipaddress.ip_address(name).is_loopback

@@ -82,7 +82,8 @@ def _pull_guarded(
     except DigestError:
         raise
     except Exception as exc:
-        message = redact.text(f"unexpected {type(exc).__name__} while pulling: {one_line(str(exc))[:300]}")
+        # Redacted before it is cut, so a cut cannot leave half a URL's credentials behind.
+        message = f"unexpected {type(exc).__name__} while pulling: {redact.text(one_line(str(exc)))[:300]}"
         store.record_fetch(source.name, status=None, error=message, keep_validators=True)
         return SourceReport(source.name, error=message)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlite_utils
 
+from digest import redact
 from digest.config import SourceSettings
 from digest.dates import from_iso, to_iso, utcnow
 from digest.errors import StoreError
@@ -411,7 +412,7 @@ class Store:
         sets = ["last_status = ?", "last_error = ?", "last_fetched = ?", "next_fetch = ?"]
         args: list[Any] = [
             status,
-            error,
+            redact.text(error) if error else None,  # shown by `digest status` and /healthz
             to_iso(utcnow()),
             to_iso(next_fetch) if next_fetch else None,
         ]

@@ -26,6 +26,7 @@ from digest.store import Store
 
 SECRET_SETTING = "token_secret"  # noqa: S105 (the settings row that holds the secret, not a secret)
 CONFIRM_SECONDS = 7 * 86400
+MAX_TOKEN = 300  # ours are under 200 characters; nothing longer is even parsed
 
 
 class BadToken(Exception):
@@ -89,12 +90,14 @@ def read(
 ) -> int:
     """The subscriber id a valid token for ``purpose`` carries; BadToken otherwise.
     ``binding`` gives the subscriber's current binding (None: no such subscriber)."""
+    if len(token) > MAX_TOKEN:
+        raise BadToken("too long")
     try:
         body, mac = token.split(".")
         payload = json.loads(_unb64(body))
         given = _unb64(mac)
-    except (ValueError, TypeError) as exc:
-        raise BadToken(f"malformed: {exc}") from None
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise BadToken(f"malformed: {type(exc).__name__}") from None
     if not isinstance(payload, dict) or payload.get("p") != purpose or not isinstance(payload.get("s"), int):
         raise BadToken("wrong purpose")
     subscriber_id = int(payload["s"])

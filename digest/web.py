@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from digest import publish, signups, web_subscribe
@@ -25,7 +25,7 @@ from digest.errors import DigestError
 from digest.publish import FeedSpec
 from digest.store import Store
 from digest.webcache import HTML, PAGE_CACHE_CONTROL, Cache, Rendered
-from digest.webguard import Guard, is_loopback
+from digest.webguard import SECURITY_TEXT_HEADERS, Guard, is_loopback
 
 log = logging.getLogger("digest")
 FEED_CACHE_CONTROL = "public, max-age=300"
@@ -128,7 +128,12 @@ def create_app(
         Route("/healthz", healthz),
         *web_subscribe.routes(cache),
     ]
-    handlers: dict[Any, Any] = {404: not_found}
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        # Sent from outside the guard (Starlette's outermost layer): it adds its own headers.
+        return PlainTextResponse("Internal server error", 500, headers=dict(SECURITY_TEXT_HEADERS))
+
+    handlers: dict[Any, Any] = {404: not_found, 500: server_error}
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -31,6 +31,7 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
 ]
+SECURITY_TEXT_HEADERS = [(name.decode(), value.decode()) for name, value in SECURITY_HEADERS]
 MAX_BODY = 64 * 1024
 
 
@@ -90,21 +91,32 @@ def allowed_hosts(settings: Settings) -> frozenset[str]:
 
 
 def _hostname(host: str) -> str:
+    """The name in a Host header ("" when it is not a plain host with an optional port)."""
     host = host.strip().lower()
     if host.startswith("["):
-        return host[1:].split("]", 1)[0]
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        name, _, port = host[1:].partition("]")
+        port = port.removeprefix(":")
+    elif host.count(":") == 1:
+        name, port = host.split(":")
+    else:
+        name, port = host, ""
+    return name if port.isdigit() or not port else ""
 
 
 def same_origin(request: Request, settings: Settings) -> bool:
     """Whether a POST comes from one of our own pages: its Origin, or when a browser sends
     none, its Referer, names this host or ``[site] base_url``'s. ``Origin: null`` does not."""
-    ours = {request.url.netloc.lower(), urlsplit(settings.site.base_url).netloc.lower()}
+    ours = {_origin(str(request.url)), _origin(settings.site.base_url)}
     origin = request.headers.get("origin")
     if origin is not None:
-        return urlsplit(origin).netloc.lower() in ours
+        return _origin(origin) in ours
     referer = request.headers.get("referer")
-    return referer is not None and urlsplit(referer).netloc.lower() in ours
+    return referer is not None and _origin(referer) in ours
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
 
 
 def is_loopback(request: Request) -> bool:

@@ -191,7 +191,10 @@ def test_a_followed_feed_link_obeys_the_same_policy(tmp_path: Path, server: Feed
         ("172.16.0.1", "a private address"),
         ("192.168.1.1", "a private address"),
         ("169.254.169.254", "a link-local address"),
-        ("100.64.0.1", "not a public address"),
+        ("100.64.0.1", "a private address"),
+        ("198.51.100.7", "a private address"),
+        ("fec0::1", "a private address"),
+        ("3fff::1", "a private address"),
         ("0.0.0.0", "the unspecified address"),
         ("224.0.0.1", "a multicast address"),
         ("240.0.0.1", "a private address"),
@@ -207,3 +210,31 @@ def test_a_followed_feed_link_obeys_the_same_policy(tmp_path: Path, server: Feed
 )
 def test_which_addresses_are_public(address: str, expected: str | None) -> None:
     assert refusal(address) == expected
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/", "http://localhost:{port}/moved"],
+)
+def test_that_source_may_use_only_its_own_host_among_private_ones(
+    tmp_path: Path, server: FeedServer, target: str
+) -> None:
+    # A local bridge that passes redirects on must not open the rest of the private network.
+    port = server.httpd.server_address[1]
+    server.routes["/feed"] = Reply(302, b"", {"Location": target.format(port=port)})
+    server.routes["/moved"] = Reply(200, FEED, {"Content-Type": "application/rss+xml"})
+    errors, store = _pull(
+        tmp_path, f'[[sources]]\nname = "s"\nurl = "{server.url("/feed")}"\n', TestResolver()
+    )
+    store.close()
+    assert "refused to connect to" in errors[0] and server.hits("/moved") == 0
+
+
+def test_a_location_that_does_not_parse_is_the_sources_error(tmp_path: Path, server: FeedServer) -> None:
+    server.routes["/feed"] = Reply(302, b"", {"Location": "https:x"})
+    errors, store = _pull(
+        tmp_path, f'[[sources]]\nname = "s"\nurl = "{server.url("/feed")}"\n', TestResolver()
+    )
+    with store:
+        assert "invalid URL" in errors[0] and "unexpected" not in errors[0]
+        assert store.source_state("s").next_fetch is not None  # backed off like any failure

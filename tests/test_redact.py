@@ -23,6 +23,12 @@ from digest.publish import FeedSpec, render
         ("http://[2001:db8::1]:8080/a?x=1#frag", "http://[2001:db8::1]:8080/a?…"),
         ("https://news.example.org/feed", "https://news.example.org/feed"),
         ("file:///srv/feeds/a.xml", "file:///srv/feeds/a.xml"),
+        # What a parser chokes on is cut all the same (a quote, an "@" or a "/" in a password).
+        ("https://user:pa'ss@feeds.example/rss?token=K2", "https://feeds.example/rss?…"),
+        ("https://user:p@ss@feeds.example:99999/?token=K4", "https://feeds.example:99999/?…"),
+        ("https://user:pa/ss@feeds.example/rss", "https://feeds.example/rss"),
+        ("https://feeds.example/rss;jsessionid=SESSION5", "https://feeds.example/rss?…"),
+        ("https://mastodon.example/@ann.rss", "https://mastodon.example/@ann.rss"),
     ],
 )
 def test_urls_lose_credentials_and_queries(given: str, shown: str) -> None:
@@ -33,6 +39,8 @@ def test_urls_in_messages_and_errors_are_redacted() -> None:
     message = "https://u:secret@x.org/f?key=K: HTTP 500; then https://y.org/g?sig=S."
     assert redact.text(message) == "https://x.org/f?…: HTTP 500; then https://y.org/g?…."
     assert "secret" not in str(FetchError(message)) and "sig=S" not in str(FetchError(message))
+    quoted = "fetch of <https://user:pa>ss@feeds.example/?k=K3> failed; redirect to 'http://a:b@c.org/x?y=1'"
+    assert redact.text(quoted) == "fetch of <https://feeds.example/?…> failed; redirect to 'http://c.org/x?…'"
 
 
 def test_feeds_name_sources_without_credentials() -> None:

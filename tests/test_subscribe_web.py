@@ -377,3 +377,26 @@ def test_the_subscribe_answer_is_the_same_for_everyone_and_confirmations_survive
 
 async def _inline(function: Callable[..., object], *args: object) -> object:
     return function(*args)
+
+
+def test_hostile_tokens_and_origins_get_a_plain_refusal(site: tuple[AppServer, Settings, Path]) -> None:
+    import base64
+
+    server, _, _ = site
+    deep = base64.urlsafe_b64encode(b"[" * 3000).decode().rstrip("=") + ".x"  # nesting to crash a parser
+    with _client(server) as client:
+        for path in (f"/confirm/{deep}", f"/unsubscribe/{deep}", f"/preferences/{deep}"):
+            answer = client.get(path)
+            assert answer.status_code == 400 and "content-security-policy" in answer.headers, path
+        form = {"email": "x@example.org", "form_token": deep}
+        assert client.post("/subscribe", data=form).status_code == 403
+        # Same host, other scheme: not our page.
+        https = server.url("").replace("http://", "https://")
+        other = client.post(
+            "/subscribe",
+            data={"email": "x@example.org", "form_token": _token(client)},
+            headers={"Origin": https},
+        )
+        assert other.status_code == 403
+        odd_host = client.get("/", headers={"Host": "127.0.0.1:x@evil.example"})
+        assert odd_host.status_code == 400

@@ -14,7 +14,7 @@ from __future__ import annotations
 import email.utils
 import mimetypes
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
@@ -69,9 +69,8 @@ class Fetcher:
     def __init__(self, settings: FetchSettings | None = None, *, resolver: Resolver | None = None) -> None:
         self.settings = settings or FetchSettings()
         self._resolver = resolver
-        # One pool for sources that may reach private addresses and one for those that may
-        # not, so a connection opened under the first is never lent to the second.
-        self._clients: dict[bool, httpx.Client] = {}
+        # A pool for each policy, so a connection opened under one is never lent to another.
+        self._clients: dict[FetchPolicy, httpx.Client] = {}
 
     def policy(self, url: str, *, allow_private: bool = False) -> FetchPolicy:
         """The policy of a source configured at ``url`` (``[fetch] allow_private`` included)."""
@@ -79,13 +78,14 @@ class Fetcher:
 
     def client(self, policy: FetchPolicy) -> httpx.Client:
         # Made on first use: setting up TLS costs more than reading a folder of local files.
-        client = self._clients.get(policy.private)
+        policy = replace(policy, local=False)  # files are not the pool's business
+        client = self._clients.get(policy)
         if client is None:
-            client = self._clients[policy.private] = httpx.Client(
+            client = self._clients[policy] = httpx.Client(
                 timeout=httpx.Timeout(self.settings.timeout),
                 follow_redirects=False,
                 headers={"User-Agent": self.settings.user_agent, "Accept": ACCEPT},
-                transport=GuardedTransport(private=policy.private, resolver=self._resolver),
+                transport=GuardedTransport(policy, resolver=self._resolver),
             )
         return client
 
@@ -220,6 +220,8 @@ class Fetcher:
                 raise FetchError(f"{current}: timed out after {self.settings.timeout:g}s") from None
             except httpx.HTTPError as exc:
                 raise FetchError(f"{current}: {_describe(exc)}") from None
+            except (httpx.InvalidURL, ValueError) as exc:  # a Location httpx cannot even parse
+                raise FetchError(f"{current}: invalid URL: {exc}") from None
         raise FetchError(f"{url}: more than {MAX_REDIRECTS} redirects")
 
     @staticmethod

@@ -6,9 +6,10 @@ A source is trusted as far as its *configured* URL, never further on the word of
 - A remote source (http/https) may lead only to other http(s) URLs, by redirect or by a
   feed link its page advertises; never to a file.
 - A remote source connects only to public addresses, checked on the address each name
-  resolves to at connection time (so a name that later resolves elsewhere gains nothing),
-  unless its configured URL itself names a loopback or private host, or the operator allows
-  it (``[fetch] allow_private`` or the source's ``allow_private``).
+  resolves to at connection time (so a name that later resolves elsewhere gains nothing).
+  If its configured URL itself names a loopback or private host, it may connect to that
+  host, and still only to public addresses elsewhere. The operator may allow more
+  (``[fetch] allow_private`` or the source's ``allow_private``): any address.
 
 Pure: resolving names is the :class:`Resolver`'s job, injected by the fetcher.
 """
@@ -25,6 +26,17 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # RFC 6052's NAT64 prefix carries an IPv4 address in its last 32 bits.
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Not public, whatever this Python's ipaddress tables say (they changed in 3.11.10 and
+# 3.12.4): IANA's special-purpose registries, plus deprecated IPv6 site-local space.
+_NOT_PUBLIC = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24",
+        "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24",
+        "240.0.0.0/4", "255.255.255.255/32", "64:ff9b:1::/48", "100::/64", "2001::/23", "2001:db8::/32",
+        "3fff::/20", "fc00::/7", "fec0::/10",
+    )
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -44,7 +56,8 @@ class FetchPolicy:
     """What one source's fetches may do."""
 
     local: bool = False  # read files and folders
-    private: bool = False  # connect to loopback, private, link-local and reserved addresses
+    private: bool = False  # connect to any address: loopback, private, link-local, reserved
+    trusted_host: str | None = None  # the configured URL's own non-public host, allowed as named
 
 
 def is_remote(url: str) -> bool:
@@ -66,7 +79,10 @@ def refusal(address: str | IPAddress) -> str | None:
         (ip.is_link_local, "a link-local address"),
         (ip.is_multicast, "a multicast address"),
         (ip.is_unspecified, "the unspecified address"),
-        (ip.is_private, "a private address"),
+        (
+            ip.is_private or any(ip in net for net in _NOT_PUBLIC if net.version == ip.version),
+            "a private address",
+        ),
         (ip.is_reserved, "a reserved address"),
         (not ip.is_global, "not a public address"),
     ):
@@ -83,10 +99,16 @@ def literal(host: str) -> IPAddress | None:
         return None
 
 
+def host_of(url_or_host: str) -> str:
+    """A host as the policy compares hosts: lower case, no brackets, no trailing dot."""
+    host = urlsplit(url_or_host).hostname or "" if "://" in url_or_host else url_or_host
+    return host.strip("[]").lower().rstrip(".")
+
+
 def names_private_host(url: str) -> bool:
     """Whether ``url``'s host is a non-public address or a name that is loopback by
     definition (``localhost``, RFC 6761). Other names are judged by what they resolve to."""
-    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    host = host_of(url)
     if host == "localhost" or host.endswith(".localhost"):
         return True
     ip = literal(host)
@@ -97,7 +119,9 @@ def policy_for(url: str, *, allow_private: bool = False) -> FetchPolicy:
     """The policy of a source configured at ``url``."""
     if not is_remote(url):
         return FetchPolicy(local=True, private=True)
-    return FetchPolicy(local=False, private=allow_private or names_private_host(url))
+    if allow_private:
+        return FetchPolicy(private=True)
+    return FetchPolicy(trusted_host=host_of(url) if names_private_host(url) else None)
 
 
 def system_resolver(host: str, port: int) -> list[Resolved]:

@@ -15,7 +15,15 @@ from typing import Any
 import httpcore
 import httpx
 
-from digest.sources.policy import Resolved, Resolver, literal, refusal, system_resolver
+from digest.sources.policy import (
+    FetchPolicy,
+    Resolved,
+    Resolver,
+    host_of,
+    literal,
+    refusal,
+    system_resolver,
+)
 
 
 class Refused(Exception):
@@ -23,12 +31,12 @@ class Refused(Exception):
 
 
 class GuardedBackend(httpcore.SyncBackend):
-    """Resolves each host with ``resolver`` and, unless ``private`` is allowed, connects
-    only to public addresses."""
+    """Resolves each host with ``resolver`` and connects only to public addresses, unless
+    the policy allows any (``private``) or the host is the source's own (``trusted_host``)."""
 
-    def __init__(self, resolver: Resolver, *, private: bool) -> None:
+    def __init__(self, resolver: Resolver, policy: FetchPolicy) -> None:
         self.resolver = resolver
-        self.private = private
+        self.policy = policy
 
     def connect_tcp(
         self,
@@ -46,7 +54,8 @@ class GuardedBackend(httpcore.SyncBackend):
                 candidates = list(self.resolver(host, port))
             except OSError as exc:
                 raise httpcore.ConnectError(str(exc)) from exc
-        allowed = [c for c in candidates if self.private or c.refusal is None]
+        anywhere = self.policy.private or host_of(host) == self.policy.trusted_host
+        allowed = [c for c in candidates if anywhere or c.refusal is None]
         if not allowed:
             if not candidates:
                 raise httpcore.ConnectError(f"cannot resolve {host}")
@@ -69,10 +78,10 @@ class GuardedBackend(httpcore.SyncBackend):
 class GuardedTransport(httpx.BaseTransport):
     """An httpx transport over an httpcore pool with a :class:`GuardedBackend`."""
 
-    def __init__(self, *, private: bool, resolver: Resolver | None = None) -> None:
+    def __init__(self, policy: FetchPolicy, *, resolver: Resolver | None = None) -> None:
         self._pool = httpcore.ConnectionPool(
             ssl_context=httpx.create_ssl_context(),
-            network_backend=GuardedBackend(resolver or system_resolver, private=private),
+            network_backend=GuardedBackend(resolver or system_resolver, policy),
             max_connections=20,
             max_keepalive_connections=10,
             keepalive_expiry=30.0,
