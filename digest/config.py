@@ -261,6 +261,22 @@ def _names(value: Any, where: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value)
 
 
+def _location(value: Any, where: str) -> str:
+    text = _nonempty(value, where).strip()
+    if urlsplit(text).scheme.lower() in ("http", "https"):
+        # The URL itself stays out of the message: it may hold a password.
+        if any(c.isspace() or ord(c) < 32 for c in text):
+            raise ConfigError(f"{where}: not a valid URL (it contains white space or control characters)")
+        try:
+            parts = urlsplit(text)
+            parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: not a valid URL ({exc})") from None
+        if not parts.hostname:
+            raise ConfigError(f"{where}: not a valid URL (no host)")
+    return text
+
+
 def _timezone(value: Any, where: str) -> str:
     text = _nonempty(value, where)
     try:
@@ -404,7 +420,7 @@ def _read_source(raw: Any, index: int, origin: str, base_dir: Path, warnings: li
         raise ConfigError(
             f"{where}.name: {name!r} is not a valid name (letters, digits, '.', '_' and '-', at most 64)"
         )
-    url = resolve_location(_nonempty(raw["url"], f"{where}.url"), base_dir)
+    url = resolve_location(_location(raw["url"], f"{where}.url"), base_dir)
     selectors = raw.get("selectors", {})
     if not isinstance(selectors, dict):
         raise ConfigError(f"{where}.selectors: expected a table of CSS selectors")

@@ -230,6 +230,9 @@ def _follow_feed(
 
 def normalise(item: ParsedItem, source: str, base_url: str, now: datetime) -> Article:
     """A parsed item made safe and stable: sanitised HTML, plain text, an id, a content hash."""
+    # Identity keeps using the link as given (an article's id must not change), but only a
+    # web link of sane length is stored and shown.
+    link_key = _link_key(item.url)[:MAX_URL] if item.url else None
     url = normalise_url(item.url) if item.url else None
     url = url if url and len(url) <= MAX_URL else None
     # Relative links in content resolve against the document, as feedparser does for feeds.
@@ -241,13 +244,13 @@ def normalise(item: ParsedItem, source: str, base_url: str, now: datetime) -> Ar
     published = item.published.replace(microsecond=0) if item.published else None
     updated = item.updated.replace(microsecond=0) if item.updated else None
     guid = one_line(item.guid) if item.guid else None
-    if guid and url and normalise_url(guid) == url:
+    if guid and link_key and _link_key(guid) == link_key:
         guid = None  # a GUID that only repeats the link says nothing more
     digest_input = "\x00".join(
         [title, url or "", summary_html, author or "", published.isoformat() if published else ""]
     )
     return Article(
-        id=article_id(source, guid, url, title),
+        id=article_id(source, guid, link_key, title),
         source=source,
         title=title,
         url=url,
@@ -260,6 +263,11 @@ def normalise(item: ParsedItem, source: str, base_url: str, now: datetime) -> Ar
         updated=updated or published or now,
         content_hash=hashlib.sha256(digest_input.encode()).hexdigest()[:32],
     )
+
+
+def _link_key(link: str) -> str:
+    """A link as identity knows it: normalised when it is a web link, else as given."""
+    return normalise_url(link) or one_line(link)
 
 
 def _cut(text: str, limit: int) -> str:

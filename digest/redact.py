@@ -18,28 +18,38 @@ _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)(.*)$", re.S)
 
 def url(text: str, *, mark: bool = True) -> str:
     """A URL without userinfo, query, fragment or path parameters (``?…`` marks a query or
-    parameters that were there, unless ``mark`` is false)."""
+    parameters that were there, unless ``mark`` is false). A URL whose authority cannot be
+    told apart from a password (``user:pa#ss@host``, ``user:12/x@host``) is shown as
+    ``scheme://…``."""
     found = _SCHEME.match(text)
     if found is None:
         return text
     scheme, rest = found.groups()
-    cut_at = min((i for i in (rest.find(c) for c in "?#;") if i >= 0), default=len(rest))
-    kept, dropped = rest[:cut_at], rest[cut_at:]
-    slash = kept.find("/")
-    authority = kept if slash < 0 else kept[:slash]
-    if "@" in authority:
-        kept = kept[authority.rfind("@") + 1 :]
-    elif "@" in kept and _odd_port(authority):
-        # "user:pa/ss@host": a "/" in the password ended the authority early.
-        kept = kept.rsplit("@", 1)[1]
+    slash = rest.find("/")
+    head_end = (
+        slash
+        if slash >= 0
+        else min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    )
+    head, tail = rest[:head_end], rest[head_end:]
+    if "@" in head:
+        head = head.rsplit("@", 1)[1]  # userinfo, a password with "@", "#", "?" or ";" included
+    elif ("@" in tail and (":" in head or any(c in head for c in "?#;"))) or _odd_port(head):
+        return f"{scheme}…"  # a password with a "/", "#" or space in it may have ended the host early
+    kept = head + tail
+    cut_at = min((i for i in (kept.find(c) for c in "?#;") if i >= 0), default=len(kept))
+    kept, dropped = kept[:cut_at], kept[cut_at:]
     hidden = "?…" if mark and dropped and dropped[0] in "?;" else ""
     return f"{scheme}{kept}{hidden}"
 
 
-def _odd_port(authority: str) -> bool:
-    if ":" not in authority or authority.endswith("]"):
-        return False
-    return not authority.rsplit(":", 1)[1].isdigit()
+def _odd_port(head: str) -> bool:
+    """Whether what follows the host's last ":" is not a port (so is part of a password)."""
+    if head.startswith("["):  # an IPv6 address: what follows "]" is ":port" or nothing
+        after = head.partition("]")[2]
+        return bool(after) and not (after.startswith(":") and after[1:].isdigit())
+    _, colon, port = head.rpartition(":")
+    return bool(colon) and not port.isdigit()
 
 
 def text(message: str) -> str:

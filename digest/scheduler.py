@@ -194,8 +194,10 @@ class Service:
         by a restart)."""
         try:
             await signups.drain(self._thread_store, self.settings)
-        except DigestError as exc:
-            log.warning("sign-ups: %s", exc, extra={"event": "signups"})
+        except Exception as exc:  # the schedule must outlive any one failure
+            log.warning(
+                "sign-ups: %s", redact.text(str(exc)) or type(exc).__name__, extra={"event": "signups"}
+            )
 
     def _thread_store(self) -> Store:
         """A store for the calling worker thread (sqlite3 connections stay in their thread)."""

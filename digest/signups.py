@@ -16,15 +16,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
 from typing import Any
 
 from digest import subscribers
 from digest.config import Settings
 from digest.dates import to_iso, utcnow
-from digest.errors import DigestError, SendError
+from digest.errors import SendError
 from digest.mail.compose import Outgoing
-from digest.mail.send import Permanent, Temporary, confirmation_message, transport_for
+from digest.mail.send import Permanent, Transport, confirmation_message, transport_for
 from digest.store import Store
 
 log = logging.getLogger("digest")
@@ -33,7 +34,7 @@ FIRST_RETRY = 60.0  # seconds; doubled after each failure
 MAX_RETRY = 3600.0
 GIVE_UP_AFTER = 20  # attempts, about a day of retries
 CLAIM = 300.0  # seconds a worker holds a request it is handling
-BATCH = 50
+BATCH = 50  # requests handled per look at the queue
 
 
 def enqueue(store: Store, email: str, regions: Sequence[str], themes: Sequence[str]) -> None:
@@ -74,23 +75,22 @@ async def drain(
     offload = run or asyncio.to_thread
     moment = now or utcnow()
 
-    def claim() -> list[dict[str, Any]]:
-        return store_for_thread().claim_signups(moment, until=moment + timedelta(seconds=CLAIM), limit=BATCH)
+    def claim() -> dict[str, Any] | None:
+        # One at a time, so a claim never runs out while a slow (rate-limited) batch is sent.
+        found = store_for_thread().claim_signups(moment, until=moment + timedelta(seconds=CLAIM), limit=1)
+        return found[0] if found else None
 
-    def prepare(claimed: list[dict[str, Any]]) -> list[tuple[dict[str, Any], Outgoing]]:
-        """Each request as its pending subscriber's confirmation; those with nothing to send
-        (the address is active or bounced, or no longer pending) are done with."""
+    def prepare(request: dict[str, Any]) -> Outgoing | None:
+        """The request's confirmation; None when there is nothing to send (the address is
+        active or bounced, or no longer pending), and the request is done with."""
         store = store_for_thread()
-        out = []
-        for request in claimed:
-            row = _prepare(store, request)
-            if row is None:
-                store.finish_signup(int(request["id"]))
-            else:
-                out.append((request, confirmation_message(store, settings, row)))
-        return out
+        row = _prepare(store, request)
+        if row is None:
+            store.finish_signup(int(request["id"]))
+            return None
+        return confirmation_message(store, settings, row)
 
-    async def defer(request: dict[str, Any], problem: Exception) -> None:
+    async def defer(request: dict[str, Any], problem: BaseException) -> None:
         number, attempts = int(request["id"]), int(request["attempts"]) + 1
         if attempts >= GIVE_UP_AFTER:
             log.error("sign-up %s: giving up after %d attempts: %s", number, attempts, problem)
@@ -100,28 +100,29 @@ async def drain(
         log.warning("sign-up %s: confirmation not sent (%s); retry at %s", number, problem, to_iso(retry))
         await offload(_retry, store_for_thread, number, retry, str(problem))
 
-    claimed = await offload(claim)
-    if not claimed:
-        return 0
-    try:
-        ready = await offload(prepare, claimed)
-    except DigestError as exc:  # the database or a template: the whole batch waits
-        for request in claimed:
-            await defer(request, exc)
-        return 0
     sent = 0
-    async with transport_for(settings) as channel:
-        for index, (request, message) in enumerate(ready):
+    async with AsyncExitStack() as stack:
+        channel: Transport | None = None
+        for _ in range(BATCH):
+            request = await offload(claim)
+            if request is None:
+                break
             number = int(request["id"])
             try:
+                message = await offload(prepare, request)
+                if message is None:
+                    continue
+                if channel is None:  # opened for the first message: an idle tick costs nothing
+                    channel = await stack.enter_async_context(transport_for(settings))
                 await channel.send(message, f"confirm-{number}")
             except Permanent as exc:  # the server refuses this address for good
-                log.error("sign-up %s: %s refused the confirmation: %s", number, channel.name, exc)
-            except SendError as exc:  # no server to talk to: the rest waits too
-                for waiting, _ in ready[index:]:
-                    await defer(waiting, exc)
+                log.error("sign-up %s: the mail server refused the confirmation: %s", number, exc)
+            except SendError as exc:  # no server to talk to, or no outbox: the rest waits too
+                await defer(request, exc)
+                until = moment + _backoff(int(request["attempts"]) + 1)
+                await offload(_postpone, store_for_thread, moment, until)
                 break
-            except Temporary as exc:
+            except Exception as exc:  # one request's trouble must not stop the queue
                 await defer(request, exc)
                 continue
             else:
@@ -132,6 +133,10 @@ async def drain(
 
 def _finish(store_for_thread: Callable[[], Store], number: int) -> None:
     store_for_thread().finish_signup(number)
+
+
+def _postpone(store_for_thread: Callable[[], Store], now: datetime, until: datetime) -> None:
+    store_for_thread().postpone_signups(now, until)
 
 
 def _retry(store_for_thread: Callable[[], Store], number: int, when: datetime, error: str) -> None:

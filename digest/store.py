@@ -180,7 +180,8 @@ def _web_links_only(db: sqlite_utils.Database) -> None:
 
 
 def _subscriber_identity(db: sqlite_utils.Database) -> None:
-    # AUTOINCREMENT: a removed subscriber's id is never given to anyone else. pending_since:
+    # AUTOINCREMENT: from now on a removed subscriber's id is never given to anyone else (ids
+    # removed before this migration cannot be known; tokens are bound anyway). pending_since:
     # when the current sign-up began; confirmation links are bound to it. signups: the web
     # form's requests, handled after the answer (the same answer for every address).
     # Rebuilt as SQLite's ALTER TABLE procedure says, with foreign keys off (see migrate).
@@ -204,6 +205,7 @@ def _subscriber_identity(db: sqlite_utils.Database) -> None:
         " bounces) SELECT id, email, status, regions, themes, created, confirmed, unsubscribed, bounces"
         " FROM subscribers"
     )
+    db.execute("UPDATE subscribers_new SET pending_since = created WHERE status = 'pending'")
     db.execute("DROP TABLE subscribers")
     db.execute("ALTER TABLE subscribers_new RENAME TO subscribers")
     db.execute(
@@ -823,6 +825,11 @@ class Store:
                 "UPDATE signups SET attempts = attempts + 1, next_try = ?, last_error = ? WHERE id = ?",
                 (to_iso(when), error, signup_id),
             )
+
+    def postpone_signups(self, now: datetime, until: datetime) -> None:
+        """Every sign-up due at ``now`` waits until ``until`` (the mail server is down)."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE signups SET next_try = ? WHERE next_try <= ?", (to_iso(until), to_iso(now)))
 
     def finish_signup(self, signup_id: int) -> None:
         with self.transaction() as conn:

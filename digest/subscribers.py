@@ -65,7 +65,7 @@ def add(
     }
     if confirmed:
         row.update(status="active", confirmed=now, unsubscribed=None, pending_since=None)
-    elif existing is None or existing["status"] not in ("active", "pending"):
+    elif existing is None or (existing["status"] != "active" and not existing["pending_since"]):
         # A new sign-up: links from any earlier one (bound to pending_since) are dead.
         row.update(status="pending", unsubscribed=None, pending_since=now)
     if existing is None:
@@ -92,7 +92,9 @@ def unsubscribe(store: Store, subscriber_id: int) -> bool:
     if found is None:
         return False
     if found["status"] != "unsubscribed":
-        store.update_subscriber(subscriber_id, status="unsubscribed", unsubscribed=to_iso(utcnow()))
+        store.update_subscriber(
+            subscriber_id, status="unsubscribed", unsubscribed=to_iso(utcnow()), pending_since=None
+        )
     return True
 
 
@@ -165,6 +167,8 @@ def import_csv(
             }
             if status == "active":
                 row["confirmed"] = record.get("confirmed") or now
+            elif status == "pending":
+                row["pending_since"] = now  # a confirmation can be sent (and bound to this)
         except SubscriberError as exc:
             report.errors.append(f"{origin}: line {line}: {exc}")
             continue

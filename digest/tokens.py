@@ -98,9 +98,12 @@ def read(
         given = _unb64(mac)
     except (ValueError, TypeError, RecursionError) as exc:
         raise BadToken(f"malformed: {type(exc).__name__}") from None
-    if not isinstance(payload, dict) or payload.get("p") != purpose or not isinstance(payload.get("s"), int):
+    if not isinstance(payload, dict) or payload.get("p") != purpose:
         raise BadToken("wrong purpose")
-    subscriber_id = int(payload["s"])
+    subscriber_id = payload.get("s")
+    # Checked before the id goes near the database (the MAC covers the binding it looks up).
+    if type(subscriber_id) is not int or not 0 <= subscriber_id < 2**63:
+        raise BadToken("no such subscriber")
     bound = binding(subscriber_id)
     if bound is None:
         raise BadToken("no such subscriber")

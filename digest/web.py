@@ -19,9 +19,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from digest import publish, signups, web_subscribe
+from digest import publish, redact, signups, web_subscribe
 from digest.config import Settings
-from digest.errors import DigestError
 from digest.publish import FeedSpec
 from digest.store import Store
 from digest.webcache import HTML, PAGE_CACHE_CONTROL, Cache, Rendered
@@ -155,6 +154,6 @@ async def _retry_signups(cache: Cache, settings: Settings) -> None:
     while True:
         try:
             await signups.drain(cache.store, settings, run=run_in_threadpool)
-        except DigestError as exc:
-            log.warning("sign-ups: %s", exc)
+        except Exception as exc:  # the loop must outlive any one failure
+            log.warning("sign-ups: %s", redact.text(str(exc)) or type(exc).__name__)
         await asyncio.sleep(signups.TICK)

@@ -1,10 +1,11 @@
 """What every request passes through before the app: the host check, the body cap and the
 security headers on every answer (errors included); and the checks for who may POST.
 
-The app answers only for its own host names (``[site] base_url``'s, ``[web] allowed_hosts``
-and loopback), so a spoofed ``Host`` never reaches a redirect or a link. A form POST must
-come from one of our pages (its ``Origin``, or failing that its ``Referer``), except the
-RFC 8058 one-click unsubscribe that mail providers send without either.
+The app answers only for its own host names (``[site] base_url``'s, ``[web] allowed_hosts``,
+the address ``[web] host`` names, and loopback), so a spoofed ``Host`` never reaches a
+redirect or a link. A form POST must come from one of our pages (its ``Origin``, or failing
+that its ``Referer``), except the RFC 8058 one-click unsubscribe that mail providers send
+without either.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ def allowed_hosts(settings: Settings) -> frozenset[str]:
     """The host names the app answers for (lower case, without port)."""
     names = {urlsplit(settings.site.base_url).hostname or "", *LOOPBACK_NAMES}
     names.update(_hostname(h) for h in settings.web.allowed_hosts)
+    if settings.web.host not in ("0.0.0.0", "::", ""):  # noqa: S104 (comparing, not binding)
+        names.add(_hostname(settings.web.host))  # the address it listens on, by which it is reached
     return frozenset(n for n in names if n)
 
 

@@ -238,3 +238,29 @@ def test_a_location_that_does_not_parse_is_the_sources_error(tmp_path: Path, ser
     with store:
         assert "invalid URL" in errors[0] and "unexpected" not in errors[0]
         assert store.source_state("s").next_fetch is not None  # backed off like any failure
+
+
+def test_the_environments_proxy_is_used_under_the_same_policy(tmp_path: Path, server: FeedServer) -> None:
+    # The test server plays the proxy: it sees absolute URLs. Targets are checked here first.
+    server.routes["http://public.test/feed.xml"] = Reply(200, FEED, {"Content-Type": "application/rss+xml"})
+    server.routes["http://public.test/moved"] = Reply(302, b"", {"Location": "http://10.0.0.1/secret"})
+    settings = settings_for(
+        tmp_path,
+        '[[sources]]\nname = "ok"\nurl = "http://public.test/feed.xml"\n'
+        '[[sources]]\nname = "bad"\nurl = "http://public.test/moved"\n',
+    )
+    proxies = {"http": server.base, "no": "example.org,.internal.example"}
+    with Store.open(settings.database.path) as store:
+        with Fetcher(settings.fetch, resolver=TestResolver(), proxies=proxies) as fetcher:
+            ok, bad = pull(settings, store, fetcher=fetcher)
+        assert ok.ok and _titles(store) == ["Public item"]
+        assert bad.error and "refused to connect to 10.0.0.1: a private address" in bad.error
+    assert [r.path for r in server.requests] == ["http://public.test/feed.xml", "http://public.test/moved"]
+
+
+def test_no_proxy_names_bypass_the_proxy() -> None:
+    from digest.sources.transport import _bypasses
+
+    assert _bypasses("feeds.example.org", "example.org") and _bypasses("example.org", ".example.org:8080")
+    assert _bypasses("anything", "*") and not _bypasses("badexample.org", "example.org")
+    assert not _bypasses("feeds.example.org", "")

@@ -247,9 +247,11 @@ def test_files_digest_creates_are_readable_by_their_owner_only(tmp_path: Path) -
         assert run("--config", str(config), "send", cwd=tmp_path).returncode == 0
         out = tmp_path / "out"
         assert mode(out) == 0o700 and [mode(p) for p in out.iterdir()] == [0o600]
-        # A database made world-readable by an earlier version is tightened on open.
+        # A database and an outbox made world-readable by an earlier version are tightened.
         database.chmod(0o644)
+        out.chmod(0o755)
         Store.open(database).close()
-        assert mode(database) == 0o600
+        assert run("--config", str(config), "send", "--to", "bob@example.org", cwd=tmp_path).returncode == 0
+        assert mode(database) == 0o600 and mode(out) == 0o700
     finally:
         os.umask(old)

@@ -276,3 +276,17 @@ def test_items_without_links_keep_their_own_guids() -> None:
         for guid in ("2EC9D062-A182", "E017F5EA-88F2")
     )
     assert first.id != second.id and first.guid == "2EC9D062-A182"
+
+
+def test_an_articles_id_does_not_change_when_its_link_is_not_kept() -> None:
+    # Articles stored before only web links were kept must not come back as new ones.
+    from datetime import UTC, datetime
+
+    from digest.ingest import normalise
+    from digest.models import ParsedItem
+
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    long_link = "https://x.org/" + "a" * 3000
+    for link, key in (("javascript:alert(1)", "javascript:alert(1)"), (long_link, long_link[:2048])):
+        article = normalise(ParsedItem(title="T", url=link), "s", "https://x.org/", now)
+        assert article.url is None and article.id == article_id("s", None, key, "T")

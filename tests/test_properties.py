@@ -73,11 +73,13 @@ def _active(fragment: str, *, allow_style_tag: bool = False) -> list[str]:
         if tag in BANNED_TAGS and not (allow_style_tag and tag == "style"):
             found.append(tag)
         for name, value in element.attrib.items():
+            # In a link only the scheme runs; "javascript:" in the path of an https URL is text.
+            link = name in ("href", "src", "cite")
             if (
                 name.lower().startswith("on")
-                or (name in ("href", "src", "cite") and value.strip().lower().startswith(UNSAFE_SCHEMES))
-                or "javascript:" in value.lower()
-                or "expression(" in value.lower()
+                or (link and value.strip().lower().startswith(UNSAFE_SCHEMES))
+                or (not link and "javascript:" in value.lower())
+                or (not link and "expression(" in value.lower())
             ):
                 found.append(f"{tag}@{name}")
     return found

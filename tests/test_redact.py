@@ -26,7 +26,14 @@ from digest.publish import FeedSpec, render
         # What a parser chokes on is cut all the same (a quote, an "@" or a "/" in a password).
         ("https://user:pa'ss@feeds.example/rss?token=K2", "https://feeds.example/rss?…"),
         ("https://user:p@ss@feeds.example:99999/?token=K4", "https://feeds.example:99999/?…"),
-        ("https://user:pa/ss@feeds.example/rss", "https://feeds.example/rss"),
+        ("https://user:pa/ss@feeds.example/rss", "https://…"),
+        ("http://user:pa#ss@host/feed", "http://host/feed"),
+        ("http://user:pa?ss@host/feed", "http://host/feed"),
+        ("http://user:pa;ss@host/feed", "http://host/feed"),
+        ("http://user:12#ss@host", "http://…"),
+        ("https://host?token=abc@def", "https://host?…"),
+        ("http://user:pa", "http://…"),
+        ("http://[2001:db8::1]/x", "http://[2001:db8::1]/x"),
         ("https://feeds.example/rss;jsessionid=SESSION5", "https://feeds.example/rss?…"),
         ("https://mastodon.example/@ann.rss", "https://mastodon.example/@ann.rss"),
     ],
@@ -54,3 +61,15 @@ def test_feeds_name_sources_without_credentials() -> None:
     for fmt in ("atom", "rss"):
         body = render(FeedSpec("site", None, "T"), fmt, [article], settings, urls).decode()
         assert "https://x.org/feed" in body and "pw@" not in body and "api_key" not in body, fmt
+
+
+def test_a_source_url_that_is_not_a_url_is_refused_without_showing_it() -> None:
+    from digest.errors import ConfigError
+
+    for bad in ("http://user:pa ss@host/feed", "https://user:secret@host:port/x", "http://user:secret@/x"):
+        with pytest.raises(ConfigError) as caught:
+            parse_settings(
+                f'[[sources]]\nname = "s"\nurl = "{bad}"\n', origin="t", base_dir=Path("."), env={}
+            )
+        assert "sources[0].url: not a valid URL" in str(caught.value) and "secret" not in str(caught.value)
+        assert "pa ss" not in str(caught.value)

@@ -81,18 +81,18 @@ def test_the_identity_migration_keeps_subscribers_ledgers_and_old_unsubscribe_li
 ) -> None:
     import digest.store
     from digest.dates import utcnow
-    from digest.subscribers import add, bindings
+    from digest.subscribers import add, bindings, token
     from digest.tokens import BadToken, read, secret_for
 
     path = tmp_path / "d.db"
-    monkeypatch.setattr(digest.store, "MIGRATIONS", MIGRATIONS[:6])  # a database of the last release
+    monkeypatch.setattr(digest.store, "MIGRATIONS", MIGRATIONS[:5])  # a database of the last release
     with Store.open(path) as store:
-        for name in ("ann", "bob", "cid"):
+        for name, status in (("ann", "active"), ("bob", "active"), ("cid", "active"), ("pat", "pending")):
             store.upsert_subscribers(
                 [
                     {
                         "email": f"{name}@example.org",
-                        "status": "active",
+                        "status": status,
                         "created": "2026-01-01T00:00:00.000000+00:00",
                     }
                 ]
@@ -113,6 +113,10 @@ def test_the_identity_migration_keeps_subscribers_ledgers_and_old_unsubscribe_li
         )
         with pytest.raises(BadToken):
             read(secret, old_preferences, "preferences", bindings(store, "preferences"))
+        # Someone who signed up before can still be sent a confirmation, and confirm with it.
+        pat = store.subscriber(email="pat@example.org")
+        assert pat is not None and pat["pending_since"]
+        assert read(secret, token(secret, "confirm", pat), "confirm", bindings(store, "confirm")) == pat["id"]
         assert store.delete_subscriber("cid@example.org")
         newcomer = add(store, "dee@example.org", confirmed=True)
         assert int(str(newcomer["id"])) > max(ids.values())  # never cid's id again

@@ -315,7 +315,7 @@ def test_the_subscribe_answer_is_the_same_for_everyone_and_confirmations_survive
     import statistics
     from datetime import timedelta
 
-    from digest.dates import utcnow
+    from digest.dates import to_iso, utcnow
     from digest.signups import drain
     from digest.subscribers import add
 
@@ -353,26 +353,28 @@ def test_the_subscribe_answer_is_the_same_for_everyone_and_confirmations_survive
                 assert status == 200
                 timings[kind].append(took)
 
-        def handled() -> bool:  # by the queue, on its own clock: each request seen once
+        def tried() -> bool:  # by the queue, on its own clock, while the server is down
             with Store.open(settings.database.path) as store:
-                rows = store.signups()
-            return all(int(str(r["attempts"])) >= 1 for r in rows) and len(rows) == 21
+                return any(int(str(r["attempts"])) >= 1 for r in store.signups())
 
-        _until(handled)
+        _until(tried)
     known_ms, new_ms = (statistics.median(timings[k]) * 1000 for k in ("known", "new"))
     print(f"median answer: {known_ms:.2f} ms for a subscribed address, {new_ms:.2f} ms for a new one")
     assert abs(known_ms - new_ms) < 2 + 0.25 * min(known_ms, new_ms), (known_ms, new_ms)
+    new_addresses = {"new@example.org"} | {f"new{n}@example.org" for n in range(20)}
     with Store.open(settings.database.path) as store:
-        queued = {str(r["email"]) for r in store.signups()}
-        assert "new@example.org" in queued and not any(q.startswith("known") for q in queued)
-        assert store.subscriber(email="new@example.org")["status"] == "pending"  # type: ignore[index]
-    # The server is back; the process restarted: the queue is still there and goes out once.
-    with SmtpSink(port=port) as sink, AppServer(settings), Store.open(settings.database.path) as store:
-        later = utcnow() + timedelta(hours=2)
-        sent = asyncio.run(drain(lambda: store, settings, now=later, run=_inline))
-        assert sent == len(queued)
-        assert asyncio.run(drain(lambda: store, settings, now=later, run=_inline)) == 0
-    assert sorted(sink.recipients()) == sorted(queued)  # once each, and none to known addresses
+        assert new_addresses <= {str(r["email"]) for r in store.signups()}  # nothing lost
+    # The server is back and the process restarted: once the retries fall due (the clock is
+    # moved, not waited for), the restarted service sends the queue by itself, once each.
+    with SmtpSink(port=port) as sink, AppServer(settings):
+        with Store.open(settings.database.path) as store:
+            store.db.execute("UPDATE signups SET next_try = ?", [to_iso(utcnow() - timedelta(seconds=1))])
+        _until(lambda: not store_signups(settings), seconds=30)
+        with Store.open(settings.database.path) as store:  # nothing left: a drain now sends nothing
+            later = utcnow() + timedelta(hours=2)
+            assert asyncio.run(drain(lambda: store, settings, now=later, run=_inline)) == 0
+            assert store.subscriber(email="new@example.org")["status"] == "pending"  # type: ignore[index]
+    assert sorted(sink.recipients()) == sorted(new_addresses)  # once each, none to known addresses
 
 
 async def _inline(function: Callable[..., object], *args: object) -> object:
@@ -384,8 +386,12 @@ def test_hostile_tokens_and_origins_get_a_plain_refusal(site: tuple[AppServer, S
 
     server, _, _ = site
     deep = base64.urlsafe_b64encode(b"[" * 3000).decode().rstrip("=") + ".x"  # nesting to crash a parser
+    huge = base64.urlsafe_b64encode(b'{"p":"unsubscribe","s":1000000000000000000000000000000,"v":2}')
+    forged = [deep, huge.decode().rstrip("=") + ".x"]  # an id too large for SQLite, looked up unsigned
     with _client(server) as client:
-        for path in (f"/confirm/{deep}", f"/unsubscribe/{deep}", f"/preferences/{deep}"):
+        for path in [
+            f"/{kind}/{token}" for token in forged for kind in ("confirm", "unsubscribe", "preferences")
+        ]:
             answer = client.get(path)
             assert answer.status_code == 400 and "content-security-policy" in answer.headers, path
         form = {"email": "x@example.org", "form_token": deep}

@@ -23,6 +23,9 @@ class Outbox:
     async def __aenter__(self) -> Outbox:
         try:
             self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            found = self.folder.stat()
+            if found.st_mode & 0o077 and found.st_uid == os.getuid():
+                self.folder.chmod(0o700)  # made world-readable by an earlier version
         except OSError as exc:
             raise SendError(f"{self.folder}: cannot create the outbox: {exc.strerror or exc}") from None
         return self

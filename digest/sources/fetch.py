@@ -14,6 +14,8 @@ from __future__ import annotations
 import email.utils
 import mimetypes
 import time
+import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -66,9 +68,17 @@ class Fetcher:
 
     ``resolver`` answers DNS questions (the system's by default; tests inject their own)."""
 
-    def __init__(self, settings: FetchSettings | None = None, *, resolver: Resolver | None = None) -> None:
+    def __init__(
+        self,
+        settings: FetchSettings | None = None,
+        *,
+        resolver: Resolver | None = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> None:
         self.settings = settings or FetchSettings()
         self._resolver = resolver
+        # HTTP(S)_PROXY / ALL_PROXY / NO_PROXY, as every HTTP client here honours them.
+        self._proxies = urllib.request.getproxies_environment() if proxies is None else dict(proxies)
         # A pool for each policy, so a connection opened under one is never lent to another.
         self._clients: dict[FetchPolicy, httpx.Client] = {}
 
@@ -85,7 +95,7 @@ class Fetcher:
                 timeout=httpx.Timeout(self.settings.timeout),
                 follow_redirects=False,
                 headers={"User-Agent": self.settings.user_agent, "Accept": ACCEPT},
-                transport=GuardedTransport(policy, resolver=self._resolver),
+                transport=GuardedTransport(policy, resolver=self._resolver, proxies=self._proxies),
             )
         return client
 

@@ -8,7 +8,8 @@ still verifies the certificate against the URL's host name.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -30,9 +31,34 @@ class Refused(Exception):
     """A connection the fetch policy does not allow; the message says where and why."""
 
 
+def allowed_addresses(host: str, port: int, resolver: Resolver, policy: FetchPolicy) -> list[Resolved]:
+    """The addresses ``host`` may be reached at under ``policy``, resolved now; Refused when
+    there are none it allows, httpcore's ConnectError when the name does not resolve."""
+    ip = literal(host)
+    if ip is not None:
+        candidates = [Resolved(str(ip), refusal(ip))]
+    else:
+        try:
+            candidates = list(resolver(host, port))
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc)) from exc
+    anywhere = policy.private or host_of(host) == policy.trusted_host
+    allowed = [c for c in candidates if anywhere or c.refusal is None]
+    if allowed:
+        return allowed
+    if not candidates:
+        raise httpcore.ConnectError(f"cannot resolve {host}")
+    first = candidates[0]
+    shown = host if ip is not None else f"{host} ({first.ip})"
+    raise Refused(
+        f"refused to connect to {shown}: {first.refusal}"
+        " (allow_private = true lets a source reach such addresses)"
+    )
+
+
 class GuardedBackend(httpcore.SyncBackend):
-    """Resolves each host with ``resolver`` and connects only to public addresses, unless
-    the policy allows any (``private``) or the host is the source's own (``trusted_host``)."""
+    """Resolves each host with ``resolver`` and connects only to the addresses the policy
+    allows (:func:`allowed_addresses`), to exactly the ones it checked."""
 
     def __init__(self, resolver: Resolver, policy: FetchPolicy) -> None:
         self.resolver = resolver
@@ -46,27 +72,8 @@ class GuardedBackend(httpcore.SyncBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
-        ip = literal(host)
-        if ip is not None:
-            candidates = [Resolved(str(ip), refusal(ip))]
-        else:
-            try:
-                candidates = list(self.resolver(host, port))
-            except OSError as exc:
-                raise httpcore.ConnectError(str(exc)) from exc
-        anywhere = self.policy.private or host_of(host) == self.policy.trusted_host
-        allowed = [c for c in candidates if anywhere or c.refusal is None]
-        if not allowed:
-            if not candidates:
-                raise httpcore.ConnectError(f"cannot resolve {host}")
-            first = candidates[0]
-            shown = host if ip is not None else f"{host} ({first.ip})"
-            raise Refused(
-                f"refused to connect to {shown}: {first.refusal}"
-                " (allow_private = true lets a source reach such addresses)"
-            )
         last: Exception | None = None
-        for candidate in allowed:
+        for candidate in allowed_addresses(host, port, self.resolver, self.policy):
             try:
                 return super().connect_tcp(candidate.ip, port, timeout, local_address, socket_options)
             except httpcore.ConnectError as exc:
@@ -76,18 +83,52 @@ class GuardedBackend(httpcore.SyncBackend):
 
 
 class GuardedTransport(httpx.BaseTransport):
-    """An httpx transport over an httpcore pool with a :class:`GuardedBackend`."""
+    """An httpx transport over an httpcore pool with a :class:`GuardedBackend`.
 
-    def __init__(self, policy: FetchPolicy, *, resolver: Resolver | None = None) -> None:
+    With ``proxies`` (scheme → proxy URL, and ``no`` for the hosts that bypass them, as
+    ``urllib.request.getproxies_environment`` gives them), requests go through the proxy,
+    after the same check of the target on the addresses it resolves to here (a name that
+    does not resolve here is left to the proxy). The proxy resolves the name again, so this
+    is a best effort: enforce egress rules at the proxy too."""
+
+    def __init__(
+        self,
+        policy: FetchPolicy,
+        *,
+        resolver: Resolver | None = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> None:
+        self._resolver = resolver or system_resolver
+        self._policy = policy
+        self._proxies = dict(proxies or {})
+        self._via: dict[str, httpx.HTTPTransport] = {}
         self._pool = httpcore.ConnectionPool(
             ssl_context=httpx.create_ssl_context(),
-            network_backend=GuardedBackend(resolver or system_resolver, policy),
+            network_backend=GuardedBackend(self._resolver, policy),
             max_connections=20,
             max_keepalive_connections=10,
             keepalive_expiry=30.0,
         )
 
+    def _proxy_for(self, url: httpx.URL) -> str | None:
+        proxy = self._proxies.get(url.scheme) or self._proxies.get("all")
+        if not proxy or _bypasses(url.host, self._proxies.get("no", "")):
+            return None
+        return proxy
+
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        proxy = self._proxy_for(request.url)
+        if proxy is not None:
+            port = request.url.port or (443 if request.url.scheme == "https" else 80)
+            # A name only the proxy can resolve is left to it; anything resolved here is checked.
+            with contextlib.suppress(httpcore.ConnectError):
+                allowed_addresses(request.url.host, port, self._resolver, self._policy)
+            if proxy not in self._via:
+                self._via[proxy] = httpx.HTTPTransport(proxy=proxy)
+            return self._via[proxy].handle_request(request)
+        return self._direct(request)
+
+    def _direct(self, request: httpx.Request) -> httpx.Response:
         assert isinstance(request.stream, httpx.SyncByteStream)
         core = httpcore.Request(
             method=request.method,
@@ -113,6 +154,8 @@ class GuardedTransport(httpx.BaseTransport):
 
     def close(self) -> None:
         self._pool.close()
+        for via in self._via.values():
+            via.close()
 
 
 class _Stream(httpx.SyncByteStream):
@@ -128,6 +171,18 @@ class _Stream(httpx.SyncByteStream):
         close = getattr(self._stream, "close", None)
         if close is not None:
             close()
+
+
+def _bypasses(host: str, no_proxy: str) -> bool:
+    """Whether NO_PROXY (``*``, or names matched with their subdomains) covers ``host``."""
+    host = host.lower().rstrip(".")
+    for entry in no_proxy.split(","):
+        name = entry.strip().lower().lstrip(".").rstrip(".")
+        if name.count(":") == 1:
+            name = name.split(":")[0]  # a port is allowed in entries; the name decides
+        if name == "*" or (name and (host == name or host.endswith("." + name))):
+            return True
+    return False
 
 
 # httpcore's exceptions as httpx's (most specific first), so the fetcher handles one family.
