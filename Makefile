@@ -12,7 +12,8 @@ STAMP  := $(VENV)/.installed
 SYSTEM_PACKAGES := newsboat chromium
 
 $(STAMP): pyproject.toml constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# A venv left half-made by an interrupted run (python but no pip) is made again.
+	test -x $(BIN)/pip || $(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
