@@ -376,6 +376,8 @@ def subscribers_import(app: App, path: Path) -> None:
     known_regions, known_themes = _slugs(app)
     with app.store() as store:
         report = import_csv(text, store, known_regions, known_themes, origin=str(path))
+    for warning in report.warnings:
+        click.echo(f"digest: warning: {warning}", err=True)
     for error in report.errors:
         click.echo(error, err=True)
     click.echo(f"{path}: {report.added} added, {report.updated} updated, {len(report.errors)} rejected")

@@ -30,6 +30,18 @@ MONTHS = {
 }
 
 
+EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)  # no feed item we read was published before
+AHEAD = timedelta(days=1)  # clocks and time zones drift; further ahead is not a publication date
+
+
+def plausible(value: datetime | None, now: datetime) -> datetime | None:
+    """A source's date when it can be a publication date (from 1990 to a day after ``now``),
+    else None: Hugo's year-1 "zero" dates, year-9999 sentinels and typos are not dates."""
+    if value is None or value < EARLIEST or value > now + AHEAD:
+        return None
+    return value
+
+
 def utcnow() -> datetime:
     """Now, in UTC."""
     return datetime.now(UTC)
@@ -53,7 +65,7 @@ def from_struct(value: time.struct_time | None) -> datetime | None:
         return None
     try:
         return datetime(*value[:6], tzinfo=UTC)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
 
 
@@ -64,14 +76,14 @@ def parse_date(text: str | None) -> datetime | None:
     text = text.strip()
     try:
         return from_iso(text).astimezone(UTC)
-    except ValueError:
+    except (ValueError, OverflowError):  # year 1 at -05:00 is before datetime's first day
         pass
     try:
         parsed = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        parsed = None
-    if parsed is not None:
-        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+        if parsed is not None:
+            return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        pass
     found = find_dates(text)
     return _midnight(found[0]) if found else None
 

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from digest import redact
 from digest.config import Settings, SourceSettings
-from digest.dates import utcnow
+from digest.dates import plausible, utcnow
 from digest.errors import DigestError, FetchError, ParseError
 from digest.grouping.classify import group_pending
 from digest.links import WEB_SCHEMES
@@ -241,8 +241,10 @@ def normalise(item: ParsedItem, source: str, base_url: str, now: datetime) -> Ar
     summary_text = html_to_text(summary_html, sanitized=True)
     title = _cut(one_line(item.title[: MAX_TITLE * 4]), MAX_TITLE) or "(untitled)"
     author = author_name(item.author) if item.author else None
-    published = item.published.replace(microsecond=0) if item.published else None
-    updated = item.updated.replace(microsecond=0) if item.updated else None
+    published = plausible(item.published, now)
+    published = published.replace(microsecond=0) if published else None
+    updated = plausible(item.updated, now)
+    updated = updated.replace(microsecond=0) if updated else None
     guid = one_line(item.guid) if item.guid else None
     if guid and link_key and _link_key(guid) == link_key:
         guid = None  # a GUID that only repeats the link says nothing more

@@ -229,6 +229,21 @@ def _subscriber_identity(db: sqlite_utils.Database) -> None:
     )
 
 
+def _plausible_dates(db: sqlite_utils.Database) -> None:
+    # Dates no publication can have (year 1, year 9999) were stored as published dates and
+    # broke grouping and feed order; they are dropped, as ingestion now drops them.
+    latest = to_iso(utcnow() + timedelta(days=1))
+    db.execute(
+        "UPDATE articles SET published = NULL, grouped = 0 WHERE published < '1990-01-01' OR published > ?",
+        [latest],
+    )
+    db.execute(
+        "UPDATE articles SET updated = coalesce(published, first_seen) WHERE updated < '1990-01-01'"
+        " OR updated > ?",
+        [latest],
+    )
+
+
 # Append-only: a released migration is never edited, a change is a new entry.
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_initial", _initial),
@@ -238,6 +253,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0005_leases", _leases),
     ("0006_web_links_only", _web_links_only),
     ("0007_subscriber_identity", _subscriber_identity),
+    ("0008_plausible_dates", _plausible_dates),
 ]
 
 
@@ -472,9 +488,12 @@ class Store:
                         by_url[article.url] = {
                             "id": article.id,
                             "content_hash": article.content_hash,
+                            "source_id": source_id,
                         }
                     new += 1
-                elif row["content_hash"] == article.content_hash:
+                elif row["content_hash"] == article.content_hash or row["source_id"] != source_id:
+                    # The same link from another source is that source's article: the first
+                    # source to store it keeps it, or the row would flip between them.
                     unchanged += 1
                 else:
                     conn.execute(
@@ -948,10 +967,14 @@ class Store:
         found: dict[str, dict[str, Any]] = {}
         unique = list(dict.fromkeys(k for k in keys if k))
         for chunk, marks in _in_chunks(unique):
-            for id_, url, content_hash in conn.execute(
-                f"SELECT id, url, content_hash FROM articles WHERE {column} IN ({marks})", chunk
+            for id_, url, content_hash, source_id in conn.execute(
+                f"SELECT id, url, content_hash, source_id FROM articles WHERE {column} IN ({marks})", chunk
             ):
-                found[id_ if column == "id" else url] = {"id": id_, "content_hash": content_hash}
+                found[id_ if column == "id" else url] = {
+                    "id": id_,
+                    "content_hash": content_hash,
+                    "source_id": source_id,
+                }
         return found
 
 

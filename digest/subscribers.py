@@ -27,12 +27,17 @@ class SubscriberError(DigestError):
 
 
 def normalise_email(address: str) -> str:
-    """The address in normal form, or SubscriberError saying what is wrong with it."""
+    """The address in normal form, or SubscriberError saying what is wrong with it.
+
+    Only addresses every SMTP server takes: a non-ASCII part before the @ needs SMTPUTF8,
+    which digest does not speak, so it is refused here, at the door, rather than failing
+    when a message is composed. A non-ASCII domain is kept in its ASCII (IDNA) form."""
     try:
         # No DNS lookups: tests and offline operators must not depend on the network.
-        return str(validate_email(address.strip(), check_deliverability=False).normalized)
+        checked = validate_email(address.strip(), check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise SubscriberError(f"{address!r} is not a valid email address: {exc}") from None
+    return str(checked.ascii_email or checked.normalized)
 
 
 def check_slugs(values: Iterable[str], known: Sequence[str], what: str) -> list[str]:
@@ -138,43 +143,86 @@ class ImportReport:
     added: int = 0
     updated: int = 0
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+_EXTRA = "\x00extra"  # where csv puts cells beyond the header
 
 
 def import_csv(
     text: str, store: Store, regions: Sequence[str], themes: Sequence[str], origin: str = "import"
 ) -> ImportReport:
-    """Subscribers from CSV (header row; ``email`` required; ``status`` defaults to active,
-    ``regions`` and ``themes`` space-separated slugs). Bad rows are reported, good ones kept."""
+    """Subscribers from CSV (header row; ``email`` required; ``status``, ``regions`` and
+    ``themes`` optional, slugs space-separated). A new address is active unless its status
+    says otherwise. For a known one only the columns given change, and never so as to
+    re-subscribe someone who unsubscribed or bounced: such lines are reported. Bad rows are
+    reported by line, good ones kept."""
     report = ImportReport()
-    reader = csv.DictReader(io.StringIO(text))
-    if not reader.fieldnames or "email" not in [f.strip().lower() for f in reader.fieldnames]:
+    reader = csv.DictReader(io.StringIO(text), restkey=_EXTRA)
+    header = [(f or "").strip().lower() for f in reader.fieldnames or []]
+    if "email" not in header:
         raise SubscriberError(f"{origin}: line 1: the header must name an 'email' column")
+    unknown = [name for name in header if name not in CSV_FIELDS]
+    if unknown:
+        names, allowed = ", ".join(unknown), ", ".join(CSV_FIELDS)
+        report.warnings.append(f"{origin}: line 1: unknown columns {names}, ignored (known: {allowed})")
+    known = {str(row["email"]).lower(): row for row in store.subscribers()}
     now = to_iso(utcnow())
     rows: dict[str, dict[str, object]] = {}
     for line, raw in enumerate(reader, start=2):
-        record = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
+        extra = raw.pop(_EXTRA, None)
         try:
+            if extra:
+                raise SubscriberError(f"{len(extra)} more cells than the header has columns")
+            record = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
             email = normalise_email(record.get("email", ""))
-            status = record.get("status") or "active"
-            if status not in STATUSES:
-                raise SubscriberError(f"status {status!r} is not one of {', '.join(STATUSES)}")
-            row: dict[str, object] = {
-                "email": email,
-                "status": status,
-                "regions": json.dumps(check_slugs(record.get("regions", "").split(), regions, "region")),
-                "themes": json.dumps(check_slugs(record.get("themes", "").split(), themes, "theme")),
-                "created": record.get("created") or now,
-            }
-            if status == "active":
-                row["confirmed"] = record.get("confirmed") or now
-            elif status == "pending":
-                row["pending_since"] = now  # a confirmation can be sent (and bound to this)
+            row = _import_row(record, known.get(email.lower()), header, regions, themes, now)
         except SubscriberError as exc:
             report.errors.append(f"{origin}: line {line}: {exc}")
             continue
         rows[email] = row
     report.added, report.updated = store.upsert_subscribers(list(rows.values()))
     return report
+
+
+def _import_row(
+    record: Mapping[str, str],
+    existing: Mapping[str, object] | None,
+    header: Sequence[str],
+    regions: Sequence[str],
+    themes: Sequence[str],
+    now: str,
+) -> dict[str, object]:
+    """The change one CSV line makes (SubscriberError when it must make none)."""
+    email = normalise_email(record["email"])
+    status = record.get("status") or None
+    if status is not None and status not in STATUSES:
+        raise SubscriberError(f"status {status!r} is not one of {', '.join(STATUSES)}")
+    row: dict[str, object] = {"email": email}
+    for column, known_slugs, what in (("regions", regions, "region"), ("themes", themes, "theme")):
+        if column in header:
+            row[column] = json.dumps(check_slugs(record.get(column, "").split(), known_slugs, what))
+    if existing is None:
+        status = status or "active"
+        row.setdefault("regions", "[]")
+        row.setdefault("themes", "[]")
+        row["created"] = record.get("created") or now
+    elif status is None or status == existing["status"]:
+        return row  # the status stays as it is
+    elif existing["status"] in ("unsubscribed", "bounced") and status in ("active", "pending"):
+        when = f" on {str(existing['unsubscribed'])[:10]}" if existing["unsubscribed"] else ""
+        raise SubscriberError(
+            f"{email} {'unsubscribed' + when if existing['status'] == 'unsubscribed' else 'is bounced'};"
+            " an import never re-subscribes anyone (they can sign up again)"
+        )
+    row["status"] = status
+    if status == "active":
+        row["confirmed"] = record.get("confirmed") or now
+    elif status == "pending":
+        row["pending_since"] = now  # a confirmation can be sent (and bound to this)
+    elif status == "unsubscribed":
+        row["unsubscribed"] = record.get("unsubscribed") or now
+    return row
 
 
 def export_csv(store: Store) -> str:

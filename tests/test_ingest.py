@@ -290,3 +290,72 @@ def test_an_articles_id_does_not_change_when_its_link_is_not_kept() -> None:
     for link, key in (("javascript:alert(1)", "javascript:alert(1)"), (long_link, long_link[:2048])):
         article = normalise(ParsedItem(title="T", url=link), "s", "https://x.org/", now)
         assert article.url is None and article.id == article_id("s", None, key, "T")
+
+
+def test_dates_no_publication_can_have_are_not_trusted(server: FeedServer, tmp_path: Path) -> None:
+    import json
+
+    from digest.grouping.classify import regroup
+
+    # What Hugo writes for undated pages, a year-9999 date and a date next month, beside a sane one.
+    items = [
+        {"title": "Zero date", "link": "https://x.org/zero", "pubDate": "Mon, 01 Jan 0001 00:00:00 +0000"},
+        {"title": "Far future", "link": "https://x.org/far", "pubDate": "Fri, 31 Dec 9999 23:59:59 +0000"},
+        {"title": "Next month", "link": "https://x.org/next", "pubDate": "Mon, 01 Feb 2100 00:00:00 +0000"},
+        {"title": "Sane", "link": "https://x.org/sane", "pubDate": "Tue, 24 Nov 2026 08:00:00 +0000"},
+    ]
+    server.routes["/f.xml"] = Reply(200, rss(items), {"Content-Type": "application/rss+xml"})
+    jsonfeed = {
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": "J",
+        "items": [
+            {
+                "id": "j1",
+                "url": "https://y.org/1",
+                "title": "Y 9999",
+                "date_published": "9999-12-31T23:59:59+00:00",
+            },
+            {
+                "id": "j2",
+                "url": "https://y.org/2",
+                "title": "Y 0001",
+                "date_published": "0001-01-01T00:00:00-05:00",
+            },
+        ],
+    }
+    server.routes["/f.json"] = Reply(
+        200, json.dumps(jsonfeed).encode(), {"Content-Type": "application/feed+json"}
+    )
+    settings = settings_for(
+        tmp_path,
+        f'[[sources]]\nname = "f"\nurl = "{server.url("/f.xml")}"\n'
+        f'[[sources]]\nname = "j"\nurl = "{server.url("/f.json")}"\n',
+    )
+    with Store.open(settings.database.path) as store:
+        reports = pull(settings, store)
+        assert [r.error for r in reports] == [None, None] and sum(r.new for r in reports) == 6
+        published = {a.title: a.published for a in store.articles()}
+        assert published["Sane"] is not None and published["Sane"].year == 2026
+        assert all(
+            published[t] is None for t in ("Zero date", "Far future", "Next month", "Y 9999", "Y 0001")
+        )
+        assert store.articles(limit=1)[0].title != "Far future"
+        assert regroup(store, settings).classified == 6  # and grouping does not crash
+
+
+def test_one_link_from_two_sources_settles(server: FeedServer, tmp_path: Path) -> None:
+    server.routes["/a.xml"] = Reply(200, rss([{"title": "Title from A", "link": "https://x.org/same"}]))
+    server.routes["/b.xml"] = Reply(200, rss([{"title": "Title from B", "link": "https://x.org/same"}]))
+    settings = settings_for(
+        tmp_path,
+        f'[[sources]]\nname = "a"\nurl = "{server.url("/a.xml")}"\n'
+        f'[[sources]]\nname = "b"\nurl = "{server.url("/b.xml")}"\n',
+    )
+    with Store.open(settings.database.path) as store:
+        first = pull(settings, store)
+        assert [(r.new, r.updated) for r in first] == [(1, 0), (0, 0)]
+        for _ in range(3):  # every later pull: nothing changes, nothing to regroup
+            again = pull(settings, store, force=True)
+            assert [(r.new, r.updated) for r in again] == [(0, 0), (0, 0)]
+        [article] = store.articles()
+        assert (article.source, article.title) == ("a", "Title from A")

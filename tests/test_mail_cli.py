@@ -179,3 +179,61 @@ def test_send_since_restarts_everyones_window(tmp_path: Path, smtp: SmtpSink) ->
     assert resent.returncode == 0 and "1 sent" in resent.stdout and len(smtp.messages) == 2
     future = run("--config", config, "send", "--to", "ed@example.org", "--since", "2999-01-01", cwd=tmp_path)
     assert future.returncode == 1 and "nothing new" in future.stderr
+
+
+def test_an_import_never_revives_anyone_and_keeps_what_it_is_not_given(tmp_path: Path) -> None:
+    config = str(_config(tmp_path))
+    for args in (
+        ("add", "ann@example.org", "--confirmed", "--region", "europe"),
+        ("add", "bob@example.org", "--confirmed", "--theme", "party-relations"),
+    ):
+        assert run("--config", config, "subscribers", *args, cwd=tmp_path).returncode == 0
+    from digest.config import load_settings
+    from digest.store import Store
+    from digest.subscribers import unsubscribe
+
+    with Store.open(load_settings(config).database.path) as store:
+        before = {str(r["email"]): r for r in store.subscribers()}
+        unsubscribe(store, int(str(before["ann@example.org"]["id"])))
+        store.update_subscriber(int(str(before["bob@example.org"]["id"])), status="bounced")
+    (tmp_path / "list.csv").write_text(
+        "email,nickname,colour\n"  # no status, regions or themes: none of them may change
+        "ann@example.org,Annie,red\n"
+        "bob@example.org,Bobby\n"  # a short row is fine
+        "cid@example.org,Cid,blue,extra,cells\n"  # more cells than the header: that line is rejected
+        "dee@example.org,Dee,green\n"
+    )
+    quiet = run("--config", config, "subscribers", "import", str(tmp_path / "list.csv"), cwd=tmp_path)
+    assert "Traceback" not in quiet.stderr and quiet.returncode == 1
+    assert "unknown columns nickname, colour, ignored" in quiet.stderr
+    assert "line 4: 2 more cells than the header has columns" in quiet.stderr
+    (tmp_path / "again.csv").write_text("email,status\nann@example.org,active\nbob@example.org,pending\n")
+    loud = run("--config", config, "subscribers", "import", str(tmp_path / "again.csv"), cwd=tmp_path)
+    assert loud.returncode == 1 and "line 2: ann@example.org unsubscribed on " in loud.stderr
+    assert "line 3: bob@example.org is bounced" in loud.stderr
+    with Store.open(load_settings(config).database.path) as store:
+        after = {str(r["email"]): r for r in store.subscribers()}
+    assert (
+        after["ann@example.org"]["status"] == "unsubscribed"
+        and after["bob@example.org"]["status"] == "bounced"
+    )
+    for email in ("ann@example.org", "bob@example.org"):  # preferences and creation time kept
+        for key in ("regions", "themes", "created"):
+            assert after[email][key] == before[email][key], (email, key)
+    assert after["dee@example.org"]["status"] == "active" and "cid@example.org" not in after
+
+
+def test_addresses_that_cannot_be_mailed_are_refused_at_the_door(tmp_path: Path) -> None:
+    config = str(_config(tmp_path))
+    local = run("--config", config, "subscribers", "add", "jörg@example.org", "--confirmed", cwd=tmp_path)
+    assert local.returncode == 1 and "Traceback" not in local.stderr
+    assert local.stderr.count("\n") == 1 and "jörg@example.org" in local.stderr
+    (tmp_path / "l.csv").write_text("email\njörg@example.org\n", encoding="utf-8")
+    imported = run("--config", config, "subscribers", "import", str(tmp_path / "l.csv"), cwd=tmp_path)
+    assert imported.returncode == 1 and "line 2:" in imported.stderr and "0 added" in imported.stdout
+    # An internationalised domain is fine: it is stored in its ASCII form, which SMTP takes.
+    idn = run("--config", config, "subscribers", "add", "ann@bücher.example", "--confirmed", cwd=tmp_path)
+    assert idn.returncode == 0 and "ann@xn--bcher-kva.example" in idn.stdout
+    assert run("--config", config, "pull", cwd=tmp_path).returncode == 0
+    sent = run("--config", config, "send", cwd=tmp_path)
+    assert sent.returncode == 0 and "1 sent" in sent.stdout

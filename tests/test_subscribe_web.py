@@ -117,6 +117,8 @@ def test_bad_input_and_bad_tokens(site: tuple[AppServer, Settings, Path]) -> Non
     with _client(server) as client:
         bad = client.post("/subscribe", data={"email": "not an address", "form_token": _token(client)})
         assert bad.status_code == 400 and "is not a valid email address" in bad.text
+        foreign = client.post("/subscribe", data={"email": "jörg@example.org", "form_token": _token(client)})
+        assert foreign.status_code == 400 and "is not a valid email address" in foreign.text
         wrong_region = client.post(
             "/subscribe", data={"email": "x@example.org", "region": "atlantis", "form_token": _token(client)}
         )
