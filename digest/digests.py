@@ -58,13 +58,21 @@ class Section:
 
 @dataclass(frozen=True)
 class Content:
+    """A digest's content. ``count`` is every article selected; ``shown`` those in the
+    sections (fewer when a size limit cut the list: ``more`` says how many, never silently)."""
+
     sections: tuple[Section, ...] = ()
     count: int = 0
     names: tuple[str, ...] = field(default_factory=tuple)  # section titles, largest first
+    shown: int = 0
 
     @property
     def empty(self) -> bool:
         return self.count == 0
+
+    @property
+    def more(self) -> int:
+        return self.count - self.shown
 
 
 def newcomer_since(until: datetime) -> str:
@@ -79,9 +87,11 @@ def build(
     *,
     by: str = "region",
     fallback: str = "Other news",
+    limit: int | None = MAX_ITEMS,
 ) -> Content:
     """The content of one selection: its articles grouped into sections by primary region
-    (or theme, when ``by == "theme"``), one item per story, newest and most salient first."""
+    (or theme, when ``by == "theme"``), one item per story, newest and most salient first;
+    at most ``limit`` items (None: all), with the count of every article kept either way."""
     chosen = [a for a in articles if selection.wants(a)]
     stories: dict[str, list[Article]] = {}
     items: list[Item] = []
@@ -99,7 +109,8 @@ def build(
             items.append(Item(lead, tuple(a for a in group if a is not lead)))
         else:
             items.append(Item(article))
-    items = items[:MAX_ITEMS]
+    total = sum(1 + len(i.also) for i in items)
+    items = items[:limit] if limit is not None else items
     sections: dict[str, list[Item]] = {}
     for item in items:
         keys = item.article.regions if by == "region" else item.article.themes
@@ -111,7 +122,8 @@ def build(
     built = tuple(
         Section(slug, names.get(slug, fallback), tuple(sorted(group, key=_order))) for slug, group in ordered
     )
-    return Content(built, sum(1 + len(i.also) for i in items), tuple(s.title for s in built))
+    shown = sum(1 + len(i.also) for i in items)
+    return Content(built, total, tuple(s.title for s in built), shown)
 
 
 def _salience(article: Article) -> tuple[int, str]:

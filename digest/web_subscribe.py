@@ -198,7 +198,7 @@ def routes(cache: Cache) -> list[Route]:
                 return Rendered.of(page.encode(), HTML, status=404)
             until = from_iso(found["until"])
             mailer = Mailer(store, settings)
-            content = mailer.content(Selection(newcomer_since(until)), until)
+            content = mailer.content(Selection(newcomer_since(until)), until, limit=None)  # every one
             rendered = compose.render(content, settings, found["id"], mailer.env)
             base = settings.site.base_url
             body = rendered.filled(

@@ -313,3 +313,35 @@ def test_content_cannot_reach_a_subscribers_links_or_address(
             assert body.count("/preferences/") == 1, (address, part)
             assert body.count(address) == 1, (address, part)
             assert "@@UNSUBSCRIBE_URL@@" in body and "@@EMAIL@@" in body
+
+
+def test_a_big_digest_says_how_many_and_links_them_all(
+    server: FeedServer, smtp: SmtpSink, tmp_path: Path
+) -> None:
+    import hashlib
+
+    import httpx
+
+    from .conftest import AppServer
+
+    # 100 unrelated articles (distinct words, so no two are one story).
+    titles = [
+        " ".join(hashlib.sha256(f"{n}-{k}".encode()).hexdigest()[:7] for k in range(3)) for n in range(100)
+    ]
+    items = [{"title": t, "link": f"https://x.org/{n}", "description": t} for n, t in enumerate(titles)]
+    server.routes["/f.xml"] = Reply(200, rss(items))
+    settings = _settings(tmp_path, smtp, sources=f'[[sources]]\nname = "f"\nurl = "{server.url("/f.xml")}"\n')
+    with Store.open(settings.database.path) as store:
+        pull(settings, store)
+        add(store, "ann@example.org", confirmed=True)
+        [report] = _send(store, settings)
+    [(_, message)] = smtp.messages
+    assert message["Subject"].startswith("100 new articles")
+    text = message.get_body(("plain",)).get_content()
+    shown = sum(f"* {t}" in text for t in titles)
+    assert 0 < shown < 100  # a size limit is fine...
+    view = f"https://news.example.org/digests/{report.digest_id}"
+    assert f"{100 - shown} more" in text and view in text  # ...but it says so, and where the rest is
+    with AppServer(settings) as app, httpx.Client() as client:
+        copy = client.get(app.url(f"/digests/{report.digest_id}"))
+    assert all(f">{t}</a>" in copy.text for t in titles)  # the web copy lists them all

@@ -100,6 +100,7 @@ def render(content: Content, settings: Settings, digest_id: str, env: Environmen
         "subject": title,
         "site_title": settings.site.title,
         "sections": content.sections,
+        "more": content.more,
         "preheader": "; ".join(i.article.title for s in content.sections for i in s.items[:1])[:150],
         "view_url": f"{base}/digests/{digest_id}",
         "link": link,

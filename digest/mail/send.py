@@ -202,9 +202,11 @@ class Mailer:
         self.env = compose.environment(settings.digest.templates)
         self.secret = secret_for(store, settings.secret)
 
-    def content(self, selection: Selection, until: datetime) -> Content:
+    def content(
+        self, selection: Selection, until: datetime, *, limit: int | None = digests.MAX_ITEMS
+    ) -> Content:
         articles = self.store.articles(since=from_iso(selection.since), until=until)
-        return digests.build(articles, selection, self.names, by=self.settings.digest.group_by)
+        return digests.build(articles, selection, self.names, by=self.settings.digest.group_by, limit=limit)
 
     def plan(self, now: datetime | None = None, since: datetime | None = None) -> str | None:
         """Create the next digest and its pending ledger rows; None when nobody has news.
