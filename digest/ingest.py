@@ -165,7 +165,12 @@ def pull_source(
             failures.append(redact.text(f"{document.name}: {exc}"))
             continue
         for item in parsed.items:
-            article = normalise(item, source.name, parsed.base_url or document.url, now)
+            try:
+                article = normalise(item, source.name, parsed.base_url or document.url, now)
+            except ValueError as exc:  # one bad item costs only itself
+                shown = one_line(item.title)[:80] or one_line(item.url or "")[:80]
+                report.warnings.append(redact.text(f"skipped {shown!r}: a malformed link ({exc})"))
+                continue
             # A later snapshot of the same article wins over an earlier one in the same pull.
             articles[article.id] = article
 
@@ -306,16 +311,16 @@ def normalise_url(url: str) -> str | None:
     """A web link in one canonical form: lower-case scheme and host, no default port, no
     tracking tags; None for anything but an absolute http(s) URL (``javascript:``, ``data:``,
     ``file:``...: such an article links to its page on our site instead). The fragment
-    stays: comment feeds tell their items apart by it alone."""
+    stays: comment feeds tell their items apart by it alone. ValueError for a link that
+    does not parse (``http://[x.org/a``, a port that is not a number)."""
     url = one_line(url)
     parts = urlsplit(url)
     if parts.scheme.lower() not in WEB_SCHEMES or not parts.netloc:
         return None
     host = (parts.hostname or "").lower()
-    try:
-        port = parts.port if parts.port not in (80, 443) else None
-    except ValueError:
-        return url
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address keeps its brackets
+    port = parts.port if parts.port not in (80, 443) else None  # ValueError: not a port
     netloc = host + (f":{port}" if port else "")
     if parts.username:
         netloc = f"{parts.username}@{netloc}"

@@ -76,8 +76,14 @@ def entry_id(article: Article, base_url: str) -> str:
 
 
 def feed_updated(articles: Sequence[Article]) -> datetime:
-    """When the feed last changed: its newest entry's update, never the build time."""
+    """The feed's ``<updated>``: its newest entry's update, never the build time."""
     return max((a.updated for a in articles), default=EPOCH)
+
+
+def content_changed(articles: Sequence[Article]) -> datetime:
+    """When the feed's content last changed (its Last-Modified): an entry was stored or
+    updated. An article dated last year but found today changes the feed today."""
+    return max((max(a.first_seen, a.updated) for a in articles), default=EPOCH)
 
 
 def render(

@@ -869,6 +869,15 @@ class Store:
             ).fetchall()
         )
 
+    def subscribers_with_pending(self) -> set[int]:
+        """Subscribers with a delivery still pending (deferred by the server, or unsent)."""
+        return {
+            int(row[0])
+            for row in self.db.execute(
+                "SELECT DISTINCT subscriber_id FROM deliveries WHERE status = 'pending'"
+            )
+        }
+
     def create_digest(self, digest_id: str, until: datetime, deliveries: Iterable[tuple[int, str]]) -> None:
         """A digest and its pending ledger rows (subscriber id, since), in one transaction."""
         now = to_iso(utcnow())

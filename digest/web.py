@@ -43,7 +43,7 @@ def create_app(
     def feed_builder(spec: FeedSpec, fmt: str) -> Callable[[Store], Rendered]:
         def build(store: Store) -> Rendered:
             body, articles = site.feed(store, spec, fmt)
-            newest = publish.feed_updated(articles).timestamp() if articles else None
+            newest = publish.content_changed(articles).timestamp() if articles else None
             return Rendered.of(body, publish.CONTENT_TYPES[fmt], newest)
 
         return build

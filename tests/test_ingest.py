@@ -359,3 +359,46 @@ def test_one_link_from_two_sources_settles(server: FeedServer, tmp_path: Path) -
             assert [(r.new, r.updated) for r in again] == [(0, 0), (0, 0)]
         [article] = store.articles()
         assert (article.source, article.title) == ("a", "Title from A")
+
+
+def test_a_malformed_link_costs_only_its_item_and_ipv6_links_survive(
+    server: FeedServer, tmp_path: Path
+) -> None:
+    import json
+
+    items = [
+        {"title": "Broken", "link": "http://[x.org/a"},
+        {"title": "IPv6", "link": "http://[2001:db8::1]:8080/a"},
+        {"title": "Fine", "link": "https://x.org/fine"},
+    ]
+    server.routes["/f.xml"] = Reply(200, rss(items), {"Content-Type": "application/rss+xml"})
+    jsonfeed = {
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": "J",
+        "items": [
+            {"id": f"j{n}", "url": i["link"] + "j", "title": f"J {i['title']}"} for n, i in enumerate(items)
+        ],
+    }
+    server.routes["/f.json"] = Reply(
+        200, json.dumps(jsonfeed).encode(), {"Content-Type": "application/feed+json"}
+    )
+    settings = settings_for(
+        tmp_path,
+        f'[[sources]]\nname = "f"\nurl = "{server.url("/f.xml")}"\n'
+        f'[[sources]]\nname = "j"\nurl = "{server.url("/f.json")}"\n',
+    )
+    with Store.open(settings.database.path) as store:
+        rss_report, json_report = pull(settings, store)
+        links = {a.title: a.url for a in store.articles()}
+    assert rss_report.ok and json_report.ok
+    # feedparser drops a link it cannot parse (the item links to our page); our own JSON Feed
+    # reader hands it on, and that one item is skipped with a warning.
+    assert links.pop("Broken") is None and "J Broken" not in links
+    assert any("J Broken" in w and "malformed link" in w for w in json_report.warnings), json_report.warnings
+    assert links == {
+        "IPv6": "http://[2001:db8::1]:8080/a",
+        "Fine": "https://x.org/fine",
+        "J IPv6": "http://[2001:db8::1]:8080/aj",
+        "J Fine": "https://x.org/finej",
+    }
+    assert normalise_url("HTTP://[2001:DB8::1]:80/a") == "http://[2001:db8::1]/a"

@@ -345,3 +345,26 @@ def test_a_big_digest_says_how_many_and_links_them_all(
     with AppServer(settings) as app, httpx.Client() as client:
         copy = client.get(app.url(f"/digests/{report.digest_id}"))
     assert all(f">{t}</a>" in copy.text for t in titles)  # the web copy lists them all
+
+
+def test_a_long_deferral_never_sends_one_article_twice(
+    server: FeedServer, smtp: SmtpSink, tmp_path: Path
+) -> None:
+    first = {"title": "Alpha story", "link": "https://x.org/a", "description": "A."}
+    second = {"title": "Bravo story", "link": "https://x.org/b", "description": "B."}
+    server.routes["/f.xml"] = Reply(200, rss([first]))
+    settings = _settings(tmp_path, smtp, sources=f'[[sources]]\nname = "f"\nurl = "{server.url("/f.xml")}"\n')
+    with Store.open(settings.database.path) as store:
+        pull(settings, store)
+        add(store, "ann@example.org", confirmed=True)
+        smtp.fail_after = 0  # the server answers 421 to everything, through two sends
+        _send(store, settings)
+        server.routes["/f.xml"] = Reply(200, rss([second, first]))
+        pull(settings, store)
+        _send(store, settings)
+        assert smtp.messages == []
+        smtp.fail_after = None  # it recovers
+        _send(store, settings)
+        assert _send(store, settings) == []
+    bodies = [m.get_body(("plain",)).get_content() for _, m in smtp.messages]
+    assert sum("Alpha story" in b for b in bodies) == 1 and sum("Bravo story" in b for b in bodies) == 1

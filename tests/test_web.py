@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import gzip
 import html
 import time
@@ -257,3 +258,29 @@ def test_the_server_answers_only_for_its_own_hosts_with_security_headers_on_ever
             assert "frame-ancestors 'none'" in answer.headers["content-security-policy"], answer.status_code
             assert answer.headers["x-content-type-options"] == "nosniff", answer.status_code
         assert huge.status_code == 413
+
+
+def test_last_modified_moves_when_an_older_dated_article_arrives(
+    server: FeedServer, tmp_path: Path, client: httpx.Client
+) -> None:
+    newer = {"title": "Newer", "link": "https://x.org/new", "pubDate": "Tue, 24 Nov 2026 08:00:00 +0000"}
+    older = {"title": "Older", "link": "https://x.org/old", "pubDate": "Mon, 02 Mar 2026 08:00:00 +0000"}
+    server.routes["/f.xml"] = Reply(200, rss([newer]))
+    settings = settings_for(tmp_path, f'[[sources]]\nname = "f"\nurl = "{server.url("/f.xml")}"\n')
+    with Store.open(settings.database.path) as store:
+        pull(settings, store)
+    with AppServer(settings) as app_server:
+        before = client.get(app_server.url("/feed.atom"))
+        time.sleep(1.1)  # Last-Modified counts whole seconds
+        server.routes["/f.xml"] = Reply(200, rss([newer, older]))
+        with Store.open(settings.database.path) as store:
+            pull(settings, store)
+        time.sleep(1.1)  # the app looks for changes at most once a second
+        # A reader that sends only If-Modified-Since must see the new article.
+        after = client.get(
+            app_server.url("/feed.atom"), headers={"If-Modified-Since": before.headers["last-modified"]}
+        )
+    assert after.status_code == 200 and len(feedparser.parse(after.content).entries) == 2
+    assert email.utils.parsedate_to_datetime(
+        after.headers["last-modified"]
+    ) > email.utils.parsedate_to_datetime(before.headers["last-modified"])

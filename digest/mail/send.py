@@ -212,8 +212,7 @@ class Mailer:
         """Create the next digest and its pending ledger rows; None when nobody has news.
         ``since`` makes every subscriber's digest start there instead of at their last one."""
         until = now or utcnow()
-        subscribers = self.store.subscribers("active")
-        chosen = digests.selections(subscribers, self.store.last_delivered(), until, since)
+        chosen = self.selections(until, since)
         contents: dict[Selection, Content] = {}
         rows = []
         for subscriber_id, selection in chosen.items():
@@ -230,6 +229,14 @@ class Mailer:
             digest_id = f"{base_id}-{n}"
         self.store.create_digest(digest_id, until, rows)
         return digest_id
+
+    def selections(self, until: datetime, since: datetime | None = None) -> dict[int, Selection]:
+        """Who would get a new digest cut at ``until``, with what. Not a subscriber whose
+        previous digest is still pending: it goes out first, and the next one starts where it
+        ends, so no article reaches anyone twice however long a server defers."""
+        waiting = self.store.subscribers_with_pending()
+        active = [s for s in self.store.subscribers("active") if int(str(s["id"])) not in waiting]
+        return digests.selections(active, self.store.last_delivered(), until, since)
 
     def links(self, subscriber: Mapping[str, object]) -> tuple[str, str]:
         """The subscriber's unsubscribe and preferences links (a row with id, email, created)."""
@@ -416,7 +423,7 @@ def dry_run_lines(store: Store, settings: Settings) -> list[str]:
         for d in store.unfinished_digests()
     ]
     now = utcnow()
-    chosen = digests.selections(store.subscribers("active"), store.last_delivered(), now)
+    chosen = mailer.selections(now)
     contents: dict[Selection, Content] = {}
     count = 0
     for selection in chosen.values():

@@ -160,7 +160,7 @@ def _from_feedparser(entry: dict[str, Any], base_url: str) -> ParsedItem:
     updated = from_struct(dict.get(entry, "updated_parsed"))
     return _item(
         title=entry.get("title") or "",
-        url=urljoin(base_url, link) if link else None,
+        url=_join(base_url, link) if link else None,
         guid=entry.get("id") or None,
         content=content,
         author=entry.get("author") or None,
@@ -183,7 +183,7 @@ def parse_json_feed(body: bytes, base_url: str) -> list[ParsedItem]:
             f"not a JSON Feed: version {version!r} is not one of {', '.join(JSON_FEED_VERSIONS)}"
         )
     base = data.get("home_page_url") if isinstance(data.get("home_page_url"), str) else base_url
-    base = urljoin(base_url, base)
+    base = _join(base_url, base)
     feed_author = _json_author(data)
     items = []
     for raw in data["items"]:
@@ -196,7 +196,7 @@ def parse_json_feed(body: bytes, base_url: str) -> list[ParsedItem]:
         items.append(
             _item(
                 title=_text(raw.get("title")) or "",
-                url=urljoin(base, url) if url else None,
+                url=_join(base, url) if url else None,
                 guid=str(raw["id"]) if raw.get("id") not in (None, "") else None,
                 content=content,
                 author=_json_author(raw) or feed_author,
@@ -255,8 +255,20 @@ def _text(value: Any) -> str | None:
 
 
 def _absolute(url: str) -> bool:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False  # a malformed link: the reference parser's path keeps it for ingestion to judge
     return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def _join(base: str, link: str) -> str:
+    """``link`` resolved against ``base``; a link that does not parse is passed on as it is,
+    for ingestion to skip that one item (never the whole feed)."""
+    try:
+        return urljoin(base, link)
+    except ValueError:
+        return link
 
 
 def _one_line(text: str) -> str:
