@@ -182,8 +182,8 @@ def parse_json_feed(body: bytes, base_url: str) -> list[ParsedItem]:
         raise ParseError(
             f"not a JSON Feed: version {version!r} is not one of {', '.join(JSON_FEED_VERSIONS)}"
         )
-    base = data.get("home_page_url") if isinstance(data.get("home_page_url"), str) else base_url
-    base = _join(base_url, base)
+    home = data.get("home_page_url")
+    base = _join(base_url, home) if isinstance(home, str) else base_url
     feed_author = _json_author(data)
     items = []
     for raw in data["items"]:
