@@ -520,6 +520,22 @@ def run_command(app: App, check: bool, log_format: str) -> None:
     sys.exit(run_service(settings, log_format=log_format))
 
 
+@cli.group()
+def sources() -> None:
+    """Manage sources in the database (the config says which there are)."""
+
+
+@sources.command(name="rename")
+@click.argument("old")
+@click.argument("new")
+@click.pass_obj
+def sources_rename(app: App, old: str, new: str) -> None:
+    """Rename a source, keeping its articles and their ids; then rename it in the config too."""
+    with app.store() as store:
+        store.rename_source(old, new)
+    click.echo(f"{old}: renamed {new}; use name = {new!r} in {app.settings.origin} too")
+
+
 @cli.command()
 @click.pass_obj
 def status(app: App) -> None:
@@ -528,14 +544,16 @@ def status(app: App) -> None:
 
     with app.store() as store:
         store.sync_sources(app.settings.sources)
+        store.retire_sources(s.name for s in app.settings.sources)
         sources = store.source_rows()
         digests = store.digests(limit=5)
     click.echo("Sources")
     for row in sources:
-        line = (
-            f"  {row['name']:<16} {row['articles']:>6} articles  last {row['last_fetched'] or 'never':<32}"
-            f" status {row['last_status'] or '-':<4} next {row['next_fetch'] or 'now'}"
-        )
+        line = f"  {row['name']:<16} {row['articles']:>6} articles  last {row['last_fetched'] or 'never':<32}"
+        if row["removed"]:
+            line += f" removed from the config on {str(row['removed'])[:10]} (its articles stay)"
+        else:
+            line += f" status {row['last_status'] or '-':<4} next {row['next_fetch'] or 'now'}"
         click.echo(line)
         if row["last_error"]:
             error = redact.text(str(row["last_error"]))

@@ -61,6 +61,7 @@ def pull(
     (unless ``group`` is false: it waits for the next pull or ``regroup``); one report per source."""
     wanted = [settings.source(name) for name in names] or [s for s in settings.sources if s.enabled]
     store.sync_sources(settings.sources)
+    store.retire_sources(s.name for s in settings.sources)
     own = fetcher is None
     fetcher = fetcher or Fetcher(settings.fetch)
     try:
@@ -166,7 +167,7 @@ def pull_source(
             continue
         for item in parsed.items:
             try:
-                article = normalise(item, source.name, parsed.base_url or document.url, now)
+                article = normalise(item, source.name, parsed.base_url or document.url, now, state.id_name)
             except ValueError as exc:  # one bad item costs only itself
                 shown = one_line(item.title)[:80] or one_line(item.url or "")[:80]
                 report.warnings.append(redact.text(f"skipped {shown!r}: a malformed link ({exc})"))
@@ -233,8 +234,9 @@ def _follow_feed(
     return Parsed(items, base_url=url)
 
 
-def normalise(item: ParsedItem, source: str, base_url: str, now: datetime) -> Article:
-    """A parsed item made safe and stable: sanitised HTML, plain text, an id, a content hash."""
+def normalise(item: ParsedItem, source: str, base_url: str, now: datetime, id_name: str = "") -> Article:
+    """A parsed item made safe and stable: sanitised HTML, plain text, an id, a content hash.
+    ``id_name``: the source name its ids are made with, when a rename made it differ."""
     # Identity keeps using the link as given (an article's id must not change), but only a
     # web link of sane length is stored and shown.
     link_key = _link_key(item.url)[:MAX_URL] if item.url else None
@@ -257,7 +259,7 @@ def normalise(item: ParsedItem, source: str, base_url: str, now: datetime) -> Ar
         [title, url or "", summary_html, author or "", published.isoformat() if published else ""]
     )
     return Article(
-        id=article_id(source, guid, link_key, title),
+        id=article_id(id_name or source, guid, link_key, title),
         source=source,
         title=title,
         url=url,

@@ -55,6 +55,7 @@ class SourceState:
     name: str
     url: str
     kind: str
+    id_name: str = ""  # the name article ids are made with (the first name, through renames)
     enabled: bool = True
     etag: str | None = None
     last_modified: str | None = None

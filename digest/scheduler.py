@@ -112,7 +112,7 @@ class Service:
                 "error": redact.text(str(row["last_error"] or "")),
             }
             for row in self.store.source_rows()
-            if row["consecutive_failures"]
+            if row["consecutive_failures"] and not row["removed"]
         ]
         job = self.scheduler.get_job("digest") if self.scheduler else None
         body = {
@@ -213,6 +213,7 @@ class Service:
         self.scheduler = AsyncIOScheduler(event_loop=loop, timezone=ZoneInfo(self.settings.schedule.timezone))
         now = utcnow()
         self.store.sync_sources(self.settings.sources)
+        self.store.retire_sources(s.name for s in self.settings.sources)
         for source in self.settings.sources:
             if not source.enabled:
                 continue

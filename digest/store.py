@@ -244,6 +244,14 @@ def _plausible_dates(db: sqlite_utils.Database) -> None:
     )
 
 
+def _source_lifecycle(db: sqlite_utils.Database) -> None:
+    # removed: when the source left the configuration (its articles stay). id_name: the name
+    # its article ids were made with, kept through a rename so ids (and feed entries) stay.
+    db.execute("ALTER TABLE sources ADD COLUMN removed TEXT")
+    db.execute("ALTER TABLE sources ADD COLUMN id_name TEXT")
+    db.execute("UPDATE sources SET id_name = name")
+
+
 # Append-only: a released migration is never edited, a change is a new entry.
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_initial", _initial),
@@ -254,6 +262,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0006_web_links_only", _web_links_only),
     ("0007_subscriber_identity", _subscriber_identity),
     ("0008_plausible_dates", _plausible_dates),
+    ("0009_source_lifecycle", _source_lifecycle),
 ]
 
 
@@ -384,8 +393,9 @@ class Store:
                 row = conn.execute("SELECT url, kind FROM sources WHERE name = ?", (source.name,)).fetchone()
                 if row is None:
                     conn.execute(
-                        "INSERT INTO sources (name, url, fetch_url, kind, created) VALUES (?, ?, ?, ?, ?)",
-                        (source.name, source.url, source.url, source.kind, now),
+                        "INSERT INTO sources (name, url, fetch_url, kind, created, id_name)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (source.name, source.url, source.url, source.kind, now, source.name),
                     )
                 elif row[0] != source.url or row[1] != source.kind:
                     conn.execute(
@@ -395,12 +405,44 @@ class Store:
                         (source.url, source.url, source.kind, source.name),
                     )
 
+    def retire_sources(self, configured: Iterable[str]) -> None:
+        """Mark sources no longer in the configuration as removed (their articles stay), and
+        those back in it as present."""
+        names = list(configured)
+        marks = ",".join("?" * len(names)) or "''"
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE sources SET removed = ?, next_fetch = NULL"
+                f" WHERE removed IS NULL AND name NOT IN ({marks})",
+                [to_iso(utcnow()), *names],
+            )
+            conn.execute(f"UPDATE sources SET removed = NULL WHERE name IN ({marks})", names)
+
+    def rename_source(self, old: str, new: str) -> None:
+        """Give a source a new name, keeping its articles and their ids. A source already
+        called ``new`` may exist only if it has no articles yet (a config edited first)."""
+        with self.transaction() as conn:
+            self._source_id(conn, old)
+            clash = conn.execute(
+                "SELECT s.id, (SELECT count(*) FROM articles a WHERE a.source_id = s.id) FROM sources s"
+                " WHERE s.name = ?",
+                [new],
+            ).fetchone()
+            if clash is not None and clash[1]:
+                raise StoreError(
+                    f"a source called {new!r} already has {clash[1]} articles; choose another name"
+                )
+            if clash is not None:
+                conn.execute("DELETE FROM sources WHERE id = ?", [clash[0]])
+            conn.execute("UPDATE sources SET name = ?, removed = NULL WHERE name = ?", (new, old))
+
     def source_state(self, name: str) -> SourceState:
         row = self._one("SELECT * FROM sources WHERE name = ?", (name,))
         if row is None:
             raise StoreError(f"no source named {name!r} in the database")
         return SourceState(
             name=row["name"],
+            id_name=row["id_name"] or row["name"],
             url=row["fetch_url"],
             kind=row["kind"],
             enabled=bool(row["enabled"]),

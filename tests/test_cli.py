@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import FeedServer, Reply, rss, write_config
+from .conftest import SEEDS, FeedServer, Reply, rss, write_config
 
 
 def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -164,3 +164,32 @@ def test_groups_and_regroup(tmp_path: Path) -> None:
     assert themed and all("party-relations" in a["themes"] for a in themed)
     bad = run("articles", "--theme", "astrology", cwd=tmp_path)
     assert bad.returncode == 2 and "is not one of" in bad.stderr
+
+
+def test_removed_sources_are_shown_as_removed_and_a_rename_keeps_every_article(
+    server: FeedServer, tmp_path: Path
+) -> None:
+    from digest.config import load_settings
+    from digest.scheduler import Service
+
+    server.routes["/dead.xml"] = Reply(500, b"down")
+    both = f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n[[sources]]\nname = "dead"\nurl = "{server.url("/dead.xml")}"\n'
+    config = write_config(tmp_path, both)
+    assert run("--config", str(config), "pull", cwd=tmp_path).returncode == 1  # dead fails
+    config = write_config(tmp_path, f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n')  # dead is removed
+    status = run("--config", str(config), "status", cwd=tmp_path).stdout
+    dead = next(line for line in status.splitlines() if line.strip().startswith("dead"))
+    assert "removed" in dead and "next" not in dead
+    assert not Service(load_settings(str(config))).health()[1]["failing_sources"]
+    before = json.loads(run("--config", str(config), "articles", "--json", cwd=tmp_path).stdout)
+    # Renaming a source without links (the seeds: ids come from source and title) keeps its articles.
+    renamed = run("--config", str(config), "sources", "rename", "seeds", "china-watch", cwd=tmp_path)
+    assert renamed.returncode == 0, renamed.stderr
+    config = write_config(tmp_path, f'[[sources]]\nname = "china-watch"\nurl = "{SEEDS}"\n')
+    again = run("--config", str(config), "pull", cwd=tmp_path)
+    assert again.returncode == 0 and "china-watch: 0 new" in again.stderr + again.stdout
+    after = json.loads(run("--config", str(config), "articles", "--json", cwd=tmp_path).stdout)
+    assert sorted(a["id"] for a in after) == sorted(a["id"] for a in before)
+    assert {a["source"] for a in after} == {"china-watch"}
+    clash = run("--config", str(config), "sources", "rename", "dead", "china-watch", cwd=tmp_path)
+    assert clash.returncode == 1 and "'china-watch' already has 40 articles" in clash.stderr
