@@ -195,14 +195,20 @@ def _integer(low: int, high: int) -> Checker:
     return check
 
 
+MAX_SECONDS = 3650 * 86400.0  # ten years: anything longer is a mistake (and overflows dates)
+
+
 def _seconds(value: Any, where: str) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= MAX_SECONDS:
         return float(value)
     if isinstance(value, str):
         try:
-            return parse_duration(value)
+            seconds = parse_duration(value)
         except ValueError:
             pass
+        else:
+            if seconds <= MAX_SECONDS:
+                return seconds
     raise ConfigError(
         f"{where}: {_shown(value)} is not a duration (a number of seconds, or like 90s, 15m, 1h, 1d)"
     )
@@ -259,6 +265,17 @@ def _names(value: Any, where: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
         raise ConfigError(f"{where}: expected a list of host names")
     return tuple(v.strip() for v in value)
+
+
+def _selector(value: Any, where: str) -> str:
+    from cssselect import GenericTranslator, SelectorError
+
+    text = _nonempty(value, where)
+    try:
+        GenericTranslator().css_to_xpath(text)
+    except SelectorError as exc:
+        raise ConfigError(f"{where}: {text!r} is not a CSS selector ({exc})") from None
+    return text
 
 
 def _location(value: Any, where: str) -> str:
@@ -427,7 +444,7 @@ def _read_source(raw: Any, index: int, origin: str, base_dir: Path, warnings: li
     for key, value in selectors.items():
         if key not in SELECTOR_KEYS:
             raise ConfigError(f"{where}.selectors.{key}: is not one of {', '.join(SELECTOR_KEYS)}")
-        _nonempty(value, f"{where}.selectors.{key}")
+        _selector(value, f"{where}.selectors.{key}")
     ignore = raw.get("ignore_places", [])
     if not isinstance(ignore, list) or not all(isinstance(p, str) for p in ignore):
         raise ConfigError(f"{where}.ignore_places: expected a list of place names")

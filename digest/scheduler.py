@@ -60,7 +60,7 @@ def cron_trigger(settings: Settings) -> CronTrigger:
     try:
         if len(fields) == 6:
             second, minute, hour, day, month, weekday = fields
-            return CronTrigger(
+            trigger = CronTrigger(
                 second=second,
                 minute=minute,
                 hour=hour,
@@ -69,9 +69,16 @@ def cron_trigger(settings: Settings) -> CronTrigger:
                 day_of_week=weekday,
                 timezone=zone,
             )
-        return CronTrigger.from_crontab(expression, timezone=zone)
+        else:
+            trigger = CronTrigger.from_crontab(expression, timezone=zone)
     except ValueError as exc:
         raise ConfigError(f"{settings.origin}: schedule.digest_cron: {expression!r}: {exc}") from None
+    if trigger.get_next_fire_time(None, utcnow()) is None:
+        raise ConfigError(
+            f"{settings.origin}: schedule.digest_cron: {expression!r} never fires"
+            " (a date that does not exist, such as 31 February)"
+        )
+    return trigger
 
 
 def last_due(trigger: CronTrigger, now: datetime, since: datetime) -> datetime | None:

@@ -193,3 +193,18 @@ def test_removed_sources_are_shown_as_removed_and_a_rename_keeps_every_article(
     assert {a["source"] for a in after} == {"china-watch"}
     clash = run("--config", str(config), "sources", "rename", "dead", "china-watch", cwd=tmp_path)
     assert clash.returncode == 1 and "'china-watch' already has 40 articles" in clash.stderr
+
+
+def test_check_catches_every_value_that_cannot_work(tmp_path: Path) -> None:
+    for body, words in (
+        ('[grouping]\nstory_window = "inf"\n', "grouping.story_window: 'inf' is not a duration"),
+        ("[grouping]\nstory_window = inf\n", "grouping.story_window: inf (float) is not a duration"),
+        ('[schedule]\ndigest_cron = "0 8 31 2 *"\n', "schedule.digest_cron: '0 8 31 2 *' never fires"),
+        (
+            f'[[sources]]\nname = "s"\nurl = "{SEEDS}"\nkind = "html"\n[sources.selectors]\nitem = "div[[["\n',
+            "sources[0].selectors.item: 'div[[[' is not a CSS selector",
+        ),
+    ):
+        config = write_config(tmp_path, body)
+        line = _clean_failure(run("--config", str(config), "run", "--check", cwd=tmp_path))
+        assert words in line, (body, line)
