@@ -62,9 +62,8 @@ def test_after_a_digest_only_what_came_since() -> None:
 
 def test_preferences_filter_and_sections_follow_primary_region() -> None:
     content = build(ARTICLES, Selection(newcomer_since(NOW), regions=("europe",)), NAMES)
-    assert [s.title for s in content.sections] == ["Africa", "Europe"] or [
-        s.title for s in content.sections
-    ] == ["Europe", "Africa"]
+    # One article each: the tie is broken by name.
+    assert [s.title for s in content.sections] == ["Africa", "Europe"]
     assert content.count == 2
     themed = build(ARTICLES, Selection(newcomer_since(NOW), themes=("trade",)), NAMES)
     assert [i.article.id for s in themed.sections for i in s.items] == ["a2"]

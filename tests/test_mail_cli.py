@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -125,11 +124,9 @@ def test_send_exits_1_naming_the_server_when_deliveries_fail(tmp_path: Path, smt
     run("--config", config, "subscribers", "add", "new@example.org", "--confirmed", cwd=tmp_path)
     down = run("--config", config, "send", cwd=tmp_path)
     assert down.returncode == 1 and "Traceback" not in down.stderr
-    assert (
-        down.stderr.strip().splitlines()[-1]
-        == f"digest: error: SMTP cannot connect to 127.0.0.1:{dead_port}: "
-        + down.stderr.strip().splitlines()[-1].split(f"{dead_port}: ", 1)[1]
-    )
+    [line] = down.stderr.strip().splitlines()  # one line: the server, and what went wrong
+    assert line.startswith(f"digest: error: SMTP cannot connect to 127.0.0.1:{dead_port}: ")
+    assert "Connect call failed" in line or "Connection refused" in line, line
 
 
 @pytest.mark.parametrize(("name", "width"), [("phone", 375), ("desktop", 1280)])
@@ -166,7 +163,6 @@ def test_the_html_digest_fits_phones_and_desktops(tmp_path: Path, name: str, wid
     ).stdout
     assert (shots / f"digest-{name}.png").stat().st_size > 10_000
     assert "<title>FITS</title>" in dom, dom[:300]
-    assert shutil.which("chromium") or chromium
 
 
 def test_send_since_restarts_everyones_window(tmp_path: Path, smtp: SmtpSink) -> None:
