@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +21,17 @@ REPO = Path(__file__).resolve().parent.parent
 SEEDS = REPO / "seeds"
 SHARED = REPO.parent / "shared"
 DATA = Path(__file__).resolve().parent / "data"
+
+
+def require(path: Path, what: str) -> None:
+    """Skip when ``path`` (something in ../shared) is missing on a user's machine; fail in
+    CI (``CI`` set), where it must be, so a missing folder can never pass as green."""
+    if path.exists():
+        return
+    message = f"{what} not found at {path} (it lives in ../shared)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Robustness and ground truth over the public corpora in ../shared/corpora.
 
-They skip with a clear message on a machine without ../shared (a user's checkout); CI
-always has it.
+They skip with a clear message on a machine without ../shared (a user's checkout), and
+fail in CI (``CI`` set), which always has it.
 """
 
 from __future__ import annotations
@@ -23,18 +23,18 @@ from digest.sources.feed import fast_path_eligible, parse_with_fastfeedparser, p
 from digest.sources.fetch import Fetcher
 from digest.store import Store
 
-from .conftest import SHARED, settings_for
+from .conftest import SHARED, require, settings_for
 
 CORPORA = SHARED / "corpora"
 FEEDPARSER = CORPORA / "feedparser"
 RSS2EMAIL = CORPORA / "rss2email"
 
-pytestmark = [
-    pytest.mark.corpus,
-    pytest.mark.skipif(
-        not CORPORA.is_dir(), reason=f"corpora not found at {CORPORA} (they live in ../shared)"
-    ),
-]
+pytestmark = [pytest.mark.corpus]
+
+
+@pytest.fixture(autouse=True)
+def _corpora() -> None:
+    require(CORPORA, "the corpora")
 
 
 def _feedparser_files() -> list[Path]:
