@@ -144,6 +144,10 @@ def test_conditional_get_301_410_and_429_are_remembered(server: FeedServer, tmp_
     second = _pull(settings)
     assert second["moved"].not_modified  # type: ignore[attr-defined]
     assert server.hits("/moved") == 1  # the second pull went straight to the new URL
+    # A 304 keeps the validators: the pull after it is conditional too (no full download).
+    with Store.open(settings.database.path) as store:
+        assert store.source_state("moved").etag == '"e1"'
+    assert _pull(settings, "moved", force=True)["moved"].not_modified  # type: ignore[attr-defined]
     assert "disabled" in str(second["gone"].error) and server.hits("/gone") == 1  # type: ignore[attr-defined]
     assert "deferred" in str(second["busy"].error) and server.hits("/busy") == 1  # type: ignore[attr-defined]
     _pull(settings, "busy", force=True)

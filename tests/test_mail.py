@@ -16,7 +16,7 @@ from digest.config import Settings, parse_settings
 from digest.dates import utcnow
 from digest.errors import SendError
 from digest.ingest import pull
-from digest.mail.send import send_all
+from digest.mail.send import Mailer, send_all
 from digest.store import Store
 from digest.subscribers import add, bindings, unsubscribe
 from digest.tokens import read, secret_for
@@ -370,3 +370,47 @@ def test_a_long_deferral_never_sends_one_article_twice(
         assert _send(store, settings) == []
     bodies = [m.get_body(("plain",)).get_content() for _, m in smtp.messages]
     assert sum("Alpha story" in b for b in bodies) == 1 and sum("Bravo story" in b for b in bodies) == 1
+
+
+def test_each_digest_starts_where_the_last_one_delivered_ended(
+    server: FeedServer, smtp: SmtpSink, tmp_path: Path
+) -> None:
+    stories = [
+        {"title": f"{word} story", "link": f"https://x.org/{word}", "description": word}
+        for word in ("Alpha", "Bravo", "Charlie")
+    ]
+    settings = _settings(tmp_path, smtp, sources=f'[[sources]]\nname = "f"\nurl = "{server.url("/f.xml")}"\n')
+    with Store.open(settings.database.path) as store:
+        add(store, "ann@example.org", confirmed=True)
+        for n in range(1, 4):  # three digests, one new story before each
+            server.routes["/f.xml"] = Reply(200, rss(stories[:n]))
+            pull(settings, store)
+            _send(store, settings)
+    bodies = [m.get_body(("plain",)).get_content() for _, m in smtp.messages]
+    assert [[w for w in ("Alpha", "Bravo", "Charlie") if f"{w} story" in b] for b in bodies] == [
+        ["Alpha"],
+        ["Bravo"],
+        ["Charlie"],  # from the latest delivered digest, not the first
+    ]
+
+
+def test_someone_who_unsubscribes_after_planning_gets_nothing(smtp: SmtpSink, tmp_path: Path) -> None:
+    settings = _settings(tmp_path, smtp)
+    with Store.open(settings.database.path) as store:
+        pull(settings, store)
+        ann = add(store, "ann@example.org", confirmed=True)
+        add(store, "bob@example.org", confirmed=True)
+        mailer = Mailer(store, settings)
+        digest_id = mailer.plan()
+        assert digest_id is not None
+        unsubscribe(store, int(str(ann["id"])))  # between planning and sending
+        from digest.mail.send import transport_for
+
+        async def deliver() -> object:
+            async with transport_for(settings) as channel:
+                return await mailer.deliver(digest_id, channel)
+
+        report = asyncio.run(deliver())
+        counts = store.delivery_counts(digest_id)
+    assert smtp.recipients() == ["bob@example.org"]
+    assert (report.sent, report.skipped) == (1, 1) and counts == {"sent": 1, "failed": 1}  # type: ignore[attr-defined]
