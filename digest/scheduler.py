@@ -83,7 +83,7 @@ def cron_trigger(settings: Settings) -> CronTrigger:
 
 def last_due(trigger: CronTrigger, now: datetime, since: datetime) -> datetime | None:
     """The latest time the trigger was due in ``(since, now]``, if any."""
-    found, cursor = None, since
+    found, cursor = None, since + timedelta(microseconds=1)  # since itself was handled
     while True:
         due = trigger.get_next_fire_time(None, cursor)
         if due is None or due > now:
@@ -168,6 +168,7 @@ class Service:
         try:
             handled = self.store.get_setting(LAST_DUE)
             if handled and from_iso(handled) >= due:
+                log.info("digest due %s: already handled", to_iso(due), extra={"event": "digest"})
                 return
             # Recorded first: a crash from here on resumes the unfinished digest on restart
             # (send_all starts with it) instead of planning a second one.
@@ -189,12 +190,15 @@ class Service:
         handled = self.store.get_setting(LAST_DUE)
         if handled is None:
             self.store.put_setting(LAST_DUE, to_iso(now))  # a new install owes no past digest
+            log.info("no digest owed: a new database", extra={"event": "catch-up"})
             return
         since = max(from_iso(handled), now - timedelta(seconds=self.settings.schedule.grace))
         missed = last_due(self.trigger, now, since)
-        if missed is not None:
-            log.info("digest due %s was missed: sending it now", to_iso(missed), extra={"event": "digest"})
-            await self.digest(missed)
+        if missed is None:
+            log.info("no digest missed since %s", handled, extra={"event": "catch-up"})
+            return
+        log.info("digest due %s was missed: sending it now", to_iso(missed), extra={"event": "digest"})
+        await self.digest(missed)
 
     async def signups(self) -> None:
         """Confirmations queued by the subscribe form that are due (retries, and any left

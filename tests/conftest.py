@@ -225,6 +225,7 @@ class SmtpSink:
         self.reject: set[str] = set()
         self.fail_after: int | None = None  # answer 421 to every message after this many
         self.drop_next = 0  # drop the connection instead of answering, this many times
+        self.delay = 0.0  # seconds to take over each message (a slow server)
         sink = self
 
         class Handler:
@@ -237,6 +238,10 @@ class SmtpSink:
                 return "250 OK"
 
             async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+                if sink.delay:
+                    import asyncio
+
+                    await asyncio.sleep(sink.delay)
                 if sink.drop_next:
                     sink.drop_next -= 1
                     server.transport.close()

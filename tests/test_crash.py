@@ -28,6 +28,11 @@ def _start(config: Path, cwd: Path, *args: str) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
+def _articles(folder: Path) -> int:
+    with sqlite3.connect(folder / "test.db") as db:
+        return int(db.execute("SELECT count(*) FROM articles").fetchone()[0])
+
+
 def test_kill_9_during_pull_and_send_loses_and_doubles_nothing(
     server: FeedServer, smtp: SmtpSink, tmp_path: Path
 ) -> None:
@@ -44,15 +49,32 @@ def test_kill_9_during_pull_and_send_loses_and_doubles_nothing(
     subscribers = [f"r{n}@example.org" for n in range(40)]
     for address in subscribers:
         run("--config", str(config), "subscribers", "add", address, "--confirmed", cwd=tmp_path)
-    kills = 0
+    smtp.delay = 0.05  # about 2 s for 40 messages: a send lasts long enough to be killed inside
+    kills = sends_killed = 0
     for round_ in range(8):
         command = ("pull",) if round_ % 2 == 0 else ("send",)
+        # The feed grows before each pull, so each send has a new digest to be killed in.
+        server.routes["/f.xml"] = Reply(200, rss(items[: 60 * (round_ // 2 + 1)]))
+        before = len(smtp.messages)
         process = _start(config, tmp_path, *command)
-        time.sleep(rng.uniform(0.3, 1.5))
+        if command == ("send",):
+            # Kill inside the send: once a message of this run has gone out, at a random moment.
+            deadline = time.monotonic() + 30
+            while len(smtp.messages) == before and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.4))
+        else:
+            time.sleep(rng.uniform(0.3, 1.5))
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
             kills += 1
+            sends_killed += command == ("send",) and len(smtp.messages) > before
         process.wait(timeout=30)
+        if command == ("pull",) and _articles(tmp_path) < 60 * (round_ // 2 + 1):
+            # Killed before it stored this round's articles: store them, so the send has work.
+            assert run("--config", str(config), "pull", cwd=tmp_path).returncode == 0
+    assert sends_killed == 4, sends_killed  # every send was killed while sending
+    server.routes["/f.xml"] = Reply(200, rss(items))
     assert run("--config", str(config), "pull", cwd=tmp_path).returncode == 0
     final = run("--config", str(config), "send", cwd=tmp_path)
     assert final.returncode == 0, final.stderr
@@ -70,4 +92,6 @@ def test_kill_9_during_pull_and_send_loses_and_doubles_nothing(
     assert {rcpt for rcpt, _ in received} == set(subscribers)  # everyone got the digest
     doubled = sum(n - 1 for n in received.values())
     assert doubled <= kills, (doubled, kills)
-    print(f"{kills} kills, {len(smtp.messages)} messages, {doubled} duplicates")
+    print(
+        f"{kills} kills ({sends_killed} inside a send), {len(smtp.messages)} messages, {doubled} duplicates"
+    )

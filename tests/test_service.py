@@ -69,6 +69,11 @@ class Running:
         return code, time.monotonic() - started
 
 
+def _events(service: Running, event: str, words: str = "") -> int:
+    """How many log events of this kind (and with these words) the service has written."""
+    return sum(1 for e in service.events() if e.get("event") == event and words in str(e.get("message")))
+
+
 def _until(check: Callable[[], bool], seconds: float = 20) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -113,7 +118,9 @@ def test_the_service_pulls_sends_once_restarts_and_stops_cleanly(
             ),
         )
         assert _until(lambda: len(smtp.messages) >= 2), service.lines
-        time.sleep(3)  # more cron ticks: nothing new, nothing sent
+        # More cron ticks, seen in the log: nothing new, nothing sent.
+        ticks = _events(service, "digest", "nothing new")
+        assert _until(lambda: _events(service, "digest", "nothing new") >= ticks + 2), service.lines
     finally:
         code, took = service.stop()
     assert code == 0 and took < 10
@@ -125,8 +132,9 @@ def test_the_service_pulls_sends_once_restarts_and_stops_cleanly(
         and "First story" not in bodies[1]
     )
     again = Running(config, tmp_path)  # a restart right after sends nothing again
-    try:
-        time.sleep(5)
+    try:  # its catch-up and two cron ticks, seen in its log
+        assert _until(lambda: _events(again, "catch-up") == 1), again.lines
+        assert _until(lambda: _events(again, "digest", "nothing new") >= 2), again.lines
     finally:
         assert again.stop()[0] == 0
     assert len(smtp.messages) == 2
@@ -144,7 +152,7 @@ def test_a_digest_missed_while_down_is_sent_once_on_start(
     sources = f'[[sources]]\nname = "f"\nurl = "{feed.url("/f.xml")}"\n'
     config, _ = _config(tmp_path, smtp, sources, cron="0 0 * * * *")  # hourly: not while we watch
     first = Running(config, tmp_path)
-    time.sleep(3)
+    assert _until(lambda: _events(first, "catch-up") == 1), first.lines
     assert first.stop()[0] == 0
     run("--config", str(config), "subscribers", "add", "ann@example.org", "--confirmed", cwd=tmp_path)
     # The digest fell due while the service was down: pretend it was two hours ago.
@@ -160,14 +168,14 @@ def test_a_digest_missed_while_down_is_sent_once_on_start(
     second = Running(config, tmp_path)
     try:
         assert _until(lambda: len(smtp.messages) >= 1), second.lines
-        time.sleep(2)
+        assert _until(lambda: _events(second, "digest", "sent") >= 1), second.lines  # its report
     finally:
         assert second.stop()[0] == 0
     assert smtp.recipients() == ["ann@example.org"]
     assert any("was missed" in str(e["message"]) for e in second.events())
-    third = Running(config, tmp_path)  # and not again
+    third = Running(config, tmp_path)  # and not again: its catch-up finds nothing missed
     try:
-        time.sleep(4)
+        assert _until(lambda: _events(third, "catch-up", "no digest missed") == 1), third.lines
     finally:
         third.stop()
     assert len(smtp.messages) == 1
@@ -207,7 +215,11 @@ def test_two_processes_on_one_database_send_one_digest(
     one, two = Running(config, tmp_path), Running(other, tmp_path)
     try:
         assert _until(lambda: len(smtp.messages) >= 3), one.lines + two.lines
-        time.sleep(5)
+        # Two more ticks in each process (the cron fires every 2 s): still nothing more sent.
+        before = [_events(p, "digest") for p in (one, two)]
+        assert _until(
+            lambda: all(_events(p, "digest") >= n + 2 for p, n in zip((one, two), before, strict=True))
+        )
     finally:
         one.stop()
         two.stop()
