@@ -197,7 +197,7 @@ class Service:
         if missed is None:
             log.info("no digest missed since %s", handled, extra={"event": "catch-up"})
             return
-        log.info("digest due %s was missed: sending it now", to_iso(missed), extra={"event": "digest"})
+        log.info("digest due %s was missed: sending it now", to_iso(missed), extra={"event": "catch-up"})
         await self.digest(missed)
 
     async def signups(self) -> None:
