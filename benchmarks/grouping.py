@@ -30,6 +30,7 @@ from digest.grouping.places import Gazetteer  # noqa: E402
 from digest.grouping.regions import count_places, split_lead  # noqa: E402
 from digest.grouping.stories import StoryInput, cluster  # noqa: E402
 from digest.grouping.themes import Taxonomy  # noqa: E402
+from digest.grouping.weights import idf  # noqa: E402
 from digest.sources.text import parse_text  # noqa: E402
 
 
@@ -57,8 +58,8 @@ def classify(articles: list[tuple[str, str]]) -> float:
     total = len(articles)
     place_df = Counter(p.key for found in places for p in found)
     theme_df = Counter(slug for found in matches for slug in found)
-    place_w = {k: region_scoring.idf(d, total) for k, d in place_df.items()}
-    theme_w = {k: theme_scoring.idf(d, total) for k, d in theme_df.items()}
+    place_w = {k: idf(d, total) for k, d in place_df.items()}
+    theme_w = {k: idf(d, total) for k, d in theme_df.items()}
     for found_places, found_themes in zip(places, matches, strict=True):
         region_scoring.assign_regions(region_scoring.score_regions(found_places, place_w))
         theme_scoring.assign_themes(found_themes, theme_w)

@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from digest.config import parse_settings  # noqa: E402
 from digest.ingest import pull  # noqa: E402
-from digest.store import Store  # noqa: E402
+from digest.store import open_store  # noqa: E402
 
 WORDS = [
     "ministers",
@@ -114,7 +114,7 @@ def child(case: str, parser: str, group: bool, runs: int, items: int) -> None:
                 f'[[sources]]\nname = "bench"\nurl = "{url}"\nkind = "{kind}"\n'
             )
             settings = parse_settings(text, origin="bench", base_dir=Path(tmp), env={})
-            with Store.open(settings.database.path) as store:
+            with open_store(settings.database.path) as store:
                 started = time.perf_counter()
                 [report] = pull(settings, store, group=group)
                 timings.append(time.perf_counter() - started)

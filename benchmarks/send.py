@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,8 +34,9 @@ from digest.digests import Selection  # noqa: E402
 from digest.ingest import pull  # noqa: E402
 from digest.mail import compose  # noqa: E402
 from digest.mail.compose import Outgoing  # noqa: E402
-from digest.mail.send import Mailer, SmtpPool, send_all  # noqa: E402
-from digest.store import Store  # noqa: E402
+from digest.mail.send import Mailer, send_all  # noqa: E402
+from digest.mail.transport import SmtpPool  # noqa: E402
+from digest.store import open_store  # noqa: E402
 
 SINK = """
 import asyncio, sys
@@ -72,7 +74,7 @@ def setup(folder: Path, port: int, count: int, pool: int) -> tuple[str, Path]:
     regions = [[], ["europe"], ["southeast-asia"], ["africa", "latin-america"], ["south-asia"]]
     themes = [[], [], ["party-relations"], ["trade-investment", "security-conflict"]]
     now = "2026-11-24T00:00:00.000000+00:00"
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         pull(settings, store)
         rows = [
             {
@@ -101,12 +103,12 @@ def trimmed(data: bytes, size: int) -> bytes:
 
 async def ceiling(text: str, folder: Path, count: int, size: int | None = None) -> tuple[float, int]:
     settings = parse_settings(text, origin="bench", base_dir=folder, env={})
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         mailer = Mailer(store, settings)
         now = utcnow()
-        content = mailer.content(Selection("2000-01-01T00:00:00.000000+00:00"), now)
+        content = mailer.planner.content(Selection(datetime(2000, 1, 1, tzinfo=UTC)), now)
         rendered = compose.render(content, settings, "ceiling", mailer.env)
-        unsubscribe, preferences = mailer.links(1)
+        unsubscribe, preferences = mailer.links(store.subscribers()[0])
         message, _ = compose.personal_bytes(
             compose.prepare(rendered, settings),
             to="reader0@example.org",
@@ -175,7 +177,7 @@ def main() -> None:
                     sizes.append(len(msg.data))
                     return await super().send(msg, key)
 
-            with Store.open(db) as store:
+            with open_store(db) as store:
                 started = time.perf_counter()
                 transport = Measured(settings.smtp, size=settings.smtp.pool)
                 [report] = asyncio.run(send_all(store, settings, transport=transport))

@@ -37,7 +37,7 @@ from digest.ingest import normalise  # noqa: E402
 from digest.models import ParsedItem  # noqa: E402
 from digest.site import Site  # noqa: E402
 from digest.sources.text import parse_text  # noqa: E402
-from digest.store import Store  # noqa: E402
+from digest.store import open_store  # noqa: E402
 
 
 def fill(db: Path, settings_text: str, folder: Path, count: int) -> None:
@@ -59,7 +59,7 @@ def fill(db: Path, settings_text: str, folder: Path, count: int) -> None:
             published=start + timedelta(hours=index),
         )
         articles.append(normalise(item, "bench", "https://news.example.org/", now))
-    with Store.open(db) as store:
+    with open_store(db) as store:
         store.sync_sources(settings.sources)
         store.save_articles("bench", articles, now=now)
         group_pending(store, settings)
@@ -68,7 +68,7 @@ def fill(db: Path, settings_text: str, folder: Path, count: int) -> None:
 def build_all(settings_text: str, folder: Path, db: Path) -> tuple[float, int]:
     settings = parse_settings(settings_text, origin="bench", base_dir=folder, env={})
     site = Site(settings)
-    with Store.open(db) as store:
+    with open_store(db) as store:
         started = time.perf_counter()
         built = sum(1 for _ in site.feeds(store))
         return time.perf_counter() - started, built

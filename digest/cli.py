@@ -10,6 +10,7 @@ import asyncio
 import json
 import shutil
 import sys
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,19 +20,18 @@ import click
 from digest import __version__, redact
 from digest.config import Settings, load_settings
 from digest.dates import to_iso, utcnow
-from digest.digests import Selection, newcomer_since
 from digest.errors import DigestError
 from digest.grouping.classify import regroup as regroup_all
 from digest.grouping.classify import taxonomy_for
 from digest.grouping.regions import regions
 from digest.ingest import pull as pull_sources
-from digest.mail.compose import render as render_digest
-from digest.mail.send import Mailer, dry_run_lines, send_all, send_confirmation, send_test_copy
+from digest.ingest import sync_sources
+from digest.mail.send import dry_run_lines, preview_body, send_all, send_confirmation, send_test_copy
 from digest.models import Article
 from digest.publish import FORMATS
 from digest.resources import bundled
 from digest.site import Site, publish_site
-from digest.store import Store
+from digest.store import Store, Subscriber, open_store
 from digest.subscribers import add as add_subscriber
 from digest.subscribers import check_slugs, export_csv, import_csv, normalise_email
 from digest.web import create_app
@@ -64,7 +64,7 @@ class App:
         return self._settings
 
     def store(self) -> Store:
-        return Store.open(self.settings.database.path)
+        return open_store(self.settings.database.path)
 
 
 def _since(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
@@ -107,7 +107,7 @@ def init(path: Path, force: bool) -> None:
     try:
         shutil.copyfile(bundled("config.example.toml"), path)
     except OSError as exc:
-        raise DigestError(f"{path}: cannot write: {exc.strerror or exc}") from None
+        raise DigestError(f"{path}: cannot write: {exc.strerror or exc}") from exc
     click.echo(f"wrote {path}")
 
 
@@ -209,11 +209,12 @@ def groups(app: App, as_json: bool, since: datetime | None) -> None:
     """Regions, themes and stories, with their article counts."""
     titles = taxonomy_for(app.settings).titles()
     with app.store() as store:
-        found = store.group_counts(since)
-    for entry in found["regions"]:
-        entry["name"] = regions().get(entry["slug"], entry["slug"])
-    for entry in found["themes"]:
-        entry["title"] = titles.get(entry["slug"], entry["slug"])
+        counts = store.group_counts(since)
+    found: dict[str, list[dict[str, Any]]] = {
+        "regions": [{**asdict(r), "name": regions().get(r.slug, r.slug)} for r in counts.regions],
+        "themes": [{**asdict(t), "title": titles.get(t.slug, t.slug)} for t in counts.themes],
+        "stories": [{**asdict(s), "members": list(s.members)} for s in counts.stories],
+    }
     if as_json:
         click.echo(json.dumps(found, ensure_ascii=False, indent=2))
         return
@@ -274,7 +275,7 @@ def publish_command(app: App, folder: Path) -> None:
         with app.store() as store:
             written = publish_site(app.settings, store, folder)
     except OSError as exc:
-        raise DigestError(f"{folder}: cannot write: {exc.strerror or exc}") from None
+        raise DigestError(f"{folder}: cannot write: {exc.strerror or exc}") from exc
     click.echo(f"wrote {written} files to {folder}")
 
 
@@ -321,12 +322,14 @@ def subscribers_add(
     chosen_regions = check_slugs(regions_, known_regions, "region")
     chosen_themes = check_slugs(themes_, known_themes, "theme")
     with app.store() as store:
-        row = add_subscriber(store, email, regions=chosen_regions, themes=chosen_themes, confirmed=confirmed)
-        if row["status"] == "pending":
-            where = asyncio.run(send_confirmation(store, app.settings, row))
-            click.echo(f"{row['email']}: pending; confirmation sent ({where})")
+        added = add_subscriber(
+            store, email, regions=chosen_regions, themes=chosen_themes, confirmed=confirmed
+        )
+        if added.status == "pending":
+            where = asyncio.run(send_confirmation(store, app.settings, added))
+            click.echo(f"{added.email}: pending; confirmation sent ({where})")
         else:
-            click.echo(f"{row['email']}: {row['status']}")
+            click.echo(f"{added.email}: {added.status}")
 
 
 @subscribers.command(name="remove")
@@ -346,22 +349,31 @@ def subscribers_remove(app: App, email: str) -> None:
 def subscribers_list(app: App, as_json: bool) -> None:
     """List subscribers: email, status, regions, themes, times."""
     with app.store() as store:
-        rows = store.subscribers()
+        found = store.subscribers()
     if as_json:
-        out = [
-            {
-                k: (json.loads(v) if k in ("regions", "themes") else v)
-                for k, v in row.items()
-                if k not in ("id", "bounces")
-            }
-            for row in rows
-        ]
-        click.echo(json.dumps(out, indent=2))
+        click.echo(json.dumps([subscriber_json(s) for s in found], indent=2))
         return
-    for row in rows:
-        prefs = " ".join(json.loads(row["regions"]) + json.loads(row["themes"])) or "everything"
-        click.echo(f"{row['email']:<40} {row['status']:<13} {prefs}")
-    click.echo(f"{len(rows)} subscriber{'s' if len(rows) != 1 else ''}")
+    for subscriber in found:
+        prefs = " ".join(subscriber.regions + subscriber.themes) or "everything"
+        click.echo(f"{subscriber.email:<40} {subscriber.status:<13} {prefs}")
+    click.echo(f"{len(found)} subscriber{'s' if len(found) != 1 else ''}")
+
+
+def subscriber_json(subscriber: Subscriber) -> dict[str, Any]:
+    """The `digest subscribers list --json` object for one subscriber."""
+
+    def when(value: datetime | None) -> str | None:
+        return to_iso(value) if value else None
+
+    return {
+        "email": subscriber.email,
+        "status": subscriber.status,
+        "regions": list(subscriber.regions),
+        "themes": list(subscriber.themes),
+        "created": to_iso(subscriber.created),
+        "confirmed": when(subscriber.confirmed),
+        "unsubscribed": when(subscriber.unsubscribed),
+    }
 
 
 @subscribers.command(name="import")
@@ -372,7 +384,7 @@ def subscribers_import(app: App, path: Path) -> None:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        raise DigestError(f"{path}: cannot read: {exc}") from None
+        raise DigestError(f"{path}: cannot read: {exc}") from exc
     known_regions, known_themes = _slugs(app)
     with app.store() as store:
         report = import_csv(text, store, known_regions, known_themes, origin=str(path))
@@ -404,29 +416,7 @@ def subscribers_export(app: App) -> None:
 def preview(app: App, for_email: str | None, since: datetime | None, fmt: str, output: Path | None) -> None:
     """Render a digest and send nothing."""
     with app.store() as store:
-        mailer = Mailer(store, app.settings)
-        now = utcnow()
-        selection = Selection(to_iso(since) if since else newcomer_since(now))
-        address = "you@example.org"
-        if for_email:
-            row = store.subscriber(email=normalise_email(for_email))
-            if row is None:
-                raise DigestError(f"{for_email}: no such subscriber")
-            start = (
-                to_iso(since) if since else store.last_delivered().get(int(row["id"]), newcomer_since(now))
-            )
-            selection = Selection.of(start, row["regions"], row["themes"])
-            address = row["email"]
-        content = mailer.content(selection, now)
-        if content.empty:
-            raise DigestError("nothing new for this digest: no email would be sent")
-        rendered = render_digest(content, app.settings, "preview", mailer.env)
-        body = rendered.filled(
-            fmt,
-            email=address,
-            unsubscribe_url=f"{app.settings.site.base_url}/unsubscribe/PREVIEW",
-            preferences_url=f"{app.settings.site.base_url}/preferences/PREVIEW",
-        )
+        body = preview_body(store, app.settings, email=for_email, since=since, part=fmt)
     if output is None:
         click.echo(body, nl=False)
     else:
@@ -456,7 +446,7 @@ def send(app: App, to_email: str | None, dry_run: bool, since: datetime | None) 
             click.echo(f"sent a test copy to {to_email} ({where})")
             return
         if dry_run:
-            for line in dry_run_lines(store, app.settings):
+            for line in dry_run_lines(store, app.settings, since):
                 click.echo(line)
             return
         progress = _Progress() if sys.stderr.isatty() else None
@@ -543,25 +533,26 @@ def status(app: App) -> None:
     from digest.scheduler import cron_trigger
 
     with app.store() as store:
-        store.sync_sources(app.settings.sources)
-        store.retire_sources(s.name for s in app.settings.sources)
-        sources = store.source_rows()
+        sync_sources(store, app.settings)
+        sources = store.source_summaries()
         digests = store.digests(limit=5)
     click.echo("Sources")
-    for row in sources:
-        line = f"  {row['name']:<16} {row['articles']:>6} articles  last {row['last_fetched'] or 'never':<32}"
-        if row["removed"]:
-            line += f" removed from the config on {str(row['removed'])[:10]} (its articles stay)"
+    for source in sources:
+        fetched = to_iso(source.last_fetched) if source.last_fetched else "never"
+        line = f"  {source.name:<16} {source.articles:>6} articles  last {fetched:<32}"
+        if source.removed:
+            line += f" removed from the config on {source.removed:%Y-%m-%d} (its articles stay)"
         else:
-            line += f" status {row['last_status'] or '-':<4} next {row['next_fetch'] or 'now'}"
+            next_fetch = to_iso(source.next_fetch) if source.next_fetch else "now"
+            line += f" status {source.last_status or '-':<4} next {next_fetch}"
         click.echo(line)
-        if row["last_error"]:
-            error = redact.text(str(row["last_error"]))
-            click.echo(f"  {'':<16} error ({row['consecutive_failures']}x): {error}")
+        if source.last_error:
+            error = redact.text(source.last_error)
+            click.echo(f"  {'':<16} error ({source.consecutive_failures}x): {error}")
     click.echo("Digests")
     for d in digests:
-        counts = f"sent {d['sent'] or 0}, failed {d['failed'] or 0}, pending {d['pending'] or 0}"
-        click.echo(f"  {d['id']:<22} {d['status']:<8} {counts}")
+        counts = f"sent {d.sent}, failed {d.failed}, pending {d.pending}"
+        click.echo(f"  {d.digest.id:<22} {d.digest.status:<8} {counts}")
     if not digests:
         click.echo("  none yet")
     next_digest = cron_trigger(app.settings).get_next_fire_time(None, utcnow())
@@ -574,7 +565,7 @@ def _write(path: Path, body: bytes) -> None:
     try:
         path.write_bytes(body)
     except OSError as exc:
-        raise DigestError(f"{path}: cannot write: {exc.strerror or exc}") from None
+        raise DigestError(f"{path}: cannot write: {exc.strerror or exc}") from exc
 
 
 def main() -> None:

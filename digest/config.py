@@ -12,141 +12,20 @@ import re
 import tomllib
 import zoneinfo
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from digest.errors import ConfigError
 from digest.resources import bundled
+from digest.sources.kinds import CHOICES
 
 CONFIG_ENV = "DIGEST_CONFIG"
 DEFAULT_CONFIG_NAME = "digest.toml"
-SOURCE_KINDS = ("auto", "feed", "html", "text")
+SOURCE_KINDS = CHOICES  # auto, and every kind the registry knows
 SMTP_SECURITY = ("none", "starttls", "tls")
 SELECTOR_KEYS = ("item", "title", "link", "summary", "date", "author")
-
-
-@dataclass(frozen=True)
-class SiteSettings:
-    title: str = "Digest"
-    base_url: str = "http://127.0.0.1:8080"
-    feed_entries: int = 50
-    author: str = ""  # the feeds' author (entries without one of their own); the title if empty
-
-
-@dataclass(frozen=True)
-class DatabaseSettings:
-    path: Path = Path("digest.db")
-
-
-@dataclass(frozen=True)
-class SourceSettings:
-    name: str
-    url: str
-    kind: str = "auto"
-    every: float | None = None
-    enabled: bool = True
-    selectors: Mapping[str, str] = field(default_factory=dict)
-    ignore_places: tuple[str, ...] = ()
-    allow_private: bool = False  # may reach loopback/private addresses though its URL is public
-
-
-@dataclass(frozen=True)
-class ThemeSettings:
-    """A theme from the config: a new one, a replacement, or (``extend``) more phrases for a default."""
-
-    slug: str
-    title: str | None = None
-    phrases: tuple[str, ...] = ()
-    strong: tuple[str, ...] = ()
-    extend: bool = False
-
-
-@dataclass(frozen=True)
-class GroupingSettings:
-    story_window: float = 3 * 86400.0
-    theme_defaults: bool = True
-    themes: tuple[ThemeSettings, ...] = ()
-
-
-@dataclass(frozen=True)
-class ScheduleSettings:
-    pull_every: float = 3600.0
-    digest_cron: str = "0 8 * * mon"
-    timezone: str = "UTC"
-    grace: float = 86400.0
-
-
-@dataclass(frozen=True)
-class SmtpSettings:
-    host: str = "127.0.0.1"
-    port: int = 1025
-    security: str = "none"  # when not set: tls on port 465, starttls on 587, else none
-    username: str = ""
-    password: str = ""
-    sender: str = "Digest <digest@example.org>"
-    timeout: float = 30.0
-    pool: int = 2
-    rate: float = 0.0
-    allow_plaintext_auth: bool = False  # log in without TLS to a host not on this machine
-
-
-@dataclass(frozen=True)
-class DigestSettings:
-    group_by: str = "region"
-    templates: Path | None = None  # a folder of the user's own email templates
-
-
-@dataclass(frozen=True)
-class OutboxSettings:
-    path: Path = Path("outbox")
-
-
-@dataclass(frozen=True)
-class WebSettings:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    cache_bytes: int = 64 * 1024 * 1024  # rendered pages and feeds kept in memory at most
-    allowed_hosts: tuple[str, ...] = ()  # host names served besides base_url's and loopback
-
-
-@dataclass(frozen=True)
-class FetchSettings:
-    timeout: float = 20.0
-    deadline: float = 60.0
-    max_bytes: int = 10 * 1024 * 1024
-    user_agent: str = "digest/0.1 (feed reader)"
-    fast_parser: bool = True
-    max_items: int = 10_000
-    allow_private: bool = False  # every remote source may reach non-public addresses
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything digest needs to run, resolved and validated."""
-
-    site: SiteSettings = field(default_factory=SiteSettings)
-    database: DatabaseSettings = field(default_factory=DatabaseSettings)
-    sources: tuple[SourceSettings, ...] = ()
-    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
-    smtp: SmtpSettings | None = None
-    outbox: OutboxSettings = field(default_factory=OutboxSettings)
-    web: WebSettings = field(default_factory=WebSettings)
-    fetch: FetchSettings = field(default_factory=FetchSettings)
-    grouping: GroupingSettings = field(default_factory=GroupingSettings)
-    digest: DigestSettings = field(default_factory=DigestSettings)
-    secret: str | None = None
-    origin: str = "embedded default"
-    warnings: tuple[str, ...] = ()
-
-    def source(self, name: str) -> SourceSettings:
-        """The source called ``name``, or a ConfigError listing the known names."""
-        for source in self.sources:
-            if source.name == name:
-                return source
-        known = ", ".join(s.name for s in self.sources) or "none"
-        raise ConfigError(f"{self.origin}: no source named {name!r} (configured: {known})")
 
 
 # --- value checkers: each takes (value, where) and returns the typed value -------------------
@@ -274,7 +153,7 @@ def _selector(value: Any, where: str) -> str:
     try:
         GenericTranslator().css_to_xpath(text)
     except SelectorError as exc:
-        raise ConfigError(f"{where}: {text!r} is not a CSS selector ({exc})") from None
+        raise ConfigError(f"{where}: {text!r} is not a CSS selector ({exc})") from exc
     return text
 
 
@@ -288,7 +167,7 @@ def _location(value: Any, where: str) -> str:
             parts = urlsplit(text)
             parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
         except ValueError as exc:
-            raise ConfigError(f"{where}: not a valid URL ({exc})") from None
+            raise ConfigError(f"{where}: not a valid URL ({exc})") from exc
         if not parts.hostname:
             raise ConfigError(f"{where}: not a valid URL (no host)")
     return text
@@ -325,42 +204,166 @@ def _shown(value: Any) -> str:
 
 # --- the schema: section -> key -> checker ----------------------------------------------------
 
-_SECTIONS: dict[str, dict[str, Checker]] = {
-    "site": {"title": _nonempty, "base_url": _http_url, "feed_entries": _integer(1, 1000), "author": _string},
-    "database": {"path": _nonempty},
-    "schedule": {"pull_every": _seconds, "digest_cron": _cron, "timezone": _timezone, "grace": _seconds},
-    "smtp": {
-        "host": _nonempty,
-        "port": _integer(1, 65535),
-        "security": _choice(SMTP_SECURITY),
-        "username": _string,
-        "sender": _nonempty,
-        "timeout": _seconds,
-        "pool": _integer(1, 16),
-        "rate": _rate,
-        "allow_plaintext_auth": _boolean,
-    },
-    "digest": {"group_by": _choice(("region", "theme")), "templates": _nonempty},
-    "outbox": {"path": _nonempty},
-    "web": {
-        "host": _nonempty,
-        "port": _integer(0, 65535),
-        "cache_bytes": _integer(0, 1024**3),
-        "allowed_hosts": _names,
-    },
-    "fetch": {
-        "timeout": _seconds,
-        "deadline": _seconds,
-        "max_bytes": _integer(1024, 1024**3),
-        "user_agent": _nonempty,
-        "fast_parser": _boolean,
-        "max_items": _integer(1, 1_000_000),
-        "allow_private": _boolean,
-    },
-    "grouping": {"story_window": _seconds},
+
+def setting(default: Any, check: Checker, *, secret: bool = False) -> Any:
+    """A field of a section, declared once: its default, and the checker that reads it from
+    the file or the environment (a ``secret`` is read from the environment only)."""
+    return field(default=default, metadata={"check": check, "secret": secret})
+
+
+@dataclass(frozen=True)
+class SiteSettings:
+    title: str = setting("Digest", _nonempty)
+    base_url: str = setting("http://127.0.0.1:8080", _http_url)
+    feed_entries: int = setting(50, _integer(1, 1000))
+    author: str = setting("", _string)  # the feeds' author (entries without one); the title if empty
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    path: Path = setting(Path("digest.db"), _nonempty)
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    name: str
+    url: str
+    kind: str = "auto"
+    every: float | None = None
+    enabled: bool = True
+    selectors: Mapping[str, str] = field(default_factory=dict)
+    ignore_places: tuple[str, ...] = ()
+    allow_private: bool = False  # may reach loopback/private addresses though its URL is public
+
+
+@dataclass(frozen=True)
+class ThemeSettings:
+    """A theme from the config: a new one, a replacement, or (``extend``) more phrases for a default."""
+
+    slug: str
+    title: str | None = None
+    phrases: tuple[str, ...] = ()
+    strong: tuple[str, ...] = ()
+    extend: bool = False
+
+
+@dataclass(frozen=True)
+class GroupingSettings:
+    story_window: float = setting(3 * 86400.0, _seconds)
+    theme_defaults: bool = True  # from [themes]
+    themes: tuple[ThemeSettings, ...] = ()
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    pull_every: float = setting(3600.0, _seconds)
+    digest_cron: str = setting("0 8 * * mon", _cron)
+    timezone: str = setting("UTC", _timezone)
+    grace: float = setting(86400.0, _seconds)
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = setting("127.0.0.1", _nonempty)
+    port: int = setting(1025, _integer(1, 65535))
+    # When not set: tls on port 465, starttls on 587, else none (see _smtp_settings).
+    security: str = setting("none", _choice(SMTP_SECURITY))
+    username: str = setting("", _string)
+    password: str = setting("", _string, secret=True)
+    sender: str = setting("Digest <digest@example.org>", _nonempty)
+    timeout: float = setting(30.0, _seconds)
+    pool: int = setting(2, _integer(1, 16))
+    rate: float = setting(0.0, _rate)
+    allow_plaintext_auth: bool = setting(False, _boolean)  # log in without TLS to another machine
+
+
+@dataclass(frozen=True)
+class DigestSettings:
+    group_by: str = setting("region", _choice(("region", "theme")))
+    templates: Path | None = setting(None, _nonempty)  # a folder of the user's own email templates
+
+
+@dataclass(frozen=True)
+class OutboxSettings:
+    path: Path = setting(Path("outbox"), _nonempty)
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    host: str = setting("127.0.0.1", _nonempty)
+    port: int = setting(8080, _integer(0, 65535))
+    cache_bytes: int = setting(64 * 1024 * 1024, _integer(0, 1024**3))  # pages and feeds kept in memory
+    allowed_hosts: tuple[str, ...] = setting((), _names)  # names served besides base_url's and loopback
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    timeout: float = setting(20.0, _seconds)
+    deadline: float = setting(60.0, _seconds)
+    max_bytes: int = setting(10 * 1024 * 1024, _integer(1024, 1024**3))
+    user_agent: str = setting("digest/0.1 (feed reader)", _nonempty)
+    fast_parser: bool = setting(True, _boolean)
+    max_items: int = setting(10_000, _integer(1, 1_000_000))
+    allow_private: bool = setting(False, _boolean)  # every remote source may reach non-public addresses
+
+
+# The file's sections: each key's checker comes from its field (declared once, above).
+_SECTION_CLASSES: dict[str, type] = {
+    "site": SiteSettings,
+    "database": DatabaseSettings,
+    "schedule": ScheduleSettings,
+    "smtp": SmtpSettings,
+    "digest": DigestSettings,
+    "outbox": OutboxSettings,
+    "web": WebSettings,
+    "fetch": FetchSettings,
+    "grouping": GroupingSettings,
 }
+
+
+def _checkers(*, secret: bool) -> dict[str, dict[str, Checker]]:
+    return {
+        section: {
+            f.name: f.metadata["check"]
+            for f in fields(cls)
+            if "check" in f.metadata and f.metadata["secret"] == secret
+        }
+        for section, cls in _SECTION_CLASSES.items()
+    }
+
+
+_SECTIONS = _checkers(secret=False)
 # Secrets: read from the environment only (DIGEST_SMTP_PASSWORD), never from the file.
-_SECRETS: dict[str, dict[str, Checker]] = {"smtp": {"password": _string}}
+_SECRETS = {section: keys for section, keys in _checkers(secret=True).items() if keys}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything digest needs to run, resolved and validated."""
+
+    site: SiteSettings = field(default_factory=SiteSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    sources: tuple[SourceSettings, ...] = ()
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    smtp: SmtpSettings | None = None
+    outbox: OutboxSettings = field(default_factory=OutboxSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    fetch: FetchSettings = field(default_factory=FetchSettings)
+    grouping: GroupingSettings = field(default_factory=GroupingSettings)
+    digest: DigestSettings = field(default_factory=DigestSettings)
+    secret: str | None = None
+    origin: str = "embedded default"
+    warnings: tuple[str, ...] = ()
+
+    def source(self, name: str) -> SourceSettings:
+        """The source called ``name``, or a ConfigError listing the known names."""
+        for source in self.sources:
+            if source.name == name:
+                return source
+        known = ", ".join(s.name for s in self.sources) or "none"
+        raise ConfigError(f"{self.origin}: no source named {name!r} (configured: {known})")
+
+
 _SOURCE_KEYS = ("name", "url", "kind", "every", "enabled", "selectors", "ignore_places", "allow_private")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -512,7 +515,7 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
     try:
         text = chosen.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{chosen}: cannot read config file: {exc}") from None
+        raise ConfigError(f"{chosen}: cannot read config file: {exc}") from exc
     return parse_settings(text, origin=str(chosen), base_dir=chosen.resolve().parent, env=env)
 
 
@@ -523,7 +526,7 @@ def parse_settings(
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{origin}: invalid TOML: {exc}") from None
+        raise ConfigError(f"{origin}: invalid TOML: {exc}") from exc
     return _build(data, origin, base_dir, os.environ if env is None else env)
 
 

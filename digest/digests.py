@@ -8,13 +8,12 @@ distinct :class:`Selection` once.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from digest.dates import from_iso, to_iso
 from digest.models import Article
+from digest.store.records import Subscriber
 
 NEWCOMER_WINDOW = timedelta(days=7)
 MAX_ITEMS = 60
@@ -25,16 +24,17 @@ class Selection:
     """Everything that decides a digest's content: since when, and which regions and themes
     (empty = everything)."""
 
-    since: str
+    since: datetime
     regions: tuple[str, ...] = ()
     themes: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, since: str, regions_json: str, themes_json: str) -> Selection:
-        return cls(since, tuple(sorted(json.loads(regions_json))), tuple(sorted(json.loads(themes_json))))
+    def of(cls, since: datetime, subscriber: Subscriber) -> Selection:
+        """A subscriber's selection from ``since`` (preferences sorted, so equal ones share)."""
+        return cls(since, tuple(sorted(subscriber.regions)), tuple(sorted(subscriber.themes)))
 
     def wants(self, article: Article) -> bool:
-        if article.first_seen < from_iso(self.since):
+        if article.first_seen < self.since:
             return False
         if self.regions and not set(self.regions) & set(article.regions):
             return False
@@ -75,9 +75,9 @@ class Content:
         return self.count - self.shown
 
 
-def newcomer_since(until: datetime) -> str:
+def newcomer_since(until: datetime) -> datetime:
     """Where a new subscriber's first digest starts: a week before it."""
-    return to_iso(until - NEWCOMER_WINDOW)
+    return until - NEWCOMER_WINDOW
 
 
 def build(
@@ -145,19 +145,13 @@ def subject(content: Content, limit: int = 3) -> str:
 
 
 def selections(
-    subscribers: Sequence[Mapping[str, object]],
-    last: Mapping[int, str],
+    subscribers: Sequence[Subscriber],
+    last: Mapping[int, datetime],
     until: datetime,
     since: datetime | None = None,
 ) -> dict[int, Selection]:
-    """Each active subscriber's selection for a digest cut at ``until``; ``since`` (an
-    operator's `digest send --since`) replaces every subscriber's own start."""
+    """Each subscriber's selection for a digest cut at ``until``: from their last delivered
+    digest (a newcomer: a week back); ``since`` (an operator's `digest send --since`)
+    replaces every subscriber's own start."""
     start = newcomer_since(until)
-    return {
-        int(str(s["id"])): Selection.of(
-            to_iso(since) if since else last.get(int(str(s["id"])), start),
-            str(s["regions"]),
-            str(s["themes"]),
-        )
-        for s in subscribers
-    }
+    return {s.id: Selection.of(since or last.get(s.id, start), s) for s in subscribers}

@@ -9,25 +9,22 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from digest import redact
 from digest.config import Settings, SourceSettings
 from digest.dates import plausible, utcnow
-from digest.errors import DigestError, FetchError, ParseError
+from digest.errors import DigestError, FetchError
 from digest.grouping.classify import group_pending
 from digest.links import WEB_SCHEMES
 from digest.models import Article, ParsedItem, SourceReport
 from digest.sanitize import drop_boilerplate, html_to_text, one_line, sanitize_html
-from digest.sources.auto import detect_kind
-from digest.sources.feed import MAX_ITEMS, parse_feed
+from digest.sources import kinds
 from digest.sources.fetch import Document, Fetcher
-from digest.sources.html import parse_html
+from digest.sources.kinds import Options, Parsed
 from digest.sources.policy import FetchPolicy, is_remote
-from digest.sources.text import parse_text
-from digest.store import Store
+from digest.store import SourceSpec, Store
 
 MAX_BACKOFF = 86400.0
 MAX_TITLE = 300
@@ -37,15 +34,6 @@ _TRACKING_PARAMS = ("utm_", "fbclid", "gclid", "mc_cid", "mc_eid")
 _AUTHOR_EMAIL = re.compile(
     r"\s*(?:\(\s*[^()\s]+@[^()\s]+\s*\)|<\s*[^<>\s]+@[^<>\s]+\s*>|^[^\s()<>]+@[^\s()<>]+$)\s*"
 )
-
-
-@dataclass(frozen=True)
-class Parsed:
-    """Items of one document, and the feeds it points to (HTML pages only)."""
-
-    items: list[ParsedItem]
-    feed_links: tuple[str, ...] = ()
-    base_url: str | None = None  # where relative links point, when not the document's URL
 
 
 def pull(
@@ -60,8 +48,7 @@ def pull(
     """Pull the named sources (all enabled ones when none are named), then group what is new
     (unless ``group`` is false: it waits for the next pull or ``regroup``); one report per source."""
     wanted = [settings.source(name) for name in names] or [s for s in settings.sources if s.enabled]
-    store.sync_sources(settings.sources)
-    store.retire_sources(s.name for s in settings.sources)
+    sync_sources(store, settings)
     own = fetcher is None
     fetcher = fetcher or Fetcher(settings.fetch)
     try:
@@ -72,6 +59,16 @@ def pull(
     if group and any(report.new or report.updated for report in reports):
         group_pending(store, settings)
     return reports
+
+
+def spec_of(source: SourceSettings) -> SourceSpec:
+    return SourceSpec(source.name, source.url, source.kind)
+
+
+def sync_sources(store: Store, settings: Settings) -> None:
+    """Make the database's sources match the configuration (those gone are marked removed)."""
+    store.sync_sources(spec_of(s) for s in settings.sources)
+    store.retire_sources(s.name for s in settings.sources)
 
 
 def _pull_guarded(
@@ -154,9 +151,7 @@ def pull_source(
     failures: list[str] = []
     for document in result.documents:
         try:
-            parsed = parse_document(
-                document, source, fast=settings.fetch.fast_parser, max_items=settings.fetch.max_items
-            )
+            parsed = parse_document(document, source, settings)
             if parsed.feed_links and source.kind == "auto" and is_remote(document.url):
                 feed_url = parsed.feed_links[0]
                 parsed = _follow_feed(fetcher, feed_url, source, settings, policy)
@@ -201,36 +196,23 @@ def _next_fetch(now: datetime, every: float, fresh_for: float | None) -> datetim
 
 
 def parse_document(
-    document: Document, source: SourceSettings, *, fast: bool = True, max_items: int = MAX_ITEMS
+    document: Document, source: SourceSettings, settings: Settings, *, kind: str = ""
 ) -> Parsed:
-    """Parse one document as the source's kind says, or as its bytes say when ``auto``."""
-    kind = source.kind if source.kind != "auto" else detect_kind(document.body, document.content_type)
-    if kind == "feed":
-        return Parsed(
-            parse_feed(document.body, document.content_type, document.url, fast=fast, max_items=max_items)
-        )
-    if kind == "html":
-        page = parse_html(document.body, document.content_type, document.url, source.selectors)
-        if not page.items and not (source.kind == "auto" and page.feed_links):
-            raise ParseError(
-                "no articles found on the page"
-                " (set selectors for this source: item, title, link, summary, date)"
-            )
-        return Parsed(page.items, tuple(page.feed_links))
-    return Parsed(parse_text(document.body, document.content_type, document.url))
+    """Parse one document as ``kind`` (default: the source's; ``auto``: as its bytes say),
+    with the limits every path shares."""
+    options = Options(
+        max_items=settings.fetch.max_items, fast=settings.fetch.fast_parser, selectors=source.selectors
+    )
+    return kinds.parse_document(document, kind or source.kind, options)
 
 
 def _follow_feed(
     fetcher: Fetcher, url: str, source: SourceSettings, settings: Settings, policy: FetchPolicy
 ) -> Parsed:
     result = fetcher.fetch(url, policy=policy)
-    feed_source = replace(source, kind="feed")
     items: list[ParsedItem] = []
     for document in result.documents:
-        parsed = parse_document(
-            document, feed_source, fast=settings.fetch.fast_parser, max_items=settings.fetch.max_items
-        )
-        items.extend(parsed.items)
+        items.extend(parse_document(document, source, settings, kind="feed").items)
     return Parsed(items, base_url=url)
 
 

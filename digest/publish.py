@@ -8,7 +8,7 @@ it is the same in every feed and every format, build after build.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,12 +24,6 @@ from digest.grouping.regions import regions
 from digest.links import article_link, web_url
 from digest.models import Article
 
-FORMATS = ("atom", "rss", "json")
-CONTENT_TYPES = {
-    "atom": "application/atom+xml; charset=utf-8",
-    "rss": "application/rss+xml; charset=utf-8",
-    "json": "application/feed+json; charset=utf-8",
-}
 ATOM_NS = "http://www.w3.org/2005/Atom"
 GENERATOR = "digest"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -93,10 +87,8 @@ def render(
     settings: Settings,
     source_urls: Mapping[str, str] | None = None,
 ) -> bytes:
-    """The feed ``spec`` in format ``fmt`` (atom, rss or json) with these articles, newest first."""
-    if fmt == "json":
-        return _json_feed(spec, articles, settings)
-    return _xml_feed(spec, fmt, articles, settings, source_urls or {})
+    """The feed ``spec`` in format ``fmt`` (one of OUTPUTS) with these articles, newest first."""
+    return OUTPUTS[fmt].render(spec, articles, settings, source_urls or {})
 
 
 def _names(settings: Settings) -> tuple[dict[str, str], dict[str, str]]:
@@ -218,6 +210,34 @@ def _json_feed(spec: FeedSpec, articles: Sequence[Article], settings: Settings) 
 def _description(spec: FeedSpec, settings: Settings) -> str:
     about = f": {spec.name}" if spec.name else ""
     return f"The newest articles collected by {settings.site.title}{about}"
+
+
+Renderer = Callable[[FeedSpec, Sequence[Article], Settings, Mapping[str, str]], bytes]
+
+
+@dataclass(frozen=True)
+class Output:
+    """One feed format: what the web answers with it, what pages call it, how to render it."""
+
+    content_type: str
+    label: str
+    render: Renderer
+
+
+# The feed formats, in the order pages offer them: a new format is one entry here.
+OUTPUTS: dict[str, Output] = {
+    "atom": Output(
+        "application/atom+xml; charset=utf-8", "Atom", lambda sp, a, st, u: _xml_feed(sp, "atom", a, st, u)
+    ),
+    "rss": Output(
+        "application/rss+xml; charset=utf-8", "RSS", lambda sp, a, st, u: _xml_feed(sp, "rss", a, st, u)
+    ),
+    "json": Output(
+        "application/feed+json; charset=utf-8", "JSON Feed", lambda sp, a, st, u: _json_feed(sp, a, st)
+    ),
+}
+FORMATS = tuple(OUTPUTS)
+CONTENT_TYPES = {name: output.content_type for name, output in OUTPUTS.items()}
 
 
 def opml(settings: Settings, fmt: str = "atom") -> bytes:

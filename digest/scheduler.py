@@ -39,10 +39,11 @@ from digest.config import Settings, SourceSettings
 from digest.dates import from_iso, to_iso, utcnow
 from digest.errors import ConfigError, DigestError
 from digest.grouping.classify import group_pending
-from digest.ingest import pull_source
+from digest.ingest import pull_source, spec_of, sync_sources
 from digest.mail.send import send_all
 from digest.sources.fetch import Fetcher
-from digest.store import Store
+from digest.store import DigestSummary, SourceSummary, Store, open_store
+from digest.store.worker import StoreWorker
 from digest.web import create_app
 
 log = logging.getLogger("digest")
@@ -72,7 +73,7 @@ def cron_trigger(settings: Settings) -> CronTrigger:
         else:
             trigger = CronTrigger.from_crontab(expression, timezone=zone)
     except ValueError as exc:
-        raise ConfigError(f"{settings.origin}: schedule.digest_cron: {expression!r}: {exc}") from None
+        raise ConfigError(f"{settings.origin}: schedule.digest_cron: {expression!r}: {exc}") from exc
     if trigger.get_next_fire_time(None, utcnow()) is None:
         raise ConfigError(
             f"{settings.origin}: schedule.digest_cron: {expression!r} never fires"
@@ -105,32 +106,36 @@ class Service:
         self.group_lock = threading.Lock()
         self.last_pull: str | None = None
         self.last_digest: str | None = None
-        self.store = Store.open(settings.database.path)
+        # The service's own database work (leases, the schedule's state, the ledger) runs in
+        # the worker's thread; other threads (pulls, health, sign-ups) open their own stores.
+        self.worker = StoreWorker(lambda: open_store(settings.database.path))
         self._local = threading.local()
 
     # --- health -------------------------------------------------------------------------------
 
-    def health(self) -> tuple[int, dict[str, Any]]:
+    async def health(self) -> tuple[int, dict[str, Any]]:
+        """The service's state for /healthz (its reads in a thread of the default pool: never
+        queued behind the worker's writes, never on the loop)."""
         running = self.scheduler is not None and self.scheduler.running and not self.stopping.is_set()
-        failing = [
-            {
-                "source": row["name"],
-                "failures": row["consecutive_failures"],
-                "error": redact.text(str(row["last_error"] or "")),
-            }
-            for row in self.store.source_rows()
-            if row["consecutive_failures"] and not row["removed"]
-        ]
         job = self.scheduler.get_job("digest") if self.scheduler else None
+        sources, digests = await asyncio.to_thread(self._health_reads)
+        failing = [
+            {"source": s.name, "failures": s.consecutive_failures, "error": redact.text(s.last_error or "")}
+            for s in sources
+            if s.consecutive_failures and not s.removed
+        ]
         body = {
             "status": "ok" if running else "stopped",
             "last_pull": self.last_pull,
-            "last_digest": self.last_digest
-            or next((d["created"] for d in self.store.digests(limit=1)), None),
+            "last_digest": self.last_digest or next((to_iso(d.digest.created) for d in digests), None),
             "next_digest": job.next_run_time.isoformat() if job and job.next_run_time else None,
             "failing_sources": failing,
         }
         return (200 if running else 503), body
+
+    def _health_reads(self) -> tuple[list[SourceSummary], list[DigestSummary]]:
+        store = self._thread_store()
+        return store.source_summaries(), store.digests(limit=1)
 
     # --- pulls --------------------------------------------------------------------------------
 
@@ -149,8 +154,8 @@ class Service:
             log.info("pull %s", report.summary(), extra={"source": source.name, "event": "pull"})
 
     def _pull_blocking(self, source: SourceSettings) -> Any:
-        with Store.open(self.settings.database.path) as store, Fetcher(self.settings.fetch) as fetcher:
-            store.sync_sources([source])
+        with open_store(self.settings.database.path) as store, Fetcher(self.settings.fetch) as fetcher:
+            store.sync_sources([spec_of(source)])
             report = pull_source(store, fetcher, source, self.settings, scheduled=True)
             if report.new or report.updated:
                 with self.group_lock:
@@ -162,18 +167,21 @@ class Service:
     async def digest(self, due: datetime | None = None) -> None:
         """Send the digest due at ``due`` (now, for the cron job) unless it was handled."""
         due = due or utcnow()
-        if not self.store.acquire_lease(LEASE, self.holder, LEASE_SECONDS):
+        worker = self.worker
+        if not await worker.call(lambda s: s.acquire_lease(LEASE, self.holder, LEASE_SECONDS)):
             log.info("digest due %s: another process holds the lease", to_iso(due), extra={"event": "digest"})
             return
         try:
-            handled = self.store.get_setting(LAST_DUE)
+            handled = await worker.call(lambda s: s.get_setting(LAST_DUE))
             if handled and from_iso(handled) >= due:
                 log.info("digest due %s: already handled", to_iso(due), extra={"event": "digest"})
                 return
             # Recorded first: a crash from here on resumes the unfinished digest on restart
             # (send_all starts with it) instead of planning a second one.
-            self.store.put_setting(LAST_DUE, to_iso(due))
-            reports = await send_all(self.store, self.settings, should_stop=self.stopping.is_set)
+            await worker.call(lambda s: s.put_setting(LAST_DUE, to_iso(due)))
+            reports = await send_all(
+                worker.store, self.settings, should_stop=self.stopping.is_set, run=worker.run
+            )
             self.last_digest = to_iso(utcnow())
             for report in reports:
                 log.info("digest %s", report.summary(), extra={"event": "digest", "digest": report.digest_id})
@@ -182,14 +190,14 @@ class Service:
         except DigestError as exc:
             log.error("digest: %s", exc, extra={"event": "digest"})
         finally:
-            self.store.release_lease(LEASE, self.holder)
+            await worker.call(lambda s: s.release_lease(LEASE, self.holder))
 
     async def catch_up(self) -> None:
         """On start: send a digest that fell due while the process was down (within grace)."""
         now = utcnow()
-        handled = self.store.get_setting(LAST_DUE)
-        if handled is None:
-            self.store.put_setting(LAST_DUE, to_iso(now))  # a new install owes no past digest
+        handled = await self.worker.call(lambda s: s.get_setting(LAST_DUE))
+        if handled is None:  # a new install owes no past digest
+            await self.worker.call(lambda s: s.put_setting(LAST_DUE, to_iso(now)))
             log.info("no digest owed: a new database", extra={"event": "catch-up"})
             return
         since = max(from_iso(handled), now - timedelta(seconds=self.settings.schedule.grace))
@@ -214,7 +222,7 @@ class Service:
         """A store for the calling worker thread (sqlite3 connections stay in their thread)."""
         store: Store | None = getattr(self._local, "store", None)
         if store is None:
-            store = self._local.store = Store.open(self.settings.database.path)
+            store = self._local.store = open_store(self.settings.database.path)
         return store
 
     # --- the loop -----------------------------------------------------------------------------
@@ -223,8 +231,7 @@ class Service:
         loop = asyncio.get_running_loop()
         self.scheduler = AsyncIOScheduler(event_loop=loop, timezone=ZoneInfo(self.settings.schedule.timezone))
         now = utcnow()
-        self.store.sync_sources(self.settings.sources)
-        self.store.retire_sources(s.name for s in self.settings.sources)
+        await self.worker.call(sync_sources, self.settings)  # also opens the worker's store there
         for source in self.settings.sources:
             if not source.enabled:
                 continue
@@ -286,6 +293,7 @@ class Service:
             if pending:
                 await asyncio.wait(pending, timeout=STOP_WITHIN)
             catch_up.cancel()
+            await asyncio.to_thread(self.worker.close)
             log.info("stopped", extra={"event": "stop"})
         return 0
 

@@ -25,8 +25,9 @@ from digest.config import Settings
 from digest.dates import to_iso, utcnow
 from digest.errors import SendError
 from digest.mail.compose import Outgoing
-from digest.mail.send import Permanent, Transport, confirmation_message, transport_for
-from digest.store import Store
+from digest.mail.send import confirmation_message
+from digest.mail.transport import Permanent, Transport, transport_for
+from digest.store import Signup, Store, Subscriber
 
 log = logging.getLogger("digest")
 TICK = 2.0  # seconds between looks at the queue
@@ -46,18 +47,18 @@ def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(FIRST_RETRY * 2 ** max(attempts - 1, 0), MAX_RETRY))
 
 
-def _prepare(store: Store, request: dict[str, Any]) -> dict[str, object] | None:
+def _prepare(store: Store, request: Signup) -> Subscriber | None:
     """The pending subscriber a request is for (made pending now if it is new), or None
     when there is nothing to send."""
-    if request["subscriber_id"] is None:
-        existing = store.subscriber(email=request["email"])
-        if existing is not None and existing["status"] in ("active", "bounced"):
+    if request.subscriber_id is None:
+        existing = store.subscriber(email=request.email)
+        if existing is not None and existing.status in ("active", "bounced"):
             return None
-        added = subscribers.add(store, request["email"], regions=request["regions"], themes=request["themes"])
-        store.signup_for(int(request["id"]), int(str(added["id"])))
+        added = subscribers.add(store, request.email, regions=request.regions, themes=request.themes)
+        store.signup_for(request.id, added.id)
         return added
-    found = store.subscriber(subscriber_id=int(request["subscriber_id"]))
-    return found if found is not None and found["status"] == "pending" else None
+    found = store.subscriber(subscriber_id=request.subscriber_id)
+    return found if found is not None and found.status == "pending" else None
 
 
 async def drain(
@@ -75,23 +76,23 @@ async def drain(
     offload = run or asyncio.to_thread
     moment = now or utcnow()
 
-    def claim() -> dict[str, Any] | None:
+    def claim() -> Signup | None:
         # One at a time, so a claim never runs out while a slow (rate-limited) batch is sent.
         found = store_for_thread().claim_signups(moment, until=moment + timedelta(seconds=CLAIM), limit=1)
         return found[0] if found else None
 
-    def prepare(request: dict[str, Any]) -> Outgoing | None:
+    def prepare(request: Signup) -> Outgoing | None:
         """The request's confirmation; None when there is nothing to send (the address is
         active or bounced, or no longer pending), and the request is done with."""
         store = store_for_thread()
         row = _prepare(store, request)
         if row is None:
-            store.finish_signup(int(request["id"]))
+            store.finish_signup(request.id)
             return None
         return confirmation_message(store, settings, row)
 
-    async def defer(request: dict[str, Any], problem: BaseException) -> None:
-        number, attempts = int(request["id"]), int(request["attempts"]) + 1
+    async def defer(request: Signup, problem: BaseException) -> None:
+        number, attempts = request.id, request.attempts + 1
         if attempts >= GIVE_UP_AFTER:
             log.error("sign-up %s: giving up after %d attempts: %s", number, attempts, problem)
             await offload(_finish, store_for_thread, number)
@@ -107,7 +108,7 @@ async def drain(
             request = await offload(claim)
             if request is None:
                 break
-            number = int(request["id"])
+            number = request.id
             try:
                 message = await offload(prepare, request)
                 if message is None:
@@ -119,7 +120,7 @@ async def drain(
                 log.error("sign-up %s: the mail server refused the confirmation: %s", number, exc)
             except SendError as exc:  # no server to talk to, or no outbox: the rest waits too
                 await defer(request, exc)
-                until = moment + _backoff(int(request["attempts"]) + 1)
+                until = moment + _backoff(request.attempts + 1)
                 await offload(_postpone, store_for_thread, moment, until)
                 break
             except Exception as exc:  # one request's trouble must not stop the queue

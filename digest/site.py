@@ -87,7 +87,7 @@ class Site:
                 "href": f"{self.base}{spec.path(fmt)}",
             }
             for spec in alternates
-            for fmt, label in (("atom", "Atom"), ("rss", "RSS"), ("json", "JSON Feed"))
+            for fmt, label in ((name, output.label) for name, output in publish.OUTPUTS.items())
         ]
         return self.env.get_template(f"web/{template}").render(
             site=self.settings.site,
@@ -101,8 +101,8 @@ class Site:
     def index(self, store: Store) -> str:
         recent = store.articles(limit=INDEX_WINDOW)
         counts = store.group_counts()
-        by_region = self._grouped(recent, "regions", {r["slug"]: r["articles"] for r in counts["regions"]})
-        by_theme = self._grouped(recent, "themes", {t["slug"]: t["articles"] for t in counts["themes"]})
+        by_region = self._grouped(recent, "regions", {r.slug: r.articles for r in counts.regions})
+        by_theme = self._grouped(recent, "themes", {t.slug: t.articles for t in counts.themes})
         groups = [s for s in self.specs if s.kind == "site"] + [
             s for s in self.specs if s.slug in {g["slug"] for g in by_region + by_theme}
         ]

@@ -5,20 +5,20 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from email_validator import EmailNotValidError, validate_email
 
-from digest.dates import to_iso, utcnow
+from digest.dates import from_iso, parse_date, to_iso, utcnow
 from digest.errors import DigestError
-from digest.store import Store
+from digest.store import SUBSCRIBER_STATUSES, Store, Subscriber, SubscriberChange
 from digest.tokens import CONFIRM_SECONDS, Binding, make
 
 TOKENS_BOUND_SINCE = "tokens_bound_since"  # the settings row the identity migration writes
 
-STATUSES = ("pending", "active", "unsubscribed", "bounced")
+STATUSES = SUBSCRIBER_STATUSES
 CSV_FIELDS = ("email", "status", "regions", "themes", "created", "confirmed", "unsubscribed")
 
 
@@ -36,7 +36,7 @@ def normalise_email(address: str) -> str:
         # No DNS lookups: tests and offline operators must not depend on the network.
         checked = validate_email(address.strip(), check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
-        raise SubscriberError(f"{address!r} is not a valid email address: {exc}") from None
+        raise SubscriberError(f"{address!r} is not a valid email address: {exc}") from exc
     return str(checked.ascii_email or checked.normalized)
 
 
@@ -58,24 +58,25 @@ def add(
     regions: Sequence[str] = (),
     themes: Sequence[str] = (),
     confirmed: bool = False,
-) -> dict[str, object]:
+) -> Subscriber:
     """Add (or re-add) a subscriber: active when ``confirmed``, else pending confirmation."""
     email = normalise_email(address)
-    now = to_iso(utcnow())
+    now = utcnow()
     existing = store.subscriber(email=email)
-    row: dict[str, object] = {
-        "email": email,
-        "regions": json.dumps(list(regions)),
-        "themes": json.dumps(list(themes)),
-    }
-    if confirmed:
-        row.update(status="active", confirmed=now, unsubscribed=None, pending_since=None)
-    elif existing is None or (existing["status"] != "active" and not existing["pending_since"]):
-        # A new sign-up: links from any earlier one (bound to pending_since) are dead.
-        row.update(status="pending", unsubscribed=None, pending_since=now)
-    if existing is None:
-        row["created"] = now
-    store.upsert_subscribers([row])
+    change = SubscriberChange(email, regions=tuple(regions), themes=tuple(themes))
+    if existing is None:  # born in its status: never active for a moment by default
+        if confirmed:
+            change = replace(change, status="active", created=now, confirmed=now)
+        else:
+            change = replace(change, status="pending", created=now, pending_since=now)
+        store.upsert_subscribers([change])
+    else:
+        store.upsert_subscribers([change])
+        if confirmed:
+            store.set_subscriber_status(existing.id, "active", at=now)
+        elif existing.status != "active" and not existing.pending_since:
+            # A new sign-up: links from any earlier one (bound to pending_since) are dead.
+            store.set_subscriber_status(existing.id, "pending", at=now)
     found = store.subscriber(email=email)
     assert found is not None
     return found
@@ -84,11 +85,9 @@ def add(
 def confirm(store: Store, subscriber_id: int) -> bool:
     """Make a pending subscriber active; False when there is no pending subscriber by that id."""
     found = store.subscriber(subscriber_id=subscriber_id)
-    if found is None or found["status"] != "pending":
+    if found is None or found.status != "pending":
         return False
-    store.update_subscriber(
-        subscriber_id, status="active", confirmed=to_iso(utcnow()), unsubscribed=None, pending_since=None
-    )
+    store.set_subscriber_status(subscriber_id, "active", at=utcnow())
     return True
 
 
@@ -96,46 +95,45 @@ def unsubscribe(store: Store, subscriber_id: int) -> bool:
     found = store.subscriber(subscriber_id=subscriber_id)
     if found is None:
         return False
-    if found["status"] != "unsubscribed":
-        store.update_subscriber(
-            subscriber_id, status="unsubscribed", unsubscribed=to_iso(utcnow()), pending_since=None
-        )
+    if found.status != "unsubscribed":
+        store.set_subscriber_status(subscriber_id, "unsubscribed", at=utcnow())
     return True
 
 
 def set_preferences(store: Store, subscriber_id: int, regions: Sequence[str], themes: Sequence[str]) -> None:
-    store.update_subscriber(subscriber_id, regions=json.dumps(list(regions)), themes=json.dumps(list(themes)))
+    store.set_preferences(subscriber_id, regions, themes)
 
 
-def binding(row: Mapping[str, object], purpose: str, bound_since: str = "") -> Binding | None:
+def binding(subscriber: Subscriber, purpose: str, bound_since: datetime | None = None) -> Binding | None:
     """What ``purpose`` tokens of this subscriber are bound to: their address and creation
     time, and for a confirmation the pending sign-up (None when nothing is pending)."""
-    base = f"{str(row['email']).lower()}\x00{row['created']}"
+    base = f"{subscriber.email.lower()}\x00{to_iso(subscriber.created)}"
     if purpose == "confirm":
-        if row["status"] != "pending" or not row.get("pending_since"):
+        if subscriber.status != "pending" or subscriber.pending_since is None:
             return None
-        return Binding(f"{base}\x00{row['pending_since']}")
-    return Binding(base, legacy=bool(bound_since) and str(row["created"]) < bound_since)
+        return Binding(f"{base}\x00{to_iso(subscriber.pending_since)}")
+    return Binding(base, legacy=bound_since is not None and subscriber.created < bound_since)
 
 
 def bindings(store: Store, purpose: str) -> Callable[[int], Binding | None]:
     """The current binding of each subscriber id, for :func:`digest.tokens.read`."""
-    bound_since = store.get_setting(TOKENS_BOUND_SINCE) or ""
+    stamp = store.get_setting(TOKENS_BOUND_SINCE)
+    bound_since = from_iso(stamp) if stamp else None
 
     def lookup(subscriber_id: int) -> Binding | None:
-        row = store.subscriber(subscriber_id=subscriber_id)
-        return None if row is None else binding(row, purpose, bound_since)
+        found = store.subscriber(subscriber_id=subscriber_id)
+        return None if found is None else binding(found, purpose, bound_since)
 
     return lookup
 
 
-def token(secret: bytes, purpose: str, row: Mapping[str, object]) -> str:
+def token(secret: bytes, purpose: str, subscriber: Subscriber) -> str:
     """A link token for this subscriber (confirmations expire after CONFIRM_SECONDS)."""
-    bound = binding(row, purpose)
+    bound = binding(subscriber, purpose)
     if bound is None:
-        raise SubscriberError(f"{row['email']}: no pending sign-up to confirm")
+        raise SubscriberError(f"{subscriber.email}: no pending sign-up to confirm")
     ttl = CONFIRM_SECONDS if purpose == "confirm" else None
-    return make(secret, purpose, int(str(row["id"])), binding=bound.value, ttl=ttl)
+    return make(secret, purpose, subscriber.id, binding=bound.value, ttl=ttl)
 
 
 @dataclass
@@ -166,9 +164,9 @@ def import_csv(
     if unknown:
         names, allowed = ", ".join(unknown), ", ".join(CSV_FIELDS)
         report.warnings.append(f"{origin}: line 1: unknown columns {names}, ignored (known: {allowed})")
-    known = {str(row["email"]).lower(): row for row in store.subscribers()}
-    now = to_iso(utcnow())
-    rows: dict[str, dict[str, object]] = {}
+    known = {subscriber.email.lower(): subscriber for subscriber in store.subscribers()}
+    now = utcnow()
+    changes: dict[str, SubscriberChange] = {}
     for line, raw in enumerate(reader, start=2):
         extra = raw.pop(_EXTRA, None)
         try:
@@ -176,53 +174,67 @@ def import_csv(
                 raise SubscriberError(f"{len(extra)} more cells than the header has columns")
             record = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
             email = normalise_email(record.get("email", ""))
-            row = _import_row(record, known.get(email.lower()), header, regions, themes, now)
+            change = _import_change(email, record, known.get(email.lower()), header, regions, themes, now)
         except SubscriberError as exc:
             report.errors.append(f"{origin}: line {line}: {exc}")
             continue
-        rows[email] = row
-    report.added, report.updated = store.upsert_subscribers(list(rows.values()))
+        changes[email] = change
+    report.added, report.updated = store.upsert_subscribers(list(changes.values()))
     return report
 
 
-def _import_row(
+def _import_change(
+    email: str,
     record: Mapping[str, str],
-    existing: Mapping[str, object] | None,
+    existing: Subscriber | None,
     header: Sequence[str],
     regions: Sequence[str],
     themes: Sequence[str],
-    now: str,
-) -> dict[str, object]:
+    now: datetime,
+) -> SubscriberChange:
     """The change one CSV line makes (SubscriberError when it must make none)."""
-    email = normalise_email(record["email"])
     status = record.get("status") or None
     if status is not None and status not in STATUSES:
         raise SubscriberError(f"status {status!r} is not one of {', '.join(STATUSES)}")
-    row: dict[str, object] = {"email": email}
+    slugs: dict[str, tuple[str, ...]] = {}
     for column, known_slugs, what in (("regions", regions, "region"), ("themes", themes, "theme")):
         if column in header:
-            row[column] = json.dumps(check_slugs(record.get(column, "").split(), known_slugs, what))
+            slugs[column] = tuple(check_slugs(record.get(column, "").split(), known_slugs, what))
+    change = SubscriberChange(email, regions=slugs.get("regions"), themes=slugs.get("themes"))
     if existing is None:
         status = status or "active"
-        row.setdefault("regions", "[]")
-        row.setdefault("themes", "[]")
-        row["created"] = record.get("created") or now
-    elif status is None or status == existing["status"]:
-        return row  # the status stays as it is
-    elif existing["status"] in ("unsubscribed", "bounced") and status in ("active", "pending"):
-        when = f" on {str(existing['unsubscribed'])[:10]}" if existing["unsubscribed"] else ""
+        change = replace(
+            change,
+            regions=change.regions or (),
+            themes=change.themes or (),
+            created=_when(record.get("created"), "created") or now,
+        )
+    elif status is None or status == existing.status:
+        return change  # the status stays as it is
+    elif existing.status in ("unsubscribed", "bounced") and status in ("active", "pending"):
+        when = f" on {existing.unsubscribed:%Y-%m-%d}" if existing.unsubscribed else ""
         raise SubscriberError(
-            f"{email} {'unsubscribed' + when if existing['status'] == 'unsubscribed' else 'is bounced'};"
+            f"{email} {'unsubscribed' + when if existing.status == 'unsubscribed' else 'is bounced'};"
             " an import never re-subscribes anyone (they can sign up again)"
         )
-    row["status"] = status
+    change = replace(change, status=status)
     if status == "active":
-        row["confirmed"] = record.get("confirmed") or now
-    elif status == "pending":
-        row["pending_since"] = now  # a confirmation can be sent (and bound to this)
-    elif status == "unsubscribed":
-        row["unsubscribed"] = record.get("unsubscribed") or now
-    return row
+        return replace(change, confirmed=_when(record.get("confirmed"), "confirmed") or now)
+    if status == "pending":
+        return replace(change, pending_since=now)  # a confirmation can be sent (and bound to this)
+    if status == "unsubscribed":
+        return replace(change, unsubscribed=_when(record.get("unsubscribed"), "unsubscribed") or now)
+    return change
+
+
+def _when(text: str | None, column: str) -> datetime | None:
+    """A date from a CSV cell (ISO 8601), None when the cell is empty."""
+    if not text:
+        return None
+    found = parse_date(text)
+    if found is None:
+        raise SubscriberError(f"{column} {text!r} is not a date (such as 2026-11-01)")
+    return found
 
 
 def export_csv(store: Store) -> str:
@@ -230,16 +242,16 @@ def export_csv(store: Store) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_FIELDS)
-    for row in store.subscribers():
+    for subscriber in store.subscribers():
         writer.writerow(
             [
-                row["email"],
-                row["status"],
-                " ".join(json.loads(row["regions"])),
-                " ".join(json.loads(row["themes"])),
-                row["created"],
-                row["confirmed"] or "",
-                row["unsubscribed"] or "",
+                subscriber.email,
+                subscriber.status,
+                " ".join(subscriber.regions),
+                " ".join(subscriber.themes),
+                to_iso(subscriber.created),
+                to_iso(subscriber.confirmed) if subscriber.confirmed else "",
+                to_iso(subscriber.unsubscribed) if subscriber.unsubscribed else "",
             ]
         )
     return out.getvalue()

@@ -97,7 +97,7 @@ def read(
         payload = json.loads(_unb64(body))
         given = _unb64(mac)
     except (ValueError, TypeError, RecursionError) as exc:
-        raise BadToken(f"malformed: {type(exc).__name__}") from None
+        raise BadToken(f"malformed: {type(exc).__name__}") from exc
     if not isinstance(payload, dict) or payload.get("p") != purpose:
         raise BadToken("wrong purpose")
     subscriber_id = payload.get("s")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -32,7 +32,7 @@ OPML = "text/x-opml; charset=utf-8"
 
 
 def create_app(
-    settings: Settings, health: Callable[[], tuple[int, dict[str, Any]]] | None = None
+    settings: Settings, health: Callable[[], Awaitable[tuple[int, dict[str, Any]]]] | None = None
 ) -> Starlette:
     """The Starlette app for these settings: feeds, pages, OPML, health (``health`` reports
     the service's state; without it, as under `digest serve`, the app is healthy when up)."""
@@ -102,7 +102,7 @@ def create_app(
     async def healthz(request: Request) -> Response:
         if health is None:
             return JSONResponse({"status": "ok"})
-        status, body = health()  # quick reads, on the loop's thread where the service's store lives
+        status, body = await health()
         if not is_loopback(request):
             body = {"status": body["status"]}  # details (sources, errors) are for the operator
         return JSONResponse(body, status_code=status)

@@ -12,7 +12,6 @@ nothing.
 
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
 from typing import Any
@@ -23,11 +22,9 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from digest import signups, subscribers
-from digest.dates import from_iso
-from digest.digests import Selection, newcomer_since
 from digest.errors import DigestError
 from digest.mail import compose
-from digest.mail.send import Mailer
+from digest.mail.planner import Planner, sample_links
 from digest.store import Store
 from digest.tokens import BadToken, make, read, secret_for
 from digest.webcache import HTML, PAGE_CACHE_CONTROL, Cache, Rendered
@@ -57,7 +54,9 @@ class RateLimit:
 
 
 def routes(cache: Cache) -> list[Route]:
-    """The subscriber routes, rendering with the cache's site and using this thread's store."""
+    """The subscriber routes, rendering with the cache's site. Every handler does its database
+    work and its rendering in a worker thread (with that thread's store): the event loop,
+    which `digest run` shares with the scheduler and the mail sender, only waits."""
     site, settings, store_for_thread = cache.site, cache.settings, cache.store
     per_client, per_address = RateLimit(*PER_CLIENT), RateLimit(*PER_ADDRESS)
 
@@ -68,11 +67,13 @@ def routes(cache: Cache) -> list[Route]:
     def message(heading: str, text: str, status: int = 200, button: str | None = None) -> HTMLResponse:
         return page("message.html", status, heading=heading, text=text, button=button)
 
-    def subscriber_from(request: Request, purpose: str) -> int | None:
+    def secret() -> bytes:
+        return secret_for(store_for_thread(), settings.secret)
+
+    def subscriber_from(token: str, purpose: str) -> int | None:
         store = store_for_thread()
-        secret = secret_for(store, settings.secret)
         try:
-            return read(secret, request.path_params["token"], purpose, subscribers.bindings(store, purpose))
+            return read(secret(), token, purpose, subscribers.bindings(store, purpose))
         except BadToken:
             return None
 
@@ -91,99 +92,124 @@ def routes(cache: Cache) -> list[Route]:
 
     invalid = "This link is not valid (it may have expired, or been cut short by your email program)."
 
-    async def subscribe(request: Request) -> Response:
+    def subscribe_form(email: str = "", chosen: Any = None, error: str | None = None) -> HTMLResponse:
+        token = make(secret(), "form", 0, ttl=FORM_SECONDS)
         blank: dict[str, list[str]] = {"regions": [], "themes": []}
-        secret = secret_for(store_for_thread(), settings.secret)
-        if request.method == "GET":
-            return page(
-                "subscribe.html",
-                email="",
-                chosen=blank,
-                error=None,
-                form_token=make(secret, "form", 0, ttl=FORM_SECONDS),
-            )
-        # Cross-site requests: refused by Origin (or Referer), and by the form's signed token.
-        if not same_origin(request, settings):
-            return refused()
-        form = await request.form()
-        try:
-            read(secret, str(form.get("form_token", "")), "form")
-        except BadToken:
-            return message("Form expired", "Please reload the subscribe page and send the form again.", 403)
-        email = str(form.get("email", ""))[:320]
-        chosen = {"regions": form.getlist("region"), "themes": form.getlist("theme")}
-        client = request.client.host if request.client else "unknown"
-        if not per_client.allow(client):
-            return message("Too many requests", "Please wait a few minutes and try again.", 429)
-        try:
-            address = subscribers.normalise_email(email)
-            regions, themes = slugs_from(form)
-        except DigestError as exc:
-            token = make(secret, "form", 0, ttl=FORM_SECONDS)
-            return page("subscribe.html", 400, email=email, chosen=chosen, error=str(exc), form_token=token)
-        if not per_address.allow(address.lower()):
-            return message("Too many requests", "Please wait a while before trying this address again.", 429)
-        # The same work and the same answer whether or not the address is subscribed: the
-        # request is queued; what it leads to happens later, on the queue's own clock (work
-        # started right after this answer would slow the next request, telling the same).
-        await run_in_threadpool(lambda: signups.enqueue(store_for_thread(), address, regions, themes))
-        return message(
-            "Check your inbox",
-            f"If {address} can receive our digest, a confirmation link is on its way to it.",
+        status = 400 if error else 200
+        return page(
+            "subscribe.html", status, email=email, chosen=chosen or blank, error=error, form_token=token
         )
 
-    async def confirm(request: Request) -> Response:
-        subscriber_id = subscriber_from(request, "confirm")
-        if subscriber_id is None:
-            return message(
-                "Link not valid", invalid + " It may have been used already; you can subscribe again.", 400
-            )
+    async def subscribe(request: Request) -> Response:
         if request.method == "GET":
-            return message("Confirm", "Confirm your subscription to the digest?", button="Confirm")
+            return await run_in_threadpool(subscribe_form)
+        # Cross-site requests: refused by Origin (or Referer), and by the form's signed token.
         if not same_origin(request, settings):
-            return refused()
-        if not subscribers.confirm(store_for_thread(), subscriber_id):
-            return message("Link not valid", invalid, 400)
-        return message("Subscribed", "Thank you: your first digest comes with the next weekly send.")
-
-    async def unsubscribe(request: Request) -> Response:
-        subscriber_id = subscriber_from(request, "unsubscribe")
-        if subscriber_id is None:
-            return message("Link not valid", invalid, 400)
-        if request.method == "GET":
-            # A GET changes nothing, so link scanners cannot unsubscribe anyone.
-            return message("Unsubscribe", "Stop receiving the weekly digest?", button="Unsubscribe")
-        # RFC 8058: mail providers POST "List-Unsubscribe=One-Click" with no Origin or Referer;
-        # the token in the link is what authorises it. Our own button comes with an Origin.
+            return await run_in_threadpool(refused)
         form = await request.form()
-        if form.get("List-Unsubscribe") != "One-Click" and not same_origin(request, settings):
-            return refused()
-        subscribers.unsubscribe(store_for_thread(), subscriber_id)
-        return message("Unsubscribed", "You will not receive the digest any more.")
+        client = request.client.host if request.client else "unknown"
 
-    async def preferences(request: Request) -> Response:
-        subscriber_id = subscriber_from(request, "preferences")
-        if subscriber_id is None:
-            return message("Link not valid", invalid, 400)
-        store = store_for_thread()
-        saved = False
-        if request.method == "POST":
-            if not same_origin(request, settings):
-                return refused()
-            form = await request.form()
+        def answer() -> HTMLResponse:
             try:
+                read(secret(), str(form.get("form_token", "")), "form")
+            except BadToken:
+                return message(
+                    "Form expired", "Please reload the subscribe page and send the form again.", 403
+                )
+            email = str(form.get("email", ""))[:320]
+            if not per_client.allow(client):
+                return message("Too many requests", "Please wait a few minutes and try again.", 429)
+            try:
+                address = subscribers.normalise_email(email)
                 regions, themes = slugs_from(form)
             except DigestError as exc:
-                return message("Not saved", str(exc), 400)
-            subscribers.set_preferences(store, subscriber_id, regions, themes)
-            saved = True
-        row = store.subscriber(subscriber_id=subscriber_id)
-        assert row is not None
-        chosen = {"regions": json.loads(row["regions"]), "themes": json.loads(row["themes"])}
-        return page("preferences.html", email=row["email"], chosen=chosen, saved=saved)
+                chosen = {"regions": form.getlist("region"), "themes": form.getlist("theme")}
+                return subscribe_form(email, chosen, str(exc))
+            if not per_address.allow(address.lower()):
+                return message(
+                    "Too many requests", "Please wait a while before trying this address again.", 429
+                )
+            # The same work and the same answer whether or not the address is subscribed: the
+            # request is queued; what it leads to happens later, on the queue's own clock (work
+            # started right after this answer would slow the next request, telling the same).
+            signups.enqueue(store_for_thread(), address, regions, themes)
+            return message(
+                "Check your inbox",
+                f"If {address} can receive our digest, a confirmation link is on its way to it.",
+            )
+
+        return await run_in_threadpool(answer)
+
+    async def confirm(request: Request) -> Response:
+        token, post = request.path_params["token"], request.method == "POST"
+        allowed = not post or same_origin(request, settings)
+
+        def answer() -> HTMLResponse:
+            subscriber_id = subscriber_from(token, "confirm")
+            if subscriber_id is None:
+                return message(
+                    "Link not valid",
+                    invalid + " It may have been used already; you can subscribe again.",
+                    400,
+                )
+            if not post:
+                return message("Confirm", "Confirm your subscription to the digest?", button="Confirm")
+            if not allowed:
+                return refused()
+            if not subscribers.confirm(store_for_thread(), subscriber_id):
+                return message("Link not valid", invalid, 400)
+            return message("Subscribed", "Thank you: your first digest comes with the next weekly send.")
+
+        return await run_in_threadpool(answer)
+
+    async def unsubscribe(request: Request) -> Response:
+        token, post = request.path_params["token"], request.method == "POST"
+        # RFC 8058: mail providers POST "List-Unsubscribe=One-Click" with no Origin or Referer;
+        # the token in the link is what authorises it. Our own button comes with an Origin.
+        one_click = post and (await request.form()).get("List-Unsubscribe") == "One-Click"
+        allowed = not post or one_click or same_origin(request, settings)
+
+        def answer() -> HTMLResponse:
+            subscriber_id = subscriber_from(token, "unsubscribe")
+            if subscriber_id is None:
+                return message("Link not valid", invalid, 400)
+            if not post:
+                # A GET changes nothing, so link scanners cannot unsubscribe anyone.
+                return message("Unsubscribe", "Stop receiving the weekly digest?", button="Unsubscribe")
+            if not allowed:
+                return refused()
+            subscribers.unsubscribe(store_for_thread(), subscriber_id)
+            return message("Unsubscribed", "You will not receive the digest any more.")
+
+        return await run_in_threadpool(answer)
+
+    async def preferences(request: Request) -> Response:
+        token, post = request.path_params["token"], request.method == "POST"
+        allowed = not post or same_origin(request, settings)
+        form = await request.form() if post and allowed else None
+
+        def answer() -> HTMLResponse:
+            subscriber_id = subscriber_from(token, "preferences")
+            if subscriber_id is None:
+                return message("Link not valid", invalid, 400)
+            if not allowed:
+                return refused()
+            store = store_for_thread()
+            if form is not None:
+                try:
+                    regions, themes = slugs_from(form)
+                except DigestError as exc:
+                    return message("Not saved", str(exc), 400)
+                subscribers.set_preferences(store, subscriber_id, regions, themes)
+            found = store.subscriber(subscriber_id=subscriber_id)
+            assert found is not None
+            chosen = {"regions": list(found.regions), "themes": list(found.themes)}
+            return page("preferences.html", email=found.email, chosen=chosen, saved=form is not None)
+
+        return await run_in_threadpool(answer)
 
     async def digests(request: Request) -> Response:
-        return page("digests.html", digests=store_for_thread().digests())
+        return await run_in_threadpool(lambda: page("digests.html", digests=store_for_thread().digests()))
 
     async def digest_copy(request: Request) -> Response:
         digest_id = request.path_params["digest_id"]
@@ -196,16 +222,13 @@ def routes(cache: Cache) -> list[Route]:
                     text=f"There is no digest {digest_id!r}.", button=None,
                 )  # fmt: skip
                 return Rendered.of(page.encode(), HTML, status=404)
-            until = from_iso(found["until"])
-            mailer = Mailer(store, settings)
-            content = mailer.content(Selection(newcomer_since(until)), until, limit=None)  # every one
-            rendered = compose.render(content, settings, found["id"], mailer.env)
-            base = settings.site.base_url
+            content = Planner(store, settings).web_copy(found)
+            rendered = compose.render(
+                content, settings, found.id, compose.environment(settings.digest.templates)
+            )
+            unsubscribe, preferences = sample_links(settings)
             body = rendered.filled(
-                "html",
-                email="a subscriber",
-                unsubscribe_url=f"{base}/subscribe",
-                preferences_url=f"{base}/subscribe",
+                "html", email="a subscriber", unsubscribe_url=unsubscribe, preferences_url=preferences
             )
             return Rendered.of(body.encode(), HTML)
 

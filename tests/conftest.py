@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from digest.config import Settings, parse_settings
-from digest.store import Store
+from digest.store import Store, open_store
 
 REPO = Path(__file__).resolve().parent.parent
 SEEDS = REPO / "seeds"
@@ -140,7 +140,7 @@ def settings_for(folder: Path, body: str) -> Settings:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(tmp_path / "test.db") as st:
+    with open_store(tmp_path / "test.db") as st:
         yield st
 
 
@@ -202,7 +202,7 @@ def served_seeds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[App
     settings = settings_for(
         folder, f'[site]\ntitle = "China Watch"\n[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n'
     )
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         pull(settings, store)
     with AppServer(settings) as server:
         yield server, settings

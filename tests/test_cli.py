@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -180,7 +181,7 @@ def test_removed_sources_are_shown_as_removed_and_a_rename_keeps_every_article(
     status = run("--config", str(config), "status", cwd=tmp_path).stdout
     dead = next(line for line in status.splitlines() if line.strip().startswith("dead"))
     assert "removed" in dead and "next" not in dead
-    assert not Service(load_settings(str(config))).health()[1]["failing_sources"]
+    assert not asyncio.run(Service(load_settings(str(config))).health())[1]["failing_sources"]
     before = json.loads(run("--config", str(config), "articles", "--json", cwd=tmp_path).stdout)
     # Renaming a source without links (the seeds: ids come from source and title) keeps its articles.
     renamed = run("--config", str(config), "sources", "rename", "seeds", "china-watch", cwd=tmp_path)

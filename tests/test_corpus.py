@@ -10,6 +10,7 @@ import email
 import email.policy
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import feedparser
@@ -21,7 +22,7 @@ from digest.ingest import normalise, pull_source
 from digest.sanitize import one_line
 from digest.sources.feed import fast_path_eligible, parse_with_fastfeedparser, parse_with_feedparser
 from digest.sources.fetch import Fetcher
-from digest.store import Store
+from digest.store import Store, open_store
 
 from .conftest import SHARED, require, settings_for
 
@@ -52,7 +53,7 @@ def test_every_feedparser_corpus_file_ingests_or_fails_clearly(tmp_path: Path) -
     settings = settings_for(tmp_path, "")
     outcomes: Counter[str] = Counter()
     slowest = 0.0
-    with Store.open(tmp_path / "corpus.db") as store, Fetcher(settings.fetch) as fetcher:
+    with open_store(tmp_path / "corpus.db") as store, Fetcher(settings.fetch) as fetcher:
         for index, path in enumerate(files):
             source = SourceSettings(name=f"c{index}", url=str(path), kind="auto")
             store.sync_sources([source])
@@ -65,7 +66,7 @@ def test_every_feedparser_corpus_file_ingests_or_fails_clearly(tmp_path: Path) -
                 outcomes["rejected"] += 1
             else:
                 outcomes["stored"] += 1
-        assert store.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         stored = store.count_articles()
         published, mailed = _publish_and_mail_everything(store, settings)
     print(
@@ -95,7 +96,7 @@ def _publish_and_mail_everything(store: Store, settings: Settings) -> tuple[int,
             parsed = feedparser.parse(render(FeedSpec("site", None, "Corpus"), fmt, chunk, settings))
             assert parsed.bozo == 0, parsed.get("bozo_exception")
         published += len(chunk)
-        content = build(chunk, Selection("2000-01-01T00:00:00.000000+00:00"), {})
+        content = build(chunk, Selection(datetime(2000, 1, 1, tzinfo=UTC)), {})
         out, _ = compose.personal_bytes(
             compose.prepare(compose.render(content, settings, "corpus", env), settings),
             to="reader@example.org",
@@ -148,7 +149,7 @@ def test_rss2email_titles_and_links_match_what_it_sends(tmp_path: Path, name: st
     folder = RSS2EMAIL / name
     feed = next(p for p in folder.iterdir() if p.name.startswith("feed."))
     settings = settings_for(tmp_path, f'[[sources]]\nname = "{name}"\nurl = "{feed}"\nkind = "feed"\n')
-    with Store.open(settings.database.path) as store, Fetcher(settings.fetch) as fetcher:
+    with open_store(settings.database.path) as store, Fetcher(settings.fetch) as fetcher:
         store.sync_sources(settings.sources)
         report = pull_source(store, fetcher, settings.sources[0], settings)
         assert report.ok, report.error

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from digest.dates import to_iso
 from digest.digests import Selection, build, newcomer_since, subject
 from digest.models import Article
 
@@ -55,7 +54,7 @@ def test_a_newcomer_gets_the_last_week_and_nothing_older() -> None:
 
 
 def test_after_a_digest_only_what_came_since() -> None:
-    since = to_iso(NOW - timedelta(days=2, hours=12))
+    since = NOW - timedelta(days=2, hours=12)
     content = build(ARTICLES, Selection(since), NAMES)
     assert sorted(i.article.title for s in content.sections for i in s.items) == ["Article 1", "Article 2"]
 

@@ -17,7 +17,7 @@ from digest.errors import FetchError
 from digest.ingest import pull
 from digest.sources.fetch import Fetcher
 from digest.sources.policy import Resolved, policy_for, refusal, system_resolver
-from digest.store import Store
+from digest.store import Store, open_store
 
 from .conftest import FeedServer, Reply, rss, settings_for
 
@@ -49,7 +49,7 @@ class TestResolver:
 
 def _pull(tmp_path: Path, body: str, resolver: TestResolver) -> tuple[list[str], Store]:
     settings = settings_for(tmp_path, body)
-    store = Store.open(settings.database.path)
+    store = open_store(settings.database.path)
     with Fetcher(settings.fetch, resolver=resolver) as fetcher:
         reports = pull(settings, store, fetcher=fetcher)
     return [r.error or "" for r in reports], store
@@ -157,7 +157,7 @@ def test_names_are_judged_by_the_address_they_resolve_to_at_connect_time(
     # connection (a new pull) is refused.
     resolver = TestResolver()
     settings = settings_for(tmp_path, f'[[sources]]\nname = "r"\nurl = "http://rebind.test:{port}/feed"\n')
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         with Fetcher(settings.fetch, resolver=resolver) as fetcher:
             [first] = pull(settings, store, fetcher=fetcher)
         assert first.ok and resolver.calls == ["rebind.test"]
@@ -250,7 +250,7 @@ def test_the_environments_proxy_is_used_under_the_same_policy(tmp_path: Path, se
         '[[sources]]\nname = "bad"\nurl = "http://public.test/moved"\n',
     )
     proxies = {"http": server.base, "no": "example.org,.internal.example"}
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         with Fetcher(settings.fetch, resolver=TestResolver(), proxies=proxies) as fetcher:
             ok, bad = pull(settings, store, fetcher=fetcher)
         assert ok.ok and _titles(store) == ["Public item"]

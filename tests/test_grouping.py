@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from digest.grouping.regions import assign_regions, count_places, regions, score
 from digest.grouping.themes import FALLBACK, Taxonomy, assign_themes
 from digest.ingest import pull
 from digest.models import Article
-from digest.store import Store
+from digest.store import open_store
 
 from .conftest import DATA, SEEDS, FeedServer, Reply, rss, settings_for
 
@@ -34,7 +33,7 @@ EXPECTED_PRIMARY = _expected_primary()
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> list[Article]:
     folder = tmp_path_factory.mktemp("seeded")
     settings = settings_for(folder, f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n')
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         pull(settings, store)
         return store.articles()
 
@@ -149,7 +148,7 @@ def test_ignore_places_overrides_for_one_source(tmp_path: Path) -> None:
         tmp_path,
         f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\nignore_places = ["Xi Jinping", "China", "Russia"]\n',
     )
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         pull(settings, store)
         mongolia = next(a for a in store.articles() if a.title.startswith("China, Russia and Mongolia"))
     assert mongolia.regions[0] == "east-asia"
@@ -255,19 +254,19 @@ def test_one_item_fed_by_two_sources_is_one_story(server: FeedServer, tmp_path: 
     server.routes["/b.xml"] = Reply(200, rss([{**item, "link": "https://b.example/copy-of-mekong"}]))
     sources = "".join(f'[[sources]]\nname = "{n}"\nurl = "{server.url(f"/{n}.xml")}"\n' for n in "ab")
     settings = settings_for(tmp_path, sources)
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         pull(settings, store)
         articles = store.articles()
-        stories = store.group_counts()["stories"]
+        stories = store.group_counts().stories
     copies = [a for a in articles if a.title.startswith("Mekong")]
     assert len(copies) == 2 and copies[0].story is not None and copies[0].story == copies[1].story
-    assert stories[0]["label"] == item["title"] and stories[0]["articles"] == 2
+    assert stories[0].label == item["title"] and stories[0].articles == 2
     assert next(a for a in articles if a.title.startswith("Brazil")).story is None
 
 
 def test_regroup_recomputes_and_pull_groups_only_what_is_new(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n')
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         pull(settings, store)
         before = {a.id: (a.regions, a.themes, a.story) for a in store.articles()}
         assert group_pending(store, settings).classified == 0  # nothing new
@@ -276,5 +275,4 @@ def test_regroup_recomputes_and_pull_groups_only_what_is_new(tmp_path: Path) -> 
         after = {a.id: (a.regions, a.themes, a.story) for a in store.articles()}
         assert after == before  # deterministic
         counts = store.group_counts()
-    assert sum(r["primary"] for r in counts["regions"]) == 40
-    assert json.dumps(counts)  # serialisable as `digest groups --json` prints it
+    assert sum(r.primary for r in counts.regions) == 40

@@ -12,7 +12,7 @@ import pytest
 
 from digest.ingest import pull
 from digest.site import Site
-from digest.store import Store
+from digest.store import open_store
 
 from .conftest import FeedServer, Reply, rss, settings_for
 from .test_cli import run
@@ -34,7 +34,7 @@ XXE = (
 def _pull_one(server: FeedServer, tmp_path: Path, body: bytes, extra: str = "") -> tuple[object, list]:  # type: ignore[type-arg]
     server.routes["/f"] = Reply(200, body, {"Content-Type": "application/rss+xml"})
     settings = settings_for(tmp_path, f'{extra}[[sources]]\nname = "f"\nurl = "{server.url("/f")}"\n')
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         started = time.monotonic()
         [report] = pull(settings, store)
         report.took = time.monotonic() - started  # type: ignore[attr-defined]
@@ -82,7 +82,7 @@ def test_controls_bidi_and_broken_utf8_never_reach_readers(server: FeedServer, t
         assert bad not in article.summary_html
     settings = settings_for(tmp_path, f'[[sources]]\nname = "f"\nurl = "{server.url("/f")}"\n')
     site = Site(settings)
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         feed, _ = site.feed(store, site.specs[0], "atom")
         page = site.article(store, article)
     assert feedparser.parse(feed).bozo == 0 and "\x1b" not in feed.decode() and "\u202e" not in page
@@ -163,7 +163,7 @@ def test_only_web_links_leave_digest(server: FeedServer, tmp_path: Path) -> None
         tmp_path,
         f'[site]\nbase_url = "https://news.example.org"\n[[sources]]\nname = "f"\nurl = "{server.url("/f")}"\n',
     )
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         [report] = pull(settings, store)
         assert report.new == len(BAD_LINKS) + 1
         stored = {a.title: a for a in store.articles()}
@@ -197,7 +197,7 @@ def test_links_stored_before_the_fix_are_not_published(tmp_path: Path) -> None:
 
     settings = settings_for(tmp_path, '[[sources]]\nname = "s"\nurl = "https://example.org/feed"\n')
     when = datetime(2026, 11, 1, tzinfo=UTC)
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         store.sync_sources(settings.sources)
         article = Article(
             id="a1", source="s", title="Old", url="https://example.org/old", guid=None,
@@ -206,14 +206,14 @@ def test_links_stored_before_the_fix_are_not_published(tmp_path: Path) -> None:
         )  # fmt: skip
         store.save_articles("s", [article], now=when)
         # As an earlier version stored it, before links were checked.
-        store.db.execute("UPDATE articles SET url = 'javascript:alert(1)' WHERE id = 'a1'")
+        store.conn.execute("UPDATE articles SET url = 'javascript:alert(1)' WHERE id = 'a1'")
         found = store.article("a1")
         assert found is not None
         for fmt in ("atom", "rss", "json"):
             assert _active_links(render(FeedSpec("site", None, "T"), fmt, [found], settings).decode()) == []
         assert _active_links(Site(settings).article(store, found)) == []
-        store.db.execute("DELETE FROM migrations WHERE name = '0006_web_links_only'")
-    with Store.open(settings.database.path) as store:  # the migration clears such links
+        store.conn.execute("DELETE FROM migrations WHERE name = '0006_web_links_only'")
+    with open_store(settings.database.path) as store:  # the migration clears such links
         assert store.article("a1").url is None  # type: ignore[union-attr]
 
 
@@ -231,7 +231,7 @@ def test_files_digest_creates_are_readable_by_their_owner_only(tmp_path: Path) -
     try:
         assert run("--config", str(config), "pull", cwd=tmp_path).returncode == 0
         database = tmp_path / "test.db"
-        with Store.open(database) as store:  # while open: the WAL and shared-memory files exist
+        with open_store(database) as store:  # while open: the WAL and shared-memory files exist
             store.put_setting("x", "y")
             files = [database, Path(f"{database}-wal"), Path(f"{database}-shm")]
             assert all(p.exists() for p in files)
@@ -250,7 +250,7 @@ def test_files_digest_creates_are_readable_by_their_owner_only(tmp_path: Path) -
         # A database and an outbox made world-readable by an earlier version are tightened.
         database.chmod(0o644)
         out.chmod(0o755)
-        Store.open(database).close()
+        open_store(database).close()
         assert run("--config", str(config), "send", "--to", "bob@example.org", cwd=tmp_path).returncode == 0
         assert mode(database) == 0o600 and mode(out) == 0o700
     finally:

@@ -10,7 +10,7 @@ import pytest
 
 from digest.config import Settings
 from digest.ingest import article_id, normalise_url, pull
-from digest.store import Store
+from digest.store import open_store
 
 from .conftest import DATA, SEEDS, FeedServer, Reply, Seen, rss, settings_for
 
@@ -18,12 +18,12 @@ SEED_FILES = sorted(SEEDS.glob("*.txt"))
 
 
 def _pull(settings: Settings, *names: str, force: bool = False) -> dict[str, object]:
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         return {r.name: r for r in pull(settings, store, names, force=force)}
 
 
 def _articles(settings: Settings) -> list:  # type: ignore[type-arg]
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         return store.articles()
 
 
@@ -117,7 +117,7 @@ def test_one_failing_source_never_stops_the_others(server: FeedServer, tmp_path:
     assert "cannot connect" in str(reports["down"].error)  # type: ignore[attr-defined]
     assert "binary" in str(reports["junk"].error)  # type: ignore[attr-defined]
     assert reports["good"].new == 1  # type: ignore[attr-defined]
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         down = store.source_state("down")
     assert down.consecutive_failures == 1 and down.last_error
 
@@ -145,7 +145,7 @@ def test_conditional_get_301_410_and_429_are_remembered(server: FeedServer, tmp_
     assert second["moved"].not_modified  # type: ignore[attr-defined]
     assert server.hits("/moved") == 1  # the second pull went straight to the new URL
     # A 304 keeps the validators: the pull after it is conditional too (no full download).
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         assert store.source_state("moved").etag == '"e1"'
     assert _pull(settings, "moved", force=True)["moved"].not_modified  # type: ignore[attr-defined]
     assert "disabled" in str(second["gone"].error) and server.hits("/gone") == 1  # type: ignore[attr-defined]
@@ -156,7 +156,7 @@ def test_conditional_get_301_410_and_429_are_remembered(server: FeedServer, tmp_
     assert _pull(settings, "gone")["gone"].error  # type: ignore[attr-defined]
     assert server.hits("/gone") == 1
     assert _pull(settings, "gone", force=True)["gone"].new == 1  # type: ignore[attr-defined]
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         assert store.source_state("moved").url == server.url("/feed")
         assert store.source_state("gone").enabled  # back after a successful forced pull
 
@@ -219,7 +219,7 @@ def test_an_html_source_with_nothing_recognisable_is_an_error(server: FeedServer
 def test_full_text_search_finds_articles(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, _source("seeds", str(SEEDS)))
     _pull(settings)
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         found = [a.title for a in store.search("Ryukyu")]
     assert found[0] == "Chinese scholars question Japanese sovereignty over Ryukyu islands"
 
@@ -242,7 +242,7 @@ def test_a_parser_bug_on_one_source_does_not_stop_the_others(
     def broken(*args: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("digest.ingest.parse_text", broken)
+    monkeypatch.setattr("digest.sources.text.parse", broken)  # the registry finds it there
     server.routes["/good.xml"] = Reply(200, rss([{"title": "Good", "link": "https://x.org/g"}]))
     settings = settings_for(
         tmp_path, _source("dumps", str(SEEDS), "text") + _source("good", server.url("/good.xml"))
@@ -335,7 +335,7 @@ def test_dates_no_publication_can_have_are_not_trusted(server: FeedServer, tmp_p
         f'[[sources]]\nname = "f"\nurl = "{server.url("/f.xml")}"\n'
         f'[[sources]]\nname = "j"\nurl = "{server.url("/f.json")}"\n',
     )
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         reports = pull(settings, store)
         assert [r.error for r in reports] == [None, None] and sum(r.new for r in reports) == 6
         published = {a.title: a.published for a in store.articles()}
@@ -355,7 +355,7 @@ def test_one_link_from_two_sources_settles(server: FeedServer, tmp_path: Path) -
         f'[[sources]]\nname = "a"\nurl = "{server.url("/a.xml")}"\n'
         f'[[sources]]\nname = "b"\nurl = "{server.url("/b.xml")}"\n',
     )
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         first = pull(settings, store)
         assert [(r.new, r.updated) for r in first] == [(1, 0), (0, 0)]
         for _ in range(3):  # every later pull: nothing changes, nothing to regroup
@@ -391,7 +391,7 @@ def test_a_malformed_link_costs_only_its_item_and_ipv6_links_survive(
         f'[[sources]]\nname = "f"\nurl = "{server.url("/f.xml")}"\n'
         f'[[sources]]\nname = "j"\nurl = "{server.url("/f.json")}"\n',
     )
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         rss_report, json_report = pull(settings, store)
         links = {a.title: a.url for a in store.articles()}
     assert rss_report.ok and json_report.ok
@@ -406,3 +406,37 @@ def test_a_malformed_link_costs_only_its_item_and_ipv6_links_survive(
         "J Fine": "https://x.org/finej",
     }
     assert normalise_url("HTTP://[2001:DB8::1]:80/a") == "http://[2001:db8::1]/a"
+
+
+def test_every_path_keeps_the_item_limit_a_followed_feed_included(server: FeedServer, tmp_path: Path) -> None:
+    feed = rss([{"title": f"Item {n}", "link": f"https://x.org/{n}"} for n in range(30)])
+    server.routes["/feed.xml"] = Reply(200, feed, {"Content-Type": "application/rss+xml"})
+    page = f'<html><head><link rel="alternate" type="application/rss+xml" href="{server.url("/feed.xml")}"></head><body></body></html>'
+    server.routes["/page"] = Reply(200, page.encode(), {"Content-Type": "text/html"})
+    listing = "".join(
+        f'<article><h2><a href="https://y.org/{n}">Post {n}</a></h2><p>Text {n}.</p></article>'
+        for n in range(30)
+    )
+    server.routes["/list"] = Reply(
+        200, f"<html><body>{listing}</body></html>".encode(), {"Content-Type": "text/html"}
+    )
+    settings = settings_for(
+        tmp_path,
+        "[fetch]\nmax_items = 10\n"
+        + _source("followed", server.url("/page"))
+        + _source("listing", server.url("/list"))
+        + _source("direct", server.url("/feed.xml")),
+    )
+    reports = _pull(settings)
+    for name in ("followed", "listing", "direct"):
+        error = str(reports[name].error)  # type: ignore[attr-defined]
+        assert "30 items is over the limit of 10" in error, (name, error)
+
+
+def test_the_kinds_the_config_accepts_come_from_the_registry() -> None:
+    from digest.config import SOURCE_KINDS
+    from digest.sources.kinds import KINDS, parser
+
+    assert ("auto", *KINDS) == SOURCE_KINDS
+    for kind in KINDS:
+        assert callable(parser(kind))

@@ -185,13 +185,15 @@ def test_an_import_never_revives_anyone_and_keeps_what_it_is_not_given(tmp_path:
     ):
         assert run("--config", config, "subscribers", *args, cwd=tmp_path).returncode == 0
     from digest.config import load_settings
-    from digest.store import Store
+    from digest.store import open_store
     from digest.subscribers import unsubscribe
 
-    with Store.open(load_settings(config).database.path) as store:
-        before = {str(r["email"]): r for r in store.subscribers()}
-        unsubscribe(store, int(str(before["ann@example.org"]["id"])))
-        store.update_subscriber(int(str(before["bob@example.org"]["id"])), status="bounced")
+    with open_store(load_settings(config).database.path) as store:
+        before = {r.email: r for r in store.subscribers()}
+        unsubscribe(store, before["ann@example.org"].id)
+        store.set_subscriber_status(
+            before["bob@example.org"].id, "bounced", at=before["bob@example.org"].created
+        )
     (tmp_path / "list.csv").write_text(
         "email,nickname,colour\n"  # no status, regions or themes: none of them may change
         "ann@example.org,Annie,red\n"
@@ -207,16 +209,13 @@ def test_an_import_never_revives_anyone_and_keeps_what_it_is_not_given(tmp_path:
     loud = run("--config", config, "subscribers", "import", str(tmp_path / "again.csv"), cwd=tmp_path)
     assert loud.returncode == 1 and "line 2: ann@example.org unsubscribed on " in loud.stderr
     assert "line 3: bob@example.org is bounced" in loud.stderr
-    with Store.open(load_settings(config).database.path) as store:
-        after = {str(r["email"]): r for r in store.subscribers()}
-    assert (
-        after["ann@example.org"]["status"] == "unsubscribed"
-        and after["bob@example.org"]["status"] == "bounced"
-    )
+    with open_store(load_settings(config).database.path) as store:
+        after = {r.email: r for r in store.subscribers()}
+    assert after["ann@example.org"].status == "unsubscribed" and after["bob@example.org"].status == "bounced"
     for email in ("ann@example.org", "bob@example.org"):  # preferences and creation time kept
         for key in ("regions", "themes", "created"):
-            assert after[email][key] == before[email][key], (email, key)
-    assert after["dee@example.org"]["status"] == "active" and "cid@example.org" not in after
+            assert getattr(after[email], key) == getattr(before[email], key), (email, key)
+    assert after["dee@example.org"].status == "active" and "cid@example.org" not in after
 
 
 def test_addresses_that_cannot_be_mailed_are_refused_at_the_door(tmp_path: Path) -> None:
@@ -233,3 +232,15 @@ def test_addresses_that_cannot_be_mailed_are_refused_at_the_door(tmp_path: Path)
     assert run("--config", config, "pull", cwd=tmp_path).returncode == 0
     sent = run("--config", config, "send", cwd=tmp_path)
     assert sent.returncode == 0 and "1 sent" in sent.stdout
+
+
+def test_a_dry_run_honours_since(tmp_path: Path, smtp: SmtpSink) -> None:
+    config = str(_config(tmp_path, smtp))
+    run("--config", config, "pull", cwd=tmp_path)
+    run("--config", config, "subscribers", "add", "ann@example.org", "--confirmed", cwd=tmp_path)
+    assert run("--config", config, "send", cwd=tmp_path).returncode == 0  # ann is up to date
+    plain = run("--config", config, "send", "--dry-run", cwd=tmp_path).stdout
+    assert "new digest: 0 of 1 active subscribers have something new" in plain
+    since = run("--config", config, "send", "--dry-run", "--since", "2000-01-01", cwd=tmp_path).stdout
+    assert "new digest from 2000-01-01 00:00 UTC: 1 of 1 active subscribers have something new" in since
+    assert len(smtp.messages) == 1  # a dry run sends nothing

@@ -100,7 +100,7 @@ def test_hostile_text_is_clean_everywhere(title: str, body: str, link: str) -> N
         assert parsed.bozo == 0, parsed.get("bozo_exception")
         assert len(parsed.entries) == 1
         assert parsed.entries[0].link.startswith(("https://", "http://"))
-    content = build([article], Selection("2000-01-01T00:00:00.000000+00:00"), {})
+    content = build([article], Selection(datetime(2000, 1, 1, tzinfo=UTC)), {})
     rendered = compose.render(content, SETTINGS, "d", compose.environment())
     out, _ = compose.personal_bytes(
         compose.prepare(rendered, SETTINGS),

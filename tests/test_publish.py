@@ -15,7 +15,7 @@ from digest.config import Settings
 from digest.ingest import pull
 from digest.models import Article
 from digest.site import Site, publish_site
-from digest.store import Store
+from digest.store import open_store
 
 from .conftest import SEEDS, SHARED, FeedServer, Reply, require, rss, settings_for
 
@@ -29,14 +29,14 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Path]:
         folder,
         f'[site]\nbase_url = "https://news.example.org"\n[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n',
     )
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         pull(settings, store)
     return settings, settings.database.path
 
 
 def _all_feeds(settings: Settings, db: Path) -> list[tuple[publish.FeedSpec, str, bytes, list[Article]]]:
     site = Site(settings)
-    with Store.open(db) as store:
+    with open_store(db) as store:
         return [(spec, fmt, *site.feed(store, spec, fmt)) for spec in site.specs for fmt in publish.FORMATS]
 
 
@@ -73,7 +73,7 @@ def test_feedparser_reads_every_feed_cleanly_and_round_trips(seeded: tuple[Setti
 def test_rss_follows_the_validator_rules(seeded: tuple[Settings, Path]) -> None:
     settings, db = seeded
     site = Site(settings)
-    with Store.open(db) as store:
+    with open_store(db) as store:
         body, _ = site.feed(store, site.specs[0], "rss")
     root = etree.fromstring(body)
     channel = root.find("channel")
@@ -134,7 +134,7 @@ def test_feed_size_is_configurable_and_sources_are_named(server: FeedServer, tmp
         tmp_path, f'[site]\nfeed_entries = 3\n[[sources]]\nname = "wire"\nurl = "{server.url("/f.xml")}"\n'
     )
     site = Site(settings)
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         pull(settings, store)
         atom, _ = site.feed(store, site.specs[0], "atom")
         rss_body, _ = site.feed(store, site.specs[0], "rss")
@@ -164,7 +164,7 @@ def test_hostile_titles_stay_escaped_in_feeds(server: FeedServer, tmp_path: Path
     )
     settings = settings_for(tmp_path, f'[[sources]]\nname = "e"\nurl = "{server.url("/f.xml")}"\n')
     site = Site(settings)
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         pull(settings, store)
         for fmt in publish.FORMATS:
             body, articles = site.feed(store, site.specs[0], fmt)
@@ -177,13 +177,13 @@ def test_hostile_titles_stay_escaped_in_feeds(server: FeedServer, tmp_path: Path
 
 def site_feed(settings: Settings) -> bytes:
     site = Site(settings)
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         return site.feed(store, site.specs[0], "atom")[0]
 
 
 def test_publish_writes_a_static_site(seeded: tuple[Settings, Path], tmp_path: Path) -> None:
     settings, db = seeded
-    with Store.open(db) as store:
+    with open_store(db) as store:
         written = publish_site(settings, store, tmp_path / "public")
         ids = [a.id for a in store.articles()]
     out = tmp_path / "public"

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from digest.config import Settings
-from digest.store import Store
+from digest.store import open_store
 
 from .conftest import AppServer
 
@@ -102,7 +102,7 @@ def test_chromium_renders_the_home_page_and_an_article(
     server, settings = served_seeds
     shots = Path(os.environ.get("DIGEST_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         article = next(a for a in store.articles() if a.title == "Xi meets Lao president")
     pages = {"home": server.url("/"), "article": server.url(f"/articles/{article.id}")}
     for name, url in pages.items():

@@ -158,10 +158,10 @@ def test_a_digest_missed_while_down_is_sent_once_on_start(
     # The digest fell due while the service was down: pretend it was two hours ago.
     from digest.config import load_settings
     from digest.dates import to_iso, utcnow
-    from digest.store import Store
+    from digest.store import open_store
 
     settings = load_settings(config, env={})
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         from datetime import timedelta
 
         store.put_setting("digest_last_due", to_iso(utcnow() - timedelta(hours=2)))

@@ -3,110 +3,108 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from digest.config import SourceSettings
 from digest.errors import StoreError
-from digest.store import MIGRATIONS, Store
+from digest.store import SourceSpec, SubscriberChange, open_store
+from digest.store.schema import MIGRATIONS
 
 
 def test_pragmas_and_schema(tmp_path: Path) -> None:
-    with Store.open(tmp_path / "d.db") as store:
-        conn = store.db.conn
+    with open_store(tmp_path / "d.db") as store:
+        conn = store.conn
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
-        tables = set(store.db.table_names())
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert {"sources", "articles", "articles_fts", "migrations"} <= tables
         assert store.applied_migrations() == [name for name, _ in MIGRATIONS]
 
 
 def test_migrations_apply_once(tmp_path: Path) -> None:
     path = tmp_path / "d.db"
-    with Store.open(path) as store:
-        store.sync_sources([SourceSettings(name="s", url="http://x.org/f")])
-    with Store.open(path) as store:
+    with open_store(path) as store:
+        store.sync_sources([SourceSpec(kind="auto", name="s", url="http://x.org/f")])
+    with open_store(path) as store:
         assert store.migrate() == []
         assert store.source_state("s").url == "http://x.org/f"
 
 
 def test_foreign_keys_are_enforced(tmp_path: Path) -> None:
-    with Store.open(tmp_path / "d.db") as store, pytest.raises(sqlite3.IntegrityError):
-        store.db.execute(
+    with open_store(tmp_path / "d.db") as store, pytest.raises(sqlite3.IntegrityError):
+        store.conn.execute(
             "INSERT INTO articles (id, source_id, title, summary_html, summary_text, first_seen, updated,"
             " content_hash) VALUES ('a', 999, 't', '', '', 'x', 'x', 'h')"
         )
 
 
 def test_a_changed_url_resets_fetch_state(tmp_path: Path) -> None:
-    with Store.open(tmp_path / "d.db") as store:
-        store.sync_sources([SourceSettings(name="s", url="http://x.org/f")])
+    with open_store(tmp_path / "d.db") as store:
+        store.sync_sources([SourceSpec(kind="auto", name="s", url="http://x.org/f")])
         store.record_fetch("s", status=200, error=None, etag='"e"', last_modified="yesterday")
-        store.sync_sources([SourceSettings(name="s", url="http://x.org/f")])
+        store.sync_sources([SourceSpec(kind="auto", name="s", url="http://x.org/f")])
         assert store.source_state("s").etag == '"e"'
-        store.sync_sources([SourceSettings(name="s", url="http://y.org/f")])
+        store.sync_sources([SourceSpec(kind="auto", name="s", url="http://y.org/f")])
         state = store.source_state("s")
     assert (state.url, state.etag, state.last_modified) == ("http://y.org/f", None, None)
 
 
 def test_a_locked_database_is_a_store_error_not_a_traceback(tmp_path: Path) -> None:
     path = tmp_path / "d.db"
-    with Store.open(path) as store:
-        store.db.conn.execute("PRAGMA busy_timeout = 50")
+    with open_store(path) as store:
+        store.conn.execute("PRAGMA busy_timeout = 50")
         other = sqlite3.connect(path, isolation_level=None)
         other.execute("BEGIN EXCLUSIVE")
         try:
             with pytest.raises(StoreError, match="database is locked"):
-                store.sync_sources([SourceSettings(name="s", url="http://x.org/f")])
+                store.sync_sources([SourceSpec(kind="auto", name="s", url="http://x.org/f")])
         finally:
             other.execute("ROLLBACK")
             other.close()
-        store.sync_sources([SourceSettings(name="s", url="http://x.org/f")])  # and it recovers
+        store.sync_sources([SourceSpec(kind="auto", name="s", url="http://x.org/f")])  # and it recovers
         assert store.source_state("s").url == "http://x.org/f"
 
 
 def test_unusable_paths_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match=r"folder .* does not exist"):
-        Store.open(tmp_path / "missing" / "d.db")
+        open_store(tmp_path / "missing" / "d.db")
     not_a_db = tmp_path / "text.db"
     not_a_db.write_text("this is not a database, just text " * 100)
     with pytest.raises(StoreError, match="cannot open database"):
-        Store.open(not_a_db)
+        open_store(not_a_db)
 
 
 def test_the_identity_migration_keeps_subscribers_ledgers_and_old_unsubscribe_links(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import digest.store
+    import digest.store.base
     from digest.dates import utcnow
     from digest.subscribers import add, bindings, token
     from digest.tokens import BadToken, read, secret_for
 
     path = tmp_path / "d.db"
-    monkeypatch.setattr(digest.store, "MIGRATIONS", MIGRATIONS[:5])  # a database of the last release
-    with Store.open(path) as store:
+    monkeypatch.setattr(digest.store.base, "MIGRATIONS", MIGRATIONS[:5])  # a database of the last release
+    with open_store(path) as store:
+        january = datetime(2026, 1, 1, tzinfo=UTC)
         for name, status in (("ann", "active"), ("bob", "active"), ("cid", "active"), ("pat", "pending")):
             store.upsert_subscribers(
-                [
-                    {
-                        "email": f"{name}@example.org",
-                        "status": status,
-                        "created": "2026-01-01T00:00:00.000000+00:00",
-                    }
-                ]
+                [SubscriberChange(f"{name}@example.org", status=status, created=january)]
             )
-        ids = {str(r["email"]): int(r["id"]) for r in store.subscribers()}
-        store.create_digest("d1", utcnow(), [(ids["bob@example.org"], "2026-01-01T00:00:00.000000+00:00")])
+        ids = {r.email: r.id for r in store.subscribers()}
+        store.create_digest("d1", utcnow(), [(ids["bob@example.org"], january)])
         secret = secret_for(store, None)
     monkeypatch.undo()
     # Links as the last release made them: signed, but bound to nothing but the id.
     old_unsubscribe = _v1_token(secret, {"p": "unsubscribe", "s": ids["bob@example.org"]})
     old_preferences = _v1_token(secret, {"p": "preferences", "s": ids["bob@example.org"]})
-    with Store.open(path) as store:
-        assert {str(r["email"]): int(r["id"]) for r in store.subscribers()} == ids
-        assert store.pending_deliveries("d1")[0]["email"] == "bob@example.org"  # the ledger kept its rows
+    with open_store(path) as store:
+        assert {r.email: r.id for r in store.subscribers()} == ids
+        assert (
+            store.pending_deliveries("d1")[0].subscriber.email == "bob@example.org"
+        )  # the ledger kept its rows
         assert (
             read(secret, old_unsubscribe, "unsubscribe", bindings(store, "unsubscribe"))
             == ids["bob@example.org"]
@@ -115,14 +113,14 @@ def test_the_identity_migration_keeps_subscribers_ledgers_and_old_unsubscribe_li
             read(secret, old_preferences, "preferences", bindings(store, "preferences"))
         # Someone who signed up before can still be sent a confirmation, and confirm with it.
         pat = store.subscriber(email="pat@example.org")
-        assert pat is not None and pat["pending_since"]
-        assert read(secret, token(secret, "confirm", pat), "confirm", bindings(store, "confirm")) == pat["id"]
+        assert pat is not None and pat.pending_since
+        assert read(secret, token(secret, "confirm", pat), "confirm", bindings(store, "confirm")) == pat.id
         assert store.delete_subscriber("cid@example.org")
         newcomer = add(store, "dee@example.org", confirmed=True)
-        assert int(str(newcomer["id"])) > max(ids.values())  # never cid's id again
+        assert newcomer.id > max(ids.values())  # never cid's id again
         # An old-style token for the newcomer's id is refused: such tokens never existed for them.
         with pytest.raises(BadToken):
-            read(secret, _v1_token(secret, {"p": "unsubscribe", "s": newcomer["id"]}), "unsubscribe",
+            read(secret, _v1_token(secret, {"p": "unsubscribe", "s": newcomer.id}), "unsubscribe",
                  bindings(store, "unsubscribe"))  # fmt: skip
 
 

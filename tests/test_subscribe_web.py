@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import json
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +16,7 @@ import pytest
 from digest.config import Settings
 from digest.ingest import pull
 from digest.mail.send import Mailer
-from digest.store import Store
+from digest.store import open_store
 from digest.tokens import make, secret_for
 
 from .conftest import SEEDS, AppServer, settings_for
@@ -28,7 +27,7 @@ def site(tmp_path: Path) -> Iterator[tuple[AppServer, Settings, Path]]:
     settings = settings_for(
         tmp_path, f'[outbox]\npath = "out"\n[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n'
     )
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         pull(settings, store)
     with AppServer(settings) as server:
         yield server, settings, tmp_path / "out"
@@ -40,7 +39,7 @@ def _client(server: AppServer) -> httpx.Client:
 
 
 def store_signups(settings: Settings) -> list[dict[str, object]]:
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         return store.signups()
 
 
@@ -89,20 +88,16 @@ def test_double_opt_in(site: tuple[AppServer, Settings, Path]) -> None:
         )
         assert answer.status_code == 200 and "Check your inbox" in answer.text
         path = _path(_confirm_link(outbox))
-        with Store.open(settings.database.path) as store:
+        with open_store(settings.database.path) as store:
             row = store.subscriber(email="Ann@example.org")
-        assert (
-            row is not None
-            and row["status"] == "pending"
-            and json.loads(row["regions"]) == ["europe", "africa"]
-        )
+        assert row is not None and row.status == "pending" and list(row.regions) == ["europe", "africa"]
         shown = client.get(path)  # a GET (a link scanner) only shows the button
         assert shown.status_code == 200 and "<button" in shown.text
-        with Store.open(settings.database.path) as store:
-            assert store.subscriber(email="ann@example.org")["status"] == "pending"  # type: ignore[index]
+        with open_store(settings.database.path) as store:
+            assert store.subscriber(email="ann@example.org").status == "pending"  # type: ignore[union-attr]
         assert "Subscribed" in client.post(path).text
-        with Store.open(settings.database.path) as store:
-            assert store.subscriber(email="ann@example.org")["status"] == "active"  # type: ignore[index]
+        with open_store(settings.database.path) as store:
+            assert store.subscriber(email="ann@example.org").status == "active"  # type: ignore[union-attr]
         # Asking again gives the same answer and sends nothing new: nothing is revealed.
         again = client.post("/subscribe", data={"email": "ann@example.org", "form_token": _token(client)})
         assert again.text == answer.text.replace("Ann@Example.org", "ann@example.org").replace(
@@ -123,7 +118,7 @@ def test_bad_input_and_bad_tokens(site: tuple[AppServer, Settings, Path]) -> Non
             "/subscribe", data={"email": "x@example.org", "region": "atlantis", "form_token": _token(client)}
         )
         assert wrong_region.status_code == 400
-        with Store.open(settings.database.path) as store:
+        with open_store(settings.database.path) as store:
             secret = secret_for(store, None)
             expired = make(secret, "confirm", 1, ttl=-10)
         for path in (
@@ -140,7 +135,7 @@ def test_one_click_unsubscribe_and_preferences(site: tuple[AppServer, Settings, 
     server, settings, _ = site
     from digest.subscribers import add
 
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         row = add(store, "bob@example.org", confirmed=True)
         mailer = Mailer(store, settings)
         unsubscribe_url, preferences_url = mailer.links(row)
@@ -150,19 +145,19 @@ def test_one_click_unsubscribe_and_preferences(site: tuple[AppServer, Settings, 
         assert page.status_code == 200 and "bob@example.org" in page.text
         saved = client.post(preferences_path, data={"theme": ["party-relations", "trade-investment"]})
         assert "Saved" in saved.text
-        with Store.open(settings.database.path) as store:
-            assert json.loads(store.subscriber(email="bob@example.org")["themes"]) == [
+        with open_store(settings.database.path) as store:
+            assert list(store.subscriber(email="bob@example.org").themes) == [  # type: ignore[union-attr]
                 "party-relations",
                 "trade-investment",
             ]  # type: ignore[index]
         shown = client.get(unsubscribe_path)  # a GET (a link scanner) changes nothing
         assert "Unsubscribe" in shown.text and "<button" in shown.text
-        with Store.open(settings.database.path) as store:
-            assert store.subscriber(email="bob@example.org")["status"] == "active"  # type: ignore[index]
+        with open_store(settings.database.path) as store:
+            assert store.subscriber(email="bob@example.org").status == "active"  # type: ignore[union-attr]
         done = client.post(unsubscribe_path, data={"List-Unsubscribe": "One-Click"})
         assert done.status_code == 200 and "Unsubscribed" in done.text
-        with Store.open(settings.database.path) as store:
-            assert store.subscriber(email="bob@example.org")["status"] == "unsubscribed"  # type: ignore[index]
+        with open_store(settings.database.path) as store:
+            assert store.subscriber(email="bob@example.org").status == "unsubscribed"  # type: ignore[union-attr]
 
 
 def test_subscribe_is_rate_limited(site: tuple[AppServer, Settings, Path]) -> None:
@@ -184,7 +179,7 @@ def test_web_copies_of_digests(site: tuple[AppServer, Settings, Path]) -> None:
     from digest.subscribers import add
 
     server, settings, _ = site
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         add(store, "ann@example.org", confirmed=True)
         [report] = asyncio.run(send_all(store, settings))
     with _client(server) as client:
@@ -205,7 +200,7 @@ def test_forms_resist_cross_site_requests_and_pages_carry_security_headers(
     from digest.subscribers import add
 
     server, settings, _ = site
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         unsubscribe, preferences = Mailer(store, settings).links(
             add(store, "bob@example.org", confirmed=True)
         )
@@ -256,7 +251,7 @@ def test_a_removed_subscribers_links_are_dead_for_whoever_comes_next(
 
     server, settings, _ = site
     base = settings.site.base_url
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         ann = add(store, "ann@example.org", confirmed=True)
         carol = add(store, "carol@example.org")  # pending: has a confirmation link
         ann_unsubscribe, ann_preferences = Mailer(store, settings).links(ann)
@@ -264,7 +259,7 @@ def test_a_removed_subscribers_links_are_dead_for_whoever_comes_next(
         assert store.delete_subscriber("ann@example.org") and store.delete_subscriber("carol@example.org")
         eve = add(store, "eve@example.org", confirmed=True)
         victim = add(store, "victim@example.org")  # signed up by someone else, never confirmed
-    assert {eve["id"], victim["id"]}.isdisjoint({ann["id"], carol["id"]})  # ids are never reused
+    assert {eve.id, victim.id}.isdisjoint({ann.id, carol.id})  # ids are never reused
     with _client(server) as client:
         page = client.get(_path(ann_preferences))
         assert page.status_code == 400 and "eve@example.org" not in page.text
@@ -272,18 +267,18 @@ def test_a_removed_subscribers_links_are_dead_for_whoever_comes_next(
         done = client.post(_path(ann_unsubscribe), data={"List-Unsubscribe": "One-Click"})
         assert done.status_code == 400
         assert client.post(_path(carol_confirm)).status_code == 400  # no double opt-in bypass
-    with Store.open(settings.database.path) as store:
-        assert store.subscriber(email="eve@example.org")["status"] == "active"  # type: ignore[index]
-        assert store.subscriber(email="eve@example.org")["themes"] == "[]"  # type: ignore[index]
-        assert store.subscriber(email="victim@example.org")["status"] == "pending"  # type: ignore[index]
+    with open_store(settings.database.path) as store:
+        assert store.subscriber(email="eve@example.org").status == "active"  # type: ignore[union-attr]
+        assert store.subscriber(email="eve@example.org").themes == ()  # type: ignore[union-attr]
+        assert store.subscriber(email="victim@example.org").status == "pending"  # type: ignore[union-attr]
 
 
 def test_a_confirm_link_confirms_one_pending_sign_up_once(site: tuple[AppServer, Settings, Path]) -> None:
     server, settings, outbox = site
 
     def status() -> str:
-        with Store.open(settings.database.path) as store:
-            return str(store.subscriber(email="ann@example.org")["status"])  # type: ignore[index]
+        with open_store(settings.database.path) as store:
+            return str(store.subscriber(email="ann@example.org").status)  # type: ignore[union-attr]
 
     with _client(server) as client:
         client.post("/subscribe", data={"email": "ann@example.org", "form_token": _token(client)})
@@ -293,7 +288,7 @@ def test_a_confirm_link_confirms_one_pending_sign_up_once(site: tuple[AppServer,
         assert status() == "pending"
         assert client.post(first).status_code == 200 and status() == "active"
         assert client.post(first).status_code == 400  # used: dead
-        with Store.open(settings.database.path) as store:
+        with open_store(settings.database.path) as store:
             row = store.subscriber(email="ann@example.org")
             unsubscribe, _ = Mailer(store, settings).links(row)  # type: ignore[arg-type]
         client.post(_path(unsubscribe), data={"List-Unsubscribe": "One-Click"})
@@ -331,7 +326,7 @@ def test_the_subscribe_answer_is_the_same_for_everyone_and_confirmations_survive
         f'[smtp]\nhost = "127.0.0.1"\nport = {port}\ntimeout = "2s"\n'
         f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n',
     )
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         for n in range(21):
             add(store, f"known{n}@example.org", confirmed=True)
     clients = iter(range(1, 10_000))
@@ -356,26 +351,26 @@ def test_the_subscribe_answer_is_the_same_for_everyone_and_confirmations_survive
                 timings[kind].append(took)
 
         def tried() -> bool:  # by the queue, on its own clock, while the server is down
-            with Store.open(settings.database.path) as store:
-                return any(int(str(r["attempts"])) >= 1 for r in store.signups())
+            with open_store(settings.database.path) as store:
+                return any(r.attempts >= 1 for r in store.signups())
 
         _until(tried)
     known_ms, new_ms = (statistics.median(timings[k]) * 1000 for k in ("known", "new"))
     print(f"median answer: {known_ms:.2f} ms for a subscribed address, {new_ms:.2f} ms for a new one")
     assert abs(known_ms - new_ms) < 2 + 0.25 * min(known_ms, new_ms), (known_ms, new_ms)
     new_addresses = {"new@example.org"} | {f"new{n}@example.org" for n in range(20)}
-    with Store.open(settings.database.path) as store:
-        assert new_addresses <= {str(r["email"]) for r in store.signups()}  # nothing lost
+    with open_store(settings.database.path) as store:
+        assert new_addresses <= {r.email for r in store.signups()}  # nothing lost
     # The server is back and the process restarted: once the retries fall due (the clock is
     # moved, not waited for), the restarted service sends the queue by itself, once each.
     with SmtpSink(port=port) as sink, AppServer(settings):
-        with Store.open(settings.database.path) as store:
-            store.db.execute("UPDATE signups SET next_try = ?", [to_iso(utcnow() - timedelta(seconds=1))])
+        with open_store(settings.database.path) as store:
+            store.conn.execute("UPDATE signups SET next_try = ?", [to_iso(utcnow() - timedelta(seconds=1))])
         _until(lambda: not store_signups(settings), seconds=30)
-        with Store.open(settings.database.path) as store:  # nothing left: a drain now sends nothing
+        with open_store(settings.database.path) as store:  # nothing left: a drain now sends nothing
             later = utcnow() + timedelta(hours=2)
             assert asyncio.run(drain(lambda: store, settings, now=later, run=_inline)) == 0
-            assert store.subscriber(email="new@example.org")["status"] == "pending"  # type: ignore[index]
+            assert store.subscriber(email="new@example.org").status == "pending"  # type: ignore[union-attr]
     assert sorted(sink.recipients()) == sorted(new_addresses)  # once each, none to known addresses
 
 

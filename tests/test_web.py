@@ -15,7 +15,7 @@ import pytest
 
 from digest.config import Settings
 from digest.ingest import pull
-from digest.store import Store
+from digest.store import Store, open_store
 
 from .conftest import AppServer, FeedServer, Reply, rss, settings_for
 
@@ -117,7 +117,7 @@ def test_article_page_shows_the_sanitised_article(
     served_seeds: tuple[AppServer, Settings], client: httpx.Client
 ) -> None:
     server, settings = served_seeds
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         article = next(a for a in store.articles() if a.title == "Xi meets Lao president")
     page = client.get(server.url(f"/articles/{article.id}"))
     assert page.status_code == 200
@@ -131,7 +131,7 @@ def test_feeds_change_after_a_pull_and_titles_are_escaped(
 ) -> None:
     server.routes["/f.xml"] = Reply(200, rss([{"title": "First", "link": "https://x.org/1"}]))
     settings = settings_for(tmp_path, f'[[sources]]\nname = "f"\nurl = "{server.url("/f.xml")}"\n')
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         pull(settings, store)
     with AppServer(settings) as app_server:
         before = client.get(app_server.url("/feed.atom"))
@@ -140,7 +140,7 @@ def test_feeds_change_after_a_pull_and_titles_are_escaped(
             200,
             rss([{"title": evil, "link": "https://x.org/2"}, {"title": "First", "link": "https://x.org/1"}]),
         )
-        with Store.open(settings.database.path) as store:
+        with open_store(settings.database.path) as store:
             pull(settings, store)
         time.sleep(1.1)  # the app looks for changes at most once a second
         after = client.get(app_server.url("/feed.atom"))
@@ -191,7 +191,7 @@ def test_the_page_cache_keeps_the_recent_pages_within_its_byte_limit(tmp_path: P
     settings = settings_for(
         tmp_path, f'[web]\ncache_bytes = 60000\n[[sources]]\nname = "s"\nurl = "{SEEDS}"\n'
     )
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         pull(settings, store)
         ids = [a.id for a in store.articles()]
     with AppServer(settings) as server, httpx.Client(timeout=10) as client:
@@ -212,14 +212,14 @@ def test_a_page_rendered_across_a_commit_is_not_kept(tmp_path: Path) -> None:
     from digest.web import Cache, Rendered
 
     settings = settings_for(tmp_path, "")
-    Store.open(settings.database.path).close()
+    open_store(settings.database.path).close()
     cache = Cache(settings)
     builds: list[int] = []
 
     def build(store: Store) -> Rendered:
         builds.append(1)
         if len(builds) == 1:  # a pull commits while this page is being rendered
-            with Store.open(settings.database.path) as other:
+            with open_store(settings.database.path) as other:
                 other.put_setting("changed", "yes")
         return Rendered.of(f"page {len(builds)}".encode(), "text/plain")
 
@@ -267,13 +267,13 @@ def test_last_modified_moves_when_an_older_dated_article_arrives(
     older = {"title": "Older", "link": "https://x.org/old", "pubDate": "Mon, 02 Mar 2026 08:00:00 +0000"}
     server.routes["/f.xml"] = Reply(200, rss([newer]))
     settings = settings_for(tmp_path, f'[[sources]]\nname = "f"\nurl = "{server.url("/f.xml")}"\n')
-    with Store.open(settings.database.path) as store:
+    with open_store(settings.database.path) as store:
         pull(settings, store)
     with AppServer(settings) as app_server:
         before = client.get(app_server.url("/feed.atom"))
         time.sleep(1.1)  # Last-Modified counts whole seconds
         server.routes["/f.xml"] = Reply(200, rss([newer, older]))
-        with Store.open(settings.database.path) as store:
+        with open_store(settings.database.path) as store:
             pull(settings, store)
         time.sleep(1.1)  # the app looks for changes at most once a second
         # A reader that sends only If-Modified-Since must see the new article.

@@ -8,20 +8,20 @@ while the source is young (its IDF still moves a lot), for new articles after th
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from digest.config import Settings
-from digest.dates import from_iso
 from digest.grouping import regions as region_scoring
 from digest.grouping import themes as theme_scoring
 from digest.grouping.places import Gazetteer
 from digest.grouping.regions import PlaceCount, count_places, split_lead
 from digest.grouping.stories import StoryInput, cluster
 from digest.grouping.themes import Taxonomy, ThemeMatch
-from digest.store import Store
+from digest.grouping.weights import idf
+from digest.store import Evidence, Groups, Store, Story, StoryRow
 
 # Below this many articles a source's IDF changes with every pull: re-score all of them.
 YOUNG_SOURCE = 200
@@ -47,10 +47,10 @@ def group_pending(store: Store, settings: Settings, *, everything: bool = False)
     evidence = []
     touched: dict[str, list[str]] = {}
     for row in pending:
-        places = count_places(row["title"], row["summary_text"], gazetteer)
-        matches = taxonomy.match(row["title"], row["summary_text"])
-        evidence.append((_places_json(places), _matches_json(matches), row["id"]))
-        touched.setdefault(row["source"], []).append(row["id"])
+        places = count_places(row.title, row.summary_text, gazetteer)
+        matches = taxonomy.match(row.title, row.summary_text)
+        evidence.append(Evidence(row.id, _places_data(places), _matches_data(matches)))
+        touched.setdefault(row.source, []).append(row.id)
     store.save_evidence(evidence)
 
     rescored = 0
@@ -64,7 +64,7 @@ def group_pending(store: Store, settings: Settings, *, everything: bool = False)
 
     stories = 0
     if pending or everything:
-        earliest = min((str(row["first_seen"]) for row in pending), default=None)
+        earliest = min((row.first_seen for row in pending), default=None)
         stories = recluster(store, settings, since=None if everything else earliest)
     return GroupReport(classified=len(pending), rescored=rescored, stories=stories)
 
@@ -75,36 +75,35 @@ def regroup(store: Store, settings: Settings) -> GroupReport:
     return group_pending(store, settings, everything=True)
 
 
-def recluster(store: Store, settings: Settings, since: str | None) -> int:
+def recluster(store: Store, settings: Settings, since: datetime | None) -> int:
     """Re-cluster the stories of articles first seen within the window before ``since``."""
     window = timedelta(seconds=settings.grouping.story_window)
-    start = from_iso(since) - window if since else None
+    start = since - window if since else None
     rows = store.story_inputs(start)
     items = [_story_input(row) for row in rows]
     found = cluster(items, window)
-    store.save_stories([row["id"] for row in rows], [(s.id, s.label, s.members) for s in found])
+    store.save_stories([row.id for row in rows], [Story(s.id, s.label, tuple(s.members)) for s in found])
     return len(found)
 
 
 def _scored(
-    rows: Iterable[dict[str, str]],
+    rows: Iterable[Evidence],
     total: int,
     place_df: dict[str, int],
     theme_df: dict[str, int],
     ignore: set[str],
-) -> list[tuple[str, str, str]]:
-    place_weights = {key: region_scoring.idf(df, total) for key, df in place_df.items()}
-    theme_weights = {slug: theme_scoring.idf(df, total) for slug, df in theme_df.items()}
+) -> list[Groups]:
+    place_weights = {key: idf(df, total) for key, df in place_df.items()}
+    theme_weights = {slug: idf(df, total) for slug, df in theme_df.items()}
     out = []
     for row in rows:
-        places = [_place(p) for p in json.loads(row["places"])]
+        places = [_place(p) for p in row.places]
         matches = {
-            slug: ThemeMatch(m["score"], tuple(m["phrases"]))
-            for slug, m in json.loads(row["theme_matches"]).items()
+            slug: ThemeMatch(float(m["score"]), tuple(m["phrases"])) for slug, m in row.theme_matches.items()
         }
         regions = region_scoring.assign_regions(region_scoring.score_regions(places, place_weights, ignore))
         themes = theme_scoring.assign_themes(matches, theme_weights)
-        out.append((json.dumps(regions), json.dumps(themes), row["id"]))
+        out.append(Groups(row.id, tuple(regions), tuple(themes)))
     return out
 
 
@@ -112,52 +111,47 @@ def _ignored_keys(names: Iterable[str], gazetteer: Gazetteer) -> set[str]:
     return {gazetteer.forms[name].key for name in names if name in gazetteer.forms}
 
 
-def _places_json(places: Sequence[PlaceCount]) -> str:
-    return json.dumps(
-        [
-            {
-                "key": p.key,
-                "name": p.name,
-                "region": p.region,
-                "kind": p.kind,
-                "title": p.title,
-                "lead": p.lead,
-                "body": p.body,
-            }
-            for p in places
-        ],
-        ensure_ascii=False,
+def _places_data(places: Sequence[PlaceCount]) -> tuple[dict[str, Any], ...]:
+    return tuple(
+        {
+            "key": p.key,
+            "name": p.name,
+            "region": p.region,
+            "kind": p.kind,
+            "title": p.title,
+            "lead": p.lead,
+            "body": p.body,
+        }
+        for p in places
     )
 
 
-def _place(data: dict[str, object]) -> PlaceCount:
+def _place(data: Mapping[str, Any]) -> PlaceCount:
     return PlaceCount(
         key=str(data["key"]),
         name=str(data["name"]),
         region=str(data["region"]),
         kind=str(data["kind"]),
-        title=int(data["title"]),  # type: ignore[call-overload]
-        lead=int(data["lead"]),  # type: ignore[call-overload]
-        body=int(data["body"]),  # type: ignore[call-overload]
+        title=int(data["title"]),
+        lead=int(data["lead"]),
+        body=int(data["body"]),
     )
 
 
-def _matches_json(matches: dict[str, ThemeMatch]) -> str:
-    return json.dumps({slug: {"score": m.score, "phrases": list(m.phrases)} for slug, m in matches.items()})
+def _matches_data(matches: dict[str, ThemeMatch]) -> dict[str, dict[str, Any]]:
+    return {slug: {"score": m.score, "phrases": list(m.phrases)} for slug, m in matches.items()}
 
 
-def _story_input(row: dict[str, str]) -> StoryInput:
-    lead, _ = split_lead(row["summary_text"])
+def _story_input(row: StoryRow) -> StoryInput:
+    lead, _ = split_lead(row.summary_text)
     entities = frozenset(
-        p["key"]
-        for p in json.loads(row["places"])
-        if p["kind"] in ("country", "person") and (p["title"] or p["lead"])
+        str(p["key"]) for p in row.places if p["kind"] in ("country", "person") and (p["title"] or p["lead"])
     )
     return StoryInput(
-        id=row["id"],
-        title=row["title"],
+        id=row.id,
+        title=row.title,
         lead=lead,
-        first_seen=from_iso(row["first_seen"]),
-        published=from_iso(row["published"]) if row["published"] else None,
+        first_seen=row.first_seen,
+        published=row.published,
         entities=entities,
     )

@@ -83,11 +83,6 @@ def count_places(title: str, text: str, gazetteer: Gazetteer | None = None) -> l
     ]
 
 
-def idf(df: int, articles: int) -> float:
-    """Smoothed inverse document frequency of a place named in ``df`` of ``articles``."""
-    return math.log((articles + 1) / (df + 1)) + 1.0
-
-
 def score_regions(
     places: Iterable[PlaceCount], weights: Mapping[str, float] | None = None, ignore: Iterable[str] = ()
 ) -> dict[str, float]:

@@ -134,11 +134,6 @@ class Taxonomy:
         return counts
 
 
-def idf(df: int, articles: int) -> float:
-    """How much a theme tells within a source where ``df`` of ``articles`` match it."""
-    return math.log((articles + 1) / (df + 1)) + 1.0
-
-
 def assign_themes(matches: Mapping[str, ThemeMatch], weights: Mapping[str, float] | None = None) -> list[str]:
     """Themes for one article, best first: every theme within half of the best (at most
     three), or the fallback theme when nothing matched."""

@@ -115,7 +115,7 @@ def render(content: Content, settings: Settings, digest_id: str, env: Environmen
         where = getattr(exc, "filename", None) or getattr(exc, "name", None) or "email template"
         lineno = getattr(exc, "lineno", None)
         line = f", line {lineno}" if lineno else ""
-        raise ConfigError(f"{where}{line}: {exc.message or exc}") from None
+        raise ConfigError(f"{where}{line}: {exc.message or exc}") from exc
     return Rendered(title, _INLINER.inline(page), text, markers)
 
 

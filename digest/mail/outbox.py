@@ -16,6 +16,7 @@ class Outbox:
     the file, so a resumed run cannot leave two copies of one delivery."""
 
     name = "outbox"
+    size = 1
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -27,7 +28,7 @@ class Outbox:
             if found.st_mode & 0o077 and found.st_uid == os.getuid():
                 self.folder.chmod(0o700)  # made world-readable by an earlier version
         except OSError as exc:
-            raise SendError(f"{self.folder}: cannot create the outbox: {exc.strerror or exc}") from None
+            raise SendError(f"{self.folder}: cannot create the outbox: {exc.strerror or exc}") from exc
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -41,5 +42,5 @@ class Outbox:
                 out.write(msg.data)
             Path(temporary).replace(target)
         except OSError as exc:
-            raise SendError(f"{target}: cannot write: {exc.strerror or exc}") from None
+            raise SendError(f"{target}: cannot write: {exc.strerror or exc}") from exc
         return f"stored {target.name}"

@@ -29,7 +29,7 @@ def detect_kind(body: bytes, content_type: str | None) -> str:
     if stripped.startswith(_UTF16_32):
         return "feed"  # UTF-16/32 text here is XML; feedparser knows how to decode it
     mime = (content_type or "").split(";")[0].strip().lower()
-    if stripped.startswith(b"{") or mime.endswith("json"):
+    if looks_like_json(body, content_type):
         return "feed"
     if _FEED_ROOT.search(head):
         return "feed"
@@ -40,6 +40,12 @@ def detect_kind(body: bytes, content_type: str | None) -> str:
     if _binary(head):
         raise ParseError("binary data: not a feed, an HTML page or text")
     return "text"
+
+
+def looks_like_json(body: bytes, content_type: str | None) -> bool:
+    """Whether a document is JSON (a JSON Feed), by its content type or its first byte."""
+    kind = (content_type or "").split(";")[0].strip().lower()
+    return kind.endswith("json") or body.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{")
 
 
 def _binary(head: bytes) -> bool:

@@ -20,7 +20,9 @@ from digest.dates import from_struct, parse_date
 from digest.errors import ParseError
 from digest.models import ParsedItem
 from digest.sanitize import html_to_text, plain_title, text_to_html, title_from_text
-from digest.sources.auto import charset_of
+from digest.sources.auto import charset_of, looks_like_json
+from digest.sources.fetch import Document
+from digest.sources.kinds import Options, Parsed
 
 JSON_FEED_VERSIONS = ("https://jsonfeed.org/version/1", "https://jsonfeed.org/version/1.1")
 
@@ -41,6 +43,14 @@ _ROOT_WINDOW = 4096
 MAX_ITEMS = 10_000
 
 
+def parse(document: Document, options: Options) -> Parsed:
+    """The registry's entry (``kinds.py``): a document read as a feed."""
+    items = parse_feed(
+        document.body, document.content_type, document.url, fast=options.fast, max_items=options.max_items
+    )
+    return Parsed(items)
+
+
 def parse_feed(
     body: bytes, content_type: str | None, base_url: str, *, fast: bool = True, max_items: int = MAX_ITEMS
 ) -> list[ParsedItem]:
@@ -48,7 +58,7 @@ def parse_feed(
     Raises ParseError when the bytes are not a feed, or hold more than ``max_items`` items
     (a cheap count first: parsing a million entries would take minutes)."""
     if looks_like_json(body, content_type):
-        return parse_json_feed(body, base_url)[:max_items]
+        return parse_json_feed(body, base_url)  # the registry holds it to max_items
     count = body.count(b"<item") + body.count(b"<entry")
     if count > max_items:
         raise ParseError(f"{count} items is over the limit of {max_items} per feed ([fetch] max_items)")
@@ -57,11 +67,6 @@ def parse_feed(
         if items is not None:
             return items
     return parse_with_feedparser(body, content_type, base_url)
-
-
-def looks_like_json(body: bytes, content_type: str | None) -> bool:
-    kind = (content_type or "").split(";")[0].strip().lower()
-    return kind.endswith("json") or body.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{")
 
 
 def fast_path_eligible(body: bytes, content_type: str | None) -> bool:
@@ -174,7 +179,7 @@ def parse_json_feed(body: bytes, base_url: str) -> list[ParsedItem]:
     try:
         data = json.loads(body.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ParseError(f"not a JSON Feed: {exc}") from None
+        raise ParseError(f"not a JSON Feed: {exc}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("items"), list):
         raise ParseError("not a JSON Feed: no 'items' list")
     version = data.get("version")

@@ -156,7 +156,7 @@ class Fetcher:
                 raise FetchError(f"{path}: {size} bytes is over the size cap of {self.settings.max_bytes}")
             body = path.read_bytes()
         except OSError as exc:
-            raise FetchError(f"{path}: cannot read: {exc.strerror or exc}") from None
+            raise FetchError(f"{path}: cannot read: {exc.strerror or exc}") from exc
         content_type, _ = mimetypes.guess_type(path.name)
         return Document(body=body, url=path.resolve().as_uri(), content_type=content_type, name=path.name)
 
@@ -225,13 +225,13 @@ class Fetcher:
                         ),
                     )
             except Refused as exc:
-                raise FetchError(f"{current}: {exc}") from None
-            except httpx.TimeoutException:
-                raise FetchError(f"{current}: timed out after {self.settings.timeout:g}s") from None
+                raise FetchError(f"{current}: {exc}") from exc
+            except httpx.TimeoutException as exc:
+                raise FetchError(f"{current}: timed out after {self.settings.timeout:g}s") from exc
             except httpx.HTTPError as exc:
-                raise FetchError(f"{current}: {_describe(exc)}") from None
+                raise FetchError(f"{current}: {_describe(exc)}") from exc
             except (httpx.InvalidURL, ValueError) as exc:  # a Location httpx cannot even parse
-                raise FetchError(f"{current}: invalid URL: {exc}") from None
+                raise FetchError(f"{current}: invalid URL: {exc}") from exc
         raise FetchError(f"{url}: more than {MAX_REDIRECTS} redirects")
 
     @staticmethod

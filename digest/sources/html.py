@@ -22,6 +22,8 @@ from digest.errors import ParseError
 from digest.models import ParsedItem
 from digest.sanitize import one_line
 from digest.sources.auto import charset_of
+from digest.sources.fetch import Document
+from digest.sources.kinds import Options, Parsed
 
 FEED_TYPES = (
     "application/rss+xml",
@@ -73,6 +75,17 @@ class HtmlPage:
     feed_links: list[str] = field(default_factory=list)
 
 
+def parse(document: Document, options: Options) -> Parsed:
+    """The registry's entry (``kinds.py``): a document read as a listing page. A page with
+    no articles is an error, unless its kind was sniffed and it points to a feed."""
+    page = parse_html(document.body, document.content_type, document.url, options.selectors)
+    if not page.items and not (options.auto and page.feed_links):
+        raise ParseError(
+            "no articles found on the page (set selectors for this source: item, title, link, summary, date)"
+        )
+    return Parsed(page.items, tuple(page.feed_links))
+
+
 def parse_html(
     body: bytes,
     content_type: str | None,
@@ -90,7 +103,7 @@ def parse_html(
         elements = _select_items(root, selectors.get("item"))
         items = [item for el in elements if (item := _item(el, base, selectors)) is not None]
     except SelectorError as exc:
-        raise ParseError(f"invalid CSS selector: {exc}") from None
+        raise ParseError(f"invalid CSS selector: {exc}") from exc
     return HtmlPage(items=items, feed_links=advertised_feeds(root, base))
 
 
@@ -118,7 +131,7 @@ def _document(body: bytes, content_type: str | None) -> lxml.html.HtmlElement:
     try:
         return lxml.html.document_fromstring(body, parser=parser)
     except (etree.ParserError, ValueError) as exc:
-        raise ParseError(f"not an HTML page: {exc}") from None
+        raise ParseError(f"not an HTML page: {exc}") from exc
 
 
 def _select_items(root: lxml.html.HtmlElement, item_selector: str | None) -> list[lxml.html.HtmlElement]:

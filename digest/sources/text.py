@@ -18,6 +18,8 @@ from digest.dates import find_dates, infer_date
 from digest.models import ParsedItem
 from digest.sanitize import CONTINUE_READING, is_boilerplate, one_line
 from digest.sources.auto import charset_of
+from digest.sources.fetch import Document
+from digest.sources.kinds import Options, Parsed
 
 _REPRINT_NOTE = re.compile(
     r"\b(?:following|below)\b.{0,40}\b(?:articles?|reports?|statements?|pieces?|texts?|interviews?)\b"
@@ -42,6 +44,11 @@ class _Post:
     title: str
     body: list[str]
     reprint: bool = False
+
+
+def parse(document: Document, options: Options) -> Parsed:
+    """The registry's entry (``kinds.py``): a document read as a plain-text page dump."""
+    return Parsed(parse_text(document.body, document.content_type, document.url))
 
 
 def parse_text(body: bytes, content_type: str | None, base_url: str) -> list[ParsedItem]:

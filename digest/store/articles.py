@@ -1,0 +1,186 @@
+"""Articles: saving a pull's articles (new, updated, unchanged), listing, searching."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from digest.dates import from_iso, to_iso
+from digest.errors import StoreError
+from digest.models import Article
+from digest.store.base import SqliteBase, dt, in_chunks
+from digest.store.records import SaveCounts
+
+ARTICLE_SELECT = "SELECT a.*, s.name AS source FROM articles a JOIN sources s ON s.id = a.source_id"
+_CONTENT_COLUMNS = ("guid", "url", "title", "summary_html", "summary_text", "author", "published")
+
+
+class ArticlesArea(SqliteBase):
+    def save_articles(self, source: str, articles: Sequence[Article], *, now: datetime) -> SaveCounts:
+        """Insert new articles and update changed ones in one transaction; ``first_seen`` of an
+        existing article never changes, an update is dated ``now``. An article whose URL is
+        already stored (from any source) is the same article, and stays its first source's."""
+        new = updated = unchanged = 0
+        with self._write() as conn:
+            source_id = self._source_id(conn, source)
+            by_id = _existing(conn, "id", [a.id for a in articles])
+            by_url = _existing(conn, "url", [a.url for a in articles if a.url])
+            seen: set[str] = set()
+            inserts: list[tuple[Any, ...]] = []
+            for article in articles:
+                row = by_id.get(article.id) or (by_url.get(article.url) if article.url else None)
+                key = row["id"] if row else article.id
+                if key in seen:
+                    continue
+                seen.add(key)
+                if row is None:
+                    inserts.append(_article_values(article, source_id))
+                    if article.url:
+                        by_url[article.url] = {
+                            "id": article.id,
+                            "content_hash": article.content_hash,
+                            "source_id": source_id,
+                        }
+                    new += 1
+                elif row["content_hash"] == article.content_hash or row["source_id"] != source_id:
+                    # The same link from another source is that source's article: the first
+                    # source to store it keeps it, or the row would flip between them.
+                    unchanged += 1
+                else:
+                    conn.execute(
+                        f"UPDATE articles SET {', '.join(f'{c} = ?' for c in _CONTENT_COLUMNS)},"
+                        " updated = ?, content_hash = ?, grouped = 0 WHERE id = ?",
+                        (*_content_values(article), to_iso(now), article.content_hash, key),
+                    )
+                    updated += 1
+            conn.executemany(
+                f"INSERT INTO articles (id, source_id, {', '.join(_CONTENT_COLUMNS)},"
+                " first_seen, updated, content_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                inserts,
+            )
+        return SaveCounts(new, updated, unchanged)
+
+    def articles(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        region: str | None = None,
+        theme: str | None = None,
+        source: str | None = None,
+        limit: int | None = None,
+    ) -> list[Article]:
+        """Stored articles, newest first (by published date, else first seen; ties in the
+        order they were stored). ``since`` and ``until`` select by ``first_seen``, the time
+        digest first stored them: ``since <= first_seen < until``, so consecutive windows
+        never share or skip an article."""
+        where: list[str] = ["1 = 1"]
+        args: list[Any] = []
+        if since is not None:
+            where.append("a.first_seen >= ?")
+            args.append(to_iso(since))
+        if until is not None:
+            where.append("a.first_seen < ?")
+            args.append(to_iso(until))
+        if region is not None:
+            where.append("EXISTS (SELECT 1 FROM json_each(a.regions) WHERE value = ?)")
+            args.append(region)
+        if theme is not None:
+            where.append("EXISTS (SELECT 1 FROM json_each(a.themes) WHERE value = ?)")
+            args.append(theme)
+        if source is not None:
+            where.append("s.name = ?")
+            args.append(source)
+        sql = (
+            f"{ARTICLE_SELECT} WHERE {' AND '.join(where)}"
+            " ORDER BY coalesce(a.published, a.first_seen) DESC, a.rowid ASC"
+        )
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [article_of(row) for row in self._rows(sql, args)]
+
+    def search(self, query: str, *, limit: int = 20) -> list[Article]:
+        """Full-text search over titles and text (FTS5 query syntax), best match first."""
+        sql = (
+            "SELECT a.*, s.name AS source FROM articles_fts f"
+            " JOIN articles a ON a.rowid = f.rowid JOIN sources s ON s.id = a.source_id"
+            " WHERE articles_fts MATCH ? ORDER BY rank LIMIT ?"
+        )
+        try:
+            return [article_of(row) for row in self._rows(sql, [query, limit])]
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"search {query!r}: {exc}") from exc
+
+    def article(self, article_id: str) -> Article | None:
+        """One article by id."""
+        row = self._row(f"{ARTICLE_SELECT} WHERE a.id = ?", [article_id])
+        return article_of(row) if row else None
+
+    def count_articles(self) -> int:
+        return int(self._value("SELECT count(*) FROM articles"))
+
+
+def _existing(conn: sqlite3.Connection, column: str, keys: Sequence[str | None]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    unique = list(dict.fromkeys(k for k in keys if k))
+    for chunk, marks in in_chunks(unique):
+        for id_, url, content_hash, source_id in conn.execute(
+            f"SELECT id, url, content_hash, source_id FROM articles WHERE {column} IN ({marks})", chunk
+        ):
+            found[id_ if column == "id" else url] = {
+                "id": id_,
+                "content_hash": content_hash,
+                "source_id": source_id,
+            }
+    return found
+
+
+def _content_values(article: Article) -> tuple[Any, ...]:
+    """The values of :data:`_CONTENT_COLUMNS`, in that order."""
+    published = to_iso(article.published) if article.published else None
+    return (
+        article.guid,
+        article.url,
+        article.title,
+        article.summary_html,
+        article.summary_text,
+        article.author,
+        published,
+    )
+
+
+def _article_values(article: Article, source_id: int) -> tuple[Any, ...]:
+    return (
+        article.id,
+        source_id,
+        *_content_values(article),
+        to_iso(article.first_seen),
+        to_iso(article.updated),
+        article.content_hash,
+    )
+
+
+def article_of(row: sqlite3.Row) -> Article:
+    return Article(
+        id=row["id"],
+        source=row["source"],
+        title=row["title"],
+        url=row["url"],
+        guid=row["guid"],
+        summary_html=row["summary_html"],
+        summary_text=row["summary_text"],
+        author=row["author"],
+        published=dt(row["published"]),
+        first_seen=from_iso(row["first_seen"]),
+        updated=from_iso(row["updated"]),
+        content_hash=row["content_hash"],
+        regions=tuple(json.loads(row["regions"] or "[]")),
+        themes=tuple(json.loads(row["themes"] or "[]")),
+        story=row["story"],
+        places=tuple(json.loads(row["places"] or "[]")),
+        theme_matches=json.loads(row["theme_matches"] or "{}"),
+    )

@@ -1,0 +1,183 @@
+"""Grouping: the evidence classification found (places, theme matches), the regions and
+themes scored from it, and stories."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from digest.dates import from_iso, to_iso, utcnow
+from digest.store.base import SqliteBase, dt, in_chunks
+from digest.store.records import (
+    Evidence,
+    GroupCounts,
+    Groups,
+    RegionCount,
+    Story,
+    StoryCount,
+    StoryRow,
+    ThemeCount,
+    Ungrouped,
+)
+
+
+class GroupingArea(SqliteBase):
+    def ungrouped(self) -> list[Ungrouped]:
+        """Articles whose text has not been classified since it last changed."""
+        return [
+            Ungrouped(
+                row["id"], row["source"], row["title"], row["summary_text"], from_iso(row["first_seen"])
+            )
+            for row in self._rows(
+                "SELECT a.id, s.name AS source, a.title, a.summary_text, a.first_seen FROM articles a"
+                " JOIN sources s ON s.id = a.source_id WHERE a.grouped = 0"
+            )
+        ]
+
+    def mark_ungrouped(self) -> None:
+        """Have every article classified again (after a vocabulary change)."""
+        with self._write() as conn:
+            conn.execute("UPDATE articles SET grouped = 0")
+
+    def save_evidence(self, rows: Iterable[Evidence]) -> None:
+        """Store what classification found, and mark the articles grouped."""
+        with self._write() as conn:
+            conn.executemany(
+                "UPDATE articles SET places = ?, theme_matches = ?, grouped = 1 WHERE id = ?",
+                [
+                    (json.dumps(list(e.places), ensure_ascii=False), json.dumps(dict(e.theme_matches)), e.id)
+                    for e in rows
+                ],
+            )
+
+    def source_frequencies(self, source: str) -> tuple[int, dict[str, int], dict[str, int]]:
+        """For one source: its article count, and in how many of its articles each place
+        (by key) and each theme is found."""
+        source_id = self._source_id(self.conn, source)
+        total = self._value("SELECT count(*) FROM articles WHERE source_id = ?", [source_id])
+        places = {
+            row[0]: row[1]
+            for row in self._rows(
+                "SELECT p.value ->> 'key', count(DISTINCT a.id) FROM articles a, json_each(a.places) p"
+                " WHERE a.source_id = ? GROUP BY 1",
+                [source_id],
+            )
+        }
+        themes = {
+            row[0]: row[1]
+            for row in self._rows(
+                "SELECT t.key, count(*) FROM articles a, json_each(a.theme_matches) t"
+                " WHERE a.source_id = ? GROUP BY 1",
+                [source_id],
+            )
+        }
+        return int(total), places, themes
+
+    def evidence(self, source: str, ids: Sequence[str] | None = None) -> list[Evidence]:
+        """Stored places and theme matches of a source's articles (all, or those in ``ids``)."""
+        sql = (
+            "SELECT a.id, a.places, a.theme_matches FROM articles a JOIN sources s ON s.id = a.source_id"
+            " WHERE s.name = ?"
+        )
+        rows = []
+        if ids is None:
+            rows = self._rows(sql, [source])
+        else:
+            for chunk, marks in in_chunks(ids):
+                rows.extend(self._rows(f"{sql} AND a.id IN ({marks})", [source, *chunk]))
+        return [
+            Evidence(row["id"], tuple(json.loads(row["places"])), json.loads(row["theme_matches"]))
+            for row in rows
+        ]
+
+    def set_groups(self, rows: Iterable[Groups]) -> None:
+        """Store each article's regions and themes."""
+        with self._write() as conn:
+            conn.executemany(
+                "UPDATE articles SET regions = ?, themes = ? WHERE id = ?",
+                [(json.dumps(list(g.regions)), json.dumps(list(g.themes)), g.id) for g in rows],
+            )
+
+    def story_inputs(self, since: datetime | None = None) -> list[StoryRow]:
+        """What story clustering reads, for articles first seen at or after ``since``."""
+        sql = (
+            "SELECT a.id, s.name AS source, a.title, a.summary_text, a.published, a.first_seen, a.places"
+            " FROM articles a JOIN sources s ON s.id = a.source_id"
+        )
+        args: list[Any] = []
+        if since is not None:
+            sql += " WHERE a.first_seen >= ?"
+            args.append(to_iso(since))
+        return [
+            StoryRow(
+                id=row["id"],
+                source=row["source"],
+                title=row["title"],
+                summary_text=row["summary_text"],
+                published=dt(row["published"]),
+                first_seen=from_iso(row["first_seen"]),
+                places=tuple(json.loads(row["places"] or "[]")),
+            )
+            for row in self._rows(sql + " ORDER BY a.first_seen, a.id", args)
+        ]
+
+    def save_stories(self, article_ids: Sequence[str], stories: Iterable[Story]) -> None:
+        """Replace the stories of ``article_ids`` with ``stories``."""
+        now = to_iso(utcnow())
+        with self._write() as conn:
+            for chunk, marks in in_chunks(article_ids):
+                conn.execute(f"UPDATE articles SET story = NULL WHERE id IN ({marks})", chunk)
+            for story in stories:
+                marks = ",".join("?" * len(story.members))
+                conn.executemany(
+                    "UPDATE articles SET story = ? WHERE id = ?", [(story.id, m) for m in story.members]
+                )
+                first = conn.execute(
+                    f"SELECT min(first_seen) FROM articles WHERE id IN ({marks})", list(story.members)
+                ).fetchone()[0]
+                conn.execute(
+                    "INSERT INTO stories (id, label, articles, first_seen, updated) VALUES (?, ?, 0, ?, ?)"
+                    " ON CONFLICT(id) DO UPDATE SET label = excluded.label, updated = excluded.updated",
+                    (story.id, story.label, first, now),
+                )
+            # Counts from the articles themselves, so stories split or merged elsewhere stay right.
+            conn.execute(
+                "UPDATE stories SET articles = (SELECT count(*) FROM articles a WHERE a.story = stories.id)"
+            )
+            conn.execute("DELETE FROM stories WHERE articles < 2")
+            conn.execute(
+                "UPDATE articles SET story = NULL WHERE story IS NOT NULL"
+                " AND story NOT IN (SELECT id FROM stories)"
+            )
+
+    def group_counts(self, since: datetime | None = None) -> GroupCounts:
+        """Regions, themes and stories with their article counts (first seen at or after ``since``)."""
+        where, args = ("WHERE a.first_seen >= ?", [to_iso(since)]) if since else ("", [])
+        regions = tuple(
+            RegionCount(row[0], row[1], row[2])
+            for row in self._rows(
+                "SELECT r.value, count(*), sum(r.key = 0) FROM articles a, json_each(a.regions) r"
+                f" {where} GROUP BY 1 ORDER BY 2 DESC, 1",
+                args,
+            )
+        )
+        themes = tuple(
+            ThemeCount(row[0], row[1])
+            for row in self._rows(
+                f"SELECT t.value, count(*) FROM articles a, json_each(a.themes) t {where}"
+                " GROUP BY 1 ORDER BY 2 DESC, 1",
+                args,
+            )
+        )
+        stories = tuple(
+            StoryCount(row[0], row[1], row[2], tuple(json.loads(row[3])))
+            for row in self._rows(
+                "SELECT st.id, st.label, count(*), json_group_array(a.id) FROM stories st"
+                f" JOIN articles a ON a.story = st.id {where} GROUP BY st.id HAVING count(*) >= 2"
+                " ORDER BY 3 DESC, st.first_seen DESC",
+                args,
+            )
+        )
+        return GroupCounts(regions, themes, stories)

@@ -1,0 +1,134 @@
+"""Digests and the delivery ledger: one row per (digest, subscriber), written as pending
+before any SMTP work and as sent or failed right after, each in its own transaction."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from datetime import datetime
+
+from digest.dates import from_iso, to_iso, utcnow
+from digest.store.base import SqliteBase
+from digest.store.records import DigestRecord, DigestSummary, PendingDelivery
+from digest.store.subscribers import subscriber_of
+
+
+class LedgerArea(SqliteBase):
+    def last_delivered(self) -> dict[int, datetime]:
+        """Subscriber id → the cut-off time of the latest digest they were sent."""
+        return {
+            int(row[0]): from_iso(row[1])
+            for row in self._rows(
+                "SELECT l.subscriber_id, max(d.until) FROM deliveries l JOIN digests d ON d.id = l.digest_id"
+                " WHERE l.status = 'sent' GROUP BY l.subscriber_id"
+            )
+        }
+
+    def subscribers_with_pending(self) -> set[int]:
+        """Subscribers with a delivery still pending (deferred by the server, or unsent)."""
+        return {
+            int(row[0])
+            for row in self._rows("SELECT DISTINCT subscriber_id FROM deliveries WHERE status = 'pending'")
+        }
+
+    def create_digest(
+        self, digest_id: str, until: datetime, deliveries: Iterable[tuple[int, datetime]]
+    ) -> None:
+        """A digest and its pending ledger rows (subscriber id, since), in one transaction."""
+        now = to_iso(utcnow())
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO digests (id, created, until, status) VALUES (?, ?, ?, 'sending')",
+                (digest_id, now, to_iso(until)),
+            )
+            conn.executemany(
+                "INSERT INTO deliveries (digest_id, subscriber_id, since, status, updated)"
+                " VALUES (?, ?, ?, 'pending', ?)",
+                [(digest_id, sid, to_iso(since), now) for sid, since in deliveries],
+            )
+
+    def digest(self, digest_id: str) -> DigestRecord | None:
+        row = self._row("SELECT * FROM digests WHERE id = ?", [digest_id])
+        return digest_of(row) if row else None
+
+    def digests(self, limit: int = 50) -> list[DigestSummary]:
+        """The newest digests, with their delivery counts."""
+        return [
+            DigestSummary(digest_of(row), row["sent"] or 0, row["failed"] or 0, row["pending"] or 0)
+            for row in self._rows(
+                "SELECT d.*, sum(l.status = 'sent') AS sent, sum(l.status = 'failed') AS failed,"
+                " sum(l.status = 'pending') AS pending"
+                " FROM digests d LEFT JOIN deliveries l ON l.digest_id = d.id"
+                " GROUP BY d.id ORDER BY d.created DESC LIMIT ?",
+                [limit],
+            )
+        ]
+
+    def unfinished_digests(self) -> list[DigestRecord]:
+        return [
+            digest_of(row)
+            for row in self._rows("SELECT * FROM digests WHERE status = 'sending' ORDER BY created")
+        ]
+
+    def pending_deliveries(self, digest_id: str) -> list[PendingDelivery]:
+        """Ledger rows still to send, with what the message needs of the subscriber."""
+        return [
+            PendingDelivery(subscriber_of(row), from_iso(row["since"]), int(row["delivery_attempts"]))
+            for row in self._rows(
+                "SELECT s.*, l.since, l.attempts AS delivery_attempts"
+                " FROM deliveries l JOIN subscribers s ON s.id = l.subscriber_id"
+                " WHERE l.digest_id = ? AND l.status = 'pending' ORDER BY l.subscriber_id",
+                [digest_id],
+            )
+        ]
+
+    def record_delivery(
+        self,
+        digest_id: str,
+        subscriber_id: int,
+        status: str,
+        *,
+        message_id: str | None = None,
+        reply: str | None = None,
+        strike: bool = False,
+        strikes_to_bounce: int = 0,
+    ) -> None:
+        """Write one delivery's outcome (its own short transaction: it must survive a crash).
+        A sent message clears the subscriber's strikes; a ``strike`` (a refusal for good) adds
+        one, and ``strikes_to_bounce`` in a row mark the subscriber bounced, atomically."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE deliveries SET status = ?, message_id = coalesce(?, message_id), reply = ?,"
+                " attempts = attempts + 1, updated = ? WHERE digest_id = ? AND subscriber_id = ?",
+                (status, message_id, reply, to_iso(utcnow()), digest_id, subscriber_id),
+            )
+            if status == "sent":
+                conn.execute("UPDATE subscribers SET bounces = 0 WHERE id = ?", (subscriber_id,))
+            elif strike:
+                conn.execute("UPDATE subscribers SET bounces = bounces + 1 WHERE id = ?", (subscriber_id,))
+                if strikes_to_bounce:
+                    conn.execute(
+                        "UPDATE subscribers SET status = 'bounced', pending_since = NULL"
+                        " WHERE id = ? AND bounces >= ?",
+                        (subscriber_id, strikes_to_bounce),
+                    )
+
+    def finish_digest(self, digest_id: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE digests SET status = 'done' WHERE id = ?"
+                " AND NOT EXISTS (SELECT 1 FROM deliveries WHERE digest_id = ? AND status = 'pending')",
+                (digest_id, digest_id),
+            )
+
+    def delivery_counts(self, digest_id: str) -> dict[str, int]:
+        return {
+            row[0]: row[1]
+            for row in self._rows(
+                "SELECT status, count(*) FROM deliveries WHERE digest_id = ? GROUP BY status", [digest_id]
+            )
+        }
+
+
+def digest_of(row: sqlite3.Row) -> DigestRecord:
+    return DigestRecord(row["id"], from_iso(row["created"]), from_iso(row["until"]), row["status"])

@@ -1,0 +1,194 @@
+"""The records the store hands out and takes in: plain frozen dataclasses, JSON already
+decoded, times as aware datetimes. Everything outside ``digest/store/`` sees these, never a
+row or a column (``Article`` and ``SourceState`` live in ``digest.models``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+SUBSCRIBER_STATUSES = ("pending", "active", "unsubscribed", "bounced")
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A source as the configuration names it (the store does not read the configuration)."""
+
+    name: str
+    url: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class SourceSummary:
+    """A source's fetch state and article count, for `digest status` and /healthz."""
+
+    name: str
+    articles: int
+    last_fetched: datetime | None
+    last_status: int | None
+    last_error: str | None
+    consecutive_failures: int
+    next_fetch: datetime | None
+    removed: datetime | None
+
+
+@dataclass(frozen=True)
+class SaveCounts:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+@dataclass(frozen=True)
+class Ungrouped:
+    """An article whose text has not been classified since it last changed."""
+
+    id: str
+    source: str
+    title: str
+    summary_text: str
+    first_seen: datetime
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What classification found in an article: places (with counts by title, lead and
+    body) and theme matches (score and phrases, by theme)."""
+
+    id: str
+    places: tuple[Mapping[str, Any], ...]
+    theme_matches: Mapping[str, Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Groups:
+    """An article's regions (primary first) and themes."""
+
+    id: str
+    regions: tuple[str, ...]
+    themes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StoryRow:
+    """What story clustering reads of an article."""
+
+    id: str
+    source: str
+    title: str
+    summary_text: str
+    published: datetime | None
+    first_seen: datetime
+    places: tuple[Mapping[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class Story:
+    """A story: its id, label and member article ids."""
+
+    id: str
+    label: str
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RegionCount:
+    slug: str
+    articles: int
+    primary: int  # articles with this region first
+
+
+@dataclass(frozen=True)
+class ThemeCount:
+    slug: str
+    articles: int
+
+
+@dataclass(frozen=True)
+class StoryCount:
+    id: str
+    label: str
+    articles: int
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GroupCounts:
+    regions: tuple[RegionCount, ...]
+    themes: tuple[ThemeCount, ...]
+    stories: tuple[StoryCount, ...]
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    id: int
+    email: str
+    status: str
+    regions: tuple[str, ...]
+    themes: tuple[str, ...]
+    created: datetime
+    confirmed: datetime | None = None
+    unsubscribed: datetime | None = None
+    bounces: int = 0
+    pending_since: datetime | None = None  # when the current sign-up began (confirm links bind to it)
+
+
+@dataclass(frozen=True)
+class SubscriberChange:
+    """An insert or update of one subscriber, by address. ``None`` leaves a field as it is
+    (for a new subscriber: the default; ``created`` defaults to now). ``created`` never
+    changes for an existing subscriber: link tokens are bound to it."""
+
+    email: str
+    status: str | None = None
+    regions: tuple[str, ...] | None = None
+    themes: tuple[str, ...] | None = None
+    created: datetime | None = None
+    confirmed: datetime | None = None
+    unsubscribed: datetime | None = None
+    pending_since: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Signup:
+    """A request from the subscribe form, queued until a confirmation is sent for it."""
+
+    id: int
+    email: str
+    regions: tuple[str, ...]
+    themes: tuple[str, ...]
+    subscriber_id: int | None
+    attempts: int
+    next_try: datetime
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class DigestRecord:
+    """A digest: cut at ``until``; ``status`` is sending until no delivery is pending."""
+
+    id: str
+    created: datetime
+    until: datetime
+    status: str
+
+
+@dataclass(frozen=True)
+class DigestSummary:
+    digest: DigestRecord
+    sent: int
+    failed: int
+    pending: int
+
+
+@dataclass(frozen=True)
+class PendingDelivery:
+    """A ledger row still to send: the subscriber as they are now, and since when their
+    digest runs."""
+
+    subscriber: Subscriber
+    since: datetime
+    attempts: int

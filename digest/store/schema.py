@@ -1,0 +1,248 @@
+"""The SQLite schema: migrations, append-only (a released one is never edited; a change is
+a new entry). Each step runs in its own transaction (see ``base.SqliteBase.migrate``)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import timedelta
+
+from digest.dates import to_iso, utcnow
+
+
+def _initial(db: sqlite3.Connection) -> None:
+    db.execute(
+        """
+        CREATE TABLE sources (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            url TEXT NOT NULL,
+            fetch_url TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            enabled INTEGER NOT NULL DEFAULT 1, -- 0 once the server answered 410 Gone
+            etag TEXT,
+            last_modified TEXT,
+            last_status INTEGER,
+            last_error TEXT,
+            last_fetched TEXT,
+            consecutive_failures INTEGER NOT NULL DEFAULT 0,
+            next_fetch TEXT,
+            created TEXT NOT NULL
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE articles (
+            id TEXT PRIMARY KEY,
+            source_id INTEGER NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
+            guid TEXT,
+            url TEXT,
+            title TEXT NOT NULL,
+            summary_html TEXT NOT NULL,
+            summary_text TEXT NOT NULL,
+            author TEXT,
+            published TEXT,
+            first_seen TEXT NOT NULL,
+            updated TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
+            regions TEXT NOT NULL DEFAULT '[]',
+            themes TEXT NOT NULL DEFAULT '[]',
+            story TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX articles_url ON articles(url)")
+    db.execute("CREATE INDEX articles_source ON articles(source_id)")
+    db.execute("CREATE INDEX articles_first_seen ON articles(first_seen)")
+    # External-content FTS5 index kept in step by triggers, so a search never sees stale text.
+    db.execute(
+        "CREATE VIRTUAL TABLE articles_fts USING fts5(title, summary_text, content='articles',"
+        " content_rowid='rowid', tokenize='unicode61 remove_diacritics 2')"
+    )
+    db.execute(
+        "CREATE TRIGGER articles_ai AFTER INSERT ON articles BEGIN"
+        " INSERT INTO articles_fts (rowid, title, summary_text)"
+        " VALUES (new.rowid, new.title, new.summary_text); END"
+    )
+    db.execute(
+        "CREATE TRIGGER articles_ad AFTER DELETE ON articles BEGIN"
+        " INSERT INTO articles_fts (articles_fts, rowid, title, summary_text)"
+        " VALUES ('delete', old.rowid, old.title, old.summary_text); END"
+    )
+    db.execute(
+        "CREATE TRIGGER articles_au AFTER UPDATE OF title, summary_text ON articles BEGIN"
+        " INSERT INTO articles_fts (articles_fts, rowid, title, summary_text)"
+        " VALUES ('delete', old.rowid, old.title, old.summary_text);"
+        " INSERT INTO articles_fts (rowid, title, summary_text)"
+        " VALUES (new.rowid, new.title, new.summary_text); END"
+    )
+
+
+def _grouping(db: sqlite3.Connection) -> None:
+    # places / theme_matches: the evidence behind regions and themes; grouped = 0 marks
+    # articles whose text has not been classified since it last changed.
+    db.execute("ALTER TABLE articles ADD COLUMN places TEXT NOT NULL DEFAULT '[]'")
+    db.execute("ALTER TABLE articles ADD COLUMN theme_matches TEXT NOT NULL DEFAULT '{}'")
+    db.execute("ALTER TABLE articles ADD COLUMN grouped INTEGER NOT NULL DEFAULT 0")
+    db.execute("CREATE INDEX articles_grouped ON articles(grouped) WHERE grouped = 0")
+    db.execute("CREATE INDEX articles_story ON articles(story)")
+    db.execute(
+        """
+        CREATE TABLE stories (
+            id TEXT PRIMARY KEY,
+            label TEXT NOT NULL,
+            articles INTEGER NOT NULL,
+            first_seen TEXT NOT NULL,
+            updated TEXT NOT NULL
+        )"""
+    )
+
+
+def _recent_index(db: sqlite3.Connection) -> None:
+    # Lists are newest first by this expression; indexing it lets "the newest 50 of a
+    # region" stop after 50 rows instead of sorting every article.
+    db.execute("CREATE INDEX articles_recent ON articles(coalesce(published, first_seen) DESC)")
+
+
+def _mail(db: sqlite3.Connection) -> None:
+    db.execute(
+        """
+        CREATE TABLE subscribers (
+            id INTEGER PRIMARY KEY,
+            email TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'active', 'unsubscribed', 'bounced')),
+            regions TEXT NOT NULL DEFAULT '[]',
+            themes TEXT NOT NULL DEFAULT '[]',
+            created TEXT NOT NULL,
+            confirmed TEXT,
+            unsubscribed TEXT,
+            bounces INTEGER NOT NULL DEFAULT 0
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE digests (
+            id TEXT PRIMARY KEY,
+            created TEXT NOT NULL,
+            until TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('sending', 'done'))
+        )"""
+    )
+    # The delivery ledger: one row per (digest, subscriber), written before the SMTP
+    # transaction (pending) and right after it (sent or failed).
+    db.execute(
+        """
+        CREATE TABLE deliveries (
+            digest_id TEXT NOT NULL REFERENCES digests(id),
+            subscriber_id INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
+            since TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            message_id TEXT,
+            reply TEXT,
+            updated TEXT NOT NULL,
+            PRIMARY KEY (digest_id, subscriber_id)
+        )"""
+    )
+    db.execute("CREATE INDEX deliveries_pending ON deliveries(status) WHERE status = 'pending'")
+    db.execute("CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
+def _leases(db: sqlite3.Connection) -> None:
+    # A lease lets one of several `digest run` processes on a database do a job (send the
+    # digest); it expires, so a crashed holder does not block the others for ever.
+    db.execute("CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires TEXT NOT NULL)")
+
+
+def _web_links_only(db: sqlite3.Connection) -> None:
+    # Earlier versions stored any scheme (javascript:, data:, file:); only web links are kept.
+    db.execute(
+        "UPDATE articles SET url = NULL WHERE url IS NOT NULL"
+        " AND lower(substr(url, 1, 7)) != 'http://' AND lower(substr(url, 1, 8)) != 'https://'"
+    )
+
+
+def _subscriber_identity(db: sqlite3.Connection) -> None:
+    # AUTOINCREMENT: from now on a removed subscriber's id is never given to anyone else (ids
+    # removed before this migration cannot be known; tokens are bound anyway). pending_since:
+    # when the current sign-up began; confirmation links are bound to it. signups: the web
+    # form's requests, handled after the answer (the same answer for every address).
+    # Rebuilt as SQLite's ALTER TABLE procedure says, with foreign keys off (see migrate).
+    db.execute(
+        """
+        CREATE TABLE subscribers_new (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            email TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'active', 'unsubscribed', 'bounced')),
+            regions TEXT NOT NULL DEFAULT '[]',
+            themes TEXT NOT NULL DEFAULT '[]',
+            created TEXT NOT NULL,
+            confirmed TEXT,
+            unsubscribed TEXT,
+            bounces INTEGER NOT NULL DEFAULT 0,
+            pending_since TEXT
+        )"""
+    )
+    db.execute(
+        "INSERT INTO subscribers_new (id, email, status, regions, themes, created, confirmed, unsubscribed,"
+        " bounces) SELECT id, email, status, regions, themes, created, confirmed, unsubscribed, bounces"
+        " FROM subscribers"
+    )
+    db.execute("UPDATE subscribers_new SET pending_since = created WHERE status = 'pending'")
+    db.execute("DROP TABLE subscribers")
+    db.execute("ALTER TABLE subscribers_new RENAME TO subscribers")
+    db.execute(
+        """
+        CREATE TABLE signups (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            email TEXT NOT NULL,
+            regions TEXT NOT NULL DEFAULT '[]',
+            themes TEXT NOT NULL DEFAULT '[]',
+            created TEXT NOT NULL,
+            subscriber_id INTEGER,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_try TEXT NOT NULL,
+            last_error TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX signups_due ON signups(next_try)")
+    # Links made before tokens were bound stay good for unsubscribing the people who had them.
+    db.execute(
+        "INSERT OR REPLACE INTO settings (key, value) VALUES ('tokens_bound_since', ?)", [to_iso(utcnow())]
+    )
+
+
+def _plausible_dates(db: sqlite3.Connection) -> None:
+    # Dates no publication can have (year 1, year 9999) were stored as published dates and
+    # broke grouping and feed order; they are dropped, as ingestion now drops them.
+    latest = to_iso(utcnow() + timedelta(days=1))
+    db.execute(
+        "UPDATE articles SET published = NULL, grouped = 0 WHERE published < '1990-01-01' OR published > ?",
+        [latest],
+    )
+    db.execute(
+        "UPDATE articles SET updated = coalesce(published, first_seen) WHERE updated < '1990-01-01'"
+        " OR updated > ?",
+        [latest],
+    )
+
+
+def _source_lifecycle(db: sqlite3.Connection) -> None:
+    # removed: when the source left the configuration (its articles stay). id_name: the name
+    # its article ids were made with, kept through a rename so ids (and feed entries) stay.
+    db.execute("ALTER TABLE sources ADD COLUMN removed TEXT")
+    db.execute("ALTER TABLE sources ADD COLUMN id_name TEXT")
+    db.execute("UPDATE sources SET id_name = name")
+
+
+# Append-only: a released migration is never edited, a change is a new entry.
+MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
+    ("0001_initial", _initial),
+    ("0002_grouping", _grouping),
+    ("0003_recent_index", _recent_index),
+    ("0004_mail", _mail),
+    ("0005_leases", _leases),
+    ("0006_web_links_only", _web_links_only),
+    ("0007_subscriber_identity", _subscriber_identity),
+    ("0008_plausible_dates", _plausible_dates),
+    ("0009_source_lifecycle", _source_lifecycle),
+]

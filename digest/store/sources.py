@@ -1,0 +1,146 @@
+"""Sources: what the configuration names, how each fetch went, where to fetch next."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from digest import redact
+from digest.dates import to_iso, utcnow
+from digest.errors import StoreError
+from digest.models import SourceState
+from digest.store.base import SqliteBase, dt
+from digest.store.records import SourceSpec, SourceSummary
+
+
+class SourcesArea(SqliteBase):
+    def sync_sources(self, sources: Iterable[SourceSpec]) -> None:
+        """Make the sources table match the configuration; a changed URL resets fetch state."""
+        now = to_iso(utcnow())
+        with self._write() as conn:
+            for source in sources:
+                row = conn.execute("SELECT url, kind FROM sources WHERE name = ?", (source.name,)).fetchone()
+                if row is None:
+                    conn.execute(
+                        "INSERT INTO sources (name, url, fetch_url, kind, created, id_name)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (source.name, source.url, source.url, source.kind, now, source.name),
+                    )
+                elif row[0] != source.url or row[1] != source.kind:
+                    conn.execute(
+                        "UPDATE sources SET url = ?, fetch_url = ?, kind = ?, enabled = 1, etag = NULL,"
+                        " last_modified = NULL, consecutive_failures = 0, next_fetch = NULL,"
+                        " last_error = NULL WHERE name = ?",
+                        (source.url, source.url, source.kind, source.name),
+                    )
+
+    def retire_sources(self, configured: Iterable[str]) -> None:
+        """Mark sources no longer in the configuration as removed (their articles stay), and
+        those back in it as present."""
+        names = list(configured)
+        marks = ",".join("?" * len(names)) or "''"
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE sources SET removed = ?, next_fetch = NULL"
+                f" WHERE removed IS NULL AND name NOT IN ({marks})",
+                [to_iso(utcnow()), *names],
+            )
+            conn.execute(f"UPDATE sources SET removed = NULL WHERE name IN ({marks})", names)
+
+    def rename_source(self, old: str, new: str) -> None:
+        """Give a source a new name, keeping its articles and their ids. A source already
+        called ``new`` may exist only if it has no articles yet (a config edited first)."""
+        with self._write() as conn:
+            self._source_id(conn, old)
+            clash = conn.execute(
+                "SELECT s.id, (SELECT count(*) FROM articles a WHERE a.source_id = s.id) FROM sources s"
+                " WHERE s.name = ?",
+                [new],
+            ).fetchone()
+            if clash is not None and clash[1]:
+                raise StoreError(
+                    f"a source called {new!r} already has {clash[1]} articles; choose another name"
+                )
+            if clash is not None:
+                conn.execute("DELETE FROM sources WHERE id = ?", [clash[0]])
+            conn.execute("UPDATE sources SET name = ?, removed = NULL WHERE name = ?", (new, old))
+
+    def source_state(self, name: str) -> SourceState:
+        row = self._row("SELECT * FROM sources WHERE name = ?", (name,))
+        if row is None:
+            raise StoreError(f"no source named {name!r} in the database")
+        return SourceState(
+            name=row["name"],
+            id_name=row["id_name"] or row["name"],
+            url=row["fetch_url"],
+            kind=row["kind"],
+            enabled=bool(row["enabled"]),
+            etag=row["etag"],
+            last_modified=row["last_modified"],
+            last_status=row["last_status"],
+            last_error=row["last_error"],
+            last_fetched=dt(row["last_fetched"]),
+            consecutive_failures=row["consecutive_failures"],
+            next_fetch=dt(row["next_fetch"]),
+        )
+
+    def record_fetch(
+        self,
+        name: str,
+        *,
+        status: int | None,
+        error: str | None,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        fetch_url: str | None = None,
+        next_fetch: datetime | None = None,
+        disable: bool = False,
+        keep_validators: bool = False,
+    ) -> None:
+        """Remember how a fetch went: validators for the next conditional GET, failures, when to retry."""
+        sets = ["last_status = ?", "last_error = ?", "last_fetched = ?", "next_fetch = ?"]
+        args: list[Any] = [
+            status,
+            redact.text(error) if error else None,  # shown by `digest status` and /healthz
+            to_iso(utcnow()),
+            to_iso(next_fetch) if next_fetch else None,
+        ]
+        sets.append(
+            "consecutive_failures = consecutive_failures + 1" if error else "consecutive_failures = 0"
+        )
+        if not keep_validators:
+            sets += ["etag = ?", "last_modified = ?"]
+            args += [etag, last_modified]
+        if fetch_url:
+            sets.append("fetch_url = ?")
+            args.append(fetch_url)
+        if disable:
+            sets.append("enabled = 0")
+        elif not error:
+            sets.append("enabled = 1")
+        with self._write() as conn:
+            conn.execute(f"UPDATE sources SET {', '.join(sets)} WHERE name = ?", (*args, name))
+
+    def source_urls(self) -> dict[str, str]:
+        """Source name → the URL it is fetched from now."""
+        return {row[0]: row[1] for row in self._rows("SELECT name, fetch_url FROM sources")}
+
+    def source_summaries(self) -> list[SourceSummary]:
+        """Every source with its fetch state and article count, by name."""
+        return [
+            SourceSummary(
+                name=row["name"],
+                articles=row["articles"],
+                last_fetched=dt(row["last_fetched"]),
+                last_status=row["last_status"],
+                last_error=row["last_error"],
+                consecutive_failures=row["consecutive_failures"],
+                next_fetch=dt(row["next_fetch"]),
+                removed=dt(row["removed"]),
+            )
+            for row in self._rows(
+                "SELECT s.*, (SELECT count(*) FROM articles a WHERE a.source_id = s.id) AS articles"
+                " FROM sources s ORDER BY s.name"
+            )
+        ]

@@ -1,0 +1,46 @@
+"""The SQLite store: the areas combined over one connection (the embedded default)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from digest.errors import StoreError
+from digest.store.articles import ArticlesArea
+from digest.store.base import guarded
+from digest.store.grouping import GroupingArea
+from digest.store.ledger import LedgerArea
+from digest.store.settings import SettingsArea
+from digest.store.sources import SourcesArea
+from digest.store.subscribers import SubscribersArea
+
+
+@guarded
+class SqliteStore(SourcesArea, ArticlesArea, GroupingArea, SettingsArea, SubscribersArea, LedgerArea):
+    """A digest database in one SQLite file."""
+
+    @classmethod
+    def open(
+        cls, path: Path | str, *, shared: bool = False, readonly: bool = False, timeout: float | None = None
+    ) -> SqliteStore:
+        """Open (creating if needed) the database at ``path`` and bring its schema up to date.
+        ``shared``: the connection may be used from several threads (the caller serialises);
+        ``readonly``: nothing may be written (the schema must be current already);
+        ``timeout``: seconds to wait for another writer (10 by default)."""
+        conn = cls.connect(path, shared=shared, readonly=readonly, timeout=timeout)
+        store = cls(conn, None if str(path) == ":memory:" else Path(path))
+        try:
+            if not readonly:
+                store.migrate()
+        except StoreError as exc:
+            conn.close()
+            raise StoreError(f"{path}: cannot open database: {exc}") from exc
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(f"{path}: cannot open database: {exc}") from exc
+        return store
+
+
+def open_store(path: Path | str, *, shared: bool = False, timeout: float | None = None) -> SqliteStore:
+    """The store for a database path (SQLite; the PostgreSQL issue adds URLs)."""
+    return SqliteStore.open(path, shared=shared, timeout=timeout)

@@ -1,0 +1,184 @@
+"""Subscribers (who, their status and preferences) and the sign-up queue of the web form."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from digest.dates import from_iso, to_iso, utcnow
+from digest.errors import StoreError
+from digest.store.base import SqliteBase, dt, in_chunks, iso, stored_time
+from digest.store.records import SUBSCRIBER_STATUSES, Signup, Subscriber, SubscriberChange
+
+# The timestamp each status sets, and those it clears.
+_STATUS_TIMES = {
+    "active": ("confirmed", ("unsubscribed", "pending_since")),
+    "pending": ("pending_since", ("unsubscribed",)),
+    "unsubscribed": ("unsubscribed", ("pending_since",)),
+    "bounced": (None, ("pending_since",)),
+}
+
+
+class SubscribersArea(SqliteBase):
+    def subscriber(self, *, email: str | None = None, subscriber_id: int | None = None) -> Subscriber | None:
+        """One subscriber, by address (any case) or by id."""
+        if email is not None:
+            row = self._row("SELECT * FROM subscribers WHERE email = ?", [email])
+        else:
+            row = self._row("SELECT * FROM subscribers WHERE id = ?", [subscriber_id])
+        return subscriber_of(row) if row else None
+
+    def subscribers(self, status: str | None = None) -> list[Subscriber]:
+        """Every subscriber by address, or those with ``status`` in order of sign-up."""
+        if status is None:
+            rows = self._rows("SELECT * FROM subscribers ORDER BY email")
+        else:
+            rows = self._rows("SELECT * FROM subscribers WHERE status = ? ORDER BY id", [status])
+        return [subscriber_of(row) for row in rows]
+
+    def upsert_subscribers(self, changes: Sequence[SubscriberChange]) -> tuple[int, int]:
+        """Insert or update subscribers by address in one transaction; (added, updated)."""
+        added = updated = 0
+        now = utcnow()
+        with self._write() as conn:
+            for change in changes:
+                values = _columns(change)
+                if change.status is not None and change.status not in SUBSCRIBER_STATUSES:
+                    raise StoreError(f"{change.email}: {change.status!r} is not a subscriber status")
+                known = conn.execute("SELECT id FROM subscribers WHERE email = ?", [change.email]).fetchone()
+                if known is None:
+                    values.setdefault("status", "active")
+                    values.setdefault("created", to_iso(now))
+                    names = ", ".join(["email", *values])
+                    marks = ", ".join("?" * (len(values) + 1))
+                    conn.execute(
+                        f"INSERT INTO subscribers ({names}) VALUES ({marks})",
+                        [change.email, *values.values()],
+                    )
+                    added += 1
+                else:
+                    values.pop("created", None)  # never changes: link tokens are bound to it
+                    if values:
+                        sets = ", ".join(f"{c} = ?" for c in values)
+                        conn.execute(
+                            f"UPDATE subscribers SET {sets} WHERE id = ?", [*values.values(), known[0]]
+                        )
+                        updated += 1
+        return added, updated
+
+    def set_subscriber_status(self, subscriber_id: int, status: str, *, at: datetime) -> None:
+        """Move a subscriber to ``status``, setting the time it records (confirmed for active,
+        unsubscribed, pending_since for pending) and clearing what no longer applies."""
+        if status not in _STATUS_TIMES:
+            raise StoreError(f"{status!r} is not a subscriber status")
+        stamp, cleared = _STATUS_TIMES[status]
+        sets = ["status = ?", *(f"{c} = NULL" for c in cleared)]
+        args: list[Any] = [status]
+        if stamp:
+            sets.append(f"{stamp} = ?")
+            args.append(to_iso(at))
+        with self._write() as conn:
+            conn.execute(f"UPDATE subscribers SET {', '.join(sets)} WHERE id = ?", [*args, subscriber_id])
+
+    def set_preferences(self, subscriber_id: int, regions: Sequence[str], themes: Sequence[str]) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE subscribers SET regions = ?, themes = ? WHERE id = ?",
+                (json.dumps(list(regions)), json.dumps(list(themes)), subscriber_id),
+            )
+
+    def delete_subscriber(self, email: str) -> bool:
+        with self._write() as conn:
+            return conn.execute("DELETE FROM subscribers WHERE email = ?", [email]).rowcount > 0
+
+    # --- the web form's sign-ups ---------------------------------------------------------
+
+    def enqueue_signup(
+        self, email: str, regions: Sequence[str], themes: Sequence[str], *, now: datetime
+    ) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO signups (email, regions, themes, created, next_try) VALUES (?, ?, ?, ?, ?)",
+                (email, json.dumps(list(regions)), json.dumps(list(themes)), to_iso(now), to_iso(now)),
+            )
+
+    def claim_signups(self, now: datetime, *, until: datetime, limit: int) -> list[Signup]:
+        """Sign-ups due at ``now``, held until ``until`` so no other worker takes them meanwhile."""
+        with self._write() as conn:
+            rows = conn.execute(
+                "SELECT * FROM signups WHERE next_try <= ? ORDER BY id LIMIT ?", (to_iso(now), limit)
+            ).fetchall()
+            for chunk, marks in in_chunks([row["id"] for row in rows]):
+                conn.execute(
+                    f"UPDATE signups SET next_try = ? WHERE id IN ({marks})", [to_iso(until), *chunk]
+                )
+        return [signup_of(row) for row in rows]
+
+    def signup_for(self, signup_id: int, subscriber_id: int) -> None:
+        with self._write() as conn:
+            conn.execute("UPDATE signups SET subscriber_id = ? WHERE id = ?", (subscriber_id, signup_id))
+
+    def retry_signup(self, signup_id: int, when: datetime, error: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE signups SET attempts = attempts + 1, next_try = ?, last_error = ? WHERE id = ?",
+                (to_iso(when), error, signup_id),
+            )
+
+    def postpone_signups(self, now: datetime, until: datetime) -> None:
+        """Every sign-up due at ``now`` waits until ``until`` (the mail server is down)."""
+        with self._write() as conn:
+            conn.execute("UPDATE signups SET next_try = ? WHERE next_try <= ?", (to_iso(until), to_iso(now)))
+
+    def finish_signup(self, signup_id: int) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM signups WHERE id = ?", (signup_id,))
+
+    def signups(self) -> list[Signup]:
+        """Every queued sign-up, oldest first."""
+        return [signup_of(row) for row in self._rows("SELECT * FROM signups ORDER BY id")]
+
+
+def _columns(change: SubscriberChange) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "status": change.status,
+        "regions": json.dumps(list(change.regions)) if change.regions is not None else None,
+        "themes": json.dumps(list(change.themes)) if change.themes is not None else None,
+        "created": iso(change.created),
+        "confirmed": iso(change.confirmed),
+        "unsubscribed": iso(change.unsubscribed),
+        "pending_since": iso(change.pending_since),
+    }
+    return {column: value for column, value in values.items() if value is not None}
+
+
+def subscriber_of(row: sqlite3.Row) -> Subscriber:
+    return Subscriber(
+        id=int(row["id"]),
+        email=row["email"],
+        status=row["status"],
+        regions=tuple(json.loads(row["regions"])),
+        themes=tuple(json.loads(row["themes"])),
+        created=stored_time(row["created"]),
+        confirmed=stored_time(row["confirmed"]) if row["confirmed"] else None,
+        unsubscribed=stored_time(row["unsubscribed"]) if row["unsubscribed"] else None,
+        bounces=int(row["bounces"]),
+        # sqlite3.Row: "in" looks at values, keys() at columns (absent before migration 0007)
+        pending_since=dt(row["pending_since"]) if "pending_since" in row.keys() else None,  # noqa: SIM118
+    )
+
+
+def signup_of(row: sqlite3.Row) -> Signup:
+    return Signup(
+        id=int(row["id"]),
+        email=row["email"],
+        regions=tuple(json.loads(row["regions"])),
+        themes=tuple(json.loads(row["themes"])),
+        subscriber_id=row["subscriber_id"],
+        attempts=int(row["attempts"]),
+        next_try=from_iso(row["next_try"]),
+        last_error=row["last_error"],
+    )

@@ -1,0 +1,516 @@
+"""The storage contract, method by method, for every backend (the `backend` fixture).
+
+Written against the Protocol in ``digest/store/contract.py`` only: a second backend (the
+PostgreSQL issue) runs this suite unchanged by adding itself to ``BACKENDS``. Besides what
+each method does, every method is called on a locked and on a read-only database, and must
+then either work or raise StoreError, never a driver's exception; a damaged database is a
+StoreError when it is opened.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from digest.errors import StoreError
+from digest.models import Article
+from digest.store import (
+    Evidence,
+    Groups,
+    SourceSpec,
+    SqliteStore,
+    Store,
+    Story,
+    SubscriberChange,
+)
+from digest.store.contract import Store as Contract
+
+T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
+
+
+@dataclass
+class Backend:
+    """How to get a store of one kind, and to put it in trouble."""
+
+    name: str
+    open: Callable[[Path], Store]
+    open_readonly: Callable[[Path], Store]
+    open_impatient: Callable[[Path], Store]  # gives up on a lock in a fraction of a second
+    locked: Callable[[Path], Any]  # a context manager: another connection holds the write lock
+    damage: Callable[[Path], None]
+
+
+@contextmanager
+def _sqlite_lock(path: Path) -> Iterator[None]:
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
+def _sqlite_damage(path: Path) -> None:
+    with path.open("r+b") as handle:
+        handle.seek(0)
+        handle.write(b"\x00" * 4096)
+
+
+BACKENDS = [
+    Backend(
+        "sqlite",
+        open=lambda path: SqliteStore.open(path / "d.db"),
+        open_readonly=lambda path: SqliteStore.open(path / "d.db", readonly=True),
+        open_impatient=lambda path: SqliteStore.open(path / "d.db", timeout=0.05),
+        locked=lambda path: _sqlite_lock(path / "d.db"),
+        damage=lambda path: _sqlite_damage(path / "d.db"),
+    )
+]
+
+
+@pytest.fixture(params=BACKENDS, ids=lambda b: b.name)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def store(backend: Backend, tmp_path: Path) -> Iterator[Store]:
+    with backend.open(tmp_path) as opened:
+        yield opened
+
+
+def _article(
+    n: int, source: str = "s", *, url: str | None = "", title: str | None = None, **extra: Any
+) -> Article:
+    first = extra.pop("first_seen", T0 + timedelta(minutes=n))
+    return Article(
+        id=f"a{n}", source=source, title=title or f"Article number {n}",
+        url=f"https://x.org/{n}" if url == "" else url, guid=None,
+        summary_html=f"<p>Body of article {n} about the Mekong.</p>",
+        summary_text=f"Body of article {n} about the Mekong.", author=None,
+        published=extra.pop("published", None), first_seen=first, updated=first,
+        content_hash=extra.pop("content_hash", f"h{n}"),
+    )  # fmt: skip
+
+
+def _with_articles(store: Store, count: int = 3, source: str = "s") -> list[Article]:
+    store.sync_sources([SourceSpec(source, f"https://{source}.example/feed", "feed")])
+    articles = [_article(n, source) for n in range(count)]
+    store.save_articles(source, articles, now=T0)
+    return articles
+
+
+# --- the database -------------------------------------------------------------------------
+
+
+def test_migrate_is_idempotent_and_backup_copies(store: Store, backend: Backend, tmp_path: Path) -> None:
+    applied = store.applied_migrations()
+    assert applied and store.migrate() == [] and store.applied_migrations() == applied
+    _with_articles(store)
+    target = tmp_path / "copy"
+    target.mkdir()
+    store.backup(target / "d.db")
+    with backend.open(target) as copy:
+        assert copy.count_articles() == 3
+    with pytest.raises(StoreError, match="already exists"):
+        store.backup(target / "d.db")
+
+
+def test_data_version_moves_when_another_connection_commits(
+    store: Store, backend: Backend, tmp_path: Path
+) -> None:
+    before = store.data_version()
+    with backend.open(tmp_path) as other:
+        other.put_setting("k", "v")
+    assert store.data_version() != before
+
+
+# --- sources ------------------------------------------------------------------------------
+
+
+def test_sources_sync_record_and_summarise(store: Store) -> None:
+    store.sync_sources([SourceSpec("s", "https://x.org/a", "feed")])
+    store.record_fetch(
+        "s", status=200, error=None, etag='"e"', last_modified="lm", fetch_url="https://x.org/b"
+    )
+    state = store.source_state("s")
+    assert (state.url, state.etag, state.last_modified, state.id_name) == (
+        "https://x.org/b",
+        '"e"',
+        "lm",
+        "s",
+    )
+    store.record_fetch("s", status=500, error="https://u:pw@x.org/b?k=1: HTTP 500", keep_validators=True)
+    store.record_fetch("s", status=500, error="again", keep_validators=True, next_fetch=T0)
+    state = store.source_state("s")
+    assert state.consecutive_failures == 2 and state.etag == '"e"' and state.next_fetch == T0
+    assert store.source_urls() == {"s": "https://x.org/b"}
+    [summary] = store.source_summaries()
+    assert (summary.name, summary.articles, summary.consecutive_failures) == ("s", 0, 2)
+    assert summary.last_error == "again"
+    store.record_fetch("s", status=410, error="gone", disable=True, keep_validators=True)
+    assert not store.source_state("s").enabled
+    store.sync_sources([SourceSpec("s", "https://y.org/feed", "feed")])  # a new URL starts afresh
+    state = store.source_state("s")
+    assert (state.url, state.enabled, state.etag, state.consecutive_failures) == (
+        "https://y.org/feed",
+        True,
+        None,
+        0,
+    )
+    with pytest.raises(StoreError, match="no source named"):
+        store.source_state("nope")
+
+
+def test_the_first_stored_error_is_redacted(store: Store) -> None:
+    store.sync_sources([SourceSpec("s", "https://x.org/a", "feed")])
+    store.record_fetch("s", status=500, error="https://u:secret@x.org/a?key=K: HTTP 500")
+    assert "secret" not in str(store.source_state("s").last_error)
+
+
+def test_retire_and_rename_sources(store: Store) -> None:
+    _with_articles(store, 2, "old")
+    store.sync_sources([SourceSpec("keep", "https://k.example/", "feed")])
+    store.retire_sources(["keep"])
+    removed = {s.name: s.removed for s in store.source_summaries()}
+    assert removed["old"] is not None and removed["keep"] is None
+    store.rename_source("old", "new")
+    assert {a.source for a in store.articles()} == {"new"}
+    assert store.source_state("new").id_name == "old"  # ids are made with the first name
+    with pytest.raises(StoreError, match="already has 2 articles"):
+        store.rename_source("keep", "new")
+
+
+# --- articles -----------------------------------------------------------------------------
+
+
+def test_save_articles_new_updated_unchanged_and_first_seen_kept(store: Store) -> None:
+    original = _with_articles(store, 2)
+    changed = _article(1, title="A new title", content_hash="other", first_seen=T0 + timedelta(days=3))
+    counts = store.save_articles("s", [original[0], changed], now=T0 + timedelta(days=3))
+    assert (counts.new, counts.updated, counts.unchanged) == (0, 1, 1)
+    found = store.article("a1")
+    assert found is not None and found.title == "A new title" and found.first_seen == original[1].first_seen
+    assert found.updated == T0 + timedelta(days=3)
+    store.sync_sources([SourceSpec("t", "https://t.example/", "feed")])
+    copy = _article(99, "t", url="https://x.org/0", title="Copy of zero")
+    assert store.save_articles("t", [copy], now=T0).unchanged == 1  # the link belongs to "s"
+    assert store.article("a0").source == "s"  # type: ignore[union-attr]
+    with pytest.raises(StoreError, match="no source named"):
+        store.save_articles("nope", [copy], now=T0)
+
+
+def test_articles_filter_and_order(store: Store) -> None:
+    _with_articles(store, 5)
+    store.set_groups([Groups("a1", ("europe", "africa"), ("trade",)), Groups("a3", ("europe",), ())])
+    assert [a.id for a in store.articles()] == ["a4", "a3", "a2", "a1", "a0"]  # newest first
+    assert [a.id for a in store.articles(limit=2)] == ["a4", "a3"]
+    window = store.articles(since=T0 + timedelta(minutes=1), until=T0 + timedelta(minutes=3))
+    assert [a.id for a in window] == ["a2", "a1"]  # since <= first_seen < until
+    assert [a.id for a in store.articles(region="europe")] == ["a3", "a1"]
+    assert [a.id for a in store.articles(theme="trade")] == ["a1"]
+    assert store.articles(source="nope") == [] and len(store.articles(source="s")) == 5
+    assert store.article("a1").regions == ("europe", "africa")  # type: ignore[union-attr]
+    assert store.article("missing") is None and store.count_articles() == 5
+
+
+def test_full_text_search(store: Store) -> None:
+    _with_articles(store, 2)
+    store.save_articles("s", [_article(7, title="Laos railway opens")], now=T0)
+    assert [a.id for a in store.search("laos")] == ["a7"]
+    assert {a.id for a in store.search("mekong")} == {"a0", "a1", "a7"}
+    assert store.search("nothingmatches") == []
+    with pytest.raises(StoreError):
+        store.search('"unbalanced')
+
+
+# --- grouping -----------------------------------------------------------------------------
+
+
+def test_evidence_groups_and_frequencies(store: Store) -> None:
+    _with_articles(store, 3)
+    assert {u.id for u in store.ungrouped()} == {"a0", "a1", "a2"}
+    place = {
+        "key": "laos",
+        "name": "Laos",
+        "region": "southeast-asia",
+        "kind": "country",
+        "title": 1,
+        "lead": 0,
+        "body": 2,
+    }
+    store.save_evidence([Evidence("a0", (place,), {"trade": {"score": 2.0, "phrases": ["trade"]}})])
+    assert {u.id for u in store.ungrouped()} == {"a1", "a2"}
+    total, places, themes = store.source_frequencies("s")
+    assert (total, places, themes) == (3, {"laos": 1}, {"trade": 1})
+    [evidence] = store.evidence("s", ["a0"])
+    assert evidence.places[0]["name"] == "Laos" and evidence.theme_matches["trade"]["phrases"] == ["trade"]
+    assert len(store.evidence("s")) == 3
+    store.mark_ungrouped()
+    assert len(store.ungrouped()) == 3
+    store.set_groups([Groups("a0", ("southeast-asia",), ("trade",))])
+    counts = store.group_counts()
+    assert [(r.slug, r.articles, r.primary) for r in counts.regions] == [("southeast-asia", 1, 1)]
+    assert [(t.slug, t.articles) for t in counts.themes] == [("trade", 1)]
+    assert store.group_counts(since=T0 + timedelta(days=1)).regions == ()
+
+
+def test_stories_replace_and_count(store: Store) -> None:
+    _with_articles(store, 4)
+    rows = store.story_inputs()
+    assert [r.id for r in rows] == ["a0", "a1", "a2", "a3"] and rows[0].first_seen == T0
+    assert [r.id for r in store.story_inputs(T0 + timedelta(minutes=2))] == ["a2", "a3"]
+    store.save_stories(
+        [r.id for r in rows], [Story("st1", "Mekong", ("a0", "a1")), Story("lone", "x", ("a3",))]
+    )
+    [story] = store.group_counts().stories
+    assert (story.id, story.label, story.articles, set(story.members)) == ("st1", "Mekong", 2, {"a0", "a1"})
+    assert store.article("a3").story is None  # type: ignore[union-attr]  # one article is no story
+    store.save_stories(["a0", "a1"], [])
+    assert store.group_counts().stories == ()
+
+
+# --- settings and leases ------------------------------------------------------------------
+
+
+def test_settings_and_leases(store: Store) -> None:
+    made: list[int] = []
+    assert store.setting("k", lambda: str(made.append(1) or "first")) == "first"
+    assert store.setting("k", lambda: "second") == "first" and len(made) == 1
+    assert store.get_setting("missing") is None
+    store.put_setting("k", "third")
+    assert store.get_setting("k") == "third"
+    assert store.acquire_lease("job", "a", 60) and store.acquire_lease("job", "a", 60)  # renewed
+    assert not store.acquire_lease("job", "b", 60)
+    store.release_lease("job", "b")  # not b's to release
+    assert not store.acquire_lease("job", "b", 60)
+    store.release_lease("job", "a")
+    assert store.acquire_lease("job", "b", 0.001)
+    import time
+
+    time.sleep(0.01)
+    assert store.acquire_lease("job", "a", 60)  # b's lease expired
+
+
+# --- subscribers and sign-ups -------------------------------------------------------------
+
+
+def test_subscribers_upsert_status_and_preferences(store: Store) -> None:
+    added, updated = store.upsert_subscribers(
+        [SubscriberChange("ann@example.org", status="pending", regions=("europe",), created=T0, pending_since=T0),
+         SubscriberChange("bob@example.org")]
+    )  # fmt: skip
+    assert (added, updated) == (2, 0)
+    ann = store.subscriber(email="ANN@example.org")  # addresses match in any case
+    assert ann is not None and (ann.status, ann.regions, ann.created, ann.pending_since) == (
+        "pending", ("europe",), T0, T0
+    )  # fmt: skip
+    assert store.subscriber(subscriber_id=ann.id) == ann
+    later = T0 + timedelta(days=1)
+    assert store.upsert_subscribers(
+        [SubscriberChange("ann@example.org", themes=("trade",), created=later)]
+    ) == (0, 1)
+    ann = store.subscriber(email="ann@example.org")
+    assert ann is not None and ann.created == T0 and ann.themes == ("trade",)  # created never changes
+    store.set_subscriber_status(ann.id, "active", at=later)
+    ann = store.subscriber(email="ann@example.org")
+    assert ann is not None and (ann.status, ann.confirmed, ann.pending_since) == ("active", later, None)
+    store.set_subscriber_status(ann.id, "unsubscribed", at=later)
+    assert store.subscriber(email="ann@example.org").unsubscribed == later  # type: ignore[union-attr]
+    store.set_preferences(ann.id, ["africa"], [])
+    ann = store.subscriber(email="ann@example.org")
+    assert ann is not None and (ann.regions, ann.themes) == (("africa",), ())
+    assert [s.email for s in store.subscribers()] == ["ann@example.org", "bob@example.org"]
+    assert [s.email for s in store.subscribers("active")] == ["bob@example.org"]
+    assert store.delete_subscriber("bob@example.org") and not store.delete_subscriber("bob@example.org")
+    with pytest.raises(StoreError):
+        store.set_subscriber_status(ann.id, "sleeping", at=later)
+
+
+def test_the_sign_up_queue(store: Store) -> None:
+    store.enqueue_signup("ann@example.org", ["europe"], [], now=T0)
+    store.enqueue_signup("bob@example.org", [], ["trade"], now=T0 + timedelta(seconds=1))
+    [first] = store.claim_signups(T0, until=T0 + timedelta(minutes=5), limit=5)
+    assert (first.email, first.regions, first.attempts, first.subscriber_id) == (
+        "ann@example.org",
+        ("europe",),
+        0,
+        None,
+    )
+    assert [
+        s.email
+        for s in store.claim_signups(T0 + timedelta(seconds=2), until=T0 + timedelta(minutes=5), limit=5)
+    ] == ["bob@example.org"]  # ann's is held until her claim runs out
+    store.signup_for(first.id, 42)
+    store.retry_signup(first.id, T0 + timedelta(hours=1), "server down")
+    ann = next(s for s in store.signups() if s.id == first.id)
+    assert (ann.attempts, ann.next_try, ann.last_error, ann.subscriber_id) == (
+        1,
+        T0 + timedelta(hours=1),
+        "server down",
+        42,
+    )
+    store.postpone_signups(T0 + timedelta(days=1), T0 + timedelta(days=2))
+    assert {s.next_try for s in store.signups()} == {T0 + timedelta(days=2)}
+    store.finish_signup(first.id)
+    assert [s.email for s in store.signups()] == ["bob@example.org"]
+
+
+# --- digests and the ledger ---------------------------------------------------------------
+
+
+def test_the_ledger(store: Store) -> None:
+    store.upsert_subscribers(
+        [SubscriberChange(f"{n}@example.org", created=T0) for n in ("ann", "bob", "cid")]
+    )
+    ids = {s.email.split("@")[0]: s.id for s in store.subscribers()}
+    first_cut, second_cut = T0 + timedelta(days=1), T0 + timedelta(days=8)
+    store.create_digest("d1", first_cut, [(ids["ann"], T0), (ids["bob"], T0), (ids["cid"], T0)])
+    record = store.digest("d1")
+    assert record is not None and (record.until, record.status) == (first_cut, "sending")
+    assert store.digest("nope") is None
+    assert store.subscribers_with_pending() == set(ids.values())
+    pending = store.pending_deliveries("d1")
+    assert [p.subscriber.email for p in pending] == ["ann@example.org", "bob@example.org", "cid@example.org"]
+    assert pending[0].since == T0 and pending[0].attempts == 0
+    store.record_delivery("d1", ids["ann"], "sent", message_id="<m1>", reply="250 OK")
+    for _ in range(2):  # two refusals for good in a row, with bouncing at two
+        store.record_delivery("d1", ids["bob"], "failed", reply="550 no", strike=True, strikes_to_bounce=2)
+    assert store.subscriber(subscriber_id=ids["bob"]).status == "bounced"  # type: ignore[union-attr]
+    assert store.delivery_counts("d1") == {"sent": 1, "failed": 1, "pending": 1}
+    store.finish_digest("d1")
+    assert store.digest("d1").status == "sending"  # type: ignore[union-attr]  # cid is pending
+    assert [d.id for d in store.unfinished_digests()] == ["d1"]
+    store.record_delivery("d1", ids["cid"], "sent")
+    store.finish_digest("d1")
+    assert store.digest("d1").status == "done" and store.unfinished_digests() == []  # type: ignore[union-attr]
+    store.create_digest("d2", second_cut, [(ids["ann"], first_cut)])
+    store.record_delivery("d2", ids["ann"], "sent")
+    assert store.last_delivered() == {ids["ann"]: second_cut, ids["cid"]: first_cut}  # the latest one
+    [latest, older] = store.digests()
+    assert (latest.digest.id, latest.sent, older.digest.id, older.sent, older.failed) == ("d2", 1, "d1", 2, 1)
+    assert store.subscribers_with_pending() == set()
+
+
+# --- trouble: every method works or raises StoreError -------------------------------------
+
+# One call of every method of the contract, on a store that has a source, an article, a
+# subscriber, a digest and a sign-up.
+CALLS: dict[str, Callable[[Store, Path], Any]] = {
+    "close": lambda s, p: None,  # closing is tried last, on its own
+    "__enter__": lambda s, p: s.__enter__(),
+    "__exit__": lambda s, p: None,
+    "migrate": lambda s, p: s.migrate(),
+    "applied_migrations": lambda s, p: s.applied_migrations(),
+    "backup": lambda s, p: s.backup(p / "backup.db"),
+    "data_version": lambda s, p: s.data_version(),
+    "sync_sources": lambda s, p: s.sync_sources([SourceSpec("s", "https://x.org/new", "feed")]),
+    "retire_sources": lambda s, p: s.retire_sources(["s"]),
+    "rename_source": lambda s, p: s.rename_source("s", "s2"),
+    "source_state": lambda s, p: s.source_state("s"),
+    "record_fetch": lambda s, p: s.record_fetch("s", status=200, error=None),
+    "source_urls": lambda s, p: s.source_urls(),
+    "source_summaries": lambda s, p: s.source_summaries(),
+    "save_articles": lambda s, p: s.save_articles("s", [_article(5)], now=T0),
+    "articles": lambda s, p: s.articles(region="europe"),
+    "search": lambda s, p: s.search("mekong"),
+    "article": lambda s, p: s.article("a0"),
+    "count_articles": lambda s, p: s.count_articles(),
+    "ungrouped": lambda s, p: s.ungrouped(),
+    "mark_ungrouped": lambda s, p: s.mark_ungrouped(),
+    "save_evidence": lambda s, p: s.save_evidence([Evidence("a0", (), {})]),
+    "source_frequencies": lambda s, p: s.source_frequencies("s"),
+    "evidence": lambda s, p: s.evidence("s"),
+    "set_groups": lambda s, p: s.set_groups([Groups("a0", ("europe",), ())]),
+    "story_inputs": lambda s, p: s.story_inputs(),
+    "save_stories": lambda s, p: s.save_stories(["a0"], []),
+    "group_counts": lambda s, p: s.group_counts(),
+    "setting": lambda s, p: s.setting("new", lambda: "v"),
+    "get_setting": lambda s, p: s.get_setting("k"),
+    "put_setting": lambda s, p: s.put_setting("k", "v2"),
+    "acquire_lease": lambda s, p: s.acquire_lease("job", "me", 60),
+    "release_lease": lambda s, p: s.release_lease("job", "me"),
+    "subscriber": lambda s, p: s.subscriber(email="ann@example.org"),
+    "subscribers": lambda s, p: s.subscribers(),
+    "upsert_subscribers": lambda s, p: s.upsert_subscribers([SubscriberChange("new@example.org")]),
+    "set_subscriber_status": lambda s, p: s.set_subscriber_status(1, "active", at=T0),
+    "set_preferences": lambda s, p: s.set_preferences(1, ["europe"], []),
+    "delete_subscriber": lambda s, p: s.delete_subscriber("ann@example.org"),
+    "enqueue_signup": lambda s, p: s.enqueue_signup("x@example.org", [], [], now=T0),
+    "claim_signups": lambda s, p: s.claim_signups(T0, until=T0, limit=1),
+    "signup_for": lambda s, p: s.signup_for(1, 1),
+    "retry_signup": lambda s, p: s.retry_signup(1, T0, "e"),
+    "postpone_signups": lambda s, p: s.postpone_signups(T0, T0),
+    "finish_signup": lambda s, p: s.finish_signup(1),
+    "signups": lambda s, p: s.signups(),
+    "last_delivered": lambda s, p: s.last_delivered(),
+    "subscribers_with_pending": lambda s, p: s.subscribers_with_pending(),
+    "create_digest": lambda s, p: s.create_digest("d2", T0, [(1, T0)]),
+    "digest": lambda s, p: s.digest("d1"),
+    "digests": lambda s, p: s.digests(),
+    "unfinished_digests": lambda s, p: s.unfinished_digests(),
+    "pending_deliveries": lambda s, p: s.pending_deliveries("d1"),
+    "record_delivery": lambda s, p: s.record_delivery("d1", 1, "sent"),
+    "finish_digest": lambda s, p: s.finish_digest("d1"),
+    "delivery_counts": lambda s, p: s.delivery_counts("d1"),
+}
+
+
+def test_the_trouble_suite_calls_every_method_of_the_contract() -> None:
+    methods = {name for name, _ in inspect.getmembers(Contract, inspect.isfunction)}
+    assert set(CALLS) == methods - {"__init__", "__subclasshook__", "_proto_hook", "__init_subclass__"}
+
+
+def _furnish(backend: Backend, folder: Path) -> None:
+    with backend.open(folder) as store:
+        _with_articles(store, 1)
+        store.put_setting("k", "v")
+        store.upsert_subscribers([SubscriberChange("ann@example.org", created=T0)])
+        store.create_digest("d1", T0, [(1, T0)])
+        store.enqueue_signup("ann@example.org", [], [], now=T0)
+
+
+def _each_works_or_is_a_store_error(store: Store, folder: Path) -> dict[str, str]:
+    outcomes = {}
+    for name, call in CALLS.items():
+        try:
+            call(store, folder)
+            outcomes[name] = "ok"
+        except StoreError:
+            outcomes[name] = "StoreError"
+        # Anything else (sqlite3.Error above all) fails the test right here.
+    return outcomes
+
+
+def test_on_a_locked_database_every_method_works_or_raises_store_error(
+    backend: Backend, tmp_path: Path
+) -> None:
+    _furnish(backend, tmp_path)
+    with backend.open_impatient(tmp_path) as store, backend.locked(tmp_path):
+        outcomes = _each_works_or_is_a_store_error(store, tmp_path)
+    assert outcomes["put_setting"] == outcomes["save_articles"] == "StoreError"  # writes wait, then give up
+
+
+def test_on_a_read_only_database_every_method_works_or_raises_store_error(
+    backend: Backend, tmp_path: Path
+) -> None:
+    _furnish(backend, tmp_path)
+    with backend.open_readonly(tmp_path) as store:
+        outcomes = _each_works_or_is_a_store_error(store, tmp_path)
+    assert outcomes["count_articles"] == "ok" and outcomes["put_setting"] == "StoreError"
+
+
+def test_a_damaged_database_is_a_store_error_when_opened(backend: Backend, tmp_path: Path) -> None:
+    _furnish(backend, tmp_path)
+    backend.damage(tmp_path)
+    with pytest.raises(StoreError, match="cannot open database"):
+        backend.open(tmp_path)
