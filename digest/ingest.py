@@ -18,10 +18,10 @@ from digest.dates import plausible, utcnow
 from digest.errors import DigestError, FetchError
 from digest.grouping.classify import group_pending
 from digest.links import WEB_SCHEMES
-from digest.models import Article, ParsedItem, SourceReport
+from digest.models import Article, Document, ParsedItem, SourceReport
 from digest.sanitize import drop_boilerplate, html_to_text, one_line, sanitize_html
 from digest.sources import kinds
-from digest.sources.fetch import Document, Fetcher
+from digest.sources.fetch import Fetcher
 from digest.sources.kinds import Options, Parsed
 from digest.sources.policy import FetchPolicy, is_remote
 from digest.store import SourceSpec, Store

@@ -8,6 +8,17 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class Document:
+    """One fetched document: its bytes, where it came from (the base for relative links)
+    and the content type the server or the file name gave."""
+
+    body: bytes
+    url: str
+    content_type: str | None
+    name: str
+
+
+@dataclass(frozen=True)
 class ParsedItem:
     """One item as a parser found it, before normalisation.
 

@@ -18,10 +18,9 @@ import feedparser
 
 from digest.dates import from_struct, parse_date
 from digest.errors import ParseError
-from digest.models import ParsedItem
+from digest.models import Document, ParsedItem
 from digest.sanitize import html_to_text, plain_title, text_to_html, title_from_text
 from digest.sources.auto import charset_of, looks_like_json
-from digest.sources.fetch import Document
 from digest.sources.kinds import Options, Parsed
 
 JSON_FEED_VERSIONS = ("https://jsonfeed.org/version/1", "https://jsonfeed.org/version/1.1")

@@ -25,6 +25,7 @@ import httpx
 
 from digest.config import FetchSettings
 from digest.errors import FetchError
+from digest.models import Document
 from digest.sources.policy import FetchPolicy, Resolver, is_remote, policy_for
 from digest.sources.transport import GuardedTransport, Refused
 
@@ -35,17 +36,6 @@ ACCEPT = (
 )
 _REDIRECTS = (301, 302, 303, 307, 308)
 _PERMANENT = (301, 308)
-
-
-@dataclass(frozen=True)
-class Document:
-    """One fetched document: its bytes, where it came from (the base for relative links)
-    and the content type the server or the file name gave."""
-
-    body: bytes
-    url: str
-    content_type: str | None
-    name: str
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,9 @@ from lxml import etree
 
 from digest.dates import parse_date
 from digest.errors import ParseError
-from digest.models import ParsedItem
+from digest.models import Document, ParsedItem
 from digest.sanitize import one_line
 from digest.sources.auto import charset_of
-from digest.sources.fetch import Document
 from digest.sources.kinds import Options, Parsed
 
 FEED_TYPES = (

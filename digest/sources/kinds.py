@@ -12,13 +12,9 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
 
 from digest.errors import ParseError
-from digest.models import ParsedItem
-
-if TYPE_CHECKING:  # the fetcher (httpx) stays unloaded for commands that only read the config
-    from digest.sources.fetch import Document
+from digest.models import Document, ParsedItem
 
 # kind → module with its parse(document, options)
 KINDS: dict[str, str] = {
@@ -50,7 +46,7 @@ class Parsed:
     base_url: str | None = None  # where relative links point, when not the document's URL
 
 
-Parser = Callable[["Document", Options], Parsed]
+Parser = Callable[[Document, Options], Parsed]
 
 
 def parser(kind: str) -> Parser:

@@ -15,10 +15,9 @@ from datetime import date
 from html import escape
 
 from digest.dates import find_dates, infer_date
-from digest.models import ParsedItem
+from digest.models import Document, ParsedItem
 from digest.sanitize import CONTINUE_READING, is_boilerplate, one_line
 from digest.sources.auto import charset_of
-from digest.sources.fetch import Document
 from digest.sources.kinds import Options, Parsed
 
 _REPRINT_NOTE = re.compile(
