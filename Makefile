@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run serve test lint typecheck unit bench clean system-deps
+.PHONY: install bytecode run serve test lint typecheck unit bench bench-e2e clean system-deps
 
 # Debian packages the end-to-end tests drive: newsboat (a feed reader) and chromium.
 # Without them those tests skip locally and fail in CI. Installing needs root.
@@ -17,15 +17,20 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
+# Byte-compiled once, as pip does for an installed package: start-up is mostly import time,
+# and an environment with PYTHONDONTWRITEBYTECODE set would otherwise compile on every run.
+bytecode: $(STAMP)
+	$(BIN)/python -m compileall -q digest
+
 install: $(STAMP)
 
 # The service on the embedded default (or ./digest.toml): pulls, weekly digest, and the
 # web app on http://127.0.0.1:8080 (feeds at /feed.atom). Ctrl-C stops it.
-run: $(STAMP)
+run: bytecode
 	$(BIN)/digest run
 
 # Pull, then serve the feeds and pages on http://127.0.0.1:8080 (Ctrl-C stops).
-serve: $(STAMP)
+serve: bytecode
 	$(BIN)/digest pull
 	$(BIN)/digest serve
 
@@ -41,11 +46,16 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
-bench: $(STAMP)
+bench: bench-e2e
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/grouping.py
 	$(BIN)/python benchmarks/serve.py
 	$(BIN)/python benchmarks/send.py
+
+# Whole processes as a user runs them: pull vs feedparser alone, start-up, send vs the blast
+# ceiling; medians of 3 runs with peak memory, ratios side by side.
+bench-e2e: bytecode
+	$(BIN)/python benchmarks/e2e.py
 
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \

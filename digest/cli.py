@@ -6,35 +6,25 @@ usage error.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import shutil
 import sys
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from digest import __version__, redact
-from digest.config import Settings, load_settings
-from digest.dates import to_iso, utcnow
+from digest import __version__
 from digest.errors import DigestError
-from digest.grouping.classify import regroup as regroup_all
-from digest.grouping.classify import taxonomy_for
-from digest.grouping.regions import regions
-from digest.ingest import pull as pull_sources
-from digest.ingest import sync_sources
-from digest.mail.send import dry_run_lines, preview_body, send_all, send_confirmation, send_test_copy
-from digest.models import Article
-from digest.publish import FORMATS
-from digest.resources import bundled
-from digest.site import Site, publish_site
-from digest.store import Store, Subscriber, open_store
-from digest.subscribers import add as add_subscriber
-from digest.subscribers import check_slugs, export_csv, import_csv, normalise_email
-from digest.web import create_app
+
+# Each command imports what it needs where it runs: `digest --help` or `digest status` must
+# not pay for the feed writers, the mail stack, the web app or the scheduler.
+if TYPE_CHECKING:
+    from digest.config import Settings
+    from digest.models import Article
+    from digest.store import Store, Subscriber
+
+FORMATS = ("atom", "rss", "json")  # publish.OUTPUTS, which a test holds to this
 
 
 class DigestGroup(click.Group):
@@ -58,12 +48,16 @@ class App:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from digest.config import load_settings
+
             self._settings = load_settings(self.config_path)
             for warning in self._settings.warnings:
                 click.echo(f"digest: warning: {warning}", err=True)
         return self._settings
 
     def store(self) -> Store:
+        from digest.store import open_store
+
         return open_store(self.settings.database.path)
 
 
@@ -78,6 +72,8 @@ def _since(ctx: click.Context, param: click.Parameter, value: str | None) -> dat
 
 
 def _region(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from digest.grouping.regions import regions
+
     if value is not None and value not in regions():
         raise click.BadParameter(f"{value!r} is not one of {', '.join(regions())}")
     return value
@@ -102,6 +98,10 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def init(path: Path, force: bool) -> None:
     """Write a commented starter config to PATH (default: digest.toml)."""
+    import shutil
+
+    from digest.resources import bundled
+
     if path.exists() and not force:
         raise DigestError(f"{path}: already exists (use --force to overwrite)")
     try:
@@ -117,6 +117,8 @@ def init(path: Path, force: bool) -> None:
 @click.pass_obj
 def pull(app: App, names: tuple[str, ...], force: bool) -> None:
     """Fetch sources and store new articles; a line per source, exit 1 if any failed."""
+    from digest.ingest import pull as pull_sources
+
     with app.store() as store:
         reports = pull_sources(app.settings, store, names, force=force)
     for report in reports:
@@ -150,8 +152,11 @@ def articles(
     limit: int | None,
 ) -> None:
     """List stored articles, newest first."""
-    if theme is not None and theme not in (known := taxonomy_for(app.settings).titles()):
-        raise click.BadParameter(f"{theme!r} is not one of {', '.join(known)}", param_hint="'--theme'")
+    if theme is not None:
+        from digest.grouping.themes import taxonomy_for
+
+        if theme not in (known := taxonomy_for(app.settings).titles()):
+            raise click.BadParameter(f"{theme!r} is not one of {', '.join(known)}", param_hint="'--theme'")
     with app.store() as store:
         found = store.articles(since=since, region=region, theme=theme, source=source, limit=limit)
     if as_json:
@@ -207,6 +212,11 @@ def _place_evidence(place: dict[str, Any]) -> dict[str, Any]:
 @click.pass_obj
 def groups(app: App, as_json: bool, since: datetime | None) -> None:
     """Regions, themes and stories, with their article counts."""
+    from dataclasses import asdict
+
+    from digest.grouping.regions import regions
+    from digest.grouping.themes import taxonomy_for
+
     titles = taxonomy_for(app.settings).titles()
     with app.store() as store:
         counts = store.group_counts(since)
@@ -233,6 +243,8 @@ def groups(app: App, as_json: bool, since: datetime | None) -> None:
 @click.pass_obj
 def regroup(app: App) -> None:
     """Classify every article again and re-cluster stories (after a vocabulary change)."""
+    from digest.grouping.classify import regroup as regroup_all
+
     with app.store() as store:
         report = regroup_all(store, app.settings)
     click.echo(f"regrouped {report.classified} articles; {report.stories} stories")
@@ -248,6 +260,8 @@ def regroup(app: App) -> None:
 @click.pass_obj
 def feed(app: App, fmt: str, region: str | None, theme: str | None, output: Path | None) -> None:
     """Write a feed: the whole site, or one region or theme."""
+    from digest.site import Site
+
     if region and theme:
         raise click.UsageError("give --region or --theme, not both")
     site = Site(app.settings)
@@ -270,6 +284,8 @@ def feed(app: App, fmt: str, region: str | None, theme: str | None, output: Path
 @click.pass_obj
 def publish_command(app: App, folder: Path) -> None:
     """Write the whole public site (pages, feeds, OPML) to FOLDER as static files."""
+    from digest.site import publish_site
+
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with app.store() as store:
@@ -286,6 +302,8 @@ def publish_command(app: App, folder: Path) -> None:
 def serve(app: App, host: str | None, port: int | None) -> None:
     """Serve the feeds and pages over HTTP."""
     import uvicorn
+
+    from digest.web import create_app
 
     settings = app.settings
     with app.store():
@@ -305,6 +323,9 @@ def subscribers() -> None:
 
 
 def _slugs(app: App) -> tuple[list[str], list[str]]:
+    from digest.grouping.regions import regions
+    from digest.grouping.themes import taxonomy_for
+
     return list(regions()), list(taxonomy_for(app.settings).titles())
 
 
@@ -318,6 +339,12 @@ def subscribers_add(
     app: App, email: str, regions_: tuple[str, ...], themes_: tuple[str, ...], confirmed: bool
 ) -> None:
     """Add a subscriber (pending, with a confirmation email, unless --confirmed)."""
+    import asyncio
+
+    from digest.mail.send import send_confirmation
+    from digest.subscribers import add as add_subscriber
+    from digest.subscribers import check_slugs
+
     known_regions, known_themes = _slugs(app)
     chosen_regions = check_slugs(regions_, known_regions, "region")
     chosen_themes = check_slugs(themes_, known_themes, "theme")
@@ -337,6 +364,8 @@ def subscribers_add(
 @click.pass_obj
 def subscribers_remove(app: App, email: str) -> None:
     """Delete a subscriber and their delivery history."""
+    from digest.subscribers import normalise_email
+
     with app.store() as store:
         if not store.delete_subscriber(normalise_email(email)):
             raise DigestError(f"{email}: no such subscriber")
@@ -361,6 +390,7 @@ def subscribers_list(app: App, as_json: bool) -> None:
 
 def subscriber_json(subscriber: Subscriber) -> dict[str, Any]:
     """The `digest subscribers list --json` object for one subscriber."""
+    from digest.dates import to_iso
 
     def when(value: datetime | None) -> str | None:
         return to_iso(value) if value else None
@@ -381,6 +411,8 @@ def subscriber_json(subscriber: Subscriber) -> dict[str, Any]:
 @click.pass_obj
 def subscribers_import(app: App, path: Path) -> None:
     """Import subscribers from CSV (header row; email, status, regions, themes)."""
+    from digest.subscribers import import_csv
+
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -401,6 +433,8 @@ def subscribers_import(app: App, path: Path) -> None:
 @click.pass_obj
 def subscribers_export(app: App) -> None:
     """Write every subscriber as CSV to stdout."""
+    from digest.subscribers import export_csv
+
     with app.store() as store:
         click.echo(export_csv(store), nl=False)
 
@@ -415,6 +449,8 @@ def subscribers_export(app: App) -> None:
 @click.pass_obj
 def preview(app: App, for_email: str | None, since: datetime | None, fmt: str, output: Path | None) -> None:
     """Render a digest and send nothing."""
+    from digest.mail.send import preview_body
+
     with app.store() as store:
         body = preview_body(store, app.settings, email=for_email, since=since, part=fmt)
     if output is None:
@@ -440,6 +476,11 @@ def preview(app: App, for_email: str | None, since: datetime | None, fmt: str, o
 @click.pass_obj
 def send(app: App, to_email: str | None, dry_run: bool, since: datetime | None) -> None:
     """Resume unfinished deliveries, then build and send the new digest."""
+    import asyncio
+
+    from digest.mail.send import dry_run_lines, send_all, send_test_copy
+    from digest.subscribers import normalise_email
+
     with app.store() as store:
         if to_email:
             where = asyncio.run(send_test_copy(store, app.settings, normalise_email(to_email), since))
@@ -498,7 +539,9 @@ def backup(app: App, path: Path) -> None:
 @click.pass_obj
 def run_command(app: App, check: bool, log_format: str) -> None:
     """The service: scheduled pulls, the weekly digest and the web server, until SIGTERM."""
-    from digest.scheduler import cron_trigger, run_service
+    from digest.cron import cron_trigger
+    from digest.dates import utcnow
+    from digest.scheduler import run_service
 
     settings = app.settings
     trigger = cron_trigger(settings)
@@ -530,12 +573,16 @@ def sources_rename(app: App, old: str, new: str) -> None:
 @click.pass_obj
 def status(app: App) -> None:
     """Sources (last fetch, status, next fetch, articles, last error), recent digests, next digest."""
-    from digest.scheduler import cron_trigger
+    from digest import redact
+    from digest.cron import next_due
+    from digest.dates import to_iso, utcnow
+    from digest.sources.sync import sync_sources
 
     with app.store() as store:
         sync_sources(store, app.settings)
         sources = store.source_summaries()
         digests = store.digests(limit=5)
+        next_digest = next_due(store, app.settings, utcnow())
     click.echo("Sources")
     for source in sources:
         fetched = to_iso(source.last_fetched) if source.last_fetched else "never"
@@ -555,7 +602,6 @@ def status(app: App) -> None:
         click.echo(f"  {d.digest.id:<22} {d.digest.status:<8} {counts}")
     if not digests:
         click.echo("  none yet")
-    next_digest = cron_trigger(app.settings).get_next_fire_time(None, utcnow())
     click.echo(
         f"Next digest: {next_digest} ({app.settings.schedule.digest_cron}, {app.settings.schedule.timezone})"
     )

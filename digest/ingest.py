@@ -19,12 +19,14 @@ from digest.errors import DigestError, FetchError
 from digest.grouping.classify import group_pending
 from digest.links import WEB_SCHEMES
 from digest.models import Article, Document, ParsedItem, SourceReport
+from digest.parallel import fork_map
 from digest.sanitize import drop_boilerplate, html_to_text, one_line, sanitize_html
 from digest.sources import kinds
 from digest.sources.fetch import Fetcher
 from digest.sources.kinds import Options, Parsed
 from digest.sources.policy import FetchPolicy, is_remote
-from digest.store import SourceSpec, Store
+from digest.sources.sync import sync_sources
+from digest.store import Store
 
 MAX_BACKOFF = 86400.0
 MAX_TITLE = 300
@@ -59,16 +61,6 @@ def pull(
     if group and any(report.new or report.updated for report in reports):
         group_pending(store, settings)
     return reports
-
-
-def spec_of(source: SourceSettings) -> SourceSpec:
-    return SourceSpec(source.name, source.url, source.kind)
-
-
-def sync_sources(store: Store, settings: Settings) -> None:
-    """Make the database's sources match the configuration (those gone are marked removed)."""
-    store.sync_sources(spec_of(s) for s in settings.sources)
-    store.retire_sources(s.name for s in settings.sources)
 
 
 def _pull_guarded(
@@ -160,15 +152,20 @@ def pull_source(
         except DigestError as exc:
             failures.append(redact.text(f"{document.name}: {exc}"))
             continue
-        for item in parsed.items:
+        base_url = parsed.base_url or document.url
+
+        def normalised(item: ParsedItem, base_url: str = base_url) -> Article | str:
             try:
-                article = normalise(item, source.name, parsed.base_url or document.url, now, state.id_name)
+                return normalise(item, source.name, base_url, now, state.id_name)
             except ValueError as exc:  # one bad item costs only itself
                 shown = one_line(item.title)[:80] or one_line(item.url or "")[:80]
-                report.warnings.append(redact.text(f"skipped {shown!r}: a malformed link ({exc})"))
-                continue
-            # A later snapshot of the same article wins over an earlier one in the same pull.
-            articles[article.id] = article
+                return redact.text(f"skipped {shown!r}: a malformed link ({exc})")
+
+        for article in fork_map(normalised, parsed.items):
+            if isinstance(article, str):
+                report.warnings.append(article)
+            else:  # a later snapshot of the same article wins over an earlier one in the same pull
+                articles[article.id] = article
 
     if failures and len(failures) == len(result.documents):
         message = failures[0] if len(failures) == 1 else f"{failures[0]} (and {len(failures) - 1} more)"
@@ -221,9 +218,10 @@ def normalise(item: ParsedItem, source: str, base_url: str, now: datetime, id_na
     ``id_name``: the source name its ids are made with, when a rename made it differ."""
     # Identity keeps using the link as given (an article's id must not change), but only a
     # web link of sane length is stored and shown.
-    link_key = _link_key(item.url)[:MAX_URL] if item.url else None
-    url = normalise_url(item.url) if item.url else None
-    url = url if url and len(url) <= MAX_URL else None
+    web_link = normalise_url(item.url) if item.url else None
+    full_key = (web_link or one_line(item.url)) if item.url else None
+    link_key = full_key[:MAX_URL] if full_key else None
+    url = web_link if web_link and len(web_link) <= MAX_URL else None
     # Relative links in content resolve against the document, as feedparser does for feeds.
     # Hostile sizes are cut before the work: a 10 MB "title" or body helps no reader.
     summary_html = drop_boilerplate(sanitize_html(item.content_html[:MAX_CONTENT], base_url=base_url))
@@ -235,7 +233,7 @@ def normalise(item: ParsedItem, source: str, base_url: str, now: datetime, id_na
     updated = plausible(item.updated, now)
     updated = updated.replace(microsecond=0) if updated else None
     guid = one_line(item.guid) if item.guid else None
-    if guid and link_key and _link_key(guid) == link_key:
+    if guid and link_key and (full_key if guid == item.url else _link_key(guid)) == link_key:
         guid = None  # a GUID that only repeats the link says nothing more
     digest_input = "\x00".join(
         [title, url or "", summary_html, author or "", published.isoformat() if published else ""]

@@ -19,8 +19,8 @@ from lxml import etree
 
 from digest import __version__, redact
 from digest.config import Settings
-from digest.grouping.classify import taxonomy_for
 from digest.grouping.regions import regions
+from digest.grouping.themes import taxonomy_for
 from digest.links import article_link, web_url
 from digest.models import Article
 

@@ -44,15 +44,21 @@ DROPPED_CONTENT = {
 # C0/C1 controls (but tab and newline), and the bidi overrides and isolates that can make
 # text display in an order other than the one it is stored in.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ufeff]")
-_SPACE = re.compile(r"\s+")
 _MARKUP = re.compile(r"<[a-zA-Z/!?]|&(?:#\d+|#x[0-9a-fA-F]+|[a-zA-Z][a-zA-Z0-9]*);")
-_BLOCK_TAG = re.compile(
-    r"</?(?:p|div|ul|ol|h[1-6]|blockquote|pre|tr|table|section|article|figure|figcaption|hr|dd|dt|dl)\b[^>]*>",
-    re.I,
+_ANY_TAG = re.compile(r"<(?:[^>\"']+|\"[^\"]*\"|'[^']*')*>")  # quoted attributes may hold ">"
+_TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9]*)(?:[^>\"']+|\"[^\"]*\"|'[^']*')*>")
+_BLOCKS = (
+    "p div ul ol h1 h2 h3 h4 h5 h6 blockquote pre tr table section article figure figcaption hr dd dt dl"
 )
-_LIST_ITEM = re.compile(r"<li\b[^>]*>", re.I)
-_LINE_BREAK = re.compile(r"<br\b[^>]*>", re.I)
-_ANY_TAG = re.compile(r"<(?:[^>\"']|\"[^\"]*\"|'[^']*')*>")  # quoted attributes may hold ">"
+# What a tag becomes in plain text ("/" marks an end tag); any other tag becomes nothing.
+_BREAKS = {
+    **{name: "\n\n" for name in _BLOCKS.split()},
+    **{f"/{name}": "\n\n" for name in _BLOCKS.split()},
+    "li": "\n\n• ",
+    "br": "\n",
+    "/br": "\n",
+}
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 
 
 # Lines that are furniture, not content: excerpt links and WordPress's feed footer.
@@ -90,7 +96,8 @@ def strip_controls(text: str) -> str:
 
 def one_line(text: str) -> str:
     """Text on one line: controls removed, every run of white space (newlines too) one space."""
-    return _SPACE.sub(" ", strip_controls(unicodedata.normalize("NFC", text))).strip()
+    # str.split() knows the same white space as \s, and is several times faster than a regex.
+    return " ".join(strip_controls(unicodedata.normalize("NFC", text)).split())
 
 
 def sanitize_html(fragment: str, base_url: str | None = None) -> str:
@@ -131,20 +138,21 @@ def html_to_text(fragment: str, *, sanitized: bool = False) -> str:
         if sanitized
         else nh3.clean(fragment, tags=ALLOWED_TAGS, clean_content_tags=DROPPED_CONTENT, attributes={})
     )
-    # In HTML a newline is just white space; only the tags below break lines.
-    text = _LIST_ITEM.sub("\n\n• ", _SPACE.sub(" ", clean))
-    text = _LINE_BREAK.sub("\n", text)
-    text = _BLOCK_TAG.sub("\n\n", text)
-    text = _ANY_TAG.sub("", text)
+    # In HTML a newline is just white space; only the tags in _BREAKS break lines. One pass
+    # over the tags: every pass over the text costs as much as all the tag work.
+    text = _TAG.sub(_break, " ".join(clean.split()))
     return _tidy_paragraphs(html.unescape(text))
+
+
+def _break(tag: re.Match[str]) -> str:
+    return _BREAKS.get(tag.group(1) + tag.group(2).lower(), "")
 
 
 def _tidy_paragraphs(text: str) -> str:
     text = strip_controls(unicodedata.normalize("NFC", text)).replace("\r\n", "\n").replace("\r", "\n")
     paragraphs = []
-    for block in re.split(r"\n\s*\n", text):
-        lines = [_SPACE.sub(" ", line).strip() for line in block.split("\n")]
-        joined = "\n".join(line for line in lines if line)
+    for block in _PARAGRAPH_BREAK.split(text):
+        joined = "\n".join(filter(None, (" ".join(line.split()) for line in block.split("\n"))))
         if joined:
             paragraphs.append(joined)
     return "\n\n".join(paragraphs)

@@ -31,17 +31,18 @@ from zoneinfo import ZoneInfo
 
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from digest import redact, signups
 from digest.config import Settings, SourceSettings
+from digest.cron import cron_trigger, last_due
 from digest.dates import from_iso, to_iso, utcnow
-from digest.errors import ConfigError, DigestError
+from digest.errors import DigestError
 from digest.grouping.classify import group_pending
-from digest.ingest import pull_source, spec_of, sync_sources
+from digest.ingest import pull_source
 from digest.mail.send import send_all
 from digest.sources.fetch import Fetcher
+from digest.sources.sync import spec_of, sync_sources
 from digest.store import DigestSummary, SourceSummary, Store, open_store
 from digest.store.worker import StoreWorker
 from digest.web import create_app
@@ -52,44 +53,6 @@ LAST_DUE = "digest_last_due"
 LEASE = "digest"
 LEASE_SECONDS = 600.0
 STOP_WITHIN = 8.0
-
-
-def cron_trigger(settings: Settings) -> CronTrigger:
-    """The digest's trigger: five cron fields (or six, seconds first) in the configured zone."""
-    expression, zone = settings.schedule.digest_cron, ZoneInfo(settings.schedule.timezone)
-    fields = expression.split()
-    try:
-        if len(fields) == 6:
-            second, minute, hour, day, month, weekday = fields
-            trigger = CronTrigger(
-                second=second,
-                minute=minute,
-                hour=hour,
-                day=day,
-                month=month,
-                day_of_week=weekday,
-                timezone=zone,
-            )
-        else:
-            trigger = CronTrigger.from_crontab(expression, timezone=zone)
-    except ValueError as exc:
-        raise ConfigError(f"{settings.origin}: schedule.digest_cron: {expression!r}: {exc}") from exc
-    if trigger.get_next_fire_time(None, utcnow()) is None:
-        raise ConfigError(
-            f"{settings.origin}: schedule.digest_cron: {expression!r} never fires"
-            " (a date that does not exist, such as 31 February)"
-        )
-    return trigger
-
-
-def last_due(trigger: CronTrigger, now: datetime, since: datetime) -> datetime | None:
-    """The latest time the trigger was due in ``(since, now]``, if any."""
-    found, cursor = None, since + timedelta(microseconds=1)  # since itself was handled
-    while True:
-        due = trigger.get_next_fire_time(None, cursor)
-        if due is None or due > now:
-            return found
-        found, cursor = due, due + timedelta(microseconds=1)
 
 
 class Service:

@@ -15,8 +15,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from digest import publish
 from digest.config import Settings
-from digest.grouping.classify import taxonomy_for
 from digest.grouping.regions import regions
+from digest.grouping.themes import taxonomy_for
 from digest.links import web_url
 from digest.models import Article
 from digest.publish import FeedSpec

@@ -9,6 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from digest.cron import NEXT_DUE
+from digest.store import open_store
+
 from .conftest import SEEDS, FeedServer, Reply, rss, write_config
 
 
@@ -142,6 +145,65 @@ def test_nothing_is_lost_when_a_source_breaks(server: FeedServer, tmp_path: Path
         for a in json.loads(run("--config", str(config), "articles", "--json", cwd=tmp_path).stdout)
     ]
     assert "Kept" in titles
+
+
+# Runs the CLI in-process with the given arguments, then names the heavy packages it loaded.
+_LOADED = """
+import json, sys
+from digest.cli import main
+sys.argv = ["digest", *json.loads(sys.argv[1])]
+try:
+    main()
+except SystemExit as exit:
+    assert not exit.code, exit.code
+heavy = ("apscheduler", "feedgen", "lxml", "starlette", "uvicorn", "aiosmtplib", "jinja2", "httpx",
+         "asyncio", "nh3", "fastfeedparser", "feedparser")
+print(json.dumps([name for name in heavy if name in sys.modules]), file=sys.stderr)
+"""
+
+
+def test_quick_commands_load_nothing_heavy(tmp_path: Path) -> None:
+    # Start-up time is import time: --help, status and a short article list need none of the
+    # feed writers, the mail stack, the web app, the scheduler or the fetcher.
+    assert run("pull", cwd=tmp_path).returncode == 0
+
+    def loaded(*args: str) -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-c", _LOADED, json.dumps(args)], cwd=tmp_path, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return list(json.loads(done.stderr.splitlines()[-1]))
+
+    assert loaded("--help") == []
+    assert loaded("articles", "--limit", "5") == []
+    loaded("status")  # the first works out when the next digest is due, with the scheduler's help
+    assert loaded("status") == []  # later ones reuse it
+    assert "Next digest: " in run("status", cwd=tmp_path).stdout
+
+
+def test_the_format_choice_lists_every_feed_writer() -> None:
+    # The CLI names the formats itself so that --help need not load the writers.
+    from digest import publish
+    from digest.cli import FORMATS
+
+    assert tuple(publish.OUTPUTS) == FORMATS
+
+
+def test_the_next_digest_is_worked_out_again_when_the_schedule_changes(tmp_path: Path) -> None:
+    write_config(tmp_path, '[schedule]\ndigest_cron = "0 8 * * mon"\n')
+    first = run("status", cwd=tmp_path).stdout.splitlines()[-1]
+    write_config(tmp_path, '[schedule]\ndigest_cron = "30 6 * * *"\n')
+    second = run("status", cwd=tmp_path).stdout.splitlines()[-1]
+    assert "08:00:00" in first and "06:30:00" in second, (first, second)
+    # A kept answer whose time has passed is worked out again.
+    with open_store(tmp_path / "test.db") as store:
+        kept = json.loads(store.get_setting(NEXT_DUE) or "{}")
+        store.put_setting(
+            NEXT_DUE,
+            json.dumps({**kept, "since": "2020-01-01T00:00:00+00:00", "due": "2021-01-04T06:30:00+00:00"}),
+        )
+    third = run("status", cwd=tmp_path).stdout.splitlines()[-1]
+    assert "2021" not in third and "06:30:00" in third, third
 
 
 def test_usage_errors_exit_2(tmp_path: Path) -> None:

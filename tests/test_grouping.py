@@ -9,10 +9,10 @@ import pycountry
 import pytest
 
 from digest.config import parse_settings
-from digest.grouping.classify import group_pending, regroup, taxonomy_for
+from digest.grouping.classify import group_pending, regroup
 from digest.grouping.places import Gazetteer
 from digest.grouping.regions import assign_regions, count_places, regions, score_regions
-from digest.grouping.themes import FALLBACK, Taxonomy, assign_themes
+from digest.grouping.themes import FALLBACK, Taxonomy, assign_themes, taxonomy_for
 from digest.ingest import pull
 from digest.models import Article
 from digest.store import open_store

@@ -229,6 +229,13 @@ def test_full_text_search(store: Store) -> None:
     assert [a.id for a in store.search("laos")] == ["a7"]
     assert {a.id for a in store.search("mekong")} == {"a0", "a1", "a7"}
     assert store.search("nothingmatches") == []
+    # Each batch is indexed, and an update replaces the text searched (nothing stale left).
+    store.save_articles(
+        "s", [_article(8, title="Mekong dam talks"), _article(9, title="Hanoi summit")], now=T0
+    )
+    assert [a.id for a in store.search("hanoi")] == ["a9"] and len(store.search("mekong")) == 5
+    store.save_articles("s", [_article(7, title="Vientiane station opens", content_hash="new")], now=T0)
+    assert store.search("laos") == [] and [a.id for a in store.search("vientiane")] == ["a7"]
     with pytest.raises(StoreError):
         store.search('"unbalanced')
 
@@ -239,6 +246,7 @@ def test_full_text_search(store: Store) -> None:
 def test_evidence_groups_and_frequencies(store: Store) -> None:
     _with_articles(store, 3)
     assert {u.id for u in store.ungrouped()} == {"a0", "a1", "a2"}
+    assert store.source_frequencies("s") == (0, {}, {})  # nothing classified yet
     place = {
         "key": "laos",
         "name": "Laos",
@@ -248,20 +256,25 @@ def test_evidence_groups_and_frequencies(store: Store) -> None:
         "lead": 0,
         "body": 2,
     }
-    store.save_evidence([Evidence("a0", (place,), {"trade": {"score": 2.0, "phrases": ["trade"]}})])
+    found = Evidence("a0", (place,), {"trade": {"score": 2.0, "phrases": ["trade"]}})
+    store.set_groups(
+        [Groups("a0", ("southeast-asia",), ("trade",), evidence=found), Groups("a1", ("europe",), ())]
+    )
+    # Groups with evidence classify the article; groups alone only score it.
     assert {u.id for u in store.ungrouped()} == {"a1", "a2"}
-    total, places, themes = store.source_frequencies("s")
-    assert (total, places, themes) == (3, {"laos": 1}, {"trade": 1})
-    [evidence] = store.evidence("s", ["a0"])
+    assert store.source_frequencies("s") == (1, {"laos": 1}, {"trade": 1})
+    [evidence] = store.evidence("s")
     assert evidence.places[0]["name"] == "Laos" and evidence.theme_matches["trade"]["phrases"] == ["trade"]
-    assert len(store.evidence("s")) == 3
-    store.mark_ungrouped()
-    assert len(store.ungrouped()) == 3
-    store.set_groups([Groups("a0", ("southeast-asia",), ("trade",))])
     counts = store.group_counts()
-    assert [(r.slug, r.articles, r.primary) for r in counts.regions] == [("southeast-asia", 1, 1)]
+    assert [(r.slug, r.articles, r.primary) for r in counts.regions] == [
+        ("europe", 1, 1),
+        ("southeast-asia", 1, 1),
+    ]
     assert [(t.slug, t.articles) for t in counts.themes] == [("trade", 1)]
     assert store.group_counts(since=T0 + timedelta(days=1)).regions == ()
+    store.mark_ungrouped()
+    assert len(store.ungrouped()) == 3 and store.evidence("s") == []
+    assert store.source_frequencies("s") == (0, {}, {})
 
 
 def test_stories_replace_and_count(store: Store) -> None:
@@ -275,6 +288,11 @@ def test_stories_replace_and_count(store: Store) -> None:
     [story] = store.group_counts().stories
     assert (story.id, story.label, story.articles, set(story.members)) == ("st1", "Mekong", 2, {"a0", "a1"})
     assert store.article("a3").story is None  # type: ignore[union-attr]  # one article is no story
+    ids = [r.id for r in rows]
+    store.save_stories(ids, [Story("st1", "Mekong", ("a0", "a1"))])  # unchanged: stays
+    assert [(s.id, s.articles) for s in store.group_counts().stories] == [("st1", 2)]
+    store.save_stories(ids, [Story("st1", "Mekong", ("a0", "a3")), Story("st2", "Dams", ("a1", "a2"))])
+    assert {a.id: a.story for a in store.articles()} == {"a0": "st1", "a1": "st2", "a2": "st2", "a3": "st1"}
     store.save_stories(["a0", "a1"], [])
     assert store.group_counts().stories == ()
 
@@ -427,10 +445,9 @@ CALLS: dict[str, Callable[[Store, Path], Any]] = {
     "count_articles": lambda s, p: s.count_articles(),
     "ungrouped": lambda s, p: s.ungrouped(),
     "mark_ungrouped": lambda s, p: s.mark_ungrouped(),
-    "save_evidence": lambda s, p: s.save_evidence([Evidence("a0", (), {})]),
     "source_frequencies": lambda s, p: s.source_frequencies("s"),
     "evidence": lambda s, p: s.evidence("s"),
-    "set_groups": lambda s, p: s.set_groups([Groups("a0", ("europe",), ())]),
+    "set_groups": lambda s, p: s.set_groups([Groups("a0", ("europe",), (), Evidence("a0", (), {}))]),
     "story_inputs": lambda s, p: s.story_inputs(),
     "save_stories": lambda s, p: s.save_stories(["a0"], []),
     "group_counts": lambda s, p: s.group_counts(),

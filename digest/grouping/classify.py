@@ -9,7 +9,7 @@ while the source is young (its IDF still moves a lot), for new articles after th
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,9 +19,10 @@ from digest.grouping import themes as theme_scoring
 from digest.grouping.places import Gazetteer
 from digest.grouping.regions import PlaceCount, count_places, split_lead
 from digest.grouping.stories import StoryInput, cluster
-from digest.grouping.themes import Taxonomy, ThemeMatch
+from digest.grouping.themes import ThemeMatch, taxonomy_for
 from digest.grouping.weights import idf
-from digest.store import Evidence, Groups, Store, Story, StoryRow
+from digest.parallel import fork_map
+from digest.store import Evidence, Groups, Store, Story, StoryRow, Ungrouped
 
 # Below this many articles a source's IDF changes with every pull: re-score all of them.
 YOUNG_SOURCE = 200
@@ -34,33 +35,42 @@ class GroupReport:
     stories: int
 
 
-def taxonomy_for(settings: Settings) -> Taxonomy:
-    """The themes in force: the defaults and the config's."""
-    return Taxonomy.from_settings(settings.grouping.themes, defaults=settings.grouping.theme_defaults)
-
-
 def group_pending(store: Store, settings: Settings, *, everything: bool = False) -> GroupReport:
-    """Classify new and changed articles, re-score their sources, re-cluster stories."""
+    """Classify new and changed articles, score them (and every article of a young source),
+    re-cluster stories."""
     gazetteer = Gazetteer.default()
     taxonomy = taxonomy_for(settings)
     pending = store.ungrouped()
-    evidence = []
-    touched: dict[str, list[str]] = {}
-    for row in pending:
+
+    def classify(row: Ungrouped) -> Evidence:
         places = count_places(row.title, row.summary_text, gazetteer)
-        matches = taxonomy.match(row.title, row.summary_text)
-        evidence.append(Evidence(row.id, _places_data(places), _matches_data(matches)))
-        touched.setdefault(row.source, []).append(row.id)
-    store.save_evidence(evidence)
+        return Evidence(
+            row.id, _places_data(places), _matches_data(taxonomy.match(row.title, row.summary_text))
+        )
+
+    fresh: dict[str, list[Evidence]] = {}
+    for row, classified in zip(pending, fork_map(classify, pending), strict=True):
+        fresh.setdefault(row.source, []).append(classified)
 
     rescored = 0
     ignore = {source.name: _ignored_keys(source.ignore_places, gazetteer) for source in settings.sources}
-    for source, ids in touched.items():
-        total, place_df, theme_df = store.source_frequencies(source)
-        scope = None if everything or total < YOUNG_SOURCE else ids
-        rows = store.evidence(source, scope)
-        store.set_groups(_scored(rows, total, place_df, theme_df, ignore.get(source, set())))
-        rescored += len(rows)
+    for source, found in fresh.items():
+        total, place_df, theme_df = store.source_frequencies(source)  # of those classified before
+        total += len(found)
+        for evidence in found:
+            for key in {str(place["key"]) for place in evidence.places}:
+                place_df[key] = place_df.get(key, 0) + 1
+            for slug in evidence.theme_matches:
+                theme_df[slug] = theme_df.get(slug, 0) + 1
+        # A young source's IDF still moves a lot with every pull: all its articles are re-scored.
+        earlier = store.evidence(source) if total < YOUNG_SOURCE else []
+        scored = _scored([*found, *earlier], total, place_df, theme_df, ignore.get(source, set()))
+        # The new evidence is stored with its scores: one write per article.
+        store.set_groups(
+            [replace(groups, evidence=new) for groups, new in zip(scored, found, strict=False)]
+            + scored[len(found) :]
+        )
+        rescored += len(scored)
 
     stories = 0
     if pending or everything:

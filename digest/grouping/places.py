@@ -153,14 +153,22 @@ class Gazetteer:
 
     def find(self, text: str) -> list[Mention]:
         """Every place named in ``text`` as a whole word, longest match first, traps removed."""
+        return [Mention(place, start, end) for start, end, place in self.spans(text)]
+
+    def spans(self, text: str) -> Iterator[tuple[int, int, Place]]:
+        """What :meth:`find` finds, as (start, end, place): the hot path of classification."""
         candidates: list[tuple[int, int, str, Place | None]] = []
-        for end_index, (form, place) in self._automaton.iter(text):
-            end = end_index + 1
-            start = end - len(form)
-            if _whole_word(text, start, end):
-                candidates.append((start, end, form, place))
-        candidates.sort(key=lambda c: (c[0], -(c[1] - c[0])))
-        mentions: list[Mention] = []
+        size = len(text)
+        for last, (form, place) in self._automaton.iter(text):
+            # Whole words only (inlined: this loop sees every match of every article).
+            # A possessive ("China's", "China’s") and a hyphen ("China-Africa") end a word.
+            start = last + 1 - len(form)
+            if start and (text[start - 1].isalnum() or text[start - 1] == "_"):
+                continue
+            if last + 1 < size and (text[last + 1].isalnum() or text[last + 1] == "_"):
+                continue
+            candidates.append((start, last + 1, form, place))
+        candidates.sort(key=_longest_first)
         reach = 0
         for start, end, form, place in candidates:
             if start < reach:
@@ -172,8 +180,7 @@ class Gazetteer:
                 continue
             if form in self.ambiguous and _beside_a_name(text, start, end):
                 continue
-            mentions.append(Mention(place, start, end))
-        return mentions
+            yield start, end, place
 
 
 def _lines(name: str) -> list[str]:
@@ -181,11 +188,8 @@ def _lines(name: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
 
-def _whole_word(text: str, start: int, end: int) -> bool:
-    before = text[start - 1] if start > 0 else " "
-    after = text[end] if end < len(text) else " "
-    # A possessive ("China's", "China’s") and a hyphen ("China-Africa") end a word.
-    return not (before.isalnum() or before == "_") and not (after.isalnum() or after == "_")
+def _longest_first(candidate: tuple[int, int, str, Place | None]) -> tuple[int, int]:
+    return candidate[0], -candidate[1]
 
 
 def _beside_a_name(text: str, start: int, end: int) -> bool:

@@ -72,10 +72,13 @@ def count_places(title: str, text: str, gazetteer: Gazetteer | None = None) -> l
     """Every place the title and text name, with counts for title, lead and body."""
     gazetteer = gazetteer or Gazetteer.default()
     lead, body = split_lead(text)
+    # One search over the three parts, a line apart (no name spans a line break).
+    title_end = len(title)
+    lead_end = title_end + 1 + len(lead)
     counts: dict[str, dict[str, int]] = {}
-    for part, words in (("title", title), ("lead", lead), ("body", body)):
-        for mention in gazetteer.find(words):
-            counts.setdefault(mention.place.key, {"title": 0, "lead": 0, "body": 0})[part] += 1
+    for start, _, place in gazetteer.spans(f"{title}\n{lead}\n{body}"):
+        part = "title" if start < title_end else "lead" if start < lead_end else "body"
+        counts.setdefault(place.key, {"title": 0, "lead": 0, "body": 0})[part] += 1
     return [
         PlaceCount(key, place.name, place.region, place.kind, **where)
         for key, where in counts.items()

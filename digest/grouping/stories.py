@@ -5,24 +5,39 @@ over title and lead) or fairly alike and naming the same specific place or perso
 that is not in most articles of the batch, as China is on the sample site). A story is a
 connected group of links; its label is its most central title. Articles on different events
 between the same countries stay apart: weeks apart in time, or alike only in the common words.
+
+Near-linear, whatever the batch: no article is compared with every other. Articles are
+swept in time order (dated ones by publication, then those without a date against all by
+when they were first seen, as closeness in time is judged). Each article's few most telling
+words are keys in an index; an article is compared only with the ``NEIGHBOURS`` earlier
+articles within the window, among the ``RECENT`` latest holding each key, whose cosine over
+the shared keys is highest; an exact copy within the window ends the search at once. Memory
+is one small vector per article. Pure Python (a dictionary per article): nothing heavy to
+import.
 """
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import Iterator, Sequence
+import heapq
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from functools import cache
+from pathlib import Path
 
 # Cosine similarity thresholds: linked alone, or linked with a shared specific entity.
 ALIKE = 0.5
 RELATED = 0.2
 # An entity in more than this share of the batch is too common to tie two articles.
 COMMON_ENTITY = 0.3
-CHUNK = 512
-NEIGHBOURS = 12  # the most similar articles each article is compared with for links
-_WORDS = r"(?u)\b[^\W\d_][\w'’-]+\b"  # words of two or more characters, starting with a letter
+NEIGHBOURS = 12  # the most promising earlier articles each article is compared with
+KEYS = 10  # an article's most telling words, indexed
+RECENT = 64  # of the earlier articles holding a key, the latest this many are candidates
+_WORDS = re.compile(r"(?u)\b[^\W\d_][\w'’-]+\b")  # words of two or more characters, from a letter
+DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 @dataclass(frozen=True)
@@ -44,110 +59,160 @@ class Story:
     members: tuple[str, ...]
 
 
-def _close_in_time(a: StoryInput, b: StoryInput, window: timedelta) -> bool:
-    # Published dates when both have one; otherwise when we saw them (a page dump's undated
-    # posts were all seen at once with their neighbours).
-    if a.published is not None and b.published is not None:
-        return abs(a.published - b.published) <= window
-    return abs(a.first_seen - b.first_seen) <= window
+@cache
+def stop_words() -> frozenset[str]:
+    lines = (DATA / "stopwords.txt").read_text(encoding="utf-8").splitlines()
+    return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
 
 
-def _similar_pairs(
-    matrix: Any, order: Sequence[StoryInput], window: timedelta
-) -> Iterator[tuple[int, int, float]]:
-    """Pairs (i < j) close in time whose cosine similarity is at least RELATED.
+def vectors(texts: Sequence[str]) -> list[dict[str, float]]:
+    """TF-IDF vectors, L2-normalised: sublinear term frequency (1 + log tf) and smoothed
+    inverse document frequency (log((1 + n) / (1 + df)) + 1), stop words left out."""
+    stop = stop_words()
+    counts = [Counter(w for w in _WORDS.findall(text.lower()) if w not in stop) for text in texts]
+    df: Counter[str] = Counter()
+    for found in counts:
+        df.update(found.keys())
+    n = len(texts)
+    idf = {word: math.log((1 + n) / (1 + d)) + 1.0 for word, d in df.items()}
+    out = []
+    for found in counts:
+        weights = {word: (1.0 + math.log(tf)) * idf[word] for word, tf in found.items()}
+        norm = math.sqrt(sum(w * w for w in weights.values())) or 1.0
+        out.append({word: w / norm for word, w in weights.items()})
+    return out
 
-    Two sweeps keep the comparisons near-linear: one over published dates among articles
-    that have one, one over first-seen times for those that do not (against all).
-    """
-    import numpy as np
 
-    published = {k: item.published for k, item in enumerate(order) if item.published is not None}
-    dated = sorted(published, key=published.__getitem__)
-    everyone = list(range(len(order)))  # already in first-seen order
-    undated = [k for k in everyone if k not in published]
-    sweeps = [
-        (dated, dated, [published[k] for k in dated]),
-        (undated, everyone, [item.first_seen for item in order]),
-    ]
-    done: set[tuple[int, int]] = set()
-    for rows, columns, times in sweeps:
-        when = dict(zip(columns, times, strict=True))
-        for start in range(0, len(rows), CHUNK):
-            chunk = rows[start : start + CHUNK]  # rows are in time order, like columns
-            low = bisect.bisect_left(times, when[chunk[0]] - window)
-            high = bisect.bisect_right(times, when[chunk[-1]] + window)
-            neighbours = columns[low:high]
-            sims = (matrix[chunk] @ matrix[neighbours].T).toarray()
-            # Only each article's closest few can be story links: keeps templated sources
-            # (every item alike) from producing a link between every pair.
-            keep = min(NEIGHBOURS, sims.shape[1])
-            best = np.argpartition(-sims, keep - 1, axis=1)[:, :keep]
-            for row, col in zip(*np.nonzero(np.take_along_axis(sims, best, axis=1) >= RELATED), strict=True):
-                column = int(best[row, col])
-                sim = float(sims[row, column])
-                i, j = sorted((chunk[int(row)], neighbours[column]))
-                if i == j or (i, j) in done or not _close_in_time(order[i], order[j], window):
-                    continue
-                done.add((i, j))
-                yield i, j, sim
+def _cosine(a: dict[str, float], b: dict[str, float]) -> float:
+    return sum(a[word] * b[word] for word in a.keys() & b.keys())
 
 
 def cluster(items: Sequence[StoryInput], window: timedelta) -> list[Story]:
     """Stories (groups of two or more) among ``items``; the id is the earliest member's."""
     if len(items) < 2:
         return []
-    # Imported here: scikit-learn takes a second to import, and most commands never cluster.
-    import numpy as np
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
     order = sorted(items, key=lambda item: (item.first_seen, item.id))
-    texts = [f"{item.title}. {item.title}. {item.lead}" for item in order]
-    vectorizer = TfidfVectorizer(
-        stop_words="english", sublinear_tf=True, token_pattern=_WORDS, dtype=np.float32
-    )
-    try:
-        matrix = vectorizer.fit_transform(texts).tocsr()
-    except ValueError:  # nothing but stop words
-        return []
-    counts: dict[str, int] = {}
+    vecs = vectors([f"{item.title}. {item.title}. {item.lead}" for item in order])
+    counts: Counter[str] = Counter()
     for item in order:
-        for entity in item.entities:
-            counts[entity] = counts.get(entity, 0) + 1
+        counts.update(item.entities)
     common = {e for e, n in counts.items() if n > max(2, COMMON_ENTITY * len(order))}
     entities = [item.entities - common for item in order]
+    links = _Links(len(order))
 
-    parent = list(range(len(order)))
+    def consider(i: int, j: int, sim: float) -> None:
+        if sim >= ALIKE or (sim >= RELATED and entities[i] & entities[j]):
+            links.add(i, j, sim)
 
-    def root(i: int) -> int:
+    span = window.total_seconds()
+    keys = [sorted(vec, key=vec.__getitem__, reverse=True)[:KEYS] for vec in vecs]
+    # Dated pairs are close by publication; a pair with an undated article by first seen.
+    published = [item.published.timestamp() if item.published else None for item in order]
+    dated = sorted(
+        (k for k in range(len(order)) if published[k] is not None), key=lambda k: published[k] or 0.0
+    )
+    index = _Index(span)
+    for i in dated:
+        index.search_and_add(i, published[i] or 0.0, vecs, keys, consider)
+    if len(dated) < len(order):
+        seen = [item.first_seen.timestamp() for item in order]
+        everyone, undated = _Index(span), _Index(span)
+        for i in range(len(order)):  # already in first-seen order
+            if published[i] is None:
+                everyone.search_and_add(i, seen[i], vecs, keys, consider)
+                undated.search_and_add(i, seen[i], vecs, keys, None)
+            else:
+                undated.search_and_add(i, seen[i], vecs, keys, consider, add=False)
+                everyone.search_and_add(i, seen[i], vecs, keys, None)
+    return links.stories(order)
+
+
+class _Index:
+    """Earlier articles by key, in time order, for finding the few worth comparing."""
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self.by_key: dict[str, list[tuple[float, int, float]]] = {}
+        self.copies: dict[frozenset[tuple[str, float]], tuple[float, int]] = {}
+
+    def search_and_add(
+        self,
+        i: int,
+        when: float,
+        vecs: Sequence[dict[str, float]],
+        keys: Sequence[list[str]],
+        consider: Callable[[int, int, float], None] | None,
+        *,
+        add: bool = True,
+    ) -> None:
+        """Offer ``consider`` article i's likely links among the indexed articles (none when
+        it is None), then index i (unless ``add`` is false). Articles come in time order."""
+        vec = vecs[i]
+        if not vec:
+            return
+        signature = frozenset(vec.items())
+        if consider is not None:
+            copy = self.copies.get(signature)
+            if copy is not None and when - copy[0] <= self.window:
+                consider(copy[1], i, 1.0)  # an exact copy is the same story: no search
+            else:
+                for j in self._nearest(vec, keys[i], when):
+                    consider(j, i, _cosine(vec, vecs[j]))
+        if add:
+            self.copies[signature] = (when, i)
+            for key in keys[i]:
+                self.by_key.setdefault(key, []).append((when, i, vec[key]))
+
+    def _nearest(self, vec: dict[str, float], keys: list[str], when: float) -> list[int]:
+        # The cosine over the shared keys alone: a cheap, close estimate of the whole.
+        estimate: dict[int, float] = {}
+        for key in keys:
+            entries = self.by_key.get(key)
+            if not entries:
+                continue
+            weight = vec[key]
+            for then, j, theirs in entries[: -RECENT - 1 : -1]:
+                if when - then > self.window:
+                    break
+                estimate[j] = estimate.get(j, 0.0) + weight * theirs
+        if len(estimate) <= NEIGHBOURS:
+            return list(estimate)
+        return heapq.nlargest(NEIGHBOURS, estimate, key=estimate.__getitem__)
+
+
+class _Links:
+    """Links found so far: connected groups (union-find) and each article's centrality."""
+
+    def __init__(self, size: int) -> None:
+        self.parent = list(range(size))
+        self.centrality = [0.0] * size
+
+    def root(self, i: int) -> int:
+        parent = self.parent
         while parent[i] != i:
             parent[i] = parent[parent[i]]
             i = parent[i]
         return i
 
-    edges: list[tuple[int, int, float]] = []
-    for i, j, sim in _similar_pairs(matrix, order, window):
-        if sim >= ALIKE or entities[i] & entities[j]:
-            edges.append((i, j, sim))
-            parent[root(i)] = root(j)
+    def add(self, i: int, j: int, sim: float) -> None:
+        self.parent[self.root(i)] = self.root(j)
+        self.centrality[i] += sim
+        self.centrality[j] += sim
 
-    groups: dict[int, list[int]] = {}
-    for index in range(len(order)):
-        groups.setdefault(root(index), []).append(index)
-    centrality = [0.0] * len(order)
-    for i, j, sim in edges:
-        centrality[i] += sim
-        centrality[j] += sim
-    stories = []
-    for members in groups.values():
-        if len(members) < 2:
-            continue
-        central = max(members, key=lambda m: (centrality[m], -m))
-        stories.append(
-            Story(
-                id=order[members[0]].id,
-                label=order[central].title,
-                members=tuple(order[m].id for m in members),
+    def stories(self, order: Sequence[StoryInput]) -> list[Story]:
+        groups: dict[int, list[int]] = {}
+        for position in range(len(order)):
+            groups.setdefault(self.root(position), []).append(position)
+        stories = []
+        for members in groups.values():
+            if len(members) < 2:
+                continue
+            central = max(members, key=lambda m: (self.centrality[m], -m))
+            stories.append(
+                Story(
+                    id=order[members[0]].id,
+                    label=order[central].title,
+                    members=tuple(order[m].id for m in members),
+                )
             )
-        )
-    return stories
+        return stories

@@ -18,7 +18,7 @@ from typing import Any
 
 import ahocorasick
 
-from digest.config import ThemeSettings
+from digest.config import Settings, ThemeSettings
 from digest.errors import ConfigError
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "themes.toml"
@@ -132,6 +132,11 @@ class Taxonomy:
             if not before.isalnum() and not after.isalnum():
                 counts[phrase] = counts.get(phrase, 0) + 1
         return counts
+
+
+def taxonomy_for(settings: Settings) -> Taxonomy:
+    """The themes in force: the defaults and the config's."""
+    return Taxonomy.from_settings(settings.grouping.themes, defaults=settings.grouping.theme_defaults)
 
 
 def assign_themes(matches: Mapping[str, ThemeMatch], weights: Mapping[str, float] | None = None) -> list[str]:

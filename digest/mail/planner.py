@@ -13,8 +13,8 @@ from datetime import datetime
 from digest import digests
 from digest.config import Settings
 from digest.digests import Content, Selection, newcomer_since
-from digest.grouping.classify import taxonomy_for
 from digest.grouping.regions import regions
+from digest.grouping.themes import taxonomy_for
 from digest.store import DigestRecord, Store, Subscriber
 
 

@@ -56,11 +56,20 @@ class ArticlesArea(SqliteBase):
                         (*_content_values(article), to_iso(now), article.content_hash, key),
                     )
                     updated += 1
-            conn.executemany(
-                f"INSERT INTO articles (id, source_id, {', '.join(_CONTENT_COLUMNS)},"
-                " first_seen, updated, content_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                inserts,
-            )
+            if inserts:
+                # Rowids only grow (none is ever given explicitly), so the new rows are those
+                # above the largest before; the search index takes them in one statement.
+                last = conn.execute("SELECT coalesce(max(rowid), 0) FROM articles").fetchone()[0]
+                conn.executemany(
+                    f"INSERT INTO articles (id, source_id, {', '.join(_CONTENT_COLUMNS)},"
+                    " first_seen, updated, content_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    inserts,
+                )
+                conn.execute(
+                    "INSERT INTO articles_fts (rowid, title, summary_text)"
+                    " SELECT rowid, title, summary_text FROM articles WHERE rowid > ?",
+                    [last],
+                )
         return SaveCounts(new, updated, unchanged)
 
     def articles(

@@ -41,27 +41,16 @@ class GroupingArea(SqliteBase):
         with self._write() as conn:
             conn.execute("UPDATE articles SET grouped = 0")
 
-    def save_evidence(self, rows: Iterable[Evidence]) -> None:
-        """Store what classification found, and mark the articles grouped."""
-        with self._write() as conn:
-            conn.executemany(
-                "UPDATE articles SET places = ?, theme_matches = ?, grouped = 1 WHERE id = ?",
-                [
-                    (json.dumps(list(e.places), ensure_ascii=False), json.dumps(dict(e.theme_matches)), e.id)
-                    for e in rows
-                ],
-            )
-
     def source_frequencies(self, source: str) -> tuple[int, dict[str, int], dict[str, int]]:
-        """For one source: its article count, and in how many of its articles each place
-        (by key) and each theme is found."""
+        """For one source's classified articles: their count, and in how many of them each
+        place (by key) and each theme is found."""
         source_id = self._source_id(self.conn, source)
-        total = self._value("SELECT count(*) FROM articles WHERE source_id = ?", [source_id])
+        total = self._value("SELECT count(*) FROM articles WHERE source_id = ? AND grouped = 1", [source_id])
         places = {
             row[0]: row[1]
             for row in self._rows(
                 "SELECT p.value ->> 'key', count(DISTINCT a.id) FROM articles a, json_each(a.places) p"
-                " WHERE a.source_id = ? GROUP BY 1",
+                " WHERE a.source_id = ? AND a.grouped = 1 GROUP BY 1",
                 [source_id],
             )
         }
@@ -69,35 +58,41 @@ class GroupingArea(SqliteBase):
             row[0]: row[1]
             for row in self._rows(
                 "SELECT t.key, count(*) FROM articles a, json_each(a.theme_matches) t"
-                " WHERE a.source_id = ? GROUP BY 1",
+                " WHERE a.source_id = ? AND a.grouped = 1 GROUP BY 1",
                 [source_id],
             )
         }
         return int(total), places, themes
 
-    def evidence(self, source: str, ids: Sequence[str] | None = None) -> list[Evidence]:
-        """Stored places and theme matches of a source's articles (all, or those in ``ids``)."""
-        sql = (
-            "SELECT a.id, a.places, a.theme_matches FROM articles a JOIN sources s ON s.id = a.source_id"
-            " WHERE s.name = ?"
-        )
-        rows = []
-        if ids is None:
-            rows = self._rows(sql, [source])
-        else:
-            for chunk, marks in in_chunks(ids):
-                rows.extend(self._rows(f"{sql} AND a.id IN ({marks})", [source, *chunk]))
+    def evidence(self, source: str) -> list[Evidence]:
+        """Stored places and theme matches of a source's classified articles."""
         return [
             Evidence(row["id"], tuple(json.loads(row["places"])), json.loads(row["theme_matches"]))
-            for row in rows
+            for row in self._rows(
+                "SELECT a.id, a.places, a.theme_matches FROM articles a JOIN sources s ON s.id = a.source_id"
+                " WHERE s.name = ? AND a.grouped = 1",
+                [source],
+            )
         ]
 
     def set_groups(self, rows: Iterable[Groups]) -> None:
-        """Store each article's regions and themes."""
+        """Store each article's regions and themes, and the evidence where given (which marks
+        the article classified): one write per article, as rows carry long texts."""
+        plain: list[tuple[str, str, str]] = []
+        classified: list[tuple[str, str, str, str, str]] = []
+        for g in rows:
+            regions, themes = json.dumps(list(g.regions)), json.dumps(list(g.themes))
+            if g.evidence is None:
+                plain.append((regions, themes, g.id))
+            else:
+                places = json.dumps(list(g.evidence.places), ensure_ascii=False)
+                classified.append((regions, themes, places, json.dumps(dict(g.evidence.theme_matches)), g.id))
         with self._write() as conn:
+            conn.executemany("UPDATE articles SET regions = ?, themes = ? WHERE id = ?", plain)
             conn.executemany(
-                "UPDATE articles SET regions = ?, themes = ? WHERE id = ?",
-                [(json.dumps(list(g.regions)), json.dumps(list(g.themes)), g.id) for g in rows],
+                "UPDATE articles SET regions = ?, themes = ?, places = ?, theme_matches = ?, grouped = 1"
+                " WHERE id = ?",
+                classified,
             )
 
     def story_inputs(self, since: datetime | None = None) -> list[StoryRow]:
@@ -126,14 +121,21 @@ class GroupingArea(SqliteBase):
     def save_stories(self, article_ids: Sequence[str], stories: Iterable[Story]) -> None:
         """Replace the stories of ``article_ids`` with ``stories``."""
         now = to_iso(utcnow())
+        stories = list(stories)
+        members = {member: story.id for story in stories for member in story.members}
+        loose = [article_id for article_id in article_ids if article_id not in members]
         with self._write() as conn:
-            for chunk, marks in in_chunks(article_ids):
-                conn.execute(f"UPDATE articles SET story = NULL WHERE id IN ({marks})", chunk)
+            # Only rows whose story changes are written: an article row carries its long texts.
+            conn.executemany(
+                "UPDATE articles SET story = ? WHERE id = ? AND story IS NOT ?",
+                [(story, member, story) for member, story in members.items()],
+            )
+            for chunk, marks in in_chunks(loose):
+                conn.execute(
+                    f"UPDATE articles SET story = NULL WHERE id IN ({marks}) AND story IS NOT NULL", chunk
+                )
             for story in stories:
                 marks = ",".join("?" * len(story.members))
-                conn.executemany(
-                    "UPDATE articles SET story = ? WHERE id = ?", [(story.id, m) for m in story.members]
-                )
                 first = conn.execute(
                     f"SELECT min(first_seen) FROM articles WHERE id IN ({marks})", list(story.members)
                 ).fetchone()[0]

@@ -65,11 +65,13 @@ class Evidence:
 
 @dataclass(frozen=True)
 class Groups:
-    """An article's regions (primary first) and themes."""
+    """An article's regions (primary first) and themes; with the ``evidence`` they were
+    scored from when that is new (the article is then classified)."""
 
     id: str
     regions: tuple[str, ...]
     themes: tuple[str, ...]
+    evidence: Evidence | None = None
 
 
 @dataclass(frozen=True)

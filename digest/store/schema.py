@@ -53,7 +53,8 @@ def _initial(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX articles_url ON articles(url)")
     db.execute("CREATE INDEX articles_source ON articles(source_id)")
     db.execute("CREATE INDEX articles_first_seen ON articles(first_seen)")
-    # External-content FTS5 index kept in step by triggers, so a search never sees stale text.
+    # External-content FTS5 index kept in step by triggers, so a search never sees stale text
+    # (inserts: by save_articles since 0010).
     db.execute(
         "CREATE VIRTUAL TABLE articles_fts USING fts5(title, summary_text, content='articles',"
         " content_rowid='rowid', tokenize='unicode61 remove_diacritics 2')"
@@ -234,6 +235,13 @@ def _source_lifecycle(db: sqlite3.Connection) -> None:
     db.execute("UPDATE sources SET id_name = name")
 
 
+def _search_index_per_batch(db: sqlite3.Connection) -> None:
+    # A row trigger made every insert update the full-text index on its own, the costliest
+    # part of saving a big pull; save_articles now indexes each batch in one statement.
+    # Updates and deletes keep their triggers (they are rare, and must never leave stale text).
+    db.execute("DROP TRIGGER articles_ai")
+
+
 # Append-only: a released migration is never edited, a change is a new entry.
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_initial", _initial),
@@ -245,4 +253,5 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0007_subscriber_identity", _subscriber_identity),
     ("0008_plausible_dates", _plausible_dates),
     ("0009_source_lifecycle", _source_lifecycle),
+    ("0010_search_index_per_batch", _search_index_per_batch),
 ]

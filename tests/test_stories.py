@@ -1,0 +1,119 @@
+"""Story clustering on hand-made batches: time decides what may link, and the work stays
+near-linear whatever the batch (no article is compared with every other)."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from digest.grouping import stories
+from digest.grouping.stories import StoryInput, cluster
+
+from .conftest import SEEDS
+
+WEEK = timedelta(days=7)
+T0 = datetime(2026, 11, 2, 8, tzinfo=UTC)
+
+
+def _paragraphs() -> list[str]:
+    found = []
+    for path in sorted(SEEDS.glob("*.txt")):
+        found += [p.strip() for p in path.read_text(encoding="utf-8").split("\n\n") if len(p) > 200]
+    return found
+
+
+PARAGRAPHS = _paragraphs()
+
+
+def item(n: int, text: str, seen: datetime, published: datetime | None = None) -> StoryInput:
+    title, _, lead = text.partition(". ")
+    return StoryInput(id=f"a{n:05}", title=title, lead=lead, first_seen=seen, published=published)
+
+
+def together(found: list[stories.Story], *ids: str) -> bool:
+    return any(set(ids) <= set(story.members) for story in found)
+
+
+@pytest.fixture
+def comparisons(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls = [0]
+    cosine = stories._cosine
+
+    def counted(a: dict[str, float], b: dict[str, float]) -> float:
+        calls[0] += 1
+        return cosine(a, b)
+
+    monkeypatch.setattr(stories, "_cosine", counted)
+    return calls
+
+
+def test_the_seeds_give_enough_text() -> None:
+    assert len(PARAGRAPHS) >= 50
+
+
+@pytest.mark.parametrize("size", [500, 3000])
+def test_near_identical_items_cost_a_bounded_number_of_comparisons(size: int, comparisons: list[int]) -> None:
+    # The pathological feed: one paragraph, each copy differing by a word or two.
+    base = PARAGRAPHS[0]
+    batch = [item(n, f"{base} Update {n} number{n}.", T0 + timedelta(minutes=n)) for n in range(size)]
+    found = cluster(batch, WEEK)
+    assert len(found) == 1 and len(found[0].members) == size
+    assert comparisons[0] <= stories.NEIGHBOURS * size
+
+
+def test_exact_copies_are_linked_without_comparing(comparisons: list[int]) -> None:
+    batch = [item(n, PARAGRAPHS[1], T0 + timedelta(minutes=n)) for n in range(2000)]
+    found = cluster(batch, WEEK)
+    assert [len(story.members) for story in found] == [2000]
+    assert comparisons[0] == 0
+
+
+@pytest.mark.parametrize("size", [1000, 4000])
+def test_each_article_is_compared_with_a_few_others_at_most(size: int, comparisons: list[int]) -> None:
+    # Varied articles, all within one window: the index offers candidates, never everyone.
+    rng = random.Random(size)
+    texts = [" ".join(rng.sample(PARAGRAPHS, 2)) for _ in range(size)]
+    cluster([item(n, text, T0 + timedelta(minutes=n)) for n, text in enumerate(texts)], WEEK)
+    assert size < comparisons[0] <= stories.NEIGHBOURS * size
+
+
+def test_a_bulk_import_links_by_publication_not_by_arrival() -> None:
+    # Everything arrives at once (a first pull of an archive): the dates decide.
+    a, b = PARAGRAPHS[2], PARAGRAPHS[3]
+    batch = [
+        item(1, a, T0, published=T0 - timedelta(days=40)),
+        item(2, a + " Updated.", T0, published=T0 - timedelta(days=20)),  # 20 days later: apart
+        item(3, b, T0, published=T0 - timedelta(days=10)),
+        item(4, b + " Updated.", T0, published=T0 - timedelta(days=9)),  # a day later: together
+    ]
+    found = cluster(batch, WEEK)
+    assert not together(found, "a00001", "a00002")
+    assert together(found, "a00003", "a00004")
+
+
+def test_an_undated_article_is_placed_by_when_it_was_first_seen() -> None:
+    a, b = PARAGRAPHS[4], PARAGRAPHS[5]
+    batch = [
+        # dated long ago but seen now, and an undated copy seen an hour later: together
+        item(1, a, T0, published=T0 - timedelta(days=60)),
+        item(2, a + " Updated.", T0 + timedelta(hours=1)),
+        # undated, seen three weeks apart: apart
+        item(3, b, T0),
+        item(4, b + " Updated.", T0 + timedelta(days=21)),
+    ]
+    found = cluster(batch, WEEK)
+    assert together(found, "a00001", "a00002")
+    assert not together(found, "a00003", "a00004")
+
+
+def test_exact_copies_far_apart_are_separate_stories() -> None:
+    text = PARAGRAPHS[6]
+    batch = [item(n, text, T0 + n * timedelta(days=30)) for n in range(3)]
+    assert cluster(batch, WEEK) == []
+
+
+def test_unrelated_articles_stay_apart() -> None:
+    batch = [item(n, PARAGRAPHS[n], T0 + timedelta(hours=n)) for n in range(0, 40, 4)]
+    assert all(len(story.members) <= 2 for story in cluster(batch, WEEK))
