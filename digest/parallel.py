@@ -14,6 +14,7 @@ where an exception ``fn`` raises surfaces as it would without forking.
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import signal
@@ -44,6 +45,9 @@ def fork_map(fn: Callable[[T], R], items: Sequence[T], *, min_items: int = MIN_I
     size = -(-len(items) // count)
     shares = [items[start : start + size] for start in range(0, len(items), size)]
     children: list[tuple[int, int]] = []
+    # Out of the collector's sight while children run: a collection in a child would write
+    # to every object it scans, copying the whole shared heap page by page.
+    gc.freeze()
     try:
         for share in shares[1:]:
             children.append(_spawn(fn, share))
@@ -53,6 +57,7 @@ def fork_map(fn: Callable[[T], R], items: Sequence[T], *, min_items: int = MIN_I
             results.extend(_collect(pid, reader, fn, share))
         return results
     finally:
+        gc.unfreeze()
         for pid, reader in children:  # left behind by an exception (or Ctrl-C) here
             os.close(reader)
             os.kill(pid, signal.SIGKILL)
@@ -64,6 +69,7 @@ def _spawn(fn: Callable[[T], R], share: Sequence[T]) -> tuple[int, int]:
     pid = os.fork()
     if pid == 0:  # the child: compute, send, and leave without running any cleanup of ours
         status = 1
+        gc.disable()  # short-lived: what it leaves, its exit frees
         try:
             os.close(reader)
             with os.fdopen(writer, "wb") as out:

@@ -36,8 +36,8 @@ def test_migrations_apply_once(tmp_path: Path) -> None:
 def test_foreign_keys_are_enforced(tmp_path: Path) -> None:
     with open_store(tmp_path / "d.db") as store, pytest.raises(sqlite3.IntegrityError):
         store.conn.execute(
-            "INSERT INTO articles (id, source_id, title, summary_html, summary_text, first_seen, updated,"
-            " content_hash) VALUES ('a', 999, 't', '', '', 'x', 'x', 'h')"
+            "INSERT INTO articles (id, source_id, title, first_seen, updated, content_hash)"
+            " VALUES ('a', 999, 't', 'x', 'x', 'h')"
         )
 
 

@@ -245,7 +245,11 @@ def test_full_text_search(store: Store) -> None:
 
 def test_evidence_groups_and_frequencies(store: Store) -> None:
     _with_articles(store, 3)
-    assert {u.id for u in store.ungrouped()} == {"a0", "a1", "a2"}
+    store.save_articles("s", [_article(3, published=T0 - timedelta(days=1))], now=T0)
+    pending = {u.id: u for u in store.ungrouped()}
+    assert set(pending) == {"a0", "a1", "a2", "a3"}
+    assert (pending["a0"].published, pending["a3"].published) == (None, T0 - timedelta(days=1))
+    assert pending["a3"].summary_text == "Body of article 3 about the Mekong."
     assert store.source_frequencies("s") == (0, {}, {})  # nothing classified yet
     place = {
         "key": "laos",
@@ -261,7 +265,7 @@ def test_evidence_groups_and_frequencies(store: Store) -> None:
         [Groups("a0", ("southeast-asia",), ("trade",), evidence=found), Groups("a1", ("europe",), ())]
     )
     # Groups with evidence classify the article; groups alone only score it.
-    assert {u.id for u in store.ungrouped()} == {"a1", "a2"}
+    assert {u.id for u in store.ungrouped()} == {"a1", "a2", "a3"}
     assert store.source_frequencies("s") == (1, {"laos": 1}, {"trade": 1})
     [evidence] = store.evidence("s")
     assert evidence.places[0]["name"] == "Laos" and evidence.theme_matches["trade"]["phrases"] == ["trade"]
@@ -273,7 +277,7 @@ def test_evidence_groups_and_frequencies(store: Store) -> None:
     assert [(t.slug, t.articles) for t in counts.themes] == [("trade", 1)]
     assert store.group_counts(since=T0 + timedelta(days=1)).regions == ()
     store.mark_ungrouped()
-    assert len(store.ungrouped()) == 3 and store.evidence("s") == []
+    assert len(store.ungrouped()) == 4 and store.evidence("s") == []
     assert store.source_frequencies("s") == (0, {}, {})
 
 
@@ -282,6 +286,9 @@ def test_stories_replace_and_count(store: Store) -> None:
     rows = store.story_inputs()
     assert [r.id for r in rows] == ["a0", "a1", "a2", "a3"] and rows[0].first_seen == T0
     assert [r.id for r in store.story_inputs(T0 + timedelta(minutes=2))] == ["a2", "a3"]
+    store.set_groups([Groups("a1", ("europe",), ("trade",), Evidence("a1", (), {}))])
+    assert [r.id for r in store.story_inputs(classified_only=True)] == ["a1"]
+    assert store.story_inputs(T0 + timedelta(minutes=2), classified_only=True) == []
     store.save_stories(
         [r.id for r in rows], [Story("st1", "Mekong", ("a0", "a1")), Story("lone", "x", ("a3",))]
     )

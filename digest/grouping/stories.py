@@ -22,7 +22,7 @@ import heapq
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -50,6 +50,7 @@ class StoryInput:
     first_seen: datetime
     published: datetime | None = None
     entities: frozenset[str] = frozenset()
+    terms: Mapping[str, int] | None = None  # terms(title, lead), when worked out already
 
 
 @dataclass(frozen=True)
@@ -65,15 +66,24 @@ def stop_words() -> frozenset[str]:
     return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
 
 
-def vectors(texts: Sequence[str]) -> list[dict[str, float]]:
-    """TF-IDF vectors, L2-normalised: sublinear term frequency (1 + log tf) and smoothed
-    inverse document frequency (log((1 + n) / (1 + df)) + 1), stop words left out."""
+def terms(title: str, lead: str) -> dict[str, int]:
+    """The words an article is compared by, with their counts: the title (twice, as it says
+    the most) and the lead, stop words left out."""
     stop = stop_words()
-    counts = [Counter(w for w in _WORDS.findall(text.lower()) if w not in stop) for text in texts]
+    found: dict[str, int] = {}
+    for word in _WORDS.findall(f"{title}. {title}. {lead}".lower()):
+        if word not in stop:
+            found[word] = found.get(word, 0) + 1
+    return found
+
+
+def vectors(counts: Sequence[Mapping[str, int]]) -> list[dict[str, float]]:
+    """TF-IDF vectors of :func:`terms`, L2-normalised: sublinear term frequency (1 + log tf)
+    and smoothed inverse document frequency (log((1 + n) / (1 + df)) + 1)."""
     df: Counter[str] = Counter()
     for found in counts:
         df.update(found.keys())
-    n = len(texts)
+    n = len(counts)
     idf = {word: math.log((1 + n) / (1 + d)) + 1.0 for word, d in df.items()}
     out = []
     for found in counts:
@@ -92,7 +102,7 @@ def cluster(items: Sequence[StoryInput], window: timedelta) -> list[Story]:
     if len(items) < 2:
         return []
     order = sorted(items, key=lambda item: (item.first_seen, item.id))
-    vecs = vectors([f"{item.title}. {item.title}. {item.lead}" for item in order])
+    vecs = vectors([item.terms if item.terms is not None else terms(item.title, item.lead) for item in order])
     counts: Counter[str] = Counter()
     for item in order:
         counts.update(item.entities)

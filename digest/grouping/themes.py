@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import ahocorasick
 
@@ -37,8 +37,7 @@ class Theme:
     phrases: Mapping[str, float] = field(default_factory=dict)  # lower-case phrase → weight
 
 
-@dataclass(frozen=True)
-class ThemeMatch:
+class ThemeMatch(NamedTuple):
     """One theme's raw score in an article, and the phrases that earned it."""
 
     score: float

@@ -14,8 +14,14 @@ from digest.models import Article
 from digest.store.base import SqliteBase, dt, in_chunks
 from digest.store.records import SaveCounts
 
-ARTICLE_SELECT = "SELECT a.*, s.name AS source FROM articles a JOIN sources s ON s.id = a.source_id"
-_CONTENT_COLUMNS = ("guid", "url", "title", "summary_html", "summary_text", "author", "published")
+_COLUMNS = "a.*, t.summary_html, t.summary_text, s.name AS source"
+_JOINS = "JOIN article_texts t ON t.article_id = a.id JOIN sources s ON s.id = a.source_id"
+ARTICLE_SELECT = f"SELECT {_COLUMNS} FROM articles a {_JOINS}"
+_CONTENT_COLUMNS = ("guid", "url", "title", "author", "published")
+# The search index is contentless: it is told each version of the text it is to forget.
+_INDEX = "INSERT INTO articles_fts (rowid, title, summary_text)"
+_UNINDEX = "INSERT INTO articles_fts (articles_fts, rowid, title, summary_text)"
+_INDEXED = "FROM articles a JOIN article_texts t ON t.article_id = a.id"
 
 
 class ArticlesArea(SqliteBase):
@@ -30,6 +36,7 @@ class ArticlesArea(SqliteBase):
             by_url = _existing(conn, "url", [a.url for a in articles if a.url])
             seen: set[str] = set()
             inserts: list[tuple[Any, ...]] = []
+            texts: list[tuple[str, str, str]] = []
             for article in articles:
                 row = by_id.get(article.id) or (by_url.get(article.url) if article.url else None)
                 key = row["id"] if row else article.id
@@ -38,6 +45,7 @@ class ArticlesArea(SqliteBase):
                 seen.add(key)
                 if row is None:
                     inserts.append(_article_values(article, source_id))
+                    texts.append((article.id, article.summary_html, article.summary_text))
                     if article.url:
                         by_url[article.url] = {
                             "id": article.id,
@@ -50,11 +58,7 @@ class ArticlesArea(SqliteBase):
                     # source to store it keeps it, or the row would flip between them.
                     unchanged += 1
                 else:
-                    conn.execute(
-                        f"UPDATE articles SET {', '.join(f'{c} = ?' for c in _CONTENT_COLUMNS)},"
-                        " updated = ?, content_hash = ?, grouped = 0 WHERE id = ?",
-                        (*_content_values(article), to_iso(now), article.content_hash, key),
-                    )
+                    _update(conn, key, article, now)
                     updated += 1
             if inserts:
                 # Rowids only grow (none is ever given explicitly), so the new rows are those
@@ -62,13 +66,15 @@ class ArticlesArea(SqliteBase):
                 last = conn.execute("SELECT coalesce(max(rowid), 0) FROM articles").fetchone()[0]
                 conn.executemany(
                     f"INSERT INTO articles (id, source_id, {', '.join(_CONTENT_COLUMNS)},"
-                    " first_seen, updated, content_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " first_seen, updated, content_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     inserts,
                 )
+                conn.executemany(
+                    "INSERT INTO article_texts (article_id, summary_html, summary_text) VALUES (?, ?, ?)",
+                    texts,
+                )
                 conn.execute(
-                    "INSERT INTO articles_fts (rowid, title, summary_text)"
-                    " SELECT rowid, title, summary_text FROM articles WHERE rowid > ?",
-                    [last],
+                    f"{_INDEX} SELECT a.rowid, a.title, t.summary_text {_INDEXED} WHERE a.rowid > ?", [last]
                 )
         return SaveCounts(new, updated, unchanged)
 
@@ -115,8 +121,7 @@ class ArticlesArea(SqliteBase):
     def search(self, query: str, *, limit: int = 20) -> list[Article]:
         """Full-text search over titles and text (FTS5 query syntax), best match first."""
         sql = (
-            "SELECT a.*, s.name AS source FROM articles_fts f"
-            " JOIN articles a ON a.rowid = f.rowid JOIN sources s ON s.id = a.source_id"
+            f"SELECT {_COLUMNS} FROM articles_fts f JOIN articles a ON a.rowid = f.rowid {_JOINS}"
             " WHERE articles_fts MATCH ? ORDER BY rank LIMIT ?"
         )
         try:
@@ -151,15 +156,24 @@ def _existing(conn: sqlite3.Connection, column: str, keys: Sequence[str | None])
 def _content_values(article: Article) -> tuple[Any, ...]:
     """The values of :data:`_CONTENT_COLUMNS`, in that order."""
     published = to_iso(article.published) if article.published else None
-    return (
-        article.guid,
-        article.url,
-        article.title,
-        article.summary_html,
-        article.summary_text,
-        article.author,
-        published,
+    return (article.guid, article.url, article.title, article.author, published)
+
+
+def _update(conn: sqlite3.Connection, key: str, article: Article, now: datetime) -> None:
+    """A changed version of stored article ``key``: its row, its text and its index entry."""
+    conn.execute(
+        f"{_UNINDEX} SELECT 'delete', a.rowid, a.title, t.summary_text {_INDEXED} WHERE a.id = ?", [key]
     )
+    conn.execute(
+        f"UPDATE articles SET {', '.join(f'{c} = ?' for c in _CONTENT_COLUMNS)},"
+        " updated = ?, content_hash = ?, grouped = 0 WHERE id = ?",
+        (*_content_values(article), to_iso(now), article.content_hash, key),
+    )
+    conn.execute(
+        "UPDATE article_texts SET summary_html = ?, summary_text = ? WHERE article_id = ?",
+        (article.summary_html, article.summary_text, key),
+    )
+    conn.execute(f"{_INDEX} SELECT a.rowid, a.title, t.summary_text {_INDEXED} WHERE a.id = ?", [key])
 
 
 def _article_values(article: Article, source_id: int) -> tuple[Any, ...]:

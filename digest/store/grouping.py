@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
 
 from digest.dates import from_iso, to_iso, utcnow
 from digest.store.base import SqliteBase, dt, in_chunks
@@ -28,11 +27,18 @@ class GroupingArea(SqliteBase):
         """Articles whose text has not been classified since it last changed."""
         return [
             Ungrouped(
-                row["id"], row["source"], row["title"], row["summary_text"], from_iso(row["first_seen"])
+                row["id"],
+                row["source"],
+                row["title"],
+                row["summary_text"],
+                from_iso(row["first_seen"]),
+                dt(row["published"]),
             )
             for row in self._rows(
-                "SELECT a.id, s.name AS source, a.title, a.summary_text, a.first_seen FROM articles a"
-                " JOIN sources s ON s.id = a.source_id WHERE a.grouped = 0"
+                "SELECT a.id, s.name AS source, a.title, t.summary_text, a.first_seen, a.published"
+                " FROM articles a"
+                " JOIN article_texts t ON t.article_id = a.id JOIN sources s ON s.id = a.source_id"
+                " WHERE a.grouped = 0"
             )
         ]
 
@@ -77,7 +83,7 @@ class GroupingArea(SqliteBase):
 
     def set_groups(self, rows: Iterable[Groups]) -> None:
         """Store each article's regions and themes, and the evidence where given (which marks
-        the article classified): one write per article, as rows carry long texts."""
+        the article classified): one write per article."""
         plain: list[tuple[str, str, str]] = []
         classified: list[tuple[str, str, str, str, str]] = []
         for g in rows:
@@ -95,16 +101,21 @@ class GroupingArea(SqliteBase):
                 classified,
             )
 
-    def story_inputs(self, since: datetime | None = None) -> list[StoryRow]:
-        """What story clustering reads, for articles first seen at or after ``since``."""
+    def story_inputs(self, since: datetime | None = None, *, classified_only: bool = False) -> list[StoryRow]:
+        """What story clustering reads, for articles first seen at or after ``since`` (only
+        those classified since they last changed, with ``classified_only``)."""
         sql = (
-            "SELECT a.id, s.name AS source, a.title, a.summary_text, a.published, a.first_seen, a.places"
-            " FROM articles a JOIN sources s ON s.id = a.source_id"
+            "SELECT a.id, s.name AS source, a.title, t.summary_text, a.published, a.first_seen, a.places"
+            " FROM articles a JOIN article_texts t ON t.article_id = a.id"
+            " JOIN sources s ON s.id = a.source_id"
         )
-        args: list[Any] = []
+        where, args = ["1 = 1"], []
         if since is not None:
-            sql += " WHERE a.first_seen >= ?"
+            where.append("a.first_seen >= ?")
             args.append(to_iso(since))
+        if classified_only:
+            where.append("a.grouped = 1")
+        sql += f" WHERE {' AND '.join(where)}"
         return [
             StoryRow(
                 id=row["id"],
@@ -125,7 +136,7 @@ class GroupingArea(SqliteBase):
         members = {member: story.id for story in stories for member in story.members}
         loose = [article_id for article_id in article_ids if article_id not in members]
         with self._write() as conn:
-            # Only rows whose story changes are written: an article row carries its long texts.
+            # Only rows whose story changes are written.
             conn.executemany(
                 "UPDATE articles SET story = ? WHERE id = ? AND story IS NOT ?",
                 [(story, member, story) for member, story in members.items()],

@@ -51,6 +51,7 @@ class Ungrouped:
     title: str
     summary_text: str
     first_seen: datetime
+    published: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ def _initial(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX articles_source ON articles(source_id)")
     db.execute("CREATE INDEX articles_first_seen ON articles(first_seen)")
     # External-content FTS5 index kept in step by triggers, so a search never sees stale text
-    # (inserts: by save_articles since 0010).
+    # (contentless, kept by save_articles, since 0010).
     db.execute(
         "CREATE VIRTUAL TABLE articles_fts USING fts5(title, summary_text, content='articles',"
         " content_rowid='rowid', tokenize='unicode61 remove_diacritics 2')"
@@ -235,11 +235,44 @@ def _source_lifecycle(db: sqlite3.Connection) -> None:
     db.execute("UPDATE sources SET id_name = name")
 
 
-def _search_index_per_batch(db: sqlite3.Connection) -> None:
-    # A row trigger made every insert update the full-text index on its own, the costliest
-    # part of saving a big pull; save_articles now indexes each batch in one statement.
-    # Updates and deletes keep their triggers (they are rare, and must never leave stale text).
-    db.execute("DROP TRIGGER articles_ai")
+def _article_texts(db: sqlite3.Connection) -> None:
+    # SQLite rewrites a whole row on any update, and an article row carried two long texts:
+    # writing an article's regions or story cost as much as writing the article. The texts
+    # move to their own table, so the grouping writes after every pull touch short rows.
+    # The search index becomes contentless (it keeps no copy of the text, it points at
+    # article rowids) and is kept by save_articles, a whole batch in one statement, instead
+    # of a trigger per row; only a delete, which nothing in digest does, is left to a trigger.
+    db.execute(
+        """
+        CREATE TABLE article_texts (
+            article_id TEXT PRIMARY KEY REFERENCES articles(id) ON DELETE CASCADE,
+            summary_html TEXT NOT NULL,
+            summary_text TEXT NOT NULL
+        )"""
+    )
+    db.execute(
+        "INSERT INTO article_texts (article_id, summary_html, summary_text)"
+        " SELECT id, summary_html, summary_text FROM articles"
+    )
+    for trigger in ("articles_ai", "articles_ad", "articles_au"):
+        db.execute(f"DROP TRIGGER {trigger}")
+    db.execute("DROP TABLE articles_fts")
+    db.execute("ALTER TABLE articles DROP COLUMN summary_html")
+    db.execute("ALTER TABLE articles DROP COLUMN summary_text")
+    db.execute(
+        "CREATE VIRTUAL TABLE articles_fts USING fts5(title, summary_text, content='',"
+        " tokenize='unicode61 remove_diacritics 2')"
+    )
+    db.execute(
+        "INSERT INTO articles_fts (rowid, title, summary_text) SELECT a.rowid, a.title, t.summary_text"
+        " FROM articles a JOIN article_texts t ON t.article_id = a.id"
+    )
+    db.execute(
+        "CREATE TRIGGER articles_bd BEFORE DELETE ON articles BEGIN"
+        " INSERT INTO articles_fts (articles_fts, rowid, title, summary_text)"
+        " SELECT 'delete', old.rowid, old.title, t.summary_text FROM article_texts t"
+        " WHERE t.article_id = old.id; END"
+    )
 
 
 # Append-only: a released migration is never edited, a change is a new entry.
@@ -253,5 +286,5 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0007_subscriber_identity", _subscriber_identity),
     ("0008_plausible_dates", _plausible_dates),
     ("0009_source_lifecycle", _source_lifecycle),
-    ("0010_search_index_per_batch", _search_index_per_batch),
+    ("0010_article_texts", _article_texts),
 ]
