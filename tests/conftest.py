@@ -226,6 +226,7 @@ class SmtpSink:
         self.fail_after: int | None = None  # answer 421 to every message after this many
         self.drop_next = 0  # drop the connection instead of answering, this many times
         self.delay = 0.0  # seconds to take over each message (a slow server)
+        self.sizes: list[tuple[str, int]] = []  # (MAIL FROM options, octets received) each
         sink = self
 
         class Handler:
@@ -251,6 +252,7 @@ class SmtpSink:
                 import email
                 import email.policy
 
+                sink.sizes.append((" ".join(envelope.mail_options), len(envelope.original_content)))
                 message = email.message_from_bytes(envelope.content, policy=email.policy.default)
                 sink.messages.append((list(envelope.rcpt_tos), message))
                 return "250 2.0.0 Accepted"

@@ -84,6 +84,8 @@ def test_digest_reaches_each_active_subscriber_once_with_their_selection(
     assert titles_in_mail  # bob's digest holds his region's articles...
     ann_text = received["ann@example.org"][0].get_body(("plain",)).get_content()
     assert ann_text.count("\n* ") > text.count("\n* ")  # ...and fewer than ann's, who gets everything
+    # Each message declared its true size (RFC 1870) before it was sent.
+    assert [options for options, _ in smtp.sizes] == [f"SIZE={size}" for _, size in smtp.sizes]
 
 
 def test_a_rerun_sends_nothing_and_new_articles_go_out_once(
