@@ -45,9 +45,6 @@ def fork_map(fn: Callable[[T], R], items: Sequence[T], *, min_items: int = MIN_I
     size = -(-len(items) // count)
     shares = [items[start : start + size] for start in range(0, len(items), size)]
     children: list[tuple[int, int]] = []
-    # Out of the collector's sight while children run: a collection in a child would write
-    # to every object it scans, copying the whole shared heap page by page.
-    gc.freeze()
     try:
         for share in shares[1:]:
             children.append(_spawn(fn, share))
@@ -57,7 +54,6 @@ def fork_map(fn: Callable[[T], R], items: Sequence[T], *, min_items: int = MIN_I
             results.extend(_collect(pid, reader, fn, share))
         return results
     finally:
-        gc.unfreeze()
         for pid, reader in children:  # left behind by an exception (or Ctrl-C) here
             os.close(reader)
             os.kill(pid, signal.SIGKILL)
@@ -69,7 +65,9 @@ def _spawn(fn: Callable[[T], R], share: Sequence[T]) -> tuple[int, int]:
     pid = os.fork()
     if pid == 0:  # the child: compute, send, and leave without running any cleanup of ours
         status = 1
-        gc.disable()  # short-lived: what it leaves, its exit frees
+        # No collection in a child: one would write to every object it scans, copying the
+        # shared heap page by page; the child is short-lived, and its exit frees what it leaves.
+        gc.disable()
         try:
             os.close(reader)
             with os.fdopen(writer, "wb") as out:

@@ -17,7 +17,7 @@ from digest.config import Settings
 from digest.grouping import regions as region_scoring
 from digest.grouping import themes as theme_scoring
 from digest.grouping.places import Gazetteer
-from digest.grouping.regions import PlaceCount, count_places, split_lead
+from digest.grouping.regions import PlaceCount, count_places_in, split_lead
 from digest.grouping.stories import StoryInput, cluster, terms
 from digest.grouping.themes import ThemeMatch, taxonomy_for
 from digest.grouping.weights import idf
@@ -51,9 +51,9 @@ def group_pending(store: Store, settings: Settings, *, everything: bool = False)
     pending = store.ungrouped()
 
     def read(row: Ungrouped) -> _Read:
-        lead, _ = split_lead(row.summary_text)
+        lead, body = split_lead(row.summary_text)
         return _Read(
-            count_places(row.title, row.summary_text, gazetteer),
+            count_places_in(row.title, lead, body, gazetteer),
             taxonomy.match(row.title, row.summary_text),
             terms(row.title, lead),
         )

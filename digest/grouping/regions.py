@@ -70,8 +70,13 @@ def split_lead(text: str) -> tuple[str, str]:
 
 def count_places(title: str, text: str, gazetteer: Gazetteer | None = None) -> list[PlaceCount]:
     """Every place the title and text name, with counts for title, lead and body."""
-    gazetteer = gazetteer or Gazetteer.default()
     lead, body = split_lead(text)
+    return count_places_in(title, lead, body, gazetteer)
+
+
+def count_places_in(title: str, lead: str, body: str, gazetteer: Gazetteer | None = None) -> list[PlaceCount]:
+    """:func:`count_places` of a text already split into lead and body."""
+    gazetteer = gazetteer or Gazetteer.default()
     # One search over the three parts, a line apart (no name spans a line break).
     title_end = len(title)
     lead_end = title_end + 1 + len(lead)
