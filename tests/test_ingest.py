@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -296,9 +298,22 @@ def test_an_articles_id_does_not_change_when_its_link_is_not_kept() -> None:
         assert article.url is None and article.id == article_id("s", None, key, "T")
 
 
-def test_dates_no_publication_can_have_are_not_trusted(server: FeedServer, tmp_path: Path) -> None:
-    import json
+def _rss_and_json_sources(
+    server: FeedServer, tmp_path: Path, items: list[dict[str, str]], jsonfeed: dict[str, Any]
+) -> Settings:
+    """Sources "f" (the items as RSS) and "j" (a JSON Feed), served side by side."""
+    server.routes["/f.xml"] = Reply(200, rss(items), {"Content-Type": "application/rss+xml"})
+    server.routes["/f.json"] = Reply(
+        200, json.dumps(jsonfeed).encode(), {"Content-Type": "application/feed+json"}
+    )
+    return settings_for(
+        tmp_path,
+        f'[[sources]]\nname = "f"\nurl = "{server.url("/f.xml")}"\n'
+        f'[[sources]]\nname = "j"\nurl = "{server.url("/f.json")}"\n',
+    )
 
+
+def test_dates_no_publication_can_have_are_not_trusted(server: FeedServer, tmp_path: Path) -> None:
     from digest.grouping.classify import regroup
 
     # What Hugo writes for undated pages, a year-9999 date and a date next month, beside a sane one.
@@ -308,7 +323,6 @@ def test_dates_no_publication_can_have_are_not_trusted(server: FeedServer, tmp_p
         {"title": "Next month", "link": "https://x.org/next", "pubDate": "Mon, 01 Feb 2100 00:00:00 +0000"},
         {"title": "Sane", "link": "https://x.org/sane", "pubDate": "Tue, 24 Nov 2026 08:00:00 +0000"},
     ]
-    server.routes["/f.xml"] = Reply(200, rss(items), {"Content-Type": "application/rss+xml"})
     jsonfeed = {
         "version": "https://jsonfeed.org/version/1.1",
         "title": "J",
@@ -327,14 +341,7 @@ def test_dates_no_publication_can_have_are_not_trusted(server: FeedServer, tmp_p
             },
         ],
     }
-    server.routes["/f.json"] = Reply(
-        200, json.dumps(jsonfeed).encode(), {"Content-Type": "application/feed+json"}
-    )
-    settings = settings_for(
-        tmp_path,
-        f'[[sources]]\nname = "f"\nurl = "{server.url("/f.xml")}"\n'
-        f'[[sources]]\nname = "j"\nurl = "{server.url("/f.json")}"\n',
-    )
+    settings = _rss_and_json_sources(server, tmp_path, items, jsonfeed)
     with open_store(settings.database.path) as store:
         reports = pull(settings, store)
         assert [r.error for r in reports] == [None, None] and sum(r.new for r in reports) == 6
@@ -368,14 +375,11 @@ def test_one_link_from_two_sources_settles(server: FeedServer, tmp_path: Path) -
 def test_a_malformed_link_costs_only_its_item_and_ipv6_links_survive(
     server: FeedServer, tmp_path: Path
 ) -> None:
-    import json
-
     items = [
         {"title": "Broken", "link": "http://[x.org/a"},
         {"title": "IPv6", "link": "http://[2001:db8::1]:8080/a"},
         {"title": "Fine", "link": "https://x.org/fine"},
     ]
-    server.routes["/f.xml"] = Reply(200, rss(items), {"Content-Type": "application/rss+xml"})
     jsonfeed = {
         "version": "https://jsonfeed.org/version/1.1",
         "title": "J",
@@ -383,14 +387,7 @@ def test_a_malformed_link_costs_only_its_item_and_ipv6_links_survive(
             {"id": f"j{n}", "url": i["link"] + "j", "title": f"J {i['title']}"} for n, i in enumerate(items)
         ],
     }
-    server.routes["/f.json"] = Reply(
-        200, json.dumps(jsonfeed).encode(), {"Content-Type": "application/feed+json"}
-    )
-    settings = settings_for(
-        tmp_path,
-        f'[[sources]]\nname = "f"\nurl = "{server.url("/f.xml")}"\n'
-        f'[[sources]]\nname = "j"\nurl = "{server.url("/f.json")}"\n',
-    )
+    settings = _rss_and_json_sources(server, tmp_path, items, jsonfeed)
     with open_store(settings.database.path) as store:
         rss_report, json_report = pull(settings, store)
         links = {a.title: a.url for a in store.articles()}
