@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from collections import Counter
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from html import escape
 from pathlib import Path
 
 import pycountry
@@ -15,6 +20,7 @@ from digest.grouping.regions import assign_regions, count_places, regions, score
 from digest.grouping.themes import FALLBACK, Taxonomy, assign_themes, taxonomy_for
 from digest.ingest import pull
 from digest.models import Article
+from digest.sanitize import text_to_html
 from digest.store import open_store
 
 from .conftest import DATA, SEEDS, FeedServer, Reply, rss, settings_for
@@ -276,3 +282,52 @@ def test_regroup_recomputes_and_pull_groups_only_what_is_new(tmp_path: Path) -> 
         assert after == before  # deterministic
         counts = store.group_counts()
     assert sum(r.primary for r in counts.regions) == 40
+
+
+def test_a_big_pull_shared_among_processes_groups_as_one_process_does(
+    tmp_path: Path, seeded: list[Article], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 480 items (over parallel.MIN_ITEMS) of the seeds' real text, a few copies of each.
+    start = datetime(2026, 11, 2, tzinfo=UTC)
+    items = [
+        {
+            "title": escape(f"{article.title} ({copy})"),
+            "link": f"https://example.org/{copy}/{n}",
+            "pubDate": format_datetime(start + timedelta(hours=3 * n + copy)),
+            "description": escape(text_to_html(article.summary_text)),
+        }
+        for copy in range(12)
+        for n, article in enumerate(seeded)
+    ]
+    feed = tmp_path / "big.xml"
+    feed.write_bytes(rss(items))
+    forks: list[int] = []
+    real_fork = os.fork
+
+    def counted_fork() -> int:
+        pid = real_fork()
+        if pid:
+            forks.append(pid)
+        return pid
+
+    def grouped(name: str, cores: int) -> dict[str, tuple[object, ...]]:
+        folder = tmp_path / name
+        folder.mkdir()
+        settings = settings_for(folder, f'[[sources]]\nname = "big"\nurl = "{feed}"\n')
+        with monkeypatch.context() as patch:
+            patch.setattr(threading, "active_count", lambda: 1)  # this process's helpers do not fork
+            patch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cores)), raising=False)
+            patch.setattr(os, "fork", counted_fork)
+            with open_store(settings.database.path) as store:
+                [report] = pull(settings, store)
+                assert report.new == len(items)
+                return {
+                    a.id: (a.regions, a.themes, a.story, a.places, a.theme_matches) for a in store.articles()
+                }
+
+    alone = grouped("alone", 1)
+    assert forks == []
+    shared = grouped("shared", 3)
+    assert len(forks) >= 5  # normalising, reading and clustering each took other processes
+    assert shared == alone
+    assert sum(1 for _, _, story, _, _ in alone.values() if story) > 400  # the copies are stories

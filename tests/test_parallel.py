@@ -1,9 +1,11 @@
-"""fork_map: the same results as a plain map, in order, whatever happens to a child."""
+"""fork_map, fork_start, fork_call: the same results as without forking, in order, shared by
+whoever is free, whatever happens to a child."""
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 
 import pytest
 
@@ -23,9 +25,14 @@ def square_and_where(n: int) -> tuple[int, int]:
     return n * n, os.getpid()
 
 
+def slowly_square_and_where(n: int) -> tuple[int, int]:
+    time.sleep(0.001)  # long enough for every process to take some of the work
+    return square_and_where(n)
+
+
 def test_a_big_batch_is_shared_and_comes_back_in_order(three_cores: None) -> None:
     items = list(range(1000))
-    results = parallel.fork_map(square_and_where, items, min_items=10)
+    results = parallel.fork_map(slowly_square_and_where, items, min_items=10)
     assert [value for value, _ in results] == [n * n for n in items]
     pids = {pid for _, pid in results}
     assert PARENT in pids and len(pids) == 3
@@ -50,6 +57,7 @@ def test_no_fork_while_another_thread_runs(three_cores: None) -> None:
 
 
 def dies_in_a_child(n: int) -> tuple[int, int]:
+    time.sleep(0.001)  # so that the children take some of it
     if os.getpid() != PARENT:
         os._exit(3)  # as if killed: no answer, a failed status
     return n + 1, os.getpid()
@@ -62,6 +70,7 @@ def test_a_failed_childs_share_is_done_again_here(three_cores: None) -> None:
 
 
 def unpicklable_in_a_child(n: int) -> object:
+    time.sleep(0.001)  # so that the children take some of it
     if os.getpid() != PARENT:
         return lambda: n  # cannot travel back through the pipe
     return n
@@ -79,9 +88,61 @@ def fails_on_seven(n: int) -> int:
 
 def test_an_exception_surfaces_as_without_forking(three_cores: None) -> None:
     with pytest.raises(ValueError, match="seven"):
-        parallel.fork_map(fails_on_seven, list(range(60)), min_items=10)  # 7 is in our share
+        parallel.fork_map(fails_on_seven, list(range(60)), min_items=10)  # 7 comes early
     with pytest.raises(ValueError, match="seven"):
-        parallel.fork_map(fails_on_seven, list(range(-50, 10)), min_items=10)  # in a child's
+        parallel.fork_map(fails_on_seven, list(range(-50, 10)), min_items=10)  # late
     # No child is left behind, running or unreaped.
     with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
+
+
+def test_started_work_runs_in_children_while_this_process_goes_on(three_cores: None) -> None:
+    items = list(range(900))
+    with parallel.fork_start(slowly_square_and_where, items, min_items=10) as started:
+        time.sleep(2)  # this process is busy elsewhere: the children do it all meanwhile
+        results = started.result()
+    assert [value for value, _ in results] == [n * n for n in items]
+    pids = {pid for _, pid in results}
+    assert PARENT not in pids and len(pids) == 2
+
+
+def test_what_the_children_have_not_taken_is_done_here(three_cores: None) -> None:
+    items = list(range(900))
+    with parallel.fork_start(slowly_square_and_where, items, min_items=10) as started:
+        results = started.result()  # at once: this process takes its part of what is left
+    assert [value for value, _ in results] == [n * n for n in items]
+    pids = {pid for _, pid in results}
+    assert PARENT in pids and len(pids) == 3
+
+
+def test_without_forking_started_work_is_done_when_asked_for(three_cores: None) -> None:
+    done: list[int] = []
+
+    def note(n: int) -> int:
+        done.append(n)
+        return n
+
+    started = parallel.fork_start(note, list(range(5)), min_items=10)
+    assert done == []
+    assert started.result() == [0, 1, 2, 3, 4] == done
+
+
+def test_one_call_in_a_child(three_cores: None) -> None:
+    with parallel.fork_call(lambda: square_and_where(12)) as call:
+        time.sleep(0.5)  # the child has long taken the call
+        [(value, pid)] = call.result()
+    assert value == 144 and pid != PARENT
+    with parallel.fork_call(lambda: square_and_where(12), worth=False) as call:
+        assert call.result() == [(144, PARENT)]
+    with parallel.fork_call(lambda: dies_in_a_child(4)) as call:
+        time.sleep(0.5)
+        assert call.result() == [(5, PARENT)]  # the failed child's call, done again here
+
+
+def test_leaving_early_stops_the_children(three_cores: None) -> None:
+    started_at = time.monotonic()
+    with pytest.raises(KeyError), parallel.fork_start(time.sleep, [60.0] * 30, min_items=10):
+        raise KeyError("gone")
+    assert time.monotonic() - started_at < 10
+    with pytest.raises(ChildProcessError):  # none is left running or unreaped
         os.waitpid(-1, os.WNOHANG)

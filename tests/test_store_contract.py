@@ -209,6 +209,13 @@ def test_save_articles_new_updated_unchanged_and_first_seen_kept(store: Store) -
         store.save_articles("nope", [copy], now=T0)
 
 
+def test_content_hashes_of_stored_articles(store: Store) -> None:
+    _with_articles(store, 2)
+    store.save_articles("s", [_article(1, content_hash="other")], now=T0 + timedelta(days=1))
+    assert store.content_hashes(["a0", "a1", "a9", "a0"]) == {"a0": _article(0).content_hash, "a1": "other"}
+    assert store.content_hashes([]) == {}
+
+
 def test_articles_filter_and_order(store: Store) -> None:
     _with_articles(store, 5)
     store.set_groups([Groups("a1", ("europe", "africa"), ("trade",)), Groups("a3", ("europe",), ())])
@@ -260,7 +267,7 @@ def test_evidence_groups_and_frequencies(store: Store) -> None:
         "lead": 0,
         "body": 2,
     }
-    found = Evidence("a0", (place,), {"trade": {"score": 2.0, "phrases": ["trade"]}})
+    found = Evidence.of("a0", (place,), {"trade": {"score": 2.0, "phrases": ["trade"]}})
     store.set_groups(
         [Groups("a0", ("southeast-asia",), ("trade",), evidence=found), Groups("a1", ("europe",), ())]
     )
@@ -269,6 +276,7 @@ def test_evidence_groups_and_frequencies(store: Store) -> None:
     assert store.source_frequencies("s") == (1, {"laos": 1}, {"trade": 1})
     [evidence] = store.evidence("s")
     assert evidence.places[0]["name"] == "Laos" and evidence.theme_matches["trade"]["phrases"] == ["trade"]
+    assert (evidence.places, evidence.theme_matches) == (found.places, found.theme_matches)
     counts = store.group_counts()
     assert [(r.slug, r.articles, r.primary) for r in counts.regions] == [
         ("europe", 1, 1),
@@ -286,7 +294,7 @@ def test_stories_replace_and_count(store: Store) -> None:
     rows = store.story_inputs()
     assert [r.id for r in rows] == ["a0", "a1", "a2", "a3"] and rows[0].first_seen == T0
     assert [r.id for r in store.story_inputs(T0 + timedelta(minutes=2))] == ["a2", "a3"]
-    store.set_groups([Groups("a1", ("europe",), ("trade",), Evidence("a1", (), {}))])
+    store.set_groups([Groups("a1", ("europe",), ("trade",), Evidence.of("a1", (), {}))])
     assert [r.id for r in store.story_inputs(classified_only=True)] == ["a1"]
     assert store.story_inputs(T0 + timedelta(minutes=2), classified_only=True) == []
     store.save_stories(
@@ -450,11 +458,12 @@ CALLS: dict[str, Callable[[Store, Path], Any]] = {
     "search": lambda s, p: s.search("mekong"),
     "article": lambda s, p: s.article("a0"),
     "count_articles": lambda s, p: s.count_articles(),
+    "content_hashes": lambda s, p: s.content_hashes(["a0"]),
     "ungrouped": lambda s, p: s.ungrouped(),
     "mark_ungrouped": lambda s, p: s.mark_ungrouped(),
     "source_frequencies": lambda s, p: s.source_frequencies("s"),
     "evidence": lambda s, p: s.evidence("s"),
-    "set_groups": lambda s, p: s.set_groups([Groups("a0", ("europe",), (), Evidence("a0", (), {}))]),
+    "set_groups": lambda s, p: s.set_groups([Groups("a0", ("europe",), (), Evidence.of("a0", (), {}))]),
     "story_inputs": lambda s, p: s.story_inputs(),
     "save_stories": lambda s, p: s.save_stories(["a0"], []),
     "group_counts": lambda s, p: s.group_counts(),

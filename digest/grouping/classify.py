@@ -8,9 +8,11 @@ while the source is young (its IDF still moves a lot), for new articles after th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
+from functools import cached_property
 from typing import Any, NamedTuple
 
 from digest.config import Settings
@@ -19,9 +21,10 @@ from digest.grouping import themes as theme_scoring
 from digest.grouping.places import Gazetteer
 from digest.grouping.regions import PlaceCount, count_places_in, split_lead
 from digest.grouping.stories import StoryInput, cluster, terms
-from digest.grouping.themes import ThemeMatch, taxonomy_for
+from digest.grouping.themes import Taxonomy, ThemeMatch, taxonomy_for
 from digest.grouping.weights import idf
-from digest.parallel import fork_map
+from digest.models import Article
+from digest.parallel import MIN_ITEMS, fork_call, fork_map, fork_start, workers
 from digest.store import Evidence, Groups, Store, Story, StoryRow, Ungrouped
 
 # Below this many articles a source's IDF changes with every pull: re-score all of them.
@@ -35,37 +38,136 @@ class GroupReport:
     stories: int
 
 
+# A read as plain tuples, which cross between processes many times faster than named ones
+# (pickle remakes each instance of a class through a Python call), with its evidence encoded.
+_Packed = tuple[list[tuple[Any, ...]], dict[str, tuple[Any, ...]], dict[str, int], str, str]
+
+
 class _Read(NamedTuple):
-    """All that is read from one article's text."""
+    """All that is read from one article's text (and, when read on another core, the
+    evidence as stores keep it, encoded there)."""
 
     places: list[PlaceCount]
     matches: dict[str, ThemeMatch]
     terms: dict[str, int]
+    encoded: tuple[str, str] | None = None
 
-
-def group_pending(store: Store, settings: Settings, *, everything: bool = False) -> GroupReport:
-    """Classify new and changed articles, score them (and every article of a young source),
-    re-cluster stories."""
-    gazetteer = Gazetteer.default()
-    taxonomy = taxonomy_for(settings)
-    pending = store.ungrouped()
-
-    def read(row: Ungrouped) -> _Read:
-        lead, body = split_lead(row.summary_text)
-        return _Read(
-            count_places_in(row.title, lead, body, gazetteer),
-            taxonomy.match(row.title, row.summary_text),
-            terms(row.title, lead),
+    def packed(self) -> _Packed:
+        evidence = _evidence("", self)
+        return (
+            [tuple(p) for p in self.places],
+            {s: tuple(m) for s, m in self.matches.items()},
+            self.terms,
+            evidence.places_json,
+            evidence.theme_matches_json,
         )
 
-    reads = fork_map(read, pending)  # the costly part: on every core for a big batch
+    @classmethod
+    def unpacked(cls, packed: _Packed) -> _Read:
+        places, matches, found_terms, places_json, matches_json = packed
+        return cls(
+            [PlaceCount._make(p) for p in places],
+            {slug: ThemeMatch._make(m) for slug, m in matches.items()},
+            found_terms,
+            (places_json, matches_json),
+        )
 
-    stories = 0
-    if pending or everything:
-        earliest = min((row.first_seen for row in pending), default=None)
-        fresh = [_fresh_input(row, found) for row, found in zip(pending, reads, strict=True)]
-        stories = recluster(store, settings, since=None if everything else earliest, fresh=fresh)
 
+class Reader:
+    """Reads articles' texts for grouping (places, theme matches, story words): the costly
+    part, done on every core for a big batch. What was read ahead (while a pull stores the
+    articles) is kept, by title and text, for :func:`group_pending` to find."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._known: dict[tuple[str, str], _Read] = {}
+
+    @cached_property
+    def gazetteer(self) -> Gazetteer:
+        return Gazetteer.default()
+
+    @cached_property
+    def taxonomy(self) -> Taxonomy:
+        return taxonomy_for(self.settings)
+
+    def read(self, text: tuple[str, str]) -> _Read:
+        title, summary_text = text
+        lead, body = split_lead(summary_text)
+        return _Read(
+            count_places_in(title, lead, body, self.gazetteer),
+            self.taxonomy.match(title, summary_text),
+            terms(title, lead),
+        )
+
+    def _read_packed(self, text: tuple[str, str]) -> _Packed:
+        return self.read(text).packed()
+
+    def read_all(self, texts: Sequence[tuple[str, str]]) -> list[_Read]:
+        """Each (title, text) read, or found read ahead."""
+        missing = list(dict.fromkeys(text for text in texts if text not in self._known))
+        self._known.update(
+            zip(missing, map(_Read.unpacked, fork_map(self._read_packed, missing)), strict=True)
+        )
+        reads = [self._known[text] for text in texts]
+        self._known.clear()  # what was read ahead but is not pending changed nothing
+        return reads
+
+    @contextmanager
+    def ahead(self, articles: Sequence[Article], store: Store) -> Iterator[None]:
+        """Read those of ``articles`` that are new or changed on the other cores while the
+        block runs (storing them), and here too once it is done. Only for a big batch, when
+        there are other cores (otherwise :meth:`read_all` reads them)."""
+        stored = store.content_hashes([a.id for a in articles]) if len(articles) >= MIN_ITEMS else {}
+        texts = [(a.title, a.summary_text) for a in articles if stored.get(a.id, "") != a.content_hash]
+        if workers() == 1 or len(texts) < MIN_ITEMS:
+            yield
+            return
+        with fork_start(self._read_packed, texts) as started:
+            yield
+            self._known.update(zip(texts, map(_Read.unpacked, started.result()), strict=True))
+
+
+def group_pending(
+    store: Store, settings: Settings, *, everything: bool = False, reader: Reader | None = None
+) -> GroupReport:
+    """Classify new and changed articles, score them (and every article of a young source),
+    re-cluster stories. ``reader``: the one that read some of them ahead."""
+    reader = reader or Reader(settings)
+    pending = store.ungrouped()
+    reads = reader.read_all([(row.title, row.summary_text) for row in pending])
+
+    if not pending and not everything:
+        return GroupReport(classified=0, rescored=0, stories=0)
+    earliest = min((row.first_seen for row in pending), default=None)
+    window = timedelta(seconds=settings.grouping.story_window)
+    start = earliest - window if earliest and not everything else None
+    # Read before the new evidence is stored, so no article is both fresh and stored.
+    rows = store.story_inputs(start, classified_only=bool(pending))
+    fresh = [_fresh_input(row, found) for row, found in zip(pending, reads, strict=True)]
+    clustered = [*(item.id for item in fresh), *(row.id for row in rows)]
+
+    def stories() -> list[Story]:
+        found = cluster([*fresh, *map(_stored_input, rows)], window)
+        return [Story(story.id, story.label, tuple(story.members)) for story in found]
+
+    # Clustering is serial work: on another core while this one scores and stores groups.
+    # Should this process die between the two writes, the next pull within the window (or
+    # a regroup) links what it left without a story: stories are always worked out again.
+    with fork_call(stories, worth=len(clustered) >= MIN_ITEMS) as clustering:
+        rescored = _score(store, settings, reader.gazetteer, pending, reads)
+        [found] = clustering.result()
+        store.save_stories(clustered, found)
+    return GroupReport(classified=len(pending), rescored=rescored, stories=len(found))
+
+
+def _score(
+    store: Store,
+    settings: Settings,
+    gazetteer: Gazetteer,
+    pending: Sequence[Ungrouped],
+    reads: Sequence[_Read],
+) -> int:
+    """Store regions and themes of what was read (and of every article of a young source)."""
     by_source: dict[str, list[tuple[Ungrouped, _Read]]] = {}
     for row, found in zip(pending, reads, strict=True):
         by_source.setdefault(row.source, []).append((row, found))
@@ -90,27 +192,13 @@ def group_pending(store: Store, settings: Settings, *, everything: bool = False)
             groups += [weights.groups(e.id, *_parsed(e)) for e in store.evidence(source)]
         store.set_groups(groups)
         rescored += len(groups)
-    return GroupReport(classified=len(pending), rescored=rescored, stories=stories)
+    return rescored
 
 
 def regroup(store: Store, settings: Settings) -> GroupReport:
     """Classify every article again and re-cluster every story (after a vocabulary change)."""
     store.mark_ungrouped()
     return group_pending(store, settings, everything=True)
-
-
-def recluster(
-    store: Store, settings: Settings, since: datetime | None, fresh: Sequence[StoryInput] = ()
-) -> int:
-    """Re-cluster the stories of articles first seen within the window before ``since``:
-    ``fresh`` (just read, not yet stored as classified) and those stored."""
-    window = timedelta(seconds=settings.grouping.story_window)
-    start = since - window if since else None
-    rows = store.story_inputs(start, classified_only=bool(fresh))
-    items = [*fresh, *(_stored_input(row) for row in rows)]
-    found = cluster(items, window)
-    store.save_stories([item.id for item in items], [Story(s.id, s.label, tuple(s.members)) for s in found])
-    return len(found)
 
 
 class _Weights:
@@ -136,7 +224,9 @@ class _Weights:
 
 
 def _evidence(article_id: str, found: _Read) -> Evidence:
-    return Evidence(article_id, _places_data(found.places), _matches_data(found.matches))
+    if found.encoded:
+        return Evidence(article_id, *found.encoded)
+    return Evidence.of(article_id, _places_data(found.places), _matches_data(found.matches))
 
 
 def _parsed(evidence: Evidence) -> tuple[list[PlaceCount], dict[str, ThemeMatch]]:

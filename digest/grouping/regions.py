@@ -39,8 +39,7 @@ def regions() -> dict[str, str]:
 
 
 class PlaceCount(NamedTuple):
-    """How often an article names one place, and where: the evidence for its regions (a
-    named tuple: thousands cross from forked workers at once)."""
+    """How often an article names one place, and where: the evidence for its regions."""
 
     key: str
     name: str

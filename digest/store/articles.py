@@ -137,6 +137,10 @@ class ArticlesArea(SqliteBase):
     def count_articles(self) -> int:
         return int(self._value("SELECT count(*) FROM articles"))
 
+    def content_hashes(self, article_ids: Sequence[str]) -> dict[str, str]:
+        """The content hash of each of these articles that is stored."""
+        return {key: row["content_hash"] for key, row in _existing(self.conn, "id", article_ids).items()}
+
 
 def _existing(conn: sqlite3.Connection, column: str, keys: Sequence[str | None]) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}

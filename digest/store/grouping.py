@@ -73,7 +73,7 @@ class GroupingArea(SqliteBase):
     def evidence(self, source: str) -> list[Evidence]:
         """Stored places and theme matches of a source's classified articles."""
         return [
-            Evidence(row["id"], tuple(json.loads(row["places"])), json.loads(row["theme_matches"]))
+            Evidence(row["id"], row["places"], row["theme_matches"])
             for row in self._rows(
                 "SELECT a.id, a.places, a.theme_matches FROM articles a JOIN sources s ON s.id = a.source_id"
                 " WHERE s.name = ? AND a.grouped = 1",
@@ -91,8 +91,9 @@ class GroupingArea(SqliteBase):
             if g.evidence is None:
                 plain.append((regions, themes, g.id))
             else:
-                places = json.dumps(list(g.evidence.places), ensure_ascii=False)
-                classified.append((regions, themes, places, json.dumps(dict(g.evidence.theme_matches)), g.id))
+                classified.append(
+                    (regions, themes, g.evidence.places_json, g.evidence.theme_matches_json, g.id)
+                )
         with self._write() as conn:
             conn.executemany("UPDATE articles SET regions = ?, themes = ? WHERE id = ?", plain)
             conn.executemany(

@@ -1,10 +1,12 @@
 """The records the store hands out and takes in: plain frozen dataclasses, JSON already
-decoded, times as aware datetimes. Everything outside ``digest/store/`` sees these, never a
-row or a column (``Article`` and ``SourceState`` live in ``digest.models``)."""
+decoded (but for :class:`Evidence`, kept encoded), times as aware datetimes. Everything
+outside ``digest/store/`` sees these, never a row or a column (``Article`` and
+``SourceState`` live in ``digest.models``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -57,11 +59,28 @@ class Ungrouped:
 @dataclass(frozen=True)
 class Evidence:
     """What classification found in an article: places (with counts by title, lead and
-    body) and theme matches (score and phrases, by theme)."""
+    body) and theme matches (score and phrases, by theme). Kept as the JSON text stores
+    keep, decoded on demand: classification encodes it on every core, and rescoring a source
+    decodes only what it reads."""
 
     id: str
-    places: tuple[Mapping[str, Any], ...]
-    theme_matches: Mapping[str, Mapping[str, Any]]
+    places_json: str
+    theme_matches_json: str
+
+    @classmethod
+    def of(
+        cls, id: str, places: Sequence[Mapping[str, Any]], theme_matches: Mapping[str, Mapping[str, Any]]
+    ) -> Evidence:
+        return cls(id, json.dumps(list(places), ensure_ascii=False), json.dumps(dict(theme_matches)))
+
+    @property
+    def places(self) -> tuple[Mapping[str, Any], ...]:
+        return tuple(json.loads(self.places_json))
+
+    @property
+    def theme_matches(self) -> Mapping[str, Mapping[str, Any]]:
+        found: Mapping[str, Mapping[str, Any]] = json.loads(self.theme_matches_json)
+        return found
 
 
 @dataclass(frozen=True)
