@@ -227,6 +227,7 @@ class SmtpSink:
         self.drop_next = 0  # drop the connection instead of answering, this many times
         self.delay = 0.0  # seconds to take over each message (a slow server)
         self.sizes: list[tuple[str, int]] = []  # (MAIL FROM options, octets received) each
+        self.raw: list[bytes] = []  # each message as received, dots unstuffed
         sink = self
 
         class Handler:
@@ -253,6 +254,7 @@ class SmtpSink:
                 import email.policy
 
                 sink.sizes.append((" ".join(envelope.mail_options), len(envelope.original_content)))
+                sink.raw.append(envelope.original_content)
                 message = email.message_from_bytes(envelope.content, policy=email.policy.default)
                 sink.messages.append((list(envelope.rcpt_tos), message))
                 return "250 2.0.0 Accepted"

@@ -15,7 +15,9 @@ from digest.config import Settings, parse_settings
 from digest.dates import utcnow
 from digest.errors import SendError
 from digest.ingest import pull
+from digest.mail.compose import Outgoing
 from digest.mail.send import Mailer, send_all
+from digest.mail.transport import transport_for
 from digest.store import Store, open_store
 from digest.subscribers import add, bindings, unsubscribe
 from digest.tokens import read, secret_for
@@ -86,6 +88,29 @@ def test_digest_reaches_each_active_subscriber_once_with_their_selection(
     assert ann_text.count("\n* ") > text.count("\n* ")  # ...and fewer than ann's, who gets everything
     # Each message declared its true size (RFC 1870) before it was sent.
     assert [options for options, _ in smtp.sizes] == [f"SIZE={size}" for _, size in smtp.sizes]
+
+
+@pytest.mark.parametrize("crlf", [True, False])
+def test_lines_of_dots_arrive_as_they_were(smtp: SmtpSink, tmp_path: Path, crlf: bool) -> None:
+    lines = [
+        b"From: a@example.org",
+        b"To: b@example.org",
+        b"Subject: dots",
+        b"",
+        b".NET",
+        b"..",
+        b".",
+        b"end",
+    ]
+    data = b"\r\n".join(lines) + b"\r\n"
+    message = Outgoing("a@example.org", ("b@example.org",), data, crlf=crlf)
+
+    async def send() -> str:
+        async with transport_for(_settings(tmp_path, smtp)) as channel:
+            return await channel.send(message, "dots")
+
+    assert asyncio.run(send()).startswith("2.0.0")
+    assert smtp.raw == [data]  # a lone "." did not end it early; no dot was lost or added
 
 
 def test_a_rerun_sends_nothing_and_new_articles_go_out_once(

@@ -110,6 +110,12 @@ def test_hostile_text_is_clean_everywhere(title: str, body: str, link: str) -> N
         date=NOW,
         domain="news.example.org",
     )
+    # It says its lines all end in CRLF (so the transport sends it as is): they do.
+    assert (
+        out.crlf
+        and b"\r" not in out.data.replace(b"\r\n", b"")
+        and b"\n" not in out.data.replace(b"\r\n", b"")
+    )
     message = email.message_from_bytes(out.data, policy=email.policy.default)
     assert message["Bcc"] is None and message["To"] == SUBSCRIBER
     for name, value in message.items():

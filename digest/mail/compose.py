@@ -146,11 +146,13 @@ def confirmation(
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A message ready for the wire: envelope sender, recipients and the bytes."""
+    """A message ready for the wire: envelope sender, recipients and the bytes (``crlf``:
+    every line of them already ends in CRLF, none in a lone CR or LF)."""
 
     sender: str
     recipients: tuple[str, ...]
     data: bytes
+    crlf: bool = False
 
 
 def outgoing(msg: EmailMessage) -> Outgoing:
@@ -213,7 +215,7 @@ def personal_bytes(
             f"\r\n{part}--\r\n".encode(),
         ]
     )
-    return Outgoing(prepared.sender, (to,), data), message_id
+    return Outgoing(prepared.sender, (to,), data, crlf=True), message_id
 
 
 def _pieces(body: str, markers: Mapping[str, str]) -> tuple[bytes | str, ...]:
@@ -223,15 +225,19 @@ def _pieces(body: str, markers: Mapping[str, str]) -> tuple[bytes | str, ...]:
     while True:
         found = [(rest.find(m), m) for m in by_marker if m in rest]
         if not found:
-            out.append(quopri.encodestring(rest.encode("utf-8")))
+            out.append(_qp(rest))
             return tuple(out)
         at, marker = min(found)
-        out.append(quopri.encodestring(rest[:at].encode("utf-8")))
+        out.append(_qp(rest[:at]))
         out.append(by_marker[marker])
         rest = rest[at + len(marker) :]
 
 
+def _qp(text: str) -> bytes:
+    """Quoted-printable with CRLF line ends (quopri ends lines in LF, and encodes any CR)."""
+    return quopri.encodestring(text.encode("utf-8")).replace(b"\n", b"\r\n")
+
+
 def _join(pieces: tuple[bytes | str, ...], values: dict[str, str]) -> bytes:
     # Soft line breaks ("=" at a line's end) join the pieces without changing the text.
-    encoded = [p if isinstance(p, bytes) else quopri.encodestring(values[p].encode("utf-8")) for p in pieces]
-    return b"=\r\n".join(encoded).replace(b"\n", b"\r\n").replace(b"\r\r\n", b"\r\n")
+    return b"=\r\n".join(p if isinstance(p, bytes) else _qp(values[p]) for p in pieces)

@@ -144,18 +144,35 @@ class SmtpPool:
 async def _transaction(client: aiosmtplib.SMTP, msg: Outgoing) -> str:
     """One mail transaction; the server's reply to the message. ``sendmail`` would pass over
     the whole message with a regular expression to learn its size, which costs as much as
-    the pass that sends it: counting line ends is enough."""
+    the pass that sends it: counting line ends is enough. A message built with CRLF line
+    ends (every digest) is sent as is, its dots stuffed."""
     if client.is_ehlo_or_helo_needed:
         try:
             await client.ehlo()
         except aiosmtplib.SMTPHeloError:
             await client.helo()
     data = msg.data
-    size = len(data) + data.count(b"\n") - data.count(b"\r\n") + (0 if data.endswith(b"\n") else 2)
+    size = (
+        len(data)
+        if msg.crlf
+        else len(data) + data.count(b"\n") - data.count(b"\r\n") + (0 if data.endswith(b"\n") else 2)
+    )
     await client.mail(msg.sender, options=[f"SIZE={size}"] if client.supports_extension("size") else [])
     for recipient in msg.recipients:
         await client.rcpt(recipient)
-    return (await client.data(data)).message
+    if not msg.crlf or client.protocol is None:
+        return (await client.data(data)).message
+    # Line ends known to be CRLF: only the dots need stuffing (RFC 5321 4.5.2), one bytes
+    # replace instead of data()'s two regular expressions over every byte.
+    start = await client.execute_command(b"DATA")
+    if start.code != aiosmtplib.SMTPStatus.start_input:
+        raise aiosmtplib.SMTPDataError(start.code, start.message)
+    stuffed = (b"." if data.startswith(b".") else b"") + data.replace(b"\r\n.", b"\r\n..")
+    client.protocol.write(stuffed + (b"" if stuffed.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+    done = await client.protocol.read_response(timeout=client.timeout)
+    if done.code != aiosmtplib.SMTPStatus.completed:
+        raise aiosmtplib.SMTPDataError(done.code, done.message)
+    return done.message
 
 
 def _code(exc: BaseException) -> int | None:
