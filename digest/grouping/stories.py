@@ -143,7 +143,9 @@ class _Index:
     def __init__(self, window: float) -> None:
         self.window = window
         self.by_key: dict[str, list[tuple[float, int, float]]] = {}
-        self.copies: dict[frozenset[tuple[str, float]], tuple[float, int]] = {}
+        # The latest article with each set of keys: a copy has the same keys (cheap to hash,
+        # unlike the whole vector), and then the same vector.
+        self.latest: dict[tuple[str, ...], tuple[float, int]] = {}
 
     def search_and_add(
         self,
@@ -160,16 +162,16 @@ class _Index:
         vec = vecs[i]
         if not vec:
             return
-        signature = frozenset(vec.items())
+        signature = tuple(keys[i])
         if consider is not None:
-            copy = self.copies.get(signature)
-            if copy is not None and when - copy[0] <= self.window:
+            copy = self.latest.get(signature)
+            if copy is not None and when - copy[0] <= self.window and vecs[copy[1]] == vec:
                 consider(copy[1], i, 1.0)  # an exact copy is the same story: no search
             else:
                 for j in self._nearest(vec, keys[i], when):
                     consider(j, i, _cosine(vec, vecs[j]))
         if add:
-            self.copies[signature] = (when, i)
+            self.latest[signature] = (when, i)
             for key in keys[i]:
                 self.by_key.setdefault(key, []).append((when, i, vec[key]))
 
