@@ -136,3 +136,54 @@ def _v1_token(secret: bytes, payload: dict[str, object]) -> str:
 
     body = b64(json.dumps(payload, separators=(",", ":")).encode())
     return f"{body}.{b64(hmac.new(secret, body.encode(), hashlib.sha256).digest())}"
+
+
+def test_the_evidence_migration_keeps_what_classification_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import digest.store.base
+    from digest.models import Article
+
+    path = tmp_path / "d.db"
+    monkeypatch.setattr(digest.store.base, "MIGRATIONS", MIGRATIONS[:10])  # evidence in the article row
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    places = [{"key": "LA", "name": "Laos", "region": "southeast-asia", "kind": "country", "title": 1,
+               "lead": 0, "body": 2}]  # fmt: skip
+    matches = {"trade": {"score": 2.0, "phrases": ["trade"]}}
+    with open_store(path) as store:
+        store.sync_sources([SourceSpec("s", "https://s.example/feed", "feed")])
+        store.save_articles(
+            "s",
+            [
+                Article(
+                    id=f"a{n}",
+                    source="s",
+                    title=f"T{n}",
+                    url=f"https://s.example/{n}",
+                    guid=None,
+                    summary_html="<p>x</p>",
+                    summary_text="x",
+                    author=None,
+                    published=None,
+                    first_seen=when,
+                    updated=when,
+                    content_hash=f"h{n}",
+                )
+                for n in range(2)
+            ],
+            now=when,
+        )
+        store.conn.execute(
+            "UPDATE articles SET places = ?, theme_matches = ?, grouped = 1 WHERE id = 'a0'",
+            (json.dumps(places), json.dumps(matches)),
+        )
+        store.conn.commit()
+    monkeypatch.undo()
+    with open_store(path) as store:
+        [evidence] = store.evidence("s")
+        assert (evidence.id, list(evidence.places), evidence.theme_matches) == ("a0", places, matches)
+        assert store.source_frequencies("s") == (1, {"LA": 1}, {"trade": 1})
+        assert store.article("a0").places == tuple(places)  # type: ignore[union-attr]
+        assert store.article("a1").places == () and [u.id for u in store.ungrouped()] == ["a1"]  # type: ignore[union-attr]

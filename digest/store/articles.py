@@ -14,8 +14,11 @@ from digest.models import Article
 from digest.store.base import SqliteBase, dt, in_chunks
 from digest.store.records import SaveCounts
 
-_COLUMNS = "a.*, t.summary_html, t.summary_text, s.name AS source"
-_JOINS = "JOIN article_texts t ON t.article_id = a.id JOIN sources s ON s.id = a.source_id"
+_COLUMNS = "a.*, t.summary_html, t.summary_text, s.name AS source, e.places, e.theme_matches"
+_JOINS = (
+    "JOIN article_texts t ON t.article_id = a.id JOIN sources s ON s.id = a.source_id"
+    " LEFT JOIN article_evidence e ON e.article_id = a.id"
+)
 ARTICLE_SELECT = f"SELECT {_COLUMNS} FROM articles a {_JOINS}"
 _CONTENT_COLUMNS = ("guid", "url", "title", "author", "published")
 # The search index is contentless: it is told each version of the text it is to forget.

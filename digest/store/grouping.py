@@ -55,7 +55,8 @@ class GroupingArea(SqliteBase):
         places = {
             row[0]: row[1]
             for row in self._rows(
-                "SELECT p.value ->> 'key', count(DISTINCT a.id) FROM articles a, json_each(a.places) p"
+                "SELECT p.value ->> 'key', count(DISTINCT a.id) FROM articles a"
+                " JOIN article_evidence e ON e.article_id = a.id, json_each(e.places) p"
                 " WHERE a.source_id = ? AND a.grouped = 1 GROUP BY 1",
                 [source_id],
             )
@@ -63,7 +64,8 @@ class GroupingArea(SqliteBase):
         themes = {
             row[0]: row[1]
             for row in self._rows(
-                "SELECT t.key, count(*) FROM articles a, json_each(a.theme_matches) t"
+                "SELECT t.key, count(*) FROM articles a"
+                " JOIN article_evidence e ON e.article_id = a.id, json_each(e.theme_matches) t"
                 " WHERE a.source_id = ? AND a.grouped = 1 GROUP BY 1",
                 [source_id],
             )
@@ -75,7 +77,8 @@ class GroupingArea(SqliteBase):
         return [
             Evidence(row["id"], row["places"], row["theme_matches"])
             for row in self._rows(
-                "SELECT a.id, a.places, a.theme_matches FROM articles a JOIN sources s ON s.id = a.source_id"
+                "SELECT a.id, e.places, e.theme_matches FROM articles a JOIN sources s ON s.id = a.source_id"
+                " JOIN article_evidence e ON e.article_id = a.id"
                 " WHERE s.name = ? AND a.grouped = 1",
                 [source],
             )
@@ -83,31 +86,36 @@ class GroupingArea(SqliteBase):
 
     def set_groups(self, rows: Iterable[Groups]) -> None:
         """Store each article's regions and themes, and the evidence where given (which marks
-        the article classified): one write per article."""
+        the article classified)."""
         plain: list[tuple[str, str, str]] = []
-        classified: list[tuple[str, str, str, str, str]] = []
+        classified: list[tuple[str, str, str]] = []
+        evidence: list[tuple[str, str, str]] = []
         for g in rows:
-            regions, themes = json.dumps(list(g.regions)), json.dumps(list(g.themes))
+            scored = (json.dumps(list(g.regions)), json.dumps(list(g.themes)), g.id)
             if g.evidence is None:
-                plain.append((regions, themes, g.id))
+                plain.append(scored)
             else:
-                classified.append(
-                    (regions, themes, g.evidence.places_json, g.evidence.theme_matches_json, g.id)
-                )
+                classified.append(scored)
+                evidence.append((g.id, g.evidence.places_json, g.evidence.theme_matches_json))
         with self._write() as conn:
             conn.executemany("UPDATE articles SET regions = ?, themes = ? WHERE id = ?", plain)
             conn.executemany(
-                "UPDATE articles SET regions = ?, themes = ?, places = ?, theme_matches = ?, grouped = 1"
-                " WHERE id = ?",
-                classified,
+                "UPDATE articles SET regions = ?, themes = ?, grouped = 1 WHERE id = ?", classified
+            )
+            conn.executemany(
+                "INSERT INTO article_evidence (article_id, places, theme_matches) VALUES (?, ?, ?)"
+                " ON CONFLICT (article_id) DO UPDATE SET places = excluded.places,"
+                " theme_matches = excluded.theme_matches",
+                evidence,
             )
 
     def story_inputs(self, since: datetime | None = None, *, classified_only: bool = False) -> list[StoryRow]:
         """What story clustering reads, for articles first seen at or after ``since`` (only
         those classified since they last changed, with ``classified_only``)."""
         sql = (
-            "SELECT a.id, s.name AS source, a.title, t.summary_text, a.published, a.first_seen, a.places"
+            "SELECT a.id, s.name AS source, a.title, t.summary_text, a.published, a.first_seen, e.places"
             " FROM articles a JOIN article_texts t ON t.article_id = a.id"
+            " LEFT JOIN article_evidence e ON e.article_id = a.id"
             " JOIN sources s ON s.id = a.source_id"
         )
         where, args = ["1 = 1"], []

@@ -275,6 +275,26 @@ def _article_texts(db: sqlite3.Connection) -> None:
     )
 
 
+def _article_evidence(db: sqlite3.Connection) -> None:
+    # The same reasoning for the evidence behind regions and themes (a kilobyte or two of
+    # places per article): in its own table, a story or a region written after a pull
+    # rewrites a short row. An article never classified has no row here.
+    db.execute(
+        """
+        CREATE TABLE article_evidence (
+            article_id TEXT PRIMARY KEY REFERENCES articles(id) ON DELETE CASCADE,
+            places TEXT NOT NULL,
+            theme_matches TEXT NOT NULL
+        )"""
+    )
+    db.execute(
+        "INSERT INTO article_evidence (article_id, places, theme_matches)"
+        " SELECT id, places, theme_matches FROM articles WHERE places != '[]' OR theme_matches != '{}'"
+    )
+    db.execute("ALTER TABLE articles DROP COLUMN places")
+    db.execute("ALTER TABLE articles DROP COLUMN theme_matches")
+
+
 # Append-only: a released migration is never edited, a change is a new entry.
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_initial", _initial),
@@ -287,4 +307,5 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0008_plausible_dates", _plausible_dates),
     ("0009_source_lifecycle", _source_lifecycle),
     ("0010_article_texts", _article_texts),
+    ("0011_article_evidence", _article_evidence),
 ]
