@@ -87,10 +87,17 @@ def vectors(counts: Sequence[Mapping[str, int]]) -> list[dict[str, float]]:
     idf = {word: math.log((1 + n) / (1 + d)) + 1.0 for word, d in df.items()}
     out = []
     for found in counts:
-        weights = {word: (1.0 + math.log(tf)) * idf[word] for word, tf in found.items()}
+        weights = {
+            word: (_SUBLINEAR[tf] if tf < len(_SUBLINEAR) else 1.0 + math.log(tf)) * idf[word]
+            for word, tf in found.items()
+        }
         norm = math.sqrt(sum(w * w for w in weights.values())) or 1.0
         out.append({word: w / norm for word, w in weights.items()})
     return out
+
+
+# 1 + log(tf) of the usual counts, worked out once.
+_SUBLINEAR = [0.0, *(1.0 + math.log(tf) for tf in range(1, 64))]
 
 
 def _cosine(a: dict[str, float], b: dict[str, float]) -> float:

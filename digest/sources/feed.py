@@ -14,7 +14,6 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import fastfeedparser
-import feedparser
 
 from digest.dates import from_struct, parse_date
 from digest.errors import ParseError
@@ -138,6 +137,8 @@ def parse_with_fastfeedparser(body: bytes, base_url: str) -> list[ParsedItem] | 
 
 def parse_with_feedparser(body: bytes, content_type: str | None, base_url: str) -> list[ParsedItem]:
     """Items read by feedparser, the reference for every RSS and Atom dialect."""
+    import feedparser  # here: most feeds take the fast path, and feedparser is slow to import
+
     headers = {"content-location": base_url, "content-type": content_type or "application/xml"}
     # Sanitising is done once, later, for every kind of source alike.
     parsed = feedparser.parse(body, response_headers=headers, sanitize_html=False, resolve_relative_uris=True)
