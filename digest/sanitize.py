@@ -58,7 +58,6 @@ _BREAKS = {
     "br": "\n",
     "/br": "\n",
 }
-_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 
 
 # Lines that are furniture, not content: excerpt links and WordPress's feed footer.
@@ -150,11 +149,17 @@ def _break(tag: re.Match[str]) -> str:
 
 def _tidy_paragraphs(text: str) -> str:
     text = strip_controls(unicodedata.normalize("NFC", text)).replace("\r\n", "\n").replace("\r", "\n")
-    paragraphs = []
-    for block in _PARAGRAPH_BREAK.split(text):
-        joined = "\n".join(filter(None, (" ".join(line.split()) for line in block.split("\n"))))
-        if joined:
-            paragraphs.append(joined)
+    # Lines with their white space collapsed; a line left empty ends a paragraph.
+    paragraphs: list[str] = []
+    lines: list[str] = []
+    for line in text.split("\n"):
+        if line := " ".join(line.split()):
+            lines.append(line)
+        elif lines:
+            paragraphs.append("\n".join(lines))
+            lines = []
+    if lines:
+        paragraphs.append("\n".join(lines))
     return "\n\n".join(paragraphs)
 
 

@@ -25,6 +25,7 @@ from digest.ingest import normalise
 from digest.mail import compose
 from digest.models import ParsedItem
 from digest.publish import FeedSpec, render
+from digest.sanitize import html_to_text, strip_controls
 
 PIECES = st.sampled_from(
     [
@@ -125,3 +126,16 @@ def test_hostile_text_is_clean_everywhere(title: str, body: str, link: str) -> N
     text = message.get_body(("plain",)).get_content()
     for part in (html, text):
         assert (part.count(SUBSCRIBER), part.count(UNSUBSCRIBE), part.count(PREFERENCES)) == (1, 1, 1)
+
+
+@given(st.text(alphabet=st.sampled_from(list("ab .\n\r\t\xa0\u2028\x0c\u3000")), max_size=60))
+@settings(max_examples=400)
+def test_paragraphs_are_what_blank_lines_separate(text: str) -> None:
+    # The definition, written the slow and obvious way: controls out, split at blank lines,
+    # then collapse the white space of every line and drop the lines left empty.
+    text = strip_controls(text).replace("\r\n", "\n").replace("\r", "\n")
+    blocks = (
+        "\n".join(filter(None, (" ".join(line.split()) for line in block.split("\n"))))
+        for block in re.split(r"\n\s*\n", text)
+    )
+    assert html_to_text(text) == "\n\n".join(filter(None, blocks))

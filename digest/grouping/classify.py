@@ -117,9 +117,11 @@ class Reader:
         """Read those of ``articles`` that are new or changed on the other cores while the
         block runs (storing them), and here too once it is done. Only for a big batch, when
         there are other cores (otherwise :meth:`read_all` reads them)."""
-        stored = store.content_hashes([a.id for a in articles]) if len(articles) >= MIN_ITEMS else {}
-        texts = [(a.title, a.summary_text) for a in articles if stored.get(a.id, "") != a.content_hash]
-        if workers() == 1 or len(texts) < MIN_ITEMS:
+        texts: list[tuple[str, str]] = []
+        if workers() > 1 and len(articles) >= MIN_ITEMS:
+            stored = store.content_hashes([a.id for a in articles])
+            texts = [(a.title, a.summary_text) for a in articles if stored.get(a.id) != a.content_hash]
+        if len(texts) < MIN_ITEMS:
             yield
             return
         with fork_start(self._read_packed, texts) as started:
