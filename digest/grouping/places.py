@@ -157,6 +157,8 @@ class Gazetteer:
 
     def spans(self, text: str) -> Iterator[tuple[int, int, Place]]:
         """What :meth:`find` finds, as (start, end, place): the hot path of classification."""
+        # (start, -end, ...): sorted as they are, leftmost first and then longest first (no
+        # two share a start and an end, so the comparison never reaches the place).
         candidates: list[tuple[int, int, str, Place | None]] = []
         size = len(text)
         for last, (form, place) in self._automaton.iter(text):
@@ -167,10 +169,11 @@ class Gazetteer:
                 continue
             if last + 1 < size and (text[last + 1].isalnum() or text[last + 1] == "_"):
                 continue
-            candidates.append((start, last + 1, form, place))
-        candidates.sort(key=_longest_first)
+            candidates.append((start, -1 - last, form, place))
+        candidates.sort()
         reach = 0
-        for start, end, form, place in candidates:
+        for start, negative_end, form, place in candidates:
+            end = -negative_end
             if start < reach:
                 continue  # inside a longer match (or a trap) already taken
             reach = end
@@ -186,10 +189,6 @@ class Gazetteer:
 def _lines(name: str) -> list[str]:
     text = (DATA / name).read_text(encoding="utf-8")
     return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
-
-
-def _longest_first(candidate: tuple[int, int, str, Place | None]) -> tuple[int, int]:
-    return candidate[0], -candidate[1]
 
 
 def _beside_a_name(text: str, start: int, end: int) -> bool:
