@@ -234,8 +234,8 @@ def _pieces(body: str, markers: Mapping[str, str]) -> tuple[bytes | str, ...]:
 
 
 def _qp(text: str) -> bytes:
-    """Quoted-printable with CRLF line ends (quopri ends lines in LF, and encodes any CR)."""
-    return quopri.encodestring(text.encode("utf-8")).replace(b"\n", b"\r\n")
+    """Quoted-printable with CRLF line ends (quopri keeps a text's CRLF, else ends in LF)."""
+    return quopri.encodestring(text.encode("utf-8")).replace(b"\n", b"\r\n").replace(b"\r\r\n", b"\r\n")
 
 
 def _join(pieces: tuple[bytes | str, ...], values: dict[str, str]) -> bytes:
