@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import email.utils
 import re
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -78,6 +77,8 @@ def parse_date(text: str | None) -> datetime | None:
         return from_iso(text).astimezone(UTC)
     except (ValueError, OverflowError):  # year 1 at -05:00 is before datetime's first day
         pass
+    import email.utils  # here: it brings sockets and MIME along, which start-up can do without
+
     try:
         parsed = email.utils.parsedate_to_datetime(text)
         if parsed is not None:
