@@ -82,9 +82,11 @@ def _since(ctx: click.Context, param: click.Parameter, value: str | None) -> dat
 
 
 def _region(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
     from digest.grouping.regions import regions
 
-    if value is not None and value not in regions():
+    if value not in regions():
         raise click.BadParameter(f"{value!r} is not one of {', '.join(regions())}")
     return value
 
