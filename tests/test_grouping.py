@@ -14,14 +14,22 @@ import pycountry
 import pytest
 
 from digest.config import parse_settings
-from digest.grouping.classify import group_pending, regroup
+from digest.grouping.classify import (
+    Reader,
+    _evidence,
+    _matches_data,
+    _places_data,
+    _Read,
+    group_pending,
+    regroup,
+)
 from digest.grouping.places import Gazetteer
 from digest.grouping.regions import assign_regions, count_places, regions, score_regions
 from digest.grouping.themes import FALLBACK, Taxonomy, assign_themes, taxonomy_for
 from digest.ingest import pull
 from digest.models import Article
 from digest.sanitize import text_to_html
-from digest.store import open_store
+from digest.store import Evidence, open_store
 
 from .conftest import DATA, SEEDS, FeedServer, Reply, rss, settings_for
 
@@ -331,3 +339,15 @@ def test_a_big_pull_shared_among_processes_groups_as_one_process_does(
     assert len(forks) >= 5  # normalising, reading and clustering each took other processes
     assert shared == alone
     assert sum(1 for _, _, story, _, _ in alone.values() if story) > 400  # the copies are stories
+
+
+def test_evidence_is_encoded_as_the_store_record_encodes_it(seeded: list[Article]) -> None:
+    reader = Reader(parse_settings("", origin="test.toml", base_dir=Path("."), env={}))
+    texts = [(a.title, a.summary_text) for a in seeded]
+    texts.append(('Côte d’Ivoire and "Türkiye" meet São Tomé', "Abidjan hosted Ankara's envoy.\n\nBoth."))
+    for n, text in enumerate(texts):
+        found = reader.read(text)
+        expected = Evidence.of(str(n), _places_data(found.places), _matches_data(found.matches))
+        assert _evidence(str(n), found) == expected
+        assert _evidence(str(n), _Read.unpacked(found.packed())) == expected  # read on another core
+    assert any("Côte" in _evidence("x", reader.read(text)).places_json for text in texts[-1:])

@@ -8,6 +8,7 @@ while the source is young (its IDF still moves a lot), for new articles after th
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -226,9 +227,44 @@ class _Weights:
 
 
 def _evidence(article_id: str, found: _Read) -> Evidence:
+    """The evidence of a read, as :meth:`Evidence.of` encodes it."""
     if found.encoded:
         return Evidence(article_id, *found.encoded)
-    return Evidence.of(article_id, _places_data(found.places), _matches_data(found.matches))
+    return Evidence(article_id, _places_json(found.places), _matches_json(found.matches))
+
+
+# JSON of what recurs (a place's names, a slug, a phrase), made once: the evidence of every
+# article is encoded as it is read, and this is most of that work.
+_PLACE_HEADS: dict[tuple[str, str, str, str], str] = {}
+_QUOTED: dict[str, str] = {}
+
+
+def _places_json(places: Sequence[PlaceCount]) -> str:
+    """``json.dumps(list(_places_data(places)), ensure_ascii=False)``, five times as fast."""
+    parts = []
+    for p in places:
+        head = _PLACE_HEADS.get(p[:4])
+        if head is None:
+            named = {"key": p.key, "name": p.name, "region": p.region, "kind": p.kind}
+            head = _PLACE_HEADS[p[:4]] = json.dumps(named, ensure_ascii=False)[:-1]
+        parts.append(f'{head}, "title": {p.title:d}, "lead": {p.lead:d}, "body": {p.body:d}}}')
+    return f"[{', '.join(parts)}]"
+
+
+def _matches_json(matches: Mapping[str, ThemeMatch]) -> str:
+    """``json.dumps(_matches_data(matches))``, many times as fast."""
+    parts = []
+    for slug, match in matches.items():
+        phrases = ", ".join(_quoted(phrase) for phrase in match.phrases)
+        parts.append(f'{_quoted(slug)}: {{"score": {float(match.score)!r}, "phrases": [{phrases}]}}')
+    return f"{{{', '.join(parts)}}}"
+
+
+def _quoted(text: str) -> str:
+    quoted = _QUOTED.get(text)
+    if quoted is None:
+        quoted = _QUOTED[text] = json.dumps(text)
+    return quoted
 
 
 def _parsed(evidence: Evidence) -> tuple[list[PlaceCount], dict[str, ThemeMatch]]:
