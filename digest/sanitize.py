@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from functools import lru_cache
 from urllib.parse import urljoin
 
 import nh3
@@ -104,14 +105,20 @@ def sanitize_html(fragment: str, base_url: str | None = None) -> str:
     relative links made absolute against ``base_url``; links open with no referrer."""
     if not fragment or not fragment.strip():
         return ""
+    return _cleaner(base_url).clean(strip_controls(fragment)).strip()
+
+
+@lru_cache(maxsize=64)
+def _cleaner(base_url: str | None) -> nh3.Cleaner:
+    """The sanitiser for one base URL, made once: ``nh3.clean`` builds one for every call,
+    which costs more than the cleaning (a pull's items share their feed's base URL)."""
 
     def absolute(element: str, attribute: str, value: str) -> str | None:
         if attribute in ("href", "cite") and base_url and not value.startswith(_ABSOLUTE):
             return urljoin(base_url, value.strip())
         return value
 
-    cleaned = nh3.clean(
-        strip_controls(fragment),
+    return nh3.Cleaner(
         tags=ALLOWED_TAGS,
         clean_content_tags=DROPPED_CONTENT,
         attributes=ALLOWED_ATTRIBUTES,
@@ -120,7 +127,6 @@ def sanitize_html(fragment: str, base_url: str | None = None) -> str:
         attribute_filter=absolute,
         strip_comments=True,
     )
-    return cleaned.strip()
 
 
 def html_to_text(fragment: str, *, sanitized: bool = False) -> str:
@@ -132,15 +138,16 @@ def html_to_text(fragment: str, *, sanitized: bool = False) -> str:
         return _tidy_paragraphs(fragment)
     # Sanitised HTML is well-formed and free of scripts and comments, so plain pattern
     # substitution reads it correctly, and many times faster than building a tree.
-    clean = (
-        fragment
-        if sanitized
-        else nh3.clean(fragment, tags=ALLOWED_TAGS, clean_content_tags=DROPPED_CONTENT, attributes={})
-    )
+    clean = fragment if sanitized else _text_cleaner().clean(fragment)
     # In HTML a newline is just white space; only the tags in _BREAKS break lines. One pass
     # over the tags: every pass over the text costs as much as all the tag work.
     text = _TAG.sub(_break, " ".join(clean.split()))
     return _tidy_paragraphs(html.unescape(text))
+
+
+@lru_cache(maxsize=1)
+def _text_cleaner() -> nh3.Cleaner:
+    return nh3.Cleaner(tags=ALLOWED_TAGS, clean_content_tags=DROPPED_CONTENT, attributes={})
 
 
 def _break(tag: re.Match[str]) -> str:
