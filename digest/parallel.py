@@ -69,16 +69,12 @@ class Forked(Generic[R]):
 
     def result(self) -> list[R]:
         """Every chunk's results, in order: the chunks no child took are done here."""
-        done: dict[int, list[R]] = {}
-        if self._queue is None:
-            done = {index: chunk() for index, chunk in enumerate(self._chunks)}
-        else:
-            done = _work(self._queue, self._chunks)
+        done = _work(self._queue, self._chunks) if self._queue is not None else {}
         while self._children:
             pid, reader = self._children.pop(0)
             done.update(_collect(pid, reader))
         self.close()
-        # A chunk no one brought back was taken by a child that failed: done again here.
+        # A chunk nobody brought back was never forked out, or taken by a child that failed.
         return [item for index, chunk in enumerate(self._chunks) for item in done.get(index) or chunk()]
 
     def close(self) -> None:
@@ -100,17 +96,21 @@ class Forked(Generic[R]):
         self.close()
 
 
+def forks(count: int, *, min_items: int = MIN_ITEMS) -> bool:
+    """Whether a batch of ``count`` items would be shared with forked children."""
+    return count >= min_items and workers() > 1
+
+
 def fork_map(fn: Callable[[T], R], items: Sequence[T], *, min_items: int = MIN_ITEMS) -> list[R]:
     """``[fn(item) for item in items]``, shared with forked children for a big batch."""
-    count = workers() if len(items) >= min_items else 1
-    with Forked(_chunks(fn, items, count), children=count - 1) as forked:
+    with fork_start(fn, items, min_items=min_items) as forked:
         return forked.result()  # this process works alongside them
 
 
 def fork_start(fn: Callable[[T], R], items: Sequence[T], *, min_items: int = MIN_ITEMS) -> Forked[R]:
     """``fork_map``'s work started in children (one per other core) when forking is worth
     it; ``result()`` does what they have not taken yet here, and gives the list."""
-    count = workers() if len(items) >= min_items else 1
+    count = workers() if forks(len(items), min_items=min_items) else 1
     return Forked(_chunks(fn, items, count), children=count - 1)
 
 

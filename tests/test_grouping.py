@@ -14,18 +14,10 @@ import pycountry
 import pytest
 
 from digest.config import parse_settings
-from digest.grouping.classify import (
-    Reader,
-    _evidence,
-    _matches_data,
-    _places_data,
-    _Read,
-    group_pending,
-    regroup,
-)
+from digest.grouping.classify import Reader, _evidence, _Read, group_pending, regroup
 from digest.grouping.places import Gazetteer
-from digest.grouping.regions import assign_regions, count_places, regions, score_regions
-from digest.grouping.themes import FALLBACK, Taxonomy, assign_themes, taxonomy_for
+from digest.grouping.regions import PlaceCount, assign_regions, count_places, regions, score_regions
+from digest.grouping.themes import FALLBACK, Taxonomy, ThemeMatch, assign_themes, taxonomy_for
 from digest.ingest import pull
 from digest.models import Article
 from digest.sanitize import text_to_html
@@ -339,6 +331,18 @@ def test_a_big_pull_shared_among_processes_groups_as_one_process_does(
     assert len(forks) >= 5  # normalising, reading and clustering each took other processes
     assert shared == alone
     assert sum(1 for _, _, story, _, _ in alone.values() if story) > 400  # the copies are stories
+
+
+def _places_data(places: list[PlaceCount]) -> list[dict[str, object]]:
+    return [
+        {"key": p.key, "name": p.name, "region": p.region, "kind": p.kind,
+         "title": p.title, "lead": p.lead, "body": p.body}
+        for p in places
+    ]  # fmt: skip
+
+
+def _matches_data(matches: dict[str, ThemeMatch]) -> dict[str, dict[str, object]]:
+    return {slug: {"score": m.score, "phrases": list(m.phrases)} for slug, m in matches.items()}
 
 
 def test_evidence_is_encoded_as_the_store_record_encodes_it(seeded: list[Article]) -> None:

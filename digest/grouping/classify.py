@@ -25,7 +25,7 @@ from digest.grouping.stories import StoryInput, cluster, terms
 from digest.grouping.themes import Taxonomy, ThemeMatch, taxonomy_for
 from digest.grouping.weights import idf
 from digest.models import Article
-from digest.parallel import MIN_ITEMS, fork_call, fork_map, fork_start, workers
+from digest.parallel import fork_call, fork_map, fork_start, forks
 from digest.store import Evidence, Groups, Store, Story, StoryRow, Ungrouped
 
 # Below this many articles a source's IDF changes with every pull: re-score all of them.
@@ -106,9 +106,11 @@ class Reader:
     def read_all(self, texts: Sequence[tuple[str, str]]) -> list[_Read]:
         """Each (title, text) read, or found read ahead."""
         missing = list(dict.fromkeys(text for text in texts if text not in self._known))
-        self._known.update(
-            zip(missing, map(_Read.unpacked, fork_map(self._read_packed, missing)), strict=True)
-        )
+        if forks(len(missing)):  # packed only to cross between processes
+            found = map(_Read.unpacked, fork_map(self._read_packed, missing))
+        else:
+            found = map(self.read, missing)
+        self._known.update(zip(missing, found, strict=True))
         reads = [self._known[text] for text in texts]
         self._known.clear()  # what was read ahead but is not pending changed nothing
         return reads
@@ -119,10 +121,10 @@ class Reader:
         block runs (storing them), and here too once it is done. Only for a big batch, when
         there are other cores (otherwise :meth:`read_all` reads them)."""
         texts: list[tuple[str, str]] = []
-        if workers() > 1 and len(articles) >= MIN_ITEMS:
+        if forks(len(articles)):
             stored = store.content_hashes([a.id for a in articles])
             texts = [(a.title, a.summary_text) for a in articles if stored.get(a.id) != a.content_hash]
-        if len(texts) < MIN_ITEMS:
+        if not forks(len(texts)):
             yield
             return
         with fork_start(self._read_packed, texts) as started:
@@ -156,7 +158,7 @@ def group_pending(
     # Clustering is serial work: on another core while this one scores and stores groups.
     # Should this process die between the two writes, the next pull within the window (or
     # a regroup) links what it left without a story: stories are always worked out again.
-    with fork_call(stories, worth=len(clustered) >= MIN_ITEMS) as clustering:
+    with fork_call(stories, worth=forks(len(clustered))) as clustering:
         rescored = _score(store, settings, reader.gazetteer, pending, reads)
         [found] = clustering.result()
         store.save_stories(clustered, found)
@@ -240,7 +242,9 @@ _QUOTED: dict[str, str] = {}
 
 
 def _places_json(places: Sequence[PlaceCount]) -> str:
-    """``json.dumps(list(_places_data(places)), ensure_ascii=False)``, five times as fast."""
+    """The places as JSON: a list of objects with key, name, region, kind, and counts in
+    title, lead and body (what ``json.dumps(..., ensure_ascii=False)`` writes, five times
+    as fast)."""
     parts = []
     for p in places:
         head = _PLACE_HEADS.get(p[:4])
@@ -252,7 +256,8 @@ def _places_json(places: Sequence[PlaceCount]) -> str:
 
 
 def _matches_json(matches: Mapping[str, ThemeMatch]) -> str:
-    """``json.dumps(_matches_data(matches))``, many times as fast."""
+    """The theme matches as JSON: slug to score and phrases (what ``json.dumps`` writes,
+    many times as fast)."""
     parts = []
     for slug, match in matches.items():
         phrases = ", ".join(_quoted(phrase) for phrase in match.phrases)
@@ -279,21 +284,6 @@ def _ignored_keys(names: Iterable[str], gazetteer: Gazetteer) -> set[str]:
     return {gazetteer.forms[name].key for name in names if name in gazetteer.forms}
 
 
-def _places_data(places: Sequence[PlaceCount]) -> tuple[dict[str, Any], ...]:
-    return tuple(
-        {
-            "key": p.key,
-            "name": p.name,
-            "region": p.region,
-            "kind": p.kind,
-            "title": p.title,
-            "lead": p.lead,
-            "body": p.body,
-        }
-        for p in places
-    )
-
-
 def _place(data: Mapping[str, Any]) -> PlaceCount:
     return PlaceCount(
         key=str(data["key"]),
@@ -304,10 +294,6 @@ def _place(data: Mapping[str, Any]) -> PlaceCount:
         lead=int(data["lead"]),
         body=int(data["body"]),
     )
-
-
-def _matches_data(matches: dict[str, ThemeMatch]) -> dict[str, dict[str, Any]]:
-    return {slug: {"score": m.score, "phrases": list(m.phrases)} for slug, m in matches.items()}
 
 
 def _fresh_input(row: Ungrouped, found: _Read) -> StoryInput:
