@@ -7,8 +7,10 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install bytecode run serve test lint typecheck unit bench bench-e2e clean system-deps
 
-# Debian packages the end-to-end tests drive: newsboat (a feed reader) and chromium.
-# Without them those tests skip locally and fail in CI. Installing needs root.
+# Debian packages the end-to-end tests drive: newsboat (a feed reader), chromium, and
+# postgresql (the tests start a throwaway server of their own; Debian keeps its binaries
+# off PATH, under /usr/lib/postgresql/VERSION/bin). Without them those tests skip locally
+# and fail in CI. Installing needs root.
 SYSTEM_PACKAGES := newsboat chromium
 
 $(STAMP): pyproject.toml constraints.txt
@@ -59,6 +61,7 @@ bench-e2e: bytecode
 
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing; \
 	  else echo "missing:$$missing (install with: sudo apt-get install$$missing)"; fi; \

@@ -66,9 +66,7 @@ class App:
         return self._settings
 
     def store(self) -> Store:
-        from digest.store import open_store
-
-        return open_store(self.settings.database.path)
+        return self.settings.database.open()
 
 
 def _since(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
@@ -540,12 +538,46 @@ class _Progress:
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 @click.pass_obj
 def backup(app: App, path: Path) -> None:
-    """Copy the database to PATH while digest keeps running (SQLite online backup)."""
+    """Copy the database to a new SQLite file PATH while digest keeps running."""
     if not path.parent.is_dir():
         raise DigestError(f"{path}: folder {path.parent} does not exist")
     with app.store() as store:
         store.backup(path)
-    click.echo(f"backed up {app.settings.database.path} to {path}")
+    click.echo(f"backed up {app.settings.database.shown} to {path}")
+
+
+@cli.group()
+def db() -> None:
+    """Move the whole database between SQLite and PostgreSQL."""
+
+
+@db.command(name="copy")
+@click.option("--to", "to_url", metavar="URL", help="Copy the configured database into this (empty) one.")
+@click.option("--from", "from_url", metavar="URL", help="Copy this database into the configured (empty) one.")
+@click.pass_obj
+def db_copy(app: App, to_url: str | None, from_url: str | None) -> None:
+    """Copy every article, subscriber, digest and setting (the token secret too, so links in
+    sent emails keep working) between the configured database and URL: sqlite:///PATH or
+    postgresql://USER@HOST:PORT/DBNAME. The target must be empty. A password for the other
+    database comes from PGPASSWORD or ~/.pgpass (or DIGEST_DATABASE_PASSWORD when the
+    configured database is SQLite)."""
+    from digest.config import database_at
+    from digest.store.copy import copy_database
+
+    if (to_url is None) == (from_url is None):
+        raise click.UsageError("give exactly one of --to URL or --from URL")
+    here = app.settings.database
+    option = "--to" if to_url else "--from"
+    other = database_at(to_url or from_url or "", option, password="" if here.url else here.password)
+    source, target = (here, other) if to_url else (other, here)
+    if not source.url and not source.path.is_file():
+        raise DigestError(f"{source.path}: no such database to copy from")
+    with source.open() as reading, target.open() as writing:
+        counts = copy_database(reading, writing)
+    copied = ", ".join(
+        f"{counts.get(t, 0)} {t}" for t in ("articles", "subscribers", "digests", "deliveries")
+    )
+    click.echo(f"copied {source.shown} to {target.shown}: {copied}")
 
 
 @cli.command(name="run")

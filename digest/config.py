@@ -14,10 +14,13 @@ import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from digest.errors import ConfigError
+
+if TYPE_CHECKING:
+    from digest.store import Store
 from digest.resources import bundled
 from digest.sources.kinds import CHOICES
 
@@ -219,9 +222,55 @@ class SiteSettings:
     author: str = setting("", _string)  # the feeds' author (entries without one); the title if empty
 
 
+def _database_url(value: Any, where: str) -> str:
+    """``sqlite:///path`` or a libpq ``postgresql://user@host:port/dbname`` URL; a password in
+    it is refused (it belongs in DIGEST_DATABASE_PASSWORD, PGPASSWORD or ~/.pgpass)."""
+    text = _string(value, where).strip()
+    if not text:
+        return ""
+    parts = urlsplit(text)
+    if parts.scheme == "sqlite":
+        if parts.netloc or len(parts.path) < 2:
+            raise ConfigError(f"{where}: a SQLite URL is sqlite:///relative/path or sqlite:////absolute/path")
+        return text
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ConfigError(f"{where}: {parts.scheme or text!r}: expected sqlite:/// or postgresql:// URL")
+    if parts.password is not None:
+        raise ConfigError(
+            f"{where}: the URL holds a password; set DIGEST_DATABASE_PASSWORD (or PGPASSWORD,"
+            " or ~/.pgpass) instead and remove it from the URL"
+        )
+    return text
+
+
 @dataclass(frozen=True)
 class DatabaseSettings:
     path: Path = setting(Path("digest.db"), _nonempty)
+    url: str = setting("", _database_url)  # postgresql://… (sqlite:/// URLs become ``path``)
+    password: str = setting("", _string, secret=True)
+    # How long a worker's claim on a source or a batch of deliveries lasts unrenewed: the
+    # longest another worker waits to take over from one that died.
+    claim_seconds: float = setting(120.0, _seconds)
+
+    @property
+    def target(self) -> Path | str:
+        """What ``open_store`` opens: the PostgreSQL URL, else the SQLite file."""
+        return self.url or self.path
+
+    @property
+    def shown(self) -> str:
+        """The database for messages: the file, or the server and database (no password)."""
+        if not self.url:
+            return str(self.path)
+        from digest.store.postgres.base import describe
+
+        return describe(self.url)
+
+    def open(self, *, shared: bool = False, timeout: float | None = None) -> Store:
+        """The store of this database (brought up to date)."""
+        from digest.store import open_store
+
+        return open_store(self.target, password=self.password or None, shared=shared, timeout=timeout)
 
 
 @dataclass(frozen=True)
@@ -568,6 +617,28 @@ def _local(host: str) -> bool:
         return False
 
 
+def _database_settings(section: Mapping[str, Any], base_dir: Path) -> DatabaseSettings:
+    """``url`` wins over ``path``; a ``sqlite:///`` URL is a path (relative to the config's
+    folder, as ``path`` is; ``sqlite:////abs`` is absolute)."""
+    url = section.get("url", "")
+    password = section.get("password", "")
+    claim = section.get("claim_seconds", DatabaseSettings.claim_seconds)
+    sqlite = url.startswith("sqlite:")
+    given = urlsplit(url).path[1:] if sqlite else section.get("path", DatabaseSettings.path)
+    path = Path(given).expanduser()
+    path = path if path.is_absolute() else base_dir / path
+    return DatabaseSettings(path=path, url="" if sqlite else url, password=password, claim_seconds=claim)
+
+
+def database_at(url: str, where: str, *, password: str = "") -> DatabaseSettings:
+    """The database a URL given on the command line names (``sqlite:///`` paths relative to
+    the current folder); ConfigError for a URL that is not one, or that holds a password."""
+    checked = _database_url(url, where)
+    if not checked:
+        raise ConfigError(f"{where}: expected a sqlite:/// or postgresql:// URL")
+    return _database_settings({"url": checked, "password": password}, Path.cwd())
+
+
 def _build(data: Mapping[str, Any], origin: str, base_dir: Path, env: Mapping[str, str]) -> Settings:
     warnings: list[str] = []
     for key in data:
@@ -600,7 +671,7 @@ def _build(data: Mapping[str, Any], origin: str, base_dir: Path, env: Mapping[st
     smtp = _smtp_settings(merged["smtp"], origin) if wants_smtp else None
     return Settings(
         site=SiteSettings(**merged["site"]),
-        database=DatabaseSettings(path=anchored("database", DatabaseSettings.path)),
+        database=_database_settings(merged["database"], base_dir),
         sources=sources,
         schedule=ScheduleSettings(**merged["schedule"]),
         smtp=smtp,

@@ -99,10 +99,13 @@ def pull_source(
     *,
     force: bool = False,
     scheduled: bool = False,
+    holder: str | None = None,
     reader: Reader | None = None,
 ) -> SourceReport:
     """Fetch, parse and store one source. Expected failures end up in the report, not raised.
     ``scheduled``: a pull by the service, which also waits out backoff and cache lifetimes.
+    ``holder``: the process pulling, which first claims the source, so that of several
+    processes on one database one pulls it (the others find it claimed, or not due).
     ``reader``: the grouping's, to read what is new on other cores while it is stored."""
     report = SourceReport(source.name)
     state = store.source_state(source.name)
@@ -110,6 +113,17 @@ def pull_source(
     if scheduled and state.next_fetch and state.next_fetch > now:
         report.not_due = True
         return report
+    if holder is not None:
+        lasting = max(settings.database.claim_seconds, 2 * settings.fetch.deadline)
+        if not store.claim_source(source.name, holder, lasting):
+            report.not_due = True  # another process is pulling it now
+            return report
+        # It may have been pulled between the first look and the claim.
+        state = store.source_state(source.name)
+        if scheduled and state.next_fetch and state.next_fetch > now:
+            store.claim_source(source.name, holder, 0)  # let go at once
+            report.not_due = True
+            return report
     every = source.every or settings.schedule.pull_every
     if not state.enabled and not force:
         report.error = (

@@ -38,12 +38,13 @@ from digest.config import Settings, SourceSettings
 from digest.cron import cron_trigger, last_due
 from digest.dates import from_iso, to_iso, utcnow
 from digest.errors import DigestError
-from digest.grouping.classify import group_pending
+from digest.grouping.classify import group_shared
 from digest.ingest import pull_source
+from digest.mail.planner import Planner
 from digest.mail.send import send_all
 from digest.sources.fetch import Fetcher
 from digest.sources.sync import spec_of, sync_sources
-from digest.store import DigestSummary, SourceSummary, Store, open_store
+from digest.store import DigestSummary, SourceSummary, Store
 from digest.store.worker import StoreWorker
 from digest.web import create_app
 
@@ -71,7 +72,7 @@ class Service:
         self.last_digest: str | None = None
         # The service's own database work (leases, the schedule's state, the ledger) runs in
         # the worker's thread; other threads (pulls, health, sign-ups) open their own stores.
-        self.worker = StoreWorker(lambda: open_store(settings.database.path))
+        self.worker = StoreWorker(lambda: settings.database.open())
         self._local = threading.local()
 
     # --- health -------------------------------------------------------------------------------
@@ -117,43 +118,67 @@ class Service:
             log.info("pull %s", report.summary(), extra={"source": source.name, "event": "pull"})
 
     def _pull_blocking(self, source: SourceSettings) -> Any:
-        with open_store(self.settings.database.path) as store, Fetcher(self.settings.fetch) as fetcher:
+        with self.settings.database.open() as store, Fetcher(self.settings.fetch) as fetcher:
             store.sync_sources([spec_of(source)])
-            report = pull_source(store, fetcher, source, self.settings, scheduled=True)
+            report = pull_source(store, fetcher, source, self.settings, scheduled=True, holder=self.holder)
             if report.new or report.updated:
                 with self.group_lock:
-                    group_pending(store, self.settings)
+                    group_shared(store, self.settings, self.holder)
             return report
 
     # --- digest -------------------------------------------------------------------------------
 
     async def digest(self, due: datetime | None = None) -> None:
-        """Send the digest due at ``due`` (now, for the cron job) unless it was handled."""
-        due = due or utcnow()
+        """The digest due at ``due`` (for the cron job: the due time just passed, the same
+        in every process). One process plans it, under the lease, unless it was handled;
+        then every process helps send whatever digest is unfinished, claiming deliveries in
+        batches, so several workers share the sending and none sends a message twice."""
+        now = utcnow()
+        due = due or last_due(self.trigger, now, now - timedelta(days=1)) or now
         worker = self.worker
-        if not await worker.call(lambda s: s.acquire_lease(LEASE, self.holder, LEASE_SECONDS)):
-            log.info("digest due %s: another process holds the lease", to_iso(due), extra={"event": "digest"})
-            return
         try:
-            handled = await worker.call(lambda s: s.get_setting(LAST_DUE))
-            if handled and from_iso(handled) >= due:
-                log.info("digest due %s: already handled", to_iso(due), extra={"event": "digest"})
-                return
-            # Recorded first: a crash from here on resumes the unfinished digest on restart
-            # (send_all starts with it) instead of planning a second one.
-            await worker.call(lambda s: s.put_setting(LAST_DUE, to_iso(due)))
+            if await worker.call(lambda s: s.acquire_lease(LEASE, self.holder, LEASE_SECONDS)):
+                try:
+                    await self._plan(due)
+                finally:
+                    await worker.call(lambda s: s.release_lease(LEASE, self.holder))
+            else:
+                log.info(
+                    "digest due %s: another process is planning it", to_iso(due), extra={"event": "digest"}
+                )
+                await self._planned_elsewhere()
             reports = await send_all(
-                worker.store, self.settings, should_stop=self.stopping.is_set, run=worker.run
+                worker.store, self.settings, should_stop=self.stopping.is_set, run=worker.run, plan=False
             )
             self.last_digest = to_iso(utcnow())
             for report in reports:
                 log.info("digest %s", report.summary(), extra={"event": "digest", "digest": report.digest_id})
-            if not reports:
-                log.info("digest due %s: nothing new for anyone", to_iso(due), extra={"event": "digest"})
         except DigestError as exc:
             log.error("digest: %s", exc, extra={"event": "digest"})
-        finally:
-            await worker.call(lambda s: s.release_lease(LEASE, self.holder))
+
+    async def _plan(self, due: datetime) -> None:
+        """Plan the digest due at ``due`` unless some process handled that due time."""
+        worker = self.worker
+        handled = await worker.call(lambda s: s.get_setting(LAST_DUE))
+        if handled and from_iso(handled) >= due:
+            log.info("digest due %s: already handled", to_iso(due), extra={"event": "digest"})
+            return
+        # Recorded first: a crash from here on resumes the unfinished digest on restart
+        # (every run sends unfinished digests first) instead of planning a second one.
+        await worker.call(lambda s: s.put_setting(LAST_DUE, to_iso(due)))
+        digest_id = await worker.call(lambda s: Planner(s, self.settings).create(utcnow()))
+        if digest_id is None:
+            log.info("digest due %s: nothing new for anyone", to_iso(due), extra={"event": "digest"})
+
+    async def _planned_elsewhere(self) -> None:
+        """Wait until the process planning the digest has let go of the lease (its digest is
+        then in the ledger, ready to be shared), or until the lease would expire."""
+        deadline = time.monotonic() + LEASE_SECONDS
+        while time.monotonic() < deadline and not self.stopping.is_set():
+            if await self.worker.call(lambda s: s.acquire_lease(LEASE, self.holder, 1.0)):
+                await self.worker.call(lambda s: s.release_lease(LEASE, self.holder))
+                return
+            await asyncio.sleep(0.5)
 
     async def catch_up(self) -> None:
         """On start: send a digest that fell due while the process was down (within grace)."""
@@ -185,7 +210,7 @@ class Service:
         """A store for the calling worker thread (sqlite3 connections stay in their thread)."""
         store: Store | None = getattr(self._local, "store", None)
         if store is None:
-            store = self._local.store = open_store(self.settings.database.path)
+            store = self._local.store = self.settings.database.open()
         return store
 
     # --- the loop -----------------------------------------------------------------------------

@@ -12,8 +12,7 @@ nothing.
 
 from __future__ import annotations
 
-import time
-from collections import deque
+import hashlib
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -22,6 +21,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from digest import signups, subscribers
+from digest.dates import utcnow
 from digest.errors import DigestError
 from digest.mail import compose
 from digest.mail.planner import Planner, sample_links
@@ -36,21 +36,15 @@ FORM_SECONDS = 3600  # a subscribe form is good for an hour
 
 
 class RateLimit:
-    """Sliding-window counts in memory, per key."""
+    """Sliding-window counts per key, kept in the database so that every process serving
+    the form counts the same requests. Keys are stored hashed (with the kind of limit)."""
 
-    def __init__(self, limit: int, window: float) -> None:
-        self.limit, self.window = limit, window
-        self.hits: dict[str, deque[float]] = {}
+    def __init__(self, name: str, limit: int, window: float) -> None:
+        self.name, self.limit, self.window = name, limit, window
 
-    def allow(self, key: str, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
-        hits = self.hits.setdefault(key, deque())
-        while hits and hits[0] <= now - self.window:
-            hits.popleft()
-        if len(hits) >= self.limit:
-            return False
-        hits.append(now)
-        return True
+    def allow(self, store: Store, key: str) -> bool:
+        hashed = hashlib.sha256(f"{self.name}\0{key}".encode()).hexdigest()[:32]
+        return store.allow_hit(hashed, limit=self.limit, window=self.window, now=utcnow())
 
 
 def routes(cache: Cache) -> list[Route]:
@@ -58,7 +52,7 @@ def routes(cache: Cache) -> list[Route]:
     work and its rendering in a worker thread (with that thread's store): the event loop,
     which `digest run` shares with the scheduler and the mail sender, only waits."""
     site, settings, store_for_thread = cache.site, cache.settings, cache.store
-    per_client, per_address = RateLimit(*PER_CLIENT), RateLimit(*PER_ADDRESS)
+    per_client, per_address = RateLimit("client", *PER_CLIENT), RateLimit("address", *PER_ADDRESS)
 
     def page(template: str, status: int = 200, **values: Any) -> HTMLResponse:
         count = store_for_thread().count_articles()
@@ -117,7 +111,7 @@ def routes(cache: Cache) -> list[Route]:
                     "Form expired", "Please reload the subscribe page and send the form again.", 403
                 )
             email = str(form.get("email", ""))[:320]
-            if not per_client.allow(client):
+            if not per_client.allow(store_for_thread(), client):
                 return message("Too many requests", "Please wait a few minutes and try again.", 429)
             try:
                 address = subscribers.normalise_email(email)
@@ -125,7 +119,7 @@ def routes(cache: Cache) -> list[Route]:
             except DigestError as exc:
                 chosen = {"regions": form.getlist("region"), "themes": form.getlist("theme")}
                 return subscribe_form(email, chosen, str(exc))
-            if not per_address.allow(address.lower()):
+            if not per_address.allow(store_for_thread(), address.lower()):
                 return message(
                     "Too many requests", "Please wait a while before trying this address again.", 429
                 )

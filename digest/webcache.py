@@ -24,7 +24,7 @@ from starlette.responses import Response
 
 from digest.config import Settings
 from digest.site import Site
-from digest.store import Store, open_store
+from digest.store import Store
 
 RECHECK = 1.0
 MIN_GZIP = 512
@@ -80,7 +80,7 @@ class Cache:
         """This thread's connection (sqlite3 connections stay in the thread that made them)."""
         store: Store | None = getattr(self._local, "store", None)
         if store is None:
-            store = open_store(self.settings.database.path)
+            store = self.settings.database.open()
             self._local.store = store
         return store
 
@@ -141,7 +141,7 @@ class Cache:
             if not force and self._version is not None and time.monotonic() - self._checked < RECHECK:
                 return self._version
             if self._watch is None:
-                self._watch = open_store(self.settings.database.path, shared=True)
+                self._watch = self.settings.database.open(shared=True)
             version = self._watch.data_version()
             if version != self._version:
                 self._entries.clear()

@@ -49,6 +49,7 @@ class Reply:
 class Seen:
     path: str
     headers: dict[str, str]
+    at: float = field(default_factory=time.monotonic)
 
 
 Handler = Callable[[Seen], Reply]
@@ -226,6 +227,8 @@ class SmtpSink:
         self.fail_after: int | None = None  # answer 421 to every message after this many
         self.drop_next = 0  # drop the connection instead of answering, this many times
         self.delay = 0.0  # seconds to take over each message (a slow server)
+        self.paused = False  # hold every message's answer until set False again
+        self.holding = 0  # messages waiting for their answer meanwhile
         self.sizes: list[tuple[str, int]] = []  # (MAIL FROM options, octets received) each
         self.raw: list[bytes] = []  # each message as received, dots unstuffed
         sink = self
@@ -240,10 +243,17 @@ class SmtpSink:
                 return "250 OK"
 
             async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-                if sink.delay:
-                    import asyncio
+                import asyncio
 
+                if sink.delay:
                     await asyncio.sleep(sink.delay)
+                if sink.paused:
+                    sink.holding += 1
+                    while sink.paused:
+                        await asyncio.sleep(0.01)
+                    sink.holding -= 1
+                    if server.transport is None or server.transport.is_closing():
+                        return "421 gone"  # the client left before the answer: not accepted
                 if sink.drop_next:
                     sink.drop_next -= 1
                     server.transport.close()

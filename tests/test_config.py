@@ -166,3 +166,34 @@ def test_a_password_never_goes_out_in_clear_by_default() -> None:
         '[smtp]\nhost = "smtp.example.org"\nusername = "digest"\nallow_plaintext_auth = true\n',
     ):
         assert _parse(body).smtp is not None
+
+
+def test_database_url_sqlite_postgresql_and_the_environment() -> None:
+    lite = _parse('[database]\nurl = "sqlite:///data/d.db"\n').database
+    assert (lite.url, lite.target) == ("", Path("/srv/digest/data/d.db"))  # relative to the config
+    assert _parse('[database]\nurl = "sqlite:////var/d.db"\n').database.target == Path("/var/d.db")
+    pg = _parse(
+        '[database]\nurl = "postgresql://digest@db.example.org:5432/digest"\npath = "x.db"\n'
+    ).database
+    assert pg.target == "postgresql://digest@db.example.org:5432/digest"  # url wins over path
+    assert pg.shown == "postgresql://db.example.org:5432/digest"
+    env = {"DIGEST_DATABASE_URL": "postgresql://w@other/db", "DIGEST_DATABASE_PASSWORD": "s3cret"}
+    over = _parse('[database]\nurl = "postgresql://digest@db/digest"\n', env).database
+    assert (over.target, over.password) == ("postgresql://w@other/db", "s3cret")
+    assert "s3cret" not in repr(over.shown)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('url = "postgresql://digest:hunter2@db/digest"', "holds a password; set DIGEST_DATABASE_PASSWORD"),
+        ('url = "mysql://db/digest"', "expected sqlite:/// or postgresql://"),
+        ('url = "sqlite://host/d.db"', "sqlite:///relative/path"),
+        ('password = "hunter2"', "password"),
+        ('claim_seconds = "forever"', "not a duration"),
+    ],
+)
+def test_bad_database_settings_are_one_line_errors(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as raised:
+        _parse(f"[database]\n{text}\n")
+    assert "\n" not in str(raised.value) and "hunter2" not in str(raised.value)

@@ -165,6 +165,27 @@ def group_pending(
     return GroupReport(classified=len(pending), rescored=rescored, stories=len(found))
 
 
+GROUPING_LEASE = "grouping"
+GROUPING_SECONDS = 600.0
+
+
+def group_shared(store: Store, settings: Settings, holder: str) -> int:
+    """:func:`group_pending` by one of the processes sharing the database at a time (the
+    ``grouping`` lease), so no article is classified twice; how many this one classified.
+    A process that finds the lease taken leaves its articles to the holder, which looks
+    again after letting go, and groups what came in meanwhile."""
+    classified = 0
+    while store.acquire_lease(GROUPING_LEASE, holder, GROUPING_SECONDS):
+        try:
+            done = group_pending(store, settings).classified
+        finally:
+            store.release_lease(GROUPING_LEASE, holder)
+        classified += done
+        if not done or not store.ungrouped():
+            break
+    return classified
+
+
 def _score(
     store: Store,
     settings: Settings,

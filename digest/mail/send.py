@@ -16,6 +16,9 @@ it shares with the web server only ever waits.
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -99,28 +102,33 @@ class Mailer:
         progress: Callable[[int], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> Report:
-        """Send every pending delivery of one digest; record each outcome as it happens."""
+        """Send this digest's pending deliveries, claimed a batch at a time, so any number of
+        processes send one digest together, each message once; record each outcome as it
+        happens. Returns when nothing is left that this run may send, having waited out
+        other holders' claims (taking them over if they expire: their holder died)."""
         digest = await self.run(self.store.digest, digest_id)
         if digest is None:
             raise SendError(f"no digest {digest_id!r}")
         report = Report(digest_id)
-        pending: list[PendingDelivery] = await self.run(self.store.pending_deliveries, digest_id)
+        claims = _Claims(self, digest_id, batch=max(4 * transport.size, 16))
         rendered: dict[Selection, compose.Prepared | None] = {}
         domain = compose.site_host(self.settings)
-        queue: asyncio.Queue[PendingDelivery] = asyncio.Queue()
-        for delivery in pending:
-            if delivery.subscriber.status != "active":
-                # Unsubscribed since the digest was planned: not sent, and not pending any more.
-                await self.run(self._record, digest_id, delivery, "failed", reply="unsubscribed")
-                report.skipped += 1
-                continue
-            queue.put_nowait(delivery)
         fatal: list[SendError] = []
+
+        def stopping() -> bool:
+            return bool(fatal) or bool(should_stop and should_stop())
 
         async def worker() -> None:
             # On shutdown, stop taking messages; the one in flight is still recorded.
-            while not queue.empty() and not fatal and not (should_stop and should_stop()):
-                delivery = queue.get_nowait()
+            while not stopping():
+                delivery = await claims.next(stopping)
+                if delivery is None:
+                    return
+                if delivery.subscriber.status != "active":
+                    # Unsubscribed since the digest was planned: not sent, and not pending any more.
+                    await self.run(self._record, digest_id, delivery, "failed", reply="unsubscribed")
+                    report.skipped += 1
+                    continue
                 selection = Selection.of(delivery.since, delivery.subscriber)
                 if selection not in rendered:
                     rendered[selection] = await self.run(self._prepared, selection, digest.until, digest_id)
@@ -138,6 +146,7 @@ class Mailer:
                     date=digest.until,
                     domain=domain,
                 )
+                await claims.renew()
                 try:
                     reply = await transport.send(msg, f"{digest_id}-{delivery.subscriber.id}")
                 except Permanent as exc:
@@ -155,7 +164,9 @@ class Mailer:
                     problem = f"{delivery.subscriber.email}: {transport.name} said {exc}"
                     report.first_problem = report.first_problem or problem
                 except Temporary as exc:
-                    report.deferred += 1  # stays pending: the next run resumes it
+                    # Stays pending, unclaimed, for the next run (not this one: see _Claims).
+                    await self.run(self._record, digest_id, delivery, "pending", reply=str(exc))
+                    report.deferred += 1
                     problem = f"{delivery.subscriber.email}: {transport.name}: {exc}"
                     report.first_problem = report.first_problem or problem
                 except SendError as exc:
@@ -168,12 +179,97 @@ class Mailer:
                 if progress:
                     progress(1)
 
-        await asyncio.gather(*(worker() for _ in range(transport.size)))
+        try:
+            await asyncio.gather(*(worker() for _ in range(transport.size)))
+        finally:
+            report.deferred += claims.unsent()  # left for the next run when stopping early
+            await self.run(self.store.release_deliveries, digest_id, claims.holder)
         if fatal:
             raise fatal[0]
-        report.deferred += queue.qsize()  # left for the next run when stopping early
         await self.run(self.store.finish_digest, digest_id)
         return report
+
+
+def holder_name() -> str:
+    """Who claims: this machine and process, and a random part (one process, many runs)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def _died_here(holder: str) -> bool:
+    """Whether ``holder`` was a process on this machine that no longer runs."""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    return False
+
+
+class _Claims:
+    """This process's share of one digest: batches of deliveries claimed from the ledger as
+    the senders need them, claims renewed while they are being sent, and a wait for other
+    holders' claims at the end (they finish, or expire and are taken over)."""
+
+    def __init__(self, mailer: Mailer, digest_id: str, *, batch: int) -> None:
+        self.mailer = mailer
+        self.digest_id = digest_id
+        self.batch = batch
+        self.holder = holder_name()
+        self.seconds = mailer.settings.database.claim_seconds
+        self.started = utcnow()  # what a server deferred since then waits for the next run
+        self.queue: list[PendingDelivery] = []
+        self.lock = asyncio.Lock()
+        self.renewed = time.monotonic()
+
+    async def next(self, stopping: Callable[[], bool]) -> PendingDelivery | None:
+        """The next delivery to send, or None when this run is done with the digest."""
+        async with self.lock:
+            while not self.queue and not stopping():
+                claimed = await self.mailer.run(
+                    self.mailer.store.claim_deliveries,
+                    self.digest_id,
+                    self.holder,
+                    limit=self.batch,
+                    seconds=self.seconds,
+                    tried_before=self.started,
+                )
+                self.renewed = time.monotonic()
+                if claimed:
+                    self.queue.extend(reversed(claimed))
+                    break
+                others = await self.mailer.run(self.mailer.store.claim_holders, self.digest_id, self.holder)
+                if not others:
+                    return None
+                for dead in filter(_died_here, others):
+                    # A process on this machine that is gone (killed, crashed): its claims
+                    # need not run out first.
+                    await self.mailer.run(self.mailer.store.release_deliveries, self.digest_id, dead)
+                await asyncio.sleep(min(1.0, self.seconds / 4))
+            return self.queue.pop() if self.queue and not stopping() else None
+
+    async def renew(self) -> None:
+        """Extend this holder's claims when half their time has gone (a slow server)."""
+        if time.monotonic() - self.renewed < self.seconds / 2:
+            return
+        async with self.lock:
+            if time.monotonic() - self.renewed >= self.seconds / 2:
+                await self.mailer.run(
+                    self.mailer.store.claim_deliveries,
+                    self.digest_id,
+                    self.holder,
+                    limit=0,
+                    seconds=self.seconds,
+                    tried_before=self.started,
+                )
+                self.renewed = time.monotonic()
+
+    def unsent(self) -> int:
+        return len(self.queue)
 
 
 async def send_all(
@@ -186,15 +282,17 @@ async def send_all(
     should_stop: Callable[[], bool] | None = None,
     since: datetime | None = None,
     run: Run = in_place,
+    plan: bool = True,
 ) -> list[Report]:
-    """Resume unfinished digests, then plan and send a new one; a report per digest."""
+    """Resume unfinished digests, then (with ``plan``) plan and send a new one; a report per
+    digest. Other processes may be sending the same digests: they share the deliveries."""
     mailer: Mailer = await run(Mailer, store, settings)
     mailer.run = run
     reports = []
     async with transport or transport_for(settings) as channel:
         for digest in await run(store.unfinished_digests):
             reports.append(await mailer.deliver(digest.id, channel, progress, should_stop))
-        digest_id = None if should_stop and should_stop() else await mailer.plan(now, since)
+        digest_id = None if not plan or (should_stop and should_stop()) else await mailer.plan(now, since)
         if digest_id is not None:
             reports.append(await mailer.deliver(digest_id, channel, progress, should_stop))
     return reports

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from digest.dates import from_iso, to_iso
+from digest.dates import to_iso
 from digest.errors import StoreError
 from digest.models import Article
-from digest.store.base import SqliteBase, dt, in_chunks
+from digest.store.base import Row, SqliteBase, decoded, dt, in_chunks, when
 from digest.store.records import SaveCounts
 
 _COLUMNS = "a.*, t.summary_html, t.summary_text, s.name AS source, e.places, e.theme_matches"
@@ -194,7 +193,7 @@ def _article_values(article: Article, source_id: int) -> tuple[Any, ...]:
     )
 
 
-def article_of(row: sqlite3.Row) -> Article:
+def article_of(row: Row) -> Article:
     return Article(
         id=row["id"],
         source=row["source"],
@@ -205,12 +204,12 @@ def article_of(row: sqlite3.Row) -> Article:
         summary_text=row["summary_text"],
         author=row["author"],
         published=dt(row["published"]),
-        first_seen=from_iso(row["first_seen"]),
-        updated=from_iso(row["updated"]),
+        first_seen=when(row["first_seen"]),
+        updated=when(row["updated"]),
         content_hash=row["content_hash"],
-        regions=tuple(json.loads(row["regions"] or "[]")),
-        themes=tuple(json.loads(row["themes"] or "[]")),
+        regions=tuple(decoded(row["regions"] or "[]")),
+        themes=tuple(decoded(row["themes"] or "[]")),
         story=row["story"],
-        places=tuple(json.loads(row["places"] or "[]")),
-        theme_matches=json.loads(row["theme_matches"] or "{}"),
+        places=tuple(decoded(row["places"] or "[]")),
+        theme_matches=decoded(row["theme_matches"] or "{}"),
     )

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 from digest.dates import EARLIEST, from_iso, parse_date, to_iso, utcnow
 from digest.errors import StoreError
@@ -27,26 +28,46 @@ def guarded(cls: T) -> T:
     """Wrap every public method of ``cls`` (and of its bases) so that a ``sqlite3.Error``
     becomes a StoreError: a locked, read-only, full or damaged database is one line for the
     user, never a traceback, whichever method met it."""
+    return guard_class(cls, sqlite3.Error)
+
+
+def guard_class(cls: T, errors: type[BaseException] | tuple[type[BaseException], ...]) -> T:
+    """Wrap every public method of ``cls`` (and of its bases) so that ``errors`` (a driver's
+    own exceptions) leave it as StoreError naming the database (``self.where``)."""
     for klass in cls.__mro__:
         for name, member in vars(klass).items():
             if name.startswith("_") or not callable(member) or isinstance(member, classmethod | staticmethod):
                 continue
             if getattr(cls, name) is not member or getattr(member, "__guarded__", False):
                 continue
-            setattr(cls, name, _guard(member))
+            setattr(cls, name, _guard(member, errors))
     return cls
 
 
-def _guard(method: Callable[..., Any]) -> Callable[..., Any]:
+def _guard(
+    method: Callable[..., Any], errors: type[BaseException] | tuple[type[BaseException], ...]
+) -> Callable[..., Any]:
     @functools.wraps(method)
-    def call(self: SqliteBase, *args: Any, **kwargs: Any) -> Any:
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.where}: {exc}") from exc
+        except errors as exc:
+            raise StoreError(f"{self.where}: {one_line(str(exc))}") from exc
 
     call.__guarded__ = True  # type: ignore[attr-defined]
     return call
+
+
+def one_line(message: str) -> str:
+    """A driver's message on one line (PostgreSQL's carry DETAIL and HINT lines)."""
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
+class Row(Protocol):
+    """A stored row by column name: ``sqlite3.Row`` or a psycopg ``dict_row``."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+    def keys(self) -> Any: ...
 
 
 class SqliteBase:
@@ -194,14 +215,28 @@ def in_chunks(values: Sequence[Any], size: int = 500) -> Iterator[tuple[list[Any
         yield chunk, ",".join("?" * len(chunk))
 
 
-def dt(value: str | None) -> datetime | None:
-    return from_iso(value) if value else None
+def when(value: str | datetime) -> datetime:
+    """A stored time: ISO text (SQLite) or a ``timestamptz`` (PostgreSQL), in UTC."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
+    return from_iso(value)
 
 
-def stored_time(value: str | None) -> datetime:
+def dt(value: str | datetime | None) -> datetime | None:
+    return when(value) if value else None
+
+
+def decoded(value: Any) -> Any:
+    """A stored JSON value: text (SQLite) or already decoded (PostgreSQL's jsonb)."""
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def stored_time(value: str | datetime | None) -> datetime:
     """A stored time; one written by hand into an earlier import still reads as a date."""
     if not value:
         return EARLIEST
+    if isinstance(value, datetime):
+        return when(value)
     try:
         return from_iso(value)
     except ValueError:

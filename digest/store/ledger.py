@@ -3,14 +3,18 @@ before any SMTP work and as sent or failed right after, each in its own transact
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from digest.dates import from_iso, to_iso, utcnow
-from digest.store.base import SqliteBase
+from digest.store.base import Row, SqliteBase, when
 from digest.store.records import DigestRecord, DigestSummary, PendingDelivery
 from digest.store.subscribers import subscriber_of
+
+PENDING_SELECT = (
+    "SELECT s.*, l.since, l.attempts AS delivery_attempts"
+    " FROM deliveries l JOIN subscribers s ON s.id = l.subscriber_id"
+)
 
 
 class LedgerArea(SqliteBase):
@@ -73,14 +77,63 @@ class LedgerArea(SqliteBase):
     def pending_deliveries(self, digest_id: str) -> list[PendingDelivery]:
         """Ledger rows still to send, with what the message needs of the subscriber."""
         return [
-            PendingDelivery(subscriber_of(row), from_iso(row["since"]), int(row["delivery_attempts"]))
+            pending_of(row)
             for row in self._rows(
-                "SELECT s.*, l.since, l.attempts AS delivery_attempts"
-                " FROM deliveries l JOIN subscribers s ON s.id = l.subscriber_id"
-                " WHERE l.digest_id = ? AND l.status = 'pending' ORDER BY l.subscriber_id",
+                f"{PENDING_SELECT} WHERE l.digest_id = ? AND l.status = 'pending' ORDER BY l.subscriber_id",
                 [digest_id],
             )
         ]
+
+    def claim_deliveries(
+        self, digest_id: str, holder: str, *, limit: int, seconds: float, tried_before: datetime
+    ) -> list[PendingDelivery]:
+        """Up to ``limit`` pending deliveries nobody holds (or whose holder's claim expired)
+        and nobody tried since ``tried_before`` (a run does not retry what a server deferred
+        during it), now held by ``holder`` for ``seconds``; the holder's earlier claims on
+        this digest are renewed for as long. ``record_delivery`` ends a claim."""
+        now = utcnow()
+        until = to_iso(now + timedelta(seconds=seconds))
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE deliveries SET claimed_until = ? WHERE digest_id = ? AND status = 'pending'"
+                " AND claimed_by = ?",
+                (until, digest_id, holder),
+            )
+            if limit <= 0:
+                return []
+            rows = conn.execute(
+                f"{PENDING_SELECT} WHERE l.digest_id = ? AND l.status = 'pending'"
+                " AND (l.claimed_until IS NULL OR l.claimed_until <= ?) AND l.updated < ?"
+                " ORDER BY l.subscriber_id LIMIT ?",
+                (digest_id, to_iso(now), to_iso(tried_before), limit),
+            ).fetchall()
+            conn.executemany(
+                "UPDATE deliveries SET claimed_by = ?, claimed_until = ?"
+                " WHERE digest_id = ? AND subscriber_id = ?",
+                [(holder, until, digest_id, row["id"]) for row in rows],
+            )
+        return [pending_of(row) for row in rows]
+
+    def claim_holders(self, digest_id: str, holder: str) -> set[str]:
+        """The other holders of claims on this digest's pending deliveries (live or expired)."""
+        return {
+            row[0]
+            for row in self._rows(
+                "SELECT DISTINCT claimed_by FROM deliveries WHERE digest_id = ? AND status = 'pending'"
+                " AND claimed_by IS NOT NULL AND claimed_by != ?",
+                (digest_id, holder),
+            )
+        }
+
+    def release_deliveries(self, digest_id: str, holder: str) -> None:
+        """Give up ``holder``'s claims on this digest's pending deliveries (those a server
+        deferred): the next run, by any process, takes them."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE deliveries SET claimed_by = NULL, claimed_until = NULL"
+                " WHERE digest_id = ? AND claimed_by = ? AND status = 'pending'",
+                (digest_id, holder),
+            )
 
     def record_delivery(
         self,
@@ -99,7 +152,8 @@ class LedgerArea(SqliteBase):
         with self._write() as conn:
             conn.execute(
                 "UPDATE deliveries SET status = ?, message_id = coalesce(?, message_id), reply = ?,"
-                " attempts = attempts + 1, updated = ? WHERE digest_id = ? AND subscriber_id = ?",
+                " attempts = attempts + 1, updated = ?, claimed_by = NULL, claimed_until = NULL"
+                " WHERE digest_id = ? AND subscriber_id = ?",
                 (status, message_id, reply, to_iso(utcnow()), digest_id, subscriber_id),
             )
             if status == "sent":
@@ -130,5 +184,10 @@ class LedgerArea(SqliteBase):
         }
 
 
-def digest_of(row: sqlite3.Row) -> DigestRecord:
-    return DigestRecord(row["id"], from_iso(row["created"]), from_iso(row["until"]), row["status"])
+def pending_of(row: Row) -> PendingDelivery:
+    """A ledger row still to send (:data:`PENDING_SELECT`'s columns)."""
+    return PendingDelivery(subscriber_of(row), when(row["since"]), int(row["delivery_attempts"]))
+
+
+def digest_of(row: Row) -> DigestRecord:
+    return DigestRecord(row["id"], when(row["created"]), when(row["until"]), row["status"])

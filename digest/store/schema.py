@@ -295,6 +295,22 @@ def _article_evidence(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE articles DROP COLUMN theme_matches")
 
 
+def _claims(db: sqlite3.Connection) -> None:
+    # Several processes on one database share the work: a source is pulled, and a delivery
+    # sent, by the process that claimed it, until the claim ends or expires (its holder died).
+    for table in ("sources", "deliveries"):
+        db.execute(f"ALTER TABLE {table} ADD COLUMN claimed_by TEXT")
+        db.execute(f"ALTER TABLE {table} ADD COLUMN claimed_until TEXT")
+
+
+def _rate_hits(db: sqlite3.Connection) -> None:
+    # The subscribe form's rate limits, in the database so they hold across the processes
+    # that serve it. Keys are hashes: no address or client is written down for this.
+    db.execute("CREATE TABLE rate_hits (key TEXT NOT NULL, at TEXT NOT NULL)")
+    db.execute("CREATE INDEX rate_hits_key ON rate_hits(key, at)")
+    db.execute("CREATE INDEX rate_hits_at ON rate_hits(at)")
+
+
 # Append-only: a released migration is never edited, a change is a new entry.
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_initial", _initial),
@@ -308,4 +324,6 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0009_source_lifecycle", _source_lifecycle),
     ("0010_article_texts", _article_texts),
     ("0011_article_evidence", _article_evidence),
+    ("0012_claims", _claims),
+    ("0013_rate_hits", _rate_hits),
 ]

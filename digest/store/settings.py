@@ -4,7 +4,7 @@ of several processes does a job)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from digest.dates import from_iso, to_iso, utcnow
 from digest.store.base import SqliteBase
@@ -44,6 +44,21 @@ class SettingsArea(SqliteBase):
                 " ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, expires = excluded.expires",
                 (name, holder, to_iso(now + timedelta(seconds=seconds))),
             )
+            return True
+
+    def allow_hit(self, key: str, *, limit: int, window: float, now: datetime) -> bool:
+        """Count a request under ``key`` unless ``limit`` were counted in the ``window``
+        seconds before ``now``; False (nothing counted) when the limit is reached. Counts
+        older than a day are forgotten."""
+        with self._write() as conn:
+            conn.execute("DELETE FROM rate_hits WHERE at < ?", [to_iso(now - timedelta(days=1))])
+            recent = conn.execute(
+                "SELECT count(*) FROM rate_hits WHERE key = ? AND at > ?",
+                (key, to_iso(now - timedelta(seconds=window))),
+            ).fetchone()[0]
+            if recent >= limit:
+                return False
+            conn.execute("INSERT INTO rate_hits (key, at) VALUES (?, ?)", (key, to_iso(now)))
             return True
 
     def release_lease(self, name: str, holder: str) -> None:

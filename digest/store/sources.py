@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from digest import redact
@@ -119,8 +119,21 @@ class SourcesArea(SqliteBase):
             sets.append("enabled = 0")
         elif not error:
             sets.append("enabled = 1")
+        sets += ["claimed_by = NULL", "claimed_until = NULL"]  # the pull that claimed it is over
         with self._write() as conn:
             conn.execute(f"UPDATE sources SET {', '.join(sets)} WHERE name = ?", (*args, name))
+
+    def claim_source(self, name: str, holder: str, seconds: float) -> bool:
+        """Hold source ``name`` for ``seconds`` while ``holder`` pulls it; False when another
+        holder's claim is still running. ``record_fetch`` ends the claim."""
+        now = utcnow()
+        with self._write() as conn:
+            done = conn.execute(
+                "UPDATE sources SET claimed_by = ?, claimed_until = ? WHERE name = ?"
+                " AND (claimed_by IS NULL OR claimed_by = ? OR claimed_until <= ?)",
+                (holder, to_iso(now + timedelta(seconds=seconds)), name, holder, to_iso(now)),
+            )
+            return done.rowcount > 0
 
     def source_urls(self) -> dict[str, str]:
         """Source name → the URL it is fetched from now."""

@@ -8,15 +8,19 @@ from pathlib import Path
 from digest.errors import StoreError
 from digest.store.articles import ArticlesArea
 from digest.store.base import guarded
+from digest.store.contract import Store
 from digest.store.grouping import GroupingArea
 from digest.store.ledger import LedgerArea
 from digest.store.settings import SettingsArea
 from digest.store.sources import SourcesArea
 from digest.store.subscribers import SubscribersArea
+from digest.store.transfer import TransferArea
 
 
 @guarded
-class SqliteStore(SourcesArea, ArticlesArea, GroupingArea, SettingsArea, SubscribersArea, LedgerArea):
+class SqliteStore(
+    SourcesArea, ArticlesArea, GroupingArea, SettingsArea, SubscribersArea, LedgerArea, TransferArea
+):
     """A digest database in one SQLite file."""
 
     @classmethod
@@ -41,6 +45,14 @@ class SqliteStore(SourcesArea, ArticlesArea, GroupingArea, SettingsArea, Subscri
         return store
 
 
-def open_store(path: Path | str, *, shared: bool = False, timeout: float | None = None) -> SqliteStore:
-    """The store for a database path (SQLite; the PostgreSQL issue adds URLs)."""
-    return SqliteStore.open(path, shared=shared, timeout=timeout)
+def open_store(
+    target: Path | str, *, password: str | None = None, shared: bool = False, timeout: float | None = None
+) -> Store:
+    """The store for ``target``: a ``postgresql://`` URL (``password``, if given, for it),
+    else a SQLite file. ``shared``: a SQLite connection usable from several threads (a
+    PostgreSQL store always is)."""
+    if isinstance(target, str) and target.startswith(("postgresql://", "postgres://")):
+        from digest.store.postgres import PostgresStore  # psycopg loads only when needed
+
+        return PostgresStore.open(target, password=password or None, timeout=timeout)
+    return SqliteStore.open(target, shared=shared, timeout=timeout)

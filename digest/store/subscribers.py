@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from digest.dates import from_iso, to_iso, utcnow
+from digest.dates import to_iso, utcnow
 from digest.errors import StoreError
-from digest.store.base import SqliteBase, dt, in_chunks, iso, stored_time
+from digest.store.base import Row, SqliteBase, decoded, dt, in_chunks, iso, stored_time, when
 from digest.store.records import SUBSCRIBER_STATUSES, Signup, Subscriber, SubscriberChange
 
 # The timestamp each status sets, and those it clears.
-_STATUS_TIMES = {
+STATUS_TIMES = {
     "active": ("confirmed", ("unsubscribed", "pending_since")),
     "pending": ("pending_since", ("unsubscribed",)),
     "unsubscribed": ("unsubscribed", ("pending_since",)),
@@ -72,9 +71,9 @@ class SubscribersArea(SqliteBase):
     def set_subscriber_status(self, subscriber_id: int, status: str, *, at: datetime) -> None:
         """Move a subscriber to ``status``, setting the time it records (confirmed for active,
         unsubscribed, pending_since for pending) and clearing what no longer applies."""
-        if status not in _STATUS_TIMES:
+        if status not in STATUS_TIMES:
             raise StoreError(f"{status!r} is not a subscriber status")
-        stamp, cleared = _STATUS_TIMES[status]
+        stamp, cleared = STATUS_TIMES[status]
         sets = ["status = ?", *(f"{c} = NULL" for c in cleared)]
         args: list[Any] = [status]
         if stamp:
@@ -155,13 +154,13 @@ def _columns(change: SubscriberChange) -> dict[str, Any]:
     return {column: value for column, value in values.items() if value is not None}
 
 
-def subscriber_of(row: sqlite3.Row) -> Subscriber:
+def subscriber_of(row: Row) -> Subscriber:
     return Subscriber(
         id=int(row["id"]),
         email=row["email"],
         status=row["status"],
-        regions=tuple(json.loads(row["regions"])),
-        themes=tuple(json.loads(row["themes"])),
+        regions=tuple(decoded(row["regions"])),
+        themes=tuple(decoded(row["themes"])),
         created=stored_time(row["created"]),
         confirmed=stored_time(row["confirmed"]) if row["confirmed"] else None,
         unsubscribed=stored_time(row["unsubscribed"]) if row["unsubscribed"] else None,
@@ -171,14 +170,14 @@ def subscriber_of(row: sqlite3.Row) -> Subscriber:
     )
 
 
-def signup_of(row: sqlite3.Row) -> Signup:
+def signup_of(row: Row) -> Signup:
     return Signup(
         id=int(row["id"]),
         email=row["email"],
-        regions=tuple(json.loads(row["regions"])),
-        themes=tuple(json.loads(row["themes"])),
+        regions=tuple(decoded(row["regions"])),
+        themes=tuple(decoded(row["themes"])),
         subscriber_id=row["subscriber_id"],
         attempts=int(row["attempts"]),
-        next_try=from_iso(row["next_try"]),
+        next_try=when(row["next_try"]),
         last_error=row["last_error"],
     )

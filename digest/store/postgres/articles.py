@@ -1,0 +1,148 @@
+"""Articles on PostgreSQL: saving a pull's articles, listing, and full-text search over a
+generated ``tsvector`` (``websearch_to_tsquery``: words, "quoted phrases", OR, -word)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from digest.errors import StoreError
+from digest.models import Article
+from digest.store.articles import article_of
+from digest.store.postgres.base import Conn, PgBase
+from digest.store.records import SaveCounts
+
+_COLUMNS = "a.*, s.name AS source"
+ARTICLE_SELECT = f"SELECT {_COLUMNS} FROM articles a JOIN sources s ON s.id = a.source_id"
+_CONTENT_COLUMNS = ("guid", "url", "title", "author", "published", "summary_html", "summary_text")
+
+
+class PgArticlesArea(PgBase):
+    def save_articles(self, source: str, articles: Sequence[Article], *, now: datetime) -> SaveCounts:
+        """As the SQLite store's. Rows are locked as they are read (FOR UPDATE), and a row
+        another worker inserted meanwhile is left to it (ON CONFLICT DO NOTHING)."""
+        new = updated = unchanged = 0
+        with self._write() as conn:
+            source_id = self._source_id(conn, source)
+            by_id = _existing(conn, "id", [a.id for a in articles])
+            by_url = _existing(conn, "url", [a.url for a in articles if a.url])
+            seen: set[str] = set()
+            inserts: list[tuple[Any, ...]] = []
+            for article in articles:
+                row = by_id.get(article.id) or (by_url.get(article.url) if article.url else None)
+                key = row["id"] if row else article.id
+                if key in seen:
+                    continue
+                seen.add(key)
+                if row is None:
+                    inserts.append(
+                        (article.id, source_id, *_content_values(article), article.first_seen,
+                         article.updated, article.content_hash)
+                    )  # fmt: skip
+                    if article.url:
+                        by_url[article.url] = {"id": article.id, "content_hash": article.content_hash,
+                                               "source_id": source_id}  # fmt: skip
+                    new += 1
+                elif row["content_hash"] == article.content_hash or row["source_id"] != source_id:
+                    unchanged += 1
+                else:
+                    conn.execute(
+                        f"UPDATE articles SET {', '.join(f'{c} = %s' for c in _CONTENT_COLUMNS)},"
+                        " updated = %s, content_hash = %s, grouped = FALSE WHERE id = %s",
+                        (*_content_values(article), now, article.content_hash, key),
+                    )
+                    updated += 1
+            if inserts:
+                with conn.cursor() as cursor:
+                    cursor.executemany(
+                        f"INSERT INTO articles (id, source_id, {', '.join(_CONTENT_COLUMNS)},"
+                        " first_seen, updated, content_hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s,"
+                        " %s, %s, %s) ON CONFLICT DO NOTHING",
+                        inserts,
+                    )
+            if inserts or updated:
+                self._changed(conn)
+        return SaveCounts(new, updated, unchanged)
+
+    def articles(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        region: str | None = None,
+        theme: str | None = None,
+        source: str | None = None,
+        limit: int | None = None,
+    ) -> list[Article]:
+        where: list[str] = ["TRUE"]
+        args: list[Any] = []
+        if since is not None:
+            where.append("a.first_seen >= %s")
+            args.append(since)
+        if until is not None:
+            where.append("a.first_seen < %s")
+            args.append(until)
+        if region is not None:
+            where.append("a.regions ? %s")
+            args.append(region)
+        if theme is not None:
+            where.append("a.themes ? %s")
+            args.append(theme)
+        if source is not None:
+            where.append("s.name = %s")
+            args.append(source)
+        sql = (
+            f"{ARTICLE_SELECT} WHERE {' AND '.join(where)}"
+            " ORDER BY coalesce(a.published, a.first_seen) DESC, a.seq ASC"
+        )
+        if limit is not None:
+            sql += " LIMIT %s"
+            args.append(limit)
+        return [article_of(row) for row in self._rows(sql, args)]
+
+    def search(self, query: str, *, limit: int = 20) -> list[Article]:
+        """Full-text search over titles and text, best match first (titles weigh more).
+        Unbalanced quotes are an error, as in FTS5 (websearch_to_tsquery would guess)."""
+        if query.count('"') % 2:
+            raise StoreError(f"search {query!r}: unbalanced quotes")
+        sql = (
+            f"SELECT {_COLUMNS}, ts_rank(a.search, q) AS rank FROM articles a"
+            " JOIN sources s ON s.id = a.source_id, websearch_to_tsquery('simple', %s) q"
+            " WHERE a.search @@ q ORDER BY rank DESC, a.seq LIMIT %s"
+        )
+        try:
+            return [article_of(row) for row in self._rows(sql, [query, limit])]
+        except psycopg.errors.DataError as exc:
+            raise StoreError(f"search {query!r}: {exc}") from exc
+
+    def article(self, article_id: str) -> Article | None:
+        row = self._row(f"{ARTICLE_SELECT} WHERE a.id = %s", [article_id])
+        return article_of(row) if row else None
+
+    def count_articles(self) -> int:
+        return int(self._value("SELECT count(*) FROM articles"))
+
+    def content_hashes(self, article_ids: Sequence[str]) -> dict[str, str]:
+        with self.pool.connection() as conn:
+            return {key: row["content_hash"] for key, row in _existing(conn, "id", article_ids).items()}
+
+
+def _existing(conn: Conn, column: str, keys: Sequence[str | None]) -> dict[str, dict[str, Any]]:
+    unique = list(dict.fromkeys(k for k in keys if k))
+    if not unique:
+        return {}
+    return {
+        row[column]: row
+        for row in conn.execute(
+            f"SELECT id, url, content_hash, source_id FROM articles WHERE {column} = ANY(%s)", [unique]
+        )
+    }
+
+
+def _content_values(article: Article) -> tuple[Any, ...]:
+    """The values of :data:`_CONTENT_COLUMNS`, in that order."""
+    return (article.guid, article.url, article.title, article.author, article.published,
+            article.summary_html, article.summary_text)  # fmt: skip

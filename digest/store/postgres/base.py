@@ -1,0 +1,165 @@
+"""What every area of the PostgreSQL store shares: a psycopg 3 connection pool, one
+transaction per store call, migrations under an advisory lock, and the same rule as the
+SQLite store: no psycopg error leaves a public method (StoreError instead, naming the
+server and database, never the password)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from digest.dates import utcnow
+from digest.errors import StoreError
+from digest.store.base import one_line
+from digest.store.postgres.schema import MIGRATIONS, apply
+
+# pg_advisory_xact_lock key of the migrations: any constant, the same in every worker.
+MIGRATION_LOCK = 0x6469676573  # "diges"
+LOCK_TIMEOUT_MS = 10_000
+
+Conn = psycopg.Connection[dict[str, Any]]
+
+
+def describe(url: str) -> str:
+    """The server and database of a URL, for messages: never its user's password."""
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    if parts.query:
+        for pair in parts.query.split("&"):
+            key, _, value = pair.partition("=")
+            if key == "host":
+                host = value
+    port = f":{parts.port}" if parts.port else ""
+    for pair in parts.query.split("&"):
+        key, _, value = pair.partition("=")
+        if key == "port" and value:
+            port = f":{value}"
+    return f"postgresql://{host}{port}{parts.path or '/'}"
+
+
+def connect_args(password: str | None, *, readonly: bool, timeout: float | None) -> dict[str, Any]:
+    """The settings of every connection: UTC times, how long to wait for a lock, read-only."""
+    wait = LOCK_TIMEOUT_MS if timeout is None else int(timeout * 1000)
+    options = f"-c timezone=UTC -c lock_timeout={wait}"
+    if readonly:
+        options += " -c default_transaction_read_only=on"
+    found: dict[str, Any] = {
+        "row_factory": dict_row,
+        "options": options,
+        "application_name": "digest",
+        "connect_timeout": 10,
+    }
+    if password:
+        found["password"] = password
+    return found
+
+
+class PgBase:
+    """A pool of connections to one digest database, and the helpers the areas use."""
+
+    def __init__(self, pool: ConnectionPool[Conn], where: str) -> None:
+        self.pool = pool
+        self.where = where
+
+    @classmethod
+    def connect(
+        cls,
+        url: str,
+        *,
+        password: str | None = None,
+        readonly: bool = False,
+        timeout: float | None = None,
+        size: int = 4,
+    ) -> ConnectionPool[Conn]:
+        """A pool of ``size`` connections. One connection is made first, here, so a server
+        that is down, a wrong password or a missing database is one clear line now."""
+        where = describe(url)
+        kwargs = connect_args(password, readonly=readonly, timeout=timeout)
+        try:
+            psycopg.connect(url, **kwargs).close()
+        except psycopg.Error as exc:
+            raise StoreError(f"{where}: cannot open database: {one_line(str(exc))}") from exc
+        pool: ConnectionPool[Conn] = ConnectionPool(
+            url, kwargs=kwargs, min_size=1, max_size=size, open=False, name="digest", num_workers=1
+        )
+        pool.open(wait=True, timeout=30)
+        return pool
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[Conn]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        with self.pool.connection() as conn, conn.transaction():
+            yield conn
+
+    # --- schema --------------------------------------------------------------------------
+
+    def migrate(self) -> list[str]:
+        """Apply the migrations this database has not seen; return their names. Workers
+        starting at once queue on the advisory lock; each migration is applied once."""
+        applied: list[str] = []
+        with self._write() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS migrations"
+                " (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied TIMESTAMPTZ NOT NULL)"
+            )
+            done = {row["id"] for row in conn.execute("SELECT id FROM migrations")}
+            for number, (name, statements) in enumerate(MIGRATIONS, start=1):
+                if number in done:
+                    continue
+                apply(conn, statements)
+                conn.execute(
+                    "INSERT INTO migrations (id, name, applied) VALUES (%s, %s, %s)", (number, name, utcnow())
+                )
+                applied.append(name)
+        return applied
+
+    def applied_migrations(self) -> list[str]:
+        return [row["name"] for row in self._rows("SELECT name FROM migrations ORDER BY id")]
+
+    def data_version(self) -> int:
+        """A number that changes whenever a write that pages or feeds show is committed,
+        by any worker (the ``changes`` counter; see the schema)."""
+        return int(self._value("SELECT counter FROM changes WHERE id = 1"))
+
+    # --- helpers -------------------------------------------------------------------------
+
+    @staticmethod
+    def _changed(conn: Conn) -> None:
+        """Count a change pages and feeds show; last in its transaction, so the counter row
+        is locked only for the moment before the commit."""
+        conn.execute("UPDATE changes SET counter = counter + 1 WHERE id = 1")
+
+    def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self.pool.connection() as conn:
+            return conn.execute(sql, args).fetchall()
+
+    def _row(self, sql: str, args: Sequence[Any] = ()) -> dict[str, Any] | None:
+        with self.pool.connection() as conn:
+            return conn.execute(sql, args).fetchone()
+
+    def _value(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        row = self._row(sql, args)
+        return None if row is None else next(iter(row.values()))
+
+    @staticmethod
+    def _source_id(conn: Conn, name: str) -> int:
+        row = conn.execute("SELECT id FROM sources WHERE name = %s", (name,)).fetchone()
+        if row is None:
+            raise StoreError(f"no source named {name!r} in the database")
+        return int(row["id"])

@@ -1,0 +1,181 @@
+"""Digests and the delivery ledger on PostgreSQL. Deliveries are claimed in batches (FOR
+UPDATE SKIP LOCKED), so any number of workers send one digest together, each message once;
+a dead worker's claims expire and another takes them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from digest.dates import utcnow
+from digest.store.base import when
+from digest.store.ledger import PENDING_SELECT, digest_of, pending_of
+from digest.store.postgres.base import PgBase
+from digest.store.records import DigestRecord, DigestSummary, PendingDelivery
+
+
+class PgLedgerArea(PgBase):
+    def last_delivered(self) -> dict[int, datetime]:
+        return {
+            int(row["subscriber_id"]): when(row["until"])
+            for row in self._rows(
+                "SELECT l.subscriber_id, max(d.until) AS until FROM deliveries l"
+                " JOIN digests d ON d.id = l.digest_id WHERE l.status = 'sent' GROUP BY l.subscriber_id"
+            )
+        }
+
+    def subscribers_with_pending(self) -> set[int]:
+        return {
+            int(row["subscriber_id"])
+            for row in self._rows("SELECT DISTINCT subscriber_id FROM deliveries WHERE status = 'pending'")
+        }
+
+    def create_digest(
+        self, digest_id: str, until: datetime, deliveries: Iterable[tuple[int, datetime]]
+    ) -> None:
+        now = utcnow()
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO digests (id, created, until, status) VALUES (%s, %s, %s, 'sending')",
+                (digest_id, now, until),
+            )
+            with (
+                conn.cursor() as cursor,
+                cursor.copy(
+                    "COPY deliveries (digest_id, subscriber_id, since, status, updated) FROM STDIN"
+                ) as copy,
+            ):
+                for subscriber_id, since in deliveries:
+                    copy.write_row((digest_id, subscriber_id, since, "pending", now))
+            self._changed(conn)
+
+    def digest(self, digest_id: str) -> DigestRecord | None:
+        row = self._row("SELECT * FROM digests WHERE id = %s", [digest_id])
+        return digest_of(row) if row else None
+
+    def digests(self, limit: int = 50) -> list[DigestSummary]:
+        return [
+            DigestSummary(digest_of(row), row["sent"] or 0, row["failed"] or 0, row["pending"] or 0)
+            for row in self._rows(
+                "SELECT d.*, count(*) FILTER (WHERE l.status = 'sent') AS sent,"
+                " count(*) FILTER (WHERE l.status = 'failed') AS failed,"
+                " count(*) FILTER (WHERE l.status = 'pending') AS pending"
+                " FROM digests d LEFT JOIN deliveries l ON l.digest_id = d.id"
+                " GROUP BY d.id ORDER BY d.created DESC LIMIT %s",
+                [limit],
+            )
+        ]
+
+    def unfinished_digests(self) -> list[DigestRecord]:
+        return [
+            digest_of(row)
+            for row in self._rows("SELECT * FROM digests WHERE status = 'sending' ORDER BY created")
+        ]
+
+    def pending_deliveries(self, digest_id: str) -> list[PendingDelivery]:
+        return [
+            pending_of(row)
+            for row in self._rows(
+                f"{PENDING_SELECT} WHERE l.digest_id = %s AND l.status = 'pending' ORDER BY l.subscriber_id",
+                [digest_id],
+            )
+        ]
+
+    def claim_deliveries(
+        self, digest_id: str, holder: str, *, limit: int, seconds: float, tried_before: datetime
+    ) -> list[PendingDelivery]:
+        """As the SQLite store's; rows another worker is claiming at this moment are skipped
+        (SKIP LOCKED), so workers never wait on each other here."""
+        now = utcnow()
+        until = now + timedelta(seconds=seconds)
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE deliveries SET claimed_until = %s WHERE digest_id = %s AND status = 'pending'"
+                " AND claimed_by = %s",
+                (until, digest_id, holder),
+            )
+            if limit <= 0:
+                return []
+            rows = conn.execute(
+                "WITH free AS (SELECT subscriber_id FROM deliveries WHERE digest_id = %s"
+                " AND status = 'pending' AND (claimed_until IS NULL OR claimed_until <= %s)"
+                " AND updated < %s ORDER BY subscriber_id LIMIT %s FOR UPDATE SKIP LOCKED)"
+                " UPDATE deliveries l SET claimed_by = %s, claimed_until = %s FROM free"
+                " WHERE l.digest_id = %s AND l.subscriber_id = free.subscriber_id RETURNING l.subscriber_id",
+                (digest_id, now, tried_before, limit, holder, until, digest_id),
+            ).fetchall()
+            claimed = [row["subscriber_id"] for row in rows]
+            found = conn.execute(
+                f"{PENDING_SELECT} WHERE l.digest_id = %s AND l.subscriber_id = ANY(%s)"
+                " ORDER BY l.subscriber_id",
+                [digest_id, claimed],
+            ).fetchall()
+        return [pending_of(row) for row in found]
+
+    def claim_holders(self, digest_id: str, holder: str) -> set[str]:
+        return {
+            row["claimed_by"]
+            for row in self._rows(
+                "SELECT DISTINCT claimed_by FROM deliveries WHERE digest_id = %s AND status = 'pending'"
+                " AND claimed_by IS NOT NULL AND claimed_by != %s",
+                (digest_id, holder),
+            )
+        }
+
+    def release_deliveries(self, digest_id: str, holder: str) -> None:
+        """Give up ``holder``'s claims on this digest's pending deliveries (those a server
+        deferred): the next run, by any worker, takes them."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE deliveries SET claimed_by = NULL, claimed_until = NULL"
+                " WHERE digest_id = %s AND claimed_by = %s AND status = 'pending'",
+                (digest_id, holder),
+            )
+
+    def record_delivery(
+        self,
+        digest_id: str,
+        subscriber_id: int,
+        status: str,
+        *,
+        message_id: str | None = None,
+        reply: str | None = None,
+        strike: bool = False,
+        strikes_to_bounce: int = 0,
+    ) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE deliveries SET status = %s, message_id = coalesce(%s, message_id), reply = %s,"
+                " attempts = attempts + 1, updated = %s, claimed_by = NULL, claimed_until = NULL"
+                " WHERE digest_id = %s AND subscriber_id = %s",
+                (status, message_id, reply, utcnow(), digest_id, subscriber_id),
+            )
+            if status == "sent":
+                conn.execute(
+                    "UPDATE subscribers SET bounces = 0 WHERE id = %s AND bounces != 0", (subscriber_id,)
+                )
+            elif strike:
+                conn.execute("UPDATE subscribers SET bounces = bounces + 1 WHERE id = %s", (subscriber_id,))
+                if strikes_to_bounce:
+                    conn.execute(
+                        "UPDATE subscribers SET status = 'bounced', pending_since = NULL"
+                        " WHERE id = %s AND bounces >= %s",
+                        (subscriber_id, strikes_to_bounce),
+                    )
+
+    def finish_digest(self, digest_id: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE digests SET status = 'done' WHERE id = %s"
+                " AND NOT EXISTS (SELECT 1 FROM deliveries WHERE digest_id = %s AND status = 'pending')",
+                (digest_id, digest_id),
+            )
+
+    def delivery_counts(self, digest_id: str) -> dict[str, int]:
+        return {
+            row["status"]: row["n"]
+            for row in self._rows(
+                "SELECT status, count(*) AS n FROM deliveries WHERE digest_id = %s GROUP BY status",
+                [digest_id],
+            )
+        }

@@ -1,0 +1,152 @@
+"""Sources on PostgreSQL: as the SQLite area, plus claims, so that of several workers only
+one pulls a source at a time, and a dead worker's claim expires."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from digest import redact
+from digest.dates import utcnow
+from digest.errors import StoreError
+from digest.models import SourceState
+from digest.store.base import dt
+from digest.store.postgres.base import PgBase
+from digest.store.records import SourceSpec, SourceSummary
+
+
+class PgSourcesArea(PgBase):
+    def sync_sources(self, sources: Iterable[SourceSpec]) -> None:
+        now = utcnow()
+        with self._write() as conn:
+            for source in sources:
+                row = conn.execute("SELECT url, kind FROM sources WHERE name = %s", (source.name,)).fetchone()
+                if row is None:
+                    conn.execute(
+                        "INSERT INTO sources (name, url, fetch_url, kind, created, id_name)"
+                        " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING",
+                        (source.name, source.url, source.url, source.kind, now, source.name),
+                    )
+                elif row["url"] != source.url or row["kind"] != source.kind:
+                    conn.execute(
+                        "UPDATE sources SET url = %s, fetch_url = %s, kind = %s, enabled = TRUE, etag = NULL,"
+                        " last_modified = NULL, consecutive_failures = 0, next_fetch = NULL,"
+                        " last_error = NULL WHERE name = %s",
+                        (source.url, source.url, source.kind, source.name),
+                    )
+            self._changed(conn)
+
+    def retire_sources(self, configured: Iterable[str]) -> None:
+        names = list(configured)
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE sources SET removed = %s, next_fetch = NULL"
+                " WHERE removed IS NULL AND NOT (name = ANY(%s))",
+                [utcnow(), names],
+            )
+            conn.execute("UPDATE sources SET removed = NULL WHERE name = ANY(%s)", [names])
+            self._changed(conn)
+
+    def rename_source(self, old: str, new: str) -> None:
+        with self._write() as conn:
+            self._source_id(conn, old)
+            clash = conn.execute(
+                "SELECT s.id, (SELECT count(*) FROM articles a WHERE a.source_id = s.id) AS n FROM sources s"
+                " WHERE s.name = %s",
+                [new],
+            ).fetchone()
+            if clash is not None and clash["n"]:
+                raise StoreError(
+                    f"a source called {new!r} already has {clash['n']} articles; choose another name"
+                )
+            if clash is not None:
+                conn.execute("DELETE FROM sources WHERE id = %s", [clash["id"]])
+            conn.execute("UPDATE sources SET name = %s, removed = NULL WHERE name = %s", (new, old))
+            self._changed(conn)
+
+    def source_state(self, name: str) -> SourceState:
+        row = self._row("SELECT * FROM sources WHERE name = %s", (name,))
+        if row is None:
+            raise StoreError(f"no source named {name!r} in the database")
+        return SourceState(
+            name=row["name"],
+            id_name=row["id_name"] or row["name"],
+            url=row["fetch_url"],
+            kind=row["kind"],
+            enabled=bool(row["enabled"]),
+            etag=row["etag"],
+            last_modified=row["last_modified"],
+            last_status=row["last_status"],
+            last_error=row["last_error"],
+            last_fetched=dt(row["last_fetched"]),
+            consecutive_failures=row["consecutive_failures"],
+            next_fetch=dt(row["next_fetch"]),
+        )
+
+    def record_fetch(
+        self,
+        name: str,
+        *,
+        status: int | None,
+        error: str | None,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        fetch_url: str | None = None,
+        next_fetch: datetime | None = None,
+        disable: bool = False,
+        keep_validators: bool = False,
+    ) -> None:
+        """Remember how a fetch went; the source's claim ends with it."""
+        sets = ["last_status = %s", "last_error = %s", "last_fetched = %s", "next_fetch = %s"]
+        args: list[Any] = [status, redact.text(error) if error else None, utcnow(), next_fetch]
+        sets.append(
+            "consecutive_failures = consecutive_failures + 1" if error else "consecutive_failures = 0"
+        )
+        if not keep_validators:
+            sets += ["etag = %s", "last_modified = %s"]
+            args += [etag, last_modified]
+        if fetch_url:
+            sets.append("fetch_url = %s")
+            args.append(fetch_url)
+        if disable:
+            sets.append("enabled = FALSE")
+        elif not error:
+            sets.append("enabled = TRUE")
+        sets += ["claimed_by = NULL", "claimed_until = NULL"]
+        with self._write() as conn:
+            conn.execute(f"UPDATE sources SET {', '.join(sets)} WHERE name = %s", (*args, name))
+            self._changed(conn)
+
+    def claim_source(self, name: str, holder: str, seconds: float) -> bool:
+        """Hold source ``name`` for ``seconds`` (a pull); False when another holder has it.
+        The row is locked while checked, so two workers cannot both win."""
+        now = utcnow()
+        with self._write() as conn:
+            row = conn.execute(
+                "UPDATE sources SET claimed_by = %s, claimed_until = %s WHERE name = %s"
+                " AND (claimed_by IS NULL OR claimed_by = %s OR claimed_until <= %s) RETURNING id",
+                (holder, now + timedelta(seconds=seconds), name, holder, now),
+            ).fetchone()
+        return row is not None
+
+    def source_urls(self) -> dict[str, str]:
+        return {row["name"]: row["fetch_url"] for row in self._rows("SELECT name, fetch_url FROM sources")}
+
+    def source_summaries(self) -> list[SourceSummary]:
+        return [
+            SourceSummary(
+                name=row["name"],
+                articles=row["articles"],
+                last_fetched=dt(row["last_fetched"]),
+                last_status=row["last_status"],
+                last_error=row["last_error"],
+                consecutive_failures=row["consecutive_failures"],
+                next_fetch=dt(row["next_fetch"]),
+                removed=dt(row["removed"]),
+            )
+            for row in self._rows(
+                "SELECT s.*, (SELECT count(*) FROM articles a WHERE a.source_id = s.id) AS articles"
+                " FROM sources s ORDER BY s.name"
+            )
+        ]

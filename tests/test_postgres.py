@@ -1,0 +1,424 @@
+"""digest on PostgreSQL, as users run it: several `digest run` workers on one database with
+a real SMTP sink and real feeds, a worker killed mid-send, `db copy` both ways, and the
+messages for a server that is down, a wrong password or a missing database.
+
+A throwaway server is started for the session (``tests/pgcluster.py``); these tests skip
+with a message where PostgreSQL is not installed, and fail in CI, where it must be.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import psycopg
+import pytest
+
+from digest.store.postgres.schema import MIGRATIONS
+from tests import pgcluster
+
+from .conftest import SEEDS, FeedServer, Reply, SmtpSink, rss
+from .test_cli import run
+
+
+@pytest.fixture(autouse=True)
+def _server() -> None:
+    pgcluster.shared()  # skips (fails in CI) without PostgreSQL
+
+
+@pytest.fixture
+def pg(tmp_path: Path) -> str:
+    """The URL of a new, empty database."""
+    return pgcluster.database_for(str(tmp_path))
+
+
+def _config(folder: Path, url: str, body: str = "", name: str = "digest.toml") -> Path:
+    path = folder / name
+    path.write_text(f'[database]\nurl = "{url}"\nclaim_seconds = "3s"\n\n{body}', encoding="utf-8")
+    return path
+
+
+def _digest(config: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return run("--config", str(config), *args, cwd=config.parent, env=env)
+
+
+class Worker:
+    """`digest run` in a subprocess, its stderr (JSON log lines) collected."""
+
+    def __init__(self, config: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "digest", "--config", str(config), "run", "--log-format", "json"],
+            cwd=config.parent,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.append(line)
+
+    def events(self, event: str) -> list[str]:
+        found = [json.loads(line) for line in self.lines if line.startswith("{")]
+        return [str(e["message"]) for e in found if e.get("event") == event]
+
+    def sent(self) -> int:
+        """Messages this worker reported sending, over all its digest runs."""
+        return sum(int(m.split(": ")[1].split(" sent")[0]) for m in self.events("digest") if " sent," in m)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+@pytest.fixture
+def workers() -> Iterator[Callable[[Path], Worker]]:
+    started: list[Worker] = []
+
+    def start(config: Path) -> Worker:
+        started.append(Worker(config))
+        return started[-1]
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def _until(check: Callable[[], object], seconds: float = 60) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _cron_in(seconds: int) -> tuple[str, float]:
+    """A six-field cron (seconds first, UTC) due once, ``seconds`` from now; when, in time.time()."""
+    due = time.time() + seconds
+    moment = time.gmtime(due)
+    return f"{moment.tm_sec} {moment.tm_min} {moment.tm_hour} * * *", due
+
+
+def _service_config(folder: Path, url: str, smtp: SmtpSink, feed: FeedServer, cron: str) -> Path:
+    return _config(
+        folder,
+        url,
+        f'[schedule]\npull_every = "1h"\ndigest_cron = "{cron}"\n'
+        f"[web]\nport = 0\n"
+        f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\ntimeout = "10s"\n'
+        f'[[sources]]\nname = "f"\nurl = "{feed.url("/f.xml")}"\n',
+    )
+
+
+def _subscribers(config: Path, count: int) -> None:
+    table = config.parent / "people.csv"
+    with table.open("w", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(["email", "status"])
+        out.writerows([f"reader{n:05d}@example.org", "active"] for n in range(count))
+    done = _digest(config, "subscribers", "import", str(table))
+    assert done.returncode == 0, done.stderr
+
+
+def _recipients(smtp: SmtpSink) -> Counter[str]:
+    return Counter(rcpt for rcpts, _ in smtp.messages for rcpt in rcpts)
+
+
+@pytest.fixture
+def feed(server: FeedServer) -> FeedServer:
+    server.routes["/f.xml"] = Reply(
+        200, rss([{"title": f"Story {n} from Vientiane", "link": f"https://x.org/{n}",
+                   "description": f"Laos and the Mekong, part {n}."} for n in range(5)])
+    )  # fmt: skip
+    return server
+
+
+# --- sharing the sending ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_workers_share_a_digest_and_each_subscriber_gets_exactly_one(
+    count: int, pg: str, feed: FeedServer, smtp: SmtpSink, tmp_path: Path, workers: Callable[[Path], Worker]
+) -> None:
+    cron, due = _cron_in(8)
+    config = _service_config(tmp_path, pg, smtp, feed, cron)
+    assert _digest(config, "pull").returncode == 0
+    _subscribers(config, 2000)
+    smtp.delay = 0.002  # a server that takes a moment per message, as real ones do
+    started = [workers(config) for _ in range(count)]
+    assert _until(lambda: len(smtp.messages) >= 2000 and all(w.sent() for w in started), 90), [
+        w.lines[-3:] for w in started
+    ]
+    time.sleep(1)  # nothing more may come
+    received = _recipients(smtp)
+    assert len(received) == 2000 and set(received.values()) == {1}  # each exactly once
+    shares = [w.sent() for w in started]
+    assert sum(shares) == 2000 and all(share > 0 for share in shares), shares
+    assert time.time() >= due
+    with psycopg.connect(pg) as conn:  # one digest, planned once, sent by all
+        assert conn.execute("SELECT count(*) FROM digests").fetchone() == (1,)
+
+
+def test_a_worker_killed_mid_send_leaves_its_share_to_the_others(
+    pg: str, feed: FeedServer, smtp: SmtpSink, tmp_path: Path, workers: Callable[[Path], Worker]
+) -> None:
+    cron, _ = _cron_in(8)
+    config = _service_config(tmp_path, pg, smtp, feed, cron)
+    assert _digest(config, "pull").returncode == 0
+    _subscribers(config, 2000)
+    smtp.delay = 0.002
+    doomed, *others = [workers(config) for _ in range(3)]
+    assert _until(lambda: len(smtp.messages) >= 300, 90)
+    # Mid-send: every worker has messages in flight, the server holding their answers.
+    smtp.paused = True
+    assert _until(lambda: smtp.holding >= 6, 10)
+    doomed.process.send_signal(signal.SIGKILL)
+    doomed.process.wait(timeout=10)
+    smtp.paused = False
+    # Its claims expire (claim_seconds = 3s) and the others send the rest.
+    assert _until(lambda: len(_recipients(smtp)) >= 2000, 90), [w.lines[-3:] for w in others]
+    time.sleep(1)
+    received = _recipients(smtp)
+    assert len(received) == 2000 and set(received.values()) == {1}
+    assert _until(lambda: all(w.sent() for w in others), 30)
+    with psycopg.connect(pg) as conn:
+        row = conn.execute(
+            "SELECT count(*) FILTER (WHERE status = 'sent'), count(*) FROM deliveries"
+        ).fetchone()
+        assert row == (2000, 2000)
+        assert conn.execute("SELECT status FROM digests").fetchall() == [("done",)]
+
+
+# --- sharing the pulls --------------------------------------------------------------------
+
+
+def test_two_workers_pull_forty_sources_each_once_per_interval(
+    pg: str, server: FeedServer, tmp_path: Path, workers: Callable[[Path], Worker]
+) -> None:
+    sources = ""
+    for n in range(40):
+        server.routes[f"/s{n}.xml"] = Reply(
+            200, rss([{"title": f"Source {n} item", "link": f"https://x.org/s{n}", "description": "Laos."}])
+        )
+        sources += f'[[sources]]\nname = "s{n}"\nurl = "{server.url(f"/s{n}.xml")}"\n'
+    config = _config(
+        tmp_path, pg, f'[schedule]\npull_every = "3s"\ndigest_cron = "0 0 1 1 *"\n[web]\nport = 0\n{sources}'
+    )
+    pair = [workers(config), workers(config)]
+    time.sleep(10)
+    for worker in pair:
+        worker.stop()
+    hits: dict[str, list[float]] = {}
+    for seen in server.requests:
+        hits.setdefault(seen.path, []).append(seen.at)
+    assert len(hits) == 40
+    for path, times in hits.items():
+        gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+        assert 2 <= len(times) <= 4 and min(gaps) > 2.0, (path, gaps)  # once per interval, never twice
+    first_pulls = [{m.split()[1].rstrip(":") for m in w.events("pull")} for w in pair]
+    assert first_pulls[0] and first_pulls[1] and not first_pulls[0] & first_pulls[1]  # both shared
+    with psycopg.connect(pg) as conn:
+        assert conn.execute("SELECT count(*), count(DISTINCT id) FROM articles").fetchone() == (40, 40)
+        assert conn.execute("SELECT count(*) FROM articles WHERE NOT grouped").fetchone() == (0,)
+
+
+# --- moving between SQLite and PostgreSQL -------------------------------------------------
+
+
+def test_db_copy_round_trip_keeps_everything_and_old_links_work(
+    pg: str, smtp: SmtpSink, tmp_path: Path
+) -> None:
+    lite = tmp_path / "lite"
+    lite.mkdir()
+    body = f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\n'
+    config = lite / "digest.toml"
+    config.write_text(f'[database]\npath = "digest.db"\n{body}', encoding="utf-8")
+    assert _digest(config, "pull").returncode == 0
+    for address in ("ann@example.org", "bob@example.org"):
+        assert _digest(config, "subscribers", "add", address, "--confirmed").returncode == 0
+    assert _digest(config, "send").returncode == 0
+    link = next(
+        str(message["List-Unsubscribe"]).strip("<>")
+        for rcpts, message in smtp.messages
+        if rcpts == ["bob@example.org"]
+    )
+    before = [
+        _digest(config, *command).stdout for command in (("articles", "--json"), ("subscribers", "export"))
+    ]
+
+    copied = _digest(config, "db", "copy", "--to", pg)
+    assert copied.returncode == 0, copied.stderr
+    assert "40 articles, 2 subscribers, 1 digests, 2 deliveries" in copied.stdout
+    refused = _digest(config, "db", "copy", "--to", pg)  # the target is not empty any more
+    assert refused.returncode == 1 and "not empty" in refused.stderr and "Traceback" not in refused.stderr
+
+    on_pg = _config(tmp_path, pg, body, name="pg.toml")
+    back = _digest(on_pg, "db", "copy", "--to", f"sqlite:///{tmp_path / 'back.db'}")
+    assert back.returncode == 0, back.stderr
+    again = tmp_path / "again.toml"
+    again.write_text(f'[database]\npath = "back.db"\n{body}', encoding="utf-8")
+    for settings in (on_pg, again):
+        after = [
+            _digest(settings, *command).stdout
+            for command in (("articles", "--json"), ("subscribers", "export"))
+        ]
+        assert after == before
+    assert json.loads(before[0]) and len(json.loads(before[0])) == 40
+
+    # The token secret came along: an unsubscribe link mailed before the move still works.
+    path = link.split("8080", 1)[1]
+    with _serving(on_pg) as base:
+        answer = httpx.post(f"{base}{path}", data={"List-Unsubscribe": "One-Click"})
+        assert answer.status_code == 200 and "Unsubscribed" in answer.text
+    assert "bob@example.org,unsubscribed" in _digest(on_pg, "subscribers", "export").stdout
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class _serving:
+    """`digest serve` on a free port, for the length of a with block; its base URL."""
+
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.port = _free_port()
+
+    def __enter__(self) -> str:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+        env["DIGEST_WEB_PORT"] = str(self.port)  # base_url stays the config's: one site behind a balancer
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "digest", "--config", str(self.config), "serve"],
+            cwd=self.config.parent,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        base = f"http://127.0.0.1:{self.port}"
+        assert _until(lambda: _answers(f"{base}/healthz"), 30)
+        return base
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=15)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code in (200, 503)
+    except httpx.HTTPError:
+        return False
+
+
+# --- the web, stateless -------------------------------------------------------------------
+
+
+def test_two_web_processes_agree_on_etags_and_share_rate_limits(
+    pg: str, feed: FeedServer, tmp_path: Path
+) -> None:
+    config = _config(tmp_path, pg, f'[[sources]]\nname = "f"\nurl = "{feed.url("/f.xml")}"\n')
+    assert _digest(config, "pull").returncode == 0
+    with _serving(config) as one, _serving(config) as two:
+        tags = [httpx.get(f"{base}/feed.atom").headers["etag"] for base in (one, two)]
+        assert tags[0] == tags[1]
+        feed.routes["/f.xml"] = Reply(
+            200,
+            rss([{"title": "News from Phnom Penh", "link": "https://x.org/new", "description": "Cambodia."}]),
+        )
+        assert _digest(config, "pull").returncode == 0  # a third process changes the database
+        changed = time.monotonic()
+        assert _until(
+            lambda: all(httpx.get(f"{b}/feed.atom").headers["etag"] != tags[0] for b in (one, two)), 5
+        )
+        assert time.monotonic() - changed < 3  # within a second or two, on both
+        assert "Phnom Penh" in httpx.get(f"{two}/feed.atom").text
+
+        # The subscribe form's limit (3 a hour per address) counts requests to either process.
+        codes = []
+        for n in range(4):
+            base = (one, two)[n % 2]
+            with httpx.Client(base_url=base, headers={"Origin": base}) as client:
+                token = re.search(r'name="form_token" value="([^"]+)"', client.get("/subscribe").text)
+                assert token
+                codes.append(
+                    client.post(
+                        "/subscribe", data={"email": "same@example.org", "form_token": token[1]}
+                    ).status_code
+                )
+        assert codes == [200, 200, 200, 429]
+
+
+# --- starting up --------------------------------------------------------------------------
+
+
+def test_workers_starting_together_migrate_once(pg: str, tmp_path: Path) -> None:
+    config = _config(tmp_path, pg)
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "digest", "--config", str(config), "status"],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    results = [(p.wait(timeout=60), p.stderr.read() if p.stderr else "") for p in runs]
+    assert all(code == 0 for code, _ in results), results
+    with psycopg.connect(pg) as conn:
+        applied = conn.execute("SELECT count(*), count(DISTINCT name) FROM migrations").fetchone()
+        assert applied == (len(MIGRATIONS), len(MIGRATIONS))
+
+
+def test_server_down_wrong_password_and_missing_database_are_one_line(pg: str, tmp_path: Path) -> None:
+    cluster = pgcluster.shared()
+    cluster.sql("CREATE ROLE reader LOGIN PASSWORD 'right-one'")
+    database = urlsplit(pg).path.lstrip("/")
+    cases = {
+        "connection refused": f"postgresql://reader@127.0.0.1:{_free_port()}/{database}",
+        "password authentication failed": cluster.tcp_url(database, "reader"),
+        'database "nowhere" does not exist': cluster.tcp_url("nowhere", "reader"),
+    }
+    for expected, url in cases.items():
+        config = _config(tmp_path, url)
+        done = _digest(
+            config,
+            "status",
+            env={"DIGEST_DATABASE_PASSWORD": "wrong-one" if "password" in expected else "right-one"},
+        )
+        assert done.returncode == 1, (expected, done.stderr)
+        [line] = done.stderr.strip().splitlines()
+        assert expected in line.lower() and "127.0.0.1" in line and "Traceback" not in line, line
+        assert "right-one" not in line and "wrong-one" not in line
+    # The right password, from the environment only, opens it.
+    config = _config(tmp_path, cluster.tcp_url(database, "reader"))
+    cluster.sql("GRANT ALL ON SCHEMA public TO reader", database)
+    done = _digest(config, "status", env={"DIGEST_DATABASE_PASSWORD": "right-one"})
+    assert done.returncode == 0, done.stderr
