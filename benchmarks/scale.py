@@ -5,7 +5,11 @@
    `digest send` processes started together on one PostgreSQL database (one plans the
    digest, all send it, claiming deliveries in batches), and 1 process on SQLite. Each
    figure: the wall time from the start until the last process ends, messages per second,
-   and the ratio to one worker on PostgreSQL.
+   and the ratio to one worker on PostgreSQL. Twice: with the sink answering at once (on
+   this machine the sink and the senders then share its cores: the ceiling is CPU), and
+   with the sink taking ``--latency`` ms (100) per message, as a relay across a network
+   does, for ``--slow-subscribers`` (4,000): the ceiling is then connections / latency,
+   which workers multiply, until the sink's own CPU caps them again.
 2. Pull: 200 local feeds (100 items each, served over HTTP on 127.0.0.1) pulled by 1 and
    2 `digest run` workers until every source has been fetched once.
 
@@ -66,10 +70,22 @@ def _together(commands: list[list[str]], cwd: Path) -> float:
     return time.perf_counter() - started
 
 
-def sends(cluster: pgcluster.Cluster, work: Path, runs: int, subscribers: int, pool: int) -> None:
+# e2e's counting sink, waiting ``argv[2]`` seconds before each answer.
+SINK = e2e.SINK.replace(
+    "    async def handle_DATA(self, server, session, envelope):\n",
+    "    async def handle_DATA(self, server, session, envelope):\n        await asyncio.sleep(DELAY)\n",
+).replace("import sys\n", "import asyncio, sys\nDELAY = float(sys.argv[2])\n", 1)
+
+
+def sends(
+    cluster: pgcluster.Cluster, work: Path, runs: int, subscribers: int, pool: int, latency: float
+) -> None:
     port = e2e.free_port()
     sink = subprocess.Popen(
-        [e2e.PYTHON, "-c", e2e.SINK, str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [e2e.PYTHON, "-c", SINK, str(port), str(latency / 1000)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert sink.stdin is not None and sink.stdout is not None
     assert sink.stdout.readline().strip() == "ready"
@@ -84,7 +100,7 @@ def sends(cluster: pgcluster.Cluster, work: Path, runs: int, subscribers: int, p
         f'[smtp]\nhost = "127.0.0.1"\nport = {port}\npool = {pool}\ntimeout = "60s"\n'
         f'[[sources]]\nname = "seeds"\nurl = "{e2e.REPO / "seeds"}"\n'
     )
-    base = work / "send-base"
+    base = work / f"send-base-{int(latency)}"
     base.mkdir()
     path = _config(base, "digest.db", body)
     regions = ["", "europe", "southeast-asia", "africa", "east-asia"]
@@ -102,7 +118,7 @@ def sends(cluster: pgcluster.Cluster, work: Path, runs: int, subscribers: int, p
                     (folder / "digest.db").write_bytes((base / "digest.db").read_bytes())
                     database = "digest.db"
                 else:
-                    database = cluster.create_database(f"send_{run}_{count}")
+                    database = cluster.create_database(f"send_{int(latency)}_{run}_{count}")
                     _check(DIGEST, "--config", str(path), "db", "copy", "--to", database, cwd=base)
                 conf = str(_config(folder, database, body))
                 took = _together([[DIGEST, "--config", conf, "send"] for _ in range(count)], folder)
@@ -111,7 +127,9 @@ def sends(cluster: pgcluster.Cluster, work: Path, runs: int, subscribers: int, p
                     raise SystemExit(f"{label} x{count}: the sink received {got} messages of {subscribers}")
                 if label == "pg":
                     with psycopg.connect(database) as conn:
-                        sent = conn.execute("SELECT count(*) FROM deliveries WHERE status = 'sent'").fetchone()
+                        sent = conn.execute(
+                            "SELECT count(*) FROM deliveries WHERE status = 'sent'"
+                        ).fetchone()
                         assert sent == (subscribers,), sent
                 figures.setdefault(f"{label} x{count}", []).append(took)
                 print(f"  run {run + 1}: {label} x{count}: {took:.2f} s", file=sys.stderr, flush=True)
@@ -119,10 +137,15 @@ def sends(cluster: pgcluster.Cluster, work: Path, runs: int, subscribers: int, p
         sink.stdin.close()
         sink.wait(timeout=10)
     one = statistics.median(figures["pg x1"])
-    print(f"send of {subscribers:,} digests, pool {pool} per process (median of {runs}):")
+    print(
+        f"send of {subscribers:,} digests, pool {pool} per process, sink answering after {latency:g} ms"
+        f" (median of {runs}):"
+    )
     for label, times in figures.items():
         took = statistics.median(times)
-        print(f"  {label:10} {took:7.2f} s  {subscribers / took:7.0f} msg/s  x{one / took:.2f} of one PostgreSQL worker")
+        print(
+            f"  {label:10} {took:7.2f} s  {subscribers / took:7.0f} msg/s  x{one / took:.2f} of one PostgreSQL worker"
+        )
 
 
 def pulls(cluster: pgcluster.Cluster, work: Path, runs: int, feeds: int) -> None:
@@ -131,7 +154,9 @@ def pulls(cluster: pgcluster.Cluster, work: Path, runs: int, feeds: int) -> None
     for n in range(feeds):
         (served / f"f{n}.xml").write_bytes(e2e.make_feed(100).replace(b"https://", f"https://f{n}.".encode()))
     server, port = e2e.serve(served)
-    sources = "".join(f'[[sources]]\nname = "f{n}"\nurl = "http://127.0.0.1:{port}/f{n}.xml"\n' for n in range(feeds))
+    sources = "".join(
+        f'[[sources]]\nname = "f{n}"\nurl = "http://127.0.0.1:{port}/f{n}.xml"\n' for n in range(feeds)
+    )
     body = f'[schedule]\npull_every = "1h"\ndigest_cron = "0 0 1 1 *"\n[web]\nport = 0\n{sources}'
     figures: dict[int, list[float]] = {}
     try:
@@ -168,15 +193,21 @@ def pulls(cluster: pgcluster.Cluster, work: Path, runs: int, feeds: int) -> None
     print(f"pull of {feeds} feeds of 100 items by `digest run` workers on PostgreSQL (median of {runs}):")
     for count, times in figures.items():
         took = statistics.median(times)
-        print(f"  {count} worker{'s' if count > 1 else ' '} {took:7.2f} s  {feeds / took:6.1f} feeds/s  x{one / took:.2f}")
+        print(
+            f"  {count} worker{'s' if count > 1 else ' '} {took:7.2f} s  {feeds / took:6.1f} feeds/s  x{one / took:.2f}"
+        )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--subscribers", type=int, default=20_000)
     parser.add_argument("--pool", type=int, default=8)
     parser.add_argument("--feeds", type=int, default=200)
+    parser.add_argument("--latency", type=float, default=100.0, help="ms the slow sink takes per message")
+    parser.add_argument("--slow-subscribers", type=int, default=4_000)
     parser.add_argument("--only", choices=("send", "pull"), default=None)
     args = parser.parse_args()
     subprocess.run([e2e.PYTHON, "-m", "compileall", "-q", str(e2e.REPO / "digest")], check=True)
@@ -188,7 +219,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             work = Path(folder)
             if args.only in (None, "send"):
-                sends(cluster, work, args.runs, args.subscribers, args.pool)
+                sends(cluster, work, args.runs, args.subscribers, args.pool, 0.0)
+                sends(cluster, work, args.runs, args.slow_subscribers, args.pool, args.latency)
             if args.only in (None, "pull"):
                 pulls(cluster, work, args.runs, args.feeds)
     finally:

@@ -1,13 +1,15 @@
 """The service: scheduled pulls, the weekly digest and the web server in one asyncio loop.
 
 - Pulls: one APScheduler job per source on its interval (with jitter); a pull runs in a
-  daemon thread (fetching and SQLite are blocking), at most ``PULL_CONCURRENCY`` at once
-  and one at a time per host, and waits out backoff and cache lifetimes the source's
-  answers asked for. A hanging source holds only its own slot.
+  daemon thread (fetching and the database are blocking), at most ``PULL_CONCURRENCY`` at
+  once and one at a time per host, and waits out backoff and cache lifetimes the source's
+  answers asked for. A hanging source holds only its own slot. Of several processes on
+  one database, one pulls each source (a claim). Grouping follows in a task of its own,
+  one run at a time, by one process at a time (a lease).
 - Digest: a cron job in the configured time zone. The last due time handled is kept in
-  SQLite, so a restart neither resends nor skips: a digest missed while the process was
-  down is sent once on start, within ``[schedule] grace``. A lease row keeps two processes
-  on one database from both sending.
+  the database, so a restart neither resends nor skips: a digest missed while the process
+  was down is sent once on start, within ``[schedule] grace``. One process plans each
+  digest (a lease); every process helps send it (claimed batches of deliveries).
 - Shutdown (SIGTERM, Ctrl-C): the server stops, the digest stops taking new messages but
   records the one in flight, pulls are abandoned (their threads die with the process; a
   half-done transaction rolls back).
@@ -41,7 +43,7 @@ from digest.errors import DigestError
 from digest.grouping.classify import group_shared
 from digest.ingest import pull_source
 from digest.mail.planner import Planner
-from digest.mail.send import send_all
+from digest.mail.send import PLAN_LEASE, PLAN_SECONDS, send_all
 from digest.sources.fetch import Fetcher
 from digest.sources.sync import spec_of, sync_sources
 from digest.store import DigestSummary, SourceSummary, Store
@@ -51,8 +53,6 @@ from digest.web import create_app
 log = logging.getLogger("digest")
 PULL_CONCURRENCY = 4
 LAST_DUE = "digest_last_due"
-LEASE = "digest"
-LEASE_SECONDS = 600.0
 STOP_WITHIN = 8.0
 
 
@@ -67,7 +67,7 @@ class Service:
         self.stopping = asyncio.Event()
         self.host_locks: dict[str, asyncio.Lock] = {}
         self.slots = asyncio.Semaphore(PULL_CONCURRENCY)
-        self.group_lock = threading.Lock()
+        self.grouping_wanted = asyncio.Event()
         self.last_pull: str | None = None
         self.last_digest: str | None = None
         # The service's own database work (leases, the schedule's state, the ledger) runs in
@@ -110,6 +110,8 @@ class Service:
                 return
             report = await _in_daemon_thread(lambda: self._pull_blocking(source))
         self.last_pull = to_iso(utcnow())
+        if report.new or report.updated:
+            self.grouping_wanted.set()
         if report.error:
             log.warning(
                 "pull %s: %s", source.name, report.error, extra={"source": source.name, "event": "pull"}
@@ -120,11 +122,25 @@ class Service:
     def _pull_blocking(self, source: SourceSettings) -> Any:
         with self.settings.database.open() as store, Fetcher(self.settings.fetch) as fetcher:
             store.sync_sources([spec_of(source)])
-            report = pull_source(store, fetcher, source, self.settings, scheduled=True, holder=self.holder)
-            if report.new or report.updated:
-                with self.group_lock:
-                    group_shared(store, self.settings, self.holder)
-            return report
+            return pull_source(store, fetcher, source, self.settings, scheduled=True, holder=self.holder)
+
+    async def group(self) -> None:
+        """Group what the pulls stored: one run at a time, for all the pulls that asked since
+        the last began, so a pull never waits for grouping (a host's next pull would) and a
+        burst of pulls is grouped in a few runs, not one each."""
+        while not self.stopping.is_set():
+            await self.grouping_wanted.wait()
+            self.grouping_wanted.clear()
+            try:
+                await _in_daemon_thread(self._group_blocking)
+            except Exception as exc:  # the schedule must outlive any one failure
+                log.warning(
+                    "grouping: %s", redact.text(str(exc)) or type(exc).__name__, extra={"event": "group"}
+                )
+
+    def _group_blocking(self) -> None:
+        with self.settings.database.open() as store:
+            group_shared(store, self.settings, self.holder)
 
     # --- digest -------------------------------------------------------------------------------
 
@@ -137,11 +153,11 @@ class Service:
         due = due or last_due(self.trigger, now, now - timedelta(days=1)) or now
         worker = self.worker
         try:
-            if await worker.call(lambda s: s.acquire_lease(LEASE, self.holder, LEASE_SECONDS)):
+            if await worker.call(lambda s: s.acquire_lease(PLAN_LEASE, self.holder, PLAN_SECONDS)):
                 try:
                     await self._plan(due)
                 finally:
-                    await worker.call(lambda s: s.release_lease(LEASE, self.holder))
+                    await worker.call(lambda s: s.release_lease(PLAN_LEASE, self.holder))
             else:
                 log.info(
                     "digest due %s: another process is planning it", to_iso(due), extra={"event": "digest"}
@@ -173,10 +189,10 @@ class Service:
     async def _planned_elsewhere(self) -> None:
         """Wait until the process planning the digest has let go of the lease (its digest is
         then in the ledger, ready to be shared), or until the lease would expire."""
-        deadline = time.monotonic() + LEASE_SECONDS
+        deadline = time.monotonic() + PLAN_SECONDS
         while time.monotonic() < deadline and not self.stopping.is_set():
-            if await self.worker.call(lambda s: s.acquire_lease(LEASE, self.holder, 1.0)):
-                await self.worker.call(lambda s: s.release_lease(LEASE, self.holder))
+            if await self.worker.call(lambda s: s.acquire_lease(PLAN_LEASE, self.holder, 1.0)):
+                await self.worker.call(lambda s: s.release_lease(PLAN_LEASE, self.holder))
                 return
             await asyncio.sleep(0.5)
 
@@ -254,6 +270,7 @@ class Service:
             extra={"event": "start"},
         )
         catch_up = asyncio.create_task(self.catch_up())
+        grouping = asyncio.create_task(self.group())
         try:
             if web:
                 app = create_app(self.settings, health=self.health)
@@ -275,6 +292,7 @@ class Service:
                 await self.stopping.wait()
         finally:
             self.stopping.set()
+            grouping.cancel()  # a run in flight is abandoned as pulls are: it rolls back
             self.scheduler.shutdown(wait=False)
             # Let a digest in flight record its current message, then go.
             pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]

@@ -34,14 +34,9 @@ from .conftest import SEEDS, FeedServer, Reply, SmtpSink, rss
 from .test_cli import run
 
 
-@pytest.fixture(autouse=True)
-def _server() -> None:
-    pgcluster.shared()  # skips (fails in CI) without PostgreSQL
-
-
 @pytest.fixture
 def pg(tmp_path: Path) -> str:
-    """The URL of a new, empty database."""
+    """The URL of a new, empty database (a skip, or a failure in CI, without PostgreSQL)."""
     return pgcluster.database_for(str(tmp_path))
 
 
@@ -180,6 +175,35 @@ def test_workers_share_a_digest_and_each_subscriber_gets_exactly_one(
     assert time.time() >= due
     with psycopg.connect(pg) as conn:  # one digest, planned once, sent by all
         assert conn.execute("SELECT count(*) FROM digests").fetchone() == (1,)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_digest_sends_at_once_plan_one_digest_and_share_it(
+    backend: str, smtp: SmtpSink, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    body = f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\n[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n'
+    if backend == "postgresql":
+        config = _config(tmp_path, request.getfixturevalue("pg"), body)
+    else:
+        config = tmp_path / "digest.toml"
+        config.write_text(f'[database]\npath = "digest.db"\n{body}', encoding="utf-8")
+    assert _digest(config, "pull").returncode == 0
+    _subscribers(config, 300)
+    smtp.delay = 0.002
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    sends = [
+        subprocess.Popen(
+            [sys.executable, "-m", "digest", "--config", str(config), "send"],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for _ in range(2)
+    ]  # fmt: skip
+    outcomes = [(p.wait(timeout=120), p.stdout.read() if p.stdout else "") for p in sends]
+    assert [code for code, _ in outcomes] == [0, 0], outcomes
+    received = _recipients(smtp)
+    assert len(received) == 300 and set(received.values()) == {1}
+    shares = [int(m[1]) for _, out in outcomes for m in [re.search(r": (\d+) sent", out)] if m]
+    assert sum(shares) == 300 and all(shares), outcomes  # both sent part of the one digest
 
 
 def test_a_worker_killed_mid_send_leaves_its_share_to_the_others(

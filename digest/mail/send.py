@@ -16,11 +16,13 @@ it shares with the web server only ever waits.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -38,6 +40,9 @@ from digest.subscribers import token
 from digest.tokens import CONFIRM_SECONDS, secret_for
 
 BOUNCE_STRIKES = 3
+# One process at a time plans a digest (the scheduler's due digests and `digest send` alike).
+PLAN_LEASE = "digest"
+PLAN_SECONDS = 600.0
 T = TypeVar("T")
 Run = Callable[..., Awaitable[Any]]
 
@@ -284,17 +289,47 @@ async def send_all(
     run: Run = in_place,
     plan: bool = True,
 ) -> list[Report]:
-    """Resume unfinished digests, then (with ``plan``) plan and send a new one; a report per
-    digest. Other processes may be sending the same digests: they share the deliveries."""
+    """Resume unfinished digests, then (with ``plan``) plan a new one and send it; a report
+    per digest. Other processes on the database may be doing the same: one plans at a time
+    (the others wait, then help send what it planned), and they share the deliveries."""
+    if run is in_place and store.networked:
+        # Each write waits on the server: made from a thread of their own, the messages in
+        # flight go on meanwhile. One thread, so the store sees its calls one at a time.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-store") as thread:
+
+            async def threaded(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+                return await asyncio.get_running_loop().run_in_executor(
+                    thread, functools.partial(function, *args, **kwargs)
+                )
+
+            return await send_all(
+                store, settings, now=now, transport=transport, progress=progress,
+                should_stop=should_stop, since=since, run=threaded, plan=plan,
+            )  # fmt: skip
     mailer: Mailer = await run(Mailer, store, settings)
     mailer.run = run
-    reports = []
-    async with transport or transport_for(settings) as channel:
+    reports: list[Report] = []
+    handled: set[str] = set()  # a digest is delivered once per call: deferred ones wait
+
+    async def unfinished() -> None:
         for digest in await run(store.unfinished_digests):
-            reports.append(await mailer.deliver(digest.id, channel, progress, should_stop))
-        digest_id = None if not plan or (should_stop and should_stop()) else await mailer.plan(now, since)
-        if digest_id is not None:
-            reports.append(await mailer.deliver(digest_id, channel, progress, should_stop))
+            if digest.id not in handled and not (should_stop and should_stop()):
+                handled.add(digest.id)
+                reports.append(await mailer.deliver(digest.id, channel, progress, should_stop))
+
+    async with transport or transport_for(settings) as channel:
+        await unfinished()
+        if plan and not (should_stop and should_stop()):
+            holder = holder_name()
+            while not await run(store.acquire_lease, PLAN_LEASE, holder, PLAN_SECONDS):
+                if should_stop and should_stop():
+                    return reports
+                await asyncio.sleep(0.25)  # another process is planning: its digest is ours to help send
+            try:
+                await mailer.plan(now, since)
+            finally:
+                await run(store.release_lease, PLAN_LEASE, holder)
+            await unfinished()
     return reports
 
 

@@ -34,6 +34,10 @@ from digest.store.tables import Row
 
 
 class Store(Protocol):
+    # Whether each call waits on a network round trip (a server), not only on a local file:
+    # code on an event loop then makes its calls from a thread, and overlaps them with I/O.
+    networked: bool
+
     # --- the database --------------------------------------------------------------------
     def close(self) -> None: ...
     def __enter__(self) -> Store: ...

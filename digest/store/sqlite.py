@@ -23,6 +23,8 @@ class SqliteStore(
 ):
     """A digest database in one SQLite file."""
 
+    networked = False
+
     @classmethod
     def open(
         cls, path: Path | str, *, shared: bool = False, readonly: bool = False, timeout: float | None = None

@@ -30,6 +30,8 @@ class PostgresStore(
 ):
     """A digest database on a PostgreSQL server."""
 
+    networked = True
+
     @classmethod
     def open(
         cls,

@@ -143,7 +143,9 @@ class PgLedgerArea(PgBase):
         strike: bool = False,
         strikes_to_bounce: int = 0,
     ) -> None:
-        with self._write() as conn:
+        # One round trip (a pipeline: BEGIN, the updates, COMMIT sent together); this is
+        # written once per message, while the mail server waits for the next one.
+        with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
             conn.execute(
                 "UPDATE deliveries SET status = %s, message_id = coalesce(%s, message_id), reply = %s,"
                 " attempts = attempts + 1, updated = %s, claimed_by = NULL, claimed_until = NULL"
