@@ -19,7 +19,8 @@ from digest import redact
 from digest.config import Settings, SourceSettings
 from digest.dates import plausible, utcnow
 from digest.errors import DigestError, FetchError
-from digest.grouping.classify import Reader, group_pending
+from digest.grouping.classify import Reader, group_shared
+from digest.holders import holder_name
 from digest.links import WEB_SCHEMES
 from digest.models import Article, Document, ParsedItem, SourceReport
 from digest.parallel import fork_map
@@ -66,7 +67,7 @@ def pull(
         if own:
             fetcher.close()
     if reader and any(report.new or report.updated for report in reports):
-        group_pending(store, settings, reader=reader)
+        group_shared(store, settings, holder_name(), reader=reader)
     return reports
 
 

@@ -20,9 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +39,7 @@ from digest.cron import cron_trigger, last_due
 from digest.dates import from_iso, to_iso, utcnow
 from digest.errors import DigestError
 from digest.grouping.classify import group_shared
+from digest.holders import holder_name, take_lease
 from digest.ingest import pull_source
 from digest.mail.planner import Planner
 from digest.mail.send import PLAN_LEASE, PLAN_SECONDS, send_all
@@ -62,7 +61,7 @@ class Service:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.trigger = cron_trigger(settings)
-        self.holder = f"{socket.gethostname()}:{os.getpid()}"
+        self.holder = holder_name()
         self.scheduler: AsyncIOScheduler | None = None
         self.stopping = asyncio.Event()
         self.host_locks: dict[str, asyncio.Lock] = {}
@@ -153,7 +152,7 @@ class Service:
         due = due or last_due(self.trigger, now, now - timedelta(days=1)) or now
         worker = self.worker
         try:
-            if await worker.call(lambda s: s.acquire_lease(PLAN_LEASE, self.holder, PLAN_SECONDS)):
+            if await worker.call(lambda s: take_lease(s, PLAN_LEASE, self.holder, PLAN_SECONDS)):
                 try:
                     await self._plan(due)
                 finally:
@@ -191,7 +190,7 @@ class Service:
         then in the ledger, ready to be shared), or until the lease would expire."""
         deadline = time.monotonic() + PLAN_SECONDS
         while time.monotonic() < deadline and not self.stopping.is_set():
-            if await self.worker.call(lambda s: s.acquire_lease(PLAN_LEASE, self.holder, 1.0)):
+            if await self.worker.call(lambda s: take_lease(s, PLAN_LEASE, self.holder, 1.0)):
                 await self.worker.call(lambda s: s.release_lease(PLAN_LEASE, self.holder))
                 return
             await asyncio.sleep(0.5)

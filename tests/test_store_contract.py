@@ -358,15 +358,16 @@ def test_settings_and_leases(store: Store) -> None:
     store.put_setting("k", "third")
     assert store.get_setting("k") == "third"
     assert store.acquire_lease("job", "a", 60) and store.acquire_lease("job", "a", 60)  # renewed
-    assert not store.acquire_lease("job", "b", 60)
+    assert not store.acquire_lease("job", "b", 60) and store.lease_holder("job") == "a"
     store.release_lease("job", "b")  # not b's to release
     assert not store.acquire_lease("job", "b", 60)
     store.release_lease("job", "a")
-    assert store.acquire_lease("job", "b", 0.001)
+    assert store.lease_holder("job") is None and store.acquire_lease("job", "b", 0.001)
     import time
 
     time.sleep(0.01)
-    assert store.acquire_lease("job", "a", 60)  # b's lease expired
+    assert store.lease_holder("job") is None  # b's lease expired
+    assert store.acquire_lease("job", "a", 60)
 
 
 def test_rate_limits_count_hits_in_a_sliding_window(store: Store, backend: Backend, tmp_path: Path) -> None:
@@ -488,16 +489,20 @@ def test_deliveries_are_claimed_in_batches_and_claims_expire(store: Store) -> No
         found = store.claim_deliveries("d1", holder, limit=limit, seconds=seconds, tried_before=run)
         return [p.subscriber.id for p in found]
 
-    assert claim("w1", 2) == ids[:2] and claim("w2", seconds=0.05) == ids[2:]
+    assert claim("w1", 2) == ids[:2] and claim("w2", seconds=0.3) == ids[2:]
     first = store.pending_deliveries("d1")[0]
     assert first.since == T0 and first.subscriber.email == "0@example.org"
     assert claim("w1") == [] and store.claim_holders("d1", "w1") == {"w2"}  # all held
     store.record_delivery("d1", ids[2], "sent")  # w2 sent one, then died
     assert store.claim_holders("d1", "w3") == {"w1", "w2"}
+    assert store.renew_claims("d1", "w1", 60) == set(ids[:2])  # w1 lives on
     import time
 
-    time.sleep(0.1)
+    time.sleep(0.5)
+    assert store.claim_holders("d1", "w3") == {"w1"}  # w2's claims ran out: nobody to wait for
+    assert store.renew_claims("d1", "w2", 60) == set()  # too late to renew: they may be another's
     assert claim("w1") == ids[3:]  # w2's expired claims, not its sent one
+    assert store.clock() >= run
     store.record_delivery("d1", ids[5], "pending", reply="451 try later")  # deferred during this run
     assert claim("w3") == [] and store.claim_holders("d1", "w3") == {"w1"}  # w1 holds 0, 1, 3, 4
     store.release_deliveries("d1", "w1")  # w1 stops early: its claims go back
@@ -596,6 +601,7 @@ CALLS: dict[str, Callable[[Store, Path], Any]] = {
     "put_setting": lambda s, p: s.put_setting("k", "v2"),
     "acquire_lease": lambda s, p: s.acquire_lease("job", "me", 60),
     "release_lease": lambda s, p: s.release_lease("job", "me"),
+    "lease_holder": lambda s, p: s.lease_holder("job"),
     "allow_hit": lambda s, p: s.allow_hit("k", limit=1, window=60, now=T0),
     "subscriber": lambda s, p: s.subscriber(email="ann@example.org"),
     "subscribers": lambda s, p: s.subscribers(),
@@ -619,6 +625,8 @@ CALLS: dict[str, Callable[[Store, Path], Any]] = {
     "pending_deliveries": lambda s, p: s.pending_deliveries("d1"),
     "claim_deliveries": lambda s, p: s.claim_deliveries("d1", "me", limit=5, seconds=60, tried_before=T0),
     "claim_holders": lambda s, p: s.claim_holders("d1", "me"),
+    "renew_claims": lambda s, p: s.renew_claims("d1", "me", 60),
+    "clock": lambda s, p: s.clock(),
     "release_deliveries": lambda s, p: s.release_deliveries("d1", "me"),
     "record_delivery": lambda s, p: s.record_delivery("d1", 1, "sent"),
     "finish_digest": lambda s, p: s.finish_digest("d1"),

@@ -24,6 +24,7 @@ from digest.grouping.regions import PlaceCount, count_places_in, split_lead
 from digest.grouping.stories import StoryInput, cluster, terms
 from digest.grouping.themes import Taxonomy, ThemeMatch, taxonomy_for
 from digest.grouping.weights import idf
+from digest.holders import take_lease
 from digest.models import Article
 from digest.parallel import fork_call, fork_map, fork_start, forks
 from digest.store import Evidence, Groups, Store, Story, StoryRow, Ungrouped
@@ -166,22 +167,27 @@ def group_pending(
 
 
 GROUPING_LEASE = "grouping"
-GROUPING_SECONDS = 600.0
+GROUPING_SECONDS = 900.0
+GROUPING_ROUNDS = 10  # a bound, should articles keep arriving (the next pull goes on)
 
 
-def group_shared(store: Store, settings: Settings, holder: str) -> int:
+def group_shared(store: Store, settings: Settings, holder: str, *, reader: Reader | None = None) -> int:
     """:func:`group_pending` by one of the processes sharing the database at a time (the
     ``grouping`` lease), so no article is classified twice; how many this one classified.
     A process that finds the lease taken leaves its articles to the holder, which looks
-    again after letting go, and groups what came in meanwhile."""
+    again after letting go, and groups what came in meanwhile. ``reader``: the one that
+    read some of them ahead (for the first round)."""
     classified = 0
-    while store.acquire_lease(GROUPING_LEASE, holder, GROUPING_SECONDS):
+    for _ in range(GROUPING_ROUNDS):
+        if not take_lease(store, GROUPING_LEASE, holder, GROUPING_SECONDS):
+            break
         try:
-            done = group_pending(store, settings).classified
+            classified += group_pending(store, settings, reader=reader).classified
         finally:
             store.release_lease(GROUPING_LEASE, holder)
-        classified += done
-        if not done or not store.ungrouped():
+        reader = None
+        # Articles stored while this ran, by a process that found the lease taken.
+        if not store.ungrouped():
             break
     return classified
 

@@ -16,10 +16,8 @@ it shares with the web server only ever waits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-import os
-import secrets
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +29,7 @@ from digest.config import Settings
 from digest.dates import utcnow
 from digest.digests import Selection, newcomer_since
 from digest.errors import DigestError, SendError
+from digest.holders import died_here, holder_name, take_lease
 from digest.mail import compose
 from digest.mail.compose import Outgoing, outgoing
 from digest.mail.planner import Planner, sample_links
@@ -110,168 +109,183 @@ class Mailer:
         """Send this digest's pending deliveries, claimed a batch at a time, so any number of
         processes send one digest together, each message once; record each outcome as it
         happens. Returns when nothing is left that this run may send, having waited out
-        other holders' claims (taking them over if they expire: their holder died)."""
+        other holders' live claims (taking them over if they expire: their holder died)."""
         digest = await self.run(self.store.digest, digest_id)
         if digest is None:
             raise SendError(f"no digest {digest_id!r}")
         report = Report(digest_id)
         claims = _Claims(self, digest_id, batch=max(4 * transport.size, 16))
+        await claims.begin()
         rendered: dict[Selection, compose.Prepared | None] = {}
         domain = compose.site_host(self.settings)
-        fatal: list[SendError] = []
+        fatal: list[Exception] = []
+        unrecorded: list[int] = []  # sent, but the ledger could not be told: keep their claims
 
         def stopping() -> bool:
             return bool(fatal) or bool(should_stop and should_stop())
 
-        async def worker() -> None:
-            # On shutdown, stop taking messages; the one in flight is still recorded.
-            while not stopping():
-                delivery = await claims.next(stopping)
-                if delivery is None:
-                    return
-                if delivery.subscriber.status != "active":
-                    # Unsubscribed since the digest was planned: not sent, and not pending any more.
-                    await self.run(self._record, digest_id, delivery, "failed", reply="unsubscribed")
-                    report.skipped += 1
-                    continue
-                selection = Selection.of(delivery.since, delivery.subscriber)
-                if selection not in rendered:
-                    rendered[selection] = await self.run(self._prepared, selection, digest.until, digest_id)
-                body = rendered[selection]
-                if body is None:
-                    await self.run(self._record, digest_id, delivery, "failed", reply="nothing new")
-                    report.skipped += 1
-                    continue
-                unsubscribe, preferences = self.links(delivery.subscriber)
-                msg, message_id = compose.personal_bytes(
-                    body,
-                    to=delivery.subscriber.email,
-                    unsubscribe_url=unsubscribe,
-                    preferences_url=preferences,
-                    date=digest.until,
-                    domain=domain,
+        async def send(delivery: PendingDelivery) -> None:
+            if delivery.subscriber.status != "active":
+                # Unsubscribed since the digest was planned: not sent, and not pending any more.
+                await self.run(self._record, digest_id, delivery, "failed", reply="unsubscribed")
+                report.skipped += 1
+                return
+            selection = Selection.of(delivery.since, delivery.subscriber)
+            if selection not in rendered:
+                rendered[selection] = await self.run(self._prepared, selection, digest.until, digest_id)
+            body = rendered[selection]
+            if body is None:
+                await self.run(self._record, digest_id, delivery, "failed", reply="nothing new")
+                report.skipped += 1
+                return
+            unsubscribe, preferences = self.links(delivery.subscriber)
+            msg, message_id = compose.personal_bytes(
+                body,
+                to=delivery.subscriber.email,
+                unsubscribe_url=unsubscribe,
+                preferences_url=preferences,
+                date=digest.until,
+                domain=domain,
+            )
+            if not claims.holds(delivery):
+                return  # the claim was lost (this process stalled past it): another sends it
+            try:
+                reply = await transport.send(msg, f"{digest_id}-{delivery.subscriber.id}")
+            except Permanent as exc:
+                # A refusal for good is a strike; BOUNCE_STRIKES in a row: bounced.
+                await self.run(
+                    self._record,
+                    digest_id,
+                    delivery,
+                    "failed",
+                    reply=str(exc),
+                    strike=True,
+                    strikes_to_bounce=BOUNCE_STRIKES,
                 )
-                await claims.renew()
+                report.failed += 1
+                problem = f"{delivery.subscriber.email}: {transport.name} said {exc}"
+                report.first_problem = report.first_problem or problem
+            except Temporary as exc:
+                # Stays pending, unclaimed, for the next run (not this one: see _Claims).
+                await self.run(self._record, digest_id, delivery, "pending", reply=str(exc))
+                report.deferred += 1
+                problem = f"{delivery.subscriber.email}: {transport.name}: {exc}"
+                report.first_problem = report.first_problem or problem
+            else:
+                report.sent += 1
                 try:
-                    reply = await transport.send(msg, f"{digest_id}-{delivery.subscriber.id}")
-                except Permanent as exc:
-                    # A refusal for good is a strike; BOUNCE_STRIKES in a row: bounced.
-                    await self.run(
-                        self._record,
-                        digest_id,
-                        delivery,
-                        "failed",
-                        reply=str(exc),
-                        strike=True,
-                        strikes_to_bounce=BOUNCE_STRIKES,
+                    await _persist(
+                        lambda: self.run(
+                            self._record, digest_id, delivery, "sent", message_id=message_id, reply=reply
+                        )
                     )
-                    report.failed += 1
-                    problem = f"{delivery.subscriber.email}: {transport.name} said {exc}"
-                    report.first_problem = report.first_problem or problem
-                except Temporary as exc:
-                    # Stays pending, unclaimed, for the next run (not this one: see _Claims).
-                    await self.run(self._record, digest_id, delivery, "pending", reply=str(exc))
-                    report.deferred += 1
-                    problem = f"{delivery.subscriber.email}: {transport.name}: {exc}"
-                    report.first_problem = report.first_problem or problem
-                except SendError as exc:
-                    fatal.append(exc)
-                else:
-                    await self.run(
-                        self._record, digest_id, delivery, "sent", message_id=message_id, reply=reply
-                    )
-                    report.sent += 1
-                if progress:
-                    progress(1)
+                except Exception:
+                    unrecorded.append(delivery.subscriber.id)
+                    raise
 
+        async def worker() -> None:
+            # On shutdown or a fatal error elsewhere, stop taking messages; the one in flight
+            # still finishes and is recorded, so no claim is given up on a message half sent.
+            try:
+                while not stopping():
+                    delivery = await claims.next(stopping)
+                    if delivery is None:
+                        return
+                    await send(delivery)
+                    if progress:
+                        progress(1)
+            except Exception as exc:
+                fatal.append(exc)
+
+        keeping = asyncio.create_task(claims.keep_alive())
         try:
             await asyncio.gather(*(worker() for _ in range(transport.size)))
         finally:
+            keeping.cancel()
             report.deferred += claims.unsent()  # left for the next run when stopping early
-            await self.run(self.store.release_deliveries, digest_id, claims.holder)
+            if not unrecorded:
+                # (A message sent but not recorded keeps its claim until it runs out: given
+                # back now, it would be sent again at once.)
+                with contextlib.suppress(DigestError):
+                    await self.run(self.store.release_deliveries, digest_id, claims.holder)
         if fatal:
             raise fatal[0]
         await self.run(self.store.finish_digest, digest_id)
         return report
 
 
-def holder_name() -> str:
-    """Who claims: this machine and process, and a random part (one process, many runs)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
-def _died_here(holder: str) -> bool:
-    """Whether ``holder`` was a process on this machine that no longer runs."""
-    host, _, rest = holder.partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # alive, another user's
-    return False
+async def _persist(write: Callable[[], Awaitable[Any]], attempts: int = 3) -> None:
+    """A ledger write that must not be lost to a passing database hiccup (a lock held a
+    moment too long): tried again after a pause, then given up as the error it is."""
+    for attempt in range(attempts):
+        try:
+            await write()
+            return
+        except DigestError:
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.5 * 2**attempt)
 
 
 class _Claims:
     """This process's share of one digest: batches of deliveries claimed from the ledger as
-    the senders need them, claims renewed while they are being sent, and a wait for other
-    holders' claims at the end (they finish, or expire and are taken over)."""
+    the senders need them, kept alive while the process lives (a task renews them, however
+    long a message takes), and at the end a wait for other holders' live claims (they
+    finish, or their holder dies and they run out, and this process takes them)."""
 
     def __init__(self, mailer: Mailer, digest_id: str, *, batch: int) -> None:
         self.mailer = mailer
+        self.store = mailer.store
         self.digest_id = digest_id
         self.batch = batch
         self.holder = holder_name()
         self.seconds = mailer.settings.database.claim_seconds
-        self.started = utcnow()  # what a server deferred since then waits for the next run
+        self.started: datetime | None = None
         self.queue: list[PendingDelivery] = []
+        self.held: set[int] = set()
         self.lock = asyncio.Lock()
-        self.renewed = time.monotonic()
+
+    async def begin(self) -> None:
+        # By the database's clock, as every time a claim is compared with: what a server
+        # deferred from now on waits for the next run.
+        self.started = await self.mailer.run(self.store.clock)
 
     async def next(self, stopping: Callable[[], bool]) -> PendingDelivery | None:
         """The next delivery to send, or None when this run is done with the digest."""
+        assert self.started is not None
         async with self.lock:
             while not self.queue and not stopping():
                 claimed = await self.mailer.run(
-                    self.mailer.store.claim_deliveries,
+                    self.store.claim_deliveries,
                     self.digest_id,
                     self.holder,
                     limit=self.batch,
                     seconds=self.seconds,
                     tried_before=self.started,
                 )
-                self.renewed = time.monotonic()
                 if claimed:
                     self.queue.extend(reversed(claimed))
+                    self.held.update(d.subscriber.id for d in claimed)
                     break
-                others = await self.mailer.run(self.mailer.store.claim_holders, self.digest_id, self.holder)
+                others = await self.mailer.run(self.store.claim_holders, self.digest_id, self.holder)
                 if not others:
                     return None
-                for dead in filter(_died_here, others):
-                    # A process on this machine that is gone (killed, crashed): its claims
-                    # need not run out first.
-                    await self.mailer.run(self.mailer.store.release_deliveries, self.digest_id, dead)
+                for dead in filter(died_here, others):
+                    await self.mailer.run(self.store.release_deliveries, self.digest_id, dead)
                 await asyncio.sleep(min(1.0, self.seconds / 4))
             return self.queue.pop() if self.queue and not stopping() else None
 
-    async def renew(self) -> None:
-        """Extend this holder's claims when half their time has gone (a slow server)."""
-        if time.monotonic() - self.renewed < self.seconds / 2:
-            return
-        async with self.lock:
-            if time.monotonic() - self.renewed >= self.seconds / 2:
-                await self.mailer.run(
-                    self.mailer.store.claim_deliveries,
-                    self.digest_id,
-                    self.holder,
-                    limit=0,
-                    seconds=self.seconds,
-                    tried_before=self.started,
-                )
-                self.renewed = time.monotonic()
+    def holds(self, delivery: PendingDelivery) -> bool:
+        return delivery.subscriber.id in self.held
+
+    async def keep_alive(self) -> None:
+        """Renew this holder's claims a few times per claim period while it runs; forget
+        (and do not send) any it lost meanwhile."""
+        while True:
+            await asyncio.sleep(self.seconds / 3)
+            held = await self.mailer.run(self.store.renew_claims, self.digest_id, self.holder, self.seconds)
+            self.held &= held
+            self.queue = [d for d in self.queue if d.subscriber.id in held]
 
     def unsent(self) -> int:
         return len(self.queue)
@@ -321,7 +335,7 @@ async def send_all(
         await unfinished()
         if plan and not (should_stop and should_stop()):
             holder = holder_name()
-            while not await run(store.acquire_lease, PLAN_LEASE, holder, PLAN_SECONDS):
+            while not await run(take_lease, store, PLAN_LEASE, holder, PLAN_SECONDS):
                 if should_stop and should_stop():
                     return reports
                 await asyncio.sleep(0.25)  # another process is planning: its digest is ours to help send

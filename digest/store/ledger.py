@@ -89,18 +89,10 @@ class LedgerArea(SqliteBase):
     ) -> list[PendingDelivery]:
         """Up to ``limit`` pending deliveries nobody holds (or whose holder's claim expired)
         and nobody tried since ``tried_before`` (a run does not retry what a server deferred
-        during it), now held by ``holder`` for ``seconds``; the holder's earlier claims on
-        this digest are renewed for as long. ``record_delivery`` ends a claim."""
+        during it), now held by ``holder`` for ``seconds``. ``record_delivery`` ends a claim."""
         now = utcnow()
         until = to_iso(now + timedelta(seconds=seconds))
         with self._write() as conn:
-            conn.execute(
-                "UPDATE deliveries SET claimed_until = ? WHERE digest_id = ? AND status = 'pending'"
-                " AND claimed_by = ?",
-                (until, digest_id, holder),
-            )
-            if limit <= 0:
-                return []
             rows = conn.execute(
                 f"{PENDING_SELECT} WHERE l.digest_id = ? AND l.status = 'pending'"
                 " AND (l.claimed_until IS NULL OR l.claimed_until <= ?) AND l.updated < ?"
@@ -114,16 +106,39 @@ class LedgerArea(SqliteBase):
             )
         return [pending_of(row) for row in rows]
 
+    def renew_claims(self, digest_id: str, holder: str, seconds: float) -> set[int]:
+        """Extend ``holder``'s unexpired claims on this digest by ``seconds``; the subscriber
+        ids it still holds (a claim that ran out may be another's by now: it is not renewed)."""
+        now = utcnow()
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE deliveries SET claimed_until = ? WHERE digest_id = ? AND status = 'pending'"
+                " AND claimed_by = ? AND claimed_until > ?",
+                (to_iso(now + timedelta(seconds=seconds)), digest_id, holder, to_iso(now)),
+            )
+            return {
+                int(row[0])
+                for row in conn.execute(
+                    "SELECT subscriber_id FROM deliveries WHERE digest_id = ? AND status = 'pending'"
+                    " AND claimed_by = ? AND claimed_until > ?",
+                    (digest_id, holder, to_iso(now)),
+                )
+            }
+
     def claim_holders(self, digest_id: str, holder: str) -> set[str]:
-        """The other holders of claims on this digest's pending deliveries (live or expired)."""
+        """The other holders of live claims on this digest's pending deliveries."""
         return {
             row[0]
             for row in self._rows(
                 "SELECT DISTINCT claimed_by FROM deliveries WHERE digest_id = ? AND status = 'pending'"
-                " AND claimed_by IS NOT NULL AND claimed_by != ?",
-                (digest_id, holder),
+                " AND claimed_by IS NOT NULL AND claimed_by != ? AND claimed_until > ?",
+                (digest_id, holder, to_iso(utcnow())),
             )
         }
+
+    def clock(self) -> datetime:
+        """Now, by the clock every time in this database is written with."""
+        return utcnow()
 
     def release_deliveries(self, digest_id: str, holder: str) -> None:
         """Give up ``holder``'s claims on this digest's pending deliveries (those a server

@@ -61,6 +61,11 @@ class SettingsArea(SqliteBase):
             conn.execute("INSERT INTO rate_hits (key, at) VALUES (?, ?)", (key, to_iso(now)))
             return True
 
+    def lease_holder(self, name: str) -> str | None:
+        """Who holds the lease ``name`` now (None: nobody, or its time ran out)."""
+        row = self._row("SELECT holder, expires FROM leases WHERE name = ?", [name])
+        return str(row[0]) if row is not None and from_iso(row[1]) > utcnow() else None
+
     def release_lease(self, name: str, holder: str) -> None:
         with self._write() as conn:
             conn.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))

@@ -3,14 +3,17 @@ several machines sharing one database (psycopg 3, a connection pool per store)."
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 import psycopg
+from psycopg_pool import ConnectionPool
 
 from digest.errors import StoreError
 from digest.store.base import guard_class, one_line
 from digest.store.postgres.articles import PgArticlesArea
-from digest.store.postgres.base import describe
+from digest.store.postgres.base import Conn, describe
 from digest.store.postgres.grouping import PgGroupingArea
 from digest.store.postgres.ledger import PgLedgerArea
 from digest.store.postgres.settings import PgSettingsArea
@@ -31,6 +34,7 @@ class PostgresStore(
     """A digest database on a PostgreSQL server."""
 
     networked = True
+    _key: tuple[object, ...] | None = None  # which shared pool this store holds
 
     @classmethod
     def open(
@@ -40,21 +44,42 @@ class PostgresStore(
         password: str | None = None,
         readonly: bool = False,
         timeout: float | None = None,
-        size: int = 4,
+        size: int = 10,
     ) -> PostgresStore:
-        """Connect (a pool of up to ``size`` connections) and bring the schema up to date.
-        ``readonly``: every transaction is read-only; ``timeout``: seconds to wait for a lock."""
-        where = describe(url)
-        pool = cls.connect(url, password=password, readonly=readonly, timeout=timeout, size=size)
-        store = cls(pool, where)
-        try:
-            if not readonly:
-                store.migrate()
-        except (StoreError, psycopg.Error) as exc:
-            pool.close()
-            message = one_line(str(exc))
-            raise StoreError(f"{where}: cannot open database: {message}") from exc
+        """A store on the database at ``url``, brought up to date. The stores a process opens
+        on one database share one pool of up to ``size`` connections (made, and the schema
+        checked, when the first opens; closed with the last): a worker's threads and web
+        requests do not each hold connections of their own. ``readonly``: every transaction
+        is read-only; ``timeout``: seconds to wait for a lock."""
+        key = (url, password, readonly, timeout, os.getpid())  # a forked child makes its own
+        with _POOLS_LOCK:
+            shared = _POOLS.get(key)
+            if shared is None:
+                pool = cls.connect(url, password=password, readonly=readonly, timeout=timeout, size=size)
+                try:
+                    if not readonly:
+                        cls(pool, describe(url)).migrate()
+                except (StoreError, psycopg.Error) as exc:
+                    pool.close()
+                    raise StoreError(f"{describe(url)}: cannot open database: {one_line(str(exc))}") from exc
+                shared = _POOLS[key] = _Shared(pool)
+            shared.users += 1
+        store = cls(shared.pool, describe(url))
+        store._key = key
         return store
+
+    def close(self) -> None:
+        """Let go of the pool (closed when the last store of this process on it closes)."""
+        key, self._key = self._key, None
+        if key is None:
+            return
+        with _POOLS_LOCK:
+            shared = _POOLS.get(key)
+            if shared is not None:
+                shared.users -= 1
+                if shared.users <= 0:
+                    del _POOLS[key]
+                    shared.pool.close()
 
     def backup(self, target: Path) -> None:
         """A copy of the whole database in a new SQLite file at ``target``."""
@@ -62,5 +87,14 @@ class PostgresStore(
 
         copy_to_file(self, target)
 
+
+class _Shared:
+    def __init__(self, pool: ConnectionPool[Conn]) -> None:
+        self.pool = pool
+        self.users = 0
+
+
+_POOLS: dict[tuple[object, ...], _Shared] = {}
+_POOLS_LOCK = threading.Lock()
 
 guard_class(PostgresStore, psycopg.Error)

@@ -15,17 +15,20 @@ from digest.store.articles import article_of
 from digest.store.postgres.base import Conn, PgBase
 from digest.store.records import SaveCounts
 
-_COLUMNS = "a.*, s.name AS source"
+# Every column an Article is made of (not the search vector, which no list needs).
+_COLUMNS = (
+    "a.id, a.guid, a.url, a.title, a.summary_html, a.summary_text, a.author, a.published, a.first_seen,"
+    " a.updated, a.content_hash, a.regions, a.themes, a.story, a.places, a.theme_matches, s.name AS source"
+)
 ARTICLE_SELECT = f"SELECT {_COLUMNS} FROM articles a JOIN sources s ON s.id = a.source_id"
 _CONTENT_COLUMNS = ("guid", "url", "title", "author", "published", "summary_html", "summary_text")
 
 
 class PgArticlesArea(PgBase):
     def save_articles(self, source: str, articles: Sequence[Article], *, now: datetime) -> SaveCounts:
-        """As the SQLite store's. Rows are locked as they are read (FOR UPDATE), and a row
-        another worker inserted meanwhile is left to it (ON CONFLICT DO NOTHING)."""
+        """As the SQLite store's; one worker at a time (see ``_articles_write``)."""
         new = updated = unchanged = 0
-        with self._write() as conn:
+        with self._articles_write() as conn:
             source_id = self._source_id(conn, source)
             by_id = _existing(conn, "id", [a.id for a in articles])
             by_url = _existing(conn, "url", [a.url for a in articles if a.url])
@@ -60,7 +63,7 @@ class PgArticlesArea(PgBase):
                     cursor.executemany(
                         f"INSERT INTO articles (id, source_id, {', '.join(_CONTENT_COLUMNS)},"
                         " first_seen, updated, content_hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s,"
-                        " %s, %s, %s) ON CONFLICT DO NOTHING",
+                        " %s, %s, %s)",
                         inserts,
                     )
             if inserts or updated:

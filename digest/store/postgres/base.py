@@ -19,8 +19,9 @@ from digest.errors import StoreError
 from digest.store.base import one_line
 from digest.store.postgres.schema import MIGRATIONS, apply
 
-# pg_advisory_xact_lock key of the migrations: any constant, the same in every worker.
+# pg_advisory_xact_lock keys: any constants, the same in every worker.
 MIGRATION_LOCK = 0x6469676573  # "diges"
+ARTICLES_LOCK = 0x6469676574
 LOCK_TIMEOUT_MS = 10_000
 
 Conn = psycopg.Connection[dict[str, Any]]
@@ -138,6 +139,15 @@ class PgBase:
         return int(self._value("SELECT counter FROM changes WHERE id = 1"))
 
     # --- helpers -------------------------------------------------------------------------
+
+    @contextmanager
+    def _articles_write(self) -> Iterator[Conn]:
+        """A transaction that writes articles, one at a time across every worker (as SQLite's
+        writes are): two pulls cannot both store one link, and writers that touch many
+        article rows in different orders cannot deadlock."""
+        with self._write() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", [ARTICLES_LOCK])
+            yield conn
 
     @staticmethod
     def _changed(conn: Conn) -> None:

@@ -41,7 +41,7 @@ class PgGroupingArea(PgBase):
         ]
 
     def mark_ungrouped(self) -> None:
-        with self._write() as conn:
+        with self._articles_write() as conn:
             conn.execute("UPDATE articles SET grouped = FALSE")
 
     def source_frequencies(self, source: str) -> tuple[int, dict[str, int], dict[str, int]]:
@@ -88,7 +88,7 @@ class PgGroupingArea(PgBase):
                 classified.append(
                     (regions, themes, g.evidence.places_json, g.evidence.theme_matches_json, g.id)
                 )
-        with self._write() as conn, conn.cursor() as cursor:
+        with self._articles_write() as conn, conn.cursor() as cursor:
             cursor.executemany(
                 "UPDATE articles SET regions = %s::jsonb, themes = %s::jsonb WHERE id = %s", plain
             )
@@ -129,7 +129,7 @@ class PgGroupingArea(PgBase):
         stories = list(stories)
         members = {member: story.id for story in stories for member in story.members}
         loose = [article_id for article_id in article_ids if article_id not in members]
-        with self._write() as conn:
+        with self._articles_write() as conn:
             with conn.cursor() as cursor:
                 cursor.executemany(
                     "UPDATE articles SET story = %s WHERE id = %s AND story IS DISTINCT FROM %s",

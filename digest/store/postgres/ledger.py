@@ -5,9 +5,8 @@ a dead worker's claims expire and another takes them."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from digest.dates import utcnow
 from digest.store.base import when
 from digest.store.ledger import PENDING_SELECT, digest_of, pending_of
 from digest.store.postgres.base import PgBase
@@ -33,8 +32,8 @@ class PgLedgerArea(PgBase):
     def create_digest(
         self, digest_id: str, until: datetime, deliveries: Iterable[tuple[int, datetime]]
     ) -> None:
-        now = utcnow()
         with self._write() as conn:
+            now = when(conn.execute("SELECT now() AS now").fetchone()["now"])  # type: ignore[index]
             conn.execute(
                 "INSERT INTO digests (id, created, until, status) VALUES (%s, %s, %s, 'sending')",
                 (digest_id, now, until),
@@ -84,25 +83,17 @@ class PgLedgerArea(PgBase):
     def claim_deliveries(
         self, digest_id: str, holder: str, *, limit: int, seconds: float, tried_before: datetime
     ) -> list[PendingDelivery]:
-        """As the SQLite store's; rows another worker is claiming at this moment are skipped
-        (SKIP LOCKED), so workers never wait on each other here."""
-        now = utcnow()
-        until = now + timedelta(seconds=seconds)
+        """As the SQLite store's, by the server's clock (workers' clocks may disagree); rows
+        another worker is claiming at this moment are skipped (SKIP LOCKED), not waited for."""
         with self._write() as conn:
-            conn.execute(
-                "UPDATE deliveries SET claimed_until = %s WHERE digest_id = %s AND status = 'pending'"
-                " AND claimed_by = %s",
-                (until, digest_id, holder),
-            )
-            if limit <= 0:
-                return []
             rows = conn.execute(
                 "WITH free AS (SELECT subscriber_id FROM deliveries WHERE digest_id = %s"
-                " AND status = 'pending' AND (claimed_until IS NULL OR claimed_until <= %s)"
+                " AND status = 'pending' AND (claimed_until IS NULL OR claimed_until <= now())"
                 " AND updated < %s ORDER BY subscriber_id LIMIT %s FOR UPDATE SKIP LOCKED)"
-                " UPDATE deliveries l SET claimed_by = %s, claimed_until = %s FROM free"
-                " WHERE l.digest_id = %s AND l.subscriber_id = free.subscriber_id RETURNING l.subscriber_id",
-                (digest_id, now, tried_before, limit, holder, until, digest_id),
+                " UPDATE deliveries l SET claimed_by = %s, claimed_until = now() + make_interval(secs => %s)"
+                " FROM free WHERE l.digest_id = %s AND l.subscriber_id = free.subscriber_id"
+                " RETURNING l.subscriber_id",
+                (digest_id, tried_before, limit, holder, seconds, digest_id),
             ).fetchall()
             claimed = [row["subscriber_id"] for row in rows]
             found = conn.execute(
@@ -112,15 +103,31 @@ class PgLedgerArea(PgBase):
             ).fetchall()
         return [pending_of(row) for row in found]
 
+    def renew_claims(self, digest_id: str, holder: str, seconds: float) -> set[int]:
+        with self._write() as conn:
+            return {
+                int(row["subscriber_id"])
+                for row in conn.execute(
+                    "UPDATE deliveries SET claimed_until = now() + make_interval(secs => %s)"
+                    " WHERE digest_id = %s AND status = 'pending' AND claimed_by = %s"
+                    " AND claimed_until > now() RETURNING subscriber_id",
+                    (seconds, digest_id, holder),
+                )
+            }
+
     def claim_holders(self, digest_id: str, holder: str) -> set[str]:
         return {
             row["claimed_by"]
             for row in self._rows(
                 "SELECT DISTINCT claimed_by FROM deliveries WHERE digest_id = %s AND status = 'pending'"
-                " AND claimed_by IS NOT NULL AND claimed_by != %s",
+                " AND claimed_by IS NOT NULL AND claimed_by != %s AND claimed_until > now()",
                 (digest_id, holder),
             )
         }
+
+    def clock(self) -> datetime:
+        """Now, by the server's clock: the one claims and the ledger are written with."""
+        return when(self._value("SELECT now()"))
 
     def release_deliveries(self, digest_id: str, holder: str) -> None:
         """Give up ``holder``'s claims on this digest's pending deliveries (those a server
@@ -148,9 +155,9 @@ class PgLedgerArea(PgBase):
         with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
             conn.execute(
                 "UPDATE deliveries SET status = %s, message_id = coalesce(%s, message_id), reply = %s,"
-                " attempts = attempts + 1, updated = %s, claimed_by = NULL, claimed_until = NULL"
+                " attempts = attempts + 1, updated = now(), claimed_by = NULL, claimed_until = NULL"
                 " WHERE digest_id = %s AND subscriber_id = %s",
-                (status, message_id, reply, utcnow(), digest_id, subscriber_id),
+                (status, message_id, reply, digest_id, subscriber_id),
             )
             if status == "sent":
                 conn.execute(

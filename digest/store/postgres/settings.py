@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from digest.dates import utcnow
 from digest.store.postgres.base import PgBase
 
 
@@ -38,13 +37,13 @@ class PgSettingsArea(PgBase):
 
     def acquire_lease(self, name: str, holder: str, seconds: float) -> bool:
         """Take (or renew) the lease ``name``; one statement, so two workers cannot both win."""
-        now = utcnow()
         with self._write() as conn:
             row = conn.execute(
-                "INSERT INTO leases (name, holder, expires) VALUES (%s, %s, %s)"
+                "INSERT INTO leases (name, holder, expires)"
+                " VALUES (%s, %s, now() + make_interval(secs => %s))"
                 " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires = excluded.expires"
-                " WHERE leases.holder = excluded.holder OR leases.expires <= %s RETURNING name",
-                (name, holder, now + timedelta(seconds=seconds), now),
+                " WHERE leases.holder = excluded.holder OR leases.expires <= now() RETURNING name",
+                (name, holder, seconds),
             ).fetchone()
         return row is not None
 
@@ -62,6 +61,10 @@ class PgSettingsArea(PgBase):
                 return False
             conn.execute("INSERT INTO rate_hits (key, at) VALUES (%s, %s)", (key, now))
             return True
+
+    def lease_holder(self, name: str) -> str | None:
+        found = self._value("SELECT holder FROM leases WHERE name = %s AND expires > now()", [name])
+        return None if found is None else str(found)
 
     def release_lease(self, name: str, holder: str) -> None:
         with self._write() as conn:

@@ -4,7 +4,7 @@ one pulls a source at a time, and a dead worker's claim expires."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from digest import redact
@@ -19,34 +19,40 @@ from digest.store.records import SourceSpec, SourceSummary
 class PgSourcesArea(PgBase):
     def sync_sources(self, sources: Iterable[SourceSpec]) -> None:
         now = utcnow()
+        changed = 0
         with self._write() as conn:
             for source in sources:
                 row = conn.execute("SELECT url, kind FROM sources WHERE name = %s", (source.name,)).fetchone()
                 if row is None:
-                    conn.execute(
+                    changed += conn.execute(
                         "INSERT INTO sources (name, url, fetch_url, kind, created, id_name)"
                         " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING",
                         (source.name, source.url, source.url, source.kind, now, source.name),
-                    )
+                    ).rowcount
                 elif row["url"] != source.url or row["kind"] != source.kind:
+                    changed += 1
                     conn.execute(
                         "UPDATE sources SET url = %s, fetch_url = %s, kind = %s, enabled = TRUE, etag = NULL,"
                         " last_modified = NULL, consecutive_failures = 0, next_fetch = NULL,"
                         " last_error = NULL WHERE name = %s",
                         (source.url, source.url, source.kind, source.name),
                     )
-            self._changed(conn)
+            if changed:  # (run before every pull: an unchanged source must not empty web caches)
+                self._changed(conn)
 
     def retire_sources(self, configured: Iterable[str]) -> None:
         names = list(configured)
         with self._write() as conn:
-            conn.execute(
+            changed = conn.execute(
                 "UPDATE sources SET removed = %s, next_fetch = NULL"
                 " WHERE removed IS NULL AND NOT (name = ANY(%s))",
                 [utcnow(), names],
-            )
-            conn.execute("UPDATE sources SET removed = NULL WHERE name = ANY(%s)", [names])
-            self._changed(conn)
+            ).rowcount
+            changed += conn.execute(
+                "UPDATE sources SET removed = NULL WHERE name = ANY(%s) AND removed IS NOT NULL", [names]
+            ).rowcount
+            if changed:
+                self._changed(conn)
 
     def rename_source(self, old: str, new: str) -> None:
         with self._write() as conn:
@@ -97,7 +103,8 @@ class PgSourcesArea(PgBase):
         disable: bool = False,
         keep_validators: bool = False,
     ) -> None:
-        """Remember how a fetch went; the source's claim ends with it."""
+        """Remember how a fetch went; the source's claim ends with it. (Nothing a page or a
+        feed shows changes: the web caches are left alone.)"""
         sets = ["last_status = %s", "last_error = %s", "last_fetched = %s", "next_fetch = %s"]
         args: list[Any] = [status, redact.text(error) if error else None, utcnow(), next_fetch]
         sets.append(
@@ -116,17 +123,16 @@ class PgSourcesArea(PgBase):
         sets += ["claimed_by = NULL", "claimed_until = NULL"]
         with self._write() as conn:
             conn.execute(f"UPDATE sources SET {', '.join(sets)} WHERE name = %s", (*args, name))
-            self._changed(conn)
 
     def claim_source(self, name: str, holder: str, seconds: float) -> bool:
         """Hold source ``name`` for ``seconds`` (a pull); False when another holder has it.
         The row is locked while checked, so two workers cannot both win."""
-        now = utcnow()
         with self._write() as conn:
             row = conn.execute(
-                "UPDATE sources SET claimed_by = %s, claimed_until = %s WHERE name = %s"
-                " AND (claimed_by IS NULL OR claimed_by = %s OR claimed_until <= %s) RETURNING id",
-                (holder, now + timedelta(seconds=seconds), name, holder, now),
+                "UPDATE sources SET claimed_by = %s, claimed_until = now() + make_interval(secs => %s)"
+                " WHERE name = %s AND (claimed_by IS NULL OR claimed_by = %s OR claimed_until <= now())"
+                " RETURNING id",
+                (holder, seconds, name, holder),
             ).fetchone()
         return row is not None
 
