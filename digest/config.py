@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from digest.errors import ConfigError
 
@@ -235,7 +235,8 @@ def _database_url(value: Any, where: str) -> str:
         return text
     if parts.scheme not in ("postgresql", "postgres"):
         raise ConfigError(f"{where}: {parts.scheme or text!r}: expected sqlite:/// or postgresql:// URL")
-    if parts.password is not None:
+    query = {key.lower() for key, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    if parts.password is not None or "password" in query:
         raise ConfigError(
             f"{where}: the URL holds a password; set DIGEST_DATABASE_PASSWORD (or PGPASSWORD,"
             " or ~/.pgpass) instead and remove it from the URL"

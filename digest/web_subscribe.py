@@ -13,6 +13,7 @@ nothing.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -37,13 +38,14 @@ FORM_SECONDS = 3600  # a subscribe form is good for an hour
 
 class RateLimit:
     """Sliding-window counts per key, kept in the database so that every process serving
-    the form counts the same requests. Keys are stored hashed (with the kind of limit)."""
+    the form counts the same requests. Keys are stored as keyed hashes (HMAC with the site
+    secret): the table says nothing about who asked, even to someone holding a copy."""
 
     def __init__(self, name: str, limit: int, window: float) -> None:
         self.name, self.limit, self.window = name, limit, window
 
-    def allow(self, store: Store, key: str) -> bool:
-        hashed = hashlib.sha256(f"{self.name}\0{key}".encode()).hexdigest()[:32]
+    def allow(self, store: Store, secret: bytes, key: str) -> bool:
+        hashed = hmac.new(secret, f"{self.name}\0{key}".encode(), hashlib.sha256).hexdigest()[:32]
         return store.allow_hit(hashed, limit=self.limit, window=self.window, now=utcnow())
 
 
@@ -111,7 +113,7 @@ def routes(cache: Cache) -> list[Route]:
                     "Form expired", "Please reload the subscribe page and send the form again.", 403
                 )
             email = str(form.get("email", ""))[:320]
-            if not per_client.allow(store_for_thread(), client):
+            if not per_client.allow(store_for_thread(), secret(), client):
                 return message("Too many requests", "Please wait a few minutes and try again.", 429)
             try:
                 address = subscribers.normalise_email(email)
@@ -119,7 +121,7 @@ def routes(cache: Cache) -> list[Route]:
             except DigestError as exc:
                 chosen = {"regions": form.getlist("region"), "themes": form.getlist("theme")}
                 return subscribe_form(email, chosen, str(exc))
-            if not per_address.allow(store_for_thread(), address.lower()):
+            if not per_address.allow(store_for_thread(), secret(), address.lower()):
                 return message(
                     "Too many requests", "Please wait a while before trying this address again.", 429
                 )

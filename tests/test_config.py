@@ -187,6 +187,7 @@ def test_database_url_sqlite_postgresql_and_the_environment() -> None:
     ("text", "message"),
     [
         ('url = "postgresql://digest:hunter2@db/digest"', "holds a password; set DIGEST_DATABASE_PASSWORD"),
+        ('url = "postgresql://digest@db/digest?sslmode=require&Password=hunter2"', "holds a password"),
         ('url = "mysql://db/digest"', "expected sqlite:/// or postgresql://"),
         ('url = "sqlite://host/d.db"', "sqlite:///relative/path"),
         ('password = "hunter2"', "password"),

@@ -244,6 +244,40 @@ def test_save_articles_new_updated_unchanged_and_first_seen_kept(store: Store) -
         store.save_articles("nope", [copy], now=T0)
 
 
+def test_two_processes_storing_one_link_at_once_store_it_once(
+    store: Store, backend: Backend, tmp_path: Path
+) -> None:
+    import threading
+
+    store.sync_sources([SourceSpec(name, f"https://{name}.example/", "feed") for name in ("s", "t")])
+    start = threading.Barrier(2, timeout=30)
+    errors: list[BaseException] = []
+
+    def saving(source: str) -> None:
+        with backend.open(tmp_path) as own:  # a connection of its own, as another worker has
+            for round_ in range(5):
+                start.wait()
+                offset = (0 if source == "s" else 100_000) + 1000 * round_  # other ids, the same links
+                batch = [_article(n + offset, source, url=f"https://x.org/{round_}/{n}") for n in range(200)]
+                own.save_articles(source, batch, now=T0)
+
+    def save(source: str) -> None:
+        try:
+            saving(source)
+        except BaseException as exc:
+            errors.append(exc)
+            start.abort()
+
+    threads = [threading.Thread(target=save, args=(name,)) for name in ("s", "t")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    stored = store.articles()
+    assert len(stored) == 1000 and len({a.url for a in stored}) == 1000
+
+
 def test_content_hashes_of_stored_articles(store: Store) -> None:
     _with_articles(store, 2)
     store.save_articles("s", [_article(1, content_hash="other")], now=T0 + timedelta(days=1))

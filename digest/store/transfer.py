@@ -5,6 +5,7 @@ form of ``tables.py``, read in one transaction (a consistent snapshot) and writt
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -50,6 +51,12 @@ class TransferArea(SqliteBase):
             self.conn.execute("COMMIT")
 
     def _dump(self, table: str) -> Iterator[Row]:
+        try:
+            yield from self._rows_of(table)
+        except sqlite3.Error as exc:  # met while the copy reads: the guard does not see it
+            raise StoreError(f"{self.where}: reading {table}: {exc}") from exc
+
+    def _rows_of(self, table: str) -> Iterator[Row]:
         sql = _SELECT.get(table, f"SELECT {', '.join(columns(table))} FROM {table} ORDER BY 1")
         times, blobs, flags = kinds(table, "time"), kinds(table, "json"), kinds(table, "bool")
         for row in self.conn.execute(sql):
@@ -75,6 +82,7 @@ class TransferArea(SqliteBase):
                 elif table == "sequences":
                     self._load_sequences(rows)
                 elif table == "settings":
+                    conn.execute("DELETE FROM settings")  # the source's, exactly (tokens_bound_since too)
                     conn.executemany(
                         "INSERT INTO settings (key, value) VALUES (?, ?)"
                         " ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Self
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import psycopg
 from psycopg.rows import dict_row
@@ -28,24 +28,18 @@ Conn = psycopg.Connection[dict[str, Any]]
 
 
 def describe(url: str) -> str:
-    """The server and database of a URL, for messages: never its user's password."""
+    """The server and database of a URL, for messages: never its user or password."""
     parts = urlsplit(url)
-    host = parts.hostname or "localhost"
-    if parts.query:
-        for pair in parts.query.split("&"):
-            key, _, value = pair.partition("=")
-            if key == "host":
-                host = value
-    port = f":{parts.port}" if parts.port else ""
-    for pair in parts.query.split("&"):
-        key, _, value = pair.partition("=")
-        if key == "port" and value:
-            port = f":{value}"
-    return f"postgresql://{host}{port}{parts.path or '/'}"
+    query = dict(parse_qsl(parts.query))
+    host = query.get("host") or parts.netloc.rpartition("@")[2] or "localhost"
+    port = query.get("port")
+    return f"postgresql://{host}{f':{port}' if port else ''}{parts.path or '/'}"
 
 
-def connect_args(password: str | None, *, readonly: bool, timeout: float | None) -> dict[str, Any]:
-    """The settings of every connection: UTC times, how long to wait for a lock, read-only."""
+def connect_args(url: str, password: str | None, *, readonly: bool, timeout: float | None) -> dict[str, Any]:
+    """The settings of every connection: UTC times, how long to wait for a lock, read-only.
+    A password digest gives (DIGEST_DATABASE_PASSWORD) goes only to a server that proves it
+    knows it without reading it (SCRAM), unless the URL says otherwise (``require_auth``)."""
     wait = LOCK_TIMEOUT_MS if timeout is None else int(timeout * 1000)
     options = f"-c timezone=UTC -c lock_timeout={wait}"
     if readonly:
@@ -58,6 +52,8 @@ def connect_args(password: str | None, *, readonly: bool, timeout: float | None)
     }
     if password:
         found["password"] = password
+        if "require_auth" not in dict(parse_qsl(urlsplit(url).query)):
+            found["require_auth"] = "scram-sha-256"
     return found
 
 
@@ -81,7 +77,7 @@ class PgBase:
         """A pool of ``size`` connections. One connection is made first, here, so a server
         that is down, a wrong password or a missing database is one clear line now."""
         where = describe(url)
-        kwargs = connect_args(password, readonly=readonly, timeout=timeout)
+        kwargs = connect_args(url, password, readonly=readonly, timeout=timeout)
         try:
             psycopg.connect(url, **kwargs).close()
         except psycopg.Error as exc:

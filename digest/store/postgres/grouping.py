@@ -160,7 +160,7 @@ class PgGroupingArea(PgBase):
             for row in self._rows(
                 "SELECT r.value, count(*) AS n, count(*) FILTER (WHERE r.position = 1) AS lead"
                 " FROM articles a, jsonb_array_elements_text(a.regions) WITH ORDINALITY r(value, position)"
-                f" {where} GROUP BY 1 ORDER BY 2 DESC, 1",
+                f' {where} GROUP BY 1 ORDER BY 2 DESC, r.value COLLATE "C"',  # SQLite's byte order
                 args,
             )
         )
@@ -168,7 +168,7 @@ class PgGroupingArea(PgBase):
             ThemeCount(row["value"], row["n"])
             for row in self._rows(
                 "SELECT t.value, count(*) AS n FROM articles a, jsonb_array_elements_text(a.themes) t(value)"
-                f" {where} GROUP BY 1 ORDER BY 2 DESC, 1",
+                f' {where} GROUP BY 1 ORDER BY 2 DESC, t.value COLLATE "C"',
                 args,
             )
         )

@@ -153,6 +153,6 @@ class PgSourcesArea(PgBase):
             )
             for row in self._rows(
                 "SELECT s.*, (SELECT count(*) FROM articles a WHERE a.source_id = s.id) AS articles"
-                " FROM sources s ORDER BY s.name"
+                ' FROM sources s ORDER BY s.name COLLATE "C"'
             )
         ]

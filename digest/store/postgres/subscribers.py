@@ -27,7 +27,10 @@ class PgSubscribersArea(PgBase):
 
     def subscribers(self, status: str | None = None) -> list[Subscriber]:
         if status is None:
-            rows = self._rows("SELECT * FROM subscribers ORDER BY lower(email), email")
+            # SQLite's NOCASE order (ASCII folded, then bytes), whatever the database's collation.
+            rows = self._rows(
+                'SELECT * FROM subscribers ORDER BY lower(email) COLLATE "C", email COLLATE "C"'
+            )
         else:
             rows = self._rows("SELECT * FROM subscribers WHERE status = %s ORDER BY id", [status])
         return [subscriber_of(row) for row in rows]

@@ -8,9 +8,11 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import psycopg
 from psycopg import IsolationLevel
 
 from digest.errors import StoreError
+from digest.store.base import one_line
 from digest.store.postgres.base import Conn, PgBase
 from digest.store.tables import SEQUENCED, TABLES, Row, columns, kinds
 
@@ -30,12 +32,14 @@ class PgTransferArea(PgBase):
             try:
                 with conn.transaction():
                     for table in TABLES:
-                        yield table, _dump(conn, table)
+                        yield table, _guarded(self.where, table, _dump(conn, table))
             finally:
                 conn.isolation_level = None
 
     def load(self, tables: Iterable[tuple[str, Iterable[Row]]]) -> None:
         with self._write() as conn:
+            # Nobody writes here while the copy checks and fills it.
+            conn.execute(f"LOCK TABLE {', '.join(_DATA_TABLES)}, settings, stories IN EXCLUSIVE MODE")
             if not _empty(conn):
                 raise StoreError(f"{self.where}: not empty; copy into a new, empty database")
             sequences: dict[str, int] = {}
@@ -64,6 +68,13 @@ class PgTransferArea(PgBase):
                     [sequences.get(table, 1)],
                 )
             self._changed(conn)
+
+
+def _guarded(where: str, table: str, rows: Iterator[Row]) -> Iterator[Row]:
+    try:
+        yield from rows
+    except psycopg.Error as exc:  # met while the copy reads: the guard does not see it
+        raise StoreError(f"{where}: reading {table}: {one_line(str(exc))}") from exc
 
 
 def _empty(conn: Conn) -> bool:
