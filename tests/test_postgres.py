@@ -320,12 +320,7 @@ def test_db_copy_round_trip_keeps_everything_and_old_links_work(
     assert "bob@example.org,unsubscribed" in _digest(on_pg, "subscribers", "export").stdout
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+_free_port = pgcluster.free_port
 
 
 class _serving:

@@ -7,8 +7,8 @@ import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from digest.dates import from_iso, to_iso, utcnow
-from digest.store.base import SqliteBase, dt, in_chunks
+from digest.dates import to_iso, utcnow
+from digest.store.base import Row, SqliteBase, decoded, dt, in_chunks, when
 from digest.store.records import (
     Evidence,
     GroupCounts,
@@ -26,14 +26,7 @@ class GroupingArea(SqliteBase):
     def ungrouped(self) -> list[Ungrouped]:
         """Articles whose text has not been classified since it last changed."""
         return [
-            Ungrouped(
-                row["id"],
-                row["source"],
-                row["title"],
-                row["summary_text"],
-                from_iso(row["first_seen"]),
-                dt(row["published"]),
-            )
+            ungrouped_of(row)
             for row in self._rows(
                 "SELECT a.id, s.name AS source, a.title, t.summary_text, a.first_seen, a.published"
                 " FROM articles a"
@@ -125,18 +118,7 @@ class GroupingArea(SqliteBase):
         if classified_only:
             where.append("a.grouped = 1")
         sql += f" WHERE {' AND '.join(where)}"
-        return [
-            StoryRow(
-                id=row["id"],
-                source=row["source"],
-                title=row["title"],
-                summary_text=row["summary_text"],
-                published=dt(row["published"]),
-                first_seen=from_iso(row["first_seen"]),
-                places=tuple(json.loads(row["places"] or "[]")),
-            )
-            for row in self._rows(sql + " ORDER BY a.first_seen, a.id", args)
-        ]
+        return [story_row_of(row) for row in self._rows(sql + " ORDER BY a.first_seen, a.id", args)]
 
     def save_stories(self, article_ids: Sequence[str], stories: Iterable[Story]) -> None:
         """Replace the stories of ``article_ids`` with ``stories``."""
@@ -203,3 +185,26 @@ class GroupingArea(SqliteBase):
             )
         )
         return GroupCounts(regions, themes, stories)
+
+
+def ungrouped_of(row: Row) -> Ungrouped:
+    return Ungrouped(
+        row["id"],
+        row["source"],
+        row["title"],
+        row["summary_text"],
+        when(row["first_seen"]),
+        dt(row["published"]),
+    )
+
+
+def story_row_of(row: Row) -> StoryRow:
+    return StoryRow(
+        id=row["id"],
+        source=row["source"],
+        title=row["title"],
+        summary_text=row["summary_text"],
+        published=dt(row["published"]),
+        first_seen=when(row["first_seen"]),
+        places=tuple(decoded(row["places"]) or ()),
+    )

@@ -10,7 +10,7 @@ from digest import redact
 from digest.dates import to_iso, utcnow
 from digest.errors import StoreError
 from digest.models import SourceState
-from digest.store.base import SqliteBase, dt
+from digest.store.base import Row, SqliteBase, dt
 from digest.store.records import SourceSpec, SourceSummary
 
 
@@ -70,20 +70,7 @@ class SourcesArea(SqliteBase):
         row = self._row("SELECT * FROM sources WHERE name = ?", (name,))
         if row is None:
             raise StoreError(f"no source named {name!r} in the database")
-        return SourceState(
-            name=row["name"],
-            id_name=row["id_name"] or row["name"],
-            url=row["fetch_url"],
-            kind=row["kind"],
-            enabled=bool(row["enabled"]),
-            etag=row["etag"],
-            last_modified=row["last_modified"],
-            last_status=row["last_status"],
-            last_error=row["last_error"],
-            last_fetched=dt(row["last_fetched"]),
-            consecutive_failures=row["consecutive_failures"],
-            next_fetch=dt(row["next_fetch"]),
-        )
+        return source_state_of(row)
 
     def record_fetch(
         self,
@@ -142,18 +129,40 @@ class SourcesArea(SqliteBase):
     def source_summaries(self) -> list[SourceSummary]:
         """Every source with its fetch state and article count, by name."""
         return [
-            SourceSummary(
-                name=row["name"],
-                articles=row["articles"],
-                last_fetched=dt(row["last_fetched"]),
-                last_status=row["last_status"],
-                last_error=row["last_error"],
-                consecutive_failures=row["consecutive_failures"],
-                next_fetch=dt(row["next_fetch"]),
-                removed=dt(row["removed"]),
-            )
+            source_summary_of(row)
             for row in self._rows(
                 "SELECT s.*, (SELECT count(*) FROM articles a WHERE a.source_id = s.id) AS articles"
                 " FROM sources s ORDER BY s.name"
             )
         ]
+
+
+def source_state_of(row: Row) -> SourceState:
+    return SourceState(
+        name=row["name"],
+        id_name=row["id_name"] or row["name"],
+        url=row["fetch_url"],
+        kind=row["kind"],
+        enabled=bool(row["enabled"]),
+        etag=row["etag"],
+        last_modified=row["last_modified"],
+        last_status=row["last_status"],
+        last_error=row["last_error"],
+        last_fetched=dt(row["last_fetched"]),
+        consecutive_failures=row["consecutive_failures"],
+        next_fetch=dt(row["next_fetch"]),
+    )
+
+
+def source_summary_of(row: Row) -> SourceSummary:
+    """A row of sources with its ``articles`` count."""
+    return SourceSummary(
+        name=row["name"],
+        articles=row["articles"],
+        last_fetched=dt(row["last_fetched"]),
+        last_status=row["last_status"],
+        last_error=row["last_error"],
+        consecutive_failures=row["consecutive_failures"],
+        next_fetch=dt(row["next_fetch"]),
+        removed=dt(row["removed"]),
+    )

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from digest.dates import utcnow
-from digest.store.base import decoded, dt, when
+from digest.store.grouping import story_row_of, ungrouped_of
 from digest.store.postgres.base import PgBase
 from digest.store.records import (
     Evidence,
@@ -26,14 +26,7 @@ from digest.store.records import (
 class PgGroupingArea(PgBase):
     def ungrouped(self) -> list[Ungrouped]:
         return [
-            Ungrouped(
-                row["id"],
-                row["source"],
-                row["title"],
-                row["summary_text"],
-                when(row["first_seen"]),
-                dt(row["published"]),
-            )
+            ungrouped_of(row)
             for row in self._rows(
                 "SELECT a.id, s.name AS source, a.title, a.summary_text, a.first_seen, a.published"
                 " FROM articles a JOIN sources s ON s.id = a.source_id WHERE NOT a.grouped ORDER BY a.seq"
@@ -107,15 +100,7 @@ class PgGroupingArea(PgBase):
         if classified_only:
             where.append("a.grouped")
         return [
-            StoryRow(
-                id=row["id"],
-                source=row["source"],
-                title=row["title"],
-                summary_text=row["summary_text"],
-                published=dt(row["published"]),
-                first_seen=when(row["first_seen"]),
-                places=tuple(decoded(row["places"]) or ()),
-            )
+            story_row_of(row)
             for row in self._rows(
                 "SELECT a.id, s.name AS source, a.title, a.summary_text, a.published, a.first_seen, a.places"
                 f" FROM articles a JOIN sources s ON s.id = a.source_id WHERE {' AND '.join(where)}"

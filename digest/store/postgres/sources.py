@@ -11,9 +11,9 @@ from digest import redact
 from digest.dates import utcnow
 from digest.errors import StoreError
 from digest.models import SourceState
-from digest.store.base import dt
 from digest.store.postgres.base import PgBase
 from digest.store.records import SourceSpec, SourceSummary
+from digest.store.sources import source_state_of, source_summary_of
 
 
 class PgSourcesArea(PgBase):
@@ -75,20 +75,7 @@ class PgSourcesArea(PgBase):
         row = self._row("SELECT * FROM sources WHERE name = %s", (name,))
         if row is None:
             raise StoreError(f"no source named {name!r} in the database")
-        return SourceState(
-            name=row["name"],
-            id_name=row["id_name"] or row["name"],
-            url=row["fetch_url"],
-            kind=row["kind"],
-            enabled=bool(row["enabled"]),
-            etag=row["etag"],
-            last_modified=row["last_modified"],
-            last_status=row["last_status"],
-            last_error=row["last_error"],
-            last_fetched=dt(row["last_fetched"]),
-            consecutive_failures=row["consecutive_failures"],
-            next_fetch=dt(row["next_fetch"]),
-        )
+        return source_state_of(row)
 
     def record_fetch(
         self,
@@ -141,16 +128,7 @@ class PgSourcesArea(PgBase):
 
     def source_summaries(self) -> list[SourceSummary]:
         return [
-            SourceSummary(
-                name=row["name"],
-                articles=row["articles"],
-                last_fetched=dt(row["last_fetched"]),
-                last_status=row["last_status"],
-                last_error=row["last_error"],
-                consecutive_failures=row["consecutive_failures"],
-                next_fetch=dt(row["next_fetch"]),
-                removed=dt(row["removed"]),
-            )
+            source_summary_of(row)
             for row in self._rows(
                 "SELECT s.*, (SELECT count(*) FROM articles a WHERE a.source_id = s.id) AS articles"
                 ' FROM sources s ORDER BY s.name COLLATE "C"'
