@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install bytecode run serve test lint typecheck unit bench bench-e2e clean system-deps
+.PHONY: install bytecode run serve test lint typecheck unit bench bench-e2e bench-scale clean system-deps
 
 # Debian packages the end-to-end tests drive: newsboat (a feed reader), chromium, and
 # postgresql (the tests start a throwaway server of their own; Debian keeps its binaries
@@ -58,6 +58,11 @@ bench: bench-e2e
 # ceiling; medians of 3 runs with peak memory, ratios side by side.
 bench-e2e: bytecode
 	$(BIN)/python benchmarks/e2e.py
+
+# Several workers on one PostgreSQL database (a throwaway server of its own): send with 1, 2
+# and 4 processes and 1 on SQLite, pulls with 1 and 2 workers.
+bench-scale: bytecode
+	$(BIN)/python benchmarks/scale.py
 
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
