@@ -300,10 +300,12 @@ def test_db_copy_round_trip_keeps_everything_and_old_links_work(
     assert refused.returncode == 1 and "not empty" in refused.stderr and "Traceback" not in refused.stderr
 
     on_pg = _config(tmp_path, pg, body, name="pg.toml")
-    back = _digest(on_pg, "db", "copy", "--to", f"sqlite:///{tmp_path / 'back.db'}")
-    assert back.returncode == 0, back.stderr
-    again = tmp_path / "again.toml"
+    again = tmp_path / "again.toml"  # back down: a new SQLite file takes the copy --from
     again.write_text(f'[database]\npath = "back.db"\n{body}', encoding="utf-8")
+    back = _digest(again, "db", "copy", "--from", pg)
+    assert back.returncode == 0, back.stderr
+    also = _digest(on_pg, "db", "copy", "--to", f"sqlite:///{tmp_path / 'also.db'}")  # the same, from PG
+    assert also.returncode == 0 and "40 articles" in also.stdout, also.stderr
     for settings in (on_pg, again):
         after = [
             _digest(settings, *command).stdout
