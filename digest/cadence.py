@@ -1,0 +1,71 @@
+"""Each subscriber's rhythm (issue 15, first step): when their digests fall due. Pure logic,
+no I/O: a ``Rhythm`` (daily, weekly or monthly, at a local hour in an IANA time zone, on a
+weekday for weekly) and the due instants it gives, in UTC.
+
+A due time is a local wall-clock time, read as PEP 495's ``fold=0`` reads it: on an
+autumn-back day an hour that happens twice is taken the first time; on a spring-forward
+day an hour that does not exist is read with the offset before the jump, which for the
+usual one-hour gap is the very moment the clocks jump (New York's 02:00 on that day is
+03:00 EDT). Either way each local day (week, month) has exactly one due instant, and due
+instants only move forward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+CADENCES = ("daily", "weekly", "monthly")
+
+
+@dataclass(frozen=True)
+class Rhythm:
+    cadence: str = "weekly"
+    timezone: str = "UTC"
+    hour: int = 8
+    weekday: int = 0  # Monday; weekly only
+
+    def __post_init__(self) -> None:
+        if self.cadence not in CADENCES:
+            raise ValueError(f"{self.cadence!r} is not one of {', '.join(CADENCES)}")
+        if not 0 <= self.hour <= 23:
+            raise ValueError(f"hour {self.hour} is not from 0 to 23")
+        if not 0 <= self.weekday <= 6:
+            raise ValueError(f"weekday {self.weekday} is not from 0 (Monday) to 6 (Sunday)")
+        try:
+            ZoneInfo(self.timezone)  # an unknown zone fails here, not at the first due time
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{self.timezone!r} is not an IANA time zone (such as Europe/London)") from None
+
+    def falls_on(self, day: date) -> bool:
+        if self.cadence == "weekly":
+            return day.weekday() == self.weekday
+        if self.cadence == "monthly":
+            return day.day == 1
+        return True
+
+    def due_on(self, day: date) -> datetime:
+        """The UTC instant of this rhythm's local hour on ``day`` (whether or not it falls on it)."""
+        return datetime.combine(day, time(self.hour), tzinfo=ZoneInfo(self.timezone)).astimezone(UTC)
+
+
+def due_times(rhythm: Rhythm, after: datetime, until: datetime) -> Iterator[datetime]:
+    """The due instants in ``(after, until]``, oldest first (UTC)."""
+    zone = ZoneInfo(rhythm.timezone)
+    day = after.astimezone(zone).date() - timedelta(days=1)  # a due time just after ``after``
+    last = until.astimezone(zone).date() + timedelta(days=1)
+    while day <= last:
+        if rhythm.falls_on(day):
+            due = rhythm.due_on(day)
+            if after < due <= until:
+                yield due
+        day += timedelta(days=1)
+
+
+def last_due(rhythm: Rhythm, now: datetime) -> datetime:
+    """The latest due instant at or before ``now``."""
+    span = {"daily": 2, "weekly": 8, "monthly": 32}[rhythm.cadence]
+    found = list(due_times(rhythm, now - timedelta(days=span), now))
+    return found[-1]

@@ -1,0 +1,87 @@
+"""Each subscriber's rhythm: due instants for daily, weekly and monthly digests at a local
+hour, through DST changes in both directions, as properties over many zones and days."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from digest.cadence import Rhythm, due_times, last_due
+
+ZONES = ["UTC", "Europe/London", "America/New_York", "Asia/Kolkata", "Australia/Sydney", "Pacific/Auckland"]
+
+
+def test_a_weekly_digest_is_due_on_mondays_at_eight_local() -> None:
+    rhythm = Rhythm("weekly", "America/New_York", 8, 0)
+    found = list(due_times(rhythm, datetime(2026, 11, 26, tzinfo=UTC), datetime(2026, 12, 15, tzinfo=UTC)))
+    assert found == [datetime(2026, 11, 30, 13, tzinfo=UTC), datetime(2026, 12, 7, 13, tzinfo=UTC),
+                     datetime(2026, 12, 14, 13, tzinfo=UTC)]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("zone", "day", "hour", "expected"),
+    [
+        ("Europe/London", 29, 1, datetime(2026, 3, 29, 1, tzinfo=UTC)),  # 01:00 does not exist: 02:00 BST
+        ("America/New_York", 8, 2, datetime(2026, 3, 8, 7, tzinfo=UTC)),  # 02:00 does not exist: 03:00 EDT
+    ],
+)
+def test_an_hour_skipped_by_spring_forward_is_due_once_when_the_clocks_jump(
+    zone: str, day: int, hour: int, expected: datetime
+) -> None:
+    rhythm = Rhythm("daily", zone, hour)
+    found = [d for d in due_times(rhythm, datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 31, tzinfo=UTC))
+             if d.astimezone(ZoneInfo(zone)).day == day]  # fmt: skip
+    assert found == [expected]
+
+
+@pytest.mark.parametrize(("zone", "day"), [("Europe/London", 25), ("America/New_York", 1)])
+def test_an_hour_repeated_by_autumn_back_is_due_once(zone: str, day: int) -> None:
+    rhythm = Rhythm("daily", zone, 1)
+    month = 10 if zone == "Europe/London" else 11
+    found = [d for d in due_times(rhythm, datetime(2026, month, 1, tzinfo=UTC) - timedelta(days=3),
+                                  datetime(2026, month, 28, tzinfo=UTC))
+             if d.astimezone(ZoneInfo(zone)).day == day and d.astimezone(ZoneInfo(zone)).month == month]  # fmt: skip
+    assert len(found) == 1 and found[0].astimezone(ZoneInfo(zone)).hour == 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    cadence=st.sampled_from(["daily", "weekly", "monthly"]),
+    zone=st.sampled_from(ZONES),
+    hour=st.integers(0, 23),
+    weekday=st.integers(0, 6),
+    start=st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2028, 1, 1)),
+    days=st.integers(1, 120),
+)
+def test_one_due_instant_per_local_period_ever_forward(
+    cadence: str, zone: str, hour: int, weekday: int, start: datetime, days: int
+) -> None:
+    rhythm = Rhythm(cadence, zone, hour, weekday)
+    after = start.replace(tzinfo=UTC)
+    until = after + timedelta(days=days)
+    found = list(due_times(rhythm, after, until))
+    assert all(after < d <= until for d in found) and found == sorted(set(found))
+    local = [d.astimezone(ZoneInfo(zone)) for d in found]
+    periods = [(x.date() if cadence == "daily" else x.isocalendar()[:2] if cadence == "weekly" else (x.year, x.month))
+               for x in local]  # fmt: skip
+    assert len(periods) == len(set(periods))  # never twice in one day, week or month
+    assert all(x.hour in (hour, (hour + 1) % 24) for x in local)  # the hour, or just past a gap
+    if cadence == "weekly":
+        assert all(x.weekday() == weekday for x in local)
+    if cadence == "monthly":
+        assert all(x.day == 1 for x in local)
+    expected_at_least = {"daily": days - 1, "weekly": days // 7 - 1, "monthly": days // 31 - 1}[cadence]
+    assert len(found) >= expected_at_least  # none missed
+    if found:
+        assert last_due(rhythm, found[-1] + timedelta(seconds=1)) == found[-1]
+
+
+def test_bad_rhythms_are_refused() -> None:
+    for bad in (dict(cadence="hourly"), dict(hour=24), dict(weekday=7), dict(timezone="Mars/Olympus"),
+                dict(timezone="../../etc/passwd")):  # fmt: skip
+        with pytest.raises(ValueError, match=r"hourly|24|7|not an IANA time zone"):
+            Rhythm(**bad)  # type: ignore[arg-type]
