@@ -3,6 +3,7 @@ digest uses; ``open_store`` gives the SQLite store behind it; the records are wh
 out and takes in, with stored JSON already decoded."""
 
 from digest.store.contract import Store
+from digest.store.opener import open_store
 from digest.store.records import (
     SUBSCRIBER_STATUSES,
     DigestRecord,
@@ -24,7 +25,7 @@ from digest.store.records import (
     ThemeCount,
     Ungrouped,
 )
-from digest.store.sqlite import SqliteStore, open_store
+from digest.store.sqlite import SqliteStore
 
 __all__ = [
     "SUBSCRIBER_STATUSES",

@@ -8,7 +8,6 @@ from pathlib import Path
 from digest.errors import StoreError
 from digest.store.articles import ArticlesArea
 from digest.store.base import guarded
-from digest.store.contract import Store
 from digest.store.grouping import GroupingArea
 from digest.store.ledger import LedgerArea
 from digest.store.settings import SettingsArea
@@ -45,16 +44,3 @@ class SqliteStore(
             conn.close()
             raise StoreError(f"{path}: cannot open database: {exc}") from exc
         return store
-
-
-def open_store(
-    target: Path | str, *, password: str | None = None, shared: bool = False, timeout: float | None = None
-) -> Store:
-    """The store for ``target``: a ``postgresql://`` URL (``password``, if given, for it),
-    else a SQLite file. ``shared``: a SQLite connection usable from several threads (a
-    PostgreSQL store always is)."""
-    if isinstance(target, str) and target.startswith(("postgresql://", "postgres://")):
-        from digest.store.postgres import PostgresStore  # psycopg loads only when needed
-
-        return PostgresStore.open(target, password=password or None, timeout=timeout)
-    return SqliteStore.open(target, shared=shared, timeout=timeout)

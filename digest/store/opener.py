@@ -1,0 +1,22 @@
+"""Which store a database location names: a ``postgresql://`` URL (psycopg loads only then),
+else a SQLite file. The one place that knows every backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from digest.store.contract import Store
+from digest.store.sqlite import SqliteStore
+
+
+def open_store(
+    target: Path | str, *, password: str | None = None, shared: bool = False, timeout: float | None = None
+) -> Store:
+    """The store for ``target``: a ``postgresql://`` URL (``password``, if given, for it),
+    else a SQLite file. ``shared``: a SQLite connection usable from several threads (a
+    PostgreSQL store always is)."""
+    if isinstance(target, str) and target.startswith(("postgresql://", "postgres://")):
+        from digest.store.postgres import PostgresStore  # psycopg loads only when needed
+
+        return PostgresStore.open(target, password=password or None, timeout=timeout)
+    return SqliteStore.open(target, shared=shared, timeout=timeout)
