@@ -49,6 +49,11 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
     "sequences": (("name", "text"), ("next", "int")),
 }  # fmt: skip
 
+# What "empty" means for a copy's target: none of these tables has a row, and settings has
+# none but those every new database writes itself.
+DATA_TABLES = ("sources", "articles", "subscribers", "digests", "deliveries", "signups")
+OWN_SETTINGS = ("tokens_bound_since",)
+
 # Tables whose ids come from a sequence, carried in ``sequences``.
 SEQUENCED = ("sources", "subscribers", "signups")
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from digest.errors import StoreError
 from digest.store.base import SqliteBase, iso, stored_time
-from digest.store.tables import TABLES, Row, columns, kinds
+from digest.store.tables import DATA_TABLES, OWN_SETTINGS, TABLES, Row, columns, kinds
 
 # What each plain table is read from, where SQLite keeps it differently.
 _SELECT = {
@@ -23,23 +23,18 @@ _SELECT = {
     ),
     "sequences": "SELECT name, seq + 1 AS next FROM sqlite_sequence",
 }
-# Settings a new database writes itself; they do not make it "not empty".
-_OWN_SETTINGS = ("tokens_bound_since",)
 _AUTOINCREMENT = ("subscribers", "signups")  # the tables SQLite keeps a sequence for
-_DATA_TABLES = ("sources", "articles", "subscribers", "digests", "deliveries", "signups")
 
 
 class TransferArea(SqliteBase):
     def is_empty(self) -> bool:
         """No sources, articles, subscribers, digests or sign-ups, and no settings but those
         every new database has."""
-        for table in _DATA_TABLES:
+        for table in DATA_TABLES:
             if self._value(f"SELECT 1 FROM {table} LIMIT 1") is not None:
                 return False
-        marks = ",".join("?" * len(_OWN_SETTINGS))
-        return (
-            self._value(f"SELECT 1 FROM settings WHERE key NOT IN ({marks}) LIMIT 1", _OWN_SETTINGS) is None
-        )
+        marks = ",".join("?" * len(OWN_SETTINGS))
+        return self._value(f"SELECT 1 FROM settings WHERE key NOT IN ({marks}) LIMIT 1", OWN_SETTINGS) is None
 
     def dump(self) -> Iterator[tuple[str, Iterator[Row]]]:
         """Every table's rows, in load order, from one read transaction."""

@@ -14,11 +14,9 @@ from psycopg import IsolationLevel
 from digest.errors import StoreError
 from digest.store.base import one_line
 from digest.store.postgres.base import Conn, PgBase
-from digest.store.tables import SEQUENCED, TABLES, Row, columns, kinds
+from digest.store.tables import DATA_TABLES, OWN_SETTINGS, SEQUENCED, TABLES, Row, columns, kinds
 
 _ORDER = {"articles": "seq", "deliveries": "digest_id, subscriber_id"}
-_OWN_SETTINGS = ("tokens_bound_since",)
-_DATA_TABLES = ("sources", "articles", "subscribers", "digests", "deliveries", "signups")
 
 
 class PgTransferArea(PgBase):
@@ -39,7 +37,7 @@ class PgTransferArea(PgBase):
     def load(self, tables: Iterable[tuple[str, Iterable[Row]]]) -> None:
         with self._write() as conn:
             # Nobody writes here while the copy checks and fills it.
-            conn.execute(f"LOCK TABLE {', '.join(_DATA_TABLES)}, settings, stories IN EXCLUSIVE MODE")
+            conn.execute(f"LOCK TABLE {', '.join(DATA_TABLES)}, settings, stories IN EXCLUSIVE MODE")
             if not _empty(conn):
                 raise StoreError(f"{self.where}: not empty; copy into a new, empty database")
             sequences: dict[str, int] = {}
@@ -78,10 +76,10 @@ def _guarded(where: str, table: str, rows: Iterator[Row]) -> Iterator[Row]:
 
 
 def _empty(conn: Conn) -> bool:
-    for table in _DATA_TABLES:
+    for table in DATA_TABLES:
         if conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None:
             return False
-    found = conn.execute("SELECT 1 FROM settings WHERE NOT (key = ANY(%s)) LIMIT 1", [list(_OWN_SETTINGS)])
+    found = conn.execute("SELECT 1 FROM settings WHERE NOT (key = ANY(%s)) LIMIT 1", [list(OWN_SETTINGS)])
     return found.fetchone() is None
 
 
