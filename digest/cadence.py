@@ -69,3 +69,60 @@ def last_due(rhythm: Rhythm, now: datetime) -> datetime:
     span = {"daily": 2, "weekly": 8, "monthly": 32}[rhythm.cadence]
     found = list(due_times(rhythm, now - timedelta(days=span), now))
     return found[-1]
+
+
+def next_due(rhythm: Rhythm, after: datetime) -> datetime:
+    """The first due instant strictly after ``after``."""
+    span = {"daily": 2, "weekly": 8, "monthly": 32}[rhythm.cadence]
+    return next(due_times(rhythm, after, after + timedelta(days=span)))
+
+
+def previous_due(rhythm: Rhythm, due: datetime) -> datetime:
+    """The due instant one period before ``due`` (where a newcomer's first digest starts)."""
+    return last_due(rhythm, due - timedelta(microseconds=1))
+
+
+def period_of(rhythm: Rhythm, due: datetime) -> str:
+    """The ledger's name for the period a due instant closes: one digest per name and
+    subscriber, whatever the clock does ("daily:2026-12-03", "weekly:2026-12-07",
+    "monthly:2026-12")."""
+    local = due.astimezone(ZoneInfo(rhythm.timezone)).date()
+    if rhythm.cadence == "monthly":
+        return f"monthly:{local:%Y-%m}"
+    return f"{rhythm.cadence}:{local.isoformat()}"
+
+
+def period_label(period: str) -> str:
+    """What a subject and a heading call a period: "Your daily digest, 3 December", "Week
+    of 30 November" (the week it looks back on), "Your monthly digest, November 2026"."""
+    cadence, _, value = period.partition(":")
+    try:
+        if cadence == "monthly":
+            year, month = (int(part) for part in value.split("-"))
+            last = date(year, month, 1) - timedelta(days=1)
+            return f"Your monthly digest, {last:%B %Y}"
+        day = date.fromisoformat(value)
+    except ValueError:
+        return ""
+    if cadence == "weekly":
+        start = day - timedelta(days=7)
+        return f"Week of {start.day} {start:%B}"
+    return f"Your daily digest, {day.day} {day:%B}" if cadence == "daily" else ""
+
+
+DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def weekday_name(number: int) -> str:
+    return DAY_NAMES[number][:3]
+
+
+def weekday_number(text: str) -> int:
+    """Monday = 0 from a name ("mon", "Tues", "Monday") or an ISO number (1 = Monday … 7 = Sunday)."""
+    word = text.strip().lower()
+    if word.isdigit() and 1 <= int(word) <= 7:
+        return int(word) - 1
+    for number, name in enumerate(DAY_NAMES):
+        if len(word) >= 3 and name.startswith(word):
+            return number
+    raise ValueError(f"weekday {text!r} is not a day of the week (mon … sun, or 1 … 7)")

@@ -456,15 +456,23 @@ def subscribers_export(app: App) -> None:
 @click.option(
     "--since", callback=_since, metavar="ISO", help="Articles first seen since (default: a week ago)."
 )
+@click.option("--at", callback=_since, metavar="ISO", help="As if it were this moment (default: now).")
 @click.option("--format", "fmt", type=click.Choice(["html", "text"]), default="html", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
 @click.pass_obj
-def preview(app: App, for_email: str | None, since: datetime | None, fmt: str, output: Path | None) -> None:
-    """Render a digest and send nothing."""
+def preview(
+    app: App,
+    for_email: str | None,
+    since: datetime | None,
+    at: datetime | None,
+    fmt: str,
+    output: Path | None,
+) -> None:
+    """Render a digest and send nothing (with --for: that subscriber's next digest so far)."""
     from digest.mail.send import preview_body
 
     with app.store() as store:
-        body = preview_body(store, app.settings, email=for_email, since=since, part=fmt)
+        body = preview_body(store, app.settings, email=for_email, since=since, part=fmt, now=at)
     if output is None:
         click.echo(body, nl=False)
     else:
@@ -484,10 +492,17 @@ def preview(app: App, for_email: str | None, since: datetime | None, fmt: str, o
     metavar="ISO",
     help="Every digest starts here instead of at each subscriber's last one.",
 )
+@click.option(
+    "--at",
+    callback=_since,
+    metavar="ISO",
+    help="Act as if it were this moment: send to whoever is due then (catching up, tests).",
+)
 @click.option("--dry-run", is_flag=True, help="Say what would be sent; send nothing, record nothing.")
 @click.pass_obj
-def send(app: App, to_email: str | None, dry_run: bool, since: datetime | None) -> None:
-    """Resume unfinished deliveries, then build and send the new digest."""
+def send(app: App, to_email: str | None, dry_run: bool, since: datetime | None, at: datetime | None) -> None:
+    """Resume unfinished deliveries, then send a digest to every subscriber due now: those on
+    a rhythm of their own whose due time has passed, and those on the site's schedule."""
     import asyncio
 
     from digest.mail.send import dry_run_lines, send_all, send_test_copy
@@ -500,19 +515,21 @@ def send(app: App, to_email: str | None, dry_run: bool, since: datetime | None) 
             click.echo(f"sent a test copy to {to_email} ({where})")
             return
         if dry_run:
-            for line in dry_run_lines(store, app.settings, since):
+            for line in dry_run_lines(store, app.settings, since, at):
                 click.echo(line)
             return
         progress = _Progress() if sys.stderr.isatty() else None
         try:
             reports = asyncio.run(
-                send_all(store, app.settings, progress=progress.step if progress else None, since=since)
+                send_all(
+                    store, app.settings, now=at, progress=progress.step if progress else None, since=since
+                )
             )
         finally:
             if progress:
                 progress.done()
     if not reports:
-        click.echo("nothing to send: no active subscriber has anything new")
+        click.echo("nothing to send: no subscriber due has anything new")
     for report in reports:
         click.echo(report.summary(), err=bool(report.failed or report.deferred))
     if any(r.failed or r.deferred for r in reports):

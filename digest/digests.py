@@ -8,10 +8,11 @@ distinct :class:`Selection` once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from digest.cadence import period_label
 from digest.models import Article
 from digest.store.records import Subscriber
 
@@ -21,17 +22,26 @@ MAX_ITEMS = 60
 
 @dataclass(frozen=True)
 class Selection:
-    """Everything that decides a digest's content: since when, and which regions and themes
-    (empty = everything)."""
+    """Everything that decides a digest's content: since when, which regions and themes
+    (empty = everything), which search topics join it, and the period it closes (a
+    subscriber's own rhythm: its name, see ``cadence.period_of``; None: the site's schedule)."""
 
     since: datetime
     regions: tuple[str, ...] = ()
     themes: tuple[str, ...] = ()
+    topics: tuple[str, ...] = ()
+    period: str | None = None
 
     @classmethod
-    def of(cls, since: datetime, subscriber: Subscriber) -> Selection:
+    def of(cls, since: datetime, subscriber: Subscriber, period: str | None = None) -> Selection:
         """A subscriber's selection from ``since`` (preferences sorted, so equal ones share)."""
-        return cls(since, tuple(sorted(subscriber.regions)), tuple(sorted(subscriber.themes)))
+        return cls(
+            since,
+            tuple(sorted(subscriber.regions)),
+            tuple(sorted(subscriber.themes)),
+            tuple(sorted(subscriber.topics)),
+            period,
+        )
 
     def wants(self, article: Article) -> bool:
         if article.first_seen < self.since:
@@ -65,6 +75,7 @@ class Content:
     count: int = 0
     names: tuple[str, ...] = field(default_factory=tuple)  # section titles, largest first
     shown: int = 0
+    label: str = ""  # the period it covers ("Week of 30 November"), or nothing
 
     @property
     def empty(self) -> bool:
@@ -123,7 +134,8 @@ def build(
         Section(slug, names.get(slug, fallback), tuple(sorted(group, key=_order))) for slug, group in ordered
     )
     shown = sum(1 + len(i.also) for i in items)
-    return Content(built, total, tuple(s.title for s in built), shown)
+    label = period_label(selection.period) if selection.period else ""
+    return Content(built, total, tuple(s.title for s in built), shown, label)
 
 
 def _salience(article: Article) -> tuple[int, str]:
@@ -141,17 +153,5 @@ def subject(content: Content, limit: int = 3) -> str:
     noun = "article" if content.count == 1 else "articles"
     shown = ", ".join(content.names[:limit])
     more = f" and {len(content.names) - limit} more" if len(content.names) > limit else ""
-    return f"{content.count} new {noun}: {shown}{more}" if shown else f"{content.count} new {noun}"
-
-
-def selections(
-    subscribers: Sequence[Subscriber],
-    last: Mapping[int, datetime],
-    until: datetime,
-    since: datetime | None = None,
-) -> dict[int, Selection]:
-    """Each subscriber's selection for a digest cut at ``until``: from their last delivered
-    digest (a newcomer: a week back); ``since`` (an operator's `digest send --since`)
-    replaces every subscriber's own start."""
-    start = newcomer_since(until)
-    return {s.id: Selection.of(since or last.get(s.id, start), s) for s in subscribers}
+    line = f"{content.count} new {noun}: {shown}{more}" if shown else f"{content.count} new {noun}"
+    return f"{content.label} · {line}" if content.label else line

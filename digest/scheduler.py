@@ -6,10 +6,13 @@
   answers asked for. A hanging source holds only its own slot. Of several processes on
   one database, one pulls each source (a claim). Grouping follows in a task of its own,
   one run at a time, by one process at a time (a lease).
-- Digest: a cron job in the configured time zone. The last due time handled is kept in
-  the database, so a restart neither resends nor skips: a digest missed while the process
-  was down is sent once on start, within ``[schedule] grace``. One process plans each
-  digest (a lease); every process helps send it (claimed batches of deliveries).
+- Digest: a cron job in the configured time zone for subscribers on the site's schedule.
+  The last due time handled is kept in the database, so a restart neither resends nor
+  skips: a digest missed while the process was down is sent once on start, within
+  ``[schedule] grace``. Subscribers on a rhythm of their own are looked at each minute
+  (``RHYTHM_TICK``): whoever's due time has passed gets their digest, one per period (the
+  ledger's key), however the process or the clock jumps. One process plans each digest
+  (a lease); every process helps send it (claimed batches of deliveries).
 - Shutdown (SIGTERM, Ctrl-C): the server stops, the digest stops taking new messages but
   records the one in flight, pulls are abandoned (their threads die with the process; a
   half-done transaction rolls back).
@@ -52,6 +55,7 @@ from digest.web import create_app
 log = logging.getLogger("digest")
 PULL_CONCURRENCY = 4
 LAST_DUE = "digest_last_due"
+RHYTHM_TICK = 60.0
 STOP_WITHIN = 8.0
 
 
@@ -162,12 +166,7 @@ class Service:
                     "digest due %s: another process is planning it", to_iso(due), extra={"event": "digest"}
                 )
                 await self._planned_elsewhere()
-            reports = await send_all(
-                worker.store, self.settings, should_stop=self.stopping.is_set, run=worker.run, plan=False
-            )
-            self.last_digest = to_iso(utcnow())
-            for report in reports:
-                log.info("digest %s", report.summary(), extra={"event": "digest", "digest": report.digest_id})
+            await self._send_unfinished()
         except DigestError as exc:
             log.error("digest: %s", exc, extra={"event": "digest"})
 
@@ -184,6 +183,41 @@ class Service:
         digest_id = await worker.call(lambda s: Planner(s, self.settings).create(utcnow()))
         if digest_id is None:
             log.info("digest due %s: nothing new for anyone", to_iso(due), extra={"event": "digest"})
+
+    async def rhythms(self) -> None:
+        """Each tick: the digest of everyone on a rhythm of their own whose due time has
+        passed, planned by one process (the lease; the others skip this tick) and sent by
+        every process that is free to help."""
+        worker = self.worker
+        try:
+            if not await worker.call(lambda s: bool(s.due_subscribers(utcnow()))):
+                return
+            if not await worker.call(lambda s: take_lease(s, PLAN_LEASE, self.holder, PLAN_SECONDS)):
+                return  # another process is planning: it sends, and this one helps next tick
+            try:
+                digest_id = await worker.call(
+                    lambda s: Planner(s, self.settings).create(utcnow(), site_schedule=False)
+                )
+            finally:
+                await worker.call(lambda s: s.release_lease(PLAN_LEASE, self.holder))
+            if digest_id is None:
+                return
+            await self._send_unfinished()
+        except DigestError as exc:
+            log.error("digest: %s", exc, extra={"event": "digest"})
+
+    async def _send_unfinished(self) -> None:
+        """Send (with whichever processes help) every digest with deliveries still to make."""
+        reports = await send_all(
+            self.worker.store,
+            self.settings,
+            should_stop=self.stopping.is_set,
+            run=self.worker.run,
+            plan=False,
+        )
+        self.last_digest = to_iso(utcnow())
+        for report in reports:
+            log.info("digest %s", report.summary(), extra={"event": "digest", "digest": report.digest_id})
 
     async def _planned_elsewhere(self) -> None:
         """Wait until the process planning the digest has let go of the lease (its digest is
@@ -251,6 +285,14 @@ class Service:
             )
         self.scheduler.add_job(
             self.digest, self.trigger, id="digest", max_instances=1, coalesce=True, misfire_grace_time=None
+        )
+        self.scheduler.add_job(
+            self.rhythms,
+            IntervalTrigger(seconds=RHYTHM_TICK),
+            id="rhythms",
+            next_run_time=now,
+            max_instances=1,
+            coalesce=True,
         )
         self.scheduler.add_job(
             self.signups,

@@ -99,7 +99,7 @@ def test_preview_and_send(tmp_path: Path, smtp: SmtpSink) -> None:
     text = run("--config", config, "preview", "--format", "text", "-o", str(tmp_path / "p.txt"), cwd=tmp_path)
     assert text.returncode == 0 and "Unsubscribe:" in (tmp_path / "p.txt").read_text()
     dry = run("--config", config, "send", "--dry-run", cwd=tmp_path)
-    assert "2 of 2 active subscribers have something new" in dry.stdout and smtp.messages == []
+    assert "2 of 2 subscribers due have something new" in dry.stdout and smtp.messages == []
     test_copy = run("--config", config, "send", "--to", "editor@example.org", cwd=tmp_path)
     assert test_copy.returncode == 0 and smtp.recipients() == ["editor@example.org"]
     sent = run("--config", config, "send", cwd=tmp_path)
@@ -240,7 +240,7 @@ def test_a_dry_run_honours_since(tmp_path: Path, smtp: SmtpSink) -> None:
     run("--config", config, "subscribers", "add", "ann@example.org", "--confirmed", cwd=tmp_path)
     assert run("--config", config, "send", cwd=tmp_path).returncode == 0  # ann is up to date
     plain = run("--config", config, "send", "--dry-run", cwd=tmp_path).stdout
-    assert "new digest: 0 of 1 active subscribers have something new" in plain
+    assert "new digest: 0 of 1 subscribers due have something new" in plain
     since = run("--config", config, "send", "--dry-run", "--since", "2000-01-01", cwd=tmp_path).stdout
-    assert "new digest from 2000-01-01 00:00 UTC: 1 of 1 active subscribers have something new" in since
+    assert "new digest from 2000-01-01 00:00 UTC: 1 of 1 subscribers due have something new" in since
     assert len(smtp.messages) == 1  # a dry run sends nothing

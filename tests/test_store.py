@@ -81,7 +81,7 @@ def test_the_identity_migration_keeps_subscribers_ledgers_and_old_unsubscribe_li
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import digest.store.base
-    from digest.dates import utcnow
+    from digest.dates import to_iso, utcnow
     from digest.subscribers import add, bindings, token
     from digest.tokens import BadToken, read, secret_for
 
@@ -94,8 +94,18 @@ def test_the_identity_migration_keeps_subscribers_ledgers_and_old_unsubscribe_li
                 [SubscriberChange(f"{name}@example.org", status=status, created=january)]
             )
         ids = {r.email: r.id for r in store.subscribers()}
-        store.create_digest("d1", utcnow(), [(ids["bob@example.org"], january)])
         secret = secret_for(store, None)
+    with sqlite3.connect(path) as db:  # a ledger row in that release's columns
+        db.execute(
+            "INSERT INTO digests (id, created, until, status) VALUES ('d1', ?, ?, 'sending')",
+            [to_iso(utcnow())] * 2,
+        )
+        db.execute(
+            "INSERT INTO deliveries (digest_id, subscriber_id, since, status, updated)"
+            " VALUES ('d1', ?, ?, 'pending', ?)",
+            [ids["bob@example.org"], to_iso(january), to_iso(utcnow())],
+        )
+    db.close()
     monkeypatch.undo()
     # Links as the last release made them: signed, but bound to nothing but the id.
     old_unsubscribe = _v1_token(secret, {"p": "unsubscribe", "s": ids["bob@example.org"]})

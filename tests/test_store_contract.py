@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from digest.cadence import Rhythm, next_due
 from digest.errors import StoreError
 from digest.models import Article
 from digest.store import (
@@ -448,9 +449,58 @@ def test_subscribers_upsert_status_and_preferences(store: Store) -> None:
         store.set_subscriber_status(ann.id, "sleeping", at=later)
 
 
+def test_rhythms_topics_and_who_is_due(store: Store) -> None:
+    daily = Rhythm("daily", "America/New_York", 7)
+    weekly = Rhythm("weekly", "Europe/London", 9, weekday=4)
+    store.upsert_subscribers(
+        [
+            SubscriberChange("ann@example.org", rhythm=daily, topics=("Laos OR Mekong",), created=T0),
+            SubscriberChange("bob@example.org", rhythm=weekly, created=T0),
+            SubscriberChange("cid@example.org", created=T0),  # the site's schedule
+            SubscriberChange("dan@example.org", status="pending", rhythm=daily, created=T0),
+        ]
+    )
+    ann, bob, cid, dan = (store.subscriber(email=f"{n}@example.org") for n in ("ann", "bob", "cid", "dan"))
+    assert ann and bob and cid and dan
+    assert (ann.rhythm, ann.topics, bob.rhythm, bob.topics, cid.rhythm, cid.next_due) == (
+        daily, ("Laos OR Mekong",), weekly, (), None, None
+    )  # fmt: skip
+    # A new rhythm is next due at its first due time from now.
+    now = datetime.now(UTC)
+    assert ann.next_due is not None and now < ann.next_due <= now + timedelta(days=1)
+    assert next_due(daily, ann.next_due - timedelta(seconds=1)) == ann.next_due  # a due time of hers
+    assert bob.next_due is not None and now < bob.next_due <= now + timedelta(days=7)
+    store.set_next_due([(ann.id, T0), (bob.id, T0 + timedelta(hours=1))])
+    assert store.due_subscribers(T0 - timedelta(seconds=1)) == []
+    assert [s.email for s in store.due_subscribers(T0)] == ["ann@example.org"]  # not pending dan
+    assert [s.email for s in store.due_subscribers(T0 + timedelta(hours=2))] == [
+        "ann@example.org", "bob@example.org"
+    ]  # fmt: skip
+    # Not one whose previous digest is still pending.
+    store.create_digest("d1", T0, [(ann.id, T0, "daily:2026-01-01")])
+    assert [s.email for s in store.due_subscribers(T0 + timedelta(hours=2))] == ["bob@example.org"]
+    store.record_delivery("d1", ann.id, "sent")
+    # One digest per subscriber and period: a second row for a period they had is left out.
+    assert store.create_digest("d2", T0, [(ann.id, T0, "daily:2026-01-01"), (bob.id, T0, "weekly:x")]) == 1
+    assert [p.subscriber.email for p in store.pending_deliveries("d2")] == ["bob@example.org"]
+    assert store.pending_deliveries("d2")[0].period == "weekly:x"
+    assert store.create_digest("d3", T0, [(ann.id, T0, "daily:2026-01-01")]) == 0
+    assert store.digest("d3") is None  # nothing in it: no digest either
+    assert store.last_delivered([ann.id, cid.id]) == {ann.id: T0}
+    # Preferences may change the rhythm (due afresh) and the topics, or leave them.
+    store.set_preferences(ann.id, ["europe"], [], rhythm=weekly, topics=["Mekong"])
+    ann = store.subscriber(email="ann@example.org")
+    assert ann and (ann.rhythm, ann.topics, ann.regions) == (weekly, ("Mekong",), ("europe",))
+    assert ann.next_due is not None and ann.next_due > now
+    store.set_preferences(ann.id, [], [])
+    assert store.subscriber(email="ann@example.org").rhythm == weekly  # type: ignore[union-attr]
+
+
 def test_the_sign_up_queue(store: Store) -> None:
     store.enqueue_signup("ann@example.org", ["europe"], [], now=T0)
-    store.enqueue_signup("bob@example.org", [], ["trade"], now=T0 + timedelta(seconds=1))
+    store.enqueue_signup(
+        "bob@example.org", [], ["trade"], now=T0 + timedelta(seconds=1), rhythm=Rhythm("daily"), topics=["x"]
+    )
     [first] = store.claim_signups(T0, until=T0 + timedelta(minutes=5), limit=5)
     assert (first.email, first.regions, first.attempts, first.subscriber_id) == (
         "ann@example.org",
@@ -474,7 +524,10 @@ def test_the_sign_up_queue(store: Store) -> None:
     store.postpone_signups(T0 + timedelta(days=1), T0 + timedelta(days=2))
     assert {s.next_try for s in store.signups()} == {T0 + timedelta(days=2)}
     store.finish_signup(first.id)
-    assert [s.email for s in store.signups()] == ["bob@example.org"]
+    assert [(s.email, s.rhythm, s.topics) for s in store.signups()] == [
+        ("bob@example.org", Rhythm("daily"), ("x",))
+    ]  # fmt: skip
+    assert first.rhythm is None and first.topics == ()
 
 
 # --- digests and the ledger ---------------------------------------------------------------
@@ -486,7 +539,7 @@ def test_the_ledger(store: Store) -> None:
     )
     ids = {s.email.split("@")[0]: s.id for s in store.subscribers()}
     first_cut, second_cut = T0 + timedelta(days=1), T0 + timedelta(days=8)
-    store.create_digest("d1", first_cut, [(ids["ann"], T0), (ids["bob"], T0), (ids["cid"], T0)])
+    store.create_digest("d1", first_cut, [(ids[n], T0, None) for n in ("ann", "bob", "cid")])
     record = store.digest("d1")
     assert record is not None and (record.until, record.status) == (first_cut, "sending")
     assert store.digest("nope") is None
@@ -505,7 +558,7 @@ def test_the_ledger(store: Store) -> None:
     store.record_delivery("d1", ids["cid"], "sent")
     store.finish_digest("d1")
     assert store.digest("d1").status == "done" and store.unfinished_digests() == []  # type: ignore[union-attr]
-    store.create_digest("d2", second_cut, [(ids["ann"], first_cut)])
+    store.create_digest("d2", second_cut, [(ids["ann"], first_cut, None)])
     store.record_delivery("d2", ids["ann"], "sent")
     assert store.last_delivered() == {ids["ann"]: second_cut, ids["cid"]: first_cut}  # the latest one
     [latest, older] = store.digests()
@@ -516,7 +569,7 @@ def test_the_ledger(store: Store) -> None:
 def test_deliveries_are_claimed_in_batches_and_claims_expire(store: Store) -> None:
     store.upsert_subscribers([SubscriberChange(f"{n}@example.org", created=T0) for n in range(6)])
     ids = sorted(s.id for s in store.subscribers())
-    store.create_digest("d1", T0, [(sid, T0) for sid in ids])
+    store.create_digest("d1", T0, [(sid, T0, None) for sid in ids])
     run = datetime.now(UTC)  # when the workers' runs began
 
     def claim(holder: str, limit: int = 10, seconds: float = 60) -> list[int]:
@@ -642,6 +695,8 @@ CALLS: dict[str, Callable[[Store, Path], Any]] = {
     "upsert_subscribers": lambda s, p: s.upsert_subscribers([SubscriberChange("new@example.org")]),
     "set_subscriber_status": lambda s, p: s.set_subscriber_status(1, "active", at=T0),
     "set_preferences": lambda s, p: s.set_preferences(1, ["europe"], []),
+    "due_subscribers": lambda s, p: s.due_subscribers(T0),
+    "set_next_due": lambda s, p: s.set_next_due([(1, T0)]),
     "delete_subscriber": lambda s, p: s.delete_subscriber("ann@example.org"),
     "enqueue_signup": lambda s, p: s.enqueue_signup("x@example.org", [], [], now=T0),
     "claim_signups": lambda s, p: s.claim_signups(T0, until=T0, limit=1),
@@ -652,7 +707,7 @@ CALLS: dict[str, Callable[[Store, Path], Any]] = {
     "signups": lambda s, p: s.signups(),
     "last_delivered": lambda s, p: s.last_delivered(),
     "subscribers_with_pending": lambda s, p: s.subscribers_with_pending(),
-    "create_digest": lambda s, p: s.create_digest("d2", T0, [(1, T0)]),
+    "create_digest": lambda s, p: s.create_digest("d2", T0, [(1, T0, None)]),
     "digest": lambda s, p: s.digest("d1"),
     "digests": lambda s, p: s.digests(),
     "unfinished_digests": lambda s, p: s.unfinished_digests(),
@@ -685,7 +740,7 @@ def _furnish_store(store: Store) -> None:
     _with_articles(store, 1)
     store.put_setting("k", "v")
     store.upsert_subscribers([SubscriberChange("ann@example.org", created=T0)])
-    store.create_digest("d1", T0, [(1, T0)])
+    store.create_digest("d1", T0, [(1, T0, None)])
     store.enqueue_signup("ann@example.org", [], [], now=T0)
 
 

@@ -7,10 +7,10 @@ Synchronous and database-bound: callers on an event loop run it in a worker thre
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from digest import digests
+from digest import cadence, digests
 from digest.config import Settings
 from digest.digests import Content, Selection, newcomer_since
 from digest.grouping.regions import regions
@@ -21,11 +21,13 @@ from digest.store import DigestRecord, Store, Subscriber
 @dataclass(frozen=True)
 class Plan:
     """A new digest's deliveries: subscriber id → selection, only those with news, and how
-    many distinct selections (each rendered once) they share."""
+    many distinct selections (each rendered once) they share; and when each subscriber it
+    found due on their own rhythm is next due (with news or without)."""
 
     deliveries: dict[int, Selection]
     considered: int
     distinct: int
+    next_due: list[tuple[int, datetime]] = field(default_factory=list)
 
 
 def sample_links(settings: Settings) -> tuple[str, str]:
@@ -48,44 +50,80 @@ class Planner:
         articles = self.store.articles(since=selection.since, until=until)
         return digests.build(articles, selection, self.names, by=self.settings.digest.group_by, limit=limit)
 
-    def selections(self, until: datetime, since: datetime | None = None) -> dict[int, Selection]:
-        """Each active subscriber's selection for a digest cut at ``until`` (``since``: an
-        operator's start for everyone). Not a subscriber whose previous digest is still
-        pending: it goes out first, and the next one starts where it ends, so no article
-        reaches anyone twice however long a server defers."""
-        waiting = self.store.subscribers_with_pending()
-        active = [s for s in self.store.subscribers("active") if s.id not in waiting]
-        return digests.selections(active, self.store.last_delivered(), until, since)
+    def selections(
+        self, until: datetime, since: datetime | None = None, *, site_schedule: bool = True
+    ) -> tuple[dict[int, Selection], list[tuple[int, datetime]]]:
+        """Each subscriber's selection for a digest cut at ``until``, and when those on a
+        rhythm of their own are next due. Chosen: those on the site's schedule (with
+        ``site_schedule``: its cron fired, or the operator sends) and those whose own due
+        time has passed. Each starts at their last delivered digest (a newcomer: one period
+        back; ``since``: an operator's start for everyone). Not a subscriber whose previous
+        digest is still pending: it goes out first, and the next one starts where it ends,
+        so no article reaches anyone twice however long a server defers."""
+        due = self.store.due_subscribers(until)
+        on_site: list[Subscriber] = []
+        if site_schedule:
+            waiting = self.store.subscribers_with_pending()
+            on_site = [
+                s for s in self.store.subscribers("active") if s.rhythm is None and s.id not in waiting
+            ]
+            last = self.store.last_delivered()
+        else:
+            last = self.store.last_delivered([s.id for s in due]) if due else {}
+        chosen = {s.id: Selection.of(since or last.get(s.id, newcomer_since(until)), s) for s in on_site}
+        next_due: list[tuple[int, datetime]] = []
+        for subscriber in due:
+            rhythm = subscriber.rhythm
+            assert rhythm is not None  # due_subscribers gives only those with a rhythm
+            closes = cadence.last_due(rhythm, until)
+            start = since or last.get(subscriber.id) or cadence.previous_due(rhythm, closes)
+            chosen[subscriber.id] = Selection.of(start, subscriber, cadence.period_of(rhythm, closes))
+            next_due.append((subscriber.id, cadence.next_due(rhythm, until)))
+        return chosen, next_due
 
-    def plan(self, until: datetime, since: datetime | None = None) -> Plan:
+    def plan(self, until: datetime, since: datetime | None = None, *, site_schedule: bool = True) -> Plan:
         """The deliveries of a digest cut at ``until``: those whose selection has news."""
-        chosen = self.selections(until, since)
+        chosen, next_due = self.selections(until, since, site_schedule=site_schedule)
         contents: dict[Selection, Content] = {}
         for selection in chosen.values():
             if selection not in contents:
                 contents[selection] = self.content(selection, until)
         news = {sid: sel for sid, sel in chosen.items() if not contents[sel].empty}
-        return Plan(news, len(chosen), len({sel for sel in news.values()}))
+        return Plan(news, len(chosen), len({sel for sel in news.values()}), next_due)
 
-    def create(self, until: datetime, since: datetime | None = None) -> str | None:
-        """Plan a digest and record it with its pending deliveries; None when nobody has news."""
-        plan = self.plan(until, since)
-        if not plan.deliveries:
-            return None
-        digest_id = base_id = until.strftime("%Y%m%dT%H%M%SZ")
-        for n in range(2, 100):
-            if self.store.digest(digest_id) is None:
-                break
-            digest_id = f"{base_id}-{n}"
-        self.store.create_digest(digest_id, until, [(sid, sel.since) for sid, sel in plan.deliveries.items()])
+    def create(
+        self, until: datetime, since: datetime | None = None, *, site_schedule: bool = True
+    ) -> str | None:
+        """Plan a digest and record it with its pending deliveries; None when nobody has news
+        (or every period in it was had already). Those due on their own rhythm are then next
+        due at their next due time; a crash in between only plans them again, and the
+        ledger keeps one digest per subscriber and period."""
+        plan = self.plan(until, since, site_schedule=site_schedule)
+        digest_id: str | None = None
+        if plan.deliveries:
+            digest_id = base_id = until.strftime("%Y%m%dT%H%M%SZ")
+            for n in range(2, 100):
+                if self.store.digest(digest_id) is None:
+                    break
+                digest_id = f"{base_id}-{n}"
+            rows = [(sid, sel.since, sel.period) for sid, sel in plan.deliveries.items()]
+            if not self.store.create_digest(digest_id, until, rows):
+                digest_id = None
+        if plan.next_due:
+            self.store.set_next_due(plan.next_due)
         return digest_id
 
     def for_subscriber(
         self, subscriber: Subscriber, until: datetime, since: datetime | None = None
     ) -> Selection:
-        """The selection of this subscriber's next digest (a preview of it)."""
-        start = since or self.store.last_delivered().get(subscriber.id, newcomer_since(until))
-        return Selection.of(start, subscriber)
+        """The selection of this subscriber's next digest, with what has come in up to
+        ``until`` (a preview of it)."""
+        last = self.store.last_delivered([subscriber.id]).get(subscriber.id)
+        if subscriber.rhythm is None:
+            return Selection.of(since or last or newcomer_since(until), subscriber)
+        closes = cadence.next_due(subscriber.rhythm, until)
+        start = since or last or cadence.previous_due(subscriber.rhythm, closes)
+        return Selection.of(start, subscriber, cadence.period_of(subscriber.rhythm, closes))
 
     def web_copy(self, digest: DigestRecord) -> Content:
         """A past digest as the web shows it: everything of its week, nothing cut."""

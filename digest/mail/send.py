@@ -84,11 +84,16 @@ class Mailer:
             f"{base}/preferences/{token(self.secret, 'preferences', subscriber)}",
         )
 
-    async def plan(self, now: datetime | None = None, since: datetime | None = None) -> str | None:
-        """Create the next digest and its pending ledger rows; None when nobody has news.
-        ``since`` makes every subscriber's digest start there instead of at their last one."""
+    async def plan(
+        self, now: datetime | None = None, since: datetime | None = None, *, site_schedule: bool = True
+    ) -> str | None:
+        """Create the digest of everyone due at ``now`` and its pending ledger rows; None when
+        nobody has news. ``since`` makes every subscriber's digest start there instead of at
+        their last one; ``site_schedule``: those on the site's schedule are due too."""
         until = now or utcnow()
-        return await self.run(self.planner.create, until, since)  # type: ignore[no-any-return]
+        return await self.run(  # type: ignore[no-any-return]
+            self.planner.create, until, since, site_schedule=site_schedule
+        )
 
     def _prepared(self, selection: Selection, until: datetime, digest_id: str) -> compose.Prepared | None:
         content = self.planner.content(selection, until)
@@ -130,7 +135,7 @@ class Mailer:
                 await self.run(self._record, digest_id, delivery, "failed", reply="unsubscribed")
                 report.skipped += 1
                 return
-            selection = Selection.of(delivery.since, delivery.subscriber)
+            selection = Selection.of(delivery.since, delivery.subscriber, delivery.period)
             if selection not in rendered:
                 rendered[selection] = await self.run(self._prepared, selection, digest.until, digest_id)
             body = rendered[selection]
@@ -302,10 +307,14 @@ async def send_all(
     since: datetime | None = None,
     run: Run = in_place,
     plan: bool = True,
+    site_schedule: bool = True,
 ) -> list[Report]:
-    """Resume unfinished digests, then (with ``plan``) plan a new one and send it; a report
-    per digest. Other processes on the database may be doing the same: one plans at a time
-    (the others wait, then help send what it planned), and they share the deliveries."""
+    """Resume unfinished digests, then (with ``plan``) plan the digest of everyone due at
+    ``now`` and send it; a report per digest. Due: those whose own rhythm's due time has
+    passed, and (with ``site_schedule``: the operator sends, or the site's cron fired) those
+    on the site's schedule. Other processes on the database may be doing the same: one
+    plans at a time (the others wait, then help send what it planned), and they share the
+    deliveries."""
     if run is in_place and store.networked:
         # Each write waits on the server: made from a thread of their own, the messages in
         # flight go on meanwhile. One thread, so the store sees its calls one at a time.
@@ -318,7 +327,7 @@ async def send_all(
 
             return await send_all(
                 store, settings, now=now, transport=transport, progress=progress,
-                should_stop=should_stop, since=since, run=threaded, plan=plan,
+                should_stop=should_stop, since=since, run=threaded, plan=plan, site_schedule=site_schedule,
             )  # fmt: skip
     mailer: Mailer = await run(Mailer, store, settings)
     mailer.run = run
@@ -340,7 +349,7 @@ async def send_all(
                     return reports
                 await asyncio.sleep(0.25)  # another process is planning: its digest is ours to help send
             try:
-                await mailer.plan(now, since)
+                await mailer.plan(now, since, site_schedule=site_schedule)
             finally:
                 await run(store.release_lease, PLAN_LEASE, holder)
             await unfinished()
@@ -392,14 +401,20 @@ async def send_test_copy(store: Store, settings: Settings, email: str, since: da
 
 
 def preview_body(
-    store: Store, settings: Settings, *, email: str | None, since: datetime | None, part: str = "html"
+    store: Store,
+    settings: Settings,
+    *,
+    email: str | None,
+    since: datetime | None,
+    part: str = "html",
+    now: datetime | None = None,
 ) -> str:
     """The digest ``email`` (a subscriber) would get now, or the everything-digest of the last
     week (or since ``since``), as ``part`` (html or text); SendError-free, sends nothing."""
     from digest.subscribers import normalise_email
 
     planner = Planner(store, settings)
-    now = utcnow()
+    now = now or utcnow()
     selection, address = Selection(since or newcomer_since(now)), "a subscriber"
     if email:
         subscriber = store.subscriber(email=normalise_email(email))
@@ -414,17 +429,19 @@ def preview_body(
     return rendered.filled(part, email=address, unsubscribe_url=unsubscribe, preferences_url=preferences)
 
 
-def dry_run_lines(store: Store, settings: Settings, since: datetime | None = None) -> list[str]:
-    """What `digest send` (with ``since``, as `--since` says) would do now, doing nothing."""
+def dry_run_lines(
+    store: Store, settings: Settings, since: datetime | None = None, now: datetime | None = None
+) -> list[str]:
+    """What `digest send` (with ``since``, as `--since` says) would do at ``now``, doing nothing."""
     planner = Planner(store, settings)
     lines = [
         f"digest {d.id}: {len(store.pending_deliveries(d.id))} deliveries to resume"
         for d in store.unfinished_digests()
     ]
-    plan = planner.plan(utcnow(), since)
+    plan = planner.plan(now or utcnow(), since)
     start = f" from {since:%Y-%m-%d %H:%M} UTC" if since else ""
     lines.append(
-        f"new digest{start}: {len(plan.deliveries)} of {plan.considered} active subscribers have something"
+        f"new digest{start}: {len(plan.deliveries)} of {plan.considered} subscribers due have something"
         f" new ({plan.distinct} distinct selections)"
     )
     return lines

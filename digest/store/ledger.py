@@ -3,30 +3,35 @@ before any SMTP work and as sent or failed right after, each in its own transact
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from digest.dates import from_iso, to_iso, utcnow
-from digest.store.base import Row, SqliteBase, when
+from digest.store.base import Row, SqliteBase, in_chunks, when
 from digest.store.records import DigestRecord, DigestSummary, PendingDelivery
 from digest.store.subscribers import subscriber_of
 
 PENDING_SELECT = (
-    "SELECT s.*, l.since, l.attempts AS delivery_attempts"
+    "SELECT s.*, l.since, l.period, l.attempts AS delivery_attempts"
     " FROM deliveries l JOIN subscribers s ON s.id = l.subscriber_id"
 )
 
 
 class LedgerArea(SqliteBase):
-    def last_delivered(self) -> dict[int, datetime]:
-        """Subscriber id → the cut-off time of the latest digest they were sent."""
-        return {
-            int(row[0]): from_iso(row[1])
-            for row in self._rows(
-                "SELECT l.subscriber_id, max(d.until) FROM deliveries l JOIN digests d ON d.id = l.digest_id"
-                " WHERE l.status = 'sent' GROUP BY l.subscriber_id"
-            )
-        }
+    def last_delivered(self, subscriber_ids: Sequence[int] | None = None) -> dict[int, datetime]:
+        """Subscriber id → the cut-off time of the latest digest they were sent (of every
+        subscriber, or of those named)."""
+        sql = (
+            "SELECT l.subscriber_id, max(d.until) FROM deliveries l JOIN digests d ON d.id = l.digest_id"
+            " WHERE l.status = 'sent'{} GROUP BY l.subscriber_id"
+        )
+        if subscriber_ids is None:
+            return {int(row[0]): from_iso(row[1]) for row in self._rows(sql.format(""))}
+        found: dict[int, datetime] = {}
+        for chunk, marks in in_chunks(list(subscriber_ids)):
+            rows = self._rows(sql.format(f" AND l.subscriber_id IN ({marks})"), chunk)
+            found.update({int(row[0]): from_iso(row[1]) for row in rows})
+        return found
 
     def subscribers_with_pending(self) -> set[int]:
         """Subscribers with a delivery still pending (deferred by the server, or unsent)."""
@@ -36,9 +41,11 @@ class LedgerArea(SqliteBase):
         }
 
     def create_digest(
-        self, digest_id: str, until: datetime, deliveries: Iterable[tuple[int, datetime]]
-    ) -> None:
-        """A digest and its pending ledger rows (subscriber id, since), in one transaction."""
+        self, digest_id: str, until: datetime, deliveries: Iterable[tuple[int, datetime, str | None]]
+    ) -> int:
+        """A digest and its pending ledger rows (subscriber id, since, period), in one
+        transaction; how many rows it holds. A row for a period the subscriber already has
+        a digest for is left out (none at all: no digest either)."""
         now = to_iso(utcnow())
         with self._write() as conn:
             conn.execute(
@@ -46,10 +53,16 @@ class LedgerArea(SqliteBase):
                 (digest_id, now, to_iso(until)),
             )
             conn.executemany(
-                "INSERT INTO deliveries (digest_id, subscriber_id, since, status, updated)"
-                " VALUES (?, ?, ?, 'pending', ?)",
-                [(digest_id, sid, to_iso(since), now) for sid, since in deliveries],
+                "INSERT OR IGNORE INTO deliveries (digest_id, subscriber_id, since, period, status, updated)"
+                " VALUES (?, ?, ?, ?, 'pending', ?)",
+                [(digest_id, sid, to_iso(since), period, now) for sid, since, period in deliveries],
             )
+            count = int(
+                conn.execute("SELECT count(*) FROM deliveries WHERE digest_id = ?", [digest_id]).fetchone()[0]
+            )
+            if not count:
+                conn.execute("DELETE FROM digests WHERE id = ?", [digest_id])
+        return count
 
     def digest(self, digest_id: str) -> DigestRecord | None:
         row = self._row("SELECT * FROM digests WHERE id = ?", [digest_id])
@@ -201,7 +214,9 @@ class LedgerArea(SqliteBase):
 
 def pending_of(row: Row) -> PendingDelivery:
     """A ledger row still to send (:data:`PENDING_SELECT`'s columns)."""
-    return PendingDelivery(subscriber_of(row), when(row["since"]), int(row["delivery_attempts"]))
+    return PendingDelivery(
+        subscriber_of(row), when(row["since"]), int(row["delivery_attempts"]), row["period"]
+    )
 
 
 def digest_of(row: Row) -> DigestRecord:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from digest.cadence import Rhythm
+
 SUBSCRIBER_STATUSES = ("pending", "active", "unsubscribed", "bounced")
 
 
@@ -156,6 +158,9 @@ class Subscriber:
     unsubscribed: datetime | None = None
     bounces: int = 0
     pending_since: datetime | None = None  # when the current sign-up began (confirm links bind to it)
+    rhythm: Rhythm | None = None  # None: the site's schedule, [schedule] digest_cron
+    topics: tuple[str, ...] = ()  # search queries whose matches join the digest
+    next_due: datetime | None = None  # with a rhythm: when the next digest falls due
 
 
 @dataclass(frozen=True)
@@ -172,6 +177,8 @@ class SubscriberChange:
     confirmed: datetime | None = None
     unsubscribed: datetime | None = None
     pending_since: datetime | None = None
+    rhythm: Rhythm | None = None  # a new rhythm also sets when the next digest is due
+    topics: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -186,6 +193,8 @@ class Signup:
     attempts: int
     next_try: datetime
     last_error: str | None = None
+    rhythm: Rhythm | None = None
+    topics: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -214,3 +223,4 @@ class PendingDelivery:
     subscriber: Subscriber
     since: datetime
     attempts: int
+    period: str | None = None  # cadence.period_of's name, None for the site's schedule

@@ -321,6 +321,20 @@ def _pending_order(db: sqlite3.Connection) -> None:
     )
 
 
+def _rhythms(db: sqlite3.Connection) -> None:
+    # Each subscriber's own rhythm (NULL cadence: the site's digest_cron), their search
+    # topics, and when their next digest falls due, indexed so a tick finds who is due
+    # without reading everyone. A delivery names the period it closes: one per subscriber.
+    for table in ("subscribers", "signups"):
+        for column in ("cadence TEXT", "timezone TEXT", "hour INTEGER", "weekday INTEGER"):
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+        db.execute(f"ALTER TABLE {table} ADD COLUMN topics TEXT NOT NULL DEFAULT '[]'")
+    db.execute("ALTER TABLE subscribers ADD COLUMN next_due TEXT")
+    db.execute("CREATE INDEX subscribers_due ON subscribers(status, next_due)")
+    db.execute("ALTER TABLE deliveries ADD COLUMN period TEXT")
+    db.execute("CREATE UNIQUE INDEX deliveries_period ON deliveries(subscriber_id, period)")
+
+
 # Append-only: a released migration is never edited, a change is a new entry.
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_initial", _initial),
@@ -337,4 +351,5 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0012_claims", _claims),
     ("0013_rate_hits", _rate_hits),
     ("0014_pending_order", _pending_order),
+    ("0015_rhythms", _rhythms),
 ]

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from digest.cadence import Rhythm, next_due
 from digest.dates import to_iso, utcnow
 from digest.errors import StoreError
 from digest.store.base import Row, SqliteBase, decoded, dt, in_chunks, iso, stored_time, when
@@ -44,7 +45,7 @@ class SubscribersArea(SqliteBase):
         now = utcnow()
         with self._write() as conn:
             for change in changes:
-                values = _columns(change)
+                values = _columns(change, now)
                 if change.status is not None and change.status not in SUBSCRIBER_STATUSES:
                     raise StoreError(f"{change.email}: {change.status!r} is not a subscriber status")
                 known = conn.execute("SELECT id FROM subscribers WHERE email = ?", [change.email]).fetchone()
@@ -82,11 +83,40 @@ class SubscribersArea(SqliteBase):
         with self._write() as conn:
             conn.execute(f"UPDATE subscribers SET {', '.join(sets)} WHERE id = ?", [*args, subscriber_id])
 
-    def set_preferences(self, subscriber_id: int, regions: Sequence[str], themes: Sequence[str]) -> None:
+    def set_preferences(
+        self,
+        subscriber_id: int,
+        regions: Sequence[str],
+        themes: Sequence[str],
+        *,
+        rhythm: Rhythm | None = None,
+        topics: Sequence[str] | None = None,
+    ) -> None:
+        """Regions and themes; with ``rhythm`` and ``topics``, those too (a new rhythm's
+        next digest falls due at its first due time from now)."""
+        values = {"regions": json.dumps(list(regions)), "themes": json.dumps(list(themes))}
+        values.update(_choices(rhythm, topics, utcnow()))
+        sets = ", ".join(f"{column} = ?" for column in values)
         with self._write() as conn:
-            conn.execute(
-                "UPDATE subscribers SET regions = ?, themes = ? WHERE id = ?",
-                (json.dumps(list(regions)), json.dumps(list(themes)), subscriber_id),
+            conn.execute(f"UPDATE subscribers SET {sets} WHERE id = ?", [*values.values(), subscriber_id])
+
+    def due_subscribers(self, now: datetime) -> list[Subscriber]:
+        """Active subscribers with a rhythm of their own whose next digest is due at ``now``,
+        but not one whose previous digest is still pending (it goes out first)."""
+        rows = self._rows(
+            "SELECT * FROM subscribers s WHERE s.status = 'active' AND s.next_due <= ?"
+            " AND NOT EXISTS (SELECT 1 FROM deliveries l"
+            " WHERE l.subscriber_id = s.id AND l.status = 'pending')"
+            " ORDER BY s.next_due, s.id",
+            [to_iso(now)],
+        )
+        return [subscriber_of(row) for row in rows]
+
+    def set_next_due(self, due: Sequence[tuple[int, datetime]]) -> None:
+        """When each subscriber's next digest falls due (subscriber id, due time)."""
+        with self._write() as conn:
+            conn.executemany(
+                "UPDATE subscribers SET next_due = ? WHERE id = ?", [(to_iso(at), sid) for sid, at in due]
             )
 
     def delete_subscriber(self, email: str) -> bool:
@@ -96,12 +126,27 @@ class SubscribersArea(SqliteBase):
     # --- the web form's sign-ups ---------------------------------------------------------
 
     def enqueue_signup(
-        self, email: str, regions: Sequence[str], themes: Sequence[str], *, now: datetime
+        self,
+        email: str,
+        regions: Sequence[str],
+        themes: Sequence[str],
+        *,
+        now: datetime,
+        rhythm: Rhythm | None = None,
+        topics: Sequence[str] = (),
     ) -> None:
+        values = {
+            "email": email,
+            "regions": json.dumps(list(regions)),
+            "themes": json.dumps(list(themes)),
+            "created": to_iso(now),
+            "next_try": to_iso(now),
+            **_choices(rhythm, topics, None),
+        }
         with self._write() as conn:
             conn.execute(
-                "INSERT INTO signups (email, regions, themes, created, next_try) VALUES (?, ?, ?, ?, ?)",
-                (email, json.dumps(list(regions)), json.dumps(list(themes)), to_iso(now), to_iso(now)),
+                f"INSERT INTO signups ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+                list(values.values()),
             )
 
     def claim_signups(self, now: datetime, *, until: datetime, limit: int) -> list[Signup]:
@@ -141,7 +186,48 @@ class SubscribersArea(SqliteBase):
         return [signup_of(row) for row in self._rows("SELECT * FROM signups ORDER BY id")]
 
 
-def _columns(change: SubscriberChange) -> dict[str, Any]:
+def choice_columns(
+    rhythm: Rhythm | None, topics: Sequence[str] | None, now: datetime | None
+) -> dict[str, Any]:
+    """The columns a rhythm and topics are stored in (None: left as they are; topics as JSON
+    text); with ``now``, the rhythm's next due time from then."""
+    values: dict[str, Any] = {}
+    if rhythm is not None:
+        values.update(rhythm_columns(rhythm))
+        if now is not None:
+            values["next_due"] = next_due(rhythm, now)
+    if topics is not None:
+        values["topics"] = json.dumps(list(topics))
+    return values
+
+
+def rhythm_columns(rhythm: Rhythm) -> dict[str, Any]:
+    return {
+        "cadence": rhythm.cadence,
+        "timezone": rhythm.timezone,
+        "hour": rhythm.hour,
+        "weekday": rhythm.weekday,
+    }
+
+
+def rhythm_of(row: Row) -> Rhythm | None:
+    """The rhythm a row's columns hold; None for the site's schedule (or one no longer valid,
+    such as a time zone the system's database dropped: the site's schedule then applies)."""
+    if not row["cadence"]:
+        return None
+    try:
+        return Rhythm(row["cadence"], row["timezone"], int(row["hour"]), int(row["weekday"]))
+    except (TypeError, ValueError):
+        return None
+
+
+def _choices(rhythm: Rhythm | None, topics: Sequence[str] | None, now: datetime | None) -> dict[str, Any]:
+    """:func:`choice_columns` as SQLite stores them (times as ISO text)."""
+    values = choice_columns(rhythm, topics, now)
+    return {k: to_iso(v) if isinstance(v, datetime) else v for k, v in values.items()}
+
+
+def _columns(change: SubscriberChange, now: datetime) -> dict[str, Any]:
     values: dict[str, Any] = {
         "status": change.status,
         "regions": json.dumps(list(change.regions)) if change.regions is not None else None,
@@ -151,6 +237,7 @@ def _columns(change: SubscriberChange) -> dict[str, Any]:
         "unsubscribed": iso(change.unsubscribed),
         "pending_since": iso(change.pending_since),
     }
+    values.update(_choices(change.rhythm, change.topics, now))
     return {column: value for column, value in values.items() if value is not None}
 
 
@@ -167,6 +254,9 @@ def subscriber_of(row: Row) -> Subscriber:
         bounces=int(row["bounces"]),
         # sqlite3.Row: "in" looks at values, keys() at columns (absent before migration 0007)
         pending_since=dt(row["pending_since"]) if "pending_since" in row.keys() else None,  # noqa: SIM118
+        rhythm=rhythm_of(row) if "cadence" in row.keys() else None,  # noqa: SIM118
+        topics=tuple(decoded(row["topics"])) if "topics" in row.keys() else (),  # noqa: SIM118
+        next_due=dt(row["next_due"]) if "next_due" in row.keys() else None,  # noqa: SIM118
     )
 
 
@@ -180,4 +270,6 @@ def signup_of(row: Row) -> Signup:
         attempts=int(row["attempts"]),
         next_try=when(row["next_try"]),
         last_error=row["last_error"],
+        rhythm=rhythm_of(row),
+        topics=tuple(decoded(row["topics"])),
     )

@@ -34,16 +34,19 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
     "subscribers": (
         ("id", "int"), ("email", "text"), ("status", "text"), ("regions", "json"), ("themes", "json"),
         ("created", "time"), ("confirmed", "time"), ("unsubscribed", "time"), ("bounces", "int"),
-        ("pending_since", "time"),
+        ("pending_since", "time"), ("cadence", "text"), ("timezone", "text"), ("hour", "int"),
+        ("weekday", "int"), ("topics", "json"), ("next_due", "time"),
     ),
     "digests": (("id", "text"), ("created", "time"), ("until", "time"), ("status", "text")),
     "deliveries": (
         ("digest_id", "text"), ("subscriber_id", "int"), ("since", "time"), ("status", "text"),
         ("attempts", "int"), ("message_id", "text"), ("reply", "text"), ("updated", "time"),
+        ("period", "text"),
     ),
     "signups": (
         ("id", "int"), ("email", "text"), ("regions", "json"), ("themes", "json"), ("created", "time"),
         ("subscriber_id", "int"), ("attempts", "int"), ("next_try", "time"), ("last_error", "text"),
+        ("cadence", "text"), ("timezone", "text"), ("hour", "int"), ("weekday", "int"), ("topics", "json"),
     ),
     "settings": (("key", "text"), ("value", "text")),
     "sequences": (("name", "text"), ("next", "int")),

@@ -4,7 +4,7 @@ a dead worker's claims expire and another takes them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from digest.store.base import when
@@ -14,12 +14,15 @@ from digest.store.records import DigestRecord, DigestSummary, PendingDelivery
 
 
 class PgLedgerArea(PgBase):
-    def last_delivered(self) -> dict[int, datetime]:
+    def last_delivered(self, subscriber_ids: Sequence[int] | None = None) -> dict[int, datetime]:
+        only = "" if subscriber_ids is None else " AND l.subscriber_id = ANY(%s)"
         return {
             int(row["subscriber_id"]): when(row["until"])
             for row in self._rows(
                 "SELECT l.subscriber_id, max(d.until) AS until FROM deliveries l"
-                " JOIN digests d ON d.id = l.digest_id WHERE l.status = 'sent' GROUP BY l.subscriber_id"
+                f" JOIN digests d ON d.id = l.digest_id WHERE l.status = 'sent'{only}"
+                " GROUP BY l.subscriber_id",
+                [] if subscriber_ids is None else [list(subscriber_ids)],
             )
         }
 
@@ -30,23 +33,27 @@ class PgLedgerArea(PgBase):
         }
 
     def create_digest(
-        self, digest_id: str, until: datetime, deliveries: Iterable[tuple[int, datetime]]
-    ) -> None:
+        self, digest_id: str, until: datetime, deliveries: Iterable[tuple[int, datetime, str | None]]
+    ) -> int:
+        rows = list(deliveries)
         with self._write() as conn:
             now = when(conn.execute("SELECT now() AS now").fetchone()["now"])  # type: ignore[index]
             conn.execute(
                 "INSERT INTO digests (id, created, until, status) VALUES (%s, %s, %s, 'sending')",
                 (digest_id, now, until),
             )
-            with (
-                conn.cursor() as cursor,
-                cursor.copy(
-                    "COPY deliveries (digest_id, subscriber_id, since, status, updated) FROM STDIN"
-                ) as copy,
-            ):
-                for subscriber_id, since in deliveries:
-                    copy.write_row((digest_id, subscriber_id, since, "pending", now))
+            # One statement for the lot; a period the subscriber already has is left out.
+            count = conn.execute(
+                "INSERT INTO deliveries (digest_id, subscriber_id, since, period, status, updated)"
+                " SELECT %s, u.sid, u.since, u.period, 'pending', %s"
+                " FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[]) AS u(sid, since, period)"
+                " ON CONFLICT DO NOTHING",
+                (digest_id, now, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]),
+            ).rowcount
+            if not count:
+                conn.execute("DELETE FROM digests WHERE id = %s", [digest_id])
             self._changed(conn)
+        return count
 
     def digest(self, digest_id: str) -> DigestRecord | None:
         row = self._row("SELECT * FROM digests WHERE id = %s", [digest_id])

@@ -141,9 +141,26 @@ _INITIAL = [
     "INSERT INTO changes (id, counter) VALUES (1, 0)",
 ]
 
+# Each subscriber's own rhythm (NULL cadence: the site's digest_cron), their search topics,
+# and when their next digest falls due (indexed: a tick reads only who is due). A delivery
+# names the period it closes, one per subscriber.
+_RHYTHMS = [
+    *(
+        f"ALTER TABLE {table} ADD COLUMN cadence TEXT CHECK (cadence IN ('daily', 'weekly', 'monthly')),"
+        " ADD COLUMN timezone TEXT, ADD COLUMN hour SMALLINT, ADD COLUMN weekday SMALLINT,"
+        " ADD COLUMN topics JSONB NOT NULL DEFAULT '[]'"
+        for table in ("subscribers", "signups")
+    ),
+    "ALTER TABLE subscribers ADD COLUMN next_due TIMESTAMPTZ",
+    "CREATE INDEX subscribers_due ON subscribers(status, next_due)",
+    "ALTER TABLE deliveries ADD COLUMN period TEXT",
+    "CREATE UNIQUE INDEX deliveries_period ON deliveries(subscriber_id, period)",
+]
+
 # Append-only: a released migration is never edited, a change is a new entry.
 MIGRATIONS: list[tuple[str, list[str]]] = [
     ("0001_initial", _INITIAL),
+    ("0002_rhythms", _RHYTHMS),
 ]
 
 

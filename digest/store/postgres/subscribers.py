@@ -8,13 +8,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from digest.cadence import Rhythm
 from digest.dates import utcnow
 from digest.errors import StoreError
 from digest.store.postgres.base import PgBase
 from digest.store.records import SUBSCRIBER_STATUSES, Signup, Subscriber, SubscriberChange
-from digest.store.subscribers import STATUS_TIMES, signup_of, subscriber_of
+from digest.store.subscribers import STATUS_TIMES, choice_columns, signup_of, subscriber_of
 
-_JSON = {"regions", "themes"}
+_JSON = {"regions", "themes", "topics"}
 
 
 class PgSubscribersArea(PgBase):
@@ -42,7 +43,7 @@ class PgSubscribersArea(PgBase):
             for change in changes:
                 if change.status is not None and change.status not in SUBSCRIBER_STATUSES:
                     raise StoreError(f"{change.email}: {change.status!r} is not a subscriber status")
-                values = _columns(change)
+                values = _columns(change, now)
                 known = conn.execute(
                     "SELECT id FROM subscribers WHERE lower(email) = lower(%s) FOR UPDATE", [change.email]
                 ).fetchone()
@@ -78,11 +79,35 @@ class PgSubscribersArea(PgBase):
         with self._write() as conn:
             conn.execute(f"UPDATE subscribers SET {', '.join(sets)} WHERE id = %s", [*args, subscriber_id])
 
-    def set_preferences(self, subscriber_id: int, regions: Sequence[str], themes: Sequence[str]) -> None:
+    def set_preferences(
+        self,
+        subscriber_id: int,
+        regions: Sequence[str],
+        themes: Sequence[str],
+        *,
+        rhythm: Rhythm | None = None,
+        topics: Sequence[str] | None = None,
+    ) -> None:
+        values = {"regions": json.dumps(list(regions)), "themes": json.dumps(list(themes))}
+        values.update(choice_columns(rhythm, topics, utcnow()))
+        sets = ", ".join(f"{column} = {_mark(column)}" for column in values)
         with self._write() as conn:
-            conn.execute(
-                "UPDATE subscribers SET regions = %s::jsonb, themes = %s::jsonb WHERE id = %s",
-                (json.dumps(list(regions)), json.dumps(list(themes)), subscriber_id),
+            conn.execute(f"UPDATE subscribers SET {sets} WHERE id = %s", [*values.values(), subscriber_id])
+
+    def due_subscribers(self, now: datetime) -> list[Subscriber]:
+        rows = self._rows(
+            "SELECT * FROM subscribers s WHERE s.status = 'active' AND s.next_due <= %s"
+            " AND NOT EXISTS (SELECT 1 FROM deliveries l"
+            " WHERE l.subscriber_id = s.id AND l.status = 'pending')"
+            " ORDER BY s.next_due, s.id",
+            [now],
+        )
+        return [subscriber_of(row) for row in rows]
+
+    def set_next_due(self, due: Sequence[tuple[int, datetime]]) -> None:
+        with self._write() as conn, conn.cursor() as cursor:
+            cursor.executemany(
+                "UPDATE subscribers SET next_due = %s WHERE id = %s", [(at, sid) for sid, at in due]
             )
 
     def delete_subscriber(self, email: str) -> bool:
@@ -94,13 +119,27 @@ class PgSubscribersArea(PgBase):
     # --- the web form's sign-ups ---------------------------------------------------------
 
     def enqueue_signup(
-        self, email: str, regions: Sequence[str], themes: Sequence[str], *, now: datetime
+        self,
+        email: str,
+        regions: Sequence[str],
+        themes: Sequence[str],
+        *,
+        now: datetime,
+        rhythm: Rhythm | None = None,
+        topics: Sequence[str] = (),
     ) -> None:
+        values = {
+            "email": email,
+            "regions": json.dumps(list(regions)),
+            "themes": json.dumps(list(themes)),
+            "created": now,
+            "next_try": now,
+            **choice_columns(rhythm, topics, None),
+        }
         with self._write() as conn:
             conn.execute(
-                "INSERT INTO signups (email, regions, themes, created, next_try)"
-                " VALUES (%s, %s::jsonb, %s::jsonb, %s, %s)",
-                (email, json.dumps(list(regions)), json.dumps(list(themes)), now, now),
+                f"INSERT INTO signups ({', '.join(values)}) VALUES ({', '.join(_mark(c) for c in values)})",
+                list(values.values()),
             )
 
     def claim_signups(self, now: datetime, *, until: datetime, limit: int) -> list[Signup]:
@@ -143,7 +182,7 @@ def _mark(column: str) -> str:
     return "%s::jsonb" if column in _JSON else "%s"
 
 
-def _columns(change: SubscriberChange) -> dict[str, Any]:
+def _columns(change: SubscriberChange, now: datetime) -> dict[str, Any]:
     values: dict[str, Any] = {
         "status": change.status,
         "regions": json.dumps(list(change.regions)) if change.regions is not None else None,
@@ -153,4 +192,5 @@ def _columns(change: SubscriberChange) -> dict[str, Any]:
         "unsubscribed": change.unsubscribed,
         "pending_since": change.pending_since,
     }
+    values.update(choice_columns(change.rhythm, change.topics, now))
     return {column: value for column, value in values.items() if value is not None}
