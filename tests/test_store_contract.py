@@ -24,6 +24,7 @@ import pytest
 from digest.cadence import Rhythm, next_due
 from digest.errors import StoreError
 from digest.models import Article
+from digest.query import parse
 from digest.store import (
     Evidence,
     Groups,
@@ -303,18 +304,35 @@ def test_articles_filter_and_order(store: Store) -> None:
 def test_full_text_search(store: Store) -> None:
     _with_articles(store, 2)
     store.save_articles("s", [_article(7, title="Laos railway opens")], now=T0)
-    assert [a.id for a in store.search("laos")] == ["a7"]
-    assert {a.id for a in store.search("mekong")} == {"a0", "a1", "a7"}
-    assert store.search("nothingmatches") == []
+
+    def found(text: str, **window: datetime) -> list[str]:
+        return sorted(a.id for a in store.search(parse(text), **window))
+
+    assert found("laos") == ["a7"]
+    assert found("mekong") == ["a0", "a1", "a7"]
+    assert found("nothingmatches") == []
     # Each batch is indexed, and an update replaces the text searched (nothing stale left).
     store.save_articles(
-        "s", [_article(8, title="Mekong dam talks"), _article(9, title="Hanoi summit")], now=T0
+        "s",
+        [_article(8, title="Mekong dam talks"), _article(9, title="Hanoi summit")],
+        now=T0 + timedelta(hours=1),
     )
-    assert [a.id for a in store.search("hanoi")] == ["a9"] and len(store.search("mekong")) == 5
+    assert found("hanoi") == ["a9"] and len(found("mekong")) == 5
     store.save_articles("s", [_article(7, title="Vientiane station opens", content_hash="new")], now=T0)
-    assert store.search("laos") == [] and [a.id for a in store.search("vientiane")] == ["a7"]
-    with pytest.raises(StoreError):
-        store.search('"unbalanced')
+    assert found("laos") == [] and found("vientiane") == ["a7"]
+    # Phrases, OR, NOT; a window of first_seen.
+    assert found('"dam talks"') == ["a8"] and found('"talks dam"') == []
+    assert found("hanoi OR vientiane") == ["a7", "a9"]
+    assert found("mekong -dam") == ["a0", "a1", "a7", "a9"] and found("mekong NOT dam NOT hanoi") == [
+        "a0",
+        "a1",
+        "a7",
+    ]
+    assert found("mekong", since=T0 + timedelta(minutes=8)) == ["a8", "a9"]  # first seen minute n
+    assert found("mekong", until=T0 + timedelta(minutes=8)) == ["a0", "a1", "a7"]
+    # What a reader types is words, never the database's syntax.
+    assert found("NEAR(mekong dam) OR title:hanoi* ^summit") == []
+    assert found("dam* AND (talks)") == ["a8"]
 
 
 # --- grouping -----------------------------------------------------------------------------
@@ -639,7 +657,7 @@ def test_dump_and_load_move_every_table(store: Store, backend: Backend, tmp_path
         assert target.is_empty()
         target.load(store.dump())
         assert _everything(target) == dumped
-        assert target.search("mekong")[0].id == "a0"  # the search index came along
+        assert target.search(parse("mekong"))[0].id == "a0"  # the search index came along
         target.upsert_subscribers([SubscriberChange("new@example.org")])
         assert target.subscriber(email="new@example.org").id == 2  # type: ignore[union-attr]
         with pytest.raises(StoreError, match="not empty"):
@@ -671,7 +689,7 @@ CALLS: dict[str, Callable[[Store, Path], Any]] = {
     "source_summaries": lambda s, p: s.source_summaries(),
     "save_articles": lambda s, p: s.save_articles("s", [_article(5)], now=T0),
     "articles": lambda s, p: s.articles(region="europe"),
-    "search": lambda s, p: s.search("mekong"),
+    "search": lambda s, p: s.search(parse("mekong")),
     "article": lambda s, p: s.article("a0"),
     "count_articles": lambda s, p: s.count_articles(),
     "content_hashes": lambda s, p: s.content_hashes(["a0"]),

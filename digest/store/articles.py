@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from digest.dates import to_iso
 from digest.errors import StoreError
 from digest.models import Article
+from digest.query import Query, Term
 from digest.store.base import Row, SqliteBase, decoded, dt, in_chunks, when
 from digest.store.records import SaveCounts
 
@@ -24,6 +26,22 @@ _CONTENT_COLUMNS = ("guid", "url", "title", "author", "published")
 _INDEX = "INSERT INTO articles_fts (rowid, title, summary_text)"
 _UNINDEX = "INSERT INTO articles_fts (articles_fts, rowid, title, summary_text)"
 _INDEXED = "FROM articles a JOIN article_texts t ON t.article_id = a.id"
+
+
+SEARCH_SECONDS = 2.0
+
+
+def fts5(query: Query) -> str:
+    """A parsed query as an FTS5 expression: every term a quoted string of plain words, so
+    nothing a reader typed is read as FTS5 syntax."""
+
+    def term(t: Term) -> str:
+        return '"' + " ".join(t.words) + '"'
+
+    wanted = " AND ".join("(" + " OR ".join(term(t) for t in choice) + ")" for choice in query.all_of)
+    if query.none_of:
+        wanted = f"({wanted}) NOT ({' OR '.join(term(t) for t in query.none_of)})"
+    return wanted
 
 
 class ArticlesArea(SqliteBase):
@@ -120,16 +138,36 @@ class ArticlesArea(SqliteBase):
             args.append(limit)
         return [article_of(row) for row in self._rows(sql, args)]
 
-    def search(self, query: str, *, limit: int = 20) -> list[Article]:
-        """Full-text search over titles and text (FTS5 query syntax), best match first."""
+    def search(
+        self,
+        query: Query,
+        *,
+        limit: int = 20,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Article]:
+        """Articles whose title or text match ``query`` (first seen in ``[since, until)``
+        when given), best match first. At most ``SEARCH_SECONDS`` of work: longer is a
+        StoreError, never a stuck worker."""
+        where, args = ["articles_fts MATCH ?"], [fts5(query)]
+        if since is not None:
+            where.append("a.first_seen >= ?")
+            args.append(to_iso(since))
+        if until is not None:
+            where.append("a.first_seen < ?")
+            args.append(to_iso(until))
         sql = (
             f"SELECT {_COLUMNS} FROM articles_fts f JOIN articles a ON a.rowid = f.rowid {_JOINS}"
-            " WHERE articles_fts MATCH ? ORDER BY rank LIMIT ?"
+            f" WHERE {' AND '.join(where)} ORDER BY rank LIMIT ?"
         )
+        deadline = time.monotonic() + SEARCH_SECONDS
+        self.conn.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
         try:
-            return [article_of(row) for row in self._rows(sql, [query, limit])]
+            return [article_of(row) for row in self._rows(sql, [*args, limit])]
         except sqlite3.OperationalError as exc:
-            raise StoreError(f"search {query!r}: {exc}") from exc
+            raise StoreError(f"search {query.text!r}: {exc}") from exc
+        finally:
+            self.conn.set_progress_handler(None, 0)
 
     def article(self, article_id: str) -> Article | None:
         """One article by id."""

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from digest.cadence import Rhythm
 from digest.models import Article, SourceState
+from digest.query import Query
 from digest.store.records import (
     DigestRecord,
     DigestSummary,
@@ -82,7 +83,14 @@ class Store(Protocol):
         source: str | None = None,
         limit: int | None = None,
     ) -> list[Article]: ...
-    def search(self, query: str, *, limit: int = 20) -> list[Article]: ...
+    def search(
+        self,
+        query: Query,
+        *,
+        limit: int = 20,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Article]: ...
     def article(self, article_id: str) -> Article | None: ...
     def count_articles(self) -> int: ...
     def content_hashes(self, article_ids: Sequence[str]) -> dict[str, str]: ...

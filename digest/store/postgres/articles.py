@@ -11,7 +11,8 @@ import psycopg
 
 from digest.errors import StoreError
 from digest.models import Article
-from digest.store.articles import article_of
+from digest.query import Query, Term
+from digest.store.articles import SEARCH_SECONDS, article_of
 from digest.store.postgres.base import Conn, PgBase
 from digest.store.records import SaveCounts
 
@@ -22,6 +23,22 @@ _COLUMNS = (
 )
 ARTICLE_SELECT = f"SELECT {_COLUMNS} FROM articles a JOIN sources s ON s.id = a.source_id"
 _CONTENT_COLUMNS = ("guid", "url", "title", "author", "published", "summary_html", "summary_text")
+
+
+def tsquery(query: Query) -> tuple[str, list[Any]]:
+    """A parsed query as a tsquery expression and its parameters: each term through
+    ``phraseto_tsquery`` (the words the search vector was made with), joined by the
+    query's own structure, so nothing a reader typed is read as tsquery syntax."""
+    args: list[Any] = []
+
+    def terms(found: tuple[Term, ...]) -> str:
+        args.extend(" ".join(t.words) for t in found)
+        return "(" + " || ".join("phraseto_tsquery('simple', %s)" for _ in found) + ")"
+
+    wanted = " && ".join(terms(choice) for choice in query.all_of)
+    if query.none_of:
+        wanted = f"{wanted} && !!{terms(query.none_of)}"
+    return f"({wanted})", args
 
 
 class PgArticlesArea(PgBase):
@@ -106,20 +123,36 @@ class PgArticlesArea(PgBase):
             args.append(limit)
         return [article_of(row) for row in self._rows(sql, args)]
 
-    def search(self, query: str, *, limit: int = 20) -> list[Article]:
-        """Full-text search over titles and text, best match first (titles weigh more).
-        Unbalanced quotes are an error, as in FTS5 (websearch_to_tsquery would guess)."""
-        if query.count('"') % 2:
-            raise StoreError(f"search {query!r}: unbalanced quotes")
+    def search(
+        self,
+        query: Query,
+        *,
+        limit: int = 20,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Article]:
+        """Articles matching ``query``, best match first (titles weigh more); at most
+        ``SEARCH_SECONDS`` of the server's time."""
+        match, args = tsquery(query)
+        where = ["a.search @@ tq.q"]
+        if since is not None:
+            where.append("a.first_seen >= %s")
+            args.append(since)
+        if until is not None:
+            where.append("a.first_seen < %s")
+            args.append(until)
         sql = (
-            f"SELECT {_COLUMNS}, ts_rank(a.search, q) AS rank FROM articles a"
-            " JOIN sources s ON s.id = a.source_id, websearch_to_tsquery('simple', %s) q"
-            " WHERE a.search @@ q ORDER BY rank DESC, a.seq LIMIT %s"
+            f"SELECT {_COLUMNS}, ts_rank(a.search, tq.q) AS rank FROM articles a"
+            f" JOIN sources s ON s.id = a.source_id, (SELECT {match} AS q) tq"
+            f" WHERE {' AND '.join(where)} ORDER BY rank DESC, a.seq LIMIT %s"
         )
         try:
-            return [article_of(row) for row in self._rows(sql, [query, limit])]
-        except psycopg.errors.DataError as exc:
-            raise StoreError(f"search {query!r}: {exc}") from exc
+            with self.pool.connection() as conn, conn.transaction():
+                conn.execute(f"SET LOCAL statement_timeout = {int(SEARCH_SECONDS * 1000)}")
+                rows = conn.execute(sql, [*args, limit]).fetchall()
+        except psycopg.errors.QueryCanceled as exc:
+            raise StoreError(f"search {query.text!r}: took too long") from exc
+        return [article_of(row) for row in rows]
 
     def article(self, article_id: str) -> Article | None:
         row = self._row(f"{ARTICLE_SELECT} WHERE a.id = %s", [article_id])
