@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from digest import __version__
+from digest.cadence import CADENCES
 from digest.errors import DigestError
 
 # Each command imports what it needs where it runs: `digest --help` or `digest status` must
@@ -152,6 +153,9 @@ def pull(app: App, names: tuple[str, ...], force: bool) -> None:
 @click.option("--theme", metavar="SLUG", help="Only articles on this theme.")
 @click.option("--source", metavar="NAME", help="Only articles from this source.")
 @click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most N articles, newest first.")
+@click.option(
+    "--search", metavar="QUERY", help='Only those matching: words, "a phrase", OR, NOT (best match first).'
+)
 @click.pass_obj
 def articles(
     app: App,
@@ -161,15 +165,27 @@ def articles(
     theme: str | None,
     source: str | None,
     limit: int | None,
+    search: str | None,
 ) -> None:
-    """List stored articles, newest first."""
+    """List stored articles, newest first (with --search: best match first)."""
     if theme is not None:
         from digest.grouping.themes import taxonomy_for
 
         if theme not in (known := taxonomy_for(app.settings).titles()):
             raise click.BadParameter(f"{theme!r} is not one of {', '.join(known)}", param_hint="'--theme'")
     with app.store() as store:
-        found = store.articles(since=since, region=region, theme=theme, source=source, limit=limit)
+        if search is None:
+            found = store.articles(since=since, region=region, theme=theme, source=source, limit=limit)
+        else:
+            from digest.query import parse
+
+            found = [
+                a
+                for a in store.search(parse(search), since=since, limit=SEARCH_LIMIT)
+                if (region is None or region in a.regions)
+                and (theme is None or theme in a.themes)
+                and (source is None or a.source == source)
+            ][:limit]
     if as_json:
         click.echo(json.dumps([article_json(a) for a in found], ensure_ascii=False, indent=2))
         return
@@ -179,6 +195,9 @@ def articles(
         if article.url:
             click.echo(f"            {article.url}")
     click.echo(f"{len(found)} article{'s' if len(found) != 1 else ''}")
+
+
+SEARCH_LIMIT = 500  # matches a search lists at most
 
 
 def article_json(article: Article) -> dict[str, Any]:
@@ -346,23 +365,58 @@ def _slugs(app: App) -> tuple[list[str], list[str]]:
 @click.option("--region", "regions_", multiple=True, metavar="SLUG", help="Only these regions (repeatable).")
 @click.option("--theme", "themes_", multiple=True, metavar="SLUG", help="Only these themes (repeatable).")
 @click.option("--confirmed", is_flag=True, help="Active at once, without a confirmation email.")
+@click.option("--cadence", type=click.Choice(CADENCES), help="Their own rhythm (default: [digest] cadence).")
+@click.option(
+    "--timezone", metavar="ZONE", help="IANA time zone of their hour (default: [schedule] timezone)."
+)
+@click.option("--hour", metavar="0-23", help="Local hour their digest is due (default: 8).")
+@click.option("--weekday", metavar="DAY", help="For weekly: mon … sun (default: mon).")
+@click.option(
+    "--topic", "topics", multiple=True, metavar="QUERY", help="A search topic (repeatable, up to 5)."
+)
 @click.pass_obj
 def subscribers_add(
-    app: App, email: str, regions_: tuple[str, ...], themes_: tuple[str, ...], confirmed: bool
+    app: App,
+    email: str,
+    regions_: tuple[str, ...],
+    themes_: tuple[str, ...],
+    confirmed: bool,
+    topics: tuple[str, ...],
+    cadence: str | None,
+    timezone: str | None,
+    hour: str | None,
+    weekday: str | None,
 ) -> None:
-    """Add a subscriber (pending, with a confirmation email, unless --confirmed)."""
+    """Add a subscriber (pending, with a confirmation email, unless --confirmed). Without
+    --cadence (and no [digest] cadence) they follow the site's digest_cron."""
     import asyncio
 
     from digest.mail.send import send_confirmation
     from digest.subscribers import add as add_subscriber
-    from digest.subscribers import check_slugs
+    from digest.subscribers import check_slugs, defaults_for
 
     known_regions, known_themes = _slugs(app)
     chosen_regions = check_slugs(regions_, known_regions, "region")
     chosen_themes = check_slugs(themes_, known_themes, "theme")
     with app.store() as store:
         added = add_subscriber(
-            store, email, regions=chosen_regions, themes=chosen_themes, confirmed=confirmed
+            store,
+            email,
+            regions=chosen_regions,
+            themes=chosen_themes,
+            confirmed=confirmed,
+            rhythm={
+                k: v
+                for k, v in (
+                    ("cadence", cadence),
+                    ("timezone", timezone),
+                    ("hour", hour),
+                    ("weekday", weekday),
+                )
+                if v is not None
+            },
+            topics=topics or None,
+            defaults=defaults_for(app.settings),
         )
         if added.status == "pending":
             where = asyncio.run(send_confirmation(store, app.settings, added))
@@ -422,8 +476,9 @@ def subscriber_json(subscriber: Subscriber) -> dict[str, Any]:
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 @click.pass_obj
 def subscribers_import(app: App, path: Path) -> None:
-    """Import subscribers from CSV (header row; email, status, regions, themes)."""
-    from digest.subscribers import import_csv
+    """Import subscribers from CSV (header row; email, status, regions, themes, cadence,
+    timezone, hour, weekday, topics)."""
+    from digest.subscribers import defaults_for, import_csv
 
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -431,7 +486,9 @@ def subscribers_import(app: App, path: Path) -> None:
         raise DigestError(f"{path}: cannot read: {exc}") from exc
     known_regions, known_themes = _slugs(app)
     with app.store() as store:
-        report = import_csv(text, store, known_regions, known_themes, origin=str(path))
+        report = import_csv(
+            text, store, known_regions, known_themes, origin=str(path), defaults=defaults_for(app.settings)
+        )
     for warning in report.warnings:
         click.echo(f"digest: warning: {warning}", err=True)
     for error in report.errors:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
+from digest.cadence import CADENCES
 from digest.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -330,6 +331,8 @@ class SmtpSettings:
 @dataclass(frozen=True)
 class DigestSettings:
     group_by: str = setting("region", _choice(("region", "theme")))
+    # A new subscriber's cadence when they choose none; unset: they follow digest_cron.
+    cadence: str | None = setting(None, _choice(CADENCES))
     templates: Path | None = setting(None, _nonempty)  # a folder of the user's own email templates
 
 

@@ -8,7 +8,7 @@ distinct :class:`Selection` once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -17,6 +17,7 @@ from digest.models import Article
 from digest.store.records import Subscriber
 
 NEWCOMER_WINDOW = timedelta(days=7)
+TOPICS, TOPICS_TITLE = "topics", "Your topics"  # the section of a subscriber's search topics
 MAX_ITEMS = 60
 
 
@@ -99,11 +100,44 @@ def build(
     by: str = "region",
     fallback: str = "Other news",
     limit: int | None = MAX_ITEMS,
+    topical: Iterable[Article] = (),
 ) -> Content:
     """The content of one selection: its articles grouped into sections by primary region
     (or theme, when ``by == "theme"``), one item per story, newest and most salient first;
-    at most ``limit`` items (None: all), with the count of every article kept either way."""
-    chosen = [a for a in articles if selection.wants(a)]
+    at most ``limit`` items (None: all), with the count of every article kept either way.
+    ``topical``: the articles its search topics found, first, in a section of their own
+    (whatever their regions and themes), and in no other section."""
+    first_seen = {a.id: a for a in topical if a.first_seen >= selection.since}
+    topic_items = [Item(a) for a in sorted(first_seen.values(), key=lambda a: _order(Item(a)))]
+    items = topic_items + _items([a for a in articles if selection.wants(a) and a.id not in first_seen])
+    total = sum(1 + len(i.also) for i in items)
+    items = items[:limit] if limit is not None else items
+    in_topics = {id(i) for i in topic_items}
+    sections: dict[str, list[Item]] = {}
+    for item in items:
+        keys = item.article.regions if by == "region" else item.article.themes
+        key = TOPICS if id(item) in in_topics else keys[0] if keys else ""
+        sections.setdefault(key, []).append(item)
+    # Topics first, then the biggest sections, counting every article a story brought in.
+    ordered = sorted(
+        sections.items(),
+        key=lambda kv: (kv[0] != TOPICS, -sum(1 + len(i.also) for i in kv[1]), names.get(kv[0], "~")),
+    )
+    built = tuple(
+        Section(
+            slug,
+            TOPICS_TITLE if slug == TOPICS else names.get(slug, fallback),
+            tuple(sorted(group, key=_order)),
+        )
+        for slug, group in ordered
+    )
+    shown = sum(1 + len(i.also) for i in items)
+    label = period_label(selection.period) if selection.period else ""
+    return Content(built, total, tuple(s.title for s in built), shown, label)
+
+
+def _items(chosen: Sequence[Article]) -> list[Item]:
+    """One item per article, and one per story (its most salient article leading)."""
     stories: dict[str, list[Article]] = {}
     items: list[Item] = []
     for article in chosen:
@@ -120,22 +154,7 @@ def build(
             items.append(Item(lead, tuple(a for a in group if a is not lead)))
         else:
             items.append(Item(article))
-    total = sum(1 + len(i.also) for i in items)
-    items = items[:limit] if limit is not None else items
-    sections: dict[str, list[Item]] = {}
-    for item in items:
-        keys = item.article.regions if by == "region" else item.article.themes
-        sections.setdefault(keys[0] if keys else "", []).append(item)
-    # Biggest sections first, counting every article a story brought in.
-    ordered = sorted(
-        sections.items(), key=lambda kv: (-sum(1 + len(i.also) for i in kv[1]), names.get(kv[0], "~"))
-    )
-    built = tuple(
-        Section(slug, names.get(slug, fallback), tuple(sorted(group, key=_order))) for slug, group in ordered
-    )
-    shown = sum(1 + len(i.also) for i in items)
-    label = period_label(selection.period) if selection.period else ""
-    return Content(built, total, tuple(s.title for s in built), shown, label)
+    return items
 
 
 def _salience(article: Article) -> tuple[int, str]:

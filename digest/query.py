@@ -1,8 +1,8 @@
 """A reader's search query: words, "quoted phrases", OR between two of them, NOT (or a
-leading -) before one (AND may stand between two: it changes nothing). Pure: parsed here into terms, bounded in size, so that what reaches
-a database is built from plain words by the store (FTS5 on SQLite, a tsquery on
-PostgreSQL), never the reader's own syntax. Anything else a reader types (FTS5 operators,
-brackets, stars, colons) only separates words.
+leading -) before one; AND between two changes nothing. Pure: parsed here into terms,
+bounded in size, so that what reaches a database is built from plain words by the store
+(FTS5 on SQLite, a tsquery on PostgreSQL), never the reader's own syntax. Anything else a
+reader types (FTS5 operators, brackets, stars, colons) only separates words.
 
 Every word of the query must match except where OR offers a choice; a NOT term must not.
 """

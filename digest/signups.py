@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from digest import subscribers
+from digest.cadence import Rhythm
 from digest.config import Settings
 from digest.dates import to_iso, utcnow
 from digest.errors import SendError
@@ -38,9 +39,17 @@ CLAIM = 300.0  # seconds a worker holds a request it is handling
 BATCH = 50  # requests handled per look at the queue
 
 
-def enqueue(store: Store, email: str, regions: Sequence[str], themes: Sequence[str]) -> None:
-    """Queue one request from the form (the address and slugs already checked)."""
-    store.enqueue_signup(email, list(regions), list(themes), now=utcnow())
+def enqueue(
+    store: Store,
+    email: str,
+    regions: Sequence[str],
+    themes: Sequence[str],
+    *,
+    rhythm: Rhythm | None = None,
+    topics: Sequence[str] = (),
+) -> None:
+    """Queue one request from the form (the address, slugs, rhythm and topics already checked)."""
+    store.enqueue_signup(email, list(regions), list(themes), now=utcnow(), rhythm=rhythm, topics=topics)
 
 
 def _backoff(attempts: int) -> timedelta:
@@ -54,7 +63,14 @@ def _prepare(store: Store, request: Signup) -> Subscriber | None:
         existing = store.subscriber(email=request.email)
         if existing is not None and existing.status in ("active", "bounced"):
             return None
-        added = subscribers.add(store, request.email, regions=request.regions, themes=request.themes)
+        added = subscribers.add(
+            store,
+            request.email,
+            regions=request.regions,
+            themes=request.themes,
+            rhythm=request.rhythm,
+            topics=request.topics,
+        )
         store.signup_for(request.id, added.id)
         return added
     found = store.subscriber(subscriber_id=request.subscriber_id)

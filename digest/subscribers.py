@@ -8,18 +8,83 @@ import io
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from email_validator import EmailNotValidError, validate_email
 
+if TYPE_CHECKING:
+    from digest.config import Settings
+
+from digest import query
+from digest.cadence import Rhythm, weekday_name, weekday_number
 from digest.dates import from_iso, parse_date, to_iso, utcnow
 from digest.errors import DigestError
+from digest.query import QueryError
 from digest.store import SUBSCRIBER_STATUSES, Store, Subscriber, SubscriberChange
 from digest.tokens import CONFIRM_SECONDS, Binding, make
 
 TOKENS_BOUND_SINCE = "tokens_bound_since"  # the settings row the identity migration writes
 
 STATUSES = SUBSCRIBER_STATUSES
-CSV_FIELDS = ("email", "status", "regions", "themes", "created", "confirmed", "unsubscribed")
+CSV_FIELDS = (
+    "email", "status", "regions", "themes", "cadence", "timezone", "hour", "weekday", "topics",
+    "created", "confirmed", "unsubscribed",
+)  # fmt: skip
+RHYTHM_FIELDS = ("cadence", "timezone", "hour", "weekday")
+TOPIC_SEPARATOR = ";"  # between topics in a CSV cell (a query cannot use it)
+
+
+@dataclass(frozen=True)
+class RhythmDefaults:
+    """What a subscriber who chose only part of a rhythm gets for the rest: the site's
+    ``[digest] cadence`` (None: a newcomer who chose nothing follows the site's schedule)
+    and ``[schedule] timezone``."""
+
+    cadence: str | None = None
+    timezone: str = "UTC"
+
+    def rhythm(self, given: Mapping[str, str | int], existing: Subscriber | None) -> Rhythm | None:
+        """The rhythm the choices in ``given`` (cadence, timezone, hour, weekday; text as a
+        form or a CSV cell gives it) make, what is not given coming from the ``existing``
+        subscriber's rhythm, else from these defaults (hour 8, Monday). None: nothing to
+        change (no choice made: an existing subscriber keeps theirs; a new one follows the
+        site's schedule unless there is a default cadence). SubscriberError: what is wrong."""
+        chosen = {k: v for k, v in given.items() if k in RHYTHM_FIELDS and str(v).strip()}
+        current = existing.rhythm if existing else None
+        if not chosen:
+            new_with_default = existing is None and self.cadence is not None
+            return Rhythm(self.cadence or "weekly", self.timezone) if new_with_default else None
+        base = current or Rhythm(self.cadence or "weekly", self.timezone)
+        try:
+            weekday = chosen.get("weekday", base.weekday)
+            return Rhythm(
+                str(chosen.get("cadence", base.cadence)).strip().lower(),
+                str(chosen.get("timezone", base.timezone)).strip(),
+                _hour(chosen.get("hour", base.hour)),
+                weekday if isinstance(weekday, int) else weekday_number(weekday),
+            )
+        except ValueError as exc:
+            raise SubscriberError(str(exc)) from None
+
+
+def defaults_for(settings: Settings) -> RhythmDefaults:
+    return RhythmDefaults(settings.digest.cadence, settings.schedule.timezone)
+
+
+def _hour(value: str | int) -> int:
+    text = str(value).strip()
+    hour = int(text) if text.isdigit() else -1
+    if not 0 <= hour <= 23:
+        raise ValueError(f"hour {text!r} is not a whole hour from 0 to 23")
+    return hour
+
+
+def chosen_topics(texts: Iterable[str]) -> tuple[str, ...]:
+    """Search topics in normal form, or SubscriberError naming the one at fault."""
+    try:
+        return query.topics(list(texts))
+    except QueryError as exc:
+        raise SubscriberError(str(exc)) from None
 
 
 class SubscriberError(DigestError):
@@ -58,12 +123,26 @@ def add(
     regions: Sequence[str] = (),
     themes: Sequence[str] = (),
     confirmed: bool = False,
+    rhythm: Rhythm | Mapping[str, str | int] | None = None,
+    topics: Sequence[str] | None = None,
+    defaults: RhythmDefaults | None = None,
 ) -> Subscriber:
-    """Add (or re-add) a subscriber: active when ``confirmed``, else pending confirmation."""
+    """Add (or re-add) a subscriber: active when ``confirmed``, else pending confirmation.
+    ``rhythm``: a whole rhythm, or the choices of cadence, timezone, hour and weekday made
+    (the rest from ``defaults`` or as they were); ``topics``: search topics (None: as they
+    were)."""
     email = normalise_email(address)
     now = utcnow()
     existing = store.subscriber(email=email)
-    change = SubscriberChange(email, regions=tuple(regions), themes=tuple(themes))
+    change = SubscriberChange(
+        email,
+        regions=tuple(regions),
+        themes=tuple(themes),
+        rhythm=rhythm
+        if isinstance(rhythm, Rhythm)
+        else (defaults or RhythmDefaults()).rhythm(rhythm or {}, existing),
+        topics=None if topics is None else chosen_topics(topics),
+    )
     if existing is None:  # born in its status: never active for a moment by default
         if confirmed:
             change = replace(change, status="active", created=now, confirmed=now)
@@ -100,8 +179,16 @@ def unsubscribe(store: Store, subscriber_id: int) -> bool:
     return True
 
 
-def set_preferences(store: Store, subscriber_id: int, regions: Sequence[str], themes: Sequence[str]) -> None:
-    store.set_preferences(subscriber_id, regions, themes)
+def set_preferences(
+    store: Store,
+    subscriber_id: int,
+    regions: Sequence[str],
+    themes: Sequence[str],
+    *,
+    rhythm: Rhythm | None = None,
+    topics: Sequence[str] | None = None,
+) -> None:
+    store.set_preferences(subscriber_id, regions, themes, rhythm=rhythm, topics=topics)
 
 
 def binding(subscriber: Subscriber, purpose: str, bound_since: datetime | None = None) -> Binding | None:
@@ -148,11 +235,18 @@ _EXTRA = "\x00extra"  # where csv puts cells beyond the header
 
 
 def import_csv(
-    text: str, store: Store, regions: Sequence[str], themes: Sequence[str], origin: str = "import"
+    text: str,
+    store: Store,
+    regions: Sequence[str],
+    themes: Sequence[str],
+    origin: str = "import",
+    defaults: RhythmDefaults | None = None,
 ) -> ImportReport:
     """Subscribers from CSV (header row; ``email`` required; ``status``, ``regions`` and
-    ``themes`` optional, slugs space-separated). A new address is active unless its status
-    says otherwise. For a known one only the columns given change, and never so as to
+    ``themes`` optional, slugs space-separated; ``cadence``, ``timezone``, ``hour``,
+    ``weekday`` optional, a blank cell keeping what the subscriber has or getting the
+    site's default; ``topics`` optional, separated by ``;``). A new address is active
+    unless its status says otherwise. For a known one only the columns given change, and never so as to
     re-subscribe someone who unsubscribed or bounced: such lines are reported. Bad rows are
     reported by line, good ones kept."""
     report = ImportReport()
@@ -174,7 +268,13 @@ def import_csv(
                 raise SubscriberError(f"{len(extra)} more cells than the header has columns")
             record = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
             email = normalise_email(record.get("email", ""))
-            change = _import_change(email, record, known.get(email.lower()), header, regions, themes, now)
+            existing = known.get(email.lower())
+            change = _import_change(email, record, existing, header, regions, themes, now)
+            change = replace(
+                change,
+                rhythm=(defaults or RhythmDefaults()).rhythm(record, existing),
+                topics=chosen_topics(record["topics"].split(TOPIC_SEPARATOR)) if "topics" in header else None,
+            )
         except SubscriberError as exc:
             report.errors.append(f"{origin}: line {line}: {exc}")
             continue
@@ -249,9 +349,18 @@ def export_csv(store: Store) -> str:
                 subscriber.status,
                 " ".join(subscriber.regions),
                 " ".join(subscriber.themes),
+                *(_rhythm_cells(subscriber.rhythm)),
+                f"{TOPIC_SEPARATOR} ".join(subscriber.topics),
                 to_iso(subscriber.created),
                 to_iso(subscriber.confirmed) if subscriber.confirmed else "",
                 to_iso(subscriber.unsubscribed) if subscriber.unsubscribed else "",
             ]
         )
     return out.getvalue()
+
+
+def _rhythm_cells(rhythm: Rhythm | None) -> list[str]:
+    if rhythm is None:
+        return ["", "", "", ""]  # the site's schedule
+    weekday = weekday_name(rhythm.weekday) if rhythm.cadence == "weekly" else ""
+    return [rhythm.cadence, rhythm.timezone, str(rhythm.hour), weekday]

@@ -7,15 +7,21 @@ Synchronous and database-bound: callers on an event loop run it in a worker thre
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from digest import cadence, digests
+from digest import cadence, digests, query
 from digest.config import Settings
 from digest.digests import Content, Selection, newcomer_since
+from digest.errors import StoreError
 from digest.grouping.regions import regions
 from digest.grouping.themes import taxonomy_for
+from digest.models import Article
+from digest.query import QueryError
 from digest.store import DigestRecord, Store, Subscriber
+
+log = logging.getLogger("digest")
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,21 @@ class Planner:
     ) -> Content:
         """What a selection holds of the articles first seen before ``until``."""
         articles = self.store.articles(since=selection.since, until=until)
-        return digests.build(articles, selection, self.names, by=self.settings.digest.group_by, limit=limit)
+        topical = [
+            article for topic in selection.topics for article in self._found(topic, selection.since, until)
+        ]
+        return digests.build(
+            articles, selection, self.names, by=self.settings.digest.group_by, limit=limit, topical=topical
+        )
+
+    def _found(self, topic: str, since: datetime, until: datetime) -> list[Article]:
+        """What one search topic finds in a window; nothing (and a warning) when it cannot
+        be run: one reader's topic never holds up a digest."""
+        try:
+            return self.store.search(query.parse(topic), since=since, until=until, limit=digests.MAX_ITEMS)
+        except (QueryError, StoreError) as exc:
+            log.warning("search topic %r: %s", topic[:80], exc, extra={"event": "digest"})
+            return []
 
     def selections(
         self, until: datetime, since: datetime | None = None, *, site_schedule: bool = True
