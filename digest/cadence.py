@@ -1,6 +1,7 @@
-"""Each subscriber's rhythm (issue 15, first step): when their digests fall due. Pure logic,
-no I/O: a ``Rhythm`` (daily, weekly or monthly, at a local hour in an IANA time zone, on a
-weekday for weekly) and the due instants it gives, in UTC.
+"""Each subscriber's rhythm: when their digests fall due. Pure logic (but for reading the
+time zones forms offer, ``data/timezones.txt``): a ``Rhythm`` (daily, weekly or monthly, at
+a local hour in an IANA time zone, on a weekday for weekly) and the due instants it gives,
+in UTC, and the name of the period each closes (the ledger's key).
 
 A due time is a local wall-clock time, read as PEP 495's ``fold=0`` reads it: on an
 autumn-back day an hour that happens twice is taken the first time; on a spring-forward
@@ -15,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cache
+from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 CADENCES = ("daily", "weekly", "monthly")
@@ -126,3 +129,18 @@ def weekday_number(text: str) -> int:
         if len(word) >= 3 and name.startswith(word):
             return number
     raise ValueError(f"weekday {text!r} is not a day of the week (mon … sun, or 1 … 7)")
+
+
+@cache
+def common_zones() -> tuple[str, ...]:
+    """The time zones forms offer (``data/timezones.txt``), west to east."""
+    lines = (
+        (Path(__file__).resolve().parent / "data" / "timezones.txt").read_text(encoding="utf-8").splitlines()
+    )
+    return tuple(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
+def local_time(moment: datetime, timezone: str) -> str:
+    """A due time as a reader reads it: "Monday 7 December 2026, 08:00 (Europe/London)"."""
+    local = moment.astimezone(ZoneInfo(timezone))
+    return f"{local:%A} {local.day} {local:%B %Y, %H:%M} ({timezone})"

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote_plus, urlsplit
 
 from feedgen.feed import FeedGenerator
 from lxml import etree
@@ -32,9 +32,10 @@ SOURCE_TAG_DATE = "2026"  # in sources' tag: ids (RFC 4151); fixed, so the ids n
 
 @dataclass(frozen=True)
 class FeedSpec:
-    """One feed: the whole site (``kind == "site"``), or one region or theme."""
+    """One feed: the whole site (``kind == "site"``), one region or theme, or one search
+    (``kind == "search"``, its query in normal form as the slug)."""
 
-    kind: str  # site | region | theme
+    kind: str  # site | region | theme | search
     slug: str | None
     title: str
     name: str = ""  # the region's or theme's own name ("Europe"); empty for the site
@@ -45,9 +46,13 @@ class FeedSpec:
         return "" if self.kind == "site" else f"/{self.kind}s/{self.slug}"
 
     def path(self, fmt: str) -> str:
+        if self.kind == "search":
+            return f"/search.{fmt}?q={quote_plus(self.slug or '')}"
         return f"{self.prefix}/feed.{fmt}"
 
     def page_path(self) -> str:
+        if self.kind == "search":
+            return f"/search?q={quote_plus(self.slug or '')}"
         return f"{self.prefix}/" if self.prefix else "/"
 
 
@@ -208,6 +213,8 @@ def _json_feed(spec: FeedSpec, articles: Sequence[Article], settings: Settings) 
 
 
 def _description(spec: FeedSpec, settings: Settings) -> str:
+    if spec.kind == "search":
+        return f"The newest articles collected by {settings.site.title} matching {spec.slug}"
     about = f": {spec.name}" if spec.name else ""
     return f"The newest articles collected by {settings.site.title}{about}"
 

@@ -13,8 +13,9 @@ from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from digest import publish
+from digest import publish, query
 from digest.config import Settings
+from digest.errors import StoreError
 from digest.grouping.regions import regions
 from digest.grouping.themes import taxonomy_for
 from digest.links import web_url
@@ -48,6 +49,9 @@ class Site:
     def feed_articles(self, store: Store, spec: FeedSpec, limit: int | None = None) -> list[Article]:
         """The newest articles of a feed (``[site] feed_entries`` of them unless ``limit``)."""
         limit = limit or self.settings.site.feed_entries
+        if spec.kind == "search":
+            found = store.search(query.parse(spec.slug or ""), limit=limit)
+            return sorted(found, key=lambda a: (a.published or a.first_seen, a.first_seen), reverse=True)
         if spec.kind == "region":
             return store.articles(region=spec.slug, limit=limit)
         if spec.kind == "theme":
@@ -137,6 +141,34 @@ class Site:
             heading=spec.name or spec.title,
             articles=articles,
             prefix=spec.prefix,
+        )
+
+    def search_spec(self, found: query.Query) -> FeedSpec:
+        """The feed of a search: its query in normal form names it."""
+        text = found.text
+        return FeedSpec("search", text, f"{self.settings.site.title}: {text}", text)
+
+    def search(self, store: Store, text: str) -> tuple[int, str]:
+        """The search page for ``text`` (none: the form alone), best match first, with its
+        feeds advertised; and its status (400: a query that cannot be run, and why)."""
+        site = [s for s in self.specs if s.kind == "site"]
+        count = store.count_articles()
+        if not text.strip():
+            return 200, self._page("search.html", count, site, query="", found=None, spec=None, error=None)
+        try:
+            parsed = query.parse(text)
+            found = store.search(parsed, limit=PER_GROUP_PAGE)
+        except (query.QueryError, StoreError) as exc:
+            # A store's message names the database: the visitor is told only what to change.
+            shown = (
+                str(exc)
+                if isinstance(exc, query.QueryError)
+                else "this search took too long; try fewer words"
+            )
+            return 400, self._page("search.html", count, site, query=text, found=None, spec=None, error=shown)
+        spec = self.search_spec(parsed)
+        return 200, self._page(
+            "search.html", count, [spec], query=parsed.text, found=found, spec=spec, error=None
         )
 
     def article(self, store: Store, article: Article) -> str:

@@ -19,8 +19,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from digest import publish, redact, signups, web_subscribe
+from digest import publish, query, redact, signups, web_subscribe
 from digest.config import Settings
+from digest.errors import StoreError
 from digest.publish import FeedSpec
 from digest.store import Store
 from digest.webcache import HTML, PAGE_CACHE_CONTROL, Cache, Rendered
@@ -29,6 +30,7 @@ from digest.webguard import SECURITY_TEXT_HEADERS, Guard, is_loopback
 log = logging.getLogger("digest")
 FEED_CACHE_CONTROL = "public, max-age=300"
 OPML = "text/x-opml; charset=utf-8"
+TEXT = "text/plain; charset=utf-8"
 
 
 def create_app(
@@ -99,6 +101,35 @@ def create_app(
 
         return await cached(request, ("article", article_id), build, PAGE_CACHE_CONTROL)
 
+    async def search_page(request: Request) -> Response:
+        text = request.query_params.get("q", "")[: query.MAX_LENGTH + 1]
+
+        def build(store: Store) -> Rendered:
+            status, page = site.search(store, text)
+            return Rendered.of(page.encode(), HTML, status=status)
+
+        return await cached(request, ("search", text), build, PAGE_CACHE_CONTROL)
+
+    async def search_feed(request: Request) -> Response:
+        fmt = request.path_params["fmt"]
+        if fmt not in publish.FORMATS:
+            raise HTTPException(
+                404, f"Search feeds come as search.atom, search.rss or search.json, not search.{fmt}."
+            )
+        try:
+            parsed = query.parse(request.query_params.get("q", "")[: query.MAX_LENGTH + 1])
+        except query.QueryError as exc:
+            return PlainTextResponse(f"{exc}\n", 400, headers=dict(SECURITY_TEXT_HEADERS))
+        spec = site.search_spec(parsed)
+
+        def build(store: Store) -> Rendered:
+            try:
+                return feed_builder(spec, fmt)(store)
+            except StoreError:
+                return Rendered.of(b"this search took too long; try fewer words\n", TEXT, status=400)
+
+        return await cached(request, ("search", spec.slug or "", fmt), build, FEED_CACHE_CONTROL)
+
     async def healthz(request: Request) -> Response:
         if health is None:
             return JSONResponse({"status": "ok"})
@@ -124,6 +155,8 @@ def create_app(
         Route("/themes/{slug}/feed.{fmt}", feed_of("theme")),
         Route("/articles/{article_id}", article),
         Route("/articles/{article_id}/", article),
+        Route("/search", search_page),
+        Route("/search.{fmt}", search_feed),
         Route("/healthz", healthz),
         *web_subscribe.routes(cache),
     ]

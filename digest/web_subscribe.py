@@ -21,12 +21,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from digest import signups, subscribers
+from digest import cron, query, signups, subscribers
+from digest.cadence import Rhythm, common_zones, local_time, next_due, weekday_name
 from digest.dates import utcnow
 from digest.errors import DigestError
 from digest.mail import compose
 from digest.mail.planner import Planner, sample_links
-from digest.store import Store
+from digest.store import Store, Subscriber
 from digest.tokens import BadToken, make, read, secret_for
 from digest.webcache import HTML, PAGE_CACHE_CONTROL, Cache, Rendered
 from digest.webguard import same_origin
@@ -34,6 +35,7 @@ from digest.webguard import same_origin
 PER_CLIENT = (10, 600.0)  # at most 10 subscribe requests per client in 10 minutes
 PER_ADDRESS = (3, 3600.0)  # and 3 per address in an hour
 FORM_SECONDS = 3600  # a subscribe form is good for an hour
+WEEKDAYS = tuple(weekday_name(n) for n in range(7))  # the form's values, Monday first
 
 
 class RateLimit:
@@ -83,6 +85,59 @@ def routes(cache: Cache) -> list[Route]:
         )
         return regions, themes
 
+    defaults = subscribers.defaults_for(settings)
+    zones = list(common_zones())
+    if settings.schedule.timezone not in zones:
+        zones.insert(0, settings.schedule.timezone)
+
+    def rhythm_from(form: Any, existing: Subscriber | None) -> Rhythm | None:
+        """The rhythm chosen on a form (SubscriberError otherwise). None: as it was, or
+        for a new subscriber the site's default (a form without a cadence, or its "with
+        everyone" choice, keeps a subscriber on the site's schedule)."""
+        if "cadence" not in form:
+            return defaults.rhythm({}, existing)
+        given = {k: str(form.get(k, ""))[:64] for k in subscribers.RHYTHM_FIELDS}
+        return defaults.rhythm(given, existing) if given["cadence"] else None
+
+    def topics_from(form: Any) -> tuple[str, ...] | None:
+        if "topic" not in form:
+            return None
+        return subscribers.chosen_topics(str(t)[: query.MAX_LENGTH + 1] for t in form.getlist("topic")[:20])
+
+    def chosen_on(form: Any) -> dict[str, Any]:
+        """A form's choices, to show it again with what was chosen."""
+        hour, weekday = str(form.get("hour", "")), str(form.get("weekday", ""))
+        return {
+            "regions": form.getlist("region"),
+            "themes": form.getlist("theme"),
+            "cadence": str(form.get("cadence", "")),
+            "timezone": str(form.get("timezone", "")),
+            "hour": int(hour) if hour.isdigit() else 8,
+            "weekday": WEEKDAYS.index(weekday) if weekday in WEEKDAYS else 0,
+            "topics": [str(t) for t in form.getlist("topic")][: query.MAX_TOPICS],
+        }
+
+    def chosen_by(subscriber: Subscriber) -> dict[str, Any]:
+        rhythm = subscriber.rhythm or Rhythm(defaults.cadence or "weekly", defaults.timezone)
+        return {
+            "regions": list(subscriber.regions),
+            "themes": list(subscriber.themes),
+            "cadence": subscriber.rhythm.cadence if subscriber.rhythm else "",
+            "timezone": rhythm.timezone,
+            "hour": rhythm.hour,
+            "weekday": rhythm.weekday,
+            "topics": list(subscriber.topics),
+        }
+
+    def next_delivery(store: Store, subscriber: Subscriber) -> str | None:
+        """When the subscriber's next digest is due, in their own time."""
+        now = utcnow()
+        if subscriber.rhythm is None:
+            due = cron.next_due(store, settings, now)
+            return local_time(due, settings.schedule.timezone) if due else None
+        due = subscriber.next_due if subscriber.next_due and subscriber.next_due > now else None
+        return local_time(due or next_due(subscriber.rhythm, now), subscriber.rhythm.timezone)
+
     def refused() -> HTMLResponse:
         return message("Refused", "This form can only be sent from this site.", 403)
 
@@ -90,11 +145,15 @@ def routes(cache: Cache) -> list[Route]:
 
     def subscribe_form(email: str = "", chosen: Any = None, error: str | None = None) -> HTMLResponse:
         token = make(secret(), "form", 0, ttl=FORM_SECONDS)
-        blank: dict[str, list[str]] = {"regions": [], "themes": []}
+        blank = {
+            "regions": [], "themes": [], "cadence": defaults.cadence or "weekly",
+            "timezone": defaults.timezone, "hour": 8, "weekday": 0, "topics": [],
+        }  # fmt: skip
         status = 400 if error else 200
         return page(
-            "subscribe.html", status, email=email, chosen=chosen or blank, error=error, form_token=token
-        )
+            "subscribe.html", status, email=email, chosen=chosen or blank, error=error, form_token=token,
+            zones=zones, on_site_schedule=False,
+        )  # fmt: skip
 
     async def subscribe(request: Request) -> Response:
         if request.method == "GET":
@@ -118,9 +177,9 @@ def routes(cache: Cache) -> list[Route]:
             try:
                 address = subscribers.normalise_email(email)
                 regions, themes = slugs_from(form)
+                rhythm, topics = rhythm_from(form, None), topics_from(form) or ()
             except DigestError as exc:
-                chosen = {"regions": form.getlist("region"), "themes": form.getlist("theme")}
-                return subscribe_form(email, chosen, str(exc))
+                return subscribe_form(email, chosen_on(form), str(exc))
             if not per_address.allow(store_for_thread(), secret(), address.lower()):
                 return message(
                     "Too many requests", "Please wait a while before trying this address again.", 429
@@ -128,7 +187,7 @@ def routes(cache: Cache) -> list[Route]:
             # The same work and the same answer whether or not the address is subscribed: the
             # request is queued; what it leads to happens later, on the queue's own clock (work
             # started right after this answer would slow the next request, telling the same).
-            signups.enqueue(store_for_thread(), address, regions, themes)
+            signups.enqueue(store_for_thread(), address, regions, themes, rhythm=rhythm, topics=topics)
             return message(
                 "Check your inbox",
                 f"If {address} can receive our digest, a confirmation link is on its way to it.",
@@ -154,7 +213,7 @@ def routes(cache: Cache) -> list[Route]:
                 return refused()
             if not subscribers.confirm(store_for_thread(), subscriber_id):
                 return message("Link not valid", invalid, 400)
-            return message("Subscribed", "Thank you: your first digest comes with the next weekly send.")
+            return message("Subscribed", "Thank you: your first digest comes at your next delivery time.")
 
         return await run_in_threadpool(answer)
 
@@ -171,7 +230,7 @@ def routes(cache: Cache) -> list[Route]:
                 return message("Link not valid", invalid, 400)
             if not post:
                 # A GET changes nothing, so link scanners cannot unsubscribe anyone.
-                return message("Unsubscribe", "Stop receiving the weekly digest?", button="Unsubscribe")
+                return message("Unsubscribe", "Stop receiving the digest?", button="Unsubscribe")
             if not allowed:
                 return refused()
             subscribers.unsubscribe(store_for_thread(), subscriber_id)
@@ -191,16 +250,25 @@ def routes(cache: Cache) -> list[Route]:
             if not allowed:
                 return refused()
             store = store_for_thread()
+            found = store.subscriber(subscriber_id=subscriber_id)
+            assert found is not None
             if form is not None:
                 try:
                     regions, themes = slugs_from(form)
+                    rhythm, topics = rhythm_from(form, found), topics_from(form)
                 except DigestError as exc:
                     return message("Not saved", str(exc), 400)
-                subscribers.set_preferences(store, subscriber_id, regions, themes)
-            found = store.subscriber(subscriber_id=subscriber_id)
-            assert found is not None
-            chosen = {"regions": list(found.regions), "themes": list(found.themes)}
-            return page("preferences.html", email=found.email, chosen=chosen, saved=form is not None)
+                if rhythm == found.rhythm:
+                    rhythm = None  # unchanged: still due when it was
+                subscribers.set_preferences(
+                    store, subscriber_id, regions, themes, rhythm=rhythm, topics=topics
+                )
+                found = store.subscriber(subscriber_id=subscriber_id)
+                assert found is not None
+            return page(
+                "preferences.html", email=found.email, chosen=chosen_by(found), saved=form is not None,
+                zones=zones, on_site_schedule=found.rhythm is None, next_delivery=next_delivery(store, found),
+            )  # fmt: skip
 
         return await run_in_threadpool(answer)
 

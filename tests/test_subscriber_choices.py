@@ -1,0 +1,90 @@
+"""A reader's own rhythm and topics through the web forms, in headless Chromium: choose a
+cadence, an hour, a time zone and topics on the preferences page and the subscribe form,
+send them as the browser sends them, and see the next delivery in the reader's own time."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from digest.cadence import Rhythm, local_time
+from digest.config import Settings
+from digest.store import open_store
+from digest.subscribers import add, token
+from digest.tokens import secret_for
+from tests.browser import Browser
+from tests.conftest import AppServer, settings_for
+
+
+def _served(folder: Path) -> Settings:
+    return settings_for(folder, '[site]\ntitle = "China Watch"\n[schedule]\ntimezone = "Europe/London"\n')
+
+
+def test_preferences_choose_a_rhythm_and_topics_and_show_the_next_delivery(tmp_path: Path) -> None:
+    settings = _served(tmp_path)
+    with open_store(settings.database.path) as store:
+        ann = add(store, "ann@example.org", confirmed=True)
+        link = f"/preferences/{token(secret_for(store, None), 'preferences', ann)}"
+    assert ann.rhythm is None  # on the site's schedule
+    with AppServer(settings) as server, Browser(tmp_path / "profile") as browser:
+        browser.open(server.url(link))
+        assert browser.run("document.querySelector('[name=cadence]').value") == ""  # "with everyone"
+        assert "08:00 (Europe/London)" in browser.text(".next")  # digest_cron's next Monday
+        assert browser.run("document.querySelector('[name=timezone]').value") == "Europe/London"
+        browser.choose("cadence", "daily")
+        browser.choose("hour", "7")
+        browser.choose("timezone", "Asia/Tokyo")
+        browser.run("document.querySelectorAll('[name=topic]')[0].value = 'Laos or Mekong'")
+        browser.run("""document.querySelectorAll('[name=topic]')[1].value = '"belt and road" -europe'""")
+        saved_at = datetime.now(UTC)
+        browser.submit()
+        assert "Saved." in browser.text()
+        with open_store(settings.database.path) as store:
+            ann = store.subscriber(email="ann@example.org")  # type: ignore[assignment]
+        assert ann is not None and ann.rhythm == Rhythm("daily", "Asia/Tokyo", 7, 0)
+        assert ann.topics == ("laos or mekong", '"belt and road" -europe')  # lowercase "or" is a word
+        assert ann.next_due is not None and 0 < (ann.next_due - saved_at).total_seconds() <= 86400
+        shown = browser.text(".next")
+        assert local_time(ann.next_due, "Asia/Tokyo") in shown and "07:00 (Asia/Tokyo)" in shown
+        # The page shows what was saved, and a second save that changes nothing keeps the due time.
+        assert browser.run("document.querySelector('[name=timezone]').value") == "Asia/Tokyo"
+        assert browser.run("document.querySelector('[name=hour]').value") == "7"
+        assert browser.run("document.querySelectorAll('[name=topic]')[1].value") == '"belt and road" -europe'
+        browser.submit()
+        with open_store(settings.database.path) as store:
+            again = store.subscriber(email="ann@example.org")
+        assert again is not None and again.next_due == ann.next_due
+        # A topic that cannot be run is refused, and nothing changes.
+        browser.open(server.url(link))
+        browser.run("""document.querySelectorAll('[name=topic]')[2].value = '"unclosed'""")
+        browser.choose("cadence", "monthly")
+        browser.submit()
+        assert "Not saved" in browser.text() and "quotation mark" in browser.text()
+        with open_store(settings.database.path) as store:
+            unchanged = store.subscriber(email="ann@example.org")
+        assert unchanged is not None and unchanged.rhythm == ann.rhythm and unchanged.topics == ann.topics
+
+
+def test_the_subscribe_form_takes_a_rhythm_in_the_readers_time_zone(tmp_path: Path) -> None:
+    settings = _served(tmp_path)
+    with AppServer(settings) as server, Browser(tmp_path / "profile") as browser:
+        browser.open(server.url("/subscribe"))
+        # Offered: the site's default cadence and zone, hour 8, Monday.
+        defaults = [
+            browser.run(f"document.querySelector('[name={n}]').value")
+            for n in ("cadence", "timezone", "hour")
+        ]
+        assert defaults == ["weekly", "Europe/London", "8"]
+        browser.choose("email", "bob@example.org")
+        browser.choose("cadence", "weekly")
+        browser.choose("weekday", "fri")
+        browser.choose("hour", "6")
+        browser.choose("timezone", "America/New_York")
+        browser.run("document.querySelectorAll('[name=topic]')[0].value = 'Mekong'")
+        browser.submit()
+        assert "Check your inbox" in browser.text()
+    with open_store(settings.database.path) as store:
+        [signup] = store.signups()
+    assert (signup.email, signup.rhythm, signup.topics) == (
+        "bob@example.org", Rhythm("weekly", "America/New_York", 6, 4), ("mekong",)
+    )  # fmt: skip
