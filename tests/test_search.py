@@ -1,0 +1,124 @@
+"""Searches: the query language (words, phrases, OR, NOT), the /search page and its feeds,
+`digest articles --search`, and hostile queries (never a 500, never the database's syntax)."""
+
+from __future__ import annotations
+
+import feedparser
+import httpx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from lxml import etree
+
+from digest.config import Settings
+from digest.query import MAX_LENGTH, MAX_TERMS, QueryError, parse, topics
+from digest.store import open_store
+
+from .conftest import SHARED, AppServer, require
+from .test_publish import ATOM_RNG
+
+HOSTILE = [
+    "a " * 5000,  # 10,000 characters
+    '"belt and road',  # an unbalanced quote
+    'NEAR(china laos) * ^ : {title} AND OR NOT - "" ( ) \\ \x00 %',
+    "title:laos* OR summary_text:mekong",
+    "NOT laos",
+    "-",
+    " ".join(f"w{n}" for n in range(MAX_TERMS + 1)),
+    "'; DROP TABLE articles; --",
+    "x" * 200,
+]
+
+
+@given(st.text(max_size=400))
+@settings(max_examples=400, deadline=None)
+def test_any_text_parses_or_says_why_and_the_normal_form_is_stable(text: str) -> None:
+    try:
+        query = parse(text)
+    except QueryError:
+        return
+    assert query.all_of and parse(query.text) == query  # what is stored reads back the same
+    assert len(query.text) <= 2 * MAX_LENGTH
+
+
+def test_topics_are_normalised_deduplicated_and_capped() -> None:
+    assert topics(["Laos OR Mekong", " laos or mekong ", "", "LAOS OR MEKONG"]) == (
+        "laos OR mekong",  # a choice, written twice...
+        "laos or mekong",  # ...and, lowercase "or" being a word, a topic of three words
+    )
+    with pytest.raises(QueryError, match="at most 5 topics"):
+        topics([f"word{n}" for n in range(6)])
+    with pytest.raises(QueryError, match="topic '\"x'"):
+        topics(['"x'])
+
+
+def _ids(server: AppServer, query: str) -> set[str]:
+    answer = httpx.get(server.url("/search.json"), params={"q": query})
+    assert answer.status_code == 200, answer.text
+    return {item["id"] for item in answer.json()["items"]}
+
+
+def _text(settings: Settings, ids: set[str]) -> dict[str, str]:
+    with open_store(settings.database.path) as store:
+        found = {i: store.article(i.rsplit("/", 1)[-1]) for i in ids}
+    return {i: f"{a.title} {a.summary_text}".lower() for i, a in found.items() if a}
+
+
+def test_words_phrases_or_and_not_over_the_seeds(served_seeds: tuple[AppServer, Settings]) -> None:
+    server, settings = served_seeds
+    laos, mekong = _ids(server, "laos"), _ids(server, "mekong")
+    assert laos and mekong and laos != mekong
+    assert _ids(server, "laos OR mekong") == laos | mekong
+    assert _ids(server, "laos mekong") == laos & mekong
+    assert _ids(server, "laos -mekong") == _ids(server, "laos NOT mekong") == laos - mekong
+    phrase = _ids(server, '"foreign minister"')
+    assert phrase and all("foreign minister" in text for text in _text(settings, phrase).values())
+    assert phrase < _ids(server, "foreign minister")  # the words, anywhere, find more
+    assert _ids(server, '"belt and road"') and not _ids(server, '"road and belt"')  # in order
+
+
+def test_the_search_page_and_its_feeds(served_seeds: tuple[AppServer, Settings]) -> None:
+    require(ATOM_RNG, "the Atom RELAX NG schema")
+    server, _ = served_seeds
+    page = httpx.get(server.url("/search"), params={"q": "Laos OR Mekong"})
+    assert page.status_code == 200 and "Xi meets Lao president" in page.text
+    for fmt in ("atom", "rss", "json"):
+        assert f'href="/search.{fmt}?q=laos+OR+mekong"' in page.text  # discovery, in normal form
+    atom = httpx.get(server.url("/search.atom"), params={"q": "Laos OR Mekong"})
+    schema = etree.RelaxNG(etree.parse(str(SHARED / "schemas" / "atom.rng")))
+    assert schema.validate(etree.fromstring(atom.content)), schema.error_log.last_error
+    parsed = feedparser.parse(httpx.get(server.url("/search.rss"), params={"q": "laos OR mekong"}).content)
+    assert not parsed.bozo and parsed.feed.title.endswith("laos OR mekong")
+    assert {e.title for e in parsed.entries} == {e.title for e in feedparser.parse(atom.content).entries}
+    assert httpx.get(server.url("/search")).status_code == 200  # the form alone
+    assert httpx.get(server.url("/search.xml"), params={"q": "laos"}).status_code == 404
+
+
+@pytest.mark.parametrize("query", HOSTILE)
+def test_hostile_queries_get_a_400_or_a_clean_empty_answer(
+    served_seeds: tuple[AppServer, Settings], query: str
+) -> None:
+    server, _ = served_seeds
+    for path in ("/search", "/search.atom", "/search.json"):
+        answer = httpx.get(server.url(path), params={"q": query}, timeout=10)
+        assert answer.status_code in (200, 400), (path, answer.status_code)
+        if answer.status_code == 200 and path == "/search.json":
+            assert answer.json()["items"] == [] or query.startswith("title:")  # words, not columns
+        if answer.status_code == 400 and path == "/search":
+            assert '<p class="error">' in answer.text and "Traceback" not in answer.text
+
+
+def test_articles_search_on_the_command_line(served_seeds: tuple[AppServer, Settings]) -> None:
+    from click.testing import CliRunner
+
+    from digest.cli import cli
+
+    _, settings = served_seeds
+    config = settings.database.path.parent / "digest.toml"
+    config.write_text('[database]\npath = "test.db"\n', encoding="utf-8")
+    runner = CliRunner()
+    found = runner.invoke(cli, ["--config", str(config), "articles", "--search", "laos OR mekong", "--json"])
+    assert found.exit_code == 0, found.output
+    assert '"title": "Xi meets Lao president"' in found.output
+    bad = runner.invoke(cli, ["--config", str(config), "articles", "--search", '"unclosed'])
+    assert bad.exit_code == 1 and "quotation mark is not closed" in bad.output
