@@ -187,8 +187,9 @@ def set_preferences(
     *,
     rhythm: Rhythm | None = None,
     topics: Sequence[str] | None = None,
+    now: datetime | None = None,
 ) -> None:
-    store.set_preferences(subscriber_id, regions, themes, rhythm=rhythm, topics=topics)
+    store.set_preferences(subscriber_id, regions, themes, rhythm=rhythm, topics=topics, now=now)
 
 
 def binding(subscriber: Subscriber, purpose: str, bound_since: datetime | None = None) -> Binding | None:

@@ -91,11 +91,12 @@ class SubscribersArea(SqliteBase):
         *,
         rhythm: Rhythm | None = None,
         topics: Sequence[str] | None = None,
+        now: datetime | None = None,
     ) -> None:
         """Regions and themes; with ``rhythm`` and ``topics``, those too (a new rhythm's
-        next digest falls due at its first due time from now)."""
+        next digest falls due at its first due time after ``now``, by default now)."""
         values = {"regions": json.dumps(list(regions)), "themes": json.dumps(list(themes))}
-        values.update(_choices(rhythm, topics, utcnow()))
+        values.update(_choices(rhythm, topics, now or utcnow()))
         sets = ", ".join(f"{column} = ?" for column in values)
         with self._write() as conn:
             conn.execute(f"UPDATE subscribers SET {sets} WHERE id = ?", [*values.values(), subscriber_id])

@@ -87,9 +87,10 @@ class PgSubscribersArea(PgBase):
         *,
         rhythm: Rhythm | None = None,
         topics: Sequence[str] | None = None,
+        now: datetime | None = None,
     ) -> None:
         values = {"regions": json.dumps(list(regions)), "themes": json.dumps(list(themes))}
-        values.update(choice_columns(rhythm, topics, utcnow()))
+        values.update(choice_columns(rhythm, topics, now or utcnow()))
         sets = ", ".join(f"{column} = {_mark(column)}" for column in values)
         with self._write() as conn:
             conn.execute(f"UPDATE subscribers SET {sets} WHERE id = %s", [*values.values(), subscriber_id])
