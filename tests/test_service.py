@@ -287,3 +287,46 @@ def test_credentials_in_source_urls_never_show(server: FeedServer, smtp: SmtpSin
     ]
     for text in shown:
         assert "s3cret" not in text and "TOPSECRET" not in text and "reader:" not in text
+
+
+def test_the_service_sends_to_whoever_is_due_on_their_own_rhythm(
+    feed: FeedServer, smtp: SmtpSink, tmp_path: Path
+) -> None:
+    from digest.config import load_settings
+    from digest.dates import utcnow
+    from digest.store import open_store
+
+    sources = f'[[sources]]\nname = "f"\nurl = "{feed.url("/f.xml")}"\n'
+    config, _ = _config(tmp_path, smtp, sources, cron="0 0 0 1 1 *")  # the site's: not while we watch
+    add = ("--config", str(config), "subscribers", "add")
+    assert (
+        run(
+            *add, "ann@example.org", "--confirmed", "--cadence", "daily", "--hour", "6", cwd=tmp_path
+        ).returncode
+        == 0
+    )
+    assert run(*add, "bob@example.org", "--confirmed", cwd=tmp_path).returncode == 0  # the site's schedule
+    assert run("--config", str(config), "pull", cwd=tmp_path).returncode == 0
+    settings = load_settings(config, env={})
+    with open_store(settings.database.path) as store:
+        ann = store.subscriber(email="ann@example.org")
+        assert ann is not None and ann.next_due is not None and ann.next_due > utcnow()
+        store.set_next_due([(ann.id, utcnow())])  # her 06:00 has just come
+    first = Running(config, tmp_path)
+    try:
+        assert _until(lambda: len(smtp.messages) >= 1), first.lines
+        assert _until(lambda: _events(first, "digest", "1 sent") >= 1), first.lines
+    finally:
+        assert first.stop()[0] == 0
+    assert smtp.recipients() == ["ann@example.org"]  # bob's cron has not fired
+    assert str(smtp.messages[0][1]["Subject"]).startswith("Your daily digest, ")
+    with open_store(settings.database.path) as store:
+        ann = store.subscriber(email="ann@example.org")
+        assert ann is not None and ann.next_due is not None and ann.next_due > utcnow()  # tomorrow 06:00
+    again = Running(config, tmp_path)  # a restart: she is not due again
+    try:
+        assert _until(lambda: _events(again, "catch-up") == 1), again.lines
+        time.sleep(1)
+    finally:
+        assert again.stop()[0] == 0
+    assert len(smtp.messages) == 1
