@@ -20,7 +20,7 @@ MAX_PHRASE = 8  # words in one phrase
 MAX_WORD = 40  # characters in one word
 MAX_TOPICS = 5  # search topics a subscriber may follow
 
-_TOKENS = re.compile(r'"([^"]*)"|(\S+)')
+_TOKENS = re.compile(r'(-)?"([^"]*)"|(\S+)')  # a "phrase" (-"phrase": not it), or a bare word
 _WORD = re.compile(r"\w+")
 
 
@@ -66,7 +66,9 @@ def parse(text: str) -> Query:
     negate = either = False
     count = 0
     for match in _TOKENS.finditer(text):
-        phrase, bare = match.group(1), match.group(2)
+        minus, phrase, bare = match.group(1), match.group(2), match.group(3)
+        if minus:
+            negate, either = True, False
         if bare in ("OR", "|"):
             either = bool(choices) and not negate
             continue

@@ -12,6 +12,7 @@ import pytest
 
 from digest.config import Settings
 from digest.ingest import article_id, normalise_url, pull
+from digest.query import parse
 from digest.store import open_store
 
 from .conftest import DATA, SEEDS, FeedServer, Reply, Seen, rss, settings_for
@@ -222,7 +223,7 @@ def test_full_text_search_finds_articles(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, _source("seeds", str(SEEDS)))
     _pull(settings)
     with open_store(settings.database.path) as store:
-        found = [a.title for a in store.search("Ryukyu")]
+        found = [a.title for a in store.search(parse("Ryukyu"))]
     assert found[0] == "Chinese scholars question Japanese sovereignty over Ryukyu islands"
 
 

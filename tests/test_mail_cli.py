@@ -47,7 +47,9 @@ def test_subscribers_import_export_and_list(tmp_path: Path) -> None:
     }
     assert next(s for s in listed if s["email"] == "ann@example.org")["regions"] == ["europe", "africa"]
     exported = run("--config", config, "subscribers", "export", cwd=tmp_path).stdout
-    assert exported.splitlines()[0] == "email,status,regions,themes,created,confirmed,unsubscribed"
+    assert exported.splitlines()[0] == (
+        "email,status,regions,themes,cadence,timezone,hour,weekday,topics,created,confirmed,unsubscribed"
+    )
     (tmp_path / "again.csv").write_text(exported)
     again = run("--config", config, "subscribers", "import", str(tmp_path / "again.csv"), cwd=tmp_path)
     assert "0 added, 2 updated, 0 rejected" in again.stdout

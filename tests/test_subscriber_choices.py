@@ -88,3 +88,46 @@ def test_the_subscribe_form_takes_a_rhythm_in_the_readers_time_zone(tmp_path: Pa
     assert (signup.email, signup.rhythm, signup.topics) == (
         "bob@example.org", Rhythm("weekly", "America/New_York", 6, 4), ("mekong",)
     )  # fmt: skip
+
+
+def test_csv_import_and_export_carry_rhythms_and_topics_and_report_bad_lines(tmp_path: Path) -> None:
+    from digest.subscribers import RhythmDefaults, export_csv, import_csv
+
+    text = (
+        "email,cadence,timezone,hour,weekday,topics\n"
+        'ann@example.org,daily,Asia/Tokyo,7,,Laos OR Mekong; "belt and road"\n'
+        "bob@example.org,weekly,,,fri,\n"  # the rest from the defaults
+        "cid@example.org,,,,,\n"  # nothing chosen: the site's schedule
+        "dan@example.org,hourly,,,,\n"
+        "eve@example.org,daily,Mars/Olympus,,,\n"
+        "fay@example.org,daily,,24,,\n"
+        "gus@example.org,weekly,,,funday,\n"
+        'hal@example.org,,,,,"""unclosed"\n'  # the cell holds: "unclosed
+    )
+    defaults = RhythmDefaults(None, "Europe/London")
+    with open_store(tmp_path / "d.db") as store:
+        report = import_csv(text, store, [], [], origin="list.csv", defaults=defaults)
+        assert (report.added, report.updated) == (3, 0)
+        assert [e.split(":")[1].strip() for e in report.errors] == [
+            "line 5",
+            "line 6",
+            "line 7",
+            "line 8",
+            "line 9",
+        ]
+        assert "'hourly' is not one of daily, weekly, monthly" in report.errors[0]
+        assert "not an IANA time zone" in report.errors[1] and "from 0 to 23" in report.errors[2]
+        assert "day of the week" in report.errors[3] and "quotation mark" in report.errors[4]
+        found = {s.email.split("@")[0]: s for s in store.subscribers()}
+        assert found["ann"].rhythm == Rhythm("daily", "Asia/Tokyo", 7)
+        assert found["ann"].topics == ("laos OR mekong", '"belt and road"')
+        assert found["bob"].rhythm == Rhythm("weekly", "Europe/London", 8, 4)
+        assert found["cid"].rhythm is None and found["cid"].next_due is None
+        exported = export_csv(store)
+        # The export reads back as the same subscribers; a blank cell keeps what one has.
+        assert import_csv(exported, store, [], [], defaults=defaults).errors == []
+        again = {s.email.split("@")[0]: (s.rhythm, s.topics) for s in store.subscribers()}
+        assert again == {k: (v.rhythm, v.topics) for k, v in found.items()}
+        import_csv("email,hour\nann@example.org,\nbob@example.org,9\n", store, [], [], defaults=defaults)
+        assert store.subscriber(email="ann@example.org").rhythm == found["ann"].rhythm  # type: ignore[union-attr]
+        assert store.subscriber(email="bob@example.org").rhythm == Rhythm("weekly", "Europe/London", 9, 4)  # type: ignore[union-attr]
