@@ -72,6 +72,7 @@ def _fill(store: Store, count: int, sql: Callable[[str], None]) -> None:
     sql("UPDATE deliveries SET status = 'sent'")
     sql("UPDATE digests SET status = 'done'")
     sql("CREATE TABLE due0 AS SELECT id, next_due FROM subscribers")
+    sql("CREATE UNIQUE INDEX due0_id ON due0(id)")
     sql("ANALYZE")
 
 
@@ -126,7 +127,8 @@ def _report(name: str, runs: list[dict[str, list[float]]], scans: list[float], c
             f"  {label:38} quiet tick {ms(quiet)}   busy tick {ms(busy_median)}"
             f"   largest {ms(worst)}   (median of {len(runs)} runs)"
         )
-    print(f"  a busy tick finds a median of {busy:,.0f} due")
+    most = statistics.median(max(run["due per busy tick"]) for run in runs)
+    print(f"  a busy tick finds a median of {busy:,.0f} due; the busiest finds {most:,.0f}")
     plan_worst = statistics.median(max(r["plan busy"]) for r in runs)
     print(
         f"  baseline, every subscriber read and checked in Python at the busiest tick: {ms(scans)}"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, available_timezones
 
 CADENCES = ("daily", "weekly", "monthly")
 
@@ -37,10 +37,9 @@ class Rhythm:
             raise ValueError(f"hour {self.hour} is not from 0 to 23")
         if not 0 <= self.weekday <= 6:
             raise ValueError(f"weekday {self.weekday} is not from 0 (Monday) to 6 (Sunday)")
-        try:
-            ZoneInfo(self.timezone)  # an unknown zone fails here, not at the first due time
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{self.timezone!r} is not an IANA time zone (such as Europe/London)") from None
+        if self.timezone not in iana_zones():  # not at the first due time, and never a path
+            shown = self.timezone if len(self.timezone) <= 60 else self.timezone[:60] + "…"
+            raise ValueError(f"{shown!r} is not an IANA time zone (such as Europe/London)")
 
     def falls_on(self, day: date) -> bool:
         if self.cadence == "weekly":
@@ -51,14 +50,14 @@ class Rhythm:
 
     def due_on(self, day: date) -> datetime:
         """The UTC instant of this rhythm's local hour on ``day`` (whether or not it falls on it)."""
-        return datetime.combine(day, time(self.hour), tzinfo=ZoneInfo(self.timezone)).astimezone(UTC)
+        return datetime.combine(day, time(self.hour), tzinfo=zone(self.timezone)).astimezone(UTC)
 
 
 def due_times(rhythm: Rhythm, after: datetime, until: datetime) -> Iterator[datetime]:
     """The due instants in ``(after, until]``, oldest first (UTC)."""
-    zone = ZoneInfo(rhythm.timezone)
-    day = after.astimezone(zone).date() - timedelta(days=1)  # a due time just after ``after``
-    last = until.astimezone(zone).date() + timedelta(days=1)
+    local = zone(rhythm.timezone)
+    day = after.astimezone(local).date() - timedelta(days=1)  # a due time just after ``after``
+    last = until.astimezone(local).date() + timedelta(days=1)
     while day <= last:
         if rhythm.falls_on(day):
             due = rhythm.due_on(day)
@@ -69,15 +68,32 @@ def due_times(rhythm: Rhythm, after: datetime, until: datetime) -> Iterator[date
 
 def last_due(rhythm: Rhythm, now: datetime) -> datetime:
     """The latest due instant at or before ``now``."""
-    span = {"daily": 2, "weekly": 8, "monthly": 32}[rhythm.cadence]
-    found = list(due_times(rhythm, now - timedelta(days=span), now))
-    return found[-1]
+    return max(due for due in _around(rhythm, now) if due <= now)
 
 
 def next_due(rhythm: Rhythm, after: datetime) -> datetime:
     """The first due instant strictly after ``after``."""
-    span = {"daily": 2, "weekly": 8, "monthly": 32}[rhythm.cadence]
-    return next(due_times(rhythm, after, after + timedelta(days=span)))
+    return min(due for due in _around(rhythm, after) if due > after)
+
+
+def _around(rhythm: Rhythm, moment: datetime) -> list[datetime]:
+    """Three due instants in a row about ``moment``: the one at or before it is the middle
+    or the first, the one after it the middle or the last (worked out, not searched for:
+    a tick does this for every subscriber it finds due)."""
+    day = moment.astimezone(zone(rhythm.timezone)).date()
+    if rhythm.cadence == "daily":
+        days = [day - timedelta(days=1), day, day + timedelta(days=1)]
+    elif rhythm.cadence == "weekly":
+        on = day - timedelta(days=(day.weekday() - rhythm.weekday) % 7)
+        days = [on - timedelta(days=7), on, on + timedelta(days=7)]
+    else:
+        first = day.replace(day=1)
+        days = [
+            (first - timedelta(days=1)).replace(day=1),
+            first,
+            (first + timedelta(days=32)).replace(day=1),
+        ]
+    return [rhythm.due_on(d) for d in days]
 
 
 def previous_due(rhythm: Rhythm, due: datetime) -> datetime:
@@ -89,7 +105,7 @@ def period_of(rhythm: Rhythm, due: datetime) -> str:
     """The ledger's name for the period a due instant closes: one digest per name and
     subscriber, whatever the clock does ("daily:2026-12-03", "weekly:2026-12-07",
     "monthly:2026-12")."""
-    local = due.astimezone(ZoneInfo(rhythm.timezone)).date()
+    local = due.astimezone(zone(rhythm.timezone)).date()
     if rhythm.cadence == "monthly":
         return f"monthly:{local:%Y-%m}"
     return f"{rhythm.cadence}:{local.isoformat()}"
@@ -132,6 +148,25 @@ def weekday_number(text: str) -> int:
 
 
 @cache
+def zone(name: str) -> ZoneInfo:
+    """The zone of a valid name, loaded once: ``ZoneInfo`` itself keeps only the last few
+    strongly, and a tick goes through many zones."""
+    return ZoneInfo(name)
+
+
+@cache
+def iana_zones() -> frozenset[str]:
+    """Every time zone a subscriber may have: the IANA names this system knows, without the
+    files that are not zones of a place ("localtime" is this host's, "posixrules" and
+    "Factory" are placeholders, "right/" and "posix/" are other copies of the database)."""
+    return frozenset(
+        name
+        for name in available_timezones()
+        if name not in ("localtime", "posixrules", "Factory") and not name.startswith(("right/", "posix/"))
+    )
+
+
+@cache
 def common_zones() -> tuple[str, ...]:
     """The time zones forms offer (``data/timezones.txt``), west to east."""
     lines = (
@@ -142,5 +177,5 @@ def common_zones() -> tuple[str, ...]:
 
 def local_time(moment: datetime, timezone: str) -> str:
     """A due time as a reader reads it: "Monday 7 December 2026, 08:00 (Europe/London)"."""
-    local = moment.astimezone(ZoneInfo(timezone))
+    local = moment.astimezone(zone(timezone))
     return f"{local:%A} {local.day} {local:%B %Y, %H:%M} ({timezone})"

@@ -21,7 +21,7 @@ MAX_WORD = 40  # characters in one word
 MAX_TOPICS = 5  # search topics a subscriber may follow
 
 _TOKENS = re.compile(r'(-)?"([^"]*)"|(\S+)')  # a "phrase" (-"phrase": not it), or a bare word
-_WORD = re.compile(r"\w+")
+_WORD = re.compile(r"(?:\w|[\u0300-\u036f])+")  # letters with their combining marks (İ is i + dot)
 
 
 class QueryError(DigestError):
@@ -80,7 +80,7 @@ def parse(text: str) -> Query:
         if bare is not None and bare.startswith("-") and _WORD.search(bare):
             negate, bare = True, bare[1:]
         # Punctuation inside a bare word ("belt-and-road", "U.S.") keeps its words together.
-        words = tuple(w.lower() for w in _WORD.findall(phrase if phrase is not None else bare or ""))
+        words = tuple(_WORD.findall((phrase if phrase is not None else bare or "").lower()))
         if not words:
             continue
         for word in words:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from digest.config import Settings
 
 from digest import query
-from digest.cadence import Rhythm, weekday_name, weekday_number
+from digest.cadence import Rhythm, next_due, weekday_name, weekday_number
 from digest.dates import from_iso, parse_date, to_iso, utcnow
 from digest.errors import DigestError
 from digest.query import QueryError
@@ -57,7 +57,7 @@ class RhythmDefaults:
         base = current or Rhythm(self.cadence or "weekly", self.timezone)
         try:
             weekday = chosen.get("weekday", base.weekday)
-            return Rhythm(
+            made = Rhythm(
                 str(chosen.get("cadence", base.cadence)).strip().lower(),
                 str(chosen.get("timezone", base.timezone)).strip(),
                 _hour(chosen.get("hour", base.hour)),
@@ -65,6 +65,7 @@ class RhythmDefaults:
             )
         except ValueError as exc:
             raise SubscriberError(str(exc)) from None
+        return None if made == current else made  # the same again: still due when it was
 
 
 def defaults_for(settings: Settings) -> RhythmDefaults:
@@ -73,7 +74,7 @@ def defaults_for(settings: Settings) -> RhythmDefaults:
 
 def _hour(value: str | int) -> int:
     text = str(value).strip()
-    hour = int(text) if text.isdigit() else -1
+    hour = int(text) if text.isascii() and text.isdigit() and len(text) <= 2 else -1
     if not 0 <= hour <= 23:
         raise ValueError(f"hour {text!r} is not a whole hour from 0 to 23")
     return hour
@@ -151,8 +152,10 @@ def add(
         store.upsert_subscribers([change])
     else:
         store.upsert_subscribers([change])
-        if confirmed:
-            store.set_subscriber_status(existing.id, "active", at=now)
+        if confirmed and existing.status != "active":
+            refreshed = store.subscriber(subscriber_id=existing.id)
+            assert refreshed is not None
+            _activate(store, refreshed, now)
         elif existing.status != "active" and not existing.pending_since:
             # A new sign-up: links from any earlier one (bound to pending_since) are dead.
             store.set_subscriber_status(existing.id, "pending", at=now)
@@ -166,8 +169,16 @@ def confirm(store: Store, subscriber_id: int) -> bool:
     found = store.subscriber(subscriber_id=subscriber_id)
     if found is None or found.status != "pending":
         return False
-    store.set_subscriber_status(subscriber_id, "active", at=utcnow())
+    _activate(store, found, utcnow())
     return True
+
+
+def _activate(store: Store, subscriber: Subscriber, now: datetime) -> None:
+    """Active from ``now``: a rhythm's first digest is its first due time from now (not from
+    the sign-up, which may be days before)."""
+    store.set_subscriber_status(subscriber.id, "active", at=now)
+    if subscriber.rhythm is not None:
+        store.set_next_due([(subscriber.id, next_due(subscriber.rhythm, now))])
 
 
 def unsubscribe(store: Store, subscriber_id: int) -> bool:

@@ -24,6 +24,8 @@ from digest.config import Settings
 from digest.errors import StoreError
 from digest.publish import FeedSpec
 from digest.store import Store
+from digest.tokens import secret_for
+from digest.web_subscribe import RateLimit
 from digest.webcache import HTML, PAGE_CACHE_CONTROL, Cache, Rendered
 from digest.webguard import SECURITY_TEXT_HEADERS, Guard, is_loopback
 
@@ -31,6 +33,7 @@ log = logging.getLogger("digest")
 FEED_CACHE_CONTROL = "public, max-age=300"
 OPML = "text/x-opml; charset=utf-8"
 TEXT = "text/plain; charset=utf-8"
+SEARCHES = RateLimit("search", 60, 60.0)  # searches run per client a minute (cached answers are free)
 
 
 def create_app(
@@ -101,10 +104,20 @@ def create_app(
 
         return await cached(request, ("article", article_id), build, PAGE_CACHE_CONTROL)
 
+    def too_many(store: Store, request: Request) -> Rendered | None:
+        """A 429 when this client has run too many searches lately (only searches not in the
+        cache count: each may cost up to ``SEARCH_SECONDS`` of the database's time)."""
+        client = request.client.host if request.client else "unknown"
+        if SEARCHES.allow(store, secret_for(store, settings.secret), client):
+            return None
+        return Rendered.of(b"Too many searches: please wait a minute.\n", TEXT, status=429)
+
     async def search_page(request: Request) -> Response:
         text = request.query_params.get("q", "")[: query.MAX_LENGTH + 1]
 
         def build(store: Store) -> Rendered:
+            if text.strip() and (refused := too_many(store, request)):
+                return refused
             status, page = site.search(store, text)
             return Rendered.of(page.encode(), HTML, status=status)
 
@@ -123,6 +136,8 @@ def create_app(
         spec = site.search_spec(parsed)
 
         def build(store: Store) -> Rendered:
+            if refused := too_many(store, request):
+                return refused
             try:
                 return feed_builder(spec, fmt)(store)
             except StoreError:

@@ -97,6 +97,8 @@ def routes(cache: Cache) -> list[Route]:
         if "cadence" not in form:
             return defaults.rhythm({}, existing)
         given = {k: str(form.get(k, ""))[:64] for k in subscribers.RHYTHM_FIELDS}
+        if given["timezone"] and given["timezone"] not in zones:
+            raise subscribers.SubscriberError("choose a time zone from the list")
         return defaults.rhythm(given, existing) if given["cadence"] else None
 
     def topics_from(form: Any) -> tuple[str, ...] | None:
@@ -112,7 +114,7 @@ def routes(cache: Cache) -> list[Route]:
             "themes": form.getlist("theme"),
             "cadence": str(form.get("cadence", "")),
             "timezone": str(form.get("timezone", "")),
-            "hour": int(hour) if hour.isdigit() else 8,
+            "hour": int(hour) if hour.isascii() and hour.isdigit() and len(hour) <= 2 else 8,
             "weekday": WEEKDAYS.index(weekday) if weekday in WEEKDAYS else 0,
             "topics": [str(t) for t in form.getlist("topic")][: query.MAX_TOPICS],
         }

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from digest.cadence import Rhythm, due_times, last_due
+from digest.cadence import Rhythm, due_times, last_due, next_due, period_of, previous_due
 
 ZONES = ["UTC", "Europe/London", "America/New_York", "Asia/Kolkata", "Australia/Sydney", "Pacific/Auckland"]
 
@@ -85,3 +85,24 @@ def test_bad_rhythms_are_refused() -> None:
                 dict(timezone="../../etc/passwd")):  # fmt: skip
         with pytest.raises(ValueError, match=r"hourly|24|7|not an IANA time zone"):
             Rhythm(**bad)  # type: ignore[arg-type]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    cadence=st.sampled_from(["daily", "weekly", "monthly"]),
+    zone=st.sampled_from(ZONES),
+    hour=st.integers(0, 23),
+    weekday=st.integers(0, 6),
+    moment=st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2028, 1, 1)),
+)
+def test_the_due_times_about_a_moment_are_the_ones_a_search_finds(
+    cadence: str, zone: str, hour: int, weekday: int, moment: datetime
+) -> None:
+    rhythm = Rhythm(cadence, zone, hour, weekday)
+    now = moment.replace(tzinfo=UTC)
+    span = timedelta(days=40)
+    searched_last = list(due_times(rhythm, now - span, now))[-1]
+    searched_next = next(due_times(rhythm, now, now + span))
+    assert last_due(rhythm, now) == searched_last and next_due(rhythm, now) == searched_next
+    assert previous_due(rhythm, searched_last) == list(due_times(rhythm, now - 2 * span, searched_last))[-2]
+    assert period_of(rhythm, searched_last) != period_of(rhythm, searched_next)

@@ -243,3 +243,49 @@ def test_changing_cadence_in_mid_week_leaves_no_gap_and_no_duplicate(simulation:
     for (_, until, _), (since, _, _) in itertools.pairwise(windows):
         assert since == until  # no gap, no overlap
     assert sim.mail()["dan"] == [sum(1 for t in sim.articles if s <= t < u) for s, u, _ in windows]
+
+
+def test_a_clock_that_ran_ahead_or_a_zone_that_left_silences_nobody(tmp_path: Path) -> None:
+    from digest.mail.planner import Planner
+
+    settings = settings_for(tmp_path, "")
+    now = datetime(2027, 2, 1, 12, tzinfo=UTC)
+    with open_store(settings.database.path) as store:
+        daily = Rhythm("daily", "Europe/London", 8)
+        store.upsert_subscribers(
+            [
+                SubscriberChange(f"{n}@example.org", status="active", rhythm=daily, created=now)
+                for n in ("ann", "bob")
+            ]
+        )
+        ann, bob = (store.subscriber(email=f"{n}@example.org") for n in ("ann", "bob"))
+        assert ann and bob
+        # A tick while the clock was 30 days fast left ann due a month ahead.
+        store.set_next_due([(ann.id, now + timedelta(days=30)), (bob.id, now - timedelta(minutes=1))])
+        with sqlite3.connect(settings.database.path) as db:  # bob's zone left the system's database
+            db.execute("UPDATE subscribers SET timezone = 'Gone/Zone' WHERE id = ?", [bob.id])
+        db.close()
+        Planner(store, settings).create(now)  # no error for everyone because of bob
+        ann, bob = (store.subscriber(email=f"{n}@example.org") for n in ("ann", "bob"))
+        assert ann is not None and ann.next_due == datetime(2027, 2, 2, 8, tzinfo=UTC)  # tomorrow again
+        assert bob is not None and bob.rhythm is None and bob.next_due is None  # the site's schedule now
+        assert [s.email for s in store.due_subscribers(now + timedelta(days=1))] == ["ann@example.org"]
+
+
+def test_confirming_and_saving_the_same_rhythm_again_keep_the_rhythm_in_step(tmp_path: Path) -> None:
+    from digest.subscribers import RhythmDefaults, add, confirm, export_csv, import_csv
+
+    with open_store(tmp_path / "d.db") as store:
+        ann = add(store, "ann@example.org", rhythm={"cadence": "daily", "hour": "8"})  # pending
+        overdue = datetime.now(UTC) - timedelta(days=3)
+        store.set_next_due([(ann.id, overdue)])  # signed up days ago, confirming only now
+        assert confirm(store, ann.id)
+        ann = store.subscriber(email="ann@example.org")  # type: ignore[assignment]
+        assert ann is not None and ann.next_due is not None and ann.next_due > datetime.now(UTC)
+        # Re-adding or re-importing what she has changes nothing, not even when she is due.
+        store.set_next_due([(ann.id, overdue)])
+        add(store, "ann@example.org", rhythm={"cadence": "daily"}, confirmed=True)
+        import_csv(export_csv(store), store, [], [], defaults=RhythmDefaults())
+        assert store.subscriber(email="ann@example.org").next_due == overdue  # type: ignore[union-attr]
+        add(store, "ann@example.org", rhythm={"hour": "9"})  # a change: due afresh
+        assert store.subscriber(email="ann@example.org").next_due > datetime.now(UTC)  # type: ignore[operator,union-attr]

@@ -512,6 +512,16 @@ def test_rhythms_topics_and_who_is_due(store: Store) -> None:
     assert ann.next_due is not None and ann.next_due > now
     store.set_preferences(ann.id, [], [])
     assert store.subscriber(email="ann@example.org").rhythm == weekly  # type: ignore[union-attr]
+    # Due further ahead than the cadence ever puts it: a clock ran ahead when it was set.
+    store.set_next_due(
+        [(ann.id, T0 + timedelta(days=7, hours=1)), (bob.id, T0 + timedelta(days=2)), (cid.id, None)]
+    )
+    assert store.misdated_subscribers(T0) == []  # weekly: a week and an hour is possible
+    store.set_next_due([(ann.id, T0 + timedelta(days=8)), (bob.id, T0 + timedelta(days=27))])
+    assert [s.email for s in store.misdated_subscribers(T0)] == ["ann@example.org", "bob@example.org"]
+    store.set_next_due([(ann.id, None)])  # none at all: never due, never misdated
+    assert [s.email for s in store.misdated_subscribers(T0)] == ["bob@example.org"]
+    assert ann.id not in {s.id for s in store.due_subscribers(T0 + timedelta(days=400))}
 
 
 def test_the_sign_up_queue(store: Store) -> None:
@@ -715,6 +725,7 @@ CALLS: dict[str, Callable[[Store, Path], Any]] = {
     "set_preferences": lambda s, p: s.set_preferences(1, ["europe"], []),
     "due_subscribers": lambda s, p: s.due_subscribers(T0),
     "set_next_due": lambda s, p: s.set_next_due([(1, T0)]),
+    "misdated_subscribers": lambda s, p: s.misdated_subscribers(T0),
     "delete_subscriber": lambda s, p: s.delete_subscriber("ann@example.org"),
     "enqueue_signup": lambda s, p: s.enqueue_signup("x@example.org", [], [], now=T0),
     "claim_signups": lambda s, p: s.claim_signups(T0, until=T0, limit=1),

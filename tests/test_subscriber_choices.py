@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from digest.cadence import Rhythm, local_time
 from digest.config import Settings
 from digest.store import open_store
@@ -131,3 +133,51 @@ def test_csv_import_and_export_carry_rhythms_and_topics_and_report_bad_lines(tmp
         import_csv("email,hour\nann@example.org,\nbob@example.org,9\n", store, [], [], defaults=defaults)
         assert store.subscriber(email="ann@example.org").rhythm == found["ann"].rhythm  # type: ignore[union-attr]
         assert store.subscriber(email="bob@example.org").rhythm == Rhythm("weekly", "Europe/London", 9, 4)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("timezone", "Etc"), ("timezone", "America"), ("timezone", "localtime"), ("timezone", "x" * 300),
+     ("timezone", "../../etc/passwd"), ("timezone", "Africa/Asmera"), ("hour", "²"), ("hour", "-1"),
+     ("hour", "1" * 50), ("weekday", "0"), ("cadence", "hourly"), ("topic", '"x')],
+)  # fmt: skip
+def test_hostile_form_values_get_a_400_never_a_500(tmp_path: Path, field: str, value: str) -> None:
+    import re
+
+    import httpx
+
+    settings = _served(tmp_path)
+    good = {"cadence": "daily", "timezone": "Asia/Tokyo", "hour": "7", "weekday": "mon", "topic": "laos"}
+    with AppServer(settings) as server:
+        form = httpx.get(server.url("/subscribe")).text
+        found = re.search(r'name="form_token" value="([^"]+)"', form)
+        assert found
+        posted = httpx.post(
+            server.url("/subscribe"),
+            data={**good, field: value, "email": "ann@example.org", "form_token": found.group(1)},
+            headers={"Origin": server.url("")},
+        )
+    assert posted.status_code == 400, (field, value, posted.status_code)
+    assert '<p class="error">' in posted.text
+    with open_store(settings.database.path) as store:
+        assert store.signups() == []
+
+
+def test_a_bad_rhythm_on_the_command_line_is_one_line(tmp_path: Path) -> None:
+    from tests.conftest import write_config
+    from tests.test_cli import run
+
+    config = write_config(tmp_path, "")
+    for option in (["--timezone", "Etc"], ["--timezone", "x" * 300], ["--hour", "²"], ["--weekday", "0"]):
+        done = run(
+            "--config",
+            str(config),
+            "subscribers",
+            "add",
+            "a@example.org",
+            "--confirmed",
+            *option,
+            cwd=tmp_path,
+        )
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("digest: error: ")

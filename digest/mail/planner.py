@@ -33,7 +33,7 @@ class Plan:
     deliveries: dict[int, Selection]
     considered: int
     distinct: int
-    next_due: list[tuple[int, datetime]] = field(default_factory=list)
+    next_due: list[tuple[int, datetime | None]] = field(default_factory=list)
 
 
 def sample_links(settings: Settings) -> tuple[str, str]:
@@ -72,7 +72,7 @@ class Planner:
 
     def selections(
         self, until: datetime, since: datetime | None = None, *, site_schedule: bool = True
-    ) -> tuple[dict[int, Selection], list[tuple[int, datetime]]]:
+    ) -> tuple[dict[int, Selection], list[tuple[int, datetime | None]]]:
         """Each subscriber's selection for a digest cut at ``until``, and when those on a
         rhythm of their own are next due. Chosen: those on the site's schedule (with
         ``site_schedule``: its cron fired, or the operator sends) and those whose own due
@@ -80,6 +80,7 @@ class Planner:
         back; ``since``: an operator's start for everyone). Not a subscriber whose previous
         digest is still pending: it goes out first, and the next one starts where it ends,
         so no article reaches anyone twice however long a server defers."""
+        self._redate(until)
         due = self.store.due_subscribers(until)
         on_site: list[Subscriber] = []
         if site_schedule:
@@ -91,15 +92,37 @@ class Planner:
         else:
             last = self.store.last_delivered([s.id for s in due]) if due else {}
         chosen = {s.id: Selection.of(since or last.get(s.id, newcomer_since(until)), s) for s in on_site}
-        next_due: list[tuple[int, datetime]] = []
+        next_due: list[tuple[int, datetime | None]] = []
+        times: dict[cadence.Rhythm, tuple[str, datetime, datetime]] = {}
         for subscriber in due:
             rhythm = subscriber.rhythm
-            assert rhythm is not None  # due_subscribers gives only those with a rhythm
-            closes = cadence.last_due(rhythm, until)
-            start = since or last.get(subscriber.id) or cadence.previous_due(rhythm, closes)
-            chosen[subscriber.id] = Selection.of(start, subscriber, cadence.period_of(rhythm, closes))
-            next_due.append((subscriber.id, cadence.next_due(rhythm, until)))
+            if rhythm is None:
+                # Stored, but no longer a rhythm (its zone left the system's database): the
+                # site's schedule serves them from now on, and no tick looks at them again.
+                log.warning("%s: rhythm no longer valid; on the site's schedule", subscriber.email)
+                next_due.append((subscriber.id, None))
+                continue
+            if rhythm not in times:  # many share a rhythm: its arithmetic is done once a tick
+                closes = cadence.last_due(rhythm, until)
+                times[rhythm] = (
+                    cadence.period_of(rhythm, closes),
+                    cadence.previous_due(rhythm, closes),
+                    cadence.next_due(rhythm, until),
+                )
+            period, newcomer, following = times[rhythm]
+            start = since or last.get(subscriber.id) or newcomer
+            chosen[subscriber.id] = Selection.of(start, subscriber, period)
+            next_due.append((subscriber.id, following))
         return chosen, next_due
+
+    def _redate(self, now: datetime) -> None:
+        """Next due times further ahead than any cadence puts them were set by a clock that
+        ran ahead (or a `digest send --at` in the future): from ``now`` again. The ledger's
+        one digest per period keeps this from sending anything twice."""
+        misdated = [(s.id, s.rhythm) for s in self.store.misdated_subscribers(now) if s.rhythm is not None]
+        if misdated:
+            log.warning("%d subscribers were due far ahead of %s: due again from now", len(misdated), now)
+            self.store.set_next_due([(sid, cadence.next_due(rhythm, now)) for sid, rhythm in misdated])
 
     def plan(self, until: datetime, since: datetime | None = None, *, site_schedule: bool = True) -> Plan:
         """The deliveries of a digest cut at ``until``: those whose selection has news."""

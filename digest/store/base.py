@@ -228,6 +228,8 @@ def dt(value: str | datetime | None) -> datetime | None:
 
 def decoded(value: Any) -> Any:
     """A stored JSON value: text (SQLite) or already decoded (PostgreSQL's jsonb)."""
+    if value == "[]":
+        return []  # most lists (regions, themes, topics) are empty: no parser for them
     return json.loads(value) if isinstance(value, str | bytes) else value
 
 

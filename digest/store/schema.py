@@ -331,6 +331,7 @@ def _rhythms(db: sqlite3.Connection) -> None:
         db.execute(f"ALTER TABLE {table} ADD COLUMN topics TEXT NOT NULL DEFAULT '[]'")
     db.execute("ALTER TABLE subscribers ADD COLUMN next_due TEXT")
     db.execute("CREATE INDEX subscribers_due ON subscribers(status, next_due)")
+    db.execute("CREATE INDEX subscribers_rhythm ON subscribers(cadence, next_due)")
     db.execute("ALTER TABLE deliveries ADD COLUMN period TEXT")
     db.execute("CREATE UNIQUE INDEX deliveries_period ON deliveries(subscriber_id, period)")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from digest.cadence import Rhythm, next_due
@@ -12,6 +12,11 @@ from digest.dates import to_iso, utcnow
 from digest.errors import StoreError
 from digest.store.base import Row, SqliteBase, decoded, dt, in_chunks, iso, stored_time, when
 from digest.store.records import SUBSCRIBER_STATUSES, Signup, Subscriber, SubscriberChange
+
+# How far ahead of now a cadence can put a next due time (a day can last 25 hours; a month
+# 31 days), and the rows past that: one index range each.
+FURTHEST = {"daily": timedelta(hours=26), "weekly": timedelta(days=7, hours=2), "monthly": timedelta(days=32)}
+MISDATED = "(" + " OR ".join(f"(cadence = '{c}' AND next_due > {{}})" for c in FURTHEST) + ")"
 
 # The timestamp each status sets, and those it clears.
 STATUS_TIMES = {
@@ -113,11 +118,21 @@ class SubscribersArea(SqliteBase):
         )
         return [subscriber_of(row) for row in rows]
 
-    def set_next_due(self, due: Sequence[tuple[int, datetime]]) -> None:
-        """When each subscriber's next digest falls due (subscriber id, due time)."""
+    def misdated_subscribers(self, now: datetime) -> list[Subscriber]:
+        """Active subscribers whose next due time lies further ahead than their cadence
+        ever puts it (a clock that ran ahead set it): ``planner`` sets it again."""
+        rows = self._rows(
+            f"SELECT * FROM subscribers WHERE {MISDATED.format('?', '?', '?')} AND status = 'active'",
+            [to_iso(now + span) for span in FURTHEST.values()],
+        )
+        return [subscriber_of(row) for row in rows]
+
+    def set_next_due(self, due: Sequence[tuple[int, datetime | None]]) -> None:
+        """When each subscriber's next digest falls due (subscriber id, due time; None: no
+        time, the site's schedule serves them)."""
         with self._write() as conn:
             conn.executemany(
-                "UPDATE subscribers SET next_due = ? WHERE id = ?", [(to_iso(at), sid) for sid, at in due]
+                "UPDATE subscribers SET next_due = ? WHERE id = ?", [(iso(at), sid) for sid, at in due]
             )
 
     def delete_subscriber(self, email: str) -> bool:

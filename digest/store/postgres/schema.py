@@ -153,6 +153,7 @@ _RHYTHMS = [
     ),
     "ALTER TABLE subscribers ADD COLUMN next_due TIMESTAMPTZ",
     "CREATE INDEX subscribers_due ON subscribers(status, next_due)",
+    "CREATE INDEX subscribers_rhythm ON subscribers(cadence, next_due)",
     "ALTER TABLE deliveries ADD COLUMN period TEXT",
     "CREATE UNIQUE INDEX deliveries_period ON deliveries(subscriber_id, period)",
 ]

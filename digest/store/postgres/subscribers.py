@@ -13,7 +13,14 @@ from digest.dates import utcnow
 from digest.errors import StoreError
 from digest.store.postgres.base import PgBase
 from digest.store.records import SUBSCRIBER_STATUSES, Signup, Subscriber, SubscriberChange
-from digest.store.subscribers import STATUS_TIMES, choice_columns, signup_of, subscriber_of
+from digest.store.subscribers import (
+    FURTHEST,
+    MISDATED,
+    STATUS_TIMES,
+    choice_columns,
+    signup_of,
+    subscriber_of,
+)
 
 _JSON = {"regions", "themes", "topics"}
 
@@ -105,7 +112,14 @@ class PgSubscribersArea(PgBase):
         )
         return [subscriber_of(row) for row in rows]
 
-    def set_next_due(self, due: Sequence[tuple[int, datetime]]) -> None:
+    def misdated_subscribers(self, now: datetime) -> list[Subscriber]:
+        rows = self._rows(
+            f"SELECT * FROM subscribers WHERE {MISDATED.format('%s', '%s', '%s')} AND status = 'active'",
+            [now + span for span in FURTHEST.values()],
+        )
+        return [subscriber_of(row) for row in rows]
+
+    def set_next_due(self, due: Sequence[tuple[int, datetime | None]]) -> None:
         with self._write() as conn, conn.cursor() as cursor:
             cursor.executemany(
                 "UPDATE subscribers SET next_due = %s WHERE id = %s", [(at, sid) for sid, at in due]
