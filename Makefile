@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install bytecode run serve test lint typecheck unit bench bench-e2e bench-scale clean system-deps
+.PHONY: install bytecode run serve test lint typecheck unit bench bench-e2e bench-scale bench-due clean system-deps
 
 # Debian packages the end-to-end tests drive: newsboat (a feed reader), chromium, and
 # postgresql (the tests start a throwaway server of their own; Debian keeps its binaries
@@ -63,6 +63,11 @@ bench-e2e: bytecode
 # and 4 processes and 1 on SQLite, pulls with 1 and 2 workers.
 bench-scale: bytecode
 	$(BIN)/python benchmarks/scale.py
+
+# Who is due among 100,000 subscribers on their own rhythms, a tick a minute for a day,
+# on SQLite and (with its server binaries) PostgreSQL; medians of 3 runs.
+bench-due: bytecode
+	$(BIN)/python benchmarks/due.py
 
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +29,19 @@ _INDEXED = "FROM articles a JOIN article_texts t ON t.article_id = a.id"
 
 
 SEARCH_SECONDS = 2.0
+
+
+def seen_in(
+    since: datetime | None, until: datetime | None, mark: str, value: Callable[[datetime], Any]
+) -> tuple[list[str], list[Any]]:
+    """``since <= first_seen < until`` (either end open when None) as WHERE terms, with
+    ``mark`` for a parameter, and their arguments made by ``value``."""
+    where, args = ["1 = 1"], []
+    for bound, op in ((since, ">="), (until, "<")):
+        if bound is not None:
+            where.append(f"a.first_seen {op} {mark}")
+            args.append(value(bound))
+    return where, args
 
 
 def fts5(query: Query) -> str:
@@ -112,14 +125,7 @@ class ArticlesArea(SqliteBase):
         order they were stored). ``since`` and ``until`` select by ``first_seen``, the time
         digest first stored them: ``since <= first_seen < until``, so consecutive windows
         never share or skip an article."""
-        where: list[str] = ["1 = 1"]
-        args: list[Any] = []
-        if since is not None:
-            where.append("a.first_seen >= ?")
-            args.append(to_iso(since))
-        if until is not None:
-            where.append("a.first_seen < ?")
-            args.append(to_iso(until))
+        where, args = seen_in(since, until, "?", to_iso)
         if region is not None:
             where.append("EXISTS (SELECT 1 FROM json_each(a.regions) WHERE value = ?)")
             args.append(region)
@@ -149,13 +155,8 @@ class ArticlesArea(SqliteBase):
         """Articles whose title or text match ``query`` (first seen in ``[since, until)``
         when given), best match first. At most ``SEARCH_SECONDS`` of work: longer is a
         StoreError, never a stuck worker."""
-        where, args = ["articles_fts MATCH ?"], [fts5(query)]
-        if since is not None:
-            where.append("a.first_seen >= ?")
-            args.append(to_iso(since))
-        if until is not None:
-            where.append("a.first_seen < ?")
-            args.append(to_iso(until))
+        where, args = seen_in(since, until, "?", to_iso)
+        where, args = ["articles_fts MATCH ?", *where], [fts5(query), *args]
         sql = (
             f"SELECT {_COLUMNS} FROM articles_fts f JOIN articles a ON a.rowid = f.rowid {_JOINS}"
             f" WHERE {' AND '.join(where)} ORDER BY rank LIMIT ?"

@@ -12,7 +12,7 @@ import psycopg
 from digest.errors import StoreError
 from digest.models import Article
 from digest.query import Query, Term
-from digest.store.articles import SEARCH_SECONDS, article_of
+from digest.store.articles import SEARCH_SECONDS, article_of, seen_in
 from digest.store.postgres.base import Conn, PgBase
 from digest.store.records import SaveCounts
 
@@ -97,14 +97,7 @@ class PgArticlesArea(PgBase):
         source: str | None = None,
         limit: int | None = None,
     ) -> list[Article]:
-        where: list[str] = ["TRUE"]
-        args: list[Any] = []
-        if since is not None:
-            where.append("a.first_seen >= %s")
-            args.append(since)
-        if until is not None:
-            where.append("a.first_seen < %s")
-            args.append(until)
+        where, args = seen_in(since, until, "%s", lambda moment: moment)
         if region is not None:
             where.append("a.regions ? %s")
             args.append(region)
@@ -133,14 +126,9 @@ class PgArticlesArea(PgBase):
     ) -> list[Article]:
         """Articles matching ``query``, best match first (titles weigh more); at most
         ``SEARCH_SECONDS`` of the server's time."""
-        match, args = tsquery(query)
-        where = ["a.search @@ tq.q"]
-        if since is not None:
-            where.append("a.first_seen >= %s")
-            args.append(since)
-        if until is not None:
-            where.append("a.first_seen < %s")
-            args.append(until)
+        match, terms = tsquery(query)
+        where, args = seen_in(since, until, "%s", lambda moment: moment)
+        where, args = ["a.search @@ tq.q", *where], [*terms, *args]
         sql = (
             f"SELECT {_COLUMNS}, ts_rank(a.search, tq.q) AS rank FROM articles a"
             f" JOIN sources s ON s.id = a.source_id, (SELECT {match} AS q) tq"
