@@ -456,6 +456,7 @@ def subscribers_list(app: App, as_json: bool) -> None:
 
 def subscriber_json(subscriber: Subscriber) -> dict[str, Any]:
     """The `digest subscribers list --json` object for one subscriber."""
+    from digest.cadence import weekday_name
     from digest.dates import to_iso
 
     def when(value: datetime | None) -> str | None:
@@ -469,6 +470,13 @@ def subscriber_json(subscriber: Subscriber) -> dict[str, Any]:
         "created": to_iso(subscriber.created),
         "confirmed": when(subscriber.confirmed),
         "unsubscribed": when(subscriber.unsubscribed),
+        # Their own rhythm (all null: the site's schedule), topics, and when next due.
+        "cadence": subscriber.rhythm.cadence if subscriber.rhythm else None,
+        "timezone": subscriber.rhythm.timezone if subscriber.rhythm else None,
+        "hour": subscriber.rhythm.hour if subscriber.rhythm else None,
+        "weekday": weekday_name(subscriber.rhythm.weekday) if subscriber.rhythm else None,
+        "topics": list(subscriber.topics),
+        "next_due": when(subscriber.next_due),
     }
 
 

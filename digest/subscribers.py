@@ -12,9 +12,6 @@ from typing import TYPE_CHECKING
 
 from email_validator import EmailNotValidError, validate_email
 
-if TYPE_CHECKING:
-    from digest.config import Settings
-
 from digest import query
 from digest.cadence import Rhythm, next_due, weekday_name, weekday_number
 from digest.dates import from_iso, parse_date, to_iso, utcnow
@@ -22,6 +19,9 @@ from digest.errors import DigestError
 from digest.query import QueryError
 from digest.store import SUBSCRIBER_STATUSES, Store, Subscriber, SubscriberChange
 from digest.tokens import CONFIRM_SECONDS, Binding, make
+
+if TYPE_CHECKING:
+    from digest.config import Settings
 
 TOKENS_BOUND_SINCE = "tokens_bound_since"  # the settings row the identity migration writes
 

@@ -4,6 +4,7 @@ send them as the browser sends them, and see the next delivery in the reader's o
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -168,6 +169,15 @@ def test_a_bad_rhythm_on_the_command_line_is_one_line(tmp_path: Path) -> None:
     from tests.test_cli import run
 
     config = write_config(tmp_path, "")
+    added = run(*("--config", str(config), "subscribers", "add", "b@example.org", "--confirmed"),
+                *("--cadence", "weekly", "--weekday", "friday", "--topic", "Mekong"), cwd=tmp_path)  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    listed = run("--config", str(config), "subscribers", "list", "--json", cwd=tmp_path)
+    [bob] = json.loads(listed.stdout)
+    assert (bob["cadence"], bob["timezone"], bob["hour"], bob["weekday"], bob["topics"]) == (
+        "weekly", "UTC", 8, "fri", ["mekong"]
+    )  # fmt: skip
+    assert bob["next_due"] > bob["created"]
     for option in (["--timezone", "Etc"], ["--timezone", "x" * 300], ["--hour", "²"], ["--weekday", "0"]):
         done = run(
             "--config",
