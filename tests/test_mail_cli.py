@@ -246,3 +246,25 @@ def test_a_dry_run_honours_since(tmp_path: Path, smtp: SmtpSink) -> None:
     since = run("--config", config, "send", "--dry-run", "--since", "2000-01-01", cwd=tmp_path).stdout
     assert "new digest from 2000-01-01 00:00 UTC: 1 of 1 subscribers due have something new" in since
     assert len(smtp.messages) == 1  # a dry run sends nothing
+
+
+def test_preview_for_a_subscriber_shows_their_next_digest_with_their_topics(tmp_path: Path) -> None:
+    config = str(_config(tmp_path))
+    assert run("--config", config, "pull", cwd=tmp_path).returncode == 0
+    added = run(
+        *("--config", config, "subscribers", "add", "ann@example.org", "--confirmed", "--region", "europe"),
+        *("--cadence", "daily", "--timezone", "Asia/Tokyo", "--hour", "7", "--topic", "Laos OR Mekong"),
+        cwd=tmp_path,
+    )
+    assert added.returncode == 0, added.stderr
+    shown = run(
+        "--config", config, "preview", "--for", "ann@example.org", "--format", "text",
+        "--at", "2026-12-02T12:00:00Z", "--since", "2000-01-01", cwd=tmp_path,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    # Her next digest closes at 07:00 in Tokyo on 3 December; her topics open it, whatever
+    # their region, before her region's section.
+    assert "Your daily digest, 3 December · " in shown.stdout
+    topics, _, rest = shown.stdout.partition("YOUR TOPICS")[2].partition("EUROPE")
+    assert "Xi meets Lao president" in topics and "EUROPE" in shown.stdout
+    assert "Xi meets Lao president" not in rest  # in one section only
