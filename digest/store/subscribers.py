@@ -258,6 +258,9 @@ def _columns(change: SubscriberChange, now: datetime) -> dict[str, Any]:
 
 
 def subscriber_of(row: Row) -> Subscriber:
+    # sqlite3.Row: "in" looks at values, keys() at columns (those of later migrations may be
+    # absent from a database being migrated)
+    columns = set(row.keys())
     return Subscriber(
         id=int(row["id"]),
         email=row["email"],
@@ -268,11 +271,10 @@ def subscriber_of(row: Row) -> Subscriber:
         confirmed=stored_time(row["confirmed"]) if row["confirmed"] else None,
         unsubscribed=stored_time(row["unsubscribed"]) if row["unsubscribed"] else None,
         bounces=int(row["bounces"]),
-        # sqlite3.Row: "in" looks at values, keys() at columns (absent before migration 0007)
-        pending_since=dt(row["pending_since"]) if "pending_since" in row.keys() else None,  # noqa: SIM118
-        rhythm=rhythm_of(row) if "cadence" in row.keys() else None,  # noqa: SIM118
-        topics=tuple(decoded(row["topics"])) if "topics" in row.keys() else (),  # noqa: SIM118
-        next_due=dt(row["next_due"]) if "next_due" in row.keys() else None,  # noqa: SIM118
+        pending_since=dt(row["pending_since"]) if "pending_since" in columns else None,
+        rhythm=rhythm_of(row) if "cadence" in columns else None,
+        topics=tuple(decoded(row["topics"])) if "topics" in columns else (),
+        next_due=dt(row["next_due"]) if "next_due" in columns else None,
     )
 
 
