@@ -438,13 +438,31 @@ def subscribers_remove(app: App, email: str) -> None:
     click.echo(f"{email}: removed")
 
 
+@subscribers.command(name="reactivate")
+@click.argument("email")
+@click.pass_obj
+def subscribers_reactivate(app: App, email: str) -> None:
+    """Mail a bounced subscriber again (the log records it)."""
+    from digest.subscribers import reactivate
+
+    with app.store() as store:
+        found = reactivate(store, email)
+    click.echo(f"{found.email}: {found.status} again")
+
+
 @subscribers.command(name="list")
 @click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--status",
+    type=click.Choice(["pending", "active", "unsubscribed", "bounced"]),
+    help="Only these (bounced: the suppression list, never mailed).",
+)
 @click.pass_obj
-def subscribers_list(app: App, as_json: bool) -> None:
+def subscribers_list(app: App, as_json: bool, status: str | None) -> None:
     """List subscribers: email, status, regions, themes, times."""
     with app.store() as store:
         found = store.subscribers()
+    found = [s for s in found if status is None or s.status == status]
     if as_json:
         click.echo(json.dumps([subscriber_json(s) for s in found], indent=2))
         return

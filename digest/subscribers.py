@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -23,6 +24,7 @@ from digest.tokens import CONFIRM_SECONDS, Binding, make
 if TYPE_CHECKING:
     from digest.config import Settings
 
+log = logging.getLogger("digest")
 TOKENS_BOUND_SINCE = "tokens_bound_since"  # the settings row the identity migration writes
 
 STATUSES = SUBSCRIBER_STATUSES
@@ -92,6 +94,10 @@ class SubscriberError(DigestError):
     """A subscriber request that cannot be honoured: a bad address, an unknown slug."""
 
 
+class SuppressedLine(SubscriberError):
+    """A CSV line for a bounced address: left out, and said so, but not an error."""
+
+
 def normalise_email(address: str) -> str:
     """The address in normal form, or SubscriberError saying what is wrong with it.
 
@@ -135,6 +141,10 @@ def add(
     email = normalise_email(address)
     now = utcnow()
     existing = store.subscriber(email=email)
+    if existing is not None and existing.status == "bounced":
+        raise SubscriberError(
+            f"{email} is bounced and never mailed again (`digest subscribers reactivate` clears that)"
+        )
     change = SubscriberChange(
         email,
         regions=tuple(regions),
@@ -162,6 +172,25 @@ def add(
     found = store.subscriber(email=email)
     assert found is not None
     return found
+
+
+def reactivate(store: Store, address: str) -> Subscriber:
+    """Mail a bounced subscriber again: the operator's decision (the address works again),
+    written to the log with what it was."""
+    email = normalise_email(address)
+    found = store.subscriber(email=email)
+    if found is None:
+        raise SubscriberError(f"{email}: no such subscriber")
+    if found.status != "bounced":
+        raise SubscriberError(f"{email} is {found.status}, not bounced: nothing to reactivate")
+    _activate(store, found, utcnow())
+    log.warning(
+        "subscriber %s reactivated by the operator (was bounced after %d refusals)",
+        email, found.bounces, extra={"event": "subscribers"},
+    )  # fmt: skip
+    again = store.subscriber(subscriber_id=found.id)
+    assert again is not None
+    return again
 
 
 def confirm(store: Store, subscriber_id: int) -> bool:
@@ -287,6 +316,9 @@ def import_csv(
                 rhythm=(defaults or RhythmDefaults()).rhythm(record, existing),
                 topics=chosen_topics(record["topics"].split(TOPIC_SEPARATOR)) if "topics" in header else None,
             )
+        except SuppressedLine as exc:
+            report.warnings.append(f"{origin}: line {line}: {exc}")
+            continue
         except SubscriberError as exc:
             report.errors.append(f"{origin}: line {line}: {exc}")
             continue
@@ -321,6 +353,8 @@ def _import_change(
             themes=change.themes or (),
             created=_when(record.get("created"), "created") or now,
         )
+    elif existing.status == "bounced" and status in (None, "bounced"):
+        raise SuppressedLine(f"{email} is bounced: kept as it is, never mailed again")
     elif status is None or status == existing.status:
         return change  # the status stays as it is
     elif existing.status in ("unsubscribed", "bounced") and status in ("active", "pending"):

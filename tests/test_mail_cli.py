@@ -268,3 +268,49 @@ def test_preview_for_a_subscriber_shows_their_next_digest_with_their_topics(tmp_
     topics, _, rest = shown.stdout.partition("YOUR TOPICS")[2].partition("EUROPE")
     assert "Xi meets Lao president" in topics and "EUROPE" in shown.stdout
     assert "Xi meets Lao president" not in rest  # in one section only
+
+
+def test_the_suppression_list_holds_until_the_operator_reactivates(tmp_path: Path, smtp: SmtpSink) -> None:
+    config = str(_config(tmp_path, smtp))
+    assert run("--config", config, "pull", cwd=tmp_path).returncode == 0
+    for name in ("ann", "bob"):
+        assert (
+            run(
+                "--config", config, "subscribers", "add", f"{name}@example.org", "--confirmed", cwd=tmp_path
+            ).returncode
+            == 0
+        )
+    from digest.config import load_settings
+    from digest.dates import utcnow
+    from digest.store import open_store
+
+    with open_store(load_settings(config).database.path) as store:
+        bob = store.subscriber(email="bob@example.org")
+        assert bob is not None
+        store.create_digest("old", utcnow(), [(bob.id, utcnow(), None)])
+        for _ in range(3):  # three refusals for good in a row: bounced
+            store.record_delivery(
+                "old", bob.id, "failed", reply="550 no such user", strike=True, strikes_to_bounce=3
+            )
+        store.finish_digest("old")
+    listed = run("--config", config, "subscribers", "list", "--status", "bounced", "--json", cwd=tmp_path)
+    assert [(s["email"], s["status"]) for s in json.loads(listed.stdout)] == [("bob@example.org", "bounced")]
+    # Neither the operator's add nor an import brings a bounced address back.
+    readd = run("--config", config, "subscribers", "add", "bob@example.org", "--confirmed", cwd=tmp_path)
+    assert readd.returncode == 1 and "is bounced and never mailed again" in readd.stderr
+    (tmp_path / "list.csv").write_text("email,regions\nbob@example.org,europe\n")
+    imported = run("--config", config, "subscribers", "import", str(tmp_path / "list.csv"), cwd=tmp_path)
+    assert imported.returncode == 0 and "line 2: bob@example.org is bounced: kept as it is" in imported.stderr
+    assert run("--config", config, "send", cwd=tmp_path).returncode == 0
+    assert smtp.recipients() == ["ann@example.org"]
+    # The operator clears it by hand; the log says so; the strikes start again from none.
+    cleared = run("--config", config, "subscribers", "reactivate", "bob@example.org", cwd=tmp_path)
+    assert cleared.returncode == 0 and "bob@example.org: active again" in cleared.stdout
+    assert "reactivated by the operator (was bounced after 3 refusals)" in cleared.stderr
+    again = run("--config", config, "subscribers", "reactivate", "ann@example.org", cwd=tmp_path)
+    assert again.returncode == 1 and "is active, not bounced" in again.stderr
+    with open_store(load_settings(config).database.path) as store:
+        bob = store.subscriber(email="bob@example.org")
+        assert bob is not None and (bob.status, bob.bounces, bob.regions) == ("active", 0, ())
+    assert run("--config", config, "send", cwd=tmp_path).returncode == 0
+    assert smtp.recipients() == ["ann@example.org", "bob@example.org"]

@@ -579,6 +579,7 @@ def test_the_ledger(store: Store) -> None:
     for _ in range(2):  # two refusals for good in a row, with bouncing at two
         store.record_delivery("d1", ids["bob"], "failed", reply="550 no", strike=True, strikes_to_bounce=2)
     assert store.subscriber(subscriber_id=ids["bob"]).status == "bounced"  # type: ignore[union-attr]
+    assert store.subscriber(subscriber_id=ids["bob"]).bounces == 2  # type: ignore[union-attr]
     assert store.delivery_counts("d1") == {"sent": 1, "failed": 1, "pending": 1}
     store.finish_digest("d1")
     assert store.digest("d1").status == "sending"  # type: ignore[union-attr]  # cid is pending
@@ -592,6 +593,9 @@ def test_the_ledger(store: Store) -> None:
     [latest, older] = store.digests()
     assert (latest.digest.id, latest.sent, older.digest.id, older.sent, older.failed) == ("d2", 1, "d1", 2, 1)
     assert store.subscribers_with_pending() == set()
+    store.set_subscriber_status(ids["bob"], "active", at=second_cut)  # reactivated: strikes from none
+    bob = store.subscriber(subscriber_id=ids["bob"])
+    assert bob is not None and (bob.status, bob.bounces) == ("active", 0)
 
 
 def test_deliveries_are_claimed_in_batches_and_claims_expire(store: Store) -> None:

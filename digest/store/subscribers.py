@@ -81,6 +81,8 @@ class SubscribersArea(SqliteBase):
             raise StoreError(f"{status!r} is not a subscriber status")
         stamp, cleared = STATUS_TIMES[status]
         sets = ["status = ?", *(f"{c} = NULL" for c in cleared)]
+        if status == "active":
+            sets.append("bounces = 0")  # a fresh start: strikes from before count no more
         args: list[Any] = [status]
         if stamp:
             sets.append(f"{stamp} = ?")
