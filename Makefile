@@ -53,6 +53,7 @@ bench: bench-e2e
 	$(BIN)/python benchmarks/grouping.py
 	$(BIN)/python benchmarks/serve.py
 	$(BIN)/python benchmarks/send.py
+	$(BIN)/python benchmarks/dkim.py
 
 # Whole processes as a user runs them: pull vs feedparser alone, start-up, send vs the blast
 # ceiling; medians of 3 runs with peak memory, ratios side by side.

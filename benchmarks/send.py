@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import resource
 import socket
 import subprocess
@@ -36,7 +35,7 @@ from digest.mail import compose  # noqa: E402
 from digest.mail.compose import Outgoing  # noqa: E402
 from digest.mail.send import Mailer, send_all  # noqa: E402
 from digest.mail.transport import SmtpPool  # noqa: E402
-from digest.store import open_store  # noqa: E402
+from digest.store import SubscriberChange, open_store  # noqa: E402
 
 SINK = """
 import asyncio, sys
@@ -76,15 +75,16 @@ def setup(folder: Path, port: int, count: int, pool: int) -> tuple[str, Path]:
     now = "2026-11-24T00:00:00.000000+00:00"
     with open_store(settings.database.path) as store:
         pull(settings, store)
+        when = datetime.fromisoformat(now)
         rows = [
-            {
-                "email": f"reader{n}@example.org",
-                "status": "active",
-                "regions": json.dumps(regions[n % len(regions)]),
-                "themes": json.dumps(themes[n % len(themes)]),
-                "created": now,
-                "confirmed": now,
-            }
+            SubscriberChange(
+                f"reader{n}@example.org",
+                status="active",
+                regions=tuple(regions[n % len(regions)]),
+                themes=tuple(themes[n % len(themes)]),
+                created=when,
+                confirmed=when,
+            )
             for n in range(count)
         ]
         store.upsert_subscribers(rows)

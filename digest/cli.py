@@ -647,6 +647,27 @@ def backup(app: App, path: Path) -> None:
 
 
 @cli.group()
+def dkim() -> None:
+    """DKIM signing keys ([dkim] domain, selector, key_file)."""
+
+
+@dkim.command(name="keygen")
+@click.option("--algorithm", type=click.Choice(["rsa", "ed25519"]), default="rsa", show_default=True)
+@click.pass_obj
+def dkim_keygen(app: App, algorithm: str) -> None:
+    """Write a new private key to [dkim] key_file (mode 0600, never over an existing file)
+    and print the DNS TXT record to publish."""
+    from digest.mail.dkim import keygen
+
+    config = app.settings.dkim
+    if config is None:
+        raise DigestError(f"{app.settings.origin}: no [dkim] section: set domain, selector and key_file")
+    record = keygen(config.key_file, algorithm, config.domain, config.selector)
+    click.echo(f"wrote {config.key_file} (keep it secret); publish this DNS record:", err=True)
+    click.echo(record)
+
+
+@cli.group()
 def db() -> None:
     """Move the whole database between SQLite and PostgreSQL."""
 

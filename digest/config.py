@@ -21,6 +21,7 @@ from digest.cadence import CADENCES
 from digest.errors import ConfigError
 
 if TYPE_CHECKING:
+    from digest.mail.dkim import Signer
     from digest.store import Store
 from digest.resources import bundled
 from digest.sources.kinds import CHOICES
@@ -329,6 +330,20 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class DkimSettings:
+    """``[dkim]``: sign every message with the key in ``key_file`` for ``domain``."""
+
+    domain: str = setting("", _nonempty)
+    selector: str = setting("", _nonempty)
+    key_file: Path = setting(Path("dkim.pem"), _nonempty)
+
+    def signer(self) -> Signer:
+        from digest.mail.dkim import load_signer
+
+        return load_signer(self.domain, self.selector, self.key_file)
+
+
+@dataclass(frozen=True)
 class DigestSettings:
     group_by: str = setting("region", _choice(("region", "theme")))
     # A new subscriber's cadence when they choose none; unset: they follow digest_cron.
@@ -367,6 +382,7 @@ _SECTION_CLASSES: dict[str, type] = {
     "schedule": ScheduleSettings,
     "smtp": SmtpSettings,
     "digest": DigestSettings,
+    "dkim": DkimSettings,
     "outbox": OutboxSettings,
     "web": WebSettings,
     "fetch": FetchSettings,
@@ -404,6 +420,7 @@ class Settings:
     fetch: FetchSettings = field(default_factory=FetchSettings)
     grouping: GroupingSettings = field(default_factory=GroupingSettings)
     digest: DigestSettings = field(default_factory=DigestSettings)
+    dkim: DkimSettings | None = None  # absent: messages go out unsigned
     secret: str | None = None
     origin: str = "embedded default"
     warnings: tuple[str, ...] = ()
@@ -589,7 +606,18 @@ def _digest_settings(values: Mapping[str, Any], anchored: Callable[..., Path], o
         raise ConfigError(
             f"{origin}: digest.templates: {templates} is not a folder (of digest.html.j2 and digest.txt.j2)"
         )
-    return DigestSettings(group_by=values.get("group_by", "region"), templates=templates)
+    return DigestSettings(
+        group_by=values.get("group_by", "region"), cadence=values.get("cadence"), templates=templates
+    )
+
+
+def _dkim_settings(values: Mapping[str, Any], anchored: Callable[..., Path], origin: str) -> DkimSettings:
+    missing = [key for key in ("domain", "selector") if not values.get(key)]
+    if missing:
+        raise ConfigError(f"{origin}: dkim: {' and '.join(missing)} must be set to sign messages")
+    return DkimSettings(
+        values["domain"], values["selector"], anchored("dkim", DkimSettings.key_file, "key_file")
+    )
 
 
 _IMPLICIT_SECURITY = {465: "tls", 587: "starttls"}
@@ -684,6 +712,7 @@ def _build(data: Mapping[str, Any], origin: str, base_dir: Path, env: Mapping[st
         fetch=FetchSettings(**merged["fetch"]),
         grouping=grouping,
         digest=_digest_settings(merged["digest"], anchored, origin),
+        dkim=_dkim_settings(merged["dkim"], anchored, origin) if "dkim" in data else None,
         secret=env.get("DIGEST_SECRET") or None,
         origin=origin,
         warnings=tuple(warnings),

@@ -195,10 +195,18 @@ def _why(exc: BaseException) -> str:
 
 
 def transport_for(settings: Settings, *, backoff: float = 0.5) -> Transport:
-    """The SMTP pool of ``[smtp]``, or the outbox folder when no server is configured."""
-    if settings.smtp is None:
-        return Outbox(settings.outbox.path)
-    return SmtpPool(settings.smtp, size=settings.smtp.pool, rate=settings.smtp.rate, backoff=backoff)
+    """The SMTP pool of ``[smtp]``, or the outbox folder when no server is configured; with
+    ``[dkim]``, every message signed on its way to it."""
+    inner: Transport = (
+        Outbox(settings.outbox.path)
+        if settings.smtp is None
+        else SmtpPool(settings.smtp, size=settings.smtp.pool, rate=settings.smtp.rate, backoff=backoff)
+    )
+    if settings.dkim is None:
+        return inner
+    from digest.mail.dkim import Signed
+
+    return Signed(inner, settings.dkim.signer())
 
 
 async def send_once(channel: Transport, msg: Outgoing, key: str) -> str:
