@@ -191,3 +191,22 @@ def test_a_bad_rhythm_on_the_command_line_is_one_line(tmp_path: Path) -> None:
         )
         assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("digest: error: ")
+
+
+def test_the_site_default_cadence_is_a_newcomers_when_they_choose_none(tmp_path: Path) -> None:
+    from tests.conftest import write_config
+    from tests.test_cli import run
+
+    config = write_config(tmp_path, '[digest]\ncadence = "monthly"\n[schedule]\ntimezone = "Europe/Paris"\n')
+    assert (
+        run(
+            "--config", str(config), "subscribers", "add", "a@example.org", "--confirmed", cwd=tmp_path
+        ).returncode
+        == 0
+    )
+    [ann] = json.loads(run("--config", str(config), "subscribers", "list", "--json", cwd=tmp_path).stdout)
+    assert (ann["cadence"], ann["timezone"], ann["hour"]) == ("monthly", "Europe/Paris", 8)
+    (tmp_path / "other").mkdir()
+    bad = write_config(tmp_path / "other", '[digest]\ncadence = "hourly"\n')
+    refused = run("--config", str(bad), "subscribers", "list", cwd=tmp_path)
+    assert refused.returncode == 1 and "digest.cadence" in refused.stderr and "hourly" in refused.stderr
