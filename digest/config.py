@@ -143,6 +143,16 @@ def _http_url(value: Any, where: str) -> str:
     return text.rstrip("/")
 
 
+_HOST = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+
+def _hostname(value: Any, where: str) -> str:
+    text = _nonempty(value, where).strip().lower()
+    if not _HOST.match(text):
+        raise ConfigError(f"{where}: {_shown(value)} is not a domain name (such as bounces.example.org)")
+    return text
+
+
 def _names(value: Any, where: str) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [v for v in value.replace(",", " ").split() if v]
@@ -330,6 +340,13 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class BouncesSettings:
+    """``[bounces]``: each delivery's envelope sender is ``bounces+TOKEN@domain`` (VERP)."""
+
+    domain: str = setting("", _hostname)
+
+
+@dataclass(frozen=True)
 class DkimSettings:
     """``[dkim]``: sign every message with the key in ``key_file`` for ``domain``."""
 
@@ -383,6 +400,7 @@ _SECTION_CLASSES: dict[str, type] = {
     "smtp": SmtpSettings,
     "digest": DigestSettings,
     "dkim": DkimSettings,
+    "bounces": BouncesSettings,
     "outbox": OutboxSettings,
     "web": WebSettings,
     "fetch": FetchSettings,
@@ -421,6 +439,7 @@ class Settings:
     grouping: GroupingSettings = field(default_factory=GroupingSettings)
     digest: DigestSettings = field(default_factory=DigestSettings)
     dkim: DkimSettings | None = None  # absent: messages go out unsigned
+    bounces: BouncesSettings | None = None  # absent: the envelope sender is [smtp] sender's address
     secret: str | None = None
     origin: str = "embedded default"
     warnings: tuple[str, ...] = ()
@@ -713,6 +732,7 @@ def _build(data: Mapping[str, Any], origin: str, base_dir: Path, env: Mapping[st
         grouping=grouping,
         digest=_digest_settings(merged["digest"], anchored, origin),
         dkim=_dkim_settings(merged["dkim"], anchored, origin) if "dkim" in data else None,
+        bounces=BouncesSettings(**merged["bounces"]) if merged["bounces"].get("domain") else None,
         secret=env.get("DIGEST_SECRET") or None,
         origin=origin,
         warnings=tuple(warnings),

@@ -231,6 +231,7 @@ class SmtpSink:
         self.holding = 0  # messages waiting for their answer meanwhile
         self.sizes: list[tuple[str, int]] = []  # (MAIL FROM options, octets received) each
         self.raw: list[bytes] = []  # each message as received, dots unstuffed
+        self.senders: list[str] = []  # each message's envelope sender (MAIL FROM)
         sink = self
 
         class Handler:
@@ -265,6 +266,7 @@ class SmtpSink:
 
                 sink.sizes.append((" ".join(envelope.mail_options), len(envelope.original_content)))
                 sink.raw.append(envelope.original_content)
+                sink.senders.append(envelope.mail_from)
                 message = email.message_from_bytes(envelope.content, policy=email.policy.default)
                 sink.messages.append((list(envelope.rcpt_tos), message))
                 return "250 2.0.0 Accepted"

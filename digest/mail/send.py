@@ -21,10 +21,11 @@ import functools
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
+from digest import verp
 from digest.config import Settings
 from digest.dates import utcnow
 from digest.digests import Selection, newcomer_since
@@ -35,7 +36,7 @@ from digest.mail.compose import Outgoing, outgoing
 from digest.mail.planner import Planner, sample_links
 from digest.mail.transport import Permanent, Temporary, Transport, send_once, transport_for
 from digest.store import PendingDelivery, Store, Subscriber
-from digest.subscribers import token
+from digest.subscribers import binding, token
 from digest.tokens import CONFIRM_SECONDS, secret_for
 
 BOUNCE_STRIKES = 3
@@ -152,6 +153,13 @@ class Mailer:
                 date=digest.until,
                 domain=domain,
             )
+            if self.settings.bounces is not None:  # VERP: a bounce names this delivery
+                bound = binding(delivery.subscriber, "unsubscribe")
+                assert bound is not None  # only confirmations have no binding without a sign-up
+                sender = verp.envelope_sender(
+                    self.secret, digest_id, delivery.subscriber.id, bound, self.settings.bounces.domain
+                )
+                msg = replace(msg, sender=sender)
             if not claims.holds(delivery):
                 return  # the claim was lost (this process stalled past it): another sends it
             try:
