@@ -65,9 +65,6 @@ class Signer:
             signature = self.key.sign(hashlib.sha256(data).digest())
         return b"DKIM-Signature: " + value + base64.b64encode(signature) + b"\r\n" + message
 
-    def dns_record(self) -> str:
-        return dns_record(self.key, self.domain, self.selector)
-
 
 def relaxed_body(body: bytes) -> bytes:
     """RFC 6376 3.4.4: no whitespace at line ends, runs of it one space, no empty lines at the end."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -211,21 +212,12 @@ def choice_columns(
     text); with ``now``, the rhythm's next due time from then."""
     values: dict[str, Any] = {}
     if rhythm is not None:
-        values.update(rhythm_columns(rhythm))
+        values.update(asdict(rhythm))  # cadence, timezone, hour, weekday: the columns' names
         if now is not None:
             values["next_due"] = next_due(rhythm, now)
     if topics is not None:
         values["topics"] = json.dumps(list(topics))
     return values
-
-
-def rhythm_columns(rhythm: Rhythm) -> dict[str, Any]:
-    return {
-        "cadence": rhythm.cadence,
-        "timezone": rhythm.timezone,
-        "hour": rhythm.hour,
-        "weekday": rhythm.weekday,
-    }
 
 
 def rhythm_of(row: Row) -> Rhythm | None:
