@@ -468,7 +468,8 @@ def subscribers_list(app: App, as_json: bool, status: str | None) -> None:
         return
     for subscriber in found:
         prefs = " ".join(subscriber.regions + subscriber.themes) or "everything"
-        click.echo(f"{subscriber.email:<40} {subscriber.status:<13} {prefs}")
+        reason = f"  ({subscriber.reason})" if subscriber.reason else ""
+        click.echo(f"{subscriber.email:<40} {subscriber.status:<13} {prefs}{reason}")
     click.echo(f"{len(found)} subscriber{'s' if len(found) != 1 else ''}")
 
 
@@ -488,6 +489,7 @@ def subscriber_json(subscriber: Subscriber) -> dict[str, Any]:
         "created": to_iso(subscriber.created),
         "confirmed": when(subscriber.confirmed),
         "unsubscribed": when(subscriber.unsubscribed),
+        "reason": subscriber.reason,  # why a bounce or a complaint moved them, if one did
         # Their own rhythm (all null: the site's schedule), topics, and when next due.
         "cadence": subscriber.rhythm.cadence if subscriber.rhythm else None,
         "timezone": subscriber.rhythm.timezone if subscriber.rhythm else None,

@@ -12,7 +12,8 @@ import re
 import tomllib
 import zoneinfo
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
+from email.utils import parseaddr
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
@@ -151,6 +152,43 @@ def _hostname(value: Any, where: str) -> str:
     if not _HOST.match(text):
         raise ConfigError(f"{where}: {_shown(value)} is not a domain name (such as bounces.example.org)")
     return text
+
+
+def _listen(value: Any, where: str) -> tuple[str, int]:
+    if isinstance(value, tuple):
+        return value
+    text = _nonempty(value, where).strip()
+    host, colon, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{where}: {_shown(value)} is not HOST:PORT (such as 127.0.0.1:2525)")
+    return host, int(port)
+
+
+_TOPIC = re.compile(r"^arn:aws(-[a-z]+)*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
+
+
+def _sns_topic(value: Any, where: str) -> str:
+    text = _string(value, where).strip()
+    if text and not _TOPIC.match(text):
+        raise ConfigError(
+            f"{where}: {_shown(value)} is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"
+        )
+    return text
+
+
+def _days(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3650:
+        raise ConfigError(
+            f"{where}: expected a number of days (more than 0, at most 3650), got {_shown(value)}"
+        )
+    return float(value)
+
+
+def _fraction(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise ConfigError(f"{where}: expected a fraction between 0 and 1 (0.05 is 5%), got {_shown(value)}")
+    return float(value)
 
 
 def _names(value: Any, where: str) -> tuple[str, ...]:
@@ -341,9 +379,43 @@ class SmtpSettings:
 
 @dataclass(frozen=True)
 class BouncesSettings:
-    """``[bounces]``: each delivery's envelope sender is ``bounces+TOKEN@domain`` (VERP)."""
+    """``[bounces]``: each delivery's envelope sender is ``bounces+TOKEN@domain`` (VERP;
+    the domain defaults to the sender's); ``soft_limit`` soft bounces in a row: bounced."""
 
     domain: str = setting("", _hostname)
+    soft_limit: int = setting(3, _integer(1, 100))
+
+
+@dataclass(frozen=True)
+class InboundSettings:
+    """``[inbound]``: the SMTP server `digest run` runs for mail coming back (bounces,
+    complaints), with its limits."""
+
+    listen: tuple[str, int] = setting(("127.0.0.1", 2525), _listen)
+    max_bytes: int = setting(1024 * 1024, _integer(1024, 64 * 1024 * 1024))
+    per_minute: int = setting(120, _integer(1, 100_000))  # messages a minute from one client
+    connections: int = setting(50, _integer(1, 10_000))  # open at once, from everyone
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """``[webhooks]``: provider notifications of bounces and complaints; each is off until
+    its secret is set (the SES topic in the file; the others' keys in the environment)."""
+
+    ses_topic: str = setting("", _sns_topic)  # arn:aws:sns:REGION:ACCOUNT:NAME
+    postmark_user: str = setting("digest", _nonempty)
+    postmark_password: str = setting("", _string, secret=True)
+    mailgun_key: str = setting("", _string, secret=True)
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """``[alerts]``: who hears when something breaks, and when a source counts as broken."""
+
+    email: str = setting("", _string)
+    failures: int = setting(5, _integer(1, 1000))  # a source failing this many pulls in a row
+    quiet_days: float = setting(14.0, _days)  # a source with no new article for this long
+    bounce_rate: float = setting(0.05, _fraction)  # a digest's share of bounced deliveries
 
 
 @dataclass(frozen=True)
@@ -379,6 +451,7 @@ class WebSettings:
     port: int = setting(8080, _integer(0, 65535))
     cache_bytes: int = setting(64 * 1024 * 1024, _integer(0, 1024**3))  # pages and feeds kept in memory
     allowed_hosts: tuple[str, ...] = setting((), _names)  # names served besides base_url's and loopback
+    metrics: bool = setting(False, _boolean)  # /metrics, Prometheus text (loopback only)
 
 
 @dataclass(frozen=True)
@@ -401,6 +474,9 @@ _SECTION_CLASSES: dict[str, type] = {
     "digest": DigestSettings,
     "dkim": DkimSettings,
     "bounces": BouncesSettings,
+    "inbound": InboundSettings,
+    "webhooks": WebhookSettings,
+    "alerts": AlertSettings,
     "outbox": OutboxSettings,
     "web": WebSettings,
     "fetch": FetchSettings,
@@ -440,6 +516,9 @@ class Settings:
     digest: DigestSettings = field(default_factory=DigestSettings)
     dkim: DkimSettings | None = None  # absent: messages go out unsigned
     bounces: BouncesSettings | None = None  # absent: the envelope sender is [smtp] sender's address
+    inbound: InboundSettings | None = None  # absent: no SMTP server for mail coming back
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
     secret: str | None = None
     origin: str = "embedded default"
     warnings: tuple[str, ...] = ()
@@ -668,6 +747,29 @@ def _local(host: str) -> bool:
         return False
 
 
+def _bounces_settings(values: Mapping[str, Any], smtp: SmtpSettings | None, origin: str) -> BouncesSettings:
+    """The bounce domain, by default the sender's own."""
+    values = dict(values)
+    if not values.get("domain"):
+        sender = parseaddr((smtp or SmtpSettings()).sender)[1]
+        values["domain"] = _hostname(
+            sender.rpartition("@")[2], f"{origin}: bounces.domain (from smtp.sender)"
+        )
+    return BouncesSettings(**values)
+
+
+def _alert_settings(values: Mapping[str, Any], origin: str) -> AlertSettings:
+    alerts = AlertSettings(**values)
+    if alerts.email:
+        from digest.subscribers import SubscriberError, normalise_email
+
+        try:
+            return replace(alerts, email=normalise_email(alerts.email))
+        except SubscriberError as exc:
+            raise ConfigError(f"{origin}: alerts.email: {exc}") from exc
+    return alerts
+
+
 def _database_settings(section: Mapping[str, Any], base_dir: Path) -> DatabaseSettings:
     """``url`` wins over ``path``; a ``sqlite:///`` URL is a path (relative to the config's
     folder, as ``path`` is; ``sqlite:////abs`` is absolute)."""
@@ -720,6 +822,8 @@ def _build(data: Mapping[str, Any], origin: str, base_dir: Path, env: Mapping[st
     # A password alone (DIGEST_SMTP_PASSWORD) does not switch SMTP on; a host does.
     wants_smtp = "smtp" in data or "DIGEST_SMTP_HOST" in env
     smtp = _smtp_settings(merged["smtp"], origin) if wants_smtp else None
+    # VERP once something reads what comes back: a receiver here, or a [bounces] section.
+    wants_bounces = "bounces" in data or "inbound" in data or "DIGEST_BOUNCES_DOMAIN" in env
     return Settings(
         site=SiteSettings(**merged["site"]),
         database=_database_settings(merged["database"], base_dir),
@@ -732,7 +836,10 @@ def _build(data: Mapping[str, Any], origin: str, base_dir: Path, env: Mapping[st
         grouping=grouping,
         digest=_digest_settings(merged["digest"], anchored, origin),
         dkim=_dkim_settings(merged["dkim"], anchored, origin) if "dkim" in data else None,
-        bounces=BouncesSettings(**merged["bounces"]) if merged["bounces"].get("domain") else None,
+        bounces=_bounces_settings(merged["bounces"], smtp, origin) if wants_bounces else None,
+        inbound=InboundSettings(**merged["inbound"]) if "inbound" in data else None,
+        webhooks=WebhookSettings(**merged["webhooks"]),
+        alerts=_alert_settings(merged["alerts"], origin),
         secret=env.get("DIGEST_SECRET") or None,
         origin=origin,
         warnings=tuple(warnings),

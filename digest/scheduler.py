@@ -36,13 +36,15 @@ import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from digest import redact, signups
+from digest import metrics, redact, signups
 from digest.config import Settings, SourceSettings
 from digest.cron import cron_trigger, last_due
 from digest.dates import from_iso, to_iso, utcnow
 from digest.errors import DigestError
+from digest.feedback import BounceMailbox
 from digest.grouping.classify import group_shared
 from digest.holders import holder_name, take_lease
+from digest.inbound import Inbound, Mailbox
 from digest.ingest import pull_source
 from digest.mail.planner import Planner
 from digest.mail.send import PLAN_LEASE, PLAN_SECONDS, send_all
@@ -111,8 +113,11 @@ class Service:
         async with self.slots, self.host_locks.setdefault(host, asyncio.Lock()):
             if self.stopping.is_set():
                 return
-            report = await _in_daemon_thread(lambda: self._pull_blocking(source))
+            with metrics.PULL_SECONDS.time():
+                report = await _in_daemon_thread(lambda: self._pull_blocking(source))
         self.last_pull = to_iso(utcnow())
+        metrics.PULLS.labels("error" if report.error else "ok").inc()
+        metrics.ARTICLES.inc(report.new)
         if report.new or report.updated:
             self.grouping_wanted.set()
         if report.error:
@@ -217,6 +222,8 @@ class Service:
         )
         self.last_digest = to_iso(utcnow())
         for report in reports:
+            for outcome in ("sent", "failed", "deferred", "skipped"):
+                metrics.DELIVERIES.labels(outcome).inc(getattr(report, outcome))
             log.info("digest %s", report.summary(), extra={"event": "digest", "digest": report.digest_id})
 
     async def _planned_elsewhere(self) -> None:
@@ -312,7 +319,10 @@ class Service:
         )
         catch_up = asyncio.create_task(self.catch_up())
         grouping = asyncio.create_task(self.group())
+        inbound = self._inbound()
         try:
+            if inbound is not None:
+                await inbound.start()
             if web:
                 app = create_app(self.settings, health=self.health)
                 config = uvicorn.Config(
@@ -340,9 +350,20 @@ class Service:
             if pending:
                 await asyncio.wait(pending, timeout=STOP_WITHIN)
             catch_up.cancel()
+            if inbound is not None:
+                await inbound.close()
             await asyncio.to_thread(self.worker.close)
             log.info("stopped", extra={"event": "stop"})
         return 0
+
+    def _inbound(self) -> Inbound | None:
+        """The SMTP server for mail coming back, when ``[inbound]`` asks for one."""
+        if self.settings.inbound is None:
+            return None
+        mailboxes: list[Mailbox] = []
+        if self.settings.bounces is not None:
+            mailboxes.append(BounceMailbox(self.settings, self.worker.call))
+        return Inbound(self.settings.inbound, mailboxes)
 
     def _stop(self, server: uvicorn.Server | None) -> None:
         self.stopping.set()

@@ -598,6 +598,54 @@ def test_the_ledger(store: Store) -> None:
     assert bob is not None and (bob.status, bob.bounces) == ("active", 0)
 
 
+def test_bounces_and_complaints_after_delivery(store: Store) -> None:
+    """A report lands on its delivery once; hard and complaint act at once; soft bounces act
+    only when each of the latest digests came back; a departed subscriber stays departed."""
+    names = ("ann", "bob", "cid", "dan")
+    store.upsert_subscribers([SubscriberChange(f"{n}@example.org", created=T0) for n in names])
+    ids = {s.email.split("@")[0]: s.id for s in store.subscribers()}
+    for n, day in enumerate(("d1", "d2", "d3")):
+        store.create_digest(day, T0 + timedelta(days=n + 1), [(ids[x], T0, None) for x in names])
+        for x in names:
+            store.record_delivery(day, ids[x], "sent", message_id=f"<{day}.{x}@digest.example.org>")
+    assert store.sent_digests(ids["ann"]) == ["d3", "d2", "d1"]
+    assert store.sent_digests(ids["ann"], limit=1) == ["d3"]
+    assert store.delivery_of_message("d2.bob@digest.example.org") == ("d2", ids["bob"])
+    assert store.delivery_of_message("<d2.bob@digest.example.org>") == ("d2", ids["bob"])
+    assert store.delivery_of_message("<nope@x>") is None
+
+    def report(who: str, digest: str | None, kind: str, soft_limit: int = 3) -> str:
+        return store.record_feedback(
+            ids[who], digest, kind, "5.1.1 no such user", soft_limit=soft_limit, now=T0
+        )
+
+    def subscriber(who: str) -> tuple[str, str | None]:
+        found = store.subscriber(subscriber_id=ids[who])
+        assert found is not None
+        return found.status, found.reason
+
+    assert report("ann", "d2", "hard") == "bounced"
+    assert subscriber("ann") == ("bounced", "hard bounce: 5.1.1 no such user")
+    assert report("ann", "d2", "hard") == "repeat"
+    assert report("ann", "d3", "complaint") == "inactive"  # noted on d3, status unchanged
+    assert subscriber("ann")[0] == "bounced"
+    assert report("bob", None, "complaint") == "unsubscribed"  # no digest named: the latest
+    bob = store.subscriber(subscriber_id=ids["bob"])
+    assert bob is not None and bob.unsubscribed == T0 and bob.reason == "complaint: 5.1.1 no such user"
+    assert report("cid", "d1", "soft") == "counted"
+    assert report("cid", "d1", "soft") == "repeat"  # a retried notice counts once
+    assert report("cid", "d3", "soft") == "counted"  # d2 came back with nothing: no run of three
+    assert subscriber("cid") == ("active", None)
+    assert report("cid", "d2", "soft") == "bounced"  # now d1, d2 and d3 all came back
+    assert subscriber("cid")[0] == "bounced" and "3 soft bounces in a row" in (subscriber("cid")[1] or "")
+    assert report("dan", "nope", "soft", soft_limit=1) == "bounced"  # an unknown digest: the latest
+    assert store.feedback_counts("d3") == {"complaint": 2, "soft": 2}  # ann and bob; cid and dan
+    assert store.feedback_counts("d2") == {"hard": 1, "soft": 1}
+    assert store.record_feedback(9999, None, "hard", "x", soft_limit=3, now=T0) == "unknown"
+    store.set_subscriber_status(ids["ann"], "active", at=T0)  # the operator brings ann back
+    assert subscriber("ann") == ("active", None)
+
+
 def test_deliveries_are_claimed_in_batches_and_claims_expire(store: Store) -> None:
     store.upsert_subscribers([SubscriberChange(f"{n}@example.org", created=T0) for n in range(6)])
     ids = sorted(s.id for s in store.subscribers())
@@ -753,6 +801,10 @@ CALLS: dict[str, Callable[[Store, Path], Any]] = {
     "record_delivery": lambda s, p: s.record_delivery("d1", 1, "sent"),
     "finish_digest": lambda s, p: s.finish_digest("d1"),
     "delivery_counts": lambda s, p: s.delivery_counts("d1"),
+    "sent_digests": lambda s, p: s.sent_digests(1),
+    "delivery_of_message": lambda s, p: s.delivery_of_message("<m1>"),
+    "record_feedback": lambda s, p: s.record_feedback(1, "d1", "soft", "4.2.2 full", soft_limit=3, now=T0),
+    "feedback_counts": lambda s, p: s.feedback_counts("d1"),
     "is_empty": lambda s, p: s.is_empty(),
     "dump": lambda s, p: [(table, list(rows)) for table, rows in s.dump()],
     "load": lambda s, p: s.load([]),  # not empty: refused

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
-from digest import verp
+from digest import metrics, verp
 from digest.config import Settings
 from digest.dates import utcnow
 from digest.digests import Selection, newcomer_since
@@ -163,7 +163,8 @@ class Mailer:
             if not claims.holds(delivery):
                 return  # the claim was lost (this process stalled past it): another sends it
             try:
-                reply = await transport.send(msg, f"{digest_id}-{delivery.subscriber.id}")
+                with metrics.SEND_SECONDS.time():
+                    reply = await transport.send(msg, f"{digest_id}-{delivery.subscriber.id}")
             except Permanent as exc:
                 # A refusal for good is a strike; BOUNCE_STRIKES in a row: bounced.
                 await self.run(

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from digest.dates import from_iso, to_iso, utcnow
+from digest.store import feedback
 from digest.store.base import Row, SqliteBase, in_chunks, when
 from digest.store.records import DigestRecord, DigestSummary, PendingDelivery
 from digest.store.subscribers import subscriber_of
@@ -210,6 +211,87 @@ class LedgerArea(SqliteBase):
                 "SELECT status, count(*) FROM deliveries WHERE digest_id = ? GROUP BY status", [digest_id]
             )
         }
+
+    # --- what came back after a delivery (bounces, complaints) ----------------------------
+
+    def sent_digests(self, subscriber_id: int, limit: int = 50) -> list[str]:
+        """The digests sent to this subscriber, newest first."""
+        rows = self._rows(
+            "SELECT digest_id FROM deliveries WHERE subscriber_id = ? AND status = 'sent'"
+            " ORDER BY updated DESC LIMIT ?",
+            [subscriber_id, limit],
+        )
+        return [row[0] for row in rows]
+
+    def delivery_of_message(self, message_id: str) -> tuple[str, int] | None:
+        """(digest, subscriber) of the delivery sent with this Message-ID (with or without <>)."""
+        row = self._row(
+            "SELECT digest_id, subscriber_id FROM deliveries WHERE message_id = ?", [bracketed(message_id)]
+        )
+        return (row[0], int(row[1])) if row else None
+
+    def record_feedback(
+        self,
+        subscriber_id: int,
+        digest_id: str | None,
+        kind: str,
+        detail: str,
+        *,
+        soft_limit: int,
+        now: datetime,
+    ) -> str:
+        """Apply one bounce or complaint (:mod:`digest.store.feedback` decides), atomically;
+        the outcome's name."""
+        with self._write() as conn:
+            found = conn.execute("SELECT status FROM subscribers WHERE id = ?", [subscriber_id]).fetchone()
+            recent = conn.execute(
+                "SELECT digest_id, feedback FROM deliveries WHERE subscriber_id = ? AND status = 'sent'"
+                " ORDER BY updated DESC LIMIT ?",
+                [subscriber_id, max(soft_limit, 1)],
+            ).fetchall()
+            earlier = None
+            if digest_id is not None:
+                row = conn.execute(
+                    "SELECT feedback FROM deliveries WHERE digest_id = ? AND subscriber_id = ?",
+                    [digest_id, subscriber_id],
+                ).fetchone()
+                digest_id, earlier = (digest_id, row[0]) if row else (None, None)
+            verdict = feedback.judge(
+                kind,
+                detail,
+                status=found[0] if found else None,
+                digest_id=digest_id,
+                earlier=earlier,
+                recent=[(r[0], r[1]) for r in recent],
+                soft_limit=soft_limit,
+            )
+            if verdict.mark is not None:
+                conn.execute(
+                    "UPDATE deliveries SET feedback = ?, feedback_detail = ?, feedback_at = ?"
+                    " WHERE digest_id = ? AND subscriber_id = ?",
+                    [kind, detail, to_iso(now), verdict.mark, subscriber_id],
+                )
+            if verdict.status is not None:
+                conn.execute(
+                    "UPDATE subscribers SET status = ?, status_reason = ?, pending_since = NULL,"
+                    " unsubscribed = CASE WHEN ? = 'unsubscribed' THEN ? ELSE unsubscribed END WHERE id = ?",
+                    [verdict.status, verdict.reason, verdict.status, to_iso(now), subscriber_id],
+                )
+            return verdict.outcome
+
+    def feedback_counts(self, digest_id: str) -> dict[str, int]:
+        """Reports per kind that came back about this digest's deliveries."""
+        rows = self._rows(
+            "SELECT feedback, count(*) FROM deliveries WHERE digest_id = ? AND feedback IS NOT NULL"
+            " GROUP BY feedback",
+            [digest_id],
+        )
+        return {row[0]: row[1] for row in rows}
+
+
+def bracketed(message_id: str) -> str:
+    """A Message-ID as the ledger stores it: ``<id@host>``."""
+    return f"<{message_id.strip().strip('<>')}>"
 
 
 def pending_of(row: Row) -> PendingDelivery:

@@ -161,6 +161,7 @@ class Subscriber:
     rhythm: Rhythm | None = None  # None: the site's schedule, [schedule] digest_cron
     topics: tuple[str, ...] = ()  # search queries whose matches join the digest
     next_due: datetime | None = None  # with a rhythm: when the next digest falls due
+    reason: str | None = None  # why a bounce or a complaint moved them to bounced or unsubscribed
 
 
 @dataclass(frozen=True)

@@ -336,6 +336,20 @@ def _rhythms(db: sqlite3.Connection) -> None:
     db.execute("CREATE UNIQUE INDEX deliveries_period ON deliveries(subscriber_id, period)")
 
 
+def _feedback(db: sqlite3.Connection) -> None:
+    # What came back about a delivery after it was handed over (a bounce, a complaint), so
+    # soft bounces count per digest and a repeat changes nothing; why a subscriber was moved
+    # to bounced or unsubscribed; deliveries found again by Message-ID (provider webhooks).
+    for column in (
+        "feedback TEXT CHECK (feedback IN ('soft', 'hard', 'complaint'))",
+        "feedback_detail TEXT",
+        "feedback_at TEXT",
+    ):
+        db.execute(f"ALTER TABLE deliveries ADD COLUMN {column}")
+    db.execute("ALTER TABLE subscribers ADD COLUMN status_reason TEXT")
+    db.execute("CREATE INDEX deliveries_message ON deliveries(message_id) WHERE message_id IS NOT NULL")
+
+
 # Append-only: a released migration is never edited, a change is a new entry.
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_initial", _initial),
@@ -353,4 +367,5 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0013_rate_hits", _rate_hits),
     ("0014_pending_order", _pending_order),
     ("0015_rhythms", _rhythms),
+    ("0016_feedback", _feedback),
 ]

@@ -84,6 +84,7 @@ class SubscribersArea(SqliteBase):
         sets = ["status = ?", *(f"{c} = NULL" for c in cleared)]
         if status == "active":
             sets.append("bounces = 0")  # a fresh start: strikes from before count no more
+            sets.append("status_reason = NULL")
         args: list[Any] = [status]
         if stamp:
             sets.append(f"{stamp} = ?")
@@ -269,6 +270,7 @@ def subscriber_of(row: Row) -> Subscriber:
         rhythm=rhythm_of(row) if "cadence" in columns else None,
         topics=tuple(decoded(row["topics"])) if "topics" in columns else (),
         next_due=dt(row["next_due"]) if "next_due" in columns else None,
+        reason=row["status_reason"] if "status_reason" in columns else None,
     )
 
 

@@ -35,13 +35,13 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("id", "int"), ("email", "text"), ("status", "text"), ("regions", "json"), ("themes", "json"),
         ("created", "time"), ("confirmed", "time"), ("unsubscribed", "time"), ("bounces", "int"),
         ("pending_since", "time"), ("cadence", "text"), ("timezone", "text"), ("hour", "int"),
-        ("weekday", "int"), ("topics", "json"), ("next_due", "time"),
+        ("weekday", "int"), ("topics", "json"), ("next_due", "time"), ("status_reason", "text"),
     ),
     "digests": (("id", "text"), ("created", "time"), ("until", "time"), ("status", "text")),
     "deliveries": (
         ("digest_id", "text"), ("subscriber_id", "int"), ("since", "time"), ("status", "text"),
         ("attempts", "int"), ("message_id", "text"), ("reply", "text"), ("updated", "time"),
-        ("period", "text"),
+        ("period", "text"), ("feedback", "text"), ("feedback_detail", "text"), ("feedback_at", "time"),
     ),
     "signups": (
         ("id", "int"), ("email", "text"), ("regions", "json"), ("themes", "json"), ("created", "time"),

@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
+from digest.store import feedback
 from digest.store.base import when
-from digest.store.ledger import PENDING_SELECT, digest_of, pending_of
+from digest.store.ledger import PENDING_SELECT, bracketed, digest_of, pending_of
 from digest.store.postgres.base import PgBase
 from digest.store.records import DigestRecord, DigestSummary, PendingDelivery
 
@@ -195,3 +196,79 @@ class PgLedgerArea(PgBase):
                 [digest_id],
             )
         }
+
+    # --- what came back after a delivery (bounces, complaints) ----------------------------
+
+    def sent_digests(self, subscriber_id: int, limit: int = 50) -> list[str]:
+        rows = self._rows(
+            "SELECT digest_id FROM deliveries WHERE subscriber_id = %s AND status = 'sent'"
+            " ORDER BY updated DESC LIMIT %s",
+            [subscriber_id, limit],
+        )
+        return [row["digest_id"] for row in rows]
+
+    def delivery_of_message(self, message_id: str) -> tuple[str, int] | None:
+        row = self._row(
+            "SELECT digest_id, subscriber_id FROM deliveries WHERE message_id = %s", [bracketed(message_id)]
+        )
+        return (row["digest_id"], int(row["subscriber_id"])) if row else None
+
+    def record_feedback(
+        self,
+        subscriber_id: int,
+        digest_id: str | None,
+        kind: str,
+        detail: str,
+        *,
+        soft_limit: int,
+        now: datetime,
+    ) -> str:
+        with self._write() as conn:
+            # The subscriber's row locked first: two reports about one subscriber (two
+            # processes, two webhooks) are judged one after the other.
+            found = conn.execute(
+                "SELECT status FROM subscribers WHERE id = %s FOR UPDATE", [subscriber_id]
+            ).fetchone()
+            recent = conn.execute(
+                "SELECT digest_id, feedback FROM deliveries WHERE subscriber_id = %s AND status = 'sent'"
+                " ORDER BY updated DESC LIMIT %s",
+                [subscriber_id, max(soft_limit, 1)],
+            ).fetchall()
+            earlier = None
+            if digest_id is not None:
+                row = conn.execute(
+                    "SELECT feedback FROM deliveries WHERE digest_id = %s AND subscriber_id = %s",
+                    [digest_id, subscriber_id],
+                ).fetchone()
+                digest_id, earlier = (digest_id, row["feedback"]) if row else (None, None)
+            verdict = feedback.judge(
+                kind,
+                detail,
+                status=found["status"] if found else None,
+                digest_id=digest_id,
+                earlier=earlier,
+                recent=[(r["digest_id"], r["feedback"]) for r in recent],
+                soft_limit=soft_limit,
+            )
+            if verdict.mark is not None:
+                conn.execute(
+                    "UPDATE deliveries SET feedback = %s, feedback_detail = %s, feedback_at = %s"
+                    " WHERE digest_id = %s AND subscriber_id = %s",
+                    [kind, detail, now, verdict.mark, subscriber_id],
+                )
+            if verdict.status is not None:
+                conn.execute(
+                    "UPDATE subscribers SET status = %s, status_reason = %s, pending_since = NULL,"
+                    " unsubscribed = CASE WHEN %s = 'unsubscribed' THEN %s ELSE unsubscribed END"
+                    " WHERE id = %s",
+                    [verdict.status, verdict.reason, verdict.status, now, subscriber_id],
+                )
+            return verdict.outcome
+
+    def feedback_counts(self, digest_id: str) -> dict[str, int]:
+        rows = self._rows(
+            "SELECT feedback, count(*) AS n FROM deliveries WHERE digest_id = %s AND feedback IS NOT NULL"
+            " GROUP BY feedback",
+            [digest_id],
+        )
+        return {row["feedback"]: int(row["n"]) for row in rows}

@@ -158,10 +158,20 @@ _RHYTHMS = [
     "CREATE UNIQUE INDEX deliveries_period ON deliveries(subscriber_id, period)",
 ]
 
+# What came back about a delivery after it was handed over (a bounce, a complaint), why a
+# subscriber was moved to bounced or unsubscribed, and deliveries by Message-ID (webhooks).
+_FEEDBACK = [
+    "ALTER TABLE deliveries ADD COLUMN feedback TEXT CHECK (feedback IN ('soft', 'hard', 'complaint')),"
+    " ADD COLUMN feedback_detail TEXT, ADD COLUMN feedback_at TIMESTAMPTZ",
+    "ALTER TABLE subscribers ADD COLUMN status_reason TEXT",
+    "CREATE INDEX deliveries_message ON deliveries(message_id) WHERE message_id IS NOT NULL",
+]
+
 # Append-only: a released migration is never edited, a change is a new entry.
 MIGRATIONS: list[tuple[str, list[str]]] = [
     ("0001_initial", _INITIAL),
     ("0002_rhythms", _RHYTHMS),
+    ("0003_feedback", _FEEDBACK),
 ]
 
 

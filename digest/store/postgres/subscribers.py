@@ -81,6 +81,7 @@ class PgSubscribersArea(PgBase):
         sets = ["status = %s", *(f"{c} = NULL" for c in cleared)]
         if status == "active":
             sets.append("bounces = 0")  # a fresh start: strikes from before count no more
+            sets.append("status_reason = NULL")
         args: list[Any] = [status]
         if stamp:
             sets.append(f"{stamp} = %s")

@@ -1,0 +1,321 @@
+"""Bounces and complaints come back to `digest run`'s own SMTP server ([inbound]) and act on
+the subscribers they are about: real digests go out to an aiosmtpd sink with VERP senders;
+real reports (RFC 3464, RFC 5965, and the prose of Exim, Postfix, qmail and Exchange) are
+then sent by SMTP to the receiver, at those senders."""
+
+from __future__ import annotations
+
+import json
+import smtplib
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from digest import bounces
+
+from . import bounce_mail
+from .conftest import SEEDS, SmtpSink, write_config
+from .test_cli import run
+
+NAMES = ("ann", "bob", "cid", "dan", "eve", "fay", "gus", "hal", "ivy")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Service:
+    """`digest run` as a real subprocess, with its inbound SMTP server on ``port``."""
+
+    def __init__(self, config: Path, cwd: Path, port: int) -> None:
+        self.port = port
+        self.log = cwd / "run.log"
+        with self.log.open("w") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "digest", "--config", str(config), "run"],
+                cwd=cwd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with smtplib.SMTP("127.0.0.1", port, timeout=2) as probe:
+                    probe.noop()
+                return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"digest run did not listen: {self.log.read_text()}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=20)
+
+
+@pytest.fixture
+def site(tmp_path: Path, smtp: SmtpSink) -> Iterator[tuple[Path, Service]]:
+    port = _free_port()
+    config = write_config(
+        tmp_path,
+        f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\ntimeout = "5s"\nsender = "Digest <digest@example.org>"\n'
+        f'[bounces]\ndomain = "bounces.example.org"\n[inbound]\nlisten = "127.0.0.1:{port}"\nper_minute = 1000\n'
+        f"[web]\nport = {_free_port()}\n"
+        f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\nevery = "1d"\n',
+    )
+    assert run("--config", str(config), "pull", cwd=tmp_path).returncode == 0
+    for name in NAMES:
+        added = run(
+            "--config", str(config), "subscribers", "add", f"{name}@example.org", "--confirmed", cwd=tmp_path
+        )
+        assert added.returncode == 0, added.stderr
+    service = Service(config, tmp_path, port)
+    try:
+        yield config, service
+    finally:
+        service.stop()
+
+
+def _send(config: Path, at: str) -> None:
+    sent = run("--config", str(config), "send", "--at", at, "--since", "2000-01-01", cwd=config.parent)
+    assert sent.returncode == 0, sent.stderr
+
+
+def _statuses(config: Path) -> dict[str, dict[str, Any]]:
+    listed = run("--config", str(config), "subscribers", "list", "--json", cwd=config.parent)
+    assert listed.returncode == 0, listed.stderr
+    return {s["email"].split("@")[0]: s for s in json.loads(listed.stdout)}
+
+
+def _deliveries(smtp: SmtpSink, start: int) -> dict[str, tuple[str, str]]:
+    """Name → (envelope sender, Message-ID) of each message the sink got since ``start``."""
+    return {
+        rcpts[0].split("@")[0]: (sender, message["Message-ID"])
+        for (rcpts, message), sender in zip(smtp.messages[start:], smtp.senders[start:], strict=True)
+    }
+
+
+def _deliver(port: int, to: str, data: bytes) -> tuple[int, bytes]:
+    """Send one message to the receiver; (code, reply) of the step that ended it."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo("mx.example.net")
+        client.mail("")  # bounces come from the null sender
+        code, reply = client.rcpt(to)
+        if code != 250:
+            return code, reply
+        return client.data(data)
+
+
+def _eventually(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"never happened: {what}")
+
+
+def test_reports_sent_to_the_receiver_bounce_and_unsubscribe_the_right_subscribers(
+    site: tuple[Path, Service], smtp: SmtpSink, tmp_path: Path
+) -> None:
+    config, service = site
+    _send(config, "2027-01-04T08:00:00Z")
+    first = _deliveries(smtp, 0)
+    assert sorted(first) == sorted(NAMES)
+    assert all(
+        sender.startswith("bounces+") and sender.endswith("@bounces.example.org")
+        for sender, _ in first.values()
+    )
+
+    def to(name: str, build: Callable[..., bytes], **extra: str) -> tuple[int, bytes]:
+        sender, message_id = first[name]
+        return _deliver(service.port, sender, build(sender, f"{name}@example.org", message_id, **extra))
+
+    hard = {"action": "failed", "status": "5.1.1", "diagnostic": "550 5.1.1 <ann@example.org>: user unknown"}
+    soft = {"action": "delayed", "status": "4.2.2", "diagnostic": "452 4.2.2 mailbox full"}
+    assert to("ann", bounce_mail.dsn, **hard)[0] == 250
+    assert to("bob", bounce_mail.dsn, **soft)[0] == 250
+    assert to("cid", bounce_mail.arf)[0] == 250
+    for name, build in (
+        ("dan", bounce_mail.exim),
+        ("eve", bounce_mail.postfix),
+        ("fay", bounce_mail.qmail),
+        ("gus", bounce_mail.exchange),
+    ):
+        answer = to(name, build)
+        assert answer[0] == 250, (name, answer)
+    assert to("hal", bounce_mail.auto_reply)[0] == 250  # accepted, and nothing comes of it
+    assert to("ann", bounce_mail.dsn, **hard)[0] == 250  # the same bounce again: no change
+
+    # Nothing but a valid bounce address is taken; a forged token changes nothing.
+    ivy_sender = first["ivy"][0]
+    local, domain = ivy_sender.split("@")
+    forged = f"{local[:-1]}{'a' if local[-1] != 'a' else 'b'}@{domain}"
+    ivy_dsn = bounce_mail.dsn(forged, "ivy@example.org", first["ivy"][1], **hard)
+    for address in (
+        forged,
+        f"bounces+{'a' * 31}@bounces.example.org",
+        "postmaster@bounces.example.org",
+        "ivy@example.org",
+        f"{local}@elsewhere.example.net",
+    ):
+        code, reply = _deliver(service.port, address, ivy_dsn)
+        assert code == 550, (address, code, reply)
+
+    def settled() -> bool:
+        found = _statuses(config)
+        return all(found[n]["status"] != "active" for n in ("ann", "cid", "dan", "eve", "fay", "gus"))
+
+    _eventually(settled, "every report acted on")
+    found = _statuses(config)
+    assert {n: found[n]["status"] for n in NAMES} == {
+        "ann": "bounced", "bob": "active", "cid": "unsubscribed", "dan": "bounced", "eve": "bounced",
+        "fay": "bounced", "gus": "bounced", "hal": "active", "ivy": "active",
+    }  # fmt: skip
+    assert found["ann"]["reason"] == "hard bounce: 5.1.1 smtp; 550 5.1.1 <ann@example.org>: user unknown"
+    assert (
+        found["cid"]["reason"] == "complaint: abuse report by ExampleFBL/1.0" and found["cid"]["unsubscribed"]
+    )
+    assert found["dan"]["reason"].startswith("hard bounce: permanent failure (in prose) for dan@example.org")
+    listed = run("--config", str(config), "subscribers", "list", "--status", "bounced", cwd=tmp_path).stdout
+    assert "5 subscribers" in listed and "hard bounce" in listed
+
+    # The next digest skips all of them; bob's soft bounces count, and the third in a row bounces him.
+    for week, at in enumerate(("2027-01-11T08:00:00Z", "2027-01-18T08:00:00Z"), 1):
+        start = len(smtp.messages)
+        _send(config, at)
+        later = _deliveries(smtp, start)
+        assert sorted(later) == ["bob", "hal", "ivy"], week
+        sender, message_id = later["bob"]
+        assert (
+            _deliver(service.port, sender, bounce_mail.dsn(sender, "bob@example.org", message_id, **soft))[0]
+            == 250
+        )
+        if week == 1:
+            time.sleep(1)
+            assert _statuses(config)["bob"]["status"] == "active"  # two in a row: still counted
+    _eventually(lambda: _statuses(config)["bob"]["status"] == "bounced", "bob bounced after 3 soft bounces")
+    assert "3 soft bounces in a row" in _statuses(config)["bob"]["reason"]
+
+    # A re-import brings none of them back; it says so, line by line.
+    (tmp_path / "again.csv").write_text("email\n" + "".join(f"{n}@example.org\n" for n in NAMES))
+    again = run("--config", str(config), "subscribers", "import", str(tmp_path / "again.csv"), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("bounced") + again.stdout.count("bounced") >= 6
+    assert {n: s["status"] for n, s in _statuses(config).items()} == {
+        "ann": "bounced", "bob": "bounced", "cid": "unsubscribed", "dan": "bounced", "eve": "bounced",
+        "fay": "bounced", "gus": "bounced", "hal": "active", "ivy": "active",
+    }  # fmt: skip
+    start = len(smtp.messages)
+    _send(config, "2027-01-25T08:00:00Z")
+    assert sorted(_deliveries(smtp, start)) == ["hal", "ivy"]
+    log = service.log.read_text()
+    assert "hard bounce via smtp: ann@example.org" in log and "complaint via smtp: cid@example.org" in log
+    assert "Traceback" not in log
+
+
+def test_the_receiver_keeps_its_limits(site: tuple[Path, Service], smtp: SmtpSink) -> None:
+    config, service = site
+    _send(config, "2027-01-04T08:00:00Z")
+    sender, message_id = _deliveries(smtp, 0)["ann"]
+    big = bounce_mail.exim(sender, "ann@example.org", message_id) + (b"x" * 70 + b"\r\n") * 15_000
+    with smtplib.SMTP("127.0.0.1", service.port, timeout=10) as client:
+        client.ehlo("mx.example.net")
+        assert "size" in client.esmtp_features and int(client.esmtp_features["size"]) == 1024 * 1024
+        client.mail("")
+        assert client.rcpt(sender)[0] == 250
+        codes = [client.rcpt(sender)[0] for _ in range(25)]  # past MAX_RECIPIENTS
+        assert codes[:19] == [250] * 19 and set(codes[19:]) == {452}
+        assert client.data(big)[0] == 552
+        client.rset()
+        client.mail("")
+        assert client.rcpt(sender)[0] == 250
+        assert client.data(b"x" * 2000 + b"\r\n")[0] == 500  # a line past RFC 5321's 1000 octets
+    assert _statuses(config)["ann"]["status"] == "active"  # the oversized message was not taken
+
+
+def test_a_report_reaches_no_further_than_one_line() -> None:
+    """What a hostile report says is cut to one printable line before it is stored or logged."""
+    evil = bounce_mail.dsn(
+        "bounces+x@b.example.org",
+        "ann@example.org",
+        "<m@x>",
+        action="failed",
+        status="5.1.1",
+        diagnostic="550 \x1b[31mred\x07 " + "A" * 5000,
+    )
+    report = bounces.read(evil.replace(b"\x1b[31m", b"\x1b[31m\r\n\tSubject: injected"))
+    assert report is not None and report.kind == "hard"
+    assert (
+        len(report.detail) <= bounces.DETAIL_CHARS
+        and "\x1b" not in report.detail
+        and "\x07" not in report.detail
+    )
+    assert all(32 <= ord(c) < 127 for c in report.detail)
+    for garbage in (
+        b"",
+        b"\x00\xff" * 1000,
+        b"Content-Type: multipart/report; report-type=delivery-status\r\n\r\n--",
+        b"Content-Type: multipart/report; boundary=x; report-type=feedback-report\r\n\r\n--x\r\nContent-Type: message/feedback-report\r\n\r\n\r\n--x--\r\n",
+    ):
+        found = bounces.read(garbage)
+        assert found is None or found.kind in ("hard", "soft", "complaint")
+
+
+def test_one_client_and_too_many_connections_are_held_off() -> None:
+    """Per-client message rate (421 at MAIL FROM) and open connections (421 at the greeting),
+    on the real server with a mailbox that takes everything."""
+    import asyncio
+    import threading
+
+    from digest.config import InboundSettings
+    from digest.inbound import Inbound
+
+    received: list[bytes] = []
+
+    class Everything:
+        async def claims(self, address: str) -> bool:
+            return True
+
+        async def receive(self, address: str, raw: bytes) -> None:
+            received.append(raw)
+
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    inbound = Inbound(InboundSettings(listen=("127.0.0.1", 0), per_minute=3, connections=2), [Everything()])
+    host, port = asyncio.run_coroutine_threadsafe(inbound.start(), loop).result(10)
+    try:
+        with smtplib.SMTP(host, port, timeout=10) as client:
+            client.ehlo("mx.example.net")
+            answers = []
+            for _ in range(4):
+                answers.append(client.mail("")[0])
+                if answers[-1] == 250:
+                    client.rcpt("x@example.org")
+                    client.data(b"Subject: hi\r\n\r\nhello\r\n")
+        assert answers == [250, 250, 250, 421] and len(received) == 3
+        first, second = smtplib.SMTP(host, port, timeout=10), smtplib.SMTP(host, port, timeout=10)
+        try:
+            with pytest.raises(smtplib.SMTPConnectError) as refused:
+                smtplib.SMTP(host, port, timeout=10)
+            assert refused.value.smtp_code == 421
+        finally:
+            first.close()
+            second.close()
+        deadline = time.monotonic() + 5
+        while inbound.open and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert inbound.open == 0
+        with smtplib.SMTP(host, port, timeout=10) as again:  # room again once they left
+            assert again.noop()[0] == 250
+    finally:
+        asyncio.run_coroutine_threadsafe(inbound.close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
