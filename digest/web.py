@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from digest import publish, query, redact, signups, web_subscribe
+from digest import publish, query, redact, signups, web_subscribe, webhooks
 from digest.config import Settings
 from digest.errors import StoreError
 from digest.publish import FeedSpec
@@ -37,10 +37,13 @@ SEARCHES = RateLimit("search", 60, 60.0)  # searches run per client a minute (ca
 
 
 def create_app(
-    settings: Settings, health: Callable[[], Awaitable[tuple[int, dict[str, Any]]]] | None = None
+    settings: Settings,
+    health: Callable[[], Awaitable[tuple[int, dict[str, Any]]]] | None = None,
+    fetch: webhooks.Fetch = webhooks.fetch_https,
 ) -> Starlette:
     """The Starlette app for these settings: feeds, pages, OPML, health (``health`` reports
-    the service's state; without it, as under `digest serve`, the app is healthy when up)."""
+    the service's state; without it, as under `digest serve`, the app is healthy when up),
+    and the providers' webhooks (``fetch`` gets SNS signing certificates)."""
     cache = Cache(settings)
     site = cache.site
     cached = cache.answer
@@ -174,6 +177,7 @@ def create_app(
         Route("/search.{fmt}", search_feed),
         Route("/healthz", healthz),
         *web_subscribe.routes(cache),
+        *webhooks.routes(settings, cache.store, fetch),
     ]
 
     async def server_error(request: Request, exc: Exception) -> Response:
