@@ -36,7 +36,8 @@ import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from digest import metrics, redact, signups
+from digest import alerting, metrics, redact, signups
+from digest.alerts import STATE, load_state
 from digest.config import Settings, SourceSettings
 from digest.cron import cron_trigger, last_due
 from digest.dates import from_iso, to_iso, utcnow
@@ -87,7 +88,7 @@ class Service:
         queued behind the worker's writes, never on the loop)."""
         running = self.scheduler is not None and self.scheduler.running and not self.stopping.is_set()
         job = self.scheduler.get_job("digest") if self.scheduler else None
-        sources, digests = await asyncio.to_thread(self._health_reads)
+        sources, digests, problems = await asyncio.to_thread(self._health_reads)
         failing = [
             {"source": s.name, "failures": s.consecutive_failures, "error": redact.text(s.last_error or "")}
             for s in sources
@@ -99,12 +100,17 @@ class Service:
             "last_digest": self.last_digest or next((to_iso(d.digest.created) for d in digests), None),
             "next_digest": job.next_run_time.isoformat() if job and job.next_run_time else None,
             "failing_sources": failing,
+            "problems": [
+                {"problem": key, "since": value.get("since"), "summary": value.get("summary")}
+                for key, value in sorted(problems.items())
+            ],
         }
         return (200 if running else 503), body
 
-    def _health_reads(self) -> tuple[list[SourceSummary], list[DigestSummary]]:
+    def _health_reads(self) -> tuple[list[SourceSummary], list[DigestSummary], dict[str, dict[str, str]]]:
         store = self._thread_store()
-        return store.source_summaries(), store.digests(limit=1)
+        problems = load_state(store.get_setting(STATE))  # as the alert check last saw them
+        return store.source_summaries(), store.digests(limit=1), problems
 
     # --- pulls --------------------------------------------------------------------------------
 
@@ -225,6 +231,18 @@ class Service:
             for outcome in ("sent", "failed", "deferred", "skipped"):
                 metrics.DELIVERIES.labels(outcome).inc(getattr(report, outcome))
             log.info("digest %s", report.summary(), extra={"event": "digest", "digest": report.digest_id})
+        if reports:  # how this run ended, for the alert check (whichever process makes it)
+            failed, deferred = sum(r.failed for r in reports), sum(r.deferred for r in reports)
+            total = sum(r.sent + r.failed + r.deferred for r in reports)
+            problem = next((r.first_problem for r in reports if r.first_problem), None)
+            await self.worker.call(
+                alerting.record_run,
+                reports[-1].digest_id,
+                total,
+                failed,
+                deferred,
+                redact.text(problem or ""),
+            )
 
     async def _planned_elsewhere(self) -> None:
         """Wait until the process planning the digest has let go of the lease (its digest is
@@ -251,6 +269,12 @@ class Service:
             return
         log.info("digest due %s was missed: sending it now", to_iso(missed), extra={"event": "catch-up"})
         await self.digest(missed)
+
+    async def alerts(self) -> None:
+        try:
+            await alerting.check(self.worker.call, self.settings, self.holder, utcnow())
+        except Exception as exc:  # the schedule must outlive any one failure
+            log.warning("alerts: %s", redact.text(str(exc)) or type(exc).__name__, extra={"event": "alert"})
 
     async def signups(self) -> None:
         """Confirmations queued by the subscribe form that are due (retries, and any left
@@ -309,6 +333,15 @@ class Service:
             max_instances=1,
             coalesce=True,
         )
+        if self.settings.alerts.email:
+            self.scheduler.add_job(
+                self.alerts,
+                IntervalTrigger(seconds=alerting.ALERT_TICK),
+                id="alerts",
+                next_run_time=now + timedelta(seconds=30),  # the first pulls have had a chance
+                max_instances=1,
+                coalesce=True,
+            )
         self.scheduler.start()
         log.info(
             "running: %d sources, digest %r (%s)",

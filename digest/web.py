@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from digest import publish, query, redact, signups, web_subscribe, webhooks
+from digest import metrics, publish, query, redact, signups, web_subscribe, webhooks
 from digest.config import Settings
 from digest.errors import StoreError
 from digest.publish import FeedSpec
@@ -156,6 +156,15 @@ def create_app(
             body = {"status": body["status"]}  # details (sources, errors) are for the operator
         return JSONResponse(body, status_code=status)
 
+    async def metrics_text(request: Request) -> Response:
+        if not settings.web.metrics:
+            raise HTTPException(404, "Metrics are off ([web] metrics = true turns them on).")
+        if not is_loopback(request):
+            return PlainTextResponse(
+                "metrics are for loopback clients\n", 403, headers=dict(SECURITY_TEXT_HEADERS)
+            )
+        return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
+
     async def not_found(request: Request, exc: Exception) -> Response:
         detail = exc.detail if isinstance(exc, HTTPException) and exc.detail != "Not Found" else None
         message = detail or f"Nothing lives at {request.url.path}."
@@ -176,6 +185,7 @@ def create_app(
         Route("/search", search_page),
         Route("/search.{fmt}", search_feed),
         Route("/healthz", healthz),
+        Route("/metrics", metrics_text),
         *web_subscribe.routes(cache),
         *webhooks.routes(settings, cache.store, fetch),
     ]

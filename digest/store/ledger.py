@@ -72,10 +72,12 @@ class LedgerArea(SqliteBase):
     def digests(self, limit: int = 50) -> list[DigestSummary]:
         """The newest digests, with their delivery counts."""
         return [
-            DigestSummary(digest_of(row), row["sent"] or 0, row["failed"] or 0, row["pending"] or 0)
+            DigestSummary(
+                digest_of(row), row["sent"] or 0, row["failed"] or 0, row["pending"] or 0, row["bounced"] or 0
+            )
             for row in self._rows(
                 "SELECT d.*, sum(l.status = 'sent') AS sent, sum(l.status = 'failed') AS failed,"
-                " sum(l.status = 'pending') AS pending"
+                " sum(l.status = 'pending') AS pending, sum(l.feedback IN ('hard', 'soft')) AS bounced"
                 " FROM digests d LEFT JOIN deliveries l ON l.digest_id = d.id"
                 " GROUP BY d.id ORDER BY d.created DESC LIMIT ?",
                 [limit],

@@ -37,6 +37,8 @@ class SourceSummary:
     consecutive_failures: int
     next_fetch: datetime | None
     removed: datetime | None
+    created: datetime | None = None
+    newest: datetime | None = None  # when its latest new article was first seen
 
 
 @dataclass(frozen=True)
@@ -214,6 +216,7 @@ class DigestSummary:
     sent: int
     failed: int
     pending: int
+    bounced: int = 0  # deliveries a hard or soft bounce came back about
 
 
 @dataclass(frozen=True)

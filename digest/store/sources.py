@@ -131,7 +131,8 @@ class SourcesArea(SqliteBase):
         return [
             source_summary_of(row)
             for row in self._rows(
-                "SELECT s.*, (SELECT count(*) FROM articles a WHERE a.source_id = s.id) AS articles"
+                "SELECT s.*, (SELECT count(*) FROM articles a WHERE a.source_id = s.id) AS articles,"
+                " (SELECT max(first_seen) FROM articles a WHERE a.source_id = s.id) AS newest"
                 " FROM sources s ORDER BY s.name"
             )
         ]
@@ -165,4 +166,6 @@ def source_summary_of(row: Row) -> SourceSummary:
         consecutive_failures=row["consecutive_failures"],
         next_fetch=dt(row["next_fetch"]),
         removed=dt(row["removed"]),
+        created=dt(row["created"]),
+        newest=dt(row["newest"]),
     )

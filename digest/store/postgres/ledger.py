@@ -62,11 +62,14 @@ class PgLedgerArea(PgBase):
 
     def digests(self, limit: int = 50) -> list[DigestSummary]:
         return [
-            DigestSummary(digest_of(row), row["sent"] or 0, row["failed"] or 0, row["pending"] or 0)
+            DigestSummary(
+                digest_of(row), row["sent"] or 0, row["failed"] or 0, row["pending"] or 0, row["bounced"] or 0
+            )
             for row in self._rows(
                 "SELECT d.*, count(*) FILTER (WHERE l.status = 'sent') AS sent,"
                 " count(*) FILTER (WHERE l.status = 'failed') AS failed,"
-                " count(*) FILTER (WHERE l.status = 'pending') AS pending"
+                " count(*) FILTER (WHERE l.status = 'pending') AS pending,"
+                " count(*) FILTER (WHERE l.feedback IN ('hard', 'soft')) AS bounced"
                 " FROM digests d LEFT JOIN deliveries l ON l.digest_id = d.id"
                 " GROUP BY d.id ORDER BY d.created DESC LIMIT %s",
                 [limit],

@@ -130,7 +130,8 @@ class PgSourcesArea(PgBase):
         return [
             source_summary_of(row)
             for row in self._rows(
-                "SELECT s.*, (SELECT count(*) FROM articles a WHERE a.source_id = s.id) AS articles"
+                "SELECT s.*, (SELECT count(*) FROM articles a WHERE a.source_id = s.id) AS articles,"
+                " (SELECT max(first_seen) FROM articles a WHERE a.source_id = s.id) AS newest"
                 ' FROM sources s ORDER BY s.name COLLATE "C"'
             )
         ]
