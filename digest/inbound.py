@@ -6,7 +6,8 @@ claims a recipient, and hands it each message for that recipient.
 Everything arriving is hostile, so:
 
 - a recipient no mailbox claims is refused (``550 5.1.1``) before any data is sent;
-- at most ``max_bytes`` of message (``552``), ``MAX_RECIPIENTS`` recipients a message;
+- at most ``max_bytes`` of message (``552``), ``MAX_RECIPIENTS`` recipients a message,
+  ``COMMANDS_PER_SESSION`` of each command a connection (then ``421`` and goodbye);
 - at most ``per_minute`` messages a minute from one client address (``421`` at MAIL FROM,
   which well-behaved servers take as "try later"), and at most ``connections`` connections
   open at once (``421`` at the greeting);
@@ -19,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict, deque
+from collections import OrderedDict, deque
 from typing import Any, Protocol
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -29,6 +30,8 @@ from digest.errors import DigestError
 
 log = logging.getLogger("digest")
 MAX_RECIPIENTS = 20
+MAX_CLIENTS = 10_000  # client addresses remembered for the rate limit
+COMMANDS_PER_SESSION = 100  # of each command (refused RCPTs too: each may cost a lookup)
 WINDOW = 60.0
 SESSION_TIMEOUT = 60.0
 
@@ -43,24 +46,29 @@ class Mailbox(Protocol):
 
 
 class _PerClient:
-    """Messages a client may start in a sliding minute."""
+    """Messages a client may start in a sliding minute. Clients are kept least recently seen
+    first, so forgetting the stale ones (and, past ``MAX_CLIENTS``, the oldest) costs O(1)
+    a call however many addresses an attacker uses."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.seen: defaultdict[str, deque[float]] = defaultdict(deque)
+        self.seen: OrderedDict[str, deque[float]] = OrderedDict()
 
     def allow(self, client: str) -> bool:
         now = time.monotonic()
-        times = self.seen[client]
+        times = self.seen.pop(client, None) or deque()
         while times and times[0] <= now - WINDOW:
             times.popleft()
-        if len(times) >= self.limit:
-            return False
-        times.append(now)
-        if len(self.seen) > 10_000:  # a sweep now and then keeps many one-time clients from piling up
-            for stale in [c for c, t in self.seen.items() if not t or t[-1] <= now - WINDOW]:
-                del self.seen[stale]
-        return True
+        allowed = len(times) < self.limit
+        if allowed:
+            times.append(now)
+        self.seen[client] = times
+        while self.seen:
+            oldest = next(iter(self.seen.values()))
+            if len(self.seen) <= MAX_CLIENTS and oldest and oldest[-1] > now - WINDOW:
+                break
+            self.seen.popitem(last=False)
+        return allowed
 
 
 class _Handler:
@@ -162,6 +170,7 @@ class Inbound:
             decode_data=False,
             timeout=SESSION_TIMEOUT,
             hostname="digest",
+            command_call_limit=COMMANDS_PER_SESSION,
         )
 
     async def start(self) -> tuple[str, int]:

@@ -302,6 +302,9 @@ def test_one_client_and_too_many_connections_are_held_off() -> None:
                     client.rcpt("x@example.org")
                     client.data(b"Subject: hi\r\n\r\nhello\r\n")
         assert answers == [250, 250, 250, 421] and len(received) == 3
+        with smtplib.SMTP(host, port, timeout=10) as chatty:  # each command a bounded number of times
+            codes = [chatty.docmd("NOOP")[0] for _ in range(101)]
+            assert codes[:100] == [250] * 100 and codes[100] == 421
         first, second = smtplib.SMTP(host, port, timeout=10), smtplib.SMTP(host, port, timeout=10)
         try:
             with pytest.raises(smtplib.SMTPConnectError) as refused:
