@@ -317,6 +317,11 @@ def routes(settings: Settings, store_for_thread: Callable[[], Store], fetch: Fet
             for r in reports
         ]
 
+    async def applied(reports: list[ProviderReport], via: str) -> Response:
+        """Apply the reports (in a thread: the database); the answer names each outcome."""
+        outcomes = await run_in_threadpool(apply, reports, via)
+        return PlainTextResponse(" ".join(outcomes or ["ignored"]) + "\n")
+
     async def body_json(request: Request) -> Any:
         try:
             return json.loads(await request.body())
@@ -351,9 +356,7 @@ def routes(settings: Settings, store_for_thread: Callable[[], Store], fetch: Fet
             notification = json.loads(message["Message"])
         except ValueError:
             return PlainTextResponse("not a notification we read\n", 400)
-        reports = ses_reports(notification) if isinstance(notification, dict) else []
-        outcomes = await run_in_threadpool(apply, reports, "ses")
-        return PlainTextResponse(" ".join(outcomes or ["ignored"]) + "\n")
+        return await applied(ses_reports(notification) if isinstance(notification, dict) else [], "ses")
 
     async def postmark(request: Request) -> Response:
         if not hooks.postmark_password:
@@ -363,9 +366,7 @@ def routes(settings: Settings, store_for_thread: Callable[[], Store], fetch: Fet
             payload = await body_json(request)
         except Refused as exc:
             return _refused("postmark", exc)
-        reports = postmark_reports(payload) if isinstance(payload, dict) else []
-        outcomes = await run_in_threadpool(apply, reports, "postmark")
-        return PlainTextResponse(" ".join(outcomes or ["ignored"]) + "\n")
+        return await applied(postmark_reports(payload) if isinstance(payload, dict) else [], "postmark")
 
     async def mailgun(request: Request) -> Response:
         if not hooks.mailgun_key:
@@ -378,9 +379,7 @@ def routes(settings: Settings, store_for_thread: Callable[[], Store], fetch: Fet
         except Refused as exc:
             return _refused("mailgun", exc)
         event = payload.get("event-data")
-        reports = mailgun_reports(event) if isinstance(event, dict) else []
-        outcomes = await run_in_threadpool(apply, reports, "mailgun")
-        return PlainTextResponse(" ".join(outcomes or ["ignored"]) + "\n")
+        return await applied(mailgun_reports(event) if isinstance(event, dict) else [], "mailgun")
 
     return [
         Route("/webhooks/ses", ses, methods=["POST"]),
