@@ -10,6 +10,7 @@ subscriber by address and, when it can, the delivery by Message-ID.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -24,6 +25,7 @@ from digest.subscribers import bindings
 from digest.tokens import BadToken, secret_for
 
 log = logging.getLogger("digest")
+PARSERS = 2  # messages read at once
 T = TypeVar("T")
 Runner = Callable[[Callable[[Store], T]], Awaitable[T]]
 
@@ -62,15 +64,20 @@ def delivery_named(store: Store, secret: bytes, address: str) -> verp.Delivery:
     return verp.read(secret, address, bindings(store, "unsubscribe"))
 
 
-def from_bounce(store: Store, settings: Settings, address: str, raw: bytes) -> str | None:
-    """What a message that came back to ``address`` (a bounce address) does; None when it
-    reports nothing (an auto-reply, say)."""
+def from_bounce(store: Store, settings: Settings, address: str, report: bounces.Report) -> str | None:
+    """What a report that came back to ``address`` (a bounce address) does; None when it
+    changes nothing: a report in prose about someone else (an auto-reply quoting a bounce),
+    or one about a digest too old to be among the subscriber's recent ones (an address from
+    an old or forwarded message is no evidence about today)."""
     delivery = delivery_named(store, secret_for(store, settings.secret), address)
-    report = bounces.read(raw)
-    if report is None:
-        log.info("a message to a bounce address reported nothing; ignored", extra={"event": "feedback"})
+    subscriber = store.subscriber(subscriber_id=delivery.subscriber_id)
+    if subscriber is None or not report.is_about(subscriber.email):
+        log.info("a report at a bounce address names someone else; ignored", extra={"event": "feedback"})
         return None
     digest_id = next((d for d in store.sent_digests(delivery.subscriber_id) if delivery.is_for(d)), None)
+    if digest_id is None:
+        log.info("a report about a digest long gone; ignored", extra={"event": "feedback"})
+        return None
     return apply(store, settings, delivery.subscriber_id, digest_id, report.kind, report.detail, "smtp")
 
 
@@ -96,6 +103,9 @@ class BounceMailbox:
         self.settings = settings
         self.domain = settings.bounces.domain
         self.run = run
+        # Reading a message is CPU work for threads of its own, never the store's thread
+        # (which the digest's ledger writes wait on), and a few at a time.
+        self.readers = asyncio.Semaphore(PARSERS)
 
     async def claims(self, address: str) -> bool:
         if address.rpartition("@")[2].lower().rstrip(".") != self.domain:
@@ -109,8 +119,13 @@ class BounceMailbox:
         return True
 
     async def receive(self, address: str, raw: bytes) -> None:
+        async with self.readers:
+            report = await asyncio.to_thread(bounces.read, raw)
+        if report is None:
+            log.info("a message to a bounce address reported nothing; ignored", extra={"event": "feedback"})
+            return
         try:
-            await self.run(lambda s: from_bounce(s, self.settings, address, raw))
+            await self.run(lambda s: from_bounce(s, self.settings, address, report))
         except BadToken:
             pass  # the subscriber left between RCPT and DATA: nothing to change
         except StoreError as exc:

@@ -8,9 +8,10 @@ Everything arriving is hostile, so:
 - a recipient no mailbox claims is refused (``550 5.1.1``) before any data is sent;
 - at most ``max_bytes`` of message (``552``), ``MAX_RECIPIENTS`` recipients a message,
   ``COMMANDS_PER_SESSION`` of each command a connection (then ``421`` and goodbye);
-- at most ``per_minute`` messages a minute from one client address (``421`` at MAIL FROM,
-  which well-behaved servers take as "try later"), and at most ``connections`` connections
-  open at once (``421`` at the greeting);
+- at most ``per_minute`` messages a minute from one client (``421`` at MAIL FROM, which
+  well-behaved servers take as "try later"), at most ``connections`` connections open at
+  once and ``PER_CLIENT_CONNECTIONS`` from one client (``421`` at the greeting), each for
+  at most ``SESSION_LIFETIME``; a client is an IPv4 address or an IPv6 /64;
 - a mailbox that cannot take a message now (the database is busy) answers ``451``, so the
   sending server keeps it and tries again: nothing is lost.
 """
@@ -18,10 +19,12 @@ Everything arriving is hostile, so:
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 from collections import OrderedDict, deque
 from typing import Any, Protocol
+from weakref import WeakKeyDictionary
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -31,9 +34,12 @@ from digest.errors import DigestError
 log = logging.getLogger("digest")
 MAX_RECIPIENTS = 20
 MAX_CLIENTS = 10_000  # client addresses remembered for the rate limit
-COMMANDS_PER_SESSION = 100  # of each command (refused RCPTs too: each may cost a lookup)
+# Of each command in one session (refused RCPTs too: each may cost a lookup).
+COMMANDS_PER_SESSION = {"RCPT": 40, "NOOP": 10, "*": 20}
+PER_CLIENT_CONNECTIONS = 5  # open at once from one client (an IPv4 address, an IPv6 /64)
 WINDOW = 60.0
-SESSION_TIMEOUT = 60.0
+SESSION_TIMEOUT = 60.0  # between commands
+SESSION_LIFETIME = 600.0  # a whole connection, however busy
 
 
 class TryLater(Exception):
@@ -75,12 +81,14 @@ class _Handler:
     def __init__(self, mailboxes: list[Mailbox], per_client: _PerClient) -> None:
         self.mailboxes = mailboxes
         self.per_client = per_client
-        self.owners: dict[int, dict[str, Mailbox]] = {}
+        # Which mailbox claimed each recipient, per message: gone with the envelope, however
+        # the session ends (DATA, RSET, QUIT, a timeout, a dropped connection).
+        self.owners: WeakKeyDictionary[Envelope, dict[str, Mailbox]] = WeakKeyDictionary()
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        client = str(session.peer[0]) if session.peer else "unknown"
+        client = client_key(session.peer)
         if not self.per_client.allow(client):
             log.warning("inbound: too many messages from %s", client, extra={"event": "inbound"})
             return "421 4.7.0 Too many messages from you: try again later"
@@ -103,12 +111,12 @@ class _Handler:
                 return "451 4.3.0 Cannot check this address now: try again later"
             if claimed:
                 envelope.rcpt_tos.append(address)
-                self.owners.setdefault(id(envelope), {})[address] = mailbox
+                self.owners.setdefault(envelope, {})[address] = mailbox
                 return "250 OK"
         return "550 5.1.1 No such mailbox here"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        owners = self.owners.pop(id(envelope), {})
+        owners = self.owners.pop(envelope, {})
         raw = envelope.original_content or b""
         try:
             for address in envelope.rcpt_tos:
@@ -121,32 +129,63 @@ class _Handler:
         return "250 2.0.0 Accepted"
 
     async def handle_RSET(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        self.owners.pop(id(envelope), None)
+        self.owners.pop(envelope, None)
         return "250 OK"
 
 
-class _Busy(asyncio.Protocol):
-    """Answers a connection past the limit, and hangs up."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
-        transport.write(b"421 4.7.0 Too many connections: try again later\r\n")
-        transport.close()
+def client_key(peer: Any) -> str:
+    """Who a client is for the limits: its IPv4 address, or its IPv6 /64 (one host holds a
+    whole /64 as easily as one address)."""
+    host = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+    try:
+        ip = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 class _Counted(SMTP):
-    """An SMTP session that counts itself among the server's open connections."""
+    """An SMTP session that counts itself among the server's open connections (refused with
+    421 past the limits, and closed after ``SESSION_LIFETIME`` whatever it does)."""
 
     def __init__(self, inbound: Inbound, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.inbound = inbound
+        self.client = ""
+        self.counted = False
+        self.deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.inbound.open += 1
+        inbound = self.inbound
+        self.client = client_key(transport.get_extra_info("peername"))
+        if (
+            inbound.open >= inbound.settings.connections
+            or inbound.connections_from.get(self.client, 0) >= PER_CLIENT_CONNECTIONS
+        ):
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(b"421 4.7.0 Too many connections: try again later\r\n")
+            transport.close()
+            return
+        self.counted = True
+        inbound.open += 1
+        inbound.connections_from[self.client] = inbound.connections_from.get(self.client, 0) + 1
+        self.deadline = asyncio.get_running_loop().call_later(SESSION_LIFETIME, transport.close)
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
-        self.inbound.open -= 1
+        if not self.counted:
+            return  # refused at the door: none of the session was set up
+        inbound = self.inbound
+        inbound.open -= 1
+        left = inbound.connections_from.pop(self.client, 1) - 1
+        if left:
+            inbound.connections_from[self.client] = left
+        if self.deadline is not None:
+            self.deadline.cancel()
         super().connection_lost(error)
 
 
@@ -157,11 +196,10 @@ class Inbound:
         self.settings = settings
         self.handler = _Handler(mailboxes, _PerClient(settings.per_minute))
         self.open = 0
+        self.connections_from: dict[str, int] = {}  # open connections per client_key
         self.server: asyncio.Server | None = None
 
     def _protocol(self) -> asyncio.Protocol:
-        if self.open >= self.settings.connections:
-            return _Busy()
         return _Counted(
             self,
             self.handler,

@@ -25,6 +25,7 @@ import hmac
 import json
 import logging
 import re
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -48,8 +49,11 @@ from digest.store import Store
 
 log = logging.getLogger("digest")
 Fetch = Callable[[str], bytes]
-_SNS_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
+# SNS's own hosts only: sns.REGION.amazonaws.com, REGION as AWS spells regions (us-east-1,
+# us-gov-west-1, cn-north-1...), so no other service's names (S3 buckets: sns.s3...) pass.
+_SNS_HOST = re.compile(r"^sns\.[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}\.amazonaws\.com(\.cn)?$")
 CERT_BYTES = 16 * 1024
+FAILED_FETCH_SECONDS = 300.0
 MAILGUN_SKEW = 15 * 60
 SNS_MAX_AGE = timedelta(days=1)  # SNS retries for up to an hour by default; a day is generous
 _SNS_SIGNED = {
@@ -110,9 +114,9 @@ def sns_url_ok(url: str, *, pem: bool = True) -> bool:
     return (
         parts.scheme == "https"
         and port is None
-        and not parts.username
+        and "@" not in parts.netloc
         and bool(_SNS_HOST.match(parts.hostname or ""))
-        and (parts.path.endswith(".pem") or not pem)
+        and (not pem or (parts.path.endswith(".pem") and not parts.query and not parts.fragment))
     )
 
 
@@ -224,10 +228,11 @@ def verify_postmark(authorization: str | None, settings: WebhookSettings) -> Non
     scheme, _, encoded = (authorization or "").partition(" ")
     try:
         given = base64.b64decode(encoded, validate=True) if scheme.lower() == "basic" else b""
-    except binascii.Error:
+    except (binascii.Error, ValueError):
         given = b""
     expected = f"{settings.postmark_user}:{settings.postmark_password}".encode()
-    if not hmac.compare_digest(given, expected):
+    # Compared as hashes: equal lengths, so the time taken says nothing of the secret's length.
+    if not hmac.compare_digest(hashlib.sha256(given).digest(), hashlib.sha256(expected).digest()):
         raise Refused("bad credentials")
 
 
@@ -267,7 +272,13 @@ def verify_mailgun(
     signature: Mapping[str, Any], key: str, memory: TokenMemory, now: float | None = None
 ) -> None:
     timestamp, token, given = (str(signature.get(k, "")) for k in ("timestamp", "token", "signature"))
-    if not timestamp.isdigit() or abs((now or time.time()) - int(timestamp)) > MAILGUN_SKEW:
+    if not all(value.isascii() and len(value) <= 256 for value in (timestamp, token, given)):
+        raise Refused("malformed signature")
+    if (
+        not timestamp.isdigit()
+        or len(timestamp) > 12
+        or abs((now or time.time()) - int(timestamp)) > MAILGUN_SKEW
+    ):
         raise Refused("timestamp out of range")
     expected = hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected.encode(), given.encode()):
@@ -301,14 +312,26 @@ def routes(settings: Settings, store_for_thread: Callable[[], Store], fetch: Fet
     hooks = settings.webhooks
     mailgun_tokens = TokenMemory()
     certificates: dict[str, bytes] = {}
+    fetching = threading.Lock()
+    failed: dict[str, float] = {}  # URL -> until when a failed fetch is not tried again
 
     def certificate(url: str) -> bytes:
-        # SNS signs with a handful of certificates: each fetched once per process.
-        if url not in certificates:
-            if len(certificates) >= 32:
-                certificates.clear()
-            certificates[url] = fetch(url)
-        return certificates[url]
+        # SNS signs with a handful of certificates: each fetched once per process, one fetch
+        # at a time (a flood of forged messages costs one fetch per new URL, no more).
+        with fetching:
+            if time.monotonic() < failed.get(url, 0.0):
+                raise Refused("signing certificate unavailable (recently)")
+            if url not in certificates:
+                if len(certificates) >= 32:
+                    certificates.clear()
+                if len(failed) >= 1024:
+                    failed.clear()
+                try:
+                    certificates[url] = fetch(url)
+                except Exception:
+                    failed[url] = time.monotonic() + FAILED_FETCH_SECONDS
+                    raise
+            return certificates[url]
 
     def apply(reports: list[ProviderReport], via: str) -> list[str]:
         store = store_for_thread()
@@ -325,7 +348,7 @@ def routes(settings: Settings, store_for_thread: Callable[[], Store], fetch: Fet
     async def body_json(request: Request) -> Any:
         try:
             return json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
             raise Refused("not JSON") from exc
 
     async def ses(request: Request) -> Response:

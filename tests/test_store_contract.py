@@ -644,6 +644,11 @@ def test_bounces_and_complaints_after_delivery(store: Store) -> None:
     assert store.record_feedback(9999, None, "hard", "x", soft_limit=3, now=T0) == "unknown"
     store.set_subscriber_status(ids["ann"], "active", at=T0)  # the operator brings ann back
     assert subscriber("ann") == ("active", None)
+    store.set_subscriber_status(ids["cid"], "active", at=T0 + timedelta(days=30))  # and cid, later
+    store.create_digest("d4", T0 + timedelta(days=31), [(ids["cid"], T0, None)])
+    store.record_delivery("d4", ids["cid"], "sent")
+    assert report("cid", "d4", "soft") == "counted"  # a fresh start: d1 to d3 count no more
+    assert subscriber("cid") == ("active", None)
 
 
 def test_deliveries_are_claimed_in_batches_and_claims_expire(store: Store) -> None:

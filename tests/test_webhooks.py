@@ -212,11 +212,15 @@ def test_ses_through_sns(site: tuple[AppServer, Settings, dict[str, Any]]) -> No
         sns.sign({**dan, "SigningCertURL": "http://sns.eu-west-1.amazonaws.com/x.pem"}),
         sns.sign({**dan, "SigningCertURL": "https://127.0.0.1/x.pem"}),
         sns.sign({**dan, "SigningCertURL": "https://sns.eu-west-1.amazonaws.com:8443/x.pem"}),
+        sns.sign({**dan, "SigningCertURL": "https://sns.s3.amazonaws.com/x.pem"}),  # an S3 bucket called sns
+        sns.sign({**dan, "SigningCertURL": "https://:@sns.eu-west-1.amazonaws.com/x.pem"}),
+        sns.sign({**dan, "SigningCertURL": CERT_URL + "?again=1"}),
         old,
         {**sns.sign(dan), "SignatureVersion": "3"},
     ):
         assert _post(app, "/webhooks/ses", refused).status_code == 403
-    assert httpx.post(app.url("/webhooks/ses"), content=b"{not json", timeout=5).status_code == 403
+    for garbage in (b"{not json", b"[" * 30_000 + b"]" * 30_000, "\u00b2".encode()):
+        assert httpx.post(app.url("/webhooks/ses"), content=garbage, timeout=5).status_code == 403
     assert len(ctx["fetched"]) == before  # no forged URL was ever fetched
     assert _status(settings, "dan") == ("active", None) and _status(settings, "eve") == ("active", None)
 
@@ -234,6 +238,13 @@ def test_postmark_and_mailgun(site: tuple[AppServer, Settings, dict[str, Any]]) 
     }
     assert _post(app, "/webhooks/postmark", hard, authorization=bad).status_code == 403
     assert _post(app, "/webhooks/postmark", hard).status_code == 403
+    weird = httpx.post(
+        app.url("/webhooks/postmark"),
+        content=b"{}",
+        headers={"authorization": b"Basic \xc3\xa9t\xc3\xa9"},
+        timeout=5,
+    )
+    assert weird.status_code == 403
     assert _status(settings, "dan") == ("active", None)
     assert _post(app, "/webhooks/postmark", hard, authorization=good).text.strip() == "bounced"
     spam = {"RecordType": "SpamComplaint", "Type": "SpamComplaint", "Email": "eve@example.org"}
@@ -260,7 +271,15 @@ def test_postmark_and_mailgun(site: tuple[AppServer, Settings, dict[str, Any]]) 
         "delivery-status": {"code": 550, "description": "5.1.1 mailbox does not exist"},
         "message": {"headers": {"message-id": "d1.fay@digest.example.org"}},
     }
-    for refused in (mailgun(failed, key="key-wrong"), mailgun(failed, at=int(time.time()) - 3600)):
+    odd = mailgun(failed)
+    for refused in (
+        mailgun(failed, key="key-wrong"),
+        mailgun(failed, at=int(time.time()) - 3600),
+        {**odd, "signature": {**odd["signature"], "timestamp": "\u00b2"}},
+        {**odd, "signature": {**odd["signature"], "timestamp": "9" * 5000}},
+        {**odd, "signature": {**odd["signature"], "token": "\ud800"}},
+        {**odd, "signature": "not a table"},
+    ):
         assert _post(app, "/webhooks/mailgun", refused).status_code == 403
     signed = mailgun(failed)
     assert _post(app, "/webhooks/mailgun", signed).text.strip() == "bounced"

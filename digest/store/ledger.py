@@ -247,9 +247,11 @@ class LedgerArea(SqliteBase):
         with self._write() as conn:
             found = conn.execute("SELECT status FROM subscribers WHERE id = ?", [subscriber_id]).fetchone()
             recent = conn.execute(
+                # Since the subscriber was last (re)activated: a fresh start forgets old bounces.
                 "SELECT digest_id, feedback FROM deliveries WHERE subscriber_id = ? AND status = 'sent'"
+                " AND updated >= (SELECT coalesce(confirmed, created) FROM subscribers WHERE id = ?)"
                 " ORDER BY updated DESC LIMIT ?",
-                [subscriber_id, max(soft_limit, 1)],
+                [subscriber_id, subscriber_id, max(soft_limit, 1)],
             ).fetchall()
             earlier = None
             if digest_id is not None:

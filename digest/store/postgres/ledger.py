@@ -233,9 +233,11 @@ class PgLedgerArea(PgBase):
                 "SELECT status FROM subscribers WHERE id = %s FOR UPDATE", [subscriber_id]
             ).fetchone()
             recent = conn.execute(
+                # Since the subscriber was last (re)activated: a fresh start forgets old bounces.
                 "SELECT digest_id, feedback FROM deliveries WHERE subscriber_id = %s AND status = 'sent'"
+                " AND updated >= (SELECT coalesce(confirmed, created) FROM subscribers WHERE id = %s)"
                 " ORDER BY updated DESC LIMIT %s",
-                [subscriber_id, max(soft_limit, 1)],
+                [subscriber_id, subscriber_id, max(soft_limit, 1)],
             ).fetchall()
             earlier = None
             if digest_id is not None:
