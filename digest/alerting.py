@@ -33,9 +33,8 @@ LEASE = "alerts"
 async def check(
     run: Callable[[Callable[[Store], Any]], Awaitable[Any]], settings: Settings, holder: str, now: datetime
 ) -> list[alerts.Notice]:
-    """Look for problems now, and send what is due; the notices sent."""
-    if not settings.alerts.email:
-        return []
+    """Look for problems now, keep them for /healthz, and (with ``[alerts] email``) send
+    what is due; the notices sent."""
 
     def read(store: Store) -> Any:
         if not take_lease(store, LEASE, holder, 120.0):
@@ -53,9 +52,12 @@ async def check(
         return []
     sources, digests, last_run, state = found
     try:
-        notices, after = alerts.decide(
-            state, alerts.problems(sources, digests, last_run, settings.alerts, now), now
-        )
+        found_now = alerts.problems(sources, digests, last_run, settings.alerts, now)
+        notices, after = alerts.decide(state, found_now, now)
+        opened = alerts.opened(found_now, state, now)
+        await run(lambda s: s.put_setting(alerts.OPEN, json.dumps(opened, sort_keys=True)))
+        if not settings.alerts.email:
+            return []
         # What was said, as it stands; each notice changes it only once it is sent, so an
         # alert or a recovery that could not go out goes out on a later tick.
         noticed = {notice.key for notice in notices}

@@ -38,6 +38,7 @@ from digest.store import DigestSummary, SourceSummary
 
 log = logging.getLogger("digest")
 STATE = "alerts_state"  # settings row: {problem key: {"since": iso, "said": iso, "summary": text}}
+OPEN = "alerts_open"  # settings row: the problems of the last check, {key: {"since", "summary"}}
 LAST_RUN = "alerts_last_run"  # settings row: how the last digest run ended
 REPEAT = timedelta(days=1)
 MIN_SENT = 20
@@ -133,6 +134,15 @@ def decide(
         if key not in current:
             notices.append(Notice(key, True, known.get("summary", key), from_iso(known["since"])))
     return notices, after
+
+
+def opened(
+    found: Sequence[Problem], state: dict[str, dict[str, str]], now: datetime
+) -> dict[str, dict[str, str]]:
+    """The problems of now, each with when it began (for /healthz: said or not)."""
+    return {
+        p.key: {"since": state.get(p.key, {}).get("since", to_iso(now)), "summary": p.summary} for p in found
+    }
 
 
 def load_state(text: str | None) -> dict[str, dict[str, str]]:

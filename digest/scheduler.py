@@ -37,7 +37,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from digest import alerting, metrics, redact, signups
-from digest.alerts import STATE, load_state
+from digest.alerts import OPEN, load_state
 from digest.config import Settings, SourceSettings
 from digest.cron import cron_trigger, last_due
 from digest.dates import from_iso, to_iso, utcnow
@@ -109,7 +109,7 @@ class Service:
 
     def _health_reads(self) -> tuple[list[SourceSummary], list[DigestSummary], dict[str, dict[str, str]]]:
         store = self._thread_store()
-        problems = load_state(store.get_setting(STATE))  # as the alert check last saw them
+        problems = load_state(store.get_setting(OPEN))  # as the alert check last saw them
         return store.source_summaries(), store.digests(limit=1), problems
 
     # --- pulls --------------------------------------------------------------------------------
@@ -333,15 +333,14 @@ class Service:
             max_instances=1,
             coalesce=True,
         )
-        if self.settings.alerts.email:
-            self.scheduler.add_job(
-                self.alerts,
-                IntervalTrigger(seconds=alerting.ALERT_TICK),
-                id="alerts",
-                next_run_time=now + timedelta(seconds=30),  # the first pulls have had a chance
-                max_instances=1,
-                coalesce=True,
-            )
+        self.scheduler.add_job(  # problems for /healthz, and with [alerts] email, alerts
+            self.alerts,
+            IntervalTrigger(seconds=alerting.ALERT_TICK),
+            id="alerts",
+            next_run_time=now + timedelta(seconds=30),  # the first pulls have had a chance
+            max_instances=1,
+            coalesce=True,
+        )
         self.scheduler.start()
         log.info(
             "running: %d sources, digest %r (%s)",

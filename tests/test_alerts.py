@@ -121,6 +121,10 @@ def test_an_alert_that_cannot_be_sent_waits_and_is_sent_once(
         pull(dead, store, force=True)
     now = utcnow()
     assert _check(dead, now) == []  # no mail server: nothing said, nothing recorded as said
+    from digest.scheduler import Service
+
+    _, health = asyncio.run(Service(dead).health())  # but /healthz knows
+    assert [p["problem"] for p in health["problems"]] == ["source-failing:broken"]
     live = replace(dead, smtp=replace(dead.smtp, port=smtp.port))  # type: ignore[arg-type]
     assert [n.key for n in _check(live, now + timedelta(minutes=5))] == ["source-failing:broken"]
     assert _check(live, now + timedelta(minutes=10)) == [] and len(smtp.messages) == 1
