@@ -156,6 +156,9 @@ def pull(app: App, names: tuple[str, ...], force: bool) -> None:
 @click.option(
     "--search", metavar="QUERY", help='Only those matching: words, "a phrase", OR, NOT (best match first).'
 )
+@click.option(
+    "--dropped", is_flag=True, help="The items sources' rules dropped, with the rule that dropped each."
+)
 @click.pass_obj
 def articles(
     app: App,
@@ -166,8 +169,12 @@ def articles(
     source: str | None,
     limit: int | None,
     search: str | None,
+    dropped: bool,
 ) -> None:
     """List stored articles, newest first (with --search: best match first)."""
+    if dropped:
+        _dropped(app, as_json, source, limit)
+        return
     if theme is not None:
         from digest.grouping.themes import taxonomy_for
 
@@ -198,6 +205,26 @@ def articles(
 
 
 SEARCH_LIMIT = 500  # matches a search lists at most
+
+
+def _dropped(app: App, as_json: bool, source: str | None, limit: int | None) -> None:
+    """`digest articles --dropped`: what the rules dropped, the latest first."""
+    from digest.dates import to_iso
+
+    with app.store() as store:
+        found = [d for d in store.dropped_items(limit=10_000) if source is None or d.source == source][:limit]
+    if as_json:
+        rows = [
+            {"id": d.article_id, "source": d.source, "title": d.title, "url": d.url, "rule": d.rule,
+             "dropped": to_iso(d.dropped)}
+            for d in found
+        ]  # fmt: skip
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    for item in found:
+        click.echo(f"{item.dropped:%Y-%m-%d}  {item.source}  {item.title}")
+        click.echo(f"            {item.rule}")
+    click.echo(f"{len(found)} dropped item{'s' if len(found) != 1 else ''}")
 
 
 def article_json(article: Article) -> dict[str, Any]:

@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
+from digest import rules
 from digest.cadence import CADENCES
 from digest.errors import ConfigError
+from digest.rules import Rules
 
 if TYPE_CHECKING:
     from digest.mail.dkim import Signer
@@ -334,6 +336,7 @@ class SourceSettings:
     selectors: Mapping[str, str] = field(default_factory=dict)
     ignore_places: tuple[str, ...] = ()
     allow_private: bool = False  # may reach loopback/private addresses though its URL is public
+    rules: Rules = field(default_factory=Rules)  # keep = [...] and drop = [...], compiled
 
 
 @dataclass(frozen=True)
@@ -532,7 +535,9 @@ class Settings:
         raise ConfigError(f"{self.origin}: no source named {name!r} (configured: {known})")
 
 
-_SOURCE_KEYS = ("name", "url", "kind", "every", "enabled", "selectors", "ignore_places", "allow_private")
+_SOURCE_KEYS = (
+    "name", "url", "kind", "every", "enabled", "selectors", "ignore_places", "allow_private", "keep", "drop",
+)  # fmt: skip
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 _THEME_KEYS = ("title", "phrases", "strong", "extend")
@@ -628,7 +633,21 @@ def _read_source(raw: Any, index: int, origin: str, base_dir: Path, warnings: li
         selectors=dict(selectors),
         ignore_places=tuple(ignore),
         allow_private=_boolean(raw.get("allow_private", False), f"{where}.allow_private"),
+        rules=rules.parse(
+            _rule_list(raw, "keep", name, origin),
+            _rule_list(raw, "drop", name, origin),
+            f"{origin}: source {name!r}",
+        ),
     )
+
+
+def _rule_list(raw: Mapping[str, Any], key: str, name: str, origin: str) -> list[str]:
+    value = raw.get(key, [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{origin}: source {name!r}.{key}: expected a list of rules (strings)")
+    return value
 
 
 def resolve_location(url: str, base_dir: Path) -> str:

@@ -24,13 +24,14 @@ from digest.holders import holder_name
 from digest.links import WEB_SCHEMES
 from digest.models import Article, Document, ParsedItem, SourceReport
 from digest.parallel import fork_map
+from digest.rules import fields_of
 from digest.sanitize import drop_boilerplate, html_to_text, one_line, sanitize_html
 from digest.sources import kinds
 from digest.sources.fetch import Fetcher
 from digest.sources.kinds import Options, Parsed
 from digest.sources.policy import FetchPolicy, is_remote
 from digest.sources.sync import sync_sources
-from digest.store import Store
+from digest.store import DroppedItem, Store
 
 MAX_BACKOFF = 86400.0
 MAX_TITLE = 300
@@ -67,7 +68,11 @@ def pull(
         if own:
             fetcher.close()
     if reader and any(report.new or report.updated for report in reports):
-        group_shared(store, settings, holder_name(), reader=reader)
+        dropped = group_shared(store, settings, holder_name(), reader=reader)
+        for report in reports:  # what rules on regions and themes dropped, once grouped
+            later = dropped.get(report.name, 0)
+            report.dropped += later
+            report.new = max(0, report.new - later)  # stored, then moved out: not new articles
     return reports
 
 
@@ -207,6 +212,8 @@ def pull_source(
         return report
     report.warnings.extend(f"skipped {failure}" for failure in failures)
     batch = list(articles.values())
+    # Even without rules: items dropped by rules since removed are articles again.
+    batch, report.dropped = _apply_rules(store, source, batch, now)
     with reader.ahead(batch, store) if reader else nullcontext():
         counts = store.save_articles(source.name, batch, now=now)
     store.record_fetch(
@@ -220,6 +227,45 @@ def pull_source(
     )
     report.new, report.updated, report.unchanged = counts.new, counts.updated, counts.unchanged
     return report
+
+
+def _apply_rules(
+    store: Store, source: SourceSettings, batch: list[Article], now: datetime
+) -> tuple[list[Article], int]:
+    """The articles the source's rules keep (as far as they can tell before grouping), and
+    how many they dropped now. A drop is remembered: an item dropped before, unchanged, by
+    a rule still configured, is left out without being judged again (nor counted)."""
+    remembered = store.remembered_drops([a.id for a in batch])
+    current = source.rules.texts
+    kept: list[Article] = []
+    dropped: list[tuple[Article, str]] = []
+    for article in batch:
+        known = remembered.get(article.id)
+        if known is not None and known[0] in current and known[1] == article.content_hash:
+            continue
+        verdict = None
+        if source.rules:
+            fields = fields_of(article.title, article.summary_text, article.author, article.url, (), ())
+            verdict = source.rules.verdict(fields, grouped=False)
+        if verdict is None:
+            kept.append(article)
+        else:
+            dropped.append((article, verdict))
+    revived = [a.id for a in kept if a.id in remembered]
+    if revived:  # dropped by a rule no longer configured: an article again
+        store.forget_drops(revived)
+    if dropped:
+        # One stored before the rule was written goes too (out of the articles, into the dropped).
+        stored = store.content_hashes([a.id for a, _ in dropped])
+        store.drop_articles([(a.id, rule) for a, rule in dropped if a.id in stored], now=now)
+        store.save_dropped(
+            [
+                DroppedItem(a.id, source.name, a.title, a.url, rule, a.content_hash, now)
+                for a, rule in dropped
+                if a.id not in stored
+            ]
+        )
+    return kept, len(dropped)
 
 
 def _next_fetch(now: datetime, every: float, fresh_for: float | None) -> datetime:

@@ -87,6 +87,7 @@ class SourceReport:
     unchanged: int = 0
     not_modified: bool = False
     not_due: bool = False  # a scheduled pull that waited out backoff or a cache lifetime
+    dropped: int = 0  # items the source's rules dropped in this pull (not those remembered)
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -102,4 +103,5 @@ class SourceReport:
             return f"{self.name}: not due yet"
         if self.not_modified:
             return f"{self.name}: not modified"
-        return f"{self.name}: {self.new} new, {self.updated} updated, {self.unchanged} unchanged"
+        line = f"{self.name}: {self.new} new, {self.updated} updated, {self.unchanged} unchanged"
+        return line + (f", {self.dropped} dropped by rules" if self.dropped else "")

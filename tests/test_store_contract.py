@@ -26,6 +26,7 @@ from digest.errors import StoreError
 from digest.models import Article
 from digest.query import parse
 from digest.store import (
+    DroppedItem,
     Evidence,
     Groups,
     SourceSpec,
@@ -144,6 +145,37 @@ def _with_articles(store: Store, count: int = 3, source: str = "s") -> list[Arti
     articles = [_article(n, source) for n in range(count)]
     store.save_articles(source, articles, now=T0)
     return articles
+
+
+# --- what rules dropped ----------------------------------------------------------------------
+
+
+def test_what_rules_dropped_is_remembered_moved_and_forgotten(store: Store) -> None:
+    _with_articles(store, 3)
+    later = T0 + timedelta(hours=1)
+    store.save_dropped(
+        [DroppedItem("x1", "s", "Video: a tour", "https://x.org/v", "drop: title:/^video:/", "hx", T0)]
+    )
+    assert store.remembered_drops(["x1", "a0", "nope"]) == {"x1": ("drop: title:/^video:/", "hx")}
+    store.save_dropped([DroppedItem("x1", "s", "Video: a tour", None, "drop: Laos", "hy", later)])  # replaced
+    assert store.remembered_drops(["x1"]) == {"x1": ("drop: Laos", "hy")}
+    # A stored article dropped once grouped leaves the articles (and the search) for the dropped.
+    assert store.drop_articles([("a1", "drop: region:europe"), ("gone", "drop: x")], now=later) == 1
+    assert store.article("a1") is None and store.count_articles() == 2
+    assert {a.id for a in store.search(parse("mekong"))} == {"a0", "a2"}
+    items = store.dropped_items()
+    assert [(d.article_id, d.source, d.rule, d.content_hash) for d in items] == [
+        ("a1", "s", "drop: region:europe", "h1"),
+        ("x1", "s", "drop: Laos", "hy"),
+    ]
+    assert (
+        items[0].title == "Article number 1"
+        and items[0].url == "https://x.org/1"
+        and items[0].dropped == later
+    )
+    assert len(store.dropped_items(limit=1)) == 1
+    store.forget_drops(["x1", "a1"])
+    assert store.dropped_items() == [] and store.remembered_drops(["x1", "a1"]) == {}
 
 
 # --- the database -------------------------------------------------------------------------
@@ -711,7 +743,8 @@ def test_dump_and_load_move_every_table(store: Store, backend: Backend, tmp_path
     assert not store.is_empty()
     dumped = _everything(store)
     assert {table: len(rows) for table, rows in dumped.items() if table not in ("sequences", "settings")} == {
-        "sources": 1, "articles": 1, "stories": 0, "subscribers": 1, "digests": 1, "deliveries": 1, "signups": 1,
+        "sources": 1, "articles": 1, "dropped": 1, "stories": 0, "subscribers": 1, "digests": 1, "deliveries": 1,
+        "signups": 1,
     }  # fmt: skip
     assert {"key": "k", "value": "v"} in dumped["settings"]
     [article] = dumped["articles"]
@@ -760,6 +793,11 @@ CALLS: dict[str, Callable[[Store, Path], Any]] = {
     "article": lambda s, p: s.article("a0"),
     "count_articles": lambda s, p: s.count_articles(),
     "content_hashes": lambda s, p: s.content_hashes(["a0"]),
+    "remembered_drops": lambda s, p: s.remembered_drops(["a0"]),
+    "save_dropped": lambda s, p: s.save_dropped([DroppedItem("zz", "s", "t", None, "drop: x", "h", T0)]),
+    "drop_articles": lambda s, p: s.drop_articles([("a0", "drop: x")], now=T0),
+    "forget_drops": lambda s, p: s.forget_drops(["zz"]),
+    "dropped_items": lambda s, p: s.dropped_items(),
     "ungrouped": lambda s, p: s.ungrouped(),
     "mark_ungrouped": lambda s, p: s.mark_ungrouped(),
     "source_frequencies": lambda s, p: s.source_frequencies("s"),
@@ -828,6 +866,7 @@ def _furnish(backend: Backend, folder: Path) -> None:
 
 def _furnish_store(store: Store) -> None:
     _with_articles(store, 1)
+    store.save_dropped([DroppedItem("x9", "s", "Dropped", None, "drop: x", "h9", T0)])
     store.put_setting("k", "v")
     store.upsert_subscribers([SubscriberChange("ann@example.org", created=T0)])
     store.create_digest("d1", T0, [(1, T0, None)])

@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
 from typing import Any, NamedTuple
 
 from digest.config import Settings
+from digest.dates import utcnow
 from digest.grouping import regions as region_scoring
 from digest.grouping import themes as theme_scoring
 from digest.grouping.places import Gazetteer
@@ -27,6 +28,7 @@ from digest.grouping.weights import idf
 from digest.holders import take_lease
 from digest.models import Article
 from digest.parallel import fork_call, fork_map, fork_start, forks
+from digest.rules import Rules, fields_of
 from digest.store import Evidence, Groups, Store, Story, StoryRow, Ungrouped
 
 # Below this many articles a source's IDF changes with every pull: re-score all of them.
@@ -38,6 +40,7 @@ class GroupReport:
     classified: int
     rescored: int
     stories: int
+    dropped: Mapping[str, int] = field(default_factory=dict)  # source -> articles its rules dropped
 
 
 # A read as plain tuples, which cross between processes many times faster than named ones
@@ -160,10 +163,21 @@ def group_pending(
     # Should this process die between the two writes, the next pull within the window (or
     # a regroup) links what it left without a story: stories are always worked out again.
     with fork_call(stories, worth=forks(len(clustered))) as clustering:
-        rescored = _score(store, settings, reader.gazetteer, pending, reads)
+        rescored, dropped = _score(store, settings, reader.gazetteer, pending, reads)
         [found] = clustering.result()
+        if dropped:  # what a source's rules dropped once grouped leaves its stories too
+            clustered = [i for i in clustered if i not in dropped]
+            found = [
+                Story(s.id, s.label, members)
+                for s in found
+                if (members := tuple(m for m in s.members if m not in dropped))
+            ]
         store.save_stories(clustered, found)
-    return GroupReport(classified=len(pending), rescored=rescored, stories=len(found))
+    by_source: dict[str, int] = {}
+    for row in pending:
+        if row.id in dropped:
+            by_source[row.source] = by_source.get(row.source, 0) + 1
+    return GroupReport(classified=len(pending), rescored=rescored, stories=len(found), dropped=by_source)
 
 
 GROUPING_LEASE = "grouping"
@@ -171,25 +185,29 @@ GROUPING_SECONDS = 900.0
 GROUPING_ROUNDS = 10  # a bound, should articles keep arriving (the next pull goes on)
 
 
-def group_shared(store: Store, settings: Settings, holder: str, *, reader: Reader | None = None) -> int:
+def group_shared(
+    store: Store, settings: Settings, holder: str, *, reader: Reader | None = None
+) -> dict[str, int]:
     """:func:`group_pending` by one of the processes sharing the database at a time (the
     ``grouping`` lease), so no article is classified twice; how many this one classified.
     A process that finds the lease taken leaves its articles to the holder, which looks
     again after letting go, and groups what came in meanwhile. ``reader``: the one that
-    read some of them ahead (for the first round)."""
-    classified = 0
+    read some of them ahead (for the first round). Returns, by source, how many articles
+    its rules dropped once grouped."""
+    dropped: dict[str, int] = {}
     for _ in range(GROUPING_ROUNDS):
         if not take_lease(store, GROUPING_LEASE, holder, GROUPING_SECONDS):
             break
         try:
-            classified += group_pending(store, settings, reader=reader).classified
+            for source, count in group_pending(store, settings, reader=reader).dropped.items():
+                dropped[source] = dropped.get(source, 0) + count
         finally:
             store.release_lease(GROUPING_LEASE, holder)
         reader = None
         # Articles stored while this ran, by a process that found the lease taken.
         if not store.ungrouped():
             break
-    return classified
+    return dropped
 
 
 def _score(
@@ -198,13 +216,17 @@ def _score(
     gazetteer: Gazetteer,
     pending: Sequence[Ungrouped],
     reads: Sequence[_Read],
-) -> int:
-    """Store regions and themes of what was read (and of every article of a young source)."""
+) -> tuple[int, set[str]]:
+    """Store regions and themes of what was read (and of every article of a young source);
+    how many were scored, and the ids the rules of their sources dropped once grouped
+    (moved out of the articles: see digest.rules)."""
     by_source: dict[str, list[tuple[Ungrouped, _Read]]] = {}
     for row, found in zip(pending, reads, strict=True):
         by_source.setdefault(row.source, []).append((row, found))
     rescored = 0
+    dropped: set[str] = set()
     ignore = {source.name: _ignored_keys(source.ignore_places, gazetteer) for source in settings.sources}
+    rules = {source.name: source.rules for source in settings.sources if source.rules.needs_groups}
     for source, new in by_source.items():
         total, place_df, theme_df = store.source_frequencies(source)  # of those classified before
         total += len(new)
@@ -220,11 +242,30 @@ def _score(
             weights.groups(row.id, found.places, found.matches, _evidence(row.id, found))
             for row, found in new
         ]
+        if source in rules:
+            drops = _dropped_once_grouped(rules[source], [row for row, _ in new], groups)
+            if drops:
+                store.drop_articles(drops, now=utcnow())
+                dropped.update(article_id for article_id, _ in drops)
+                groups = [g for g in groups if g.id not in dropped]
         if total < YOUNG_SOURCE:
             groups += [weights.groups(e.id, *_parsed(e)) for e in store.evidence(source)]
-        store.set_groups(groups)
+        store.set_groups([g for g in groups if g.id not in dropped])
         rescored += len(groups)
-    return rescored
+    return rescored, dropped
+
+
+def _dropped_once_grouped(
+    rules: Rules, rows: Sequence[Ungrouped], groups: Sequence[Groups]
+) -> list[tuple[str, str]]:
+    """(id, rule) of the new articles the rules drop now that their regions and themes are known."""
+    drops = []
+    for row, group in zip(rows, groups, strict=True):
+        fields = fields_of(row.title, row.summary_text, row.author, row.url, group.regions, group.themes)
+        verdict = rules.verdict(fields, grouped=True)
+        if verdict is not None:
+            drops.append((row.id, verdict))
+    return drops
 
 
 def regroup(store: Store, settings: Settings) -> GroupReport:

@@ -13,7 +13,7 @@ from digest.errors import StoreError
 from digest.models import Article
 from digest.query import Query, Term
 from digest.store.base import Row, SqliteBase, decoded, dt, in_chunks, when
-from digest.store.records import SaveCounts
+from digest.store.records import DroppedItem, SaveCounts
 
 _COLUMNS = "a.*, t.summary_html, t.summary_text, s.name AS source, e.places, e.theme_matches"
 _JOINS = (
@@ -181,6 +181,69 @@ class ArticlesArea(SqliteBase):
     def content_hashes(self, article_ids: Sequence[str]) -> dict[str, str]:
         """The content hash of each of these articles that is stored."""
         return {key: row["content_hash"] for key, row in _existing(self.conn, "id", article_ids).items()}
+
+    # --- items the rules dropped ------------------------------------------------------------
+
+    def remembered_drops(self, article_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """Of these ids, those dropped before: id → (rule, content hash judged)."""
+        found: dict[str, tuple[str, str]] = {}
+        for chunk, marks in in_chunks(list(dict.fromkeys(article_ids))):
+            rows = self._rows(
+                f"SELECT article_id, rule, content_hash FROM dropped WHERE article_id IN ({marks})", chunk
+            )
+            found.update({row[0]: (row[1], row[2]) for row in rows})
+        return found
+
+    def save_dropped(self, items: Sequence[DroppedItem]) -> None:
+        """Remember items dropped at the door (never stored as articles), replacing what was
+        remembered of them."""
+        with self._write() as conn:
+            for item in items:
+                conn.execute(
+                    f"INSERT OR REPLACE INTO {DROPPED_INTO}"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (item.article_id, self._source_id(conn, item.source), item.title, item.url, item.rule,
+                     item.content_hash, to_iso(item.dropped)),
+                )  # fmt: skip
+
+    def drop_articles(self, drops: Sequence[tuple[str, str]], *, now: datetime) -> int:
+        """Move stored articles the rules dropped once grouped (id, rule) out of the articles,
+        into what is remembered; how many were moved."""
+        moved = 0
+        with self._write() as conn:
+            for article_id, rule in drops:
+                conn.execute(
+                    f"INSERT OR REPLACE INTO {DROPPED_INTO}"
+                    " SELECT id, source_id, title, url, ?, content_hash, ? FROM articles WHERE id = ?",
+                    (rule, to_iso(now), article_id),
+                )
+                moved += conn.execute("DELETE FROM articles WHERE id = ?", (article_id,)).rowcount
+        return moved
+
+    def forget_drops(self, article_ids: Sequence[str]) -> None:
+        """Forget these drops (the rules, as they are now, keep the items)."""
+        with self._write() as conn:
+            for chunk, marks in in_chunks(list(article_ids)):
+                conn.execute(f"DELETE FROM dropped WHERE article_id IN ({marks})", chunk)
+
+    def dropped_items(self, *, limit: int = 100) -> list[DroppedItem]:
+        """What the rules dropped, the latest first."""
+        rows = self._rows(
+            "SELECT d.*, s.name AS source FROM dropped d JOIN sources s ON s.id = d.source_id"
+            " ORDER BY d.dropped DESC, d.article_id LIMIT ?",
+            [limit],
+        )
+        return [dropped_of(row) for row in rows]
+
+
+DROPPED_INTO = "dropped (article_id, source_id, title, url, rule, content_hash, dropped)"
+
+
+def dropped_of(row: Row) -> DroppedItem:
+    return DroppedItem(
+        row["article_id"], row["source"], row["title"], row["url"], row["rule"], row["content_hash"],
+        when(row["dropped"]),
+    )  # fmt: skip
 
 
 def _existing(conn: sqlite3.Connection, column: str, keys: Sequence[str | None]) -> dict[str, dict[str, Any]]:

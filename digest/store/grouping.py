@@ -28,7 +28,8 @@ class GroupingArea(SqliteBase):
         return [
             ungrouped_of(row)
             for row in self._rows(
-                "SELECT a.id, s.name AS source, a.title, t.summary_text, a.first_seen, a.published"
+                "SELECT a.id, s.name AS source, a.title, t.summary_text, a.first_seen, a.published,"
+                " a.url, a.author"
                 " FROM articles a"
                 " JOIN article_texts t ON t.article_id = a.id JOIN sources s ON s.id = a.source_id"
                 " WHERE a.grouped = 0"
@@ -195,6 +196,8 @@ def ungrouped_of(row: Row) -> Ungrouped:
         row["summary_text"],
         when(row["first_seen"]),
         dt(row["published"]),
+        row["url"],
+        row["author"],
     )
 
 

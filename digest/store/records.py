@@ -42,6 +42,20 @@ class SourceSummary:
 
 
 @dataclass(frozen=True)
+class DroppedItem:
+    """An item a source's rules dropped: remembered, so it is not judged again while it and
+    the rule stay the same."""
+
+    article_id: str
+    source: str
+    title: str
+    url: str | None
+    rule: str  # "drop: RULE" or "keep: no keep rule matched"
+    content_hash: str
+    dropped: datetime
+
+
+@dataclass(frozen=True)
 class SaveCounts:
     new: int = 0
     updated: int = 0
@@ -58,6 +72,8 @@ class Ungrouped:
     summary_text: str
     first_seen: datetime
     published: datetime | None = None
+    url: str | None = None
+    author: str | None = None
 
 
 @dataclass(frozen=True)

@@ -350,6 +350,24 @@ def _feedback(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX deliveries_message ON deliveries(message_id) WHERE message_id IS NOT NULL")
 
 
+def _dropped(db: sqlite3.Connection) -> None:
+    # Items a source's rules dropped: never stored as articles, remembered by id (with the
+    # rule and the content they were judged on) so a re-pull does not judge them again.
+    db.execute(
+        """
+        CREATE TABLE dropped (
+            article_id TEXT PRIMARY KEY,
+            source_id INTEGER NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
+            title TEXT NOT NULL,
+            url TEXT,
+            rule TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
+            dropped TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX dropped_recent ON dropped(dropped)")
+
+
 # Append-only: a released migration is never edited, a change is a new entry.
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_initial", _initial),
@@ -368,4 +386,5 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0014_pending_order", _pending_order),
     ("0015_rhythms", _rhythms),
     ("0016_feedback", _feedback),
+    ("0017_dropped", _dropped),
 ]

@@ -28,6 +28,10 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("themes", "json"), ("story", "text"), ("places", "json"), ("theme_matches", "json"),
         ("grouped", "bool"),
     ),
+    "dropped": (
+        ("article_id", "text"), ("source_id", "int"), ("title", "text"), ("url", "text"), ("rule", "text"),
+        ("content_hash", "text"), ("dropped", "time"),
+    ),
     "stories": (
         ("id", "text"), ("label", "text"), ("articles", "int"), ("first_seen", "time"), ("updated", "time"),
     ),
@@ -54,7 +58,7 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
 
 # What "empty" means for a copy's target: none of these tables has a row, and settings has
 # none but those every new database writes itself.
-DATA_TABLES = ("sources", "articles", "subscribers", "digests", "deliveries", "signups")
+DATA_TABLES = ("sources", "articles", "dropped", "subscribers", "digests", "deliveries", "signups")
 OWN_SETTINGS = ("tokens_bound_since",)
 
 # Tables whose ids come from a sequence, carried in ``sequences``.

@@ -12,9 +12,9 @@ import psycopg
 from digest.errors import StoreError
 from digest.models import Article
 from digest.query import Query, Term
-from digest.store.articles import SEARCH_SECONDS, article_of, seen_in
+from digest.store.articles import DROPPED_INTO, SEARCH_SECONDS, article_of, dropped_of, seen_in
 from digest.store.postgres.base import Conn, PgBase
-from digest.store.records import SaveCounts
+from digest.store.records import DroppedItem, SaveCounts
 
 # Every column an Article is made of (not the search vector, which no list needs).
 _COLUMNS = (
@@ -152,6 +152,55 @@ class PgArticlesArea(PgBase):
     def content_hashes(self, article_ids: Sequence[str]) -> dict[str, str]:
         with self.pool.connection() as conn:
             return {key: row["content_hash"] for key, row in _existing(conn, "id", article_ids).items()}
+
+    # --- items the rules dropped ------------------------------------------------------------
+
+    def remembered_drops(self, article_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        rows = self._rows(
+            "SELECT article_id, rule, content_hash FROM dropped WHERE article_id = ANY(%s)",
+            [list(dict.fromkeys(article_ids))],
+        )
+        return {row["article_id"]: (row["rule"], row["content_hash"]) for row in rows}
+
+    def save_dropped(self, items: Sequence[DroppedItem]) -> None:
+        with self._write() as conn:
+            for item in items:
+                conn.execute(
+                    f"INSERT INTO {DROPPED_INTO}"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (article_id) DO UPDATE SET"
+                    " source_id = EXCLUDED.source_id, title = EXCLUDED.title, url = EXCLUDED.url,"
+                    " rule = EXCLUDED.rule, content_hash = EXCLUDED.content_hash, dropped = EXCLUDED.dropped",
+                    (item.article_id, self._source_id(conn, item.source), item.title, item.url, item.rule,
+                     item.content_hash, item.dropped),
+                )  # fmt: skip
+
+    def drop_articles(self, drops: Sequence[tuple[str, str]], *, now: datetime) -> int:
+        moved = 0
+        with self._articles_write() as conn:
+            for article_id, rule in drops:
+                conn.execute(
+                    f"INSERT INTO {DROPPED_INTO}"
+                    " SELECT id, source_id, title, url, %s, content_hash, %s FROM articles WHERE id = %s"
+                    " ON CONFLICT (article_id) DO UPDATE SET rule = EXCLUDED.rule,"
+                    " dropped = EXCLUDED.dropped, content_hash = EXCLUDED.content_hash",
+                    (rule, now, article_id),
+                )
+                moved += conn.execute("DELETE FROM articles WHERE id = %s", (article_id,)).rowcount
+            if moved:
+                self._changed(conn)
+        return moved
+
+    def forget_drops(self, article_ids: Sequence[str]) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM dropped WHERE article_id = ANY(%s)", [list(article_ids)])
+
+    def dropped_items(self, *, limit: int = 100) -> list[DroppedItem]:
+        rows = self._rows(
+            "SELECT d.*, s.name AS source FROM dropped d JOIN sources s ON s.id = d.source_id"
+            " ORDER BY d.dropped DESC, d.article_id LIMIT %s",
+            [limit],
+        )
+        return [dropped_of(row) for row in rows]
 
 
 def _existing(conn: Conn, column: str, keys: Sequence[str | None]) -> dict[str, dict[str, Any]]:

@@ -28,7 +28,8 @@ class PgGroupingArea(PgBase):
         return [
             ungrouped_of(row)
             for row in self._rows(
-                "SELECT a.id, s.name AS source, a.title, a.summary_text, a.first_seen, a.published"
+                "SELECT a.id, s.name AS source, a.title, a.summary_text, a.first_seen, a.published,"
+                " a.url, a.author"
                 " FROM articles a JOIN sources s ON s.id = a.source_id WHERE NOT a.grouped ORDER BY a.seq"
             )
         ]

@@ -167,11 +167,27 @@ _FEEDBACK = [
     "CREATE INDEX deliveries_message ON deliveries(message_id) WHERE message_id IS NOT NULL",
 ]
 
+# Items a source's rules dropped, remembered by id with the rule and content judged.
+_DROPPED = [
+    """
+    CREATE TABLE dropped (
+        article_id TEXT PRIMARY KEY,
+        source_id BIGINT NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
+        title TEXT NOT NULL,
+        url TEXT,
+        rule TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        dropped TIMESTAMPTZ NOT NULL
+    )""",
+    "CREATE INDEX dropped_recent ON dropped(dropped)",
+]
+
 # Append-only: a released migration is never edited, a change is a new entry.
 MIGRATIONS: list[tuple[str, list[str]]] = [
     ("0001_initial", _INITIAL),
     ("0002_rhythms", _RHYTHMS),
     ("0003_feedback", _FEEDBACK),
+    ("0004_dropped", _DROPPED),
 ]
 
 
