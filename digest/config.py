@@ -31,7 +31,8 @@ from digest.sources.kinds import CHOICES
 
 CONFIG_ENV = "DIGEST_CONFIG"
 DEFAULT_CONFIG_NAME = "digest.toml"
-SOURCE_KINDS = CHOICES  # auto, and every kind the registry knows
+EMAIL_KIND = "email"  # fed by digest's inbound SMTP server, never pulled
+SOURCE_KINDS = (*CHOICES, EMAIL_KIND)  # auto, every kind the registry knows, and email
 SMTP_SECURITY = ("none", "starttls", "tls")
 SELECTOR_KEYS = ("item", "title", "link", "summary", "date", "author")
 
@@ -337,6 +338,13 @@ class SourceSettings:
     ignore_places: tuple[str, ...] = ()
     allow_private: bool = False  # may reach loopback/private addresses though its URL is public
     rules: Rules = field(default_factory=Rules)  # keep = [...] and drop = [...], compiled
+    address: str | None = None  # kind = "email": the address newsletters are sent to
+    allow_from: tuple[str, ...] = ()  # kind = "email": senders taken (addresses or domains)
+
+    @property
+    def pulled(self) -> bool:
+        """Whether digest fetches it (an email source is fed by mail instead)."""
+        return self.kind != EMAIL_KIND
 
 
 @dataclass(frozen=True)
@@ -537,6 +545,7 @@ class Settings:
 
 _SOURCE_KEYS = (
     "name", "url", "kind", "every", "enabled", "selectors", "ignore_places", "allow_private", "keep", "drop",
+    "address", "allow_from",
 )  # fmt: skip
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -605,15 +614,18 @@ def _read_source(raw: Any, index: int, origin: str, base_dir: Path, warnings: li
     for key in raw:
         if key not in _SOURCE_KEYS:
             warnings.append(f"{where}.{key}: unknown key, ignored (known: {', '.join(_SOURCE_KEYS)})")
-    for key in ("name", "url"):
+    email = raw.get("kind") == EMAIL_KIND
+    for key in ("name", "address") if email else ("name", "url"):
         if key not in raw:
-            raise ConfigError(f"{where}.{key}: missing (every source needs a name and a url)")
+            needs = "an address" if email else "a url"
+            raise ConfigError(f"{where}.{key}: missing (every source needs a name and {needs})")
     name = _nonempty(raw["name"], f"{where}.name")
     if not _NAME.match(name):
         raise ConfigError(
             f"{where}.name: {name!r} is not a valid name (letters, digits, '.', '_' and '-', at most 64)"
         )
-    url = resolve_location(_location(raw["url"], f"{where}.url"), base_dir)
+    address, allow_from = _mailbox(raw, where) if email else (None, ())
+    url = f"mailto:{address}" if email else resolve_location(_location(raw["url"], f"{where}.url"), base_dir)
     selectors = raw.get("selectors", {})
     if not isinstance(selectors, dict):
         raise ConfigError(f"{where}.selectors: expected a table of CSS selectors")
@@ -633,12 +645,49 @@ def _read_source(raw: Any, index: int, origin: str, base_dir: Path, warnings: li
         selectors=dict(selectors),
         ignore_places=tuple(ignore),
         allow_private=_boolean(raw.get("allow_private", False), f"{where}.allow_private"),
+        address=address,
+        allow_from=allow_from,
         rules=rules.parse(
             _rule_list(raw, "keep", name, origin),
             _rule_list(raw, "drop", name, origin),
             f"{origin}: source {name!r}",
         ),
     )
+
+
+def _mailbox(raw: Mapping[str, Any], where: str) -> tuple[str, tuple[str, ...]]:
+    """An email source's address, and the senders it takes (at least one: addresses, or
+    domains, which take their subdomains too)."""
+    from digest.subscribers import SubscriberError, normalise_email
+
+    try:
+        address = normalise_email(_nonempty(raw["address"], f"{where}.address")).lower()
+    except SubscriberError as exc:
+        raise ConfigError(f"{where}.address: {exc}") from exc
+    allowed = raw.get("allow_from", [])
+    if isinstance(allowed, str):
+        allowed = [allowed]
+    if (
+        not isinstance(allowed, list)
+        or not allowed
+        or not all(isinstance(a, str) and a.strip() for a in allowed)
+    ):
+        raise ConfigError(
+            f"{where}.allow_from: list the senders this newsletter comes from (addresses or domains);"
+            " mail from anyone else is refused"
+        )
+    senders = []
+    for entry in allowed:
+        text = entry.strip().lower()
+        if "@" in text:
+            try:
+                text = normalise_email(text).lower()
+            except SubscriberError as exc:
+                raise ConfigError(f"{where}.allow_from: {exc}") from exc
+        else:
+            text = _hostname(text, f"{where}.allow_from")
+        senders.append(text)
+    return address, tuple(senders)
 
 
 def _rule_list(raw: Mapping[str, Any], key: str, name: str, origin: str) -> list[str]:
@@ -830,7 +879,9 @@ def _build(data: Mapping[str, Any], origin: str, base_dir: Path, env: Mapping[st
     for i, source in enumerate(sources):
         if source.name in seen:
             raise ConfigError(f"{origin}: sources[{i}].name: {source.name!r} is used twice")
-        seen.add(source.name)
+        if source.address is not None and source.address in seen:
+            raise ConfigError(f"{origin}: sources[{i}].address: {source.address!r} is used twice")
+        seen.update(filter(None, (source.name, source.address)))
 
     def anchored(section: str, default: Path, key: str = "path") -> Path:
         value = Path(merged[section].get(key, default)).expanduser()

@@ -107,7 +107,7 @@ class BounceMailbox:
         # (which the digest's ledger writes wait on), and a few at a time.
         self.readers = asyncio.Semaphore(PARSERS)
 
-    async def claims(self, address: str) -> bool:
+    async def claims(self, address: str, sender: str) -> bool:
         if address.rpartition("@")[2].lower().rstrip(".") != self.domain:
             return False
         try:

@@ -46,8 +46,12 @@ class TryLater(Exception):
     """A mailbox cannot take this message now; the sender should try again (451)."""
 
 
+class Rejected(Exception):
+    """A mailbox refuses this recipient or message for good; the argument is the SMTP reply."""
+
+
 class Mailbox(Protocol):
-    async def claims(self, address: str) -> bool: ...
+    async def claims(self, address: str, sender: str) -> bool: ...
     async def receive(self, address: str, raw: bytes) -> None: ...
 
 
@@ -103,7 +107,9 @@ class _Handler:
             return "452 4.5.3 Too many recipients"
         for mailbox in self.mailboxes:
             try:
-                claimed = await mailbox.claims(address)
+                claimed = await mailbox.claims(address, str(envelope.mail_from or ""))
+            except Rejected as exc:
+                return str(exc)
             except TryLater:
                 return "451 4.3.0 Cannot check this address now: try again later"
             except Exception:
@@ -121,6 +127,8 @@ class _Handler:
         try:
             for address in envelope.rcpt_tos:
                 await owners[address].receive(address, raw)
+        except Rejected as exc:
+            return str(exc)
         except TryLater:
             return "451 4.3.0 Cannot take this message now: try again later"
         except Exception:  # a fault of ours: the sender keeps the message and tries again

@@ -55,7 +55,9 @@ def pull(
 ) -> list[SourceReport]:
     """Pull the named sources (all enabled ones when none are named), then group what is new
     (unless ``group`` is false: it waits for the next pull or ``regroup``); one report per source."""
-    wanted = [settings.source(name) for name in names] or [s for s in settings.sources if s.enabled]
+    wanted = [settings.source(name) for name in names] or [
+        s for s in settings.sources if s.enabled and s.pulled
+    ]
     sync_sources(store, settings)
     own = fetcher is None
     fetcher = fetcher or Fetcher(settings.fetch)
@@ -85,6 +87,10 @@ def _pull_guarded(
     force: bool,
     reader: Reader | None,
 ) -> SourceReport:
+    if not source.pulled:
+        return SourceReport(
+            source.name, error=f"fed by mail to {source.address} (digest run's [inbound] server)"
+        )
     # A bug tripped by one source's bytes must not cost the other sources their pull.
     try:
         return pull_source(store, fetcher, source, settings, force=force, reader=reader)
@@ -211,11 +217,7 @@ def pull_source(
         report.error = message
         return report
     report.warnings.extend(f"skipped {failure}" for failure in failures)
-    batch = list(articles.values())
-    # Even without rules: items dropped by rules since removed are articles again.
-    batch, report.dropped = _apply_rules(store, source, batch, now)
-    with reader.ahead(batch, store) if reader else nullcontext():
-        counts = store.save_articles(source.name, batch, now=now)
+    _save(store, source, list(articles.values()), now, report, reader)
     store.record_fetch(
         source.name,
         status=result.status,
@@ -225,7 +227,40 @@ def pull_source(
         fetch_url=fetch_url,
         next_fetch=_next_fetch(now, every, result.fresh_for),
     )
+    return report
+
+
+def _save(
+    store: Store,
+    source: SourceSettings,
+    batch: list[Article],
+    now: datetime,
+    report: SourceReport,
+    reader: Reader | None = None,
+) -> None:
+    """Store what the rules keep of a source's new batch, counting into ``report``."""
+    # Even without rules: items dropped by rules since removed are articles again.
+    batch, report.dropped = _apply_rules(store, source, batch, now)
+    with reader.ahead(batch, store) if reader else nullcontext():
+        counts = store.save_articles(source.name, batch, now=now)
     report.new, report.updated, report.unchanged = counts.new, counts.updated, counts.unchanged
+
+
+def store_items(
+    store: Store, source: SourceSettings, items: list[ParsedItem], now: datetime, *, base_url: str
+) -> SourceReport:
+    """Normalise and store items that came to digest rather than being pulled (newsletters)."""
+    report = SourceReport(source.name)
+    id_name = store.source_state(source.name).id_name
+    articles: dict[str, Article] = {}
+    for item in items:
+        try:
+            article = normalise(item, source.name, base_url, now, id_name)
+        except ValueError as exc:
+            report.warnings.append(f"skipped {one_line(item.title)[:80]!r}: {exc}")
+            continue
+        articles[article.id] = article
+    _save(store, source, list(articles.values()), now, report)
     return report
 
 

@@ -49,6 +49,7 @@ from digest.inbound import Inbound, Mailbox
 from digest.ingest import pull_source
 from digest.mail.planner import Planner
 from digest.mail.send import PLAN_LEASE, PLAN_SECONDS, send_all
+from digest.newsletters import NewsletterMailbox
 from digest.sources.fetch import Fetcher
 from digest.sources.sync import spec_of, sync_sources
 from digest.store import DigestSummary, SourceSummary, Store
@@ -301,7 +302,7 @@ class Service:
         now = utcnow()
         await self.worker.call(sync_sources, self.settings)  # also opens the worker's store there
         for source in self.settings.sources:
-            if not source.enabled:
+            if not source.enabled or not source.pulled:
                 continue
             every = source.every or self.settings.schedule.pull_every
             self.scheduler.add_job(
@@ -395,6 +396,8 @@ class Service:
         mailboxes: list[Mailbox] = []
         if self.settings.bounces is not None:
             mailboxes.append(BounceMailbox(self.settings, self.worker.call))
+        if any(s.address for s in self.settings.sources):
+            mailboxes.append(NewsletterMailbox(self.settings, self.worker.call, self.grouping_wanted.set))
         return Inbound(self.settings.inbound, mailboxes)
 
     def _stop(self, server: uvicorn.Server | None) -> None:

@@ -302,7 +302,7 @@ def test_one_client_and_too_many_connections_are_held_off() -> None:
     received: list[bytes] = []
 
     class Everything:
-        async def claims(self, address: str) -> bool:
+        async def claims(self, address: str, sender: str) -> bool:
             return True
 
         async def receive(self, address: str, raw: bytes) -> None:

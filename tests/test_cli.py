@@ -116,7 +116,7 @@ def test_bad_input_gets_one_clear_line(tmp_path: Path) -> None:
 
     podcast = write_config(tmp_path, '[[sources]]\nname = "p"\nurl = "x"\nkind = "podcast"\n')
     line = _clean_failure(run("--config", str(podcast), "articles", cwd=tmp_path))
-    assert line.endswith("sources[0].kind: 'podcast' is not one of auto, feed, html, text")
+    assert line.endswith("sources[0].kind: 'podcast' is not one of auto, feed, html, text, email")
 
     junk = tmp_path / "junk.bin"
     junk.write_bytes(os.urandom(2048))
