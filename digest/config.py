@@ -338,6 +338,7 @@ class SourceSettings:
     ignore_places: tuple[str, ...] = ()
     allow_private: bool = False  # may reach loopback/private addresses though its URL is public
     rules: Rules = field(default_factory=Rules)  # keep = [...] and drop = [...], compiled
+    full_text: bool = False  # fetch each excerpt-only item's page for its main text
     address: str | None = None  # kind = "email": the address newsletters are sent to
     allow_from: tuple[str, ...] = ()  # kind = "email": senders taken (addresses or domains)
 
@@ -474,6 +475,9 @@ class FetchSettings:
     fast_parser: bool = setting(True, _boolean)
     max_items: int = setting(10_000, _integer(1, 1_000_000))
     allow_private: bool = setting(False, _boolean)  # every remote source may reach non-public addresses
+    full_text_below: int = setting(600, _integer(0, 1_000_000))  # (full_text) shorter text: an excerpt
+    per_host: int = setting(2, _integer(1, 16))  # (full_text) article pages fetched at once per host
+    page_delay: float = setting(0.5, _seconds)  # (full_text) a pause between one worker's page fetches
 
 
 # The file's sections: each key's checker comes from its field (declared once, above).
@@ -545,7 +549,7 @@ class Settings:
 
 _SOURCE_KEYS = (
     "name", "url", "kind", "every", "enabled", "selectors", "ignore_places", "allow_private", "keep", "drop",
-    "address", "allow_from",
+    "address", "allow_from", "full_text",
 )  # fmt: skip
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -645,6 +649,7 @@ def _read_source(raw: Any, index: int, origin: str, base_dir: Path, warnings: li
         selectors=dict(selectors),
         ignore_places=tuple(ignore),
         allow_private=_boolean(raw.get("allow_private", False), f"{where}.allow_private"),
+        full_text=_boolean(raw.get("full_text", False), f"{where}.full_text"),
         address=address,
         allow_from=allow_from,
         rules=rules.parse(

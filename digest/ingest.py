@@ -15,10 +15,11 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from digest import redact
+from digest import fulltext, redact
 from digest.config import Settings, SourceSettings
 from digest.dates import plausible, utcnow
 from digest.errors import DigestError, FetchError
+from digest.fulltext import is_excerpt
 from digest.grouping.classify import Reader, group_shared
 from digest.holders import holder_name
 from digest.links import WEB_SCHEMES
@@ -181,6 +182,8 @@ def pull_source(
 
     fetch_url = result.permanent_url
     articles: dict[str, Article] = {}
+    excerpts: set[str] = set()  # (full_text sources) ids of items that carry only an excerpt
+    below = settings.fetch.full_text_below
     failures: list[str] = []
     for document in result.documents:
         try:
@@ -204,12 +207,14 @@ def pull_source(
                 shown = one_line(item.title)[:80] or one_line(item.url or "")[:80]
                 return redact.text(f"skipped {shown!r}: a malformed link ({exc})")
 
-        for done in fork_map(normalised, parsed.items):
+        for item, done in zip(parsed.items, fork_map(normalised, parsed.items), strict=True):
             if isinstance(done, str):
                 report.warnings.append(done)
             else:  # a later snapshot of the same article wins over an earlier one in the same pull
                 article = Article(*done)
                 articles[article.id] = article
+                if source.full_text and is_excerpt(item.content_html, article.summary_text, below):
+                    excerpts.add(article.id)
 
     if failures and len(failures) == len(result.documents):
         message = failures[0] if len(failures) == 1 else f"{failures[0]} (and {len(failures) - 1} more)"
@@ -217,6 +222,13 @@ def pull_source(
         report.error = message
         return report
     report.warnings.extend(f"skipped {failure}" for failure in failures)
+    if excerpts:
+        # Only items new or changed since the last pull: a page is extracted once per version.
+        stored = store.content_hashes(sorted(excerpts))
+        wanted = [articles[i] for i in sorted(excerpts) if stored.get(i) != articles[i].content_hash]
+        filled, warnings = fulltext.fill(fetcher, policy, wanted, settings.fetch)
+        articles.update(filled)
+        report.warnings.extend(warnings)
     _save(store, source, list(articles.values()), now, report, reader)
     store.record_fetch(
         source.name,

@@ -1,0 +1,167 @@
+"""Full text for sources whose items carry only an excerpt (``full_text = true``).
+
+Which items: those new or changed in this pull (a page already extracted is never fetched
+again while its item stays the same) whose item ends in a "Continue reading"/"Read more"
+link, or whose text is shorter than ``[fetch] full_text_below`` characters.
+
+How: the article's own page is fetched with the source's fetch policy and the same size
+and time caps as feeds, after its host's robots.txt (read once a pull; a 4xx means no rules,
+anything else that fails means "not now"); at most ``[fetch] per_host`` requests to a
+host at once, each worker waiting ``[fetch] page_delay`` between its requests. trafilatura
+finds the main text (links and basic formatting kept, no comments), and our sanitiser
+cleans it as any source's HTML. When the page cannot be had, or yields less text than the
+excerpt, the article keeps its excerpt and the pull says why in a warning line.
+
+The article keeps the item's content hash: the next pull sees the same item as unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from urllib.parse import urlsplit, urlunsplit
+from urllib.robotparser import RobotFileParser
+
+from digest import redact
+from digest.config import FetchSettings
+from digest.errors import FetchError
+from digest.models import Article
+from digest.sanitize import html_to_text, sanitize_html
+from digest.sources.fetch import Fetcher
+from digest.sources.policy import FetchPolicy, is_remote
+
+log = logging.getLogger("digest")
+MORE_LINK = re.compile(
+    r"continue\s+reading|read\s+(the\s+)?(more|rest|full\s+(article|post|story))|class=[\"'][^\"']*more-link",
+    re.I,
+)
+MAX_WORKERS = 8
+_TITLE_HEADING = re.compile(r"<h1\b[^>]*>.*?</h1>", re.I | re.S)
+
+
+def is_excerpt(raw_html: str, text: str, below: int) -> bool:
+    """Whether an item carries only an excerpt: a more-link, or little text."""
+    return len(text) < below or bool(MORE_LINK.search(raw_html))
+
+
+class _Robots:
+    """robots.txt of each host, read once (per pull)."""
+
+    def __init__(self, fetcher: Fetcher, policy: FetchPolicy, agent: str) -> None:
+        self.fetcher, self.policy, self.agent = fetcher, policy, agent
+        self.parsers: dict[str, RobotFileParser | None] = {}
+        self.lock = threading.Lock()
+
+    def allows(self, url: str) -> bool:
+        parts = urlsplit(url)
+        origin = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+        with self.lock:
+            if origin not in self.parsers:
+                self.parsers[origin] = self._read(origin + "/robots.txt")
+            parser = self.parsers[origin]
+        return parser is not None and parser.can_fetch(self.agent, url)
+
+    def _read(self, url: str) -> RobotFileParser | None:
+        parser = RobotFileParser(url)
+        try:
+            result = self.fetcher.fetch(url, policy=self.policy)
+        except FetchError as exc:
+            if exc.status is not None and 400 <= exc.status < 500:
+                parser.parse([])  # no robots.txt: no rules (RFC 9309)
+                return parser
+            return None  # unreachable or a server error: assume the whole site is off limits for now
+        body = b"".join(d.body for d in result.documents)[: 512 * 1024]
+        parser.parse(body.decode("utf-8", "replace").splitlines())
+        return parser
+
+
+def fill(
+    fetcher: Fetcher,
+    policy: FetchPolicy,
+    articles: Sequence[Article],
+    settings: FetchSettings,
+) -> tuple[dict[str, Article], list[str]]:
+    """The articles whose page gave their full text (by id), and a warning for each that
+    kept its excerpt."""
+    robots = _Robots(fetcher, policy, settings.user_agent)
+    by_host: dict[str, list[Article]] = {}
+    for article in articles:
+        if article.url and is_remote(article.url):
+            by_host.setdefault(urlsplit(article.url).netloc.lower(), []).append(article)
+    queues = [
+        host_articles[i :: settings.per_host]
+        for host_articles in by_host.values()
+        for i in range(min(settings.per_host, len(host_articles)))
+    ]
+    filled: dict[str, Article] = {}
+    warnings: list[str] = []
+    lock = threading.Lock()
+
+    def work(queue: list[Article]) -> None:
+        for n, article in enumerate(queue):
+            if n:
+                time.sleep(settings.page_delay)  # politeness: a pause between one worker's requests
+            full, problem = _one(fetcher, policy, robots, article)
+            with lock:
+                if full is not None:
+                    filled[article.id] = full
+                else:
+                    warnings.append(
+                        f"full text of {redact.url(article.url or '')}: {problem}; kept the excerpt"
+                    )
+
+    if queues:
+        with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(queues))) as pool:
+            list(pool.map(work, queues))
+    return filled, warnings
+
+
+def _one(
+    fetcher: Fetcher, policy: FetchPolicy, robots: _Robots, article: Article
+) -> tuple[Article | None, str]:
+    url = article.url or ""
+    if not robots.allows(url):
+        return None, "robots.txt does not allow it"
+    try:
+        result = fetcher.fetch(url, policy=policy)
+    except FetchError as exc:
+        return None, str(exc)
+    page = b"".join(d.body for d in result.documents)
+    found = extract(page, url)
+    if found is None:
+        return None, "no main text found on the page"
+    html, text = found
+    if len(text) <= len(article.summary_text):
+        return None, "the page has no more text than the excerpt"
+    return replace(article, summary_html=html, summary_text=text), ""
+
+
+def extract(page: bytes, url: str) -> tuple[str, str] | None:
+    """The main text of a page as sanitised HTML and as plain text, or None."""
+    import trafilatura  # heavy: imported by the sources that ask for full text only
+
+    try:
+        found = trafilatura.extract(
+            page.decode("utf-8", "replace"),
+            url=url,
+            output_format="html",
+            include_links=True,
+            include_formatting=True,
+            include_comments=False,
+            include_images=False,
+            include_tables=True,
+        )
+    except Exception as exc:  # a page that trips the extractor keeps the excerpt
+        log.debug("trafilatura gave up on %s: %s", redact.url(url), type(exc).__name__)
+        return None
+    if not found:
+        return None
+    # The page's own title heading repeats the article's title: the body starts after it.
+    html = sanitize_html(_TITLE_HEADING.sub("", found), base_url=url)
+    text = html_to_text(html, sanitized=True)
+    return (html, text) if text.strip() else None

@@ -1,0 +1,152 @@
+"""Full text for excerpt-only sources: a WordPress-like site served from 127.0.0.1 (a feed
+of excerpts with more-links; article pages with navigation, sidebars, share buttons and
+comments). Stored articles hold the post's text without the chrome; a page that 404s,
+times out, or robots.txt forbids keeps its excerpt; a host gets at most [fetch] per_host
+requests at once; a re-pull fetches no page again."""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+from pathlib import Path
+
+from digest.ingest import pull
+from digest.store import open_store
+
+from .conftest import FeedServer, Reply, Seen, rss, settings_for
+
+POSTS = {
+    "laos-friendship": (
+        "China and Laos designate 2026 as friendship year",
+        [
+            "Laos and China agreed on Monday to designate 2026 as a year of friendship, the foreign"
+            " ministries of both countries said in a joint statement issued in Vientiane.",
+            "The two sides will hold cultural events throughout the year, including exhibitions and"
+            " exchanges of students between universities in Kunming and Luang Prabang.",
+            "The railway between the two capitals carried a record number of passengers last year,"
+            " and both governments pledged to extend its freight services to Thailand.",
+        ],
+    ),
+    "uruguay-ties": (
+        "China and Uruguay pledge closer cooperation",
+        [
+            "Uruguay's president met Chinese officials in Beijing to discuss a free trade agreement"
+            " that Montevideo has sought for years despite objections from its Mercosur partners.",
+            "Beef and soybean exports dominate the trade between the two countries, and Chinese"
+            " companies are building a new deep-water port near Montevideo.",
+        ],
+    ),
+    "missing": ("A post whose page is gone", []),
+    "slow": ("A post whose page never finishes", []),
+    "members": ("A post robots.txt keeps us from", []),
+}
+CHROME = (
+    '<header><nav class="menu"><a href="/">Home</a> <a href="/about/">About us</a>'
+    ' <a href="/contact/">Contact</a></nav></header>'
+    '<aside class="sidebar"><h3>Recent posts</h3><ul><li><a href="/x/">An older post on trade</a></li>'
+    '<li><a href="/y/">Subscribe to our newsletter</a></li></ul></aside>'
+)
+
+
+def _page(slug: str) -> bytes:
+    title, paragraphs = POSTS[slug]
+    body = "".join(f"<p>{p}</p>" for p in paragraphs)
+    return (
+        f"<!doctype html><html><head><title>{title} | China Watch</title></head><body>{CHROME}"
+        f'<main><article class="post"><h1 class="entry-title">{title}</h1>'
+        f'<div class="entry-content">{body}</div>'
+        '<div class="sharedaddy"><h3>Share this:</h3><a href="#">Share on Facebook</a> <a href="#">Share on X</a></div>'
+        '</article><section id="comments"><h2>2 thoughts on this post</h2>'
+        '<div class="comment">Great analysis, thank you! Reply</div>'
+        '<div class="comment">I disagree with the second point. Reply</div></section></main>'
+        "<footer>© 2026 China Watch. Powered by WordPress.</footer></body></html>"
+    ).encode()
+
+
+def _feed(server: FeedServer) -> bytes:
+    items = []
+    for slug, (title, paragraphs) in POSTS.items():
+        path = f"/members/{slug}/" if slug == "members" else f"/2026/{slug}/"
+        excerpt = (paragraphs[0] if paragraphs else "A short excerpt of this post")[:120]
+        items.append(
+            {
+                "title": title,
+                "link": server.url(path),
+                "guid": server.url(path),
+                "description": html.escape(
+                    f'<p>{excerpt} […]</p><p><a class="more-link" href="{server.url(path)}">Continue reading →</a></p>'
+                ),
+            }
+        )
+    return rss(items)
+
+
+def test_excerpts_become_full_posts_politely(tmp_path: Path, server: FeedServer) -> None:
+    in_flight, most = 0, 0
+    lock = threading.Lock()
+
+    def page(slug: str):  # type: ignore[no-untyped-def]
+        def answer(seen: Seen) -> Reply:
+            nonlocal in_flight, most
+            with lock:
+                in_flight += 1
+                most = max(most, in_flight)
+            time.sleep(0.3)  # long enough for requests to overlap, were more allowed
+            with lock:
+                in_flight -= 1
+            return Reply(body=_page(slug), headers={"Content-Type": "text/html; charset=utf-8"})
+
+        return answer
+
+    server.routes["/feed.xml"] = Reply(body=_feed(server), headers={"Content-Type": "application/rss+xml"})
+    server.routes["/robots.txt"] = Reply(body=b"User-agent: *\nDisallow: /members/\n")
+    for slug in ("laos-friendship", "uruguay-ties"):
+        server.routes[f"/2026/{slug}/"] = page(slug)
+    server.routes["/2026/missing/"] = Reply(404, b"not found")
+    server.routes["/2026/slow/"] = Reply(body=_page("laos-friendship"), trickle=0.2)  # past the deadline
+    settings = settings_for(
+        tmp_path,
+        '[fetch]\ntimeout = "1s"\ndeadline = "2s"\nper_host = 2\npage_delay = 0.1\n'
+        f'[[sources]]\nname = "blog"\nurl = "{server.url("/feed.xml")}"\nfull_text = true\n',
+    )
+    with open_store(settings.database.path) as store:
+        [report] = pull(settings, store)
+        assert report.new == 5, report.summary()
+        by_title = {a.title: a for a in store.articles()}
+    laos = by_title["China and Laos designate 2026 as friendship year"]
+    for paragraph in POSTS["laos-friendship"][1]:
+        assert paragraph in laos.summary_text
+    for chrome in (
+        "Recent posts",
+        "About us",
+        "Share on",
+        "Great analysis",
+        "Powered by WordPress",
+        "Continue reading",
+    ):
+        assert chrome not in laos.summary_text, chrome
+    assert laos.summary_html.startswith("<p>") and "<h3>" not in laos.summary_html
+    assert "Beef and soybean" in by_title["China and Uruguay pledge closer cooperation"].summary_text
+    for kept in (
+        "A post whose page is gone",
+        "A post whose page never finishes",
+        "A post robots.txt keeps us from",
+    ):
+        assert "A short excerpt of this post" in by_title[kept].summary_text, kept
+    said = " | ".join(report.warnings)
+    assert "404" in said and "robots.txt does not allow it" in said and said.count("kept the excerpt") == 3
+    assert server.hits("/members/members/") == 0  # robots.txt honoured: never asked for
+    assert server.hits("/robots.txt") == 1  # read once a pull
+    assert most == 2  # per_host requests at once, and no more
+
+    # A re-pull of the same feed fetches no page again.
+    before = {path: server.hits(path) for path in ("/2026/laos-friendship/", "/2026/uruguay-ties/")}
+    with open_store(settings.database.path) as store:
+        [again] = pull(settings, store, force=True)
+    assert again.new == 0 and not again.warnings
+    assert (
+        {path: server.hits(path) for path in before}
+        == before
+        == {"/2026/laos-friendship/": 1, "/2026/uruguay-ties/": 1}
+    )
