@@ -137,6 +137,11 @@ def pull(app: App, names: tuple[str, ...], force: bool) -> None:
         for warning in report.warnings:
             click.echo(f"{report.name}: warning: {warning}", err=True)
         click.echo(report.summary(), err=not report.ok)
+    if any(report.new or report.updated for report in reports):
+        from digest import websub
+
+        for problem in websub.ping(app.settings):  # the feeds changed: tell the hub, if any
+            click.echo(f"warning: {problem}", err=True)
     if not all(report.ok for report in reports):
         sys.exit(1)
 

@@ -147,6 +147,10 @@ def _http_url(value: Any, where: str) -> str:
     return text.rstrip("/")
 
 
+def _optional_http_url(value: Any, where: str) -> str:
+    return _http_url(value, where) if _string(value, where).strip() else ""
+
+
 _HOST = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
 
@@ -273,6 +277,7 @@ class SiteSettings:
     base_url: str = setting("http://127.0.0.1:8080", _http_url)
     feed_entries: int = setting(50, _integer(1, 1000))
     author: str = setting("", _string)  # the feeds' author (entries without one); the title if empty
+    websub_hub: str = setting("", _optional_http_url)  # WebSub hub named in our feeds, pinged after pulls
 
 
 def _database_url(value: Any, where: str) -> str:

@@ -111,6 +111,9 @@ def _xml_feed(
     fg.title(spec.title)
     fg.link(href=f"{base}{spec.path(fmt)}", rel="self", type=CONTENT_TYPES[fmt].split(";")[0])
     fg.link(href=f"{base}{spec.page_path()}", rel="alternate", type="text/html")
+    hub = settings.site.websub_hub
+    if hub:  # WebSub: readers subscribe at the hub, which we ping after each pull
+        fg.link(href=hub, rel="hub")
     fg.description(_description(spec, settings))
     fg.generator(GENERATOR, version=__version__)
     if fmt == "atom":
@@ -144,7 +147,8 @@ def _xml_feed(
         if fmt == "rss" and url:
             entry.source(url=url, title=article.source)
     if fmt == "rss":
-        return bytes(fg.rss_str(pretty=False))
+        rss = bytes(fg.rss_str(pretty=False))
+        return _with_rss_hub(rss, hub) if hub else rss  # feedgen writes only rel="self" in RSS
     return _with_atom_sources(bytes(fg.atom_str(pretty=False)), articles, base, source_urls)
 
 
@@ -166,6 +170,15 @@ def _with_atom_sources(
         url = _public(source_urls.get(article.source))
         if url:
             etree.SubElement(source, f"{{{ATOM_NS}}}link", rel="self", href=url)
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+
+
+def _with_rss_hub(document: bytes, hub: str) -> bytes:
+    """An RSS feed with ``<atom:link rel="hub">`` beside its ``rel="self"``."""
+    root = etree.fromstring(document)
+    channel = root.find("channel")
+    assert channel is not None
+    etree.SubElement(channel, f"{{{ATOM_NS}}}link", href=hub, rel="hub")
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
 
 
@@ -209,6 +222,8 @@ def _json_feed(spec: FeedSpec, articles: Sequence[Article], settings: Settings) 
         "language": "en",
         "items": items,
     }
+    if settings.site.websub_hub:
+        feed["hubs"] = [{"type": "WebSub", "url": settings.site.websub_hub}]
     return json.dumps(feed, ensure_ascii=False, indent=1).encode()
 
 

@@ -36,7 +36,7 @@ import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from digest import alerting, metrics, redact, signups
+from digest import alerting, metrics, redact, signups, websub
 from digest.alerts import OPEN, load_state
 from digest.config import Settings, SourceSettings
 from digest.cron import cron_trigger, last_due
@@ -156,6 +156,7 @@ class Service:
     def _group_blocking(self) -> None:
         with self.settings.database.open() as store:
             group_shared(store, self.settings, self.holder)
+        websub.ping(self.settings)  # the feeds changed: tell the hub, if there is one
 
     # --- digest -------------------------------------------------------------------------------
 
