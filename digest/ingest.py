@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from digest import fulltext, redact
+from digest import fulltext, redact, websub
 from digest.config import Settings, SourceSettings
 from digest.dates import plausible, utcnow
 from digest.errors import DigestError, FetchError
@@ -222,6 +222,15 @@ def pull_source(
         report.error = message
         return report
     report.warnings.extend(f"skipped {failure}" for failure in failures)
+    if is_remote(state.url) and result.documents:  # WebSub: a feed that names a hub
+        hub, topic = websub.discover(result.documents[0].body, result.link)
+        if hub:
+            problem = websub.maintain(
+                store, settings, source, hub, topic or fetch_url or state.url, now, policy
+            )
+            report.warnings.extend([problem] if problem else [])
+        if websub.active(store, source.name, now):  # pushes come at once: polling is the safety net
+            every = max(every, websub.SAFETY_POLL)
     if excerpts:
         # Only items new or changed since the last pull: a page is extracted once per version.
         stored = store.content_hashes(sorted(excerpts))
@@ -313,6 +322,20 @@ def _apply_rules(
             ]
         )
     return kept, len(dropped)
+
+
+def store_pushed(
+    store: Store, settings: Settings, source: SourceSettings, body: bytes, url: str, content_type: str | None
+) -> SourceReport:
+    """A feed a WebSub hub pushed for ``source`` (its signature already checked): parsed,
+    stored and grouped as a pull's would be."""
+    now = utcnow()
+    parsed = parse_document(Document(body, url, content_type, url), source, settings, kind="feed")
+    report = store_items(store, source, list(parsed.items), now, base_url=parsed.base_url or url)
+    if report.new or report.updated:
+        dropped = group_shared(store, settings, holder_name())
+        report.dropped += dropped.get(source.name, 0)
+    return report
 
 
 def _next_fetch(now: datetime, every: float, fresh_for: float | None) -> datetime:

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from digest import metrics, publish, query, redact, signups, web_subscribe, webhooks
+from digest import metrics, publish, query, redact, signups, web_subscribe, web_websub, webhooks
 from digest.config import Settings
 from digest.errors import StoreError
 from digest.publish import FeedSpec
@@ -188,6 +188,7 @@ def create_app(
         Route("/metrics", metrics_text),
         *web_subscribe.routes(cache),
         *webhooks.routes(settings, cache.store, fetch),
+        *web_websub.routes(settings, cache.store),
     ]
 
     async def server_error(request: Request, exc: Exception) -> Response:

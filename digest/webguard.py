@@ -34,6 +34,7 @@ SECURITY_HEADERS = [
 ]
 SECURITY_TEXT_HEADERS = [(name.decode(), value.decode()) for name, value in SECURITY_HEADERS]
 MAX_BODY = 64 * 1024
+PUSH_BODY = 2 * 1024 * 1024  # a WebSub hub's push (POST /websub/...) carries a whole feed
 
 
 class Guard:
@@ -63,8 +64,9 @@ class Guard:
             )
             await answer(scope, receive, secured_send)
             return
+        limit = PUSH_BODY if str(scope.get("path", "")).startswith("/websub/") else MAX_BODY
         declared = headers.get(b"content-length", b"0")
-        if declared.isdigit() and int(declared) > MAX_BODY:
+        if declared.isdigit() and int(declared) > limit:
             await PlainTextResponse("Request body too large", 413)(scope, receive, secured_send)
             return
         seen = 0
@@ -74,7 +76,7 @@ class Guard:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > MAX_BODY:
+                if seen > limit:
                     raise HTTPException(413, "Request body too large")
             return message
 

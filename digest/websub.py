@@ -1,24 +1,71 @@
-"""WebSub, the publisher side: with ``[site] websub_hub``, our feeds name the hub
-(``<link rel="hub">`` beside ``rel="self"``; ``hubs`` in JSON Feed), and after a pull that
-changed them the hub is told (``hub.mode=publish``, one request per feed), so readers
-subscribed there hear at once instead of at their next poll.
+"""WebSub, both ways.
 
-The pings are for the site-wide feeds (Atom, RSS, JSON). A ping that fails is a warning:
+As a publisher: with ``[site] websub_hub``, our feeds name the hub (``<link rel="hub">``
+beside ``rel="self"``; ``hubs`` in JSON Feed), and after a pull that changed them the hub is
+told (``hub.mode=publish``, one request per site-wide feed). A ping that fails is a warning:
 readers still poll, and the next change pings again.
+
+As a subscriber: when a source's feed names a hub (``<link rel="hub">`` in the feed, or an
+HTTP ``Link`` header) and the hub can reach ``[site] base_url`` (a public base URL; or a
+private one for a hub on a private address too), a pull subscribes at the hub with the
+callback ``/websub/{source}``, a secret of its own and a lease, and renews the lease at a
+pull in its last day. The hub's verification of intent is answered only for what was asked;
+a push is taken only with a valid ``X-Hub-Signature`` (HMAC of the body with the secret) and
+is stored at once; any other push is ignored. The source is still polled, every
+``SAFETY_POLL`` at most, in case the hub misses something. The state of each subscription
+is a settings row (``websub:{source}``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import ipaddress
+import json
 import logging
+import re
+import secrets
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 import httpx
 
 from digest import redact
-from digest.config import Settings
+from digest.config import Settings, SourceSettings
+from digest.dates import from_iso, to_iso
 from digest.publish import FORMATS, FeedSpec
+from digest.sources.policy import FetchPolicy
+from digest.sources.transport import GuardedTransport, Refused
+from digest.store import Store
 
 log = logging.getLogger("digest")
 PING_SECONDS = 10.0
+LEASE_SECONDS = 10 * 86400  # asked for; the hub decides
+RENEW_WITHIN = timedelta(days=1)
+SAFETY_POLL = 6 * 3600.0  # a subscribed source is polled at least this far apart
+SIGNATURES = {
+    "sha1": hashlib.sha1,
+    "sha256": hashlib.sha256,
+    "sha384": hashlib.sha384,
+    "sha512": hashlib.sha512,
+}
+_LINK_TAG = re.compile(rb"<(?:atom:)?link\b[^>]*>", re.I)
+_ATTR = re.compile(rb"""\b(rel|href)\s*=\s*(["'])(.*?)\2""", re.I | re.S)
+_LINK_HEADER = re.compile(r"<([^>]+)>\s*;([^,]*)")
+
+
+@dataclass
+class Subscription:
+    hub: str
+    topic: str
+    secret: str
+    state: str  # "requested", "active" or "denied"
+    lease_until: str | None = None
+    requested: str | None = None
+
+    def lease_end(self) -> datetime | None:
+        return from_iso(self.lease_until) if self.lease_until else None
 
 
 def feed_urls(settings: Settings) -> list[str]:
@@ -44,3 +91,155 @@ def ping(settings: Settings) -> list[str]:
     for problem in problems:
         log.warning("%s", problem, extra={"event": "websub"})
     return problems
+
+
+# --- the subscriber side ----------------------------------------------------------------------
+
+
+def discover(body: bytes, link_header: str | None) -> tuple[str | None, str | None]:
+    """The hub and the topic (``rel="self"``) a feed names, in its header or its document."""
+    found: dict[str, str] = {}
+    for target, params in _LINK_HEADER.findall(link_header or ""):
+        for rel in re.findall(r'rel\s*=\s*"?([^";]+)"?', params):
+            for name in rel.split():
+                found.setdefault(name.lower(), target.strip())
+    for tag in _LINK_TAG.findall(body[: 256 * 1024]):
+        attrs = {k.lower().decode(): v.decode("utf-8", "replace") for k, _, v in _ATTR.findall(tag)}
+        for name in attrs.get("rel", "").lower().split():
+            if "href" in attrs:
+                found.setdefault(name, attrs["href"].strip())
+    hub, topic = found.get("hub"), found.get("self")
+    return (hub if hub and _http(hub) else None), (topic if topic and _http(topic) else None)
+
+
+def _http(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and "@" not in parts.netloc
+
+
+def reachable(base_url: str, hub: str) -> bool:
+    """Whether a hub can call ``base_url`` back: it is public, or the hub is private too."""
+    return _public(base_url) or not _public(hub)
+
+
+def _public(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    if host in ("localhost", "") or host.endswith((".localhost", ".local", ".internal", ".lan")):
+        return False
+    try:
+        return ipaddress.ip_address(host).is_global
+    except ValueError:
+        return True  # a name (not looked up: it may resolve differently where the hub is)
+
+
+def callback(settings: Settings, source: str) -> str:
+    return f"{settings.site.base_url}/websub/{source}"
+
+
+def _key(source: str) -> str:
+    return f"websub:{source}"
+
+
+def subscription(store: Store, source: str) -> Subscription | None:
+    text = store.get_setting(_key(source))
+    if not text:
+        return None
+    try:
+        return Subscription(**json.loads(text))
+    except (ValueError, TypeError):
+        return None
+
+
+def _save(store: Store, source: str, found: Subscription) -> None:
+    store.put_setting(_key(source), json.dumps(asdict(found), sort_keys=True))
+
+
+def active(store: Store, source: str, now: datetime) -> bool:
+    found = subscription(store, source)
+    end = found.lease_end() if found else None
+    return found is not None and found.state == "active" and end is not None and end > now
+
+
+def maintain(
+    store: Store,
+    settings: Settings,
+    source: SourceSettings,
+    hub: str,
+    topic: str,
+    now: datetime,
+    policy: FetchPolicy,
+) -> str | None:
+    """Subscribe at the hub, or renew, when it is time; a warning when the hub refused. The
+    hub's address comes from the feed: it is reached under the source's fetch policy, as the
+    feed is (a public source's feed cannot send digest to a private address)."""
+    if not reachable(settings.site.base_url, hub):
+        return None  # the hub could not call us back: polling it is
+    found = subscription(store, source.name)
+    end = found.lease_end() if found else None
+    if found and found.hub == hub and found.topic == topic:
+        if found.state == "active" and end and end - now > RENEW_WITHIN:
+            return None
+        if found.state == "requested" and found.requested and now - from_iso(found.requested) < RENEW_WITHIN:
+            return None  # asked already; the hub has yet to verify
+    fresh = Subscription(hub, topic, secrets.token_hex(32), "requested", None, to_iso(now))
+    if found and found.hub == hub and found.topic == topic and found.state == "active":
+        # A renewal: pushes go on meanwhile, signed with the same secret, under the old lease.
+        fresh.secret, fresh.state, fresh.lease_until = found.secret, "active", found.lease_until
+    _save(store, source.name, fresh)
+    form = {
+        "hub.mode": "subscribe",
+        "hub.topic": topic,
+        "hub.callback": callback(settings, source.name),
+        "hub.secret": fresh.secret,
+        "hub.lease_seconds": str(LEASE_SECONDS),
+    }
+    try:
+        guarded = GuardedTransport(policy)
+        with httpx.Client(timeout=PING_SECONDS, follow_redirects=False, transport=guarded) as client:
+            answer = client.post(hub, data=form)
+    except (httpx.HTTPError, Refused) as exc:
+        return f"WebSub hub {redact.url(hub)}: {type(exc).__name__}"
+    if answer.status_code >= 300:
+        return f"WebSub hub {redact.url(hub)} refused the subscription: HTTP {answer.status_code}"
+    log.info(
+        "websub %s: asked %s for %s",
+        source.name,
+        redact.url(hub),
+        redact.url(topic),
+        extra={"event": "websub"},
+    )
+    return None
+
+
+def verify(store: Store, source: str, params: dict[str, str], now: datetime) -> str | None:
+    """The hub's verification of intent: the challenge to echo, or None (404) when digest did
+    not ask for this."""
+    found = subscription(store, source)
+    mode, topic = params.get("hub.mode"), params.get("hub.topic")
+    if found is None or topic != found.topic:
+        return None
+    if mode == "denied":
+        found.state = "denied"
+        _save(store, source, found)
+        log.warning("websub %s: the hub denied the subscription (%s)", source, params.get("hub.reason", ""))
+        return ""
+    if mode != "subscribe" or found.state not in ("requested", "active"):
+        return None
+    try:
+        lease = max(60, min(int(params.get("hub.lease_seconds", LEASE_SECONDS)), 366 * 86400))
+    except ValueError:
+        return None
+    found.state, found.lease_until = "active", to_iso(now + timedelta(seconds=lease))
+    _save(store, source, found)
+    log.info("websub %s: subscribed until %s", source, found.lease_until, extra={"event": "websub"})
+    return params.get("hub.challenge", "")
+
+
+def signed(secret: str, body: bytes, header: str | None) -> bool:
+    """Whether ``X-Hub-Signature`` is the HMAC of the body with the subscription's secret."""
+    method, _, given = (header or "").partition("=")
+    digest = SIGNATURES.get(method.strip().lower())
+    if digest is None or not given:
+        return False
+    expected = hmac.new(secret.encode(), body, digest).hexdigest()
+    return hmac.compare_digest(expected, given.strip().lower())

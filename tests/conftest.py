@@ -162,7 +162,7 @@ def rss(items: list[dict[str, str]], *, extra_ns: str = "", channel_extra: str =
 class AppServer:
     """The digest web app under uvicorn, in a thread, on a free port of 127.0.0.1."""
 
-    def __init__(self, settings: Settings, **app_options: Any) -> None:
+    def __init__(self, settings: Settings, *, port: int | None = None, **app_options: Any) -> None:
         import socket
 
         import uvicorn
@@ -171,7 +171,7 @@ class AppServer:
 
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+            self.port = port or sock.getsockname()[1]
         self.app = create_app(settings, **app_options)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)

@@ -5,26 +5,38 @@ and not after one that did not."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import secrets
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs
 
 import feedparser
+import httpx
 import pytest
 from lxml import etree
 
-from .conftest import SEEDS, SHARED, require, write_config
+from digest import websub
+from digest.ingest import pull
+from digest.store import open_store
+
+from .conftest import SEEDS, SHARED, AppServer, FeedServer, Reply, require, rss, settings_for, write_config
 from .test_cli import run
 
 
 class Hub:
-    """A WebSub hub that records publish pings."""
+    """A WebSub hub: records publish pings; takes subscriptions, verifying each intent at
+    its callback (a challenge to echo, a short lease), then pushes what it is given."""
 
-    def __init__(self) -> None:
+    def __init__(self, lease: int = 120) -> None:
         self.pings: list[dict[str, list[str]]] = []
+        self.subscriptions: list[dict[str, str]] = []
+        self.verified: list[bool] = []
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -33,7 +45,15 @@ class Hub:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
-                hub.pings.append(parse_qs(self.rfile.read(length).decode()))
+                form = parse_qs(self.rfile.read(length).decode())
+                if form.get("hub.mode") == ["subscribe"]:
+                    request = {k: v[0] for k, v in form.items()}
+                    hub.subscriptions.append(request)
+                    self.send_response(202)
+                    self.end_headers()
+                    threading.Thread(target=hub.verify, args=(request, lease), daemon=True).start()
+                    return
+                hub.pings.append(form)
                 self.send_response(204)
                 self.end_headers()
 
@@ -43,6 +63,35 @@ class Hub:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/hub"
+
+    def verify(self, request: dict[str, str], lease: int) -> None:
+        challenge = secrets.token_hex(8)
+        try:
+            answer = httpx.get(
+                request["hub.callback"],
+                params={
+                    "hub.mode": "subscribe",
+                    "hub.topic": request["hub.topic"],
+                    "hub.challenge": challenge,
+                    "hub.lease_seconds": str(lease),
+                },
+                timeout=5,
+            )
+        except httpx.HTTPError:
+            self.verified.append(False)
+            return
+        self.verified.append(answer.status_code == 200 and answer.text == challenge)
+
+    def push(self, body: bytes, *, secret: str | None = None) -> int:
+        request = self.subscriptions[-1]
+        signature = hmac.new((secret or request["hub.secret"]).encode(), body, hashlib.sha256).hexdigest()
+        answer = httpx.post(
+            request["hub.callback"],
+            content=body,
+            headers={"Content-Type": "application/rss+xml", "X-Hub-Signature": f"sha256={signature}"},
+            timeout=5,
+        )
+        return answer.status_code
 
 
 @pytest.fixture
@@ -111,3 +160,74 @@ def test_a_dead_hub_is_a_warning_not_a_failure(tmp_path: Path) -> None:
     assert (
         pulled.returncode == 0 and "warning: WebSub hub" in pulled.stderr and "Traceback" not in pulled.stderr
     )
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_source_whose_feed_names_a_hub_is_pushed_to(tmp_path: Path, server: FeedServer, hub: Hub) -> None:
+    feed_url = server.url("/feed.xml")
+    head = f'<atom:link rel="hub" href="{hub.url}"/><atom:link rel="self" href="{feed_url}"/>'
+    atom = 'xmlns:atom="http://www.w3.org/2005/Atom"'
+
+    def feed(*titles: str) -> bytes:
+        items = [
+            {"title": t, "link": f"https://example.org/{n}", "guid": f"g-{t}"} for n, t in enumerate(titles)
+        ]
+        return rss(items, extra_ns=atom, channel_extra=head)
+
+    server.routes["/feed.xml"] = Reply(body=feed("Laos and China sign a rail deal"))
+    port = _free_port()
+    settings = settings_for(
+        tmp_path,
+        f'[site]\nbase_url = "http://127.0.0.1:{port}"\n[[sources]]\nname = "wire"\nurl = "{feed_url}"\n',
+    )
+    with AppServer(settings, port=port), open_store(settings.database.path) as store:
+        [report] = pull(settings, store)
+        assert report.new == 1 and not report.warnings, report.warnings
+        deadline = time.monotonic() + 5
+        while not hub.verified and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert hub.verified == [True]  # the challenge came back
+        [asked] = hub.subscriptions
+        assert (
+            asked["hub.topic"] == feed_url and asked["hub.callback"] == f"http://127.0.0.1:{port}/websub/wire"
+        )
+        found = websub.subscription(store, "wire")
+        assert found is not None and found.state == "active" and found.secret == asked["hub.secret"]
+
+        # A signed push is stored at once; a wrongly signed one is ignored.
+        started = time.monotonic()
+        assert hub.push(feed("Laos and China sign a rail deal", "Vietnam and China talk trade")) == 202
+        while len(store.articles()) < 2 and time.monotonic() - started < 1.0:
+            time.sleep(0.02)
+        assert {a.title for a in store.articles()} == {
+            "Laos and China sign a rail deal",
+            "Vietnam and China talk trade",
+        }
+        assert hub.push(feed("A forged item"), secret="not-the-secret") == 202
+        time.sleep(0.3)
+        assert "A forged item" not in {a.title for a in store.articles()}
+
+        # Nobody else's verification is answered.
+        stray = httpx.get(
+            f"http://127.0.0.1:{port}/websub/wire",
+            params={"hub.mode": "subscribe", "hub.topic": "https://evil.example/feed", "hub.challenge": "x"},
+            timeout=5,
+        )
+        assert stray.status_code == 404
+
+        # The lease (120 s) ends within a day: the next pull renews it, with the same secret.
+        pull(settings, store, force=True)
+        assert len(hub.subscriptions) == 2 and hub.subscriptions[1]["hub.secret"] == asked["hub.secret"]
+        renewing = websub.subscription(store, "wire")
+        assert renewing is not None and renewing.state == "active"  # pushes go on meanwhile
+        deadline = time.monotonic() + 5
+        while len(hub.verified) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert hub.verified == [True, True]

@@ -51,6 +51,7 @@ class FetchResult:
     last_modified: str | None = None
     permanent_url: str | None = None
     fresh_for: float | None = None  # seconds the server says the answer stays fresh
+    link: str | None = None  # the HTTP Link header (WebSub names its hub there)
 
 
 class Fetcher:
@@ -207,6 +208,7 @@ class Fetcher:
                             ),
                         ),
                         status=status,
+                        link=response.headers.get("link"),
                         etag=response.headers.get("etag"),
                         last_modified=response.headers.get("last-modified"),
                         permanent_url=permanent,

@@ -1,0 +1,65 @@
+"""The WebSub callback, ``/websub/{source}``: GET answers a hub's verification of intent
+(only for a subscription digest asked for), POST takes a push (only with a valid
+signature; anything else is acknowledged and ignored, as WebSub asks). Database work and
+parsing run in a worker thread."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from digest import websub
+from digest.config import Settings
+from digest.dates import utcnow
+from digest.errors import DigestError
+from digest.store import Store
+from digest.webguard import SECURITY_TEXT_HEADERS
+
+log = logging.getLogger("digest")
+
+
+def routes(settings: Settings, store_for_thread: Callable[[], Store]) -> list[Route]:
+    names = {s.name for s in settings.sources if s.pulled}
+
+    def text(body: str, status: int = 200) -> Response:
+        return PlainTextResponse(body, status, headers=dict(SECURITY_TEXT_HEADERS))
+
+    async def callback(request: Request) -> Response:
+        name = request.path_params["source"]
+        if name not in names:
+            return text("no such source\n", 404)
+        if request.method == "GET":
+            params = {k: v[:2000] for k, v in request.query_params.items()}
+            challenge = await run_in_threadpool(
+                lambda: websub.verify(store_for_thread(), name, params, utcnow())
+            )
+            return text("not asked for\n", 404) if challenge is None else text(challenge)
+        body = await request.body()
+        await run_in_threadpool(
+            _push, name, body, request.headers.get("x-hub-signature"), request.headers.get("content-type")
+        )
+        return text("", 202)
+
+    def _push(name: str, body: bytes, signature: str | None, content_type: str | None) -> None:
+        from digest.ingest import store_pushed
+
+        store = store_for_thread()
+        found = websub.subscription(store, name)
+        if found is None or found.state != "active" or not websub.signed(found.secret, body, signature):
+            log.warning(
+                "websub %s: a push without a valid signature; ignored", name, extra={"event": "websub"}
+            )
+            return
+        try:
+            report = store_pushed(store, settings, settings.source(name), body, found.topic, content_type)
+        except DigestError as exc:
+            log.warning("websub %s: a push that could not be read: %s", name, exc, extra={"event": "websub"})
+            return
+        log.info("websub %s: pushed: %s", name, report.summary(), extra={"event": "websub"})
+
+    return [Route("/websub/{source}", callback, methods=["GET", "POST"])]
