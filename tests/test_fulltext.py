@@ -86,25 +86,27 @@ def test_excerpts_become_full_posts_politely(tmp_path: Path, server: FeedServer)
     in_flight, most = 0, 0
     lock = threading.Lock()
 
-    def page(slug: str):  # type: ignore[no-untyped-def]
+    def counted(reply: Reply, seconds: float = 0.3):  # type: ignore[no-untyped-def]
         def answer(seen: Seen) -> Reply:
             nonlocal in_flight, most
             with lock:
                 in_flight += 1
                 most = max(most, in_flight)
-            time.sleep(0.3)  # long enough for requests to overlap, were more allowed
+            time.sleep(seconds)  # long enough for requests to overlap, were more allowed
             with lock:
                 in_flight -= 1
-            return Reply(body=_page(slug), headers={"Content-Type": "text/html; charset=utf-8"})
+            return reply
 
         return answer
 
     server.routes["/feed.xml"] = Reply(body=_feed(server), headers={"Content-Type": "application/rss+xml"})
     server.routes["/robots.txt"] = Reply(body=b"User-agent: *\nDisallow: /members/\n")
     for slug in ("laos-friendship", "uruguay-ties"):
-        server.routes[f"/2026/{slug}/"] = page(slug)
-    server.routes["/2026/missing/"] = Reply(404, b"not found")
-    server.routes["/2026/slow/"] = Reply(body=_page("laos-friendship"), trickle=0.2)  # past the deadline
+        server.routes[f"/2026/{slug}/"] = counted(
+            Reply(body=_page(slug), headers={"Content-Type": "text/html"})
+        )
+    server.routes["/2026/missing/"] = counted(Reply(404, b"not found"))
+    server.routes["/2026/slow/"] = counted(Reply(body=_page("laos-friendship")), 2.5)  # past the timeout
     settings = settings_for(
         tmp_path,
         '[fetch]\ntimeout = "1s"\ndeadline = "2s"\nper_host = 2\npage_delay = 0.1\n'
@@ -150,3 +152,37 @@ def test_excerpts_become_full_posts_politely(tmp_path: Path, server: FeedServer)
         == before
         == {"/2026/laos-friendship/": 1, "/2026/uruguay-ties/": 1}
     )
+
+
+def test_the_seeds_served_as_wordpress_keep_their_full_posts(tmp_path: Path, server: FeedServer) -> None:
+    from .wordpress_site import seed_posts, serve
+
+    posts = seed_posts()
+    assert len(posts) == 40 and sum(len(p.paragraphs) > 1 for p in posts) >= 30
+    feed = serve(server, posts)
+    stored = {}
+    for full in (False, True):
+        folder = tmp_path / f"full-{full}"
+        folder.mkdir()
+        settings = settings_for(
+            folder,
+            "[fetch]\npage_delay = 0.01\n"
+            f'[[sources]]\nname = "fosc"\nurl = "{feed}"\nfull_text = {str(full).lower()}\n',
+        )
+        with open_store(settings.database.path) as store:
+            [report] = pull(settings, store)
+            assert report.new == 40 and not report.warnings, report.warnings
+            stored[full] = {a.title: a for a in store.articles()}
+    for post in posts:
+        excerpt, whole = stored[False][post.title], stored[True][post.title]
+        assert excerpt.summary_text.strip() == post.paragraphs[0]  # the feed alone: one paragraph
+        for paragraph in post.paragraphs:
+            assert paragraph in whole.summary_text  # every paragraph of the post
+        for chrome in (
+            "Recent Posts",
+            "Join us",
+            "Share this",
+            "Thank you for sharing",
+            "powered by WordPress",
+        ):
+            assert chrome not in whole.summary_text
