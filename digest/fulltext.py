@@ -21,9 +21,9 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit, urlunsplit
 from urllib.robotparser import RobotFileParser
 
@@ -80,14 +80,26 @@ class _Robots:
         return parser
 
 
+@dataclass
+class Filled:
+    """What fetching the pages gave: articles with their full text (by id), those whose page
+    had not changed (304: the stored text stands), each page's validators, warnings."""
+
+    articles: dict[str, Article] = field(default_factory=dict)
+    unchanged: set[str] = field(default_factory=set)
+    pages: list[tuple[str, str | None, str | None]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
 def fill(
     fetcher: Fetcher,
     policy: FetchPolicy,
     articles: Sequence[Article],
     settings: FetchSettings,
-) -> tuple[dict[str, Article], list[str]]:
-    """The articles whose page gave their full text (by id), and a warning for each that
-    kept its excerpt."""
+    validators: Mapping[str, tuple[str | None, str | None]],
+) -> Filled:
+    """Fetch the page of each article (conditionally, with the ``validators`` it was last
+    fetched with) and extract its main text."""
     robots = _Robots(fetcher, policy, settings.user_agent)
     by_host: dict[str, list[Article]] = {}
     for article in articles:
@@ -98,47 +110,63 @@ def fill(
         for host_articles in by_host.values()
         for i in range(min(settings.per_host, len(host_articles)))
     ]
-    filled: dict[str, Article] = {}
-    warnings: list[str] = []
+    done = Filled()
     lock = threading.Lock()
 
     def work(queue: list[Article]) -> None:
         for n, article in enumerate(queue):
             if n:
                 time.sleep(settings.page_delay)  # politeness: a pause between one worker's requests
-            full, problem = _one(fetcher, policy, robots, article)
+            outcome = _one(fetcher, policy, robots, article, validators.get(article.url or "", (None, None)))
             with lock:
-                if full is not None:
-                    filled[article.id] = full
+                if outcome.page is not None:
+                    done.pages.append(outcome.page)
+                if outcome.unchanged:
+                    done.unchanged.add(article.id)
+                elif outcome.article is not None:
+                    done.articles[article.id] = outcome.article
                 else:
-                    warnings.append(
-                        f"full text of {redact.url(article.url or '')}: {problem}; kept the excerpt"
-                    )
+                    url = redact.url(article.url or "")
+                    done.warnings.append(f"full text of {url}: {outcome.problem}; kept the excerpt")
 
     if queues:
         with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(queues))) as pool:
             list(pool.map(work, queues))
-    return filled, warnings
+    return done
+
+
+@dataclass
+class _Outcome:
+    article: Article | None = None
+    problem: str = ""
+    unchanged: bool = False
+    page: tuple[str, str | None, str | None] | None = None  # (url, ETag, Last-Modified) to keep
 
 
 def _one(
-    fetcher: Fetcher, policy: FetchPolicy, robots: _Robots, article: Article
-) -> tuple[Article | None, str]:
+    fetcher: Fetcher,
+    policy: FetchPolicy,
+    robots: _Robots,
+    article: Article,
+    validators: tuple[str | None, str | None],
+) -> _Outcome:
     url = article.url or ""
     if not robots.allows(url):
-        return None, "robots.txt does not allow it"
+        return _Outcome(problem="robots.txt does not allow it")
     try:
-        result = fetcher.fetch(url, policy=policy)
+        result = fetcher.fetch(url, etag=validators[0], last_modified=validators[1], policy=policy)
     except FetchError as exc:
-        return None, str(exc)
-    page = b"".join(d.body for d in result.documents)
-    found = extract(page, url)
+        return _Outcome(problem=str(exc))
+    if result.not_modified:
+        return _Outcome(unchanged=True)
+    page = (url, result.etag, result.last_modified) if result.etag or result.last_modified else None
+    found = extract(b"".join(d.body for d in result.documents), url)
     if found is None:
-        return None, "no main text found on the page"
+        return _Outcome(problem="no main text found on the page", page=page)
     html, text = found
     if len(text) <= len(article.summary_text):
-        return None, "the page has no more text than the excerpt"
-    return replace(article, summary_html=html, summary_text=text), ""
+        return _Outcome(problem="the page has no more text than the excerpt", page=page)
+    return _Outcome(replace(article, summary_html=html, summary_text=text), page=page)
 
 
 def extract(page: bytes, url: str) -> tuple[str, str] | None:

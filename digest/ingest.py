@@ -235,9 +235,17 @@ def pull_source(
         # Only items new or changed since the last pull: a page is extracted once per version.
         stored = store.content_hashes(sorted(excerpts))
         wanted = [articles[i] for i in sorted(excerpts) if stored.get(i) != articles[i].content_hash]
-        filled, warnings = fulltext.fill(fetcher, policy, wanted, settings.fetch)
-        articles.update(filled)
-        report.warnings.extend(warnings)
+        validators = store.page_validators([a.url for a in wanted if a.url])
+        filled = fulltext.fill(fetcher, policy, wanted, settings.fetch, validators)
+        articles.update(filled.articles)
+        for article_id in filled.unchanged:  # 304: the page's text, extracted before, stands
+            before = store.article(article_id)
+            if before is not None:
+                articles[article_id] = dataclasses.replace(
+                    articles[article_id], summary_html=before.summary_html, summary_text=before.summary_text
+                )
+        store.save_page_validators(filled.pages, now=now)
+        report.warnings.extend(filled.warnings)
     _save(store, source, list(articles.values()), now, report, reader)
     store.record_fetch(
         source.name,

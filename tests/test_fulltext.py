@@ -186,3 +186,33 @@ def test_the_seeds_served_as_wordpress_keep_their_full_posts(tmp_path: Path, ser
             "powered by WordPress",
         ):
             assert chrome not in whole.summary_text
+
+
+def test_a_changed_item_asks_for_its_page_conditionally(tmp_path: Path, server: FeedServer) -> None:
+    asked: list[str | None] = []
+
+    def page(seen: Seen) -> Reply:
+        asked.append(seen.headers.get("if-none-match"))
+        if seen.headers.get("if-none-match") == '"v1"':
+            return Reply(304)
+        return Reply(body=_page("laos-friendship"), headers={"Content-Type": "text/html", "ETag": '"v1"'})
+
+    url = server.url("/2026/laos-friendship/")
+
+    def feed(excerpt: str) -> bytes:
+        more = f'<p><a class="more-link" href="{url}">Continue reading</a></p>'
+        return rss([{"title": "China and Laos designate 2026 as friendship year", "link": url, "guid": url,
+                     "description": html.escape(f"<p>{excerpt}</p>{more}")}])  # fmt: skip
+
+    server.routes["/feed.xml"] = Reply(body=feed("Laos and China agreed on Monday"))
+    server.routes["/2026/laos-friendship/"] = page
+    settings = settings_for(
+        tmp_path, f'[[sources]]\nname = "blog"\nurl = "{server.url("/feed.xml")}"\nfull_text = true\n'
+    )
+    with open_store(settings.database.path) as store:
+        pull(settings, store)
+        server.routes["/feed.xml"] = Reply(body=feed("Laos and China agreed on Monday (updated)"))
+        [report] = pull(settings, store, force=True)
+        [article] = store.articles()
+    assert report.updated == 1 and asked == [None, '"v1"']  # the second time, conditionally
+    assert POSTS["laos-friendship"][1][2] in article.summary_text  # 304: the full text stands

@@ -178,6 +178,18 @@ def test_what_rules_dropped_is_remembered_moved_and_forgotten(store: Store) -> N
     assert store.dropped_items() == [] and store.remembered_drops(["x1", "a1"]) == {}
 
 
+def test_article_pages_keep_their_validators(store: Store) -> None:
+    store.save_page_validators(
+        [("https://x.org/1", '"v1"', None), ("https://x.org/2", None, "Mon, 02 Nov 2026 08:00:00 GMT")],
+        now=T0,
+    )
+    store.save_page_validators([("https://x.org/1", '"v2"', None)], now=T0)  # replaced
+    assert store.page_validators(["https://x.org/1", "https://x.org/2", "https://x.org/3"]) == {
+        "https://x.org/1": ('"v2"', None),
+        "https://x.org/2": (None, "Mon, 02 Nov 2026 08:00:00 GMT"),
+    }
+
+
 # --- the database -------------------------------------------------------------------------
 
 
@@ -743,7 +755,7 @@ def test_dump_and_load_move_every_table(store: Store, backend: Backend, tmp_path
     assert not store.is_empty()
     dumped = _everything(store)
     assert {table: len(rows) for table, rows in dumped.items() if table not in ("sequences", "settings")} == {
-        "sources": 1, "articles": 1, "dropped": 1, "stories": 0, "subscribers": 1, "digests": 1, "deliveries": 1,
+        "sources": 1, "articles": 1, "dropped": 1, "pages": 1, "stories": 0, "subscribers": 1, "digests": 1, "deliveries": 1,
         "signups": 1,
     }  # fmt: skip
     assert {"key": "k", "value": "v"} in dumped["settings"]
@@ -797,6 +809,8 @@ CALLS: dict[str, Callable[[Store, Path], Any]] = {
     "save_dropped": lambda s, p: s.save_dropped([DroppedItem("zz", "s", "t", None, "drop: x", "h", T0)]),
     "drop_articles": lambda s, p: s.drop_articles([("a0", "drop: x")], now=T0),
     "forget_drops": lambda s, p: s.forget_drops(["zz"]),
+    "page_validators": lambda s, p: s.page_validators(["https://x.org/0"]),
+    "save_page_validators": lambda s, p: s.save_page_validators([("https://x.org/0", '"e"', None)], now=T0),
     "dropped_items": lambda s, p: s.dropped_items(),
     "ungrouped": lambda s, p: s.ungrouped(),
     "mark_ungrouped": lambda s, p: s.mark_ungrouped(),
@@ -867,6 +881,7 @@ def _furnish(backend: Backend, folder: Path) -> None:
 def _furnish_store(store: Store) -> None:
     _with_articles(store, 1)
     store.save_dropped([DroppedItem("x9", "s", "Dropped", None, "drop: x", "h9", T0)])
+    store.save_page_validators([("https://x.org/0", '"e0"', "Mon, 02 Nov 2026 08:00:00 GMT")], now=T0)
     store.put_setting("k", "v")
     store.upsert_subscribers([SubscriberChange("ann@example.org", created=T0)])
     store.create_digest("d1", T0, [(1, T0, None)])

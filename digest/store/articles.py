@@ -220,6 +220,23 @@ class ArticlesArea(SqliteBase):
                 moved += conn.execute("DELETE FROM articles WHERE id = ?", (article_id,)).rowcount
         return moved
 
+    def page_validators(self, urls: Sequence[str]) -> dict[str, tuple[str | None, str | None]]:
+        """The ETag and Last-Modified each of these article pages was last fetched with."""
+        found: dict[str, tuple[str | None, str | None]] = {}
+        for chunk, marks in in_chunks(list(dict.fromkeys(urls))):
+            rows = self._rows(f"SELECT url, etag, last_modified FROM pages WHERE url IN ({marks})", chunk)
+            found.update({row[0]: (row[1], row[2]) for row in rows})
+        return found
+
+    def save_page_validators(
+        self, pages: Sequence[tuple[str, str | None, str | None]], *, now: datetime
+    ) -> None:
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO pages (url, etag, last_modified, fetched) VALUES (?, ?, ?, ?)",
+                [(url, etag, modified, to_iso(now)) for url, etag, modified in pages],
+            )
+
     def forget_drops(self, article_ids: Sequence[str]) -> None:
         """Forget these drops (the rules, as they are now, keep the items)."""
         with self._write() as conn:

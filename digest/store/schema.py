@@ -368,6 +368,14 @@ def _dropped(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX dropped_recent ON dropped(dropped)")
 
 
+def _pages(db: sqlite3.Connection) -> None:
+    # Validators of the article pages full_text sources fetched: a changed item's page is
+    # asked for again conditionally (304: its text is the one already stored).
+    db.execute(
+        "CREATE TABLE pages (url TEXT PRIMARY KEY, etag TEXT, last_modified TEXT, fetched TEXT NOT NULL)"
+    )
+
+
 # Append-only: a released migration is never edited, a change is a new entry.
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_initial", _initial),
@@ -387,4 +395,5 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0015_rhythms", _rhythms),
     ("0016_feedback", _feedback),
     ("0017_dropped", _dropped),
+    ("0018_pages", _pages),
 ]

@@ -32,6 +32,7 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("article_id", "text"), ("source_id", "int"), ("title", "text"), ("url", "text"), ("rule", "text"),
         ("content_hash", "text"), ("dropped", "time"),
     ),
+    "pages": (("url", "text"), ("etag", "text"), ("last_modified", "text"), ("fetched", "time")),
     "stories": (
         ("id", "text"), ("label", "text"), ("articles", "int"), ("first_seen", "time"), ("updated", "time"),
     ),

@@ -190,6 +190,24 @@ class PgArticlesArea(PgBase):
                 self._changed(conn)
         return moved
 
+    def page_validators(self, urls: Sequence[str]) -> dict[str, tuple[str | None, str | None]]:
+        rows = self._rows(
+            "SELECT url, etag, last_modified FROM pages WHERE url = ANY(%s)", [list(dict.fromkeys(urls))]
+        )
+        return {row["url"]: (row["etag"], row["last_modified"]) for row in rows}
+
+    def save_page_validators(
+        self, pages: Sequence[tuple[str, str | None, str | None]], *, now: datetime
+    ) -> None:
+        with self._write() as conn:
+            for url, etag, modified in pages:
+                conn.execute(
+                    "INSERT INTO pages (url, etag, last_modified, fetched) VALUES (%s, %s, %s, %s)"
+                    " ON CONFLICT (url) DO UPDATE SET etag = EXCLUDED.etag,"
+                    " last_modified = EXCLUDED.last_modified, fetched = EXCLUDED.fetched",
+                    (url, etag, modified, now),
+                )
+
     def forget_drops(self, article_ids: Sequence[str]) -> None:
         with self._write() as conn:
             conn.execute("DELETE FROM dropped WHERE article_id = ANY(%s)", [list(article_ids)])

@@ -182,12 +182,18 @@ _DROPPED = [
     "CREATE INDEX dropped_recent ON dropped(dropped)",
 ]
 
+# Validators of the article pages full_text sources fetched (conditional GET next time).
+_PAGES = [
+    "CREATE TABLE pages (url TEXT PRIMARY KEY, etag TEXT, last_modified TEXT, fetched TIMESTAMPTZ NOT NULL)"
+]
+
 # Append-only: a released migration is never edited, a change is a new entry.
 MIGRATIONS: list[tuple[str, list[str]]] = [
     ("0001_initial", _INITIAL),
     ("0002_rhythms", _RHYTHMS),
     ("0003_feedback", _FEEDBACK),
     ("0004_dropped", _DROPPED),
+    ("0005_pages", _PAGES),
 ]
 
 
