@@ -1,4 +1,5 @@
-"""The WebSub callback, ``/websub/{source}``: GET answers a hub's verification of intent
+"""The WebSub callback, ``/websub/{source}/{token}`` (the token known to digest and the hub
+only): GET answers a hub's verification of intent
 (only for a subscription digest asked for), POST takes a push (only with a valid
 signature; anything else is acknowledged and ignored, as WebSub asks). Database work and
 parsing run in a worker thread."""
@@ -8,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -24,33 +26,41 @@ log = logging.getLogger("digest")
 
 
 def routes(settings: Settings, store_for_thread: Callable[[], Store]) -> list[Route]:
-    names = {s.name for s in settings.sources if s.pulled}
+    names = {s.name for s in settings.sources if s.pulled and s.enabled}
 
     def text(body: str, status: int = 200) -> Response:
         return PlainTextResponse(body, status, headers=dict(SECURITY_TEXT_HEADERS))
 
     async def callback(request: Request) -> Response:
-        name = request.path_params["source"]
+        name, token = request.path_params["source"], request.path_params["token"]
         if name not in names:
             return text("no such source\n", 404)
         if request.method == "GET":
             params = {k: v[:2000] for k, v in request.query_params.items()}
             challenge = await run_in_threadpool(
-                lambda: websub.verify(store_for_thread(), name, params, utcnow())
+                lambda: websub.verify(store_for_thread(), name, token, params, utcnow())
             )
             return text("not asked for\n", 404) if challenge is None else text(challenge)
         body = await request.body()
-        await run_in_threadpool(
-            _push, name, body, request.headers.get("x-hub-signature"), request.headers.get("content-type")
+        signature, kind = request.headers.get("x-hub-signature"), request.headers.get("content-type")
+        # Acknowledged at once; stored and grouped after the answer (a slow answer invites retries).
+        return Response(
+            status_code=202,
+            headers=dict(SECURITY_TEXT_HEADERS),
+            background=BackgroundTask(run_in_threadpool, _push, name, token, body, signature, kind),
         )
-        return text("", 202)
 
-    def _push(name: str, body: bytes, signature: str | None, content_type: str | None) -> None:
+    def _push(name: str, token: str, body: bytes, signature: str | None, content_type: str | None) -> None:
         from digest.ingest import store_pushed
 
         store = store_for_thread()
         found = websub.subscription(store, name)
-        if found is None or found.state != "active" or not websub.signed(found.secret, body, signature):
+        if (
+            found is None
+            or found.state != "active"
+            or not websub.known(found, token)
+            or not websub.signed(found.secret, body, signature)
+        ):
             log.warning(
                 "websub %s: a push without a valid signature; ignored", name, extra={"event": "websub"}
             )
@@ -62,4 +72,4 @@ def routes(settings: Settings, store_for_thread: Callable[[], Store]) -> list[Ro
             return
         log.info("websub %s: pushed: %s", name, report.summary(), extra={"event": "websub"})
 
-    return [Route("/websub/{source}", callback, methods=["GET", "POST"])]
+    return [Route("/websub/{source}/{token}", callback, methods=["GET", "POST"])]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import ipaddress
 import json
 import logging
@@ -30,6 +31,7 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 import httpx
+from lxml import etree
 
 from digest import redact
 from digest.config import Settings, SourceSettings
@@ -50,9 +52,9 @@ SIGNATURES = {
     "sha384": hashlib.sha384,
     "sha512": hashlib.sha512,
 }
-_LINK_TAG = re.compile(rb"<(?:atom:)?link\b[^>]*>", re.I)
-_ATTR = re.compile(rb"""\b(rel|href)\s*=\s*(["'])(.*?)\2""", re.I | re.S)
-_LINK_HEADER = re.compile(r"<([^>]+)>\s*;([^,]*)")
+_LINK_HEADER = re.compile(r"<([^<>]{1,2048})>\s*;([^,<>]{0,512})")  # bounded: linear however hostile
+LINK_HEADER_CHARS = 8192
+FEED_HEAD_BYTES = 256 * 1024
 
 
 @dataclass
@@ -63,6 +65,8 @@ class Subscription:
     state: str  # "requested", "active" or "denied"
     lease_until: str | None = None
     requested: str | None = None
+    token: str = ""  # the callback's last path segment: only the hub knows it
+    pending: bool = False  # a request the hub has yet to verify (the only one it may verify)
 
     def lease_end(self) -> datetime | None:
         return from_iso(self.lease_until) if self.lease_until else None
@@ -97,19 +101,48 @@ def ping(settings: Settings) -> list[str]:
 
 
 def discover(body: bytes, link_header: str | None) -> tuple[str | None, str | None]:
-    """The hub and the topic (``rel="self"``) a feed names, in its header or its document."""
+    """The hub and the topic (``rel="self"``) a feed names: in its HTTP Link header, or as a
+    link of the feed itself (a child of ``<feed>`` or ``<channel>``, before the first entry:
+    a link inside an item is the item author's, never the feed's)."""
     found: dict[str, str] = {}
-    for target, params in _LINK_HEADER.findall(link_header or ""):
-        for rel in re.findall(r'rel\s*=\s*"?([^";]+)"?', params):
+    for target, params in _LINK_HEADER.findall((link_header or "")[:LINK_HEADER_CHARS]):
+        for rel in re.findall(r'rel\s*=\s*"?([^";]{1,200})"?', params):
             for name in rel.split():
                 found.setdefault(name.lower(), target.strip())
-    for tag in _LINK_TAG.findall(body[: 256 * 1024]):
-        attrs = {k.lower().decode(): v.decode("utf-8", "replace") for k, _, v in _ATTR.findall(tag)}
-        for name in attrs.get("rel", "").lower().split():
-            if "href" in attrs:
-                found.setdefault(name, attrs["href"].strip())
+    for rel, href in _feed_links(body):
+        for name in rel.lower().split():
+            found.setdefault(name, href.strip())
     hub, topic = found.get("hub"), found.get("self")
     return (hub if hub and _http(hub) else None), (topic if topic and _http(topic) else None)
+
+
+def _feed_links(body: bytes) -> list[tuple[str, str]]:
+    """(rel, href) of the feed-level links, read as XML up to the first entry (no entities
+    resolved, nothing fetched)."""
+    found: list[tuple[str, str]] = []
+    feed = None
+    try:
+        events = etree.iterparse(
+            io.BytesIO(body[:FEED_HEAD_BYTES]),
+            events=("start",),
+            resolve_entities=False,
+            no_network=True,
+            huge_tree=False,
+            recover=True,
+        )
+        for _, element in events:
+            name = etree.QName(element).localname.lower()
+            if name in ("item", "entry"):
+                break
+            if name in ("feed", "channel") and feed is None:
+                feed = element
+            elif name == "link" and feed is not None and element.getparent() is feed:
+                rel, href = element.get("rel"), element.get("href")
+                if rel and href:
+                    found.append((rel, href))
+    except etree.LxmlError:
+        pass
+    return found
 
 
 def _http(url: str) -> bool:
@@ -132,8 +165,8 @@ def _public(url: str) -> bool:
         return True  # a name (not looked up: it may resolve differently where the hub is)
 
 
-def callback(settings: Settings, source: str) -> str:
-    return f"{settings.site.base_url}/websub/{source}"
+def callback(settings: Settings, source: str, token: str) -> str:
+    return f"{settings.site.base_url}/websub/{source}/{token}"
 
 
 def _key(source: str) -> str:
@@ -174,6 +207,8 @@ def maintain(
     feed is (a public source's feed cannot send digest to a private address)."""
     if not reachable(settings.site.base_url, hub):
         return None  # the hub could not call us back: polling it is
+    if _public(hub) and urlsplit(hub).scheme != "https":
+        return f"WebSub hub {redact.url(hub)} is not https: not subscribed (the secret would travel in clear)"
     found = subscription(store, source.name)
     end = found.lease_end() if found else None
     if found and found.hub == hub and found.topic == topic:
@@ -181,15 +216,19 @@ def maintain(
             return None
         if found.state == "requested" and found.requested and now - from_iso(found.requested) < RENEW_WITHIN:
             return None  # asked already; the hub has yet to verify
-    fresh = Subscription(hub, topic, secrets.token_hex(32), "requested", None, to_iso(now))
+    fresh = Subscription(
+        hub, topic, secrets.token_hex(32), "requested", None, to_iso(now), secrets.token_hex(16), pending=True
+    )
     if found and found.hub == hub and found.topic == topic and found.state == "active":
         # A renewal: pushes go on meanwhile, signed with the same secret, under the old lease.
-        fresh.secret, fresh.state, fresh.lease_until = found.secret, "active", found.lease_until
+        fresh.secret, fresh.state, fresh.lease_until, fresh.token = (
+            found.secret, "active", found.lease_until, found.token
+        )  # fmt: skip
     _save(store, source.name, fresh)
     form = {
         "hub.mode": "subscribe",
         "hub.topic": topic,
-        "hub.callback": callback(settings, source.name),
+        "hub.callback": callback(settings, source.name, fresh.token),
         "hub.secret": fresh.secret,
         "hub.lease_seconds": str(LEASE_SECONDS),
     }
@@ -211,35 +250,41 @@ def maintain(
     return None
 
 
-def verify(store: Store, source: str, params: dict[str, str], now: datetime) -> str | None:
+def verify(store: Store, source: str, token: str, params: dict[str, str], now: datetime) -> str | None:
     """The hub's verification of intent: the challenge to echo, or None (404) when digest did
-    not ask for this."""
+    not ask for this (wrong callback token or topic, or no request pending)."""
     found = subscription(store, source)
     mode, topic = params.get("hub.mode"), params.get("hub.topic")
-    if found is None or topic != found.topic:
+    if found is None or not known(found, token) or topic != found.topic or not found.pending:
         return None
     if mode == "denied":
-        found.state = "denied"
+        found.state, found.pending = "denied", False
         _save(store, source, found)
         log.warning("websub %s: the hub denied the subscription (%s)", source, params.get("hub.reason", ""))
         return ""
     if mode != "subscribe" or found.state not in ("requested", "active"):
         return None
     try:
-        lease = max(60, min(int(params.get("hub.lease_seconds", LEASE_SECONDS)), 366 * 86400))
+        lease = max(60, min(int(params.get("hub.lease_seconds", LEASE_SECONDS)), LEASE_SECONDS))
     except ValueError:
         return None
-    found.state, found.lease_until = "active", to_iso(now + timedelta(seconds=lease))
+    found.state, found.pending = "active", False
+    found.lease_until = to_iso(now + timedelta(seconds=lease))
     _save(store, source, found)
     log.info("websub %s: subscribed until %s", source, found.lease_until, extra={"event": "websub"})
     return params.get("hub.challenge", "")
+
+
+def known(found: Subscription, token: str) -> bool:
+    """Whether a callback's token is this subscription's."""
+    return bool(found.token) and hmac.compare_digest(found.token.encode(), token.encode("utf-8", "replace"))
 
 
 def signed(secret: str, body: bytes, header: str | None) -> bool:
     """Whether ``X-Hub-Signature`` is the HMAC of the body with the subscription's secret."""
     method, _, given = (header or "").partition("=")
     digest = SIGNATURES.get(method.strip().lower())
-    if digest is None or not given:
+    if digest is None or not given or not given.isascii():
         return False
     expected = hmac.new(secret.encode(), body, digest).hexdigest()
-    return hmac.compare_digest(expected, given.strip().lower())
+    return hmac.compare_digest(expected.encode(), given.strip().lower().encode())

@@ -195,9 +195,9 @@ def test_a_source_whose_feed_names_a_hub_is_pushed_to(tmp_path: Path, server: Fe
             time.sleep(0.05)
         assert hub.verified == [True]  # the challenge came back
         [asked] = hub.subscriptions
-        assert (
-            asked["hub.topic"] == feed_url and asked["hub.callback"] == f"http://127.0.0.1:{port}/websub/wire"
-        )
+        base, _, token = asked["hub.callback"].rpartition("/")
+        assert asked["hub.topic"] == feed_url and base == f"http://127.0.0.1:{port}/websub/wire"
+        assert len(token) == 32  # the callback names a token only the hub was told
         found = websub.subscription(store, "wire")
         assert found is not None and found.state == "active" and found.secret == asked["hub.secret"]
 
@@ -214,13 +214,30 @@ def test_a_source_whose_feed_names_a_hub_is_pushed_to(tmp_path: Path, server: Fe
         time.sleep(0.3)
         assert "A forged item" not in {a.title for a in store.articles()}
 
-        # Nobody else's verification is answered.
-        stray = httpx.get(
-            f"http://127.0.0.1:{port}/websub/wire",
-            params={"hub.mode": "subscribe", "hub.topic": "https://evil.example/feed", "hub.challenge": "x"},
+        # Nobody else's verification is answered: not without the token, not for another
+        # topic, and not again once the hub verified (a replay cannot stretch the lease).
+        forged = {
+            "hub.mode": "subscribe",
+            "hub.topic": feed_url,
+            "hub.challenge": "x",
+            "hub.lease_seconds": "99999999",
+        }
+        for url, params in (
+            (f"{base}/{'0' * 32}", forged),
+            (asked["hub.callback"], {**forged, "hub.topic": "https://evil.example/feed"}),
+            (asked["hub.callback"], forged),
+            (asked["hub.callback"], {**forged, "hub.mode": "denied"}),
+        ):
+            assert httpx.get(url, params=params, timeout=5).status_code == 404
+        after = websub.subscription(store, "wire")
+        assert after is not None and after.state == "active" and after.lease_until == found.lease_until
+        odd = httpx.post(
+            asked["hub.callback"],
+            content=b"<rss/>",
+            headers={"X-Hub-Signature": "sha256=\u00e9".encode()},
             timeout=5,
         )
-        assert stray.status_code == 404
+        assert odd.status_code == 202  # acknowledged, ignored: not a 500
 
         # The lease (120 s) ends within a day: the next pull renews it, with the same secret.
         pull(settings, store, force=True)
