@@ -76,6 +76,11 @@ def test_a_newsletter_becomes_one_sanitised_article(tmp_path: Path) -> None:
                 asyncio.run(_send(port, _newsletter("Spam"), sender=sender, to=to))
             assert [r.code for r in refused.value.recipients] == [550]
 
+        # The envelope passes, the From header does not: refused once the message is read.
+        with pytest.raises(aiosmtplib.SMTPDataError) as spoofed:
+            asyncio.run(_send(port, _newsletter("Spoofed", sender="Mallory <m@evil.example>"), sender="ann@letters.example.com"))
+        assert spoofed.value.code == 550
+
         def listed() -> list[dict[str, object]]:
             result = run("--config", str(config), "articles", "--json", cwd=tmp_path)
             return json.loads(result.stdout) if result.returncode == 0 else []
