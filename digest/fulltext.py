@@ -25,7 +25,8 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit, urlunsplit
-from urllib.robotparser import RobotFileParser
+
+from protego import Protego
 
 from digest import redact
 from digest.config import FetchSettings
@@ -33,7 +34,7 @@ from digest.errors import FetchError
 from digest.models import Article
 from digest.sanitize import html_to_text, sanitize_html
 from digest.sources.fetch import Fetcher
-from digest.sources.policy import FetchPolicy, is_remote
+from digest.sources.policy import FetchPolicy, host_of, is_remote
 
 log = logging.getLogger("digest")
 MORE_LINK = re.compile(
@@ -41,6 +42,10 @@ MORE_LINK = re.compile(
     re.I,
 )
 MAX_WORKERS = 8
+ROBOTS_BYTES = 500 * 1024  # RFC 9309: at least 500 KiB of a robots.txt are read
+MAX_PAGES = 100  # article pages a pull fetches (the newest); the rest keep their excerpt
+MAX_CHARS = 1_000_000  # of extracted HTML kept, as of any source's content
+BUDGET_SECONDS = 120.0  # a pull's page fetching stops starting new ones after this
 _TITLE_HEADING = re.compile(r"<h1\b[^>]*>.*?</h1>", re.I | re.S)
 
 
@@ -50,34 +55,38 @@ def is_excerpt(raw_html: str, text: str, below: int) -> bool:
 
 
 class _Robots:
-    """robots.txt of each host, read once (per pull)."""
+    """robots.txt of each host (RFC 9309, read by protego), read once a pull; one lock per
+    origin, so a slow host holds up only its own pages."""
 
     def __init__(self, fetcher: Fetcher, policy: FetchPolicy, agent: str) -> None:
         self.fetcher, self.policy, self.agent = fetcher, policy, agent
-        self.parsers: dict[str, RobotFileParser | None] = {}
+        self.rules: dict[str, Protego | str] = {}  # origin -> its rules, or why there are none
+        self.locks: dict[str, threading.Lock] = {}
         self.lock = threading.Lock()
 
-    def allows(self, url: str) -> bool:
+    def refusal(self, url: str) -> str | None:
+        """Why ``url`` may not be fetched (None: it may)."""
         parts = urlsplit(url)
         origin = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
         with self.lock:
-            if origin not in self.parsers:
-                self.parsers[origin] = self._read(origin + "/robots.txt")
-            parser = self.parsers[origin]
-        return parser is not None and parser.can_fetch(self.agent, url)
+            lock = self.locks.setdefault(origin, threading.Lock())
+        with lock:
+            if origin not in self.rules:
+                self.rules[origin] = self._read(origin + "/robots.txt")
+        found = self.rules[origin]
+        if isinstance(found, str):
+            return found
+        return None if found.can_fetch(url, self.agent) else "robots.txt does not allow it"
 
-    def _read(self, url: str) -> RobotFileParser | None:
-        parser = RobotFileParser(url)
+    def _read(self, url: str) -> Protego | str:
         try:
             result = self.fetcher.fetch(url, policy=self.policy)
         except FetchError as exc:
-            if exc.status is not None and 400 <= exc.status < 500:
-                parser.parse([])  # no robots.txt: no rules (RFC 9309)
-                return parser
-            return None  # unreachable or a server error: assume the whole site is off limits for now
-        body = b"".join(d.body for d in result.documents)[: 512 * 1024]
-        parser.parse(body.decode("utf-8", "replace").splitlines())
-        return parser
+            if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
+                return Protego.parse("")  # no robots.txt: no rules (RFC 9309)
+            return f"robots.txt could not be read ({exc})"  # unreachable: the site is off limits for now
+        body = b"".join(d.body for d in result.documents)[:ROBOTS_BYTES]
+        return Protego.parse(body.decode("utf-8-sig", "replace"))
 
 
 @dataclass
@@ -89,6 +98,7 @@ class Filled:
     unchanged: set[str] = field(default_factory=set)
     pages: list[tuple[str, str | None, str | None]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    postponed: int = 0  # past the pull's page count or time: they keep their excerpt
 
 
 def fill(
@@ -102,19 +112,26 @@ def fill(
     fetched with) and extract its main text."""
     robots = _Robots(fetcher, policy, settings.user_agent)
     by_host: dict[str, list[Article]] = {}
-    for article in articles:
+    # The newest first: when the pull's budget runs out, the older ones keep their excerpt.
+    newest = sorted(articles, key=lambda a: a.published or a.first_seen, reverse=True)
+    for article in newest[:MAX_PAGES]:
         if article.url and is_remote(article.url):
-            by_host.setdefault(urlsplit(article.url).netloc.lower(), []).append(article)
+            by_host.setdefault(host_of(article.url), []).append(article)
     queues = [
         host_articles[i :: settings.per_host]
         for host_articles in by_host.values()
         for i in range(min(settings.per_host, len(host_articles)))
     ]
-    done = Filled()
+    done = Filled(postponed=len(newest[MAX_PAGES:]))
     lock = threading.Lock()
+    deadline = time.monotonic() + BUDGET_SECONDS
 
     def work(queue: list[Article]) -> None:
         for n, article in enumerate(queue):
+            if time.monotonic() > deadline:
+                with lock:
+                    done.postponed += len(queue) - n
+                return
             if n:
                 time.sleep(settings.page_delay)  # politeness: a pause between one worker's requests
             outcome = _one(fetcher, policy, robots, article, validators.get(article.url or "", (None, None)))
@@ -151,8 +168,9 @@ def _one(
     validators: tuple[str | None, str | None],
 ) -> _Outcome:
     url = article.url or ""
-    if not robots.allows(url):
-        return _Outcome(problem="robots.txt does not allow it")
+    refusal = robots.refusal(url)
+    if refusal is not None:
+        return _Outcome(problem=refusal)
     try:
         result = fetcher.fetch(url, etag=validators[0], last_modified=validators[1], policy=policy)
     except FetchError as exc:
@@ -190,6 +208,6 @@ def extract(page: bytes, url: str) -> tuple[str, str] | None:
     if not found:
         return None
     # The page's own title heading repeats the article's title: the body starts after it.
-    html = sanitize_html(_TITLE_HEADING.sub("", found), base_url=url)
+    html = sanitize_html(_TITLE_HEADING.sub("", found[:MAX_CHARS]), base_url=url)
     text = html_to_text(html, sanitized=True)
     return (html, text) if text.strip() else None

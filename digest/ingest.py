@@ -234,7 +234,13 @@ def pull_source(
     if excerpts:
         # Only items new or changed since the last pull: a page is extracted once per version.
         stored = store.content_hashes(sorted(excerpts))
-        wanted = [articles[i] for i in sorted(excerpts) if stored.get(i) != articles[i].content_hash]
+        dropped = store.remembered_drops(sorted(excerpts))  # what the rules dropped needs no page
+        wanted = [
+            articles[i]
+            for i in sorted(excerpts)
+            if stored.get(i) != articles[i].content_hash
+            and dropped.get(i, ("", ""))[1] != articles[i].content_hash
+        ]
         validators = store.page_validators([a.url for a in wanted if a.url])
         filled = fulltext.fill(fetcher, policy, wanted, settings.fetch, validators)
         articles.update(filled.articles)
@@ -246,6 +252,11 @@ def pull_source(
                 )
         store.save_page_validators(filled.pages, now=now)
         report.warnings.extend(filled.warnings)
+        if filled.postponed:
+            report.warnings.append(
+                f"{filled.postponed} older items kept their excerpt"
+                f" (full text: at most {fulltext.MAX_PAGES} pages and {fulltext.BUDGET_SECONDS:.0f} s a pull)"
+            )
     _save(store, source, list(articles.values()), now, report, reader)
     store.record_fetch(
         source.name,

@@ -8,13 +8,16 @@ For ``region`` and ``theme`` a word or phrase is a slug, compared whole.
 An item is kept when it matches no ``drop`` rule and, if there are ``keep`` rules, at least
 one of them; ``drop`` wins. A regex is compiled once, at most ``MAX_PATTERN`` characters,
 and each search has ``REGEX_SECONDS`` (the ``regex`` module's timeout): a pattern that
-backtracks catastrophically on some text fails to match that text, and says so once. Text
-longer than ``MAX_TEXT`` is searched in its first ``MAX_TEXT`` characters.
+backtracks catastrophically on some text gives up on it, with a warning, and the item is
+dropped (a drop rule that cannot judge an item does not let it through; a keep rule that
+cannot does not keep it). Rules read text in NFKC form without invisible characters.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -27,9 +30,12 @@ FIELDS = ("title", "text", "author", "url", "region", "theme")
 GROUP_FIELDS = ("region", "theme")  # known only once the article is grouped
 MAX_PATTERN = 200
 MAX_RULES = 100
-MAX_TEXT = 20_000
+MAX_TEXT = 1_000_000  # as much as any article holds
 REGEX_SECONDS = 0.05
 KEEP_MISSED = "keep: no keep rule matched"
+_INVISIBLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]"
+)
 
 
 @dataclass(frozen=True)
@@ -43,25 +49,27 @@ class Rule:
     def needs_groups(self) -> bool:
         return any(f in GROUP_FIELDS for f in self.fields)
 
-    def matches(self, values: Mapping[str, str | Sequence[str]]) -> bool:
+    def matches(self, values: Mapping[str, str | Sequence[str]], *, undecided: bool = False) -> bool:
+        """Whether the item matches; ``undecided`` is the answer when the regex runs out of
+        time (drop rules pass True: an item a rule cannot judge is not let through)."""
         for name in self.fields:
             value = values.get(name) or ""
             if isinstance(value, str):
-                if self._search(value[:MAX_TEXT]):
+                if self._search(value[:MAX_TEXT], undecided):
                     return True
             elif self.slug is not None:
                 if self.slug in value:
                     return True
-            elif any(self._search(slug) for slug in value):
+            elif any(self._search(slug, undecided) for slug in value):
                 return True
         return False
 
-    def _search(self, text: str) -> bool:
+    def _search(self, text: str, undecided: bool) -> bool:
         try:
             return self.pattern.search(text, timeout=REGEX_SECONDS) is not None
         except TimeoutError:
-            log.warning("rule %r gave up on a text after %.2f s (no match)", self.text, REGEX_SECONDS)
-            return False
+            log.warning("rule %r gave up on a text after %.2f s", self.text, REGEX_SECONDS)
+            return undecided
 
 
 @dataclass(frozen=True)
@@ -93,7 +101,7 @@ class Rules:
         regions and themes is: drop rules on other fields, and keep rules when none of
         them needs groups; the rest waits for :meth:`verdict` with ``grouped``."""
         for rule in self.drop:
-            if (grouped or not rule.needs_groups) and rule.matches(values):
+            if (grouped or not rule.needs_groups) and rule.matches(values, undecided=True):
                 return f"drop: {rule.text}"
         if not self.keep or (not grouped and any(r.needs_groups for r in self.keep)):
             return None
@@ -106,15 +114,21 @@ Fields = Mapping[str, str | Sequence[str]]
 def fields_of(
     title: str, text: str, author: str | None, url: str | None, regions: Sequence[str], themes: Sequence[str]
 ) -> Fields:
-    """What rules look at in one item."""
+    """What rules look at in one item: its text in compatibility form (NFKC: full-width and
+    other look-alike forms folded) without invisible characters, so a soft hyphen or a
+    zero-width space cannot split a word a rule looks for."""
     return {
-        "title": title,
-        "text": text,
-        "author": author or "",
+        "title": _plain(title),
+        "text": _plain(text),
+        "author": _plain(author or ""),
         "url": url or "",
         "region": regions,
         "theme": themes,
     }
+
+
+def _plain(text: str) -> str:
+    return _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
 
 
 def parse(keep: Sequence[str], drop: Sequence[str], where: str) -> Rules:

@@ -11,6 +11,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from digest.ingest import pull
 from digest.store import open_store
 
@@ -216,3 +218,24 @@ def test_a_changed_item_asks_for_its_page_conditionally(tmp_path: Path, server: 
         [article] = store.articles()
     assert report.updated == 1 and asked == [None, '"v1"']  # the second time, conditionally
     assert POSTS["laos-friendship"][1][2] in article.summary_text  # 304: the full text stands
+
+
+def test_a_pull_fetches_a_bounded_number_of_pages_newest_first(
+    tmp_path: Path, server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digest import fulltext
+
+    from .wordpress_site import seed_posts, serve
+
+    monkeypatch.setattr(fulltext, "MAX_PAGES", 5)
+    feed = serve(server, seed_posts())
+    settings = settings_for(
+        tmp_path,
+        f'[fetch]\npage_delay = 0.01\n[[sources]]\nname = "fosc"\nurl = "{feed}"\nfull_text = true\n',
+    )
+    with open_store(settings.database.path) as store:
+        [report] = pull(settings, store)
+        assert report.new == 40  # nothing is lost: the rest keep their excerpt
+    pages = sum(server.hits(path) for path in server.routes if path not in ("/feed/", "/robots.txt"))
+    assert pages == 5
+    assert any("35 older items kept their excerpt" in w for w in report.warnings), report.warnings

@@ -78,7 +78,13 @@ def test_a_newsletter_becomes_one_sanitised_article(tmp_path: Path) -> None:
 
         # The envelope passes, the From header does not: refused once the message is read.
         with pytest.raises(aiosmtplib.SMTPDataError) as spoofed:
-            asyncio.run(_send(port, _newsletter("Spoofed", sender="Mallory <m@evil.example>"), sender="ann@letters.example.com"))
+            asyncio.run(
+                _send(
+                    port,
+                    _newsletter("Spoofed", sender="Mallory <m@evil.example>"),
+                    sender="ann@letters.example.com",
+                )
+            )
         assert spoofed.value.code == 550
 
         def listed() -> list[dict[str, object]]:

@@ -139,6 +139,13 @@ def test_matching_is_whole_words_case_insensitive_and_bounded() -> None:
     evil = rules.parse_rule("/(a|aa)+$/", "s")
     started = time.perf_counter()
     assert not evil.matches({"title": "a" * 40 + "!", "text": ""})
+    assert evil.matches({"title": "a" * 40 + "!", "text": ""}, undecided=True)  # how drop rules ask
     assert time.perf_counter() - started < 1.0
+    hostile = rules.parse([], ["Laos", "/belt.and.road/"], "s")
+    assert hostile.verdict({"title": "a" * 40 + "!", "text": ""}, grouped=False) is None
+    # Invisible characters and look-alike forms do not hide a word from a rule.
+    for disguised in ("La\u00ados", "L\u200baos", "\uff2c\uff41\uff4f\uff53"):
+        fields = rules.fields_of(f"News from {disguised}", "", None, None, (), ())
+        assert hostile.verdict(fields, grouped=False) == "drop: Laos", disguised
     with pytest.raises(ConfigError, match="at most 100 rules"):
         rules.parse(["x"] * 101, [], "s")
