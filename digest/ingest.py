@@ -234,12 +234,17 @@ def pull_source(
     if excerpts:
         # Only items new or changed since the last pull: a page is extracted once per version.
         stored = store.content_hashes(sorted(excerpts))
-        dropped = store.remembered_drops(sorted(excerpts))  # what the rules dropped needs no page
+        # What the rules dropped (and still would: same item, rule still there) needs no page.
+        rules_now = source.rules.texts
+        dropped = {
+            i: content
+            for i, (rule, content) in store.remembered_drops(sorted(excerpts)).items()
+            if rule in rules_now
+        }
         wanted = [
             articles[i]
             for i in sorted(excerpts)
-            if stored.get(i) != articles[i].content_hash
-            and dropped.get(i, ("", ""))[1] != articles[i].content_hash
+            if stored.get(i) != articles[i].content_hash and dropped.get(i) != articles[i].content_hash
         ]
         validators = store.page_validators([a.url for a in wanted if a.url])
         filled = fulltext.fill(fetcher, policy, wanted, settings.fetch, validators)
