@@ -239,3 +239,27 @@ def test_a_pull_fetches_a_bounded_number_of_pages_newest_first(
     pages = sum(server.hits(path) for path in server.routes if path not in ("/feed/", "/robots.txt"))
     assert pages == 5
     assert any("35 older items kept their excerpt" in w for w in report.warnings), report.warnings
+
+
+def test_what_the_rules_dropped_is_not_fetched_again_until_the_rule_goes(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    from .wordpress_site import seed_posts, serve
+
+    feed = serve(server, seed_posts())
+    config = f'[fetch]\npage_delay = 0.01\n[[sources]]\nname = "fosc"\nurl = "{feed}"\nfull_text = true\n'
+
+    def pages() -> int:
+        return sum(server.hits(path) for path in server.routes if path not in ("/feed/", "/robots.txt"))
+
+    settings = settings_for(tmp_path, config + 'drop = ["Laos"]\n')
+    with open_store(settings.database.path) as store:
+        [first] = pull(settings, store)
+        assert first.dropped > 0 and pages() == 40  # judged on the full text: every page once
+        pull(settings, store, force=True)
+        assert pages() == 40  # the dropped are remembered: their pages are not fetched again
+    settings = settings_for(tmp_path, config)  # the rule goes
+    with open_store(settings.database.path) as store:
+        [back] = pull(settings, store, force=True)
+        assert back.new == first.dropped and pages() == 40 + first.dropped
+        assert all(len(a.summary_text.split()) > 60 for a in store.articles() if "Laos" in a.title)
