@@ -56,26 +56,12 @@ CERT_BYTES = 16 * 1024
 FAILED_FETCH_SECONDS = 300.0
 MAILGUN_SKEW = 15 * 60
 SNS_MAX_AGE = timedelta(days=1)  # SNS retries for up to an hour by default; a day is generous
+# The fields each SNS message type signs, in the order they are signed.
+_SNS_CONFIRMATION = ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type")
 _SNS_SIGNED = {
     "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
-    "SubscriptionConfirmation": (
-        "Message",
-        "MessageId",
-        "SubscribeURL",
-        "Timestamp",
-        "Token",
-        "TopicArn",
-        "Type",
-    ),
-    "UnsubscribeConfirmation": (
-        "Message",
-        "MessageId",
-        "SubscribeURL",
-        "Timestamp",
-        "Token",
-        "TopicArn",
-        "Type",
-    ),
+    "SubscriptionConfirmation": _SNS_CONFIRMATION,
+    "UnsubscribeConfirmation": _SNS_CONFIRMATION,
 }
 _POSTMARK_KINDS = {
     "HardBounce": "hard",
