@@ -19,13 +19,12 @@ from digest import bounces, metrics, verp
 from digest.config import Settings
 from digest.dates import utcnow
 from digest.errors import StoreError
-from digest.inbound import TryLater
+from digest.inbound import READERS, TryLater
 from digest.store import Store
 from digest.subscribers import bindings
 from digest.tokens import BadToken, secret_for
 
 log = logging.getLogger("digest")
-PARSERS = 2  # messages read at once
 T = TypeVar("T")
 Runner = Callable[[Callable[[Store], T]], Awaitable[T]]
 
@@ -105,7 +104,7 @@ class BounceMailbox:
         self.run = run
         # Reading a message is CPU work for threads of its own, never the store's thread
         # (which the digest's ledger writes wait on), and a few at a time.
-        self.readers = asyncio.Semaphore(PARSERS)
+        self.readers = asyncio.Semaphore(READERS)
 
     async def claims(self, address: str, sender: str) -> bool:
         if address.rpartition("@")[2].lower().rstrip(".") != self.domain:

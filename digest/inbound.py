@@ -37,6 +37,7 @@ MAX_CLIENTS = 10_000  # client addresses remembered for the rate limit
 # Of each command in one session (refused RCPTs too: each may cost a lookup).
 COMMANDS_PER_SESSION = {"RCPT": 40, "NOOP": 10, "*": 20}
 PER_CLIENT_CONNECTIONS = 5  # open at once from one client (an IPv4 address, an IPv6 /64)
+READERS = 2  # messages a mailbox reads at once (parsing is CPU work: off the loop, a few at a time)
 WINDOW = 60.0
 SESSION_TIMEOUT = 60.0  # between commands
 SESSION_LIFETIME = 600.0  # a whole connection, however busy

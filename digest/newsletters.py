@@ -32,9 +32,9 @@ from digest.config import Settings, SourceSettings
 from digest.dates import plausible, utcnow
 from digest.errors import StoreError
 from digest.feedback import Runner
-from digest.inbound import Rejected, TryLater
+from digest.inbound import READERS, Rejected, TryLater
 from digest.models import ParsedItem
-from digest.sanitize import one_line
+from digest.sanitize import html_to_text, one_line
 from digest.store import Store
 
 log = logging.getLogger("digest")
@@ -45,7 +45,6 @@ _LINK = re.compile(
     re.I | re.S,
 )
 LINK_SCAN = 100_000  # characters of the HTML looked through for the "view in browser" link
-_TAGS = re.compile(r"<[^>]+>")
 _BARE_URL = re.compile(r"https?://[^\s<>\"']+[^\s<>\"'.,;:!?)]")
 _VIEW_ONLINE = re.compile(
     r"\b(view|read|open|see)\b.{0,30}\b(in|on)\b.{0,15}\b(your|a|the)?\s*(web\s*)?browser\b"
@@ -119,8 +118,7 @@ def _linked(text: str) -> str:
 def _view_online(body: str) -> str | None:
     """The newsletter's own "view in browser" link, when it has one."""
     for match in _LINK.finditer(body[:LINK_SCAN]):
-        text = html.unescape(_TAGS.sub(" ", match.group(3)))
-        if _VIEW_ONLINE.search(one_line(text)):
+        if _VIEW_ONLINE.search(one_line(html_to_text(match.group(3)))):
             return html.unescape(match.group(2))
     return None
 
@@ -133,7 +131,7 @@ class NewsletterMailbox:
         self.run = run
         self.stored = stored  # called after an article was stored (grouping follows)
         self.sources = {s.address: s for s in settings.sources if s.address and s.enabled}
-        self.readers = asyncio.Semaphore(2)
+        self.readers = asyncio.Semaphore(READERS)
 
     async def claims(self, address: str, sender: str) -> bool:
         source = self.sources.get(address.strip().strip("<>").lower())
