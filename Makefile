@@ -5,13 +5,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install bytecode run serve test lint typecheck unit bench bench-e2e bench-scale bench-due clean system-deps
+.PHONY: install bytecode run serve test test-dates lint typecheck unit bench bench-e2e bench-scale bench-due clean system-deps
 
 # Debian packages the end-to-end tests drive: newsboat (a feed reader), chromium, and
 # postgresql (the tests start a throwaway server of their own; Debian keeps its binaries
-# off PATH, under /usr/lib/postgresql/VERSION/bin). Without them those tests skip locally
-# and fail in CI. Installing needs root.
-SYSTEM_PACKAGES := newsboat chromium
+# off PATH, under /usr/lib/postgresql/VERSION/bin); gcc builds the shim that moves the
+# clock for test-dates. Without them those tests skip locally and fail in CI. Installing
+# needs root.
+SYSTEM_PACKAGES := newsboat chromium gcc
 
 $(STAMP): pyproject.toml constraints.txt
 	# A venv left half-made by an interrupted run (python but no pip) is made again.
@@ -47,6 +48,13 @@ unit: $(STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck unit
+
+# The whole suite with the wall clock at another moment (UTC unless it names an offset), for
+# every process it starts, PostgreSQL included; sleeps and timeouts keep the real pace:
+#   make test-dates WHEN='2028-03-26 00:30:00'
+test-dates: $(STAMP)
+	@test -n "$(WHEN)" || { echo "usage: make test-dates WHEN='2028-03-26 00:30:00'" >&2; exit 2; }
+	$(BIN)/python -m tests.clock '$(WHEN)' -- $(BIN)/pytest
 
 bench: bench-e2e
 	$(BIN)/python benchmarks/ingest.py

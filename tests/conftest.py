@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,15 @@ def server() -> Iterator[FeedServer]:
     finally:
         srv.httpd.shutdown()
         srv.httpd.server_close()
+
+
+def mondays(count: int) -> list[str]:
+    """``count`` Mondays at 08:00 UTC (the site's weekly digest, by default) a week apart, the
+    first at least a day from now: moments for ``digest send --at`` by which whatever was
+    pulled now is new, on whatever date the suite runs."""
+    soon = datetime.now(UTC) + timedelta(days=1)
+    first = (soon + timedelta(days=-soon.weekday() % 7)).replace(hour=8, minute=0, second=0, microsecond=0)
+    return [(first + timedelta(weeks=n)).isoformat() for n in range(count)]
 
 
 def write_config(folder: Path, body: str) -> Path:

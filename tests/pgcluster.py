@@ -41,8 +41,9 @@ def free_port() -> int:
 class Cluster:
     """One running server. ``url(db)`` connects over the socket as the superuser."""
 
-    def __init__(self, bin_dir: Path) -> None:
+    def __init__(self, bin_dir: Path, env: dict[str, str] | None = None) -> None:
         self.bin = bin_dir
+        self.env = env  # the server's environment (default: this process's)
         self.root = Path(tempfile.mkdtemp(prefix="digest-pg-"))
         self.data = self.root / "data"
         self.port = free_port()
@@ -55,7 +56,7 @@ class Cluster:
 
     def _run(self, *command: str) -> None:
         done = subprocess.run(
-            [*self._user, *command], capture_output=True, text=True, check=False, cwd=self.root
+            [*self._user, *command], capture_output=True, text=True, check=False, cwd=self.root, env=self.env
         )
         if done.returncode:
             raise RuntimeError(f"{' '.join(command)} failed: {done.stderr or done.stdout}")
@@ -109,17 +110,22 @@ def shared() -> Cluster:
     if _SHARED is None:
         import atexit
 
-        import pytest
-
-        found = binaries()
-        if found is None:
-            message = "PostgreSQL server binaries (initdb, pg_ctl) not found: run `make system-deps`"
-            if os.environ.get("CI"):
-                pytest.fail(message)
-            pytest.skip(message)
-        _SHARED = Cluster(found).start()
+        _SHARED = Cluster(required_binaries()).start()
         atexit.register(_SHARED.stop)
     return _SHARED
+
+
+def required_binaries() -> Path:
+    """``binaries()``, or a skip saying they are missing (a failure in CI, where they must be)."""
+    import pytest
+
+    found = binaries()
+    if found is None:
+        message = "PostgreSQL server binaries (initdb, pg_ctl) not found: run `make system-deps`"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
 
 
 _databases: dict[str, str] = {}

@@ -20,7 +20,7 @@ import pytest
 from digest import bounces
 
 from . import bounce_mail
-from .conftest import SEEDS, SmtpSink, write_config
+from .conftest import SEEDS, SmtpSink, mondays, write_config
 from .test_cli import run
 
 NAMES = ("ann", "bob", "cid", "dan", "eve", "fay", "gus", "hal", "ivy")
@@ -127,7 +127,8 @@ def test_reports_sent_to_the_receiver_bounce_and_unsubscribe_the_right_subscribe
     site: tuple[Path, Service], smtp: SmtpSink, tmp_path: Path
 ) -> None:
     config, service = site
-    _send(config, "2027-01-04T08:00:00Z")
+    weeks = mondays(4)
+    _send(config, weeks[0])
     first = _deliveries(smtp, 0)
     assert sorted(first) == sorted(NAMES)
     assert all(
@@ -199,7 +200,7 @@ def test_reports_sent_to_the_receiver_bounce_and_unsubscribe_the_right_subscribe
     assert "5 subscribers" in listed and "hard bounce" in listed
 
     # The next digest skips all of them; bob's soft bounces count, and the third in a row bounces him.
-    for week, at in enumerate(("2027-01-11T08:00:00Z", "2027-01-18T08:00:00Z"), 1):
+    for week, at in enumerate(weeks[1:3], 1):
         start = len(smtp.messages)
         _send(config, at)
         later = _deliveries(smtp, start)
@@ -225,7 +226,7 @@ def test_reports_sent_to_the_receiver_bounce_and_unsubscribe_the_right_subscribe
         "fay": "bounced", "gus": "bounced", "hal": "active", "ivy": "active",
     }  # fmt: skip
     start = len(smtp.messages)
-    _send(config, "2027-01-25T08:00:00Z")
+    _send(config, weeks[3])
     assert sorted(_deliveries(smtp, start)) == ["hal", "ivy"]
     log = service.log.read_text()
     assert "hard bounce via smtp: ann@example.org" in log and "complaint via smtp: cid@example.org" in log
@@ -234,7 +235,7 @@ def test_reports_sent_to_the_receiver_bounce_and_unsubscribe_the_right_subscribe
 
 def test_the_receiver_keeps_its_limits(site: tuple[Path, Service], smtp: SmtpSink) -> None:
     config, service = site
-    _send(config, "2027-01-04T08:00:00Z")
+    _send(config, mondays(1)[0])
     sender, message_id = _deliveries(smtp, 0)["ann"]
     big = bounce_mail.exim(sender, "ann@example.org", message_id) + (b"x" * 70 + b"\r\n") * 15_000
     with smtplib.SMTP("127.0.0.1", service.port, timeout=10) as client:

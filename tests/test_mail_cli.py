@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -257,14 +258,17 @@ def test_preview_for_a_subscriber_shows_their_next_digest_with_their_topics(tmp_
         cwd=tmp_path,
     )
     assert added.returncode == 0, added.stderr
+    # Noon UTC (21:00 in Tokyo) on a day after the pull: what was pulled is new by then.
+    at = (datetime.now(UTC) + timedelta(days=1)).replace(hour=12, minute=0, second=0, microsecond=0)
     shown = run(
         "--config", config, "preview", "--for", "ann@example.org", "--format", "text",
-        "--at", "2026-12-02T12:00:00Z", "--since", "2000-01-01", cwd=tmp_path,
+        "--at", at.isoformat(), "--since", "2000-01-01", cwd=tmp_path,
     )  # fmt: skip
     assert shown.returncode == 0, shown.stderr
-    # Her next digest closes at 07:00 in Tokyo on 3 December; her topics open it, whatever
+    # Her next digest closes at 07:00 in Tokyo the next morning; her topics open it, whatever
     # their region, before her region's section.
-    assert "Your daily digest, 3 December · " in shown.stdout
+    closes = at + timedelta(days=1)
+    assert f"Your daily digest, {closes.day} {closes:%B} · " in shown.stdout
     topics, _, rest = shown.stdout.partition("YOUR TOPICS")[2].partition("EUROPE")
     assert "Xi meets Lao president" in topics and "EUROPE" in shown.stdout
     assert "Xi meets Lao president" not in rest  # in one section only

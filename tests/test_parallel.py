@@ -4,35 +4,67 @@ whoever is free, whatever happens to a child."""
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from digest import parallel
 
 PARENT = os.getpid()
+MEETING = Path()  # where the processes sharing a batch meet (see meet); set per test
+MEET = 3  # how many of them
 
 
 @pytest.fixture
-def three_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+def three_cores(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # The split does not depend on the machine: three processes even on one core.
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2}, raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    monkeypatch.setattr(sys.modules[__name__], "MEETING", tmp_path)
+    monkeypatch.setattr(sys.modules[__name__], "MEET", 3)
+
+
+def meet() -> None:
+    """Hold the first item each process takes until ``MEET`` processes have taken one (a
+    minute at most), and count every item done: every process gets a share however slowly
+    a loaded machine starts the children, with no sleep to hope it long enough."""
+    mark = MEETING / f"took-{os.getpid()}"
+    if not mark.exists():
+        mark.touch()
+        deadline = time.monotonic() + 60
+        while len(list(MEETING.glob("took-*"))) < MEET and time.monotonic() < deadline:
+            time.sleep(0.002)
+    with (MEETING / f"done-{os.getpid()}").open("ab") as done:
+        done.write(b".")
+
+
+def items_done() -> int:
+    return sum(path.stat().st_size for path in MEETING.glob("done-*"))
+
+
+def until(check: Callable[[], bool], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "waited a minute"
+        time.sleep(0.01)
 
 
 def square_and_where(n: int) -> tuple[int, int]:
     return n * n, os.getpid()
 
 
-def slowly_square_and_where(n: int) -> tuple[int, int]:
-    time.sleep(0.001)  # long enough for every process to take some of the work
+def shared_square_and_where(n: int) -> tuple[int, int]:
+    meet()
     return square_and_where(n)
 
 
 def test_a_big_batch_is_shared_and_comes_back_in_order(three_cores: None) -> None:
     items = list(range(1000))
-    results = parallel.fork_map(slowly_square_and_where, items, min_items=10)
+    results = parallel.fork_map(shared_square_and_where, items, min_items=10)
     assert [value for value, _ in results] == [n * n for n in items]
     pids = {pid for _, pid in results}
     assert PARENT in pids and len(pids) == 3
@@ -57,7 +89,7 @@ def test_no_fork_while_another_thread_runs(three_cores: None) -> None:
 
 
 def dies_in_a_child(n: int) -> tuple[int, int]:
-    time.sleep(0.001)  # so that the children take some of it
+    meet()  # the children take some of it
     if os.getpid() != PARENT:
         os._exit(3)  # as if killed: no answer, a failed status
     return n + 1, os.getpid()
@@ -70,7 +102,7 @@ def test_a_failed_childs_share_is_done_again_here(three_cores: None) -> None:
 
 
 def unpicklable_in_a_child(n: int) -> object:
-    time.sleep(0.001)  # so that the children take some of it
+    meet()  # the children take some of it
     if os.getpid() != PARENT:
         return lambda: n  # cannot travel back through the pipe
     return n
@@ -96,10 +128,13 @@ def test_an_exception_surfaces_as_without_forking(three_cores: None) -> None:
         os.waitpid(-1, os.WNOHANG)
 
 
-def test_started_work_runs_in_children_while_this_process_goes_on(three_cores: None) -> None:
+def test_started_work_runs_in_children_while_this_process_goes_on(
+    three_cores: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "MEET", 2)  # the two children
     items = list(range(900))
-    with parallel.fork_start(slowly_square_and_where, items, min_items=10) as started:
-        time.sleep(2)  # this process is busy elsewhere: the children do it all meanwhile
+    with parallel.fork_start(shared_square_and_where, items, min_items=10) as started:
+        until(lambda: items_done() == len(items))  # this process is busy elsewhere meanwhile
         results = started.result()
     assert [value for value, _ in results] == [n * n for n in items]
     pids = {pid for _, pid in results}
@@ -108,7 +143,7 @@ def test_started_work_runs_in_children_while_this_process_goes_on(three_cores: N
 
 def test_what_the_children_have_not_taken_is_done_here(three_cores: None) -> None:
     items = list(range(900))
-    with parallel.fork_start(slowly_square_and_where, items, min_items=10) as started:
+    with parallel.fork_start(shared_square_and_where, items, min_items=10) as started:
         results = started.result()  # at once: this process takes its part of what is left
     assert [value for value, _ in results] == [n * n for n in items]
     pids = {pid for _, pid in results}
@@ -127,15 +162,16 @@ def test_without_forking_started_work_is_done_when_asked_for(three_cores: None) 
     assert started.result() == [0, 1, 2, 3, 4] == done
 
 
-def test_one_call_in_a_child(three_cores: None) -> None:
-    with parallel.fork_call(lambda: square_and_where(12)) as call:
-        time.sleep(0.5)  # the child has long taken the call
+def test_one_call_in_a_child(three_cores: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "MEET", 1)  # nobody to wait for
+    with parallel.fork_call(lambda: shared_square_and_where(12)) as call:
+        until(lambda: items_done() == 1)  # the child has taken the call
         [(value, pid)] = call.result()
     assert value == 144 and pid != PARENT
     with parallel.fork_call(lambda: square_and_where(12), worth=False) as call:
         assert call.result() == [(144, PARENT)]
     with parallel.fork_call(lambda: dies_in_a_child(4)) as call:
-        time.sleep(0.5)
+        until(lambda: items_done() == 2)  # the child took it, and is dying or dead
         assert call.result() == [(5, PARENT)]  # the failed child's call, done again here
 
 

@@ -13,7 +13,7 @@ from digest.store import open_store
 from digest.subscribers import binding, bindings
 from digest.tokens import BadToken, Binding, secret_for
 
-from .conftest import SEEDS, SmtpSink, write_config
+from .conftest import SEEDS, SmtpSink, mondays, write_config
 from .test_cli import run
 
 SECRET = b"s" * 32
@@ -77,12 +77,13 @@ def test_digests_go_out_with_verp_senders_that_read_back(tmp_path: Path, smtp: S
         str(with_verp),
         "send",
         "--at",
-        "2027-01-05T08:00:00Z",
+        mondays(1)[0],
         "--since",
         "2000-01-01",
         cwd=tmp_path,
     )
     assert sent.returncode == 0, sent.stderr
+    assert len(smtp.messages) == 4  # both again, now with VERP senders
     settings = load_settings(with_verp, env={})
     with open_store(settings.database.path) as store:
         secret = secret_for(store, None)
