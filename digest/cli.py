@@ -777,14 +777,14 @@ def status(app: App) -> None:
     """Sources (last fetch, status, next fetch, articles, last error), recent digests, next digest."""
     from digest import redact
     from digest.cron import next_due
-    from digest.dates import to_iso, utcnow
+    from digest.dates import to_iso
     from digest.sources.sync import sync_sources
 
     with app.store() as store:
         sync_sources(store, app.settings)
         sources = store.source_summaries()
         digests = store.digests(limit=5)
-        next_digest = next_due(store, app.settings, utcnow())
+        next_digest = next_due(store, app.settings, store.now())
     click.echo("Sources")
     for source in sources:
         fetched = to_iso(source.last_fetched) if source.last_fetched else "never"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
 MONTHS = {
@@ -42,8 +43,14 @@ def plausible(value: datetime | None, now: datetime) -> datetime | None:
 
 
 def utcnow() -> datetime:
-    """Now, in UTC."""
+    """Now, in UTC: the system's clock, and every ``Clock``'s default."""
     return datetime.now(UTC)
+
+
+# Where code that decides by the time reads it. A store carries one (``store.now()``), so
+# whatever is given a store reads the same clock: the system's in use, a fixed or stepped
+# moment in a test.
+Clock = Callable[[], datetime]
 
 
 def to_iso(value: datetime) -> str:

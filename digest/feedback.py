@@ -17,7 +17,6 @@ from typing import TypeVar
 
 from digest import bounces, metrics, verp
 from digest.config import Settings
-from digest.dates import utcnow
 from digest.errors import StoreError
 from digest.inbound import READERS, TryLater
 from digest.store import Store
@@ -41,7 +40,7 @@ def apply(
     """Record one report; the outcome's name (see digest.store.feedback.OUTCOMES)."""
     soft_limit = settings.bounces.soft_limit if settings.bounces else 3
     outcome = store.record_feedback(
-        subscriber_id, digest_id, kind, detail, soft_limit=soft_limit, now=utcnow()
+        subscriber_id, digest_id, kind, detail, soft_limit=soft_limit, now=store.now()
     )
     metrics.feedback(kind, outcome)
     found = store.subscriber(subscriber_id=subscriber_id)

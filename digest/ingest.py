@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from digest import fulltext, redact, websub
 from digest.config import Settings, SourceSettings
-from digest.dates import plausible, utcnow
+from digest.dates import plausible
 from digest.errors import DigestError, FetchError
 from digest.fulltext import is_excerpt
 from digest.grouping.classify import Reader, group_shared
@@ -122,7 +122,7 @@ def pull_source(
     ``reader``: the grouping's, to read what is new on other cores while it is stored."""
     report = SourceReport(source.name)
     state = store.source_state(source.name)
-    now = utcnow()
+    now = store.now()
     if scheduled and state.next_fetch and state.next_fetch > now:
         report.not_due = True
         return report
@@ -353,7 +353,7 @@ def store_pushed(
 ) -> SourceReport:
     """A feed a WebSub hub pushed for ``source`` (its signature already checked): parsed,
     stored and grouped as a pull's would be."""
-    now = utcnow()
+    now = store.now()
     parsed = parse_document(Document(body, url, content_type, url), source, settings, kind="feed")
     report = store_items(store, source, list(parsed.items), now, base_url=parsed.base_url or url)
     if report.new or report.updated:

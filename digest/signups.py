@@ -49,7 +49,7 @@ def enqueue(
     topics: Sequence[str] = (),
 ) -> None:
     """Queue one request from the form (the address, slugs, rhythm and topics already checked)."""
-    store.enqueue_signup(email, list(regions), list(themes), now=utcnow(), rhythm=rhythm, topics=topics)
+    store.enqueue_signup(email, list(regions), list(themes), now=store.now(), rhythm=rhythm, topics=topics)
 
 
 def _backoff(attempts: int) -> timedelta:

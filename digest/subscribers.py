@@ -15,7 +15,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from digest import query
 from digest.cadence import Rhythm, next_due, weekday_name, weekday_number
-from digest.dates import from_iso, parse_date, to_iso, utcnow
+from digest.dates import from_iso, parse_date, to_iso
 from digest.errors import DigestError
 from digest.query import QueryError
 from digest.store import SUBSCRIBER_STATUSES, Store, Subscriber, SubscriberChange
@@ -139,7 +139,7 @@ def add(
     (the rest from ``defaults`` or as they were); ``topics``: search topics (None: as they
     were)."""
     email = normalise_email(address)
-    now = utcnow()
+    now = store.now()
     existing = store.subscriber(email=email)
     if existing is not None and existing.status == "bounced":
         raise SubscriberError(
@@ -183,7 +183,7 @@ def reactivate(store: Store, address: str) -> Subscriber:
         raise SubscriberError(f"{email}: no such subscriber")
     if found.status != "bounced":
         raise SubscriberError(f"{email} is {found.status}, not bounced: nothing to reactivate")
-    _activate(store, found, utcnow())
+    _activate(store, found, store.now())
     log.warning(
         "subscriber %s reactivated by the operator (was bounced after %d refusals)",
         email, found.bounces, extra={"event": "subscribers"},
@@ -198,7 +198,7 @@ def confirm(store: Store, subscriber_id: int) -> bool:
     found = store.subscriber(subscriber_id=subscriber_id)
     if found is None or found.status != "pending":
         return False
-    _activate(store, found, utcnow())
+    _activate(store, found, store.now())
     return True
 
 
@@ -215,7 +215,7 @@ def unsubscribe(store: Store, subscriber_id: int) -> bool:
     if found is None:
         return False
     if found.status != "unsubscribed":
-        store.set_subscriber_status(subscriber_id, "unsubscribed", at=utcnow())
+        store.set_subscriber_status(subscriber_id, "unsubscribed", at=store.now())
     return True
 
 
@@ -300,7 +300,7 @@ def import_csv(
         names, allowed = ", ".join(unknown), ", ".join(CSV_FIELDS)
         report.warnings.append(f"{origin}: line 1: unknown columns {names}, ignored (known: {allowed})")
     known = {subscriber.email.lower(): subscriber for subscriber in store.subscribers()}
-    now = utcnow()
+    now = store.now()
     changes: dict[str, SubscriberChange] = {}
     for line, raw in enumerate(reader, start=2):
         extra = raw.pop(_EXTRA, None)

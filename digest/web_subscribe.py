@@ -23,7 +23,6 @@ from starlette.routing import Route
 
 from digest import cron, query, signups, subscribers
 from digest.cadence import Rhythm, common_zones, local_time, next_due, weekday_name
-from digest.dates import utcnow
 from digest.errors import DigestError
 from digest.mail import compose
 from digest.mail.planner import Planner, sample_links
@@ -48,7 +47,7 @@ class RateLimit:
 
     def allow(self, store: Store, secret: bytes, key: str) -> bool:
         hashed = hmac.new(secret, f"{self.name}\0{key}".encode(), hashlib.sha256).hexdigest()[:32]
-        return store.allow_hit(hashed, limit=self.limit, window=self.window, now=utcnow())
+        return store.allow_hit(hashed, limit=self.limit, window=self.window, now=store.now())
 
 
 def routes(cache: Cache) -> list[Route]:
@@ -133,7 +132,7 @@ def routes(cache: Cache) -> list[Route]:
 
     def next_delivery(store: Store, subscriber: Subscriber) -> str | None:
         """When the subscriber's next digest is due, in their own time."""
-        now = utcnow()
+        now = store.now()
         if subscriber.rhythm is None:
             due = cron.next_due(store, settings, now)
             return local_time(due, settings.schedule.timezone) if due else None

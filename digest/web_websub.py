@@ -17,7 +17,6 @@ from starlette.routing import Route
 
 from digest import websub
 from digest.config import Settings
-from digest.dates import utcnow
 from digest.errors import DigestError
 from digest.store import Store
 from digest.webguard import SECURITY_TEXT_HEADERS
@@ -37,9 +36,12 @@ def routes(settings: Settings, store_for_thread: Callable[[], Store]) -> list[Ro
             return text("no such source\n", 404)
         if request.method == "GET":
             params = {k: v[:2000] for k, v in request.query_params.items()}
-            challenge = await run_in_threadpool(
-                lambda: websub.verify(store_for_thread(), name, token, params, utcnow())
-            )
+
+            def verify() -> str | None:
+                store = store_for_thread()
+                return websub.verify(store, name, token, params, store.now())
+
+            challenge = await run_in_threadpool(verify)
             return text("not asked for\n", 404) if challenge is None else text(challenge)
         body = await request.body()
         signature, kind = request.headers.get("x-hub-signature"), request.headers.get("content-type")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -272,8 +273,6 @@ def test_feed_boilerplate_is_dropped(server: FeedServer, tmp_path: Path) -> None
 
 
 def test_items_without_links_keep_their_own_guids() -> None:
-    from datetime import UTC, datetime
-
     from digest.ingest import normalise
     from digest.models import ParsedItem
 
@@ -287,8 +286,6 @@ def test_items_without_links_keep_their_own_guids() -> None:
 
 def test_an_articles_id_does_not_change_when_its_link_is_not_kept() -> None:
     # Articles stored before only web links were kept must not come back as new ones.
-    from datetime import UTC, datetime
-
     from digest.ingest import normalise
     from digest.models import ParsedItem
 
@@ -321,7 +318,7 @@ def test_dates_no_publication_can_have_are_not_trusted(server: FeedServer, tmp_p
     items = [
         {"title": "Zero date", "link": "https://x.org/zero", "pubDate": "Mon, 01 Jan 0001 00:00:00 +0000"},
         {"title": "Far future", "link": "https://x.org/far", "pubDate": "Fri, 31 Dec 9999 23:59:59 +0000"},
-        {"title": "Next month", "link": "https://x.org/next", "pubDate": "Mon, 01 Feb 2100 00:00:00 +0000"},
+        {"title": "Next month", "link": "https://x.org/next", "pubDate": "Fri, 25 Dec 2026 08:00:00 +0000"},
         {"title": "Sane", "link": "https://x.org/sane", "pubDate": "Tue, 24 Nov 2026 08:00:00 +0000"},
     ]
     jsonfeed = {
@@ -343,9 +340,12 @@ def test_dates_no_publication_can_have_are_not_trusted(server: FeedServer, tmp_p
         ],
     }
     settings = _rss_and_json_sources(server, tmp_path, items, jsonfeed)
-    with open_store(settings.database.path) as store:
+    # The pull happens on 25 November 2026, by the store's clock, whatever the date today.
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    with open_store(settings.database.path, clock=lambda: now) as store:
         reports = pull(settings, store)
         assert [r.error for r in reports] == [None, None] and sum(r.new for r in reports) == 6
+        assert {a.first_seen for a in store.articles()} == {now}
         published = {a.title: a.published for a in store.articles()}
         assert published["Sane"] is not None and published["Sane"].year == 2026
         assert all(

@@ -23,6 +23,7 @@ import psycopg
 import pytest
 
 from digest.cadence import Rhythm, next_due
+from digest.dates import utcnow
 from digest.errors import StoreError
 from digest.models import Article
 from digest.query import parse
@@ -58,7 +59,7 @@ class Backend:
     """How to get a store of one kind, and to put it in trouble."""
 
     name: str
-    open: Callable[[Path], Store]
+    open: Callable[..., Store]  # (folder, clock=the system's)
     open_readonly: Callable[[Path], Store]
     open_impatient: Callable[[Path], Store]  # gives up on a lock in a fraction of a second
     locked: Callable[[Path], Any]  # a context manager: another connection holds the write lock
@@ -107,7 +108,7 @@ def _pg_damage(path: Path) -> None:
 BACKENDS = [
     Backend(
         "sqlite",
-        open=lambda path: SqliteStore.open(path / "d.db"),
+        open=lambda path, clock=utcnow: SqliteStore.open(path / "d.db", clock=clock),
         open_readonly=lambda path: SqliteStore.open(path / "d.db", readonly=True),
         open_impatient=lambda path: SqliteStore.open(path / "d.db", timeout=0.05),
         locked=lambda path: _sqlite_lock(path / "d.db"),
@@ -115,7 +116,7 @@ BACKENDS = [
     ),
     Backend(
         "postgresql",
-        open=lambda path: PostgresStore.open(_pg(path)),
+        open=lambda path, clock=utcnow: PostgresStore.open(_pg(path), clock=clock),
         open_readonly=lambda path: PostgresStore.open(_pg(path), readonly=True),
         open_impatient=lambda path: PostgresStore.open(_pg(path), timeout=0.05),
         locked=_pg_lock,
@@ -657,7 +658,7 @@ def test_bounces_and_complaints_after_delivery(store: Store) -> None:
     names = ("ann", "bob", "cid", "dan")
     # The ledger is stamped by the store's clock (PostgreSQL's: the server's), so the moments
     # it is compared with come from that clock too, whatever the date.
-    start = store.clock()
+    start = store.ledger_now()
     store.upsert_subscribers([SubscriberChange(f"{n}@example.org", created=start) for n in names])
     ids = {s.email.split("@")[0]: s.id for s in store.subscribers()}
     for n, day in enumerate(("d1", "d2", "d3")):
@@ -700,18 +701,38 @@ def test_bounces_and_complaints_after_delivery(store: Store) -> None:
     assert store.record_feedback(9999, None, "hard", "x", soft_limit=3, now=T0) == "unknown"
     store.set_subscriber_status(ids["ann"], "active", at=T0)  # the operator brings ann back
     assert subscriber("ann") == ("active", None)
-    store.set_subscriber_status(ids["cid"], "active", at=store.clock())  # and cid, after d1 to d3
+    store.set_subscriber_status(ids["cid"], "active", at=store.ledger_now())  # and cid, after d1 to d3
     store.create_digest("d4", T0 + timedelta(days=31), [(ids["cid"], T0, None)])
     store.record_delivery("d4", ids["cid"], "sent")
     assert report("cid", "d4", "soft") == "counted"  # a fresh start: d1 to d3 count no more
     assert subscriber("cid") == ("active", None)
 
 
+def test_what_the_store_stamps_unasked_is_by_its_own_clock(backend: Backend, tmp_path: Path) -> None:
+    """A store given a clock (a test's moment) stamps by it whatever it is not told the time
+    of; only what workers coordinate by follows the server's clock on PostgreSQL."""
+    at = [T0 + timedelta(days=400)]  # a moment far from the real one, and moved below
+    with backend.open(tmp_path, clock=lambda: at[0]) as store:
+        assert store.now() == at[0]
+        store.sync_sources([SourceSpec("s", "https://x.org/a", "feed")])
+        store.record_fetch("s", status=200, error=None)
+        assert store.source_state("s").last_fetched == at[0]
+        store.upsert_subscribers([SubscriberChange("ann@example.org")])
+        ann = store.subscriber(email="ann@example.org")
+        assert ann is not None and ann.created == at[0]
+        at[0] += timedelta(days=1)
+        assert store.now() == T0 + timedelta(days=401)  # read anew each time
+        if backend.name == "sqlite":  # one machine: its claims go by the store's clock too
+            assert store.ledger_now() == at[0]
+        else:  # the server's, whatever this worker's clock says
+            assert abs(store.ledger_now() - datetime.now(UTC)) < timedelta(minutes=1)
+
+
 def test_deliveries_are_claimed_in_batches_and_claims_expire(store: Store) -> None:
     store.upsert_subscribers([SubscriberChange(f"{n}@example.org", created=T0) for n in range(6)])
     ids = sorted(s.id for s in store.subscribers())
     store.create_digest("d1", T0, [(sid, T0, None) for sid in ids])
-    run = store.clock()  # when the workers' runs began, by the clock claims are judged by
+    run = store.ledger_now()  # when the workers' runs began, by the clock claims are judged by
 
     def claim(holder: str, limit: int = 10, seconds: float = 60) -> list[int]:
         found = store.claim_deliveries("d1", holder, limit=limit, seconds=seconds, tried_before=run)
@@ -727,17 +748,17 @@ def test_deliveries_are_claimed_in_batches_and_claims_expire(store: Store) -> No
     assert store.renew_claims("d1", "w1", 60) == set(ids[:2])  # w1 lives on
     expiry = run + timedelta(seconds=2)
     waited = _until(lambda: store.claim_holders("d1", "w3") == {"w1"})  # w2's claims run out
-    assert waited and store.clock() >= expiry  # then, not before: nobody to wait for
+    assert waited and store.ledger_now() >= expiry  # then, not before: nobody to wait for
     assert store.renew_claims("d1", "w2", 60) == set()  # too late to renew: they may be another's
     assert claim("w1") == ids[3:]  # w2's expired claims, not its sent one
-    assert store.clock() >= run
+    assert store.ledger_now() >= run
     store.record_delivery("d1", ids[5], "pending", reply="451 try later")  # deferred during this run
     assert claim("w3") == [] and store.claim_holders("d1", "w3") == {"w1"}  # w1 holds 0, 1, 3, 4
     store.release_deliveries("d1", "w1")  # w1 stops early: its claims go back
     assert claim("w3") == [*ids[:2], *ids[3:5]] and store.claim_holders("d1", "w3") == set()
     assert [
         p.subscriber.id
-        for p in store.claim_deliveries("d1", "w4", limit=10, seconds=60, tried_before=store.clock())
+        for p in store.claim_deliveries("d1", "w4", limit=10, seconds=60, tried_before=store.ledger_now())
     ] == [ids[5]]  # the next run
     assert len(store.pending_deliveries("d1")) == 5  # claims do not change what is pending
 
@@ -801,6 +822,7 @@ CALLS: dict[str, Callable[[Store, Path], Any]] = {
     "applied_migrations": lambda s, p: s.applied_migrations(),
     "backup": lambda s, p: s.backup(p / "backup.db"),
     "data_version": lambda s, p: s.data_version(),
+    "now": lambda s, p: s.now(),
     "sync_sources": lambda s, p: s.sync_sources([SourceSpec("s", "https://x.org/new", "feed")]),
     "retire_sources": lambda s, p: s.retire_sources(["s"]),
     "rename_source": lambda s, p: s.rename_source("s", "s2"),
@@ -863,7 +885,7 @@ CALLS: dict[str, Callable[[Store, Path], Any]] = {
     "claim_deliveries": lambda s, p: s.claim_deliveries("d1", "me", limit=5, seconds=60, tried_before=T0),
     "claim_holders": lambda s, p: s.claim_holders("d1", "me"),
     "renew_claims": lambda s, p: s.renew_claims("d1", "me", 60),
-    "clock": lambda s, p: s.clock(),
+    "ledger_now": lambda s, p: s.ledger_now(),
     "release_deliveries": lambda s, p: s.release_deliveries("d1", "me"),
     "record_delivery": lambda s, p: s.record_delivery("d1", 1, "sent"),
     "finish_digest": lambda s, p: s.finish_digest("d1"),

@@ -17,7 +17,6 @@ from functools import cached_property
 from typing import Any, NamedTuple
 
 from digest.config import Settings
-from digest.dates import utcnow
 from digest.grouping import regions as region_scoring
 from digest.grouping import themes as theme_scoring
 from digest.grouping.places import Gazetteer
@@ -245,7 +244,7 @@ def _score(
         if source in rules:
             drops = _dropped_once_grouped(rules[source], [row for row, _ in new], groups)
             if drops:
-                store.drop_articles(drops, now=utcnow())
+                store.drop_articles(drops, now=store.now())
                 dropped.update(article_id for article_id, _ in drops)
                 groups = [g for g in groups if g.id not in dropped]
         if total < YOUNG_SOURCE:

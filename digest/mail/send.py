@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -27,7 +26,6 @@ from typing import Any, TypeVar
 
 from digest import metrics, verp
 from digest.config import Settings
-from digest.dates import utcnow
 from digest.digests import Selection, newcomer_since
 from digest.errors import DigestError, SendError
 from digest.holders import died_here, holder_name, take_lease
@@ -91,7 +89,7 @@ class Mailer:
         """Create the digest of everyone due at ``now`` and its pending ledger rows; None when
         nobody has news. ``since`` makes every subscriber's digest start there instead of at
         their last one; ``site_schedule``: those on the site's schedule are due too."""
-        until = now or utcnow()
+        until = now or self.store.now()
         return await self.run(  # type: ignore[no-any-return]
             self.planner.create, until, since, site_schedule=site_schedule
         )
@@ -262,7 +260,7 @@ class _Claims:
     async def begin(self) -> None:
         # By the database's clock, as every time a claim is compared with: what a server
         # deferred from now on waits for the next run.
-        self.started = await self.mailer.run(self.store.clock)
+        self.started = await self.mailer.run(self.store.ledger_now)
 
     async def next(self, stopping: Callable[[], bool]) -> PendingDelivery | None:
         """The next delivery to send, or None when this run is done with the digest."""
@@ -375,7 +373,7 @@ def confirmation_message(store: Store, settings: Settings, subscriber: Subscribe
         to=subscriber.email,
         confirm_url=confirm_url,
         days=CONFIRM_SECONDS // 86400,
-        date=utcnow(),
+        date=store.now(),
     )
     return outgoing(msg)
 
@@ -385,13 +383,13 @@ async def send_confirmation(store: Store, settings: Settings, subscriber: Subscr
     (the server's reply, or the outbox file)."""
     msg = confirmation_message(store, settings, subscriber)
     async with transport_for(settings) as channel:
-        return await send_once(channel, msg, f"confirm-{subscriber.id}-{int(time.time())}")
+        return await send_once(channel, msg, f"confirm-{subscriber.id}-{int(store.now().timestamp())}")
 
 
 async def send_test_copy(store: Store, settings: Settings, email: str, since: datetime | None = None) -> str:
     """One copy of this week's (or since ``since``) full digest to ``email``, outside the ledger."""
     mailer = Mailer(store, settings)
-    now = utcnow()
+    now = store.now()
     content = mailer.planner.content(Selection(since or newcomer_since(now)), now)
     if content.empty:
         raise SendError("nothing new in the last week: no test copy to send")
@@ -406,7 +404,7 @@ async def send_test_copy(store: Store, settings: Settings, email: str, since: da
         domain=compose.site_host(settings),
     )
     async with transport_for(settings) as channel:
-        return await send_once(channel, msg, f"test-{int(time.time())}")
+        return await send_once(channel, msg, f"test-{int(now.timestamp())}")
 
 
 def preview_body(
@@ -423,7 +421,7 @@ def preview_body(
     from digest.subscribers import normalise_email
 
     planner = Planner(store, settings)
-    now = now or utcnow()
+    now = now or store.now()
     selection, address = Selection(since or newcomer_since(now)), "a subscriber"
     if email:
         subscriber = store.subscriber(email=normalise_email(email))
@@ -447,7 +445,7 @@ def dry_run_lines(
         f"digest {d.id}: {len(store.pending_deliveries(d.id))} deliveries to resume"
         for d in store.unfinished_digests()
     ]
-    plan = planner.plan(now or utcnow(), since)
+    plan = planner.plan(now or store.now(), since)
     start = f" from {since:%Y-%m-%d %H:%M} UTC" if since else ""
     lines.append(
         f"new digest{start}: {len(plan.deliveries)} of {plan.considered} subscribers due have something"

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, Self, TypeVar
 
-from digest.dates import EARLIEST, from_iso, parse_date, to_iso, utcnow
+from digest.dates import EARLIEST, Clock, from_iso, parse_date, to_iso, utcnow
 from digest.errors import StoreError
 from digest.store.schema import MIGRATIONS
 
@@ -73,9 +73,15 @@ class Row(Protocol):
 class SqliteBase:
     """A connection to one digest database, and the helpers the areas use."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path | None) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path | None, clock: Clock = utcnow) -> None:
         self.conn = conn
         self.path = path
+        self._clock = clock
+
+    def now(self) -> datetime:
+        """Now, by this store's clock: every time it writes unasked, and the default moment
+        of whoever is given the store."""
+        return self._clock()
 
     @property
     def where(self) -> str:
@@ -159,7 +165,7 @@ class SqliteBase:
                         raise StoreError(f"migration {name} would break references: {list(broken[:3])}")
                     conn.execute(
                         "INSERT INTO migrations (id, name, applied) VALUES (?, ?, ?)",
-                        (number, name, to_iso(utcnow())),
+                        (number, name, to_iso(self.now())),
                     )
                 applied.append(name)
         finally:

@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from digest.dates import to_iso, utcnow
+from digest.dates import to_iso
 from digest.store.base import Row, SqliteBase, decoded, dt, in_chunks, when
 from digest.store.records import (
     Evidence,
@@ -123,7 +123,7 @@ class GroupingArea(SqliteBase):
 
     def save_stories(self, article_ids: Sequence[str], stories: Iterable[Story]) -> None:
         """Replace the stories of ``article_ids`` with ``stories``."""
-        now = to_iso(utcnow())
+        now = to_iso(self.now())
         stories = list(stories)
         members = {member: story.id for story in stories for member in story.members}
         loose = [article_id for article_id in article_ids if article_id not in members]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
-from digest.dates import from_iso, to_iso, utcnow
+from digest.dates import from_iso, to_iso
 from digest.store import feedback
 from digest.store.base import Row, SqliteBase, in_chunks, when
 from digest.store.records import DigestRecord, DigestSummary, PendingDelivery
@@ -47,7 +47,7 @@ class LedgerArea(SqliteBase):
         """A digest and its pending ledger rows (subscriber id, since, period), in one
         transaction; how many rows it holds. A row for a period the subscriber already has
         a digest for is left out (none at all: no digest either)."""
-        now = to_iso(utcnow())
+        now = to_iso(self.now())
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO digests (id, created, until, status) VALUES (?, ?, ?, 'sending')",
@@ -106,7 +106,7 @@ class LedgerArea(SqliteBase):
         """Up to ``limit`` pending deliveries nobody holds (or whose holder's claim expired)
         and nobody tried since ``tried_before`` (a run does not retry what a server deferred
         during it), now held by ``holder`` for ``seconds``. ``record_delivery`` ends a claim."""
-        now = utcnow()
+        now = self.now()
         until = to_iso(now + timedelta(seconds=seconds))
         with self._write() as conn:
             rows = conn.execute(
@@ -125,7 +125,7 @@ class LedgerArea(SqliteBase):
     def renew_claims(self, digest_id: str, holder: str, seconds: float) -> set[int]:
         """Extend ``holder``'s unexpired claims on this digest by ``seconds``; the subscriber
         ids it still holds (a claim that ran out may be another's by now: it is not renewed)."""
-        now = utcnow()
+        now = self.now()
         with self._write() as conn:
             conn.execute(
                 "UPDATE deliveries SET claimed_until = ? WHERE digest_id = ? AND status = 'pending'"
@@ -148,13 +148,13 @@ class LedgerArea(SqliteBase):
             for row in self._rows(
                 "SELECT DISTINCT claimed_by FROM deliveries WHERE digest_id = ? AND status = 'pending'"
                 " AND claimed_by IS NOT NULL AND claimed_by != ? AND claimed_until > ?",
-                (digest_id, holder, to_iso(utcnow())),
+                (digest_id, holder, to_iso(self.now())),
             )
         }
 
-    def clock(self) -> datetime:
-        """Now, by the clock every time in this database is written with."""
-        return utcnow()
+    def ledger_now(self) -> datetime:
+        """Now, by the clock the ledger and its claims are written with: the store's."""
+        return self.now()
 
     def release_deliveries(self, digest_id: str, holder: str) -> None:
         """Give up ``holder``'s claims on this digest's pending deliveries (those a server
@@ -185,7 +185,7 @@ class LedgerArea(SqliteBase):
                 "UPDATE deliveries SET status = ?, message_id = coalesce(?, message_id), reply = ?,"
                 " attempts = attempts + 1, updated = ?, claimed_by = NULL, claimed_until = NULL"
                 " WHERE digest_id = ? AND subscriber_id = ?",
-                (status, message_id, reply, to_iso(utcnow()), digest_id, subscriber_id),
+                (status, message_id, reply, to_iso(self.now()), digest_id, subscriber_id),
             )
             if status == "sent":
                 conn.execute("UPDATE subscribers SET bounces = 0 WHERE id = ?", (subscriber_id,))

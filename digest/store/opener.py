@@ -5,18 +5,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from digest.dates import Clock, utcnow
 from digest.store.contract import Store
 from digest.store.sqlite import SqliteStore
 
 
 def open_store(
-    target: Path | str, *, password: str | None = None, shared: bool = False, timeout: float | None = None
+    target: Path | str,
+    *,
+    password: str | None = None,
+    shared: bool = False,
+    timeout: float | None = None,
+    clock: Clock = utcnow,
 ) -> Store:
     """The store for ``target``: a ``postgresql://`` URL (``password``, if given, for it),
     else a SQLite file. ``shared``: a SQLite connection usable from several threads (a
-    PostgreSQL store always is)."""
+    PostgreSQL store always is); ``clock``: the store's, which ``store.now()`` reads (the
+    system's by default; a test's fixed or stepped moment)."""
     if isinstance(target, str) and target.startswith(("postgresql://", "postgres://")):
         from digest.store.postgres import PostgresStore  # psycopg loads only when needed
 
-        return PostgresStore.open(target, password=password or None, timeout=timeout)
-    return SqliteStore.open(target, shared=shared, timeout=timeout)
+        return PostgresStore.open(target, password=password or None, timeout=timeout, clock=clock)
+    return SqliteStore.open(target, shared=shared, timeout=timeout, clock=clock)

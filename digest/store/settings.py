@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from digest.dates import from_iso, to_iso, utcnow
+from digest.dates import from_iso, to_iso
 from digest.store.base import SqliteBase
 
 
@@ -34,7 +34,7 @@ class SettingsArea(SqliteBase):
 
     def acquire_lease(self, name: str, holder: str, seconds: float) -> bool:
         """Take (or renew) the lease ``name`` for ``seconds``; False when another holder has it."""
-        now = utcnow()
+        now = self.now()
         with self._write() as conn:
             row = conn.execute("SELECT holder, expires FROM leases WHERE name = ?", [name]).fetchone()
             if row is not None and row[0] != holder and from_iso(row[1]) > now:
@@ -64,7 +64,7 @@ class SettingsArea(SqliteBase):
     def lease_holder(self, name: str) -> str | None:
         """Who holds the lease ``name`` now (None: nobody, or its time ran out)."""
         row = self._row("SELECT holder, expires FROM leases WHERE name = ?", [name])
-        return str(row[0]) if row is not None and from_iso(row[1]) > utcnow() else None
+        return str(row[0]) if row is not None and from_iso(row[1]) > self.now() else None
 
     def release_lease(self, name: str, holder: str) -> None:
         with self._write() as conn:

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from digest import redact
-from digest.dates import to_iso, utcnow
+from digest.dates import to_iso
 from digest.errors import StoreError
 from digest.models import SourceState
 from digest.store.base import Row, SqliteBase, dt
@@ -17,7 +17,7 @@ from digest.store.records import SourceSpec, SourceSummary
 class SourcesArea(SqliteBase):
     def sync_sources(self, sources: Iterable[SourceSpec]) -> None:
         """Make the sources table match the configuration; a changed URL resets fetch state."""
-        now = to_iso(utcnow())
+        now = to_iso(self.now())
         with self._write() as conn:
             for source in sources:
                 row = conn.execute("SELECT url, kind FROM sources WHERE name = ?", (source.name,)).fetchone()
@@ -44,7 +44,7 @@ class SourcesArea(SqliteBase):
             conn.execute(
                 "UPDATE sources SET removed = ?, next_fetch = NULL"
                 f" WHERE removed IS NULL AND name NOT IN ({marks})",
-                [to_iso(utcnow()), *names],
+                [to_iso(self.now()), *names],
             )
             conn.execute(f"UPDATE sources SET removed = NULL WHERE name IN ({marks})", names)
 
@@ -90,7 +90,7 @@ class SourcesArea(SqliteBase):
         args: list[Any] = [
             status,
             redact.text(error) if error else None,  # shown by `digest status` and /healthz
-            to_iso(utcnow()),
+            to_iso(self.now()),
             to_iso(next_fetch) if next_fetch else None,
         ]
         sets.append(
@@ -113,7 +113,7 @@ class SourcesArea(SqliteBase):
     def claim_source(self, name: str, holder: str, seconds: float) -> bool:
         """Hold source ``name`` for ``seconds`` while ``holder`` pulls it; False when another
         holder's claim is still running. ``record_fetch`` ends the claim."""
-        now = utcnow()
+        now = self.now()
         with self._write() as conn:
             done = conn.execute(
                 "UPDATE sources SET claimed_by = ?, claimed_until = ? WHERE name = ?"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from digest.dates import Clock, utcnow
 from digest.errors import StoreError
 from digest.store.articles import ArticlesArea
 from digest.store.base import guarded
@@ -26,14 +27,21 @@ class SqliteStore(
 
     @classmethod
     def open(
-        cls, path: Path | str, *, shared: bool = False, readonly: bool = False, timeout: float | None = None
+        cls,
+        path: Path | str,
+        *,
+        shared: bool = False,
+        readonly: bool = False,
+        timeout: float | None = None,
+        clock: Clock = utcnow,
     ) -> SqliteStore:
         """Open (creating if needed) the database at ``path`` and bring its schema up to date.
         ``shared``: the connection may be used from several threads (the caller serialises);
         ``readonly``: nothing may be written (the schema must be current already);
-        ``timeout``: seconds to wait for another writer (10 by default)."""
+        ``timeout``: seconds to wait for another writer (10 by default); ``clock``: the
+        store's (``now()``), the system's by default."""
         conn = cls.connect(path, shared=shared, readonly=readonly, timeout=timeout)
-        store = cls(conn, None if str(path) == ":memory:" else Path(path))
+        store = cls(conn, None if str(path) == ":memory:" else Path(path), clock)
         try:
             if not readonly:
                 store.migrate()

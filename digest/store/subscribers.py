@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from digest.cadence import Rhythm, next_due
-from digest.dates import to_iso, utcnow
+from digest.dates import to_iso
 from digest.errors import StoreError
 from digest.store.base import Row, SqliteBase, decoded, dt, in_chunks, iso, stored_time, when
 from digest.store.records import SUBSCRIBER_STATUSES, Signup, Subscriber, SubscriberChange
@@ -48,7 +48,7 @@ class SubscribersArea(SqliteBase):
     def upsert_subscribers(self, changes: Sequence[SubscriberChange]) -> tuple[int, int]:
         """Insert or update subscribers by address in one transaction; (added, updated)."""
         added = updated = 0
-        now = utcnow()
+        now = self.now()
         with self._write() as conn:
             for change in changes:
                 values = _columns(change, now)
@@ -105,7 +105,7 @@ class SubscribersArea(SqliteBase):
         """Regions and themes; with ``rhythm`` and ``topics``, those too (a new rhythm's
         next digest falls due at its first due time after ``now``, by default now)."""
         values = {"regions": json.dumps(list(regions)), "themes": json.dumps(list(themes))}
-        values.update(_choices(rhythm, topics, now or utcnow()))
+        values.update(_choices(rhythm, topics, now or self.now()))
         sets = ", ".join(f"{column} = ?" for column in values)
         with self._write() as conn:
             conn.execute(f"UPDATE subscribers SET {sets} WHERE id = ?", [*values.values(), subscriber_id])

@@ -10,6 +10,7 @@ from pathlib import Path
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from digest.dates import Clock, utcnow
 from digest.errors import StoreError
 from digest.store.base import guard_class, one_line
 from digest.store.postgres.articles import PgArticlesArea
@@ -45,12 +46,14 @@ class PostgresStore(
         readonly: bool = False,
         timeout: float | None = None,
         size: int = 10,
+        clock: Clock = utcnow,
     ) -> PostgresStore:
         """A store on the database at ``url``, brought up to date. The stores a process opens
         on one database share one pool of up to ``size`` connections (made, and the schema
         checked, when the first opens; closed with the last): a worker's threads and web
         requests do not each hold connections of their own. ``readonly``: every transaction
-        is read-only; ``timeout``: seconds to wait for a lock."""
+        is read-only; ``timeout``: seconds to wait for a lock; ``clock``: the store's
+        (``now()``), the system's by default."""
         key = (url, password, readonly, timeout, os.getpid())  # a forked child makes its own
         with _POOLS_LOCK:
             shared = _POOLS.get(key)
@@ -64,7 +67,7 @@ class PostgresStore(
                     raise StoreError(f"{describe(url)}: cannot open database: {one_line(str(exc))}") from exc
                 shared = _POOLS[key] = _Shared(pool)
             shared.users += 1
-        store = cls(shared.pool, describe(url))
+        store = cls(shared.pool, describe(url), clock)
         store._key = key
         return store
 

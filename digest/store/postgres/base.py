@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
 
@@ -14,7 +15,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from digest.dates import utcnow
+from digest.dates import Clock, utcnow
 from digest.errors import StoreError
 from digest.store.base import one_line
 from digest.store.postgres.schema import MIGRATIONS, apply
@@ -60,9 +61,16 @@ def connect_args(url: str, password: str | None, *, readonly: bool, timeout: flo
 class PgBase:
     """A pool of connections to one digest database, and the helpers the areas use."""
 
-    def __init__(self, pool: ConnectionPool[Conn], where: str) -> None:
+    def __init__(self, pool: ConnectionPool[Conn], where: str, clock: Clock = utcnow) -> None:
         self.pool = pool
         self.where = where
+        self._clock = clock
+
+    def now(self) -> datetime:
+        """Now, by this store's clock: every time it writes unasked but those workers
+        coordinate by (claims, leases, the ledger: the server's ``now()``, see
+        ``ledger_now``), and the default moment of whoever is given the store."""
+        return self._clock()
 
     @classmethod
     def connect(
@@ -121,7 +129,8 @@ class PgBase:
                     continue
                 apply(conn, statements)
                 conn.execute(
-                    "INSERT INTO migrations (id, name, applied) VALUES (%s, %s, %s)", (number, name, utcnow())
+                    "INSERT INTO migrations (id, name, applied) VALUES (%s, %s, %s)",
+                    (number, name, self.now()),
                 )
                 applied.append(name)
         return applied

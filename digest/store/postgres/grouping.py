@@ -7,7 +7,6 @@ import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from digest.dates import utcnow
 from digest.store.grouping import story_row_of, ungrouped_of
 from digest.store.postgres.base import PgBase
 from digest.store.records import (
@@ -111,7 +110,7 @@ class PgGroupingArea(PgBase):
         ]
 
     def save_stories(self, article_ids: Sequence[str], stories: Iterable[Story]) -> None:
-        now = utcnow()
+        now = self.now()
         stories = list(stories)
         members = {member: story.id for story in stories for member in story.members}
         loose = [article_id for article_id in article_ids if article_id not in members]

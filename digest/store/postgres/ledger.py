@@ -136,7 +136,7 @@ class PgLedgerArea(PgBase):
             )
         }
 
-    def clock(self) -> datetime:
+    def ledger_now(self) -> datetime:
         """Now, by the server's clock: the one claims and the ledger are written with."""
         return when(self._value("SELECT now()"))
 

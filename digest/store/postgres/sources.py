@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Any
 
 from digest import redact
-from digest.dates import utcnow
 from digest.errors import StoreError
 from digest.models import SourceState
 from digest.store.postgres.base import PgBase
@@ -18,7 +17,7 @@ from digest.store.sources import source_state_of, source_summary_of
 
 class PgSourcesArea(PgBase):
     def sync_sources(self, sources: Iterable[SourceSpec]) -> None:
-        now = utcnow()
+        now = self.now()
         changed = 0
         with self._write() as conn:
             for source in sources:
@@ -46,7 +45,7 @@ class PgSourcesArea(PgBase):
             changed = conn.execute(
                 "UPDATE sources SET removed = %s, next_fetch = NULL"
                 " WHERE removed IS NULL AND NOT (name = ANY(%s))",
-                [utcnow(), names],
+                [self.now(), names],
             ).rowcount
             changed += conn.execute(
                 "UPDATE sources SET removed = NULL WHERE name = ANY(%s) AND removed IS NOT NULL", [names]
@@ -93,7 +92,7 @@ class PgSourcesArea(PgBase):
         """Remember how a fetch went; the source's claim ends with it. (Nothing a page or a
         feed shows changes: the web caches are left alone.)"""
         sets = ["last_status = %s", "last_error = %s", "last_fetched = %s", "next_fetch = %s"]
-        args: list[Any] = [status, redact.text(error) if error else None, utcnow(), next_fetch]
+        args: list[Any] = [status, redact.text(error) if error else None, self.now(), next_fetch]
         sets.append(
             "consecutive_failures = consecutive_failures + 1" if error else "consecutive_failures = 0"
         )

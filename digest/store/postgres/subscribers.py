@@ -9,7 +9,6 @@ from datetime import datetime
 from typing import Any
 
 from digest.cadence import Rhythm
-from digest.dates import utcnow
 from digest.errors import StoreError
 from digest.store.postgres.base import PgBase
 from digest.store.records import SUBSCRIBER_STATUSES, Signup, Subscriber, SubscriberChange
@@ -45,7 +44,7 @@ class PgSubscribersArea(PgBase):
 
     def upsert_subscribers(self, changes: Sequence[SubscriberChange]) -> tuple[int, int]:
         added = updated = 0
-        now = utcnow()
+        now = self.now()
         with self._write() as conn:
             for change in changes:
                 if change.status is not None and change.status not in SUBSCRIBER_STATUSES:
@@ -100,7 +99,7 @@ class PgSubscribersArea(PgBase):
         now: datetime | None = None,
     ) -> None:
         values = {"regions": json.dumps(list(regions)), "themes": json.dumps(list(themes))}
-        values.update(choice_columns(rhythm, topics, now or utcnow()))
+        values.update(choice_columns(rhythm, topics, now or self.now()))
         sets = ", ".join(f"{column} = {_mark(column)}" for column in values)
         with self._write() as conn:
             conn.execute(f"UPDATE subscribers SET {sets} WHERE id = %s", [*values.values(), subscriber_id])
