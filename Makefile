@@ -50,11 +50,14 @@ unit: $(STAMP)
 test: lint typecheck unit
 
 # The whole suite with the wall clock at another moment (UTC unless it names an offset), for
-# every process it starts, PostgreSQL included; sleeps and timeouts keep the real pace:
-#   make test-dates WHEN='2028-03-26 00:30:00'
+# every process it starts, PostgreSQL and Chromium included; sleeps and timeouts keep the
+# real pace. Its own temporary folder: with the clock moved, pytest would take the folders
+# of another session running beside it for stale ones and remove them.
+#   make test-dates WHEN='2028-03-26 00:30:00' [PYTEST_ARGS='-k rhythms']
 test-dates: $(STAMP)
 	@test -n "$(WHEN)" || { echo "usage: make test-dates WHEN='2028-03-26 00:30:00'" >&2; exit 2; }
-	$(BIN)/python -m tests.clock '$(WHEN)' -- $(BIN)/pytest
+	base=$$(mktemp -d) && trap 'rm -rf "$$base"' EXIT && \
+	$(BIN)/python -m tests.clock '$(WHEN)' -- $(BIN)/pytest --basetemp="$$base/pytest" $(PYTEST_ARGS)
 
 bench: bench-e2e
 	$(BIN)/python benchmarks/ingest.py

@@ -27,9 +27,10 @@ from collections.abc import Callable
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import parseaddr, parsedate_to_datetime
+from typing import cast
 
 from digest.config import Settings, SourceSettings
-from digest.dates import plausible, utcnow
+from digest.dates import plausible
 from digest.errors import StoreError
 from digest.feedback import Runner
 from digest.inbound import READERS, Rejected, TryLater
@@ -143,7 +144,10 @@ class NewsletterMailbox:
 
     async def receive(self, address: str, raw: bytes) -> None:
         source = self.sources[address.strip().strip("<>").lower()]
-        now = utcnow()
+        try:
+            now = cast(datetime, await self.run(lambda s: s.now()))  # the store's clock, as a pull's
+        except StoreError as exc:
+            raise TryLater from exc
         async with self.readers:
             try:
                 item = await asyncio.to_thread(item_of, raw, now)

@@ -23,7 +23,7 @@ from typing import Any
 from digest import subscribers
 from digest.cadence import Rhythm
 from digest.config import Settings
-from digest.dates import to_iso, utcnow
+from digest.dates import to_iso
 from digest.errors import SendError
 from digest.mail.compose import Outgoing
 from digest.mail.send import confirmation_message
@@ -90,7 +90,7 @@ async def drain(
     through ``run`` (a function that runs a callable off the event loop, asyncio's
     ``to_thread`` by default)."""
     offload = run or asyncio.to_thread
-    moment = now or utcnow()
+    moment: datetime = now if now is not None else await offload(lambda: store_for_thread().now())
 
     def claim() -> Signup | None:
         # One at a time, so a claim never runs out while a slow (rate-limited) batch is sent.

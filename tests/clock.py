@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,14 +24,25 @@ from pathlib import Path
 SOURCE = Path(__file__).with_name("shiftclock.c")
 
 
+class ClockError(Exception):
+    """The shim cannot be built here."""
+
+
 def build(folder: Path) -> Path:
     """The shim compiled into ``folder``, readable by every user (PostgreSQL runs as
     ``postgres`` when the tests run as root)."""
     library = folder / "shiftclock.so"
-    subprocess.run(
-        ["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-Wno-nonnull-compare", "-o", str(library), str(SOURCE)],
-        check=True,
+    compiler = shutil.which("gcc")
+    if compiler is None:
+        raise ClockError("gcc not found: run `make system-deps` (it builds the shim that moves the clock)")
+    flags = ["-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror"]
+    # glibc marks gettimeofday's argument non-null, yet the kernel takes NULL: keep the test.
+    flags += ["-fno-delete-null-pointer-checks", "-Wno-nonnull-compare"]
+    built = subprocess.run(
+        [compiler, *flags, "-o", str(library), str(SOURCE)], capture_output=True, text=True
     )
+    if built.returncode:
+        raise ClockError(f"{SOURCE.name} did not build: {built.stderr.strip()}")
     folder.chmod(0o755)
     library.chmod(0o755)
     return library
@@ -62,7 +74,11 @@ def main(argv: list[str]) -> int:
         print(f"WHEN: {argv[0]!r} is not an ISO 8601 moment (like 2028-03-26 00:30:00)", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="digest-clock-") as folder:
-        library = build(Path(folder))
+        try:
+            library = build(Path(folder))
+        except ClockError as exc:
+            print(f"make test-dates: {exc}", file=sys.stderr)
+            return 1
         # From the real clock, even when this runs under a moved one already (its own test).
         real = time.time() - int(os.environ.get("TEST_CLOCK_OFFSET", "0"))
         offset = math.ceil(when.timestamp() - real)  # whole seconds, from WHEN on

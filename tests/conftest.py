@@ -129,11 +129,20 @@ def server() -> Iterator[FeedServer]:
 
 def mondays(count: int) -> list[str]:
     """``count`` Mondays at 08:00 UTC (the site's weekly digest, by default) a week apart, the
-    first at least a day from now: moments for ``digest send --at`` by which whatever was
+    first more than a day from now: moments for ``digest send --at`` by which whatever was
     pulled now is new, on whatever date the suite runs."""
     soon = datetime.now(UTC) + timedelta(days=1)
     first = (soon + timedelta(days=-soon.weekday() % 7)).replace(hour=8, minute=0, second=0, microsecond=0)
+    if first <= soon:
+        first += timedelta(weeks=1)
     return [(first + timedelta(weeks=n)).isoformat() for n in range(count)]
+
+
+def cron_away() -> str:
+    """A yearly cron (six fields, UTC) on the first of the month half a year from now: a site
+    schedule that never fires while a test watches a running service, on whatever date the
+    suite runs (the default, Mondays 08:00, would when the suite runs across one)."""
+    return f"0 0 0 1 {(datetime.now(UTC).month + 5) % 12 + 1} *"
 
 
 def write_config(folder: Path, body: str) -> Path:

@@ -9,33 +9,73 @@
  * handler running there (PostgreSQL's statement and lock timeouts) sees the real time and
  * a timeout set by the moved clock never fires.
  *
- * An absolute sleep on the wall clock (clock_nanosleep with TIMER_ABSTIME) is moved back
- * by the same offset, so it ends when the caller expects. */
+ * A wait until a moment of the wall clock (clock_nanosleep with TIMER_ABSTIME, sem_timedwait,
+ * pthread_mutex_timedlock, and the clockwait and clocklock calls given a wall clock) is moved
+ * back by the same offset, so it ends when the caller expects. Not pthread_cond_timedwait:
+ * its clock is the condition variable's, which glibc does not tell; Python, PostgreSQL and
+ * Chromium wait on condition variables by the monotonic clock, where nothing needs moving.
+ *
+ * Built for 64-bit Linux (glibc), where time_t is 64 bits and there are no *_time64 twins. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <pthread.h>
+#include <semaphore.h>
 #include <stdlib.h>
 #include <sys/time.h>
 #include <time.h>
 
-static long long offset;  /* whole seconds */
-static int (*real_clock_gettime)(clockid_t, struct timespec *);
-static int (*real_gettimeofday)(struct timeval *, void *);
-static int (*real_clock_nanosleep)(clockid_t, int, const struct timespec *, struct timespec *);
+typedef int (*gettime_fn)(clockid_t, struct timespec *);
+typedef int (*timeofday_fn)(struct timeval *, void *);
+typedef int (*nanosleep_fn)(clockid_t, int, const struct timespec *, struct timespec *);
+typedef int (*timespec_get_fn)(struct timespec *, int);
+typedef int (*sem_timedwait_fn)(sem_t *, const struct timespec *);
+typedef int (*sem_clockwait_fn)(sem_t *, clockid_t, const struct timespec *);
+typedef int (*mutex_timedlock_fn)(pthread_mutex_t *, const struct timespec *);
+typedef int (*mutex_clocklock_fn)(pthread_mutex_t *, clockid_t, const struct timespec *);
+typedef int (*cond_clockwait_fn)(pthread_cond_t *, pthread_mutex_t *, clockid_t, const struct timespec *);
+
+static long long offset; /* whole seconds */
+static gettime_fn real_clock_gettime;
+static timeofday_fn real_gettimeofday;
+static nanosleep_fn real_clock_nanosleep;
+static timespec_get_fn real_timespec_get;
+static sem_timedwait_fn real_sem_timedwait;
+static sem_clockwait_fn real_sem_clockwait;
+static mutex_timedlock_fn real_mutex_timedlock;
+static mutex_clocklock_fn real_mutex_clocklock;
+static cond_clockwait_fn real_cond_clockwait;
 
 /* Before main() runs, and again on a first call that comes earlier still (a program's own
- * constructors may read the clock before this library's has run). */
+ * constructors may read the clock before this library's has run). Once it has run, the
+ * wrappers call nothing but the real functions, so they are as safe in a signal handler
+ * as those are. (Were malloc to read the clock before this ran, dlsym's own malloc could
+ * come back here: no allocator the suite runs does.) */
 __attribute__((constructor)) static void start(void) {
     if (real_clock_gettime != NULL) return;
     const char *text = getenv("TEST_CLOCK_OFFSET");
     offset = text ? strtoll(text, NULL, 10) : 0;
-    real_gettimeofday = (int (*)(struct timeval *, void *))dlsym(RTLD_NEXT, "gettimeofday");
-    real_clock_nanosleep = (int (*)(clockid_t, int, const struct timespec *, struct timespec *))dlsym(
-        RTLD_NEXT, "clock_nanosleep");
-    real_clock_gettime = (int (*)(clockid_t, struct timespec *))dlsym(RTLD_NEXT, "clock_gettime");
+    real_gettimeofday = (timeofday_fn)dlsym(RTLD_NEXT, "gettimeofday");
+    real_clock_nanosleep = (nanosleep_fn)dlsym(RTLD_NEXT, "clock_nanosleep");
+    real_timespec_get = (timespec_get_fn)dlsym(RTLD_NEXT, "timespec_get");
+    real_sem_timedwait = (sem_timedwait_fn)dlsym(RTLD_NEXT, "sem_timedwait");
+    real_sem_clockwait = (sem_clockwait_fn)dlsym(RTLD_NEXT, "sem_clockwait");
+    real_mutex_timedlock = (mutex_timedlock_fn)dlsym(RTLD_NEXT, "pthread_mutex_timedlock");
+    real_mutex_clocklock = (mutex_clocklock_fn)dlsym(RTLD_NEXT, "pthread_mutex_clocklock");
+    real_cond_clockwait = (cond_clockwait_fn)dlsym(RTLD_NEXT, "pthread_cond_clockwait");
+    real_clock_gettime = (gettime_fn)dlsym(RTLD_NEXT, "clock_gettime"); /* last: "done" */
 }
 
 static int is_wall(clockid_t clock) {
-    return clock == CLOCK_REALTIME || clock == CLOCK_REALTIME_COARSE || clock == CLOCK_TAI;
+    return clock == CLOCK_REALTIME || clock == CLOCK_REALTIME_COARSE || clock == CLOCK_TAI ||
+           clock == CLOCK_REALTIME_ALARM;
+}
+
+/* A moment of the moved wall clock as the real one (NULL stays NULL: the real call says). */
+static const struct timespec *real_moment(const struct timespec *moved, struct timespec *out) {
+    if (moved == NULL) return NULL;
+    *out = *moved;
+    out->tv_sec -= offset;
+    return out;
 }
 
 int clock_gettime(clockid_t clock, struct timespec *now) {
@@ -48,7 +88,9 @@ int clock_gettime(clockid_t clock, struct timespec *now) {
 int gettimeofday(struct timeval *now, void *zone) {
     start();
     int done = real_gettimeofday(now, zone);
-    if (done == 0) now->tv_sec += offset;
+    /* glibc declares now non-null, yet the kernel takes NULL: built with
+     * -fno-delete-null-pointer-checks so this test stays. */
+    if (done == 0 && now != NULL) now->tv_sec += offset;
     return done;
 }
 
@@ -60,15 +102,46 @@ time_t time(time_t *out) {
 }
 
 int timespec_get(struct timespec *now, int base) {
-    return base == TIME_UTC && clock_gettime(CLOCK_REALTIME, now) == 0 ? base : 0;
+    start();
+    int done = real_timespec_get(now, base);
+    if (done == TIME_UTC) now->tv_sec += offset;
+    return done;
 }
 
 int clock_nanosleep(clockid_t clock, int flags, const struct timespec *until, struct timespec *left) {
     start();
-    if ((flags & TIMER_ABSTIME) && is_wall(clock) && until != NULL) {
-        struct timespec real = *until;
-        real.tv_sec -= offset;
-        return real_clock_nanosleep(clock, flags, &real, left);
-    }
+    struct timespec real;
+    if ((flags & TIMER_ABSTIME) && is_wall(clock)) until = real_moment(until, &real);
     return real_clock_nanosleep(clock, flags, until, left);
+}
+
+int sem_timedwait(sem_t *sem, const struct timespec *until) {
+    start();
+    struct timespec real;
+    return real_sem_timedwait(sem, real_moment(until, &real));
+}
+
+int sem_clockwait(sem_t *sem, clockid_t clock, const struct timespec *until) {
+    start();
+    struct timespec real;
+    return real_sem_clockwait(sem, clock, is_wall(clock) ? real_moment(until, &real) : until);
+}
+
+int pthread_mutex_timedlock(pthread_mutex_t *mutex, const struct timespec *until) {
+    start();
+    struct timespec real;
+    return real_mutex_timedlock(mutex, real_moment(until, &real));
+}
+
+int pthread_mutex_clocklock(pthread_mutex_t *mutex, clockid_t clock, const struct timespec *until) {
+    start();
+    struct timespec real;
+    return real_mutex_clocklock(mutex, clock, is_wall(clock) ? real_moment(until, &real) : until);
+}
+
+int pthread_cond_clockwait(
+    pthread_cond_t *cond, pthread_mutex_t *mutex, clockid_t clock, const struct timespec *until) {
+    start();
+    struct timespec real;
+    return real_cond_clockwait(cond, mutex, clock, is_wall(clock) ? real_moment(until, &real) : until);
 }

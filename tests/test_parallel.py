@@ -15,7 +15,7 @@ import pytest
 from digest import parallel
 
 PARENT = os.getpid()
-MEETING = Path()  # where the processes sharing a batch meet (see meet); set per test
+MEETING: Path | None = None  # where the processes sharing a batch meet (see meet); set per test
 MEET = 3  # how many of them
 
 
@@ -31,7 +31,10 @@ def three_cores(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def meet() -> None:
     """Hold the first item each process takes until ``MEET`` processes have taken one (a
     minute at most), and count every item done: every process gets a share however slowly
-    a loaded machine starts the children, with no sleep to hope it long enough."""
+    a loaded machine starts the children, with no sleep to hope it long enough. (Should
+    one never come, the work goes on after the minute and the test's count of processes
+    says what happened.)"""
+    assert MEETING is not None, "the three_cores fixture sets MEETING"
     mark = MEETING / f"took-{os.getpid()}"
     if not mark.exists():
         mark.touch()
@@ -43,6 +46,7 @@ def meet() -> None:
 
 
 def items_done() -> int:
+    assert MEETING is not None
     return sum(path.stat().st_size for path in MEETING.glob("done-*"))
 
 

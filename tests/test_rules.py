@@ -140,7 +140,7 @@ def test_matching_is_whole_words_case_insensitive_and_bounded() -> None:
     started = time.perf_counter()
     assert not evil.matches({"title": "a" * 40 + "!", "text": ""})
     assert evil.matches({"title": "a" * 40 + "!", "text": ""}, undecided=True)  # how drop rules ask
-    assert time.perf_counter() - started < 1.0
+    assert time.perf_counter() - started < 5  # (unbounded, the backtracking would take hours)
     hostile = rules.parse([], ["Laos", "/belt.and.road/"], "s")
     assert hostile.verdict({"title": "a" * 40 + "!", "text": ""}, grouped=False) is None
     # Invisible characters and look-alike forms do not hide a word from a rule.

@@ -524,6 +524,7 @@ def test_subscribers_upsert_status_and_preferences(store: Store) -> None:
 def test_rhythms_topics_and_who_is_due(store: Store) -> None:
     daily = Rhythm("daily", "America/New_York", 7)
     weekly = Rhythm("weekly", "Europe/London", 9, weekday=4)
+    before = store.now()
     store.upsert_subscribers(
         [
             SubscriberChange("ann@example.org", rhythm=daily, topics=("Laos OR Mekong",), created=T0),
@@ -537,11 +538,11 @@ def test_rhythms_topics_and_who_is_due(store: Store) -> None:
     assert (ann.rhythm, ann.topics, bob.rhythm, bob.topics, cid.rhythm, cid.next_due) == (
         daily, ("Laos OR Mekong",), weekly, (), None, None
     )  # fmt: skip
-    # A new rhythm is next due at its first due time from now.
-    now = datetime.now(UTC)
-    assert ann.next_due is not None and now < ann.next_due <= now + timedelta(days=1)
+    # A new rhythm is next due at its first due time from now (the moment of the upsert).
+    after = store.now()
+    assert ann.next_due is not None and before < ann.next_due <= after + timedelta(days=1)
     assert next_due(daily, ann.next_due - timedelta(seconds=1)) == ann.next_due  # a due time of hers
-    assert bob.next_due is not None and now < bob.next_due <= now + timedelta(days=7)
+    assert bob.next_due is not None and before < bob.next_due <= after + timedelta(days=7)
     store.set_next_due([(ann.id, T0), (bob.id, T0 + timedelta(hours=1))])
     assert store.due_subscribers(T0 - timedelta(seconds=1)) == []
     assert [s.email for s in store.due_subscribers(T0)] == ["ann@example.org"]  # not pending dan
@@ -563,7 +564,7 @@ def test_rhythms_topics_and_who_is_due(store: Store) -> None:
     store.set_preferences(ann.id, ["europe"], [], rhythm=weekly, topics=["Mekong"])
     ann = store.subscriber(email="ann@example.org")
     assert ann and (ann.rhythm, ann.topics, ann.regions) == (weekly, ("Mekong",), ("europe",))
-    assert ann.next_due is not None and ann.next_due > now
+    assert ann.next_due is not None and ann.next_due > after
     store.set_preferences(ann.id, [], [])
     assert store.subscriber(email="ann@example.org").rhythm == weekly  # type: ignore[union-attr]
     # Due further ahead than the cadence ever puts it: a clock ran ahead when it was set.

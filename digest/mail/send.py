@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -363,6 +364,12 @@ async def send_all(
     return reports
 
 
+def one_off(now: datetime) -> str:
+    """The rest of a message's outbox name outside the ledger: when, and something unique
+    (two in one second, or at one moment of a fixed clock, must not replace each other)."""
+    return f"{int(now.timestamp())}-{uuid.uuid4().hex[:12]}"
+
+
 def confirmation_message(store: Store, settings: Settings, subscriber: Subscriber) -> Outgoing:
     """The double opt-in email for a pending subscriber (blocking: reads the token secret)."""
     secret = secret_for(store, settings.secret)
@@ -383,7 +390,7 @@ async def send_confirmation(store: Store, settings: Settings, subscriber: Subscr
     (the server's reply, or the outbox file)."""
     msg = confirmation_message(store, settings, subscriber)
     async with transport_for(settings) as channel:
-        return await send_once(channel, msg, f"confirm-{subscriber.id}-{int(store.now().timestamp())}")
+        return await send_once(channel, msg, f"confirm-{subscriber.id}-{one_off(store.now())}")
 
 
 async def send_test_copy(store: Store, settings: Settings, email: str, since: datetime | None = None) -> str:
@@ -404,7 +411,7 @@ async def send_test_copy(store: Store, settings: Settings, email: str, since: da
         domain=compose.site_host(settings),
     )
     async with transport_for(settings) as channel:
-        return await send_once(channel, msg, f"test-{int(now.timestamp())}")
+        return await send_once(channel, msg, f"test-{one_off(now)}")
 
 
 def preview_body(

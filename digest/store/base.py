@@ -159,7 +159,7 @@ class SqliteBase:
                 with self._write() as conn:
                     if conn.execute("SELECT 1 FROM migrations WHERE id = ?", [number]).fetchone():
                         continue  # another process applied it meanwhile
-                    step(conn)
+                    step(conn, self.now())
                     broken = conn.execute("PRAGMA foreign_key_check").fetchall()
                     if broken:
                         raise StoreError(f"migration {name} would break references: {list(broken[:3])}")

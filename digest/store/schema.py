@@ -1,13 +1,16 @@
 """The SQLite schema: migrations, append-only (a released one is never edited; a change is
-a new entry). Each step runs in its own transaction (see ``base.SqliteBase.migrate``)."""
+a new entry). Each step runs in its own transaction (see ``base.SqliteBase.migrate``), and
+is told when it runs, by the store's clock (two steps stamp or compare with it)."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from digest.dates import to_iso, utcnow
+from digest.dates import to_iso
+
+Step = Callable[[sqlite3.Connection, datetime], None]
 
 
 def _initial(db: sqlite3.Connection) -> None:
@@ -162,7 +165,7 @@ def _web_links_only(db: sqlite3.Connection) -> None:
     )
 
 
-def _subscriber_identity(db: sqlite3.Connection) -> None:
+def _subscriber_identity(db: sqlite3.Connection, now: datetime) -> None:
     # AUTOINCREMENT: from now on a removed subscriber's id is never given to anyone else (ids
     # removed before this migration cannot be known; tokens are bound anyway). pending_since:
     # when the current sign-up began; confirmation links are bound to it. signups: the web
@@ -207,15 +210,13 @@ def _subscriber_identity(db: sqlite3.Connection) -> None:
     )
     db.execute("CREATE INDEX signups_due ON signups(next_try)")
     # Links made before tokens were bound stay good for unsubscribing the people who had them.
-    db.execute(
-        "INSERT OR REPLACE INTO settings (key, value) VALUES ('tokens_bound_since', ?)", [to_iso(utcnow())]
-    )
+    db.execute("INSERT OR REPLACE INTO settings (key, value) VALUES ('tokens_bound_since', ?)", [to_iso(now)])
 
 
-def _plausible_dates(db: sqlite3.Connection) -> None:
+def _plausible_dates(db: sqlite3.Connection, now: datetime) -> None:
     # Dates no publication can have (year 1, year 9999) were stored as published dates and
     # broke grouping and feed order; they are dropped, as ingestion now drops them.
-    latest = to_iso(utcnow() + timedelta(days=1))
+    latest = to_iso(now + timedelta(days=1))
     db.execute(
         "UPDATE articles SET published = NULL, grouped = 0 WHERE published < '1990-01-01' OR published > ?",
         [latest],
@@ -376,24 +377,29 @@ def _pages(db: sqlite3.Connection) -> None:
     )
 
 
+def _any_time(step: Callable[[sqlite3.Connection], None]) -> Step:
+    """A step that does the same whenever it runs."""
+    return lambda db, _now: step(db)
+
+
 # Append-only: a released migration is never edited, a change is a new entry.
-MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
-    ("0001_initial", _initial),
-    ("0002_grouping", _grouping),
-    ("0003_recent_index", _recent_index),
-    ("0004_mail", _mail),
-    ("0005_leases", _leases),
-    ("0006_web_links_only", _web_links_only),
+MIGRATIONS: list[tuple[str, Step]] = [
+    ("0001_initial", _any_time(_initial)),
+    ("0002_grouping", _any_time(_grouping)),
+    ("0003_recent_index", _any_time(_recent_index)),
+    ("0004_mail", _any_time(_mail)),
+    ("0005_leases", _any_time(_leases)),
+    ("0006_web_links_only", _any_time(_web_links_only)),
     ("0007_subscriber_identity", _subscriber_identity),
     ("0008_plausible_dates", _plausible_dates),
-    ("0009_source_lifecycle", _source_lifecycle),
-    ("0010_article_texts", _article_texts),
-    ("0011_article_evidence", _article_evidence),
-    ("0012_claims", _claims),
-    ("0013_rate_hits", _rate_hits),
-    ("0014_pending_order", _pending_order),
-    ("0015_rhythms", _rhythms),
-    ("0016_feedback", _feedback),
-    ("0017_dropped", _dropped),
-    ("0018_pages", _pages),
+    ("0009_source_lifecycle", _any_time(_source_lifecycle)),
+    ("0010_article_texts", _any_time(_article_texts)),
+    ("0011_article_evidence", _any_time(_article_evidence)),
+    ("0012_claims", _any_time(_claims)),
+    ("0013_rate_hits", _any_time(_rate_hits)),
+    ("0014_pending_order", _any_time(_pending_order)),
+    ("0015_rhythms", _any_time(_rhythms)),
+    ("0016_feedback", _any_time(_feedback)),
+    ("0017_dropped", _any_time(_dropped)),
+    ("0018_pages", _any_time(_pages)),
 ]
