@@ -410,11 +410,15 @@ def fetch_https(url: str) -> bytes:
     """The default fetch: HTTPS with certificate checks, no redirects, small and quick."""
     import httpx
 
-    with httpx.Client(timeout=10.0, follow_redirects=False) as client, client.stream("GET", url) as response:
+    from digest.sources.bodies import ACCEPT_ENCODING, BodyError, read_body
+
+    headers = {"Accept-Encoding": ACCEPT_ENCODING}
+    with (
+        httpx.Client(timeout=10.0, follow_redirects=False, headers=headers) as client,
+        client.stream("GET", url) as response,
+    ):
         response.raise_for_status()
-        body = b""
-        for chunk in response.iter_bytes():
-            body += chunk
-            if len(body) > CERT_BYTES:
-                raise Refused("answer too large")
-        return body
+        try:
+            return read_body(response, CERT_BYTES, deadline=time.monotonic() + 10.0)
+        except BodyError as exc:
+            raise Refused(f"answer refused: {exc}") from exc

@@ -78,6 +78,13 @@ def feed_urls(settings: Settings) -> list[str]:
     return [f"{settings.site.base_url}{site.path(fmt)}" for fmt in FORMATS]
 
 
+def _post_status(client: httpx.Client, hub: str, form: dict[str, str]) -> int:
+    """POST ``form`` to the hub; only its status is read (a hub's body, whatever it holds or
+    expands to, is never read)."""
+    with client.stream("POST", hub, data=form) as answer:
+        return answer.status_code
+
+
 def ping(settings: Settings) -> list[str]:
     """Tell the hub the feeds changed; a warning for each ping that failed."""
     hub = settings.site.websub_hub
@@ -87,9 +94,9 @@ def ping(settings: Settings) -> list[str]:
     with httpx.Client(timeout=PING_SECONDS, follow_redirects=False) as client:
         for url in feed_urls(settings):
             try:
-                answer = client.post(hub, data={"hub.mode": "publish", "hub.url": url})
-                if answer.status_code >= 300:
-                    problems.append(f"WebSub hub answered {answer.status_code} for {url}")
+                status = _post_status(client, hub, {"hub.mode": "publish", "hub.url": url})
+                if status >= 300:
+                    problems.append(f"WebSub hub answered {status} for {url}")
             except httpx.HTTPError as exc:
                 problems.append(f"WebSub hub {redact.url(hub)}: {type(exc).__name__}")
     for problem in problems:
@@ -235,11 +242,11 @@ def maintain(
     try:
         guarded = GuardedTransport(policy)
         with httpx.Client(timeout=PING_SECONDS, follow_redirects=False, transport=guarded) as client:
-            answer = client.post(hub, data=form)
+            status = _post_status(client, hub, form)
     except (httpx.HTTPError, Refused) as exc:
         return f"WebSub hub {redact.url(hub)}: {type(exc).__name__}"
-    if answer.status_code >= 300:
-        return f"WebSub hub {redact.url(hub)} refused the subscription: HTTP {answer.status_code}"
+    if status >= 300:
+        return f"WebSub hub {redact.url(hub)} refused the subscription: HTTP {status}"
     log.info(
         "websub %s: asked %s for %s",
         source.name,

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import gzip
+import os
 import socket
+import subprocess
+import sys
 import time
+import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,7 +18,7 @@ from digest.config import FetchSettings
 from digest.errors import FetchError
 from digest.sources.fetch import Fetcher, retry_after
 
-from .conftest import FeedServer, Reply, Seen
+from .conftest import FeedServer, Reply, Seen, write_config
 
 FAST = FetchSettings(timeout=1.0, deadline=2.0, max_bytes=64 * 1024)
 
@@ -99,6 +103,76 @@ def test_gzip_is_decoded_and_the_size_cap_applies_after_decompression(server: Fe
             with pytest.raises(FetchError, match="size cap"):
                 fetcher.fetch(server.url(path))
     assert len(gzip.compress(b"\0" * (10 * 1024 * 1024))) < FAST.max_bytes  # it really was a bomb
+
+
+def _stacked(size: int, layers: int) -> bytes:
+    """``size`` zero bytes gzipped ``layers`` times, built a piece at a time (never held)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = b"\0" * (1024 * 1024)
+    body = b"".join(packer.compress(block) for _ in range(size // len(block))) + packer.flush()
+    for _ in range(layers - 1):
+        body = gzip.compress(body, 9)
+    return body
+
+
+def test_one_content_coding_is_read_and_stacked_or_unknown_ones_refused(server: FeedServer) -> None:
+    text = b"<rss>" + b"x" * 1000 + b"</rss>"
+    raw_deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    server.routes["/deflate"] = Reply(200, zlib.compress(text), {"Content-Encoding": "deflate"})
+    server.routes["/raw"] = Reply(
+        200, raw_deflate.compress(text) + raw_deflate.flush(), {"Content-Encoding": "deflate"}
+    )
+    server.routes["/identity"] = Reply(200, text, {"Content-Encoding": "identity"})
+    bomb = _stacked(512 * 1024 * 1024, 2)  # 512 MiB in two layers: about a kilobyte
+    assert len(bomb) < 2048
+    server.routes["/stacked"] = Reply(200, bomb, {"Content-Encoding": "gzip, gzip"})
+    server.routes["/br"] = Reply(200, b"\x0b\x02\x80hello\x03", {"Content-Encoding": "br"})
+    server.routes["/broken"] = Reply(200, b"\x1f\x8b\x08\x00garbage", {"Content-Encoding": "gzip"})
+    with Fetcher(FAST) as fetcher:
+        for path in ("/deflate", "/raw", "/identity"):
+            assert fetcher.fetch(server.url(path)).documents[0].body == text, path
+        assert server.requests[0].headers["accept-encoding"] == "gzip, deflate"  # no more than is read
+        for path, refusal in (
+            ("/stacked", "one layer of gzip or deflate only"),
+            ("/br", "content coding 'br' refused"),
+            ("/broken", "the gzip coding is damaged"),
+        ):
+            with pytest.raises(FetchError, match=refusal):
+                fetcher.fetch(server.url(path))
+
+
+def test_a_stacked_or_single_gzip_bomb_never_takes_a_pull_past_its_cap(
+    server: FeedServer, tmp_path: Path
+) -> None:
+    """`digest pull` itself, its peak memory read by the kernel: the cap bounds what a few
+    bytes expand to before any of it is held (it peaked at over 1 GiB before)."""
+    server.routes["/ok.xml"] = Reply(200, b'<rss version="2.0"><channel><title>t</title></channel></rss>')
+    server.routes["/stacked.xml"] = Reply(
+        200, _stacked(512 * 1024 * 1024, 2), {"Content-Encoding": "gzip, gzip"}
+    )
+    server.routes["/single.xml"] = Reply(200, _stacked(256 * 1024 * 1024, 1), {"Content-Encoding": "gzip"})
+
+    def peak_of_pull(path: str) -> tuple[int, str]:
+        folder = tmp_path / path.strip("/.")
+        folder.mkdir()
+        config = write_config(folder, f'[[sources]]\nname = "s"\nurl = "{server.url(path)}"\n')
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "digest", "--config", str(config), "pull"],
+            cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        assert process.stderr is not None
+        errors = process.stderr.read().decode()  # to the end: the process has exited
+        _, status, usage = os.wait4(process.pid, 0)  # reaped here, for its own peak
+        process.returncode = os.waitstatus_to_exitcode(status)
+        return usage.ru_maxrss * 1024, errors
+
+    baseline, _ = peak_of_pull("/ok.xml")
+    for path in ("/stacked.xml", "/single.xml"):
+        peak, errors = peak_of_pull(path)
+        assert "refused" in errors or "size cap" in errors, errors
+        # The default cap is 10 MiB: beyond the baseline, room for it and a copy, no more.
+        assert peak < baseline + 40 * 1024 * 1024, (path, peak, baseline)
 
 
 def test_a_slow_server_hits_the_timeout_and_a_trickling_one_the_deadline(server: FeedServer) -> None:

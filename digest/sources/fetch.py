@@ -26,6 +26,7 @@ import httpx
 from digest.config import FetchSettings
 from digest.errors import FetchError
 from digest.models import Document
+from digest.sources.bodies import ACCEPT_ENCODING, BodyError, TooLarge, TooSlow, read_body
 from digest.sources.policy import FetchPolicy, Resolver, is_remote, policy_for
 from digest.sources.transport import GuardedTransport, Refused
 
@@ -85,7 +86,11 @@ class Fetcher:
             client = self._clients[policy] = httpx.Client(
                 timeout=httpx.Timeout(self.settings.timeout),
                 follow_redirects=False,
-                headers={"User-Agent": self.settings.user_agent, "Accept": ACCEPT},
+                headers={
+                    "User-Agent": self.settings.user_agent,
+                    "Accept": ACCEPT,
+                    "Accept-Encoding": ACCEPT_ENCODING,  # what read_body decodes, no more
+                },
                 transport=GuardedTransport(policy, resolver=self._resolver, proxies=self._proxies),
             )
         return client
@@ -240,19 +245,14 @@ class Fetcher:
 
     def _read_capped(self, url: str, response: httpx.Response, deadline: float) -> bytes:
         cap = self.settings.max_bytes
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > cap:
-            raise FetchError(f"{url}: response of {declared} bytes is over the size cap of {cap}")
-        chunks, size = [], 0
-        # iter_bytes yields decoded bytes, so the cap also bounds what a gzip bomb expands to.
-        for chunk in response.iter_bytes():
-            size += len(chunk)
-            if size > cap:
-                raise FetchError(f"{url}: response is over the size cap of {cap} bytes")
-            if time.monotonic() > deadline:
-                raise FetchError(f"{url}: took longer than {self.settings.deadline:g}s in all")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        try:
+            return read_body(response, cap, deadline=deadline)
+        except TooLarge as exc:
+            raise FetchError(f"{url}: response is over the size cap of {cap} bytes ({exc})") from exc
+        except TooSlow as exc:
+            raise FetchError(f"{url}: took longer than {self.settings.deadline:g}s in all") from exc
+        except BodyError as exc:
+            raise FetchError(f"{url}: {exc}") from exc
 
 
 def freshness(cache_control: str | None, expires: str | None, now: datetime | None = None) -> float | None:
