@@ -17,7 +17,9 @@
 The message is hostile input: one with more than ``MAX_PARTS`` MIME parts is read as no
 report before it is parsed (parsing is what costs), a prose detector sees at most
 ``PROSE_BYTES``, anything the email package or a detector trips on is no report, and its
-text reaches a report only as one short, printable line.
+text reaches a report only as one short, printable line. The service reads it in a
+confined child process (:mod:`digest.confined`): some detectors' regular expressions
+backtrack for minutes on a crafted line.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import email
 import email.policy
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from email.message import Message
 
 from flufl.bounce import all_failures
@@ -50,6 +52,26 @@ class Report:
 
     def is_about(self, email: str) -> bool:
         return not self.named or email.lower() in {r.lower() for r in self.recipients}
+
+
+def read_as_json(raw: bytes) -> dict[str, object] | None:
+    """:func:`read`, as the confined child hands it back (see :mod:`digest.confined`)."""
+    report = read(raw)
+    return None if report is None else asdict(report)
+
+
+def report_of(found: object) -> Report | None:
+    """The report :func:`read_as_json` gave, checked as what it is: the child's output."""
+    if found is None:
+        return None
+    if not isinstance(found, dict) or found.get("kind") not in ("hard", "soft", "complaint"):
+        raise ValueError("not a report")
+    recipients = found.get("recipients")
+    if not isinstance(recipients, list) or not all(isinstance(r, str) for r in recipients):
+        raise ValueError("not a report")
+    return Report(
+        str(found["kind"]), line(str(found.get("detail", ""))), tuple(recipients), bool(found.get("named"))
+    )
 
 
 def read(raw: bytes) -> Report | None:

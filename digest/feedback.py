@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from digest import bounces, metrics, verp
+from digest import bounces, confined, metrics, verp
 from digest.config import Settings
 from digest.errors import StoreError
 from digest.inbound import READERS, TryLater
@@ -101,8 +101,8 @@ class BounceMailbox:
         self.settings = settings
         self.domain = settings.bounces.domain
         self.run = run
-        # Reading a message is CPU work for threads of its own, never the store's thread
-        # (which the digest's ledger writes wait on), and a few at a time.
+        # Reading a message is CPU work for a confined child process (never this process, nor
+        # the store's thread, which the digest's ledger writes wait on), a few at a time.
         self.readers = asyncio.Semaphore(READERS)
 
     async def claims(self, address: str, sender: str) -> bool:
@@ -118,7 +118,15 @@ class BounceMailbox:
 
     async def receive(self, address: str, raw: bytes) -> None:
         async with self.readers:
-            report = await asyncio.to_thread(bounces.read, raw)
+            try:
+                report = bounces.report_of(await confined.run("bounce", raw))
+            except (confined.Overrun, ValueError) as exc:
+                log.warning(
+                    "a message to a bounce address could not be read (%s); ignored",
+                    exc,
+                    extra={"event": "feedback"},
+                )
+                return
         if report is None:
             log.info("a message to a bounce address reported nothing; ignored", extra={"event": "feedback"})
             return

@@ -5,16 +5,20 @@ then sent by SMTP to the receiver, at those senders."""
 
 from __future__ import annotations
 
+import base64
 import json
 import smtplib
 import socket
 import subprocess
 import sys
+import threading
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from digest import bounces
@@ -268,6 +272,53 @@ def test_the_receiver_keeps_its_limits(site: tuple[Path, Service], smtp: SmtpSin
         except smtplib.SMTPServerDisconnected:
             pass
         assert codes[:40] == [550] * 40 and codes[40:] in ([421], [])
+
+
+def _backtracking_bounce(sender: str, length: int) -> bytes:
+    """A "bounce" whose text part holds the Netscape marker and then a line of ``length``
+    "<": flufl.bounce's Netscape detector backtracks over it for a time cubic in ``length``
+    (about a minute at 3,000), holding the GIL all the while."""
+    text = b"This Message was undeliverable due to the following reason:\n" + b"<" * length + b"\n"
+    return (
+        f"From: MAILER-DAEMON@mx.example.net\r\nTo: {sender}\r\nSubject: Undeliverable\r\n".encode()
+        + b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n'
+        + b"Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes(text).replace(b"\n", b"\r\n")
+        + b"\r\n--b\r\nContent-Type: text/plain\r\n\r\nx\r\n--b--\r\n"
+    )
+
+
+def test_a_bounce_that_backtracks_for_minutes_never_stops_the_service(
+    site: tuple[Path, Service], smtp: SmtpSink
+) -> None:
+    config, service = site
+    _send(config, mondays(1)[0])
+    sender, _ = _deliveries(smtp, 0)["ann"]
+    hostile = _backtracking_bounce(sender, 3000)
+    assert len(hostile) < 5000  # 4.5 KB
+    web = tomllib.loads(config.read_text())["web"]["port"]
+    answered: list[tuple[int, float]] = []
+    delivery: list[tuple[int, bytes]] = []
+    sending = threading.Thread(target=lambda: delivery.append(_deliver(service.port, sender, hostile)))
+    sending.start()
+    with httpx.Client(timeout=5) as client:
+        while sending.is_alive():  # the whole time the message is being read
+            started = time.perf_counter()
+            status = client.get(f"http://127.0.0.1:{web}/healthz").status_code
+            answered.append((status, time.perf_counter() - started))
+            time.sleep(0.05)
+    sending.join()
+    slowest = max(took for _, took in answered)
+    assert len(answered) >= 10 and {status for status, _ in answered} == {200}, answered
+    assert slowest < 0.25, f"/healthz took {slowest * 1000:.0f} ms while the bounce was read"
+    assert delivery[0][0] == 250  # taken, read as no report: not retried for ever
+    assert _statuses(config)["ann"]["status"] == "active"
+    _eventually(lambda: "could not be read" in service.log.read_text(), "the overrun logged")
+    assert "out of its 5 s of CPU" in service.log.read_text()
+    # And the service still stops at once when asked.
+    started = time.monotonic()
+    service.stop()
+    assert time.monotonic() - started < 10
 
 
 def test_a_report_reaches_no_further_than_one_line() -> None:
