@@ -172,6 +172,18 @@ def _listen(value: Any, where: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _nameserver(value: Any, where: str) -> tuple[str, int] | None:
+    """A DNS server as HOST:PORT (such as 127.0.0.1:53); empty: the system's."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    host, port = _listen(value, where)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {_shown(value)}: give the DNS server's IP address and port") from exc
+    return host, port
+
+
 _TOPIC = re.compile(r"^arn:aws(-[a-z]+)*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
 
 
@@ -346,6 +358,7 @@ class SourceSettings:
     full_text: bool = False  # fetch each excerpt-only item's page for its main text
     address: str | None = None  # kind = "email": the address newsletters are sent to
     allow_from: tuple[str, ...] = ()  # kind = "email": senders taken (addresses or domains)
+    allow_unauthenticated: bool = False  # kind = "email": keep (unpublished) mail without DKIM
 
     @property
     def pulled(self) -> bool:
@@ -412,6 +425,8 @@ class InboundSettings:
     max_bytes: int = setting(1024 * 1024, _integer(1024, 64 * 1024 * 1024))
     per_minute: int = setting(120, _integer(1, 100_000))  # messages a minute from one client
     connections: int = setting(50, _integer(1, 10_000))  # open at once, from everyone
+    # The DNS server newsletters' DKIM keys are asked of (HOST:PORT); empty: the system's.
+    resolver: tuple[str, int] | None = setting(None, _nameserver)
 
 
 @dataclass(frozen=True)
@@ -554,7 +569,7 @@ class Settings:
 
 _SOURCE_KEYS = (
     "name", "url", "kind", "every", "enabled", "selectors", "ignore_places", "allow_private", "keep", "drop",
-    "address", "allow_from", "full_text",
+    "address", "allow_from", "allow_unauthenticated", "full_text",
 )  # fmt: skip
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -657,6 +672,9 @@ def _read_source(raw: Any, index: int, origin: str, base_dir: Path, warnings: li
         full_text=_boolean(raw.get("full_text", False), f"{where}.full_text"),
         address=address,
         allow_from=allow_from,
+        allow_unauthenticated=_boolean(
+            raw.get("allow_unauthenticated", False), f"{where}.allow_unauthenticated"
+        ),
         rules=rules.parse(
             _rule_list(raw, "keep", name, origin),
             _rule_list(raw, "drop", name, origin),

@@ -26,7 +26,7 @@ CPU_SECONDS = 5
 WALL_SECONDS = 15.0
 MEMORY_BYTES = 1024 * 1024 * 1024
 # name → "module:function", a function of the bytes to a JSON value, imported in the child only.
-JOBS = {"bounce": "digest.bounces:read_as_json"}
+JOBS = {"bounce": "digest.bounces:read_as_json", "newsletter": "digest.newsletters:read_as_json"}
 
 
 class Overrun(Exception):

@@ -6,7 +6,8 @@ claims a recipient, and hands it each message for that recipient.
 Everything arriving is hostile, so:
 
 - a recipient no mailbox claims is refused (``550 5.1.1``) before any data is sent;
-- at most ``max_bytes`` of message (``552``), ``MAX_RECIPIENTS`` recipients a message,
+- at most ``max_bytes`` of message (``552``), ``MAX_RECIPIENTS`` recipients a message, each
+  once (a duplicate is refused: each recipient costs a reading of the message),
   ``COMMANDS_PER_SESSION`` of each command a connection (then ``421`` and goodbye);
 - at most ``per_minute`` messages a minute from one client (``421`` at MAIL FROM, which
   well-behaved servers take as "try later"), at most ``connections`` connections open at
@@ -104,6 +105,9 @@ class _Handler:
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        if address.strip().lower() in (taken.strip().lower() for taken in envelope.rcpt_tos):
+            # Each recipient costs a reading of the message: once is all anyone needs.
+            return "550 5.5.1 Duplicate recipient: this address is in the message already"
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
             return "452 4.5.3 Too many recipients"
         for mailbox in self.mailboxes:

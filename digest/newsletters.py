@@ -2,17 +2,23 @@
 for a source's ``address`` becomes one article of that source.
 
 - Only a sender in the source's ``allow_from`` (an address, or a domain and its subdomains)
-  is taken: the envelope sender (MAIL FROM) at RCPT, then the From header, else 550.
-  Neither is authenticated (no DKIM or SPF check yet): the address itself should be one
-  nobody guesses, as Kill-the-Newsletter's are.
+  is taken: the envelope sender (MAIL FROM) at RCPT, then the From header, which must name
+  exactly one address, read from the header block alone before anything else is, else 550.
+- And only if it proves it (:mod:`digest.mailauth`): a DKIM signature that verifies, by
+  the From domain or a domain above it. Unsigned or forged mail is refused (550), unless
+  the source says ``allow_unauthenticated = true``: then it is kept among the dropped items
+  (`digest articles --dropped`), never published.
 - The article (:func:`item_of`, pure): the Subject as title; the HTML part (else the text
   part) as content, sanitised as any source's HTML is (no images at all, so no tracking
   pixels; links kept); the "view in browser" link as its URL when there is one; the sender's
   name as author; the Date header as published (when plausible); the Message-ID as guid.
-  A confirmation email a newsletter sends on sign-up is an article like any other, so the
-  operator can click its link.
-- The message is hostile input: bounded by the server's size limit, read off the store's
-  thread, and whatever trips the parser is refused (550) rather than stored half-read.
+  What is the subscriber's own never reaches it (:func:`strip_personal`): the source's
+  address, and links to unsubscribe, manage, confirm, or that carry the address or a
+  token. The service's log lists the links taken out, so the operator can still follow a
+  confirmation email's.
+- The message is hostile input: bounded by the server's size limit, read once, in a
+  confined child process (:mod:`digest.confined`), and whatever trips the parser is
+  refused (550) rather than stored half-read.
 """
 
 from __future__ import annotations
@@ -21,25 +27,42 @@ import asyncio
 import email
 import email.policy
 import html
+import json
 import logging
 import re
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import datetime
-from email.message import EmailMessage
-from email.utils import parseaddr, parsedate_to_datetime
+from email.message import EmailMessage, Message
+from email.parser import BytesHeaderParser
+from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from typing import cast
+from urllib.parse import parse_qsl, unquote, urlsplit
 
+import lxml.html
+
+from digest import confined, mailauth
 from digest.config import Settings, SourceSettings
-from digest.dates import plausible
+from digest.dates import from_iso, plausible, to_iso
 from digest.errors import StoreError
 from digest.feedback import Runner
 from digest.inbound import READERS, Rejected, TryLater
 from digest.models import ParsedItem
 from digest.sanitize import html_to_text, one_line
-from digest.store import Store
+from digest.store import DroppedItem, Store
 
 log = logging.getLogger("digest")
 MAX_TITLE = 300
+HEADER_BYTES = 64 * 1024  # the header block is read alone, before the message is
+_PERSONAL_WORDS = re.compile(
+    r"unsubscri|opt[-_ ]?out|manage|preference|confirm|verif|subscription|profile|forward", re.I
+)
+_TOKEN_NAMES = frozenset(
+    ("token", "key", "sig", "signature", "hash", "auth", "email", "mail", "e", "u", "uid", "user",
+     "subscriber", "sid", "recipient", "r", "t")
+)  # fmt: skip
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_=+/.-]+")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 # Bounded everywhere, so a message of unclosed tags costs linear time, not quadratic.
 _LINK = re.compile(
     r"<a\b[^<>]{0,2000}?\bhref\s*=\s*(['\"])(https?://[^'\"<>\s]{1,2000})\1[^<>]{0,2000}>(.{0,400}?)</a>",
@@ -68,21 +91,43 @@ def allowed(sender: str, allow_from: tuple[str, ...]) -> bool:
     )
 
 
-def sender_of(raw: bytes) -> str:
-    """The address in a message's From header ("" when there is none)."""
-    msg = email.message_from_bytes(raw, policy=email.policy.default)
-    try:
-        return parseaddr(str(msg.get("From") or ""))[1]
-    except (TypeError, ValueError, IndexError):
-        return ""
+def headers_of(raw: bytes) -> Message:
+    """The message's header block alone (its body is not parsed); ValueError when there is
+    no end to it within ``HEADER_BYTES``."""
+    end = min(
+        (i for i in (raw.find(b"\r\n\r\n", 0, HEADER_BYTES), raw.find(b"\n\n", 0, HEADER_BYTES)) if i >= 0),
+        default=-1,
+    )
+    if end < 0:
+        raise ValueError(f"no end to its header fields in {HEADER_BYTES} bytes")
+    return BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw[: end + 2])
 
 
-def item_of(raw: bytes, now: datetime) -> ParsedItem:
-    """The article one newsletter makes; ValueError when the message has no usable body."""
+def one_sender(headers: Message) -> str:
+    """The one address the From header names; ValueError for none, several, or several
+    From fields (a list would let an allowed address stand beside anyone's)."""
+    fields = [str(value) for value in headers.get_all("From") or []]
+    found = getaddresses(fields)
+    if len(fields) != 1 or len(found) != 1 or "@" not in found[0][1]:
+        raise ValueError("its From names no single address")
+    return found[0][1].strip().lower()
+
+
+def item_of(raw: bytes, now: datetime, address: str = "") -> ParsedItem:
+    """The article one newsletter makes, without what is ``address``'s own (the source's:
+    see :func:`strip_personal`); ValueError when the message has no usable body."""
+    return _item_and_removed(raw, now, address)[0]
+
+
+def _item_and_removed(raw: bytes, now: datetime, address: str) -> tuple[ParsedItem, list[str]]:
     msg = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(msg, EmailMessage)
-    title = one_line(str(msg.get("Subject") or ""))[:MAX_TITLE] or "(no subject)"
-    content, url = _content(msg)
+    title = _without(one_line(str(msg.get("Subject") or "")), address)[:MAX_TITLE] or "(no subject)"
+    body, url = _content(msg)
+    content, removed = strip_personal(body, address)
+    if url is not None and personal(url, "", address):
+        removed.append(url)
+        url = None
     name, address = parseaddr(str(msg.get("From") or ""))
     author = one_line(name or address)[:200] or None
     published = None
@@ -92,9 +137,104 @@ def item_of(raw: bytes, now: datetime) -> ParsedItem:
     except (TypeError, ValueError, IndexError):
         published = None
     message_id = one_line(str(msg.get("Message-ID") or "")).strip("<>")[:300] or None
-    return ParsedItem(
+    item = ParsedItem(
         title=title, url=url, guid=message_id, content_html=content, author=author, published=published
     )
+    return item, removed
+
+
+def read_as_json(data: bytes) -> dict[str, object]:
+    """The confined child's job (see :mod:`digest.confined`): ``data`` is one line of JSON
+    (``answers``: the DNS answers for its DKIM keys; ``address``: the source's; ``now``),
+    then the message. Its verified signers, the article, and the links taken out of it."""
+    head, _, raw = data.partition(b"\n")
+    given = json.loads(head)
+    signers = mailauth.verified_signers(raw, given["answers"])
+    try:
+        item, removed = _item_and_removed(raw, from_iso(given["now"]), given["address"])
+    except ValueError as exc:
+        return {"signers": signers, "error": str(exc)}
+    fields = asdict(item)
+    fields["published"] = to_iso(item.published) if item.published else None
+    fields["updated"] = None
+    return {"signers": signers, "item": fields, "removed": removed}
+
+
+def _parsed(fields: object) -> ParsedItem:
+    """The article the child gave, checked as what it is: hostile output."""
+    if not isinstance(fields, dict) or not isinstance(fields.get("title"), str):
+        raise ValueError("no article")
+    text = {name: fields.get(name) for name in ("url", "guid", "content_html", "author")}
+    if not all(value is None or isinstance(value, str) for value in text.values()):
+        raise ValueError("no article")
+    published = fields.get("published")
+    return ParsedItem(
+        title=str(fields["title"]),
+        url=text["url"],
+        guid=text["guid"],
+        content_html=text["content_html"] or "",
+        author=text["author"],
+        published=from_iso(published) if isinstance(published, str) else None,
+    )
+
+
+def personal(url: str, text: str, address: str) -> bool:
+    """Whether a link is the subscriber's own: to unsubscribe, manage or confirm, a mail
+    link with a subject or body, or one that carries ``address`` or a token."""
+    decoded = unquote(unquote(url)).lower()
+    if address and address.lower() in decoded:
+        return True
+    parts = urlsplit(decoded)
+    if parts.scheme == "mailto":
+        return bool(parts.query)
+    if _PERSONAL_WORDS.search(f"{parts.path} {parts.query} {text}"):
+        return True
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name in _TOKEN_NAMES or _tokenish(value):
+            return True
+    return any(_tokenish(segment) for segment in parts.path.split("/"))
+
+
+def _tokenish(value: str) -> bool:
+    """A value only a machine reads: long, of letters and digits mixed (base64, hex, a
+    UUID), not words joined by hyphens."""
+    if _UUID.fullmatch(value):
+        return True
+    if len(value) < 16 or not _TOKEN_CHARS.fullmatch(value) or value.count("-") > 1:
+        return False
+    return sum(c.isdigit() for c in value) >= 2 and sum(c.isalpha() for c in value) >= 2
+
+
+def strip_personal(body: str, address: str) -> tuple[str, list[str]]:
+    """``body`` (HTML) without the subscriber's own: links that are :func:`personal` lose
+    their target (their text stays, unless it shows it), and ``address`` is taken out of
+    the text. Also the links taken out, for the operator's log."""
+    if not body.strip():
+        return body, []
+    root = lxml.html.fromstring(body)
+    removed: list[str] = []
+    for element in list(root.iter("a")):
+        link = cast(lxml.html.HtmlElement, element)
+        target = str(link.get("href") or "")
+        if target and personal(target, link.text_content(), address):
+            removed.append(target)
+            if link.text_content().strip() == target.strip() or (
+                address and address.lower() in link.text_content().lower()
+            ):
+                link.text = ""
+                for child in list(link):
+                    link.remove(child)
+            link.drop_tag()
+    if address:
+        for element in root.iter():
+            if isinstance(element.tag, str):
+                element.text = _without(element.text, address) if element.text else element.text
+                element.tail = _without(element.tail, address) if element.tail else element.tail
+    return lxml.html.tostring(root, encoding="unicode"), removed
+
+
+def _without(text: str, address: str) -> str:
+    return re.sub(re.escape(address), "", text, flags=re.I) if address else text
 
 
 def _content(msg: EmailMessage) -> tuple[str, str | None]:
@@ -144,27 +284,75 @@ class NewsletterMailbox:
 
     async def receive(self, address: str, raw: bytes) -> None:
         source = self.sources[address.strip().strip("<>").lower()]
+        refused = f"550 5.7.1 {source.address} takes mail only from its newsletter's senders"
+        try:  # the From header first, from the header block alone: nothing else is read before
+            headers = headers_of(raw)
+            sender = one_sender(headers)
+        except (ValueError, TypeError, IndexError) as exc:
+            raise Rejected(f"{refused}: {exc}") from exc
+        if not allowed(sender, source.allow_from):
+            raise Rejected(refused)
         try:
+            nameserver = self.settings.inbound.resolver if self.settings.inbound else None
+            keys = mailauth.key_names(headers)
+            answers = await asyncio.to_thread(mailauth.lookup, keys, nameserver) if keys else {}
             now = cast(datetime, await self.run(lambda s: s.now()))  # the store's clock, as a pull's
-        except StoreError as exc:
+        except (OSError, StoreError) as exc:  # DNS or the database: the sender tries again later
             raise TryLater from exc
+        given = json.dumps({"answers": answers, "address": source.address, "now": to_iso(now)})
         async with self.readers:
             try:
-                item = await asyncio.to_thread(item_of, raw, now)
-                author = await asyncio.to_thread(sender_of, raw)
-            except Exception as exc:  # hostile MIME: refused, not stored half-read
-                raise Rejected(f"550 5.6.0 This message could not be read ({type(exc).__name__})") from exc
-        if not allowed(author, source.allow_from):  # the From header must pass too, not only MAIL FROM
-            raise Rejected(f"550 5.7.1 {source.address} takes mail only from its newsletter's senders")
+                found = await confined.run("newsletter", given.encode() + b"\n" + raw)
+                signers = [str(s) for s in found["signers"]] if isinstance(found, dict) else []
+                if "error" in found:
+                    raise ValueError(str(found["error"])[:200])
+                item = _parsed(found["item"])
+                removed = [str(link) for link in found.get("removed") or []]
+            except (
+                confined.Overrun,
+                ValueError,
+                TypeError,
+                KeyError,
+            ) as exc:  # refused, not stored half-read
+                raise Rejected(
+                    f"550 5.6.0 This message could not be read ({one_line(str(exc))[:200]})"
+                ) from exc
+        signer = next((s for s in signers if mailauth.aligned(s, sender)), None)
+        if signer is None and not source.allow_unauthenticated:
+            raise Rejected(f"{refused}, signed (DKIM) by its sender's domain")
         try:
-            counts = await self.run(lambda s: _store(s, self.settings, source, item, now))
+            counts = await self.run(lambda s: _store(s, self.settings, source, item, now, signer))
         except StoreError as exc:
             raise TryLater from exc
-        log.info("newsletter %s: %r, %s", source.name, item.title, counts, extra={"event": "newsletter"})
+        log.info(
+            "newsletter %s: %r, %s%s", source.name, item.title, counts,
+            f"; links of the subscriber's own taken out: {' '.join(removed)}" if removed else "",
+            extra={"event": "newsletter"},
+        )  # fmt: skip
         self.stored()
 
 
-def _store(store: Store, settings: Settings, source: SourceSettings, item: ParsedItem, now: datetime) -> str:
-    from digest.ingest import store_items
+def _store(
+    store: Store,
+    settings: Settings,
+    source: SourceSettings,
+    item: ParsedItem,
+    now: datetime,
+    signer: str | None,
+) -> str:
+    """Published when ``signer`` vouched for it; else (``allow_unauthenticated``) kept
+    among the dropped items, where only the operator sees it."""
+    from digest.ingest import normalise, store_items
 
+    if signer is None:
+        article = normalise(item, source.name, item.url or "", now)
+        reason = "not authenticated: no DKIM signature by its sender's domain"
+        store.save_dropped(
+            [
+                DroppedItem(
+                    article.id, source.name, article.title, article.url, reason, article.content_hash, now
+                )
+            ]
+        )
+        return "kept out of the feeds (not authenticated)"
     return store_items(store, source, [item], now, base_url=item.url or "").summary()

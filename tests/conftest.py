@@ -228,6 +228,76 @@ def served_seeds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[App
         yield server, settings
 
 
+class DnsServer:
+    """A real DNS server on 127.0.0.1 (UDP) answering TXT questions from ``records`` (name →
+    text), NXDOMAIN for everything else: where newsletters' DKIM keys are published."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.records: dict[str, str] = {}
+        self.asked: list[str] = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = int(self.sock.getsockname()[1])
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        import dns.message
+        import dns.rcode
+        import dns.rdatatype
+        import dns.rrset
+
+        while True:
+            try:
+                data, client = self.sock.recvfrom(4096)
+            except OSError:
+                return
+            query = dns.message.from_wire(data)
+            answer = dns.message.make_response(query)
+            for question in query.question:
+                name = question.name.to_text().rstrip(".").lower()
+                self.asked.append(name)
+                text = self.records.get(name)
+                if text is None or question.rdtype != dns.rdatatype.TXT:
+                    answer.set_rcode(dns.rcode.NXDOMAIN)
+                    continue
+                chunks = " ".join(f'"{text[i : i + 200]}"' for i in range(0, len(text), 200))
+                answer.answer.append(dns.rrset.from_text(question.name, 300, "IN", "TXT", chunks))
+            self.sock.sendto(answer.to_wire(), client)
+
+    def publish_dkim_key(self, selector: str, domain: str) -> bytes:
+        """A new RSA key for ``selector._domainkey.domain``, published; its private key (PEM)."""
+        import base64
+
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        public = key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        self.records[f"{selector}._domainkey.{domain}"] = (
+            f"v=DKIM1; k=rsa; p={base64.b64encode(public).decode()}"
+        )
+        return key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+
+    def __enter__(self) -> DnsServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def dns_server() -> Iterator[DnsServer]:
+    with DnsServer() as server:
+        yield server
+
+
 class SmtpSink:
     """A real SMTP server (aiosmtpd) on 127.0.0.1 that records every message, with faults
     to order: reject some recipients (550), answer 421 after some messages, drop a

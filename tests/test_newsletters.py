@@ -11,24 +11,30 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import aiosmtplib
+import dkim
+import httpx
 import pytest
 
 from digest import newsletters
 from digest.config import load_settings
 from digest.store import open_store
 
-from .conftest import write_config
+from .conftest import DnsServer, write_config
 from .test_bounces import Service, _eventually, _free_port
 from .test_cli import run
 
 ADDRESS = "news-xyz@in.example.org"
-HTML = """<html><head><style>p {color: red}</style><script>alert(1)</script></head><body>
+HTML = f"""<html><head><style>p {{color: red}}</style><script>alert(1)</script></head><body>
 <p><a href="https://letters.example.com/p/issue-42?utm_source=newsletter&amp;utm_medium=email">View this email in your browser</a></p>
 <img src="https://track.example.com/open.gif?u=123" width="1" height="1">
 <h2>Dams on the Mekong</h2>
 <p>Laos and China agreed on <b>two new dams</b>; <a href="https://example.org/mekong" onclick="steal()">the agreement</a>.</p>
 <p><img src="https://cdn.example.com/photo.jpg" alt="a dam"></p>
 <p><a href="javascript:alert(1)">click</a></p>
+<p>This email was sent to {ADDRESS}.
+<a href="https://letters.example.com/unsubscribe?list=7">Unsubscribe</a> ·
+<a href="https://letters.example.com/account?e={ADDRESS.replace("@", "%40")}">Your account</a> ·
+<a href="https://letters.example.com/go/8f3a9c2e71b04d5e9a6f2c1d">Share this issue</a></p>
 </body></html>"""
 
 
@@ -44,29 +50,59 @@ def _newsletter(subject: str, sender: str = "Ann's Letter <ann@letters.example.c
     return msg
 
 
-async def _send(port: int, msg: EmailMessage, *, sender: str, to: str = ADDRESS) -> None:
-    await aiosmtplib.send(msg, hostname="127.0.0.1", port=port, sender=sender, recipients=[to], timeout=10)
+def _signed(msg: EmailMessage, domain: str, key: bytes, selector: str = "s1") -> bytes:
+    """The message with a DKIM signature by ``domain`` (dkimpy, as a sending service signs)."""
+    raw = bytes(msg).replace(b"\n", b"\r\n").replace(b"\r\r\n", b"\r\n")
+    headers = [b"from", b"to", b"subject", b"date", b"message-id"]
+    return dkim.sign(raw, selector.encode(), domain.encode(), key, include_headers=headers) + raw
 
 
-def test_a_newsletter_becomes_one_sanitised_article(tmp_path: Path) -> None:
-    port = _free_port()
+async def _send(
+    port: int, msg: EmailMessage | bytes, *, sender: str, to: str | list[str] = ADDRESS
+) -> dict[str, aiosmtplib.SMTPResponse]:
+    """Send; the recipients refused (when some were taken)."""
+    refused, _ = await aiosmtplib.send(
+        msg, hostname="127.0.0.1", port=port, sender=sender, recipients=[to] if isinstance(to, str) else to,
+        timeout=10,
+    )  # fmt: skip
+    return refused
+
+
+def _site(tmp_path: Path, dns_server: DnsServer, extra: str = "") -> tuple[Path, int, int]:
+    port, web = _free_port(), _free_port()
     config = write_config(
         tmp_path,
-        f'[inbound]\nlisten = "127.0.0.1:{port}"\n[web]\nport = {_free_port()}\n'
+        f'[inbound]\nlisten = "127.0.0.1:{port}"\nresolver = "127.0.0.1:{dns_server.port}"\n[web]\nport = {web}\n'
         f'[[sources]]\nname = "ann-letter"\nkind = "email"\naddress = "{ADDRESS}"\n'
-        'allow_from = ["letters.example.com", "editor@elsewhere.example.net"]\n',
+        'allow_from = ["letters.example.com", "editor@elsewhere.example.net"]\n' + extra,
     )
+    return config, port, web
+
+
+def test_a_signed_newsletter_becomes_one_sanitised_article_without_the_subscribers_own(
+    tmp_path: Path, dns_server: DnsServer
+) -> None:
+    letters = dns_server.publish_dkim_key("s1", "letters.example.com")
+    elsewhere = dns_server.publish_dkim_key("s1", "elsewhere.example.net")
+    config, port, web = _site(tmp_path, dns_server)
     service = Service(config, tmp_path, port)
     try:
         # The envelope sender of a mailing service is often a subdomain's bounce address.
-        asyncio.run(
-            _send(port, _newsletter("Issue 42: Dams on the Mekong"), sender="bounce-7@mg.letters.example.com")
-        )
+        issue = _signed(_newsletter("Issue 42: Dams on the Mekong"), "letters.example.com", letters)
+        asyncio.run(_send(port, issue, sender="bounce-7@mg.letters.example.com"))
         confirm = EmailMessage()
         confirm["From"] = "editor@elsewhere.example.net"
+        confirm["To"] = ADDRESS
         confirm["Subject"] = "Please confirm your subscription"
+        confirm["Message-ID"] = "<c1@elsewhere.example.net>"
         confirm.set_content("Hello,\n\nClick to confirm: https://elsewhere.example.net/confirm?t=abc&x=1\n")
-        asyncio.run(_send(port, confirm, sender="editor@elsewhere.example.net"))
+        asyncio.run(
+            _send(
+                port,
+                _signed(confirm, "elsewhere.example.net", elsewhere),
+                sender="editor@elsewhere.example.net",
+            )
+        )
         for sender, to in (
             ("someone@evil.example", ADDRESS),  # not a sender this source takes
             ("ann@letters.example.com.evil.example", ADDRESS),
@@ -76,17 +112,6 @@ def test_a_newsletter_becomes_one_sanitised_article(tmp_path: Path) -> None:
                 asyncio.run(_send(port, _newsletter("Spam"), sender=sender, to=to))
             assert [r.code for r in refused.value.recipients] == [550]
 
-        # The envelope passes, the From header does not: refused once the message is read.
-        with pytest.raises(aiosmtplib.SMTPDataError) as spoofed:
-            asyncio.run(
-                _send(
-                    port,
-                    _newsletter("Spoofed", sender="Mallory <m@evil.example>"),
-                    sender="ann@letters.example.com",
-                )
-            )
-        assert spoofed.value.code == 550
-
         def listed() -> list[dict[str, object]]:
             result = run("--config", str(config), "articles", "--json", cwd=tmp_path)
             return json.loads(result.stdout) if result.returncode == 0 else []
@@ -94,14 +119,14 @@ def test_a_newsletter_becomes_one_sanitised_article(tmp_path: Path) -> None:
         _eventually(lambda: len(listed()) == 2, "two articles")
         found = {a["title"]: a for a in listed()}
         assert set(found) == {"Issue 42: Dams on the Mekong", "Please confirm your subscription"}
-        issue = found["Issue 42: Dams on the Mekong"]
-        assert issue["url"] == "https://letters.example.com/p/issue-42"  # the web version, untracked
-        assert issue["source"] == "ann-letter"
-        assert issue["published"] == "2026-11-23T07:30:00+00:00"
-        assert "two new dams" in str(issue["summary"]) and "alert" not in str(issue["summary"])
+        issue_found = found["Issue 42: Dams on the Mekong"]
+        assert issue_found["url"] == "https://letters.example.com/p/issue-42"  # the web version, untracked
+        assert issue_found["source"] == "ann-letter"
+        assert issue_found["published"] == "2026-11-23T07:30:00+00:00"
+        assert "two new dams" in str(issue_found["summary"]) and "alert" not in str(issue_found["summary"])
         settings = load_settings(config, env={})
         with open_store(settings.database.path) as store:
-            stored = store.article(str(issue["id"]))
+            stored = store.article(str(issue_found["id"]))
             note = store.article(str(found["Please confirm your subscription"]["id"]))
         assert stored is not None and note is not None
         assert stored.author == "Ann's Letter"
@@ -109,14 +134,84 @@ def test_a_newsletter_becomes_one_sanitised_article(tmp_path: Path) -> None:
         assert "<img" not in body and "track.example.com" not in body and "cdn.example.com" not in body
         assert "<script" not in body and "onclick" not in body and "javascript:" not in body
         assert 'href="https://example.org/mekong"' in body and "<b>two new dams</b>" in body
-        assert 'href="https://elsewhere.example.net/confirm?t=abc&amp;x=1"' in note.summary_html
+        # What is the subscriber's own never reaches the article, nor the public feed.
+        feed = httpx.get(f"http://127.0.0.1:{web}/feed.atom", timeout=10).text
+        for secret in (
+            ADDRESS,
+            ADDRESS.replace("@", "%40"),
+            "/unsubscribe",
+            "/account",
+            "8f3a9c2e71b04d5e",
+            "confirm?t=abc",
+        ):
+            assert secret not in body and secret not in note.summary_html and secret not in feed, secret
+        assert "Unsubscribe" in body and "Share this issue" in body  # the words stay, not the links
+        # The operator still has the confirmation link: the log names what was taken out.
         log = service.log.read_text()
+        assert "https://elsewhere.example.net/confirm?t=abc&x=1" in log
         assert "newsletter ann-letter" in log and "Traceback" not in log
     finally:
         service.stop()
     # `digest pull` names it without fetching anything.
     pulled = run("--config", str(config), "pull", "--source", "ann-letter", cwd=tmp_path)
     assert "fed by mail to news-xyz@in.example.org" in pulled.stdout + pulled.stderr
+
+
+def test_a_newsletter_must_prove_its_sender(tmp_path: Path, dns_server: DnsServer) -> None:
+    """A stranger who read the address off the feed (it is no secret) and forges the From of
+    an allowed sender is refused: without a signature, with a key DNS does not publish, or
+    signed by a domain of their own; so is a From naming two addresses."""
+    letters = dns_server.publish_dkim_key("s1", "letters.example.com")
+    evil = dns_server.publish_dkim_key("s1", "evil.example")
+    config, port, _ = _site(tmp_path, dns_server)
+    service = Service(config, tmp_path, port)
+    try:
+        forged = _newsletter("Forged")
+        attempts = {
+            "unsigned": bytes(forged),
+            "an unpublished key": _signed(forged, "letters.example.com", evil, selector="s2"),
+            "the wrong key": _signed(forged, "letters.example.com", evil),
+            "another domain": _signed(forged, "evil.example", evil),
+            "altered after signing": _signed(_newsletter("Honest"), "letters.example.com", letters).replace(
+                b"two new dams", b"six new dams"
+            ),
+            "two senders": _signed(
+                _newsletter("Two", sender="ann@letters.example.com, m@evil.example"),
+                "letters.example.com",
+                letters,
+            ),
+        }
+        for what, message in attempts.items():
+            with pytest.raises(aiosmtplib.SMTPDataError) as refused:
+                asyncio.run(_send(port, message, sender="ann@letters.example.com"))
+            assert refused.value.code == 550, what
+        # One signed copy to the same address twice: the second RCPT is refused, one article.
+        honest = _signed(_newsletter("Honest"), "letters.example.com", letters)
+        twice = asyncio.run(
+            _send(port, honest, sender="ann@letters.example.com", to=[ADDRESS, ADDRESS.upper()])
+        )
+        assert [response.code for response in twice.values()] == [550]
+        result = run("--config", str(config), "articles", "--json", cwd=tmp_path)
+        assert [a["title"] for a in json.loads(result.stdout)] == ["Honest"]
+        assert "s1._domainkey.letters.example.com" in dns_server.asked  # asked of the test's DNS only
+    finally:
+        service.stop()
+
+
+def test_unauthenticated_mail_is_kept_out_of_the_feeds_when_the_operator_takes_it(
+    tmp_path: Path, dns_server: DnsServer
+) -> None:
+    config, port, web = _site(tmp_path, dns_server, "allow_unauthenticated = true\n")
+    service = Service(config, tmp_path, port)
+    try:
+        asyncio.run(_send(port, _newsletter("Unsigned but wanted"), sender="ann@letters.example.com"))
+        dropped = lambda: run("--config", str(config), "articles", "--dropped", "--json", cwd=tmp_path)  # noqa: E731
+        _eventually(lambda: "Unsigned but wanted" in dropped().stdout, "kept among the dropped")
+        assert "not authenticated" in dropped().stdout
+        assert json.loads(run("--config", str(config), "articles", "--json", cwd=tmp_path).stdout) == []
+        assert "Unsigned but wanted" not in httpx.get(f"http://127.0.0.1:{web}/feed.atom", timeout=10).text
+    finally:
+        service.stop()
 
 
 def test_allow_from_and_the_article_of_a_message() -> None:
