@@ -20,7 +20,6 @@ Everything arriving is hostile, so:
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import time
 from collections import OrderedDict, deque
@@ -29,6 +28,7 @@ from weakref import WeakKeyDictionary
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from digest.clients import client_key
 from digest.config import InboundSettings
 from digest.errors import DigestError
 
@@ -94,7 +94,7 @@ class _Handler:
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        client = client_key(session.peer)
+        client = peer_key(session.peer)
         if not self.per_client.allow(client):
             log.warning("inbound: too many messages from %s", client, extra={"event": "inbound"})
             return "421 4.7.0 Too many messages from you: try again later"
@@ -146,19 +146,9 @@ class _Handler:
         return "250 OK"
 
 
-def client_key(peer: Any) -> str:
-    """Who a client is for the limits: its IPv4 address, or its IPv6 /64 (one host holds a
-    whole /64 as easily as one address)."""
-    host = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
-    try:
-        ip = ipaddress.ip_address(host.split("%")[0])
-    except ValueError:
-        return host
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip)
+def peer_key(peer: Any) -> str:
+    """Who a connected client is for the limits (see :func:`digest.clients.client_key`)."""
+    return client_key(str(peer[0]) if isinstance(peer, tuple) and peer else "unknown")
 
 
 class _Counted(SMTP):
@@ -174,7 +164,7 @@ class _Counted(SMTP):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         inbound = self.inbound
-        self.client = client_key(transport.get_extra_info("peername"))
+        self.client = peer_key(transport.get_extra_info("peername"))
         if (
             inbound.open >= inbound.settings.connections
             or inbound.connections_from.get(self.client, 0) >= PER_CLIENT_CONNECTIONS

@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from digest import metrics, publish, query, redact, signups, web_subscribe, web_websub, webhooks
+from digest.clients import client_key
 from digest.config import Settings
 from digest.errors import StoreError
 from digest.publish import FeedSpec
@@ -110,7 +111,7 @@ def create_app(
     def too_many(store: Store, request: Request) -> Rendered | None:
         """A 429 when this client has run too many searches lately (only searches not in the
         cache count: each may cost up to ``SEARCH_SECONDS`` of the database's time)."""
-        client = request.client.host if request.client else "unknown"
+        client = client_key(request.client.host if request.client else "unknown")
         if SEARCHES.allow(store, secret_for(store, settings.secret), client):
             return None
         return Rendered.of(b"Too many searches: please wait a minute.\n", TEXT, status=429)

@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from digest import cron, query, signups, subscribers
 from digest.cadence import Rhythm, common_zones, local_time, next_due, weekday_name
+from digest.clients import client_key
 from digest.errors import DigestError
 from digest.mail import compose
 from digest.mail.planner import Planner, sample_links
@@ -163,7 +164,7 @@ def routes(cache: Cache) -> list[Route]:
         if not same_origin(request, settings):
             return await run_in_threadpool(refused)
         form = await request.form()
-        client = request.client.host if request.client else "unknown"
+        client = client_key(request.client.host if request.client else "unknown")
 
         def answer() -> HTMLResponse:
             try:

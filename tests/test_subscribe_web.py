@@ -172,6 +172,38 @@ def test_subscribe_is_rate_limited(site: tuple[AppServer, Settings, Path]) -> No
     assert codes[:3] == [200, 200, 200] and codes[3] == 429
 
 
+def test_limits_count_an_ipv6_client_by_its_64_and_an_ipv4_one_by_its_address(
+    site: tuple[AppServer, Settings, Path],
+) -> None:
+    """One host holds a whole /64: thirty addresses of one /64 are one client to the form's
+    limit and to the search's, as to the SMTP receiver's; two IPv4 neighbours are two."""
+    server, _, _ = site
+
+    def signups(clients: list[str]) -> list[int]:
+        with _client(server) as client:
+            return [
+                client.post(
+                    "/subscribe",
+                    data={"email": f"reader{n}@example.org", "form_token": _token(client)},
+                    headers={"X-Forwarded-For": address},  # as behind a proxy
+                ).status_code
+                for n, address in enumerate(clients)
+            ]
+
+    one_64 = signups([f"2001:db8:1:2:{n:x}::{n + 1:x}" for n in range(30)])
+    assert one_64[:10] == [200] * 10 and set(one_64[10:]) == {429}
+    neighbours = signups([f"198.51.100.{n}" for n in range(1, 13)])
+    assert neighbours == [200] * 12
+    with httpx.Client(base_url=server.url("")) as client:
+        searched = [
+            client.get(
+                "/search", params={"q": f"laos {n}"}, headers={"X-Forwarded-For": f"2001:db8:9:9::{n:x}"}
+            )
+            for n in range(62)
+        ]
+    assert [a.status_code for a in searched][:60] == [200] * 60 and searched[60].status_code == 429
+
+
 def test_web_copies_of_digests(site: tuple[AppServer, Settings, Path]) -> None:
     import asyncio
 
