@@ -10,7 +10,7 @@ is configured; a request that fails its provider's check gets 403 and changes no
   fetching its ``SubscribeURL`` (same host rule).
 - Postmark: HTTP basic authentication, the user and password put in the webhook's URL.
 - Mailgun: ``HMAC-SHA256(signing key, timestamp + token)``, within 15 minutes, each token
-  once.
+  once, by any worker since any restart (remembered in the store).
 
 The parsing of each payload into reports is pure (:func:`ses_reports`, and so on); the
 fetch of certificates is a function given to :func:`routes` (tests serve one from loopback).
@@ -27,7 +27,6 @@ import logging
 import re
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -238,25 +237,17 @@ def postmark_reports(payload: Mapping[str, Any]) -> list[ProviderReport]:
 # --- Mailgun ---------------------------------------------------------------------------------
 
 
-class TokenMemory:
-    """Mailgun tokens seen within the allowed skew: each is honoured once."""
-
-    def __init__(self, size: int = 10_000) -> None:
-        self.seen: OrderedDict[str, None] = OrderedDict()
-        self.size = size
-
-    def first_time(self, token: str) -> bool:
-        if token in self.seen:
-            return False
-        self.seen[token] = None
-        while len(self.seen) > self.size:
-            self.seen.popitem(last=False)
-        return True
+def first_use(store: Store, token: str) -> bool:
+    """Whether a Mailgun token is seen for the first time, by any worker since any restart:
+    each is remembered in the store (hashed) for twice the time its timestamp is good for,
+    beyond which the timestamp check refuses it anyway."""
+    key = "mailgun-token:" + hashlib.sha256(token.encode()).hexdigest()
+    return store.allow_hit(key, limit=1, window=2 * MAILGUN_SKEW, now=store.now())
 
 
-def verify_mailgun(
-    signature: Mapping[str, Any], key: str, memory: TokenMemory, now: float | None = None
-) -> None:
+def verify_mailgun(signature: Mapping[str, Any], key: str, now: float | None = None) -> str:
+    """The token of a genuine, timely Mailgun signature (Refused otherwise); whether it was
+    used before is :func:`first_use`'s business."""
     timestamp, token, given = (str(signature.get(k, "")) for k in ("timestamp", "token", "signature"))
     if not all(value.isascii() and len(value) <= 256 for value in (timestamp, token, given)):
         raise Refused("malformed signature")
@@ -269,8 +260,7 @@ def verify_mailgun(
     expected = hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected.encode(), given.encode()):
         raise Refused("bad signature")
-    if not memory.first_time(token):
-        raise Refused("token used before")
+    return token
 
 
 def mailgun_reports(event: Mapping[str, Any]) -> list[ProviderReport]:
@@ -296,7 +286,6 @@ def mailgun_reports(event: Mapping[str, Any]) -> list[ProviderReport]:
 
 def routes(settings: Settings, store_for_thread: Callable[[], Store], fetch: Fetch) -> list[Route]:
     hooks = settings.webhooks
-    mailgun_tokens = TokenMemory()
     certificates: dict[str, bytes] = {}
     fetching = threading.Lock()
     failed: dict[str, float] = {}  # URL -> until when a failed fetch is not tried again
@@ -384,7 +373,9 @@ def routes(settings: Settings, store_for_thread: Callable[[], Store], fetch: Fet
             payload = await body_json(request)
             if not isinstance(payload, dict) or not isinstance(payload.get("signature"), dict):
                 raise Refused("no signature")
-            verify_mailgun(payload["signature"], hooks.mailgun_key, mailgun_tokens)
+            token = verify_mailgun(payload["signature"], hooks.mailgun_key)
+            if not await run_in_threadpool(lambda: first_use(store_for_thread(), token)):
+                raise Refused("token used before")
         except Refused as exc:
             return _refused("mailgun", exc)
         event = payload.get("event-data")

@@ -151,6 +151,19 @@ def _post(app: AppServer, path: str, body: Any, **headers: str) -> httpx.Respons
     )
 
 
+def mailgun(
+    event: dict[str, Any], *, key: str = MAILGUN_KEY, token: str | None = None, at: int | None = None
+) -> dict[str, Any]:
+    """A Mailgun webhook's body, signed as Mailgun signs it."""
+    stamp = str(at or int(time.time()))
+    token = token or hashlib.sha256(json.dumps(event).encode() + stamp.encode()).hexdigest()[:50]
+    signature = hmac.new(key.encode(), (stamp + token).encode(), hashlib.sha256).hexdigest()
+    return {
+        "signature": {"timestamp": stamp, "token": token, "signature": signature},
+        "event-data": event,
+    }
+
+
 def test_ses_through_sns(site: tuple[AppServer, Settings, dict[str, Any]]) -> None:
     app, settings, ctx = site
     sns: Sns = ctx["sns"]
@@ -252,17 +265,6 @@ def test_postmark_and_mailgun(site: tuple[AppServer, Settings, dict[str, Any]]) 
     ignored = {"RecordType": "Bounce", "Type": "AutoResponder", "Email": "fay@example.org"}
     assert _post(app, "/webhooks/postmark", ignored, authorization=good).text.strip() == "ignored"
 
-    def mailgun(
-        event: dict[str, Any], *, key: str = MAILGUN_KEY, token: str | None = None, at: int | None = None
-    ) -> dict[str, Any]:
-        stamp = str(at or int(time.time()))
-        token = token or hashlib.sha256(json.dumps(event).encode() + stamp.encode()).hexdigest()[:50]
-        signature = hmac.new(key.encode(), (stamp + token).encode(), hashlib.sha256).hexdigest()
-        return {
-            "signature": {"timestamp": stamp, "token": token, "signature": signature},
-            "event-data": event,
-        }
-
     failed = {
         "event": "failed",
         "severity": "permanent",
@@ -296,6 +298,26 @@ def test_postmark_and_mailgun(site: tuple[AppServer, Settings, dict[str, Any]]) 
         assert store.feedback_counts("d0") == {"complaint": 1}
         assert store.feedback_counts("d1") == {"hard": 1}
         assert store.feedback_counts("d2") == {"hard": 1, "complaint": 1}
+
+
+def test_a_captured_mailgun_request_is_refused_after_a_restart_and_by_another_worker(
+    site: tuple[AppServer, Settings, dict[str, Any]],
+) -> None:
+    """Used tokens live in the store: a request captured and replayed later (within the
+    15 minutes its timestamp is good for) changes nothing, wherever it is sent."""
+    app, settings, _ = site
+    complained = {"event": "complained", "recipient": "ann@example.org"}
+    captured = mailgun(complained)
+    with AppServer(settings) as other:  # another worker on the same database
+        assert _post(other, "/webhooks/mailgun", captured).text.strip() == "unsubscribed"
+        assert _post(app, "/webhooks/mailgun", captured).status_code == 403
+    with open_store(settings.database.path) as store:  # the operator brings ann back
+        ann = store.subscriber(email="ann@example.org")
+        assert ann is not None
+        store.set_subscriber_status(ann.id, "active", at=store.now())
+    with AppServer(settings) as restarted:  # a process that has never seen the token
+        assert _post(restarted, "/webhooks/mailgun", captured).status_code == 403
+    assert _status(settings, "ann") == ("active", None)
 
 
 def test_a_webhook_is_off_until_its_secret_is_set(tmp_path: Path) -> None:
