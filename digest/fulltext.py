@@ -172,7 +172,10 @@ def _one(
     if refusal is not None:
         return _Outcome(problem=refusal)
     try:
-        result = fetcher.fetch(url, etag=validators[0], last_modified=validators[1], policy=policy)
+        # Each host a redirect leads to is asked too, by its own robots.txt.
+        result = fetcher.fetch(
+            url, etag=validators[0], last_modified=validators[1], policy=policy, ask=robots.refusal
+        )
     except FetchError as exc:
         return _Outcome(problem=str(exc))
     if result.not_modified:

@@ -115,16 +115,19 @@ class FeedServer:
     def hits(self, path: str) -> int:
         return sum(1 for r in self.requests if r.path.split("?")[0] == path)
 
+    def __enter__(self) -> FeedServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
 
 @pytest.fixture
 def server() -> Iterator[FeedServer]:
-    srv = FeedServer()
-    srv.thread.start()
-    try:
+    with FeedServer() as srv:
         yield srv
-    finally:
-        srv.httpd.shutdown()
-        srv.httpd.server_close()
 
 
 def mondays(count: int) -> list[str]:

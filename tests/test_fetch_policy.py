@@ -118,17 +118,26 @@ def test_a_public_source_cannot_redirect_to_internal_addresses(
     assert server.hits("/secret") == 0
 
 
-def test_the_operator_can_allow_private_addresses(tmp_path: Path, server: FeedServer) -> None:
+def test_the_operator_can_allow_a_sources_own_private_origin_and_no_more(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    """allow_private lets the configured host and port be a private address (an rss-bridge
+    on the LAN), and nothing else: a redirect to another host stays refused."""
     port = server.httpd.server_address[1]
-    server.routes["/feed"] = Reply(302, b"", {"Location": f"http://127.0.0.1:{port}/inside"})
-    server.routes["/inside"] = Reply(200, FEED, {"Content-Type": "application/rss+xml"})
-    source = f'[[sources]]\nname = "s"\nurl = "http://public.test:{port}/feed"\n'
+    server.routes["/feed"] = Reply(200, FEED, {"Content-Type": "application/rss+xml"})
+    server.routes["/away"] = Reply(302, b"", {"Location": f"http://127.0.0.1:{port}/feed"})
+    source = f'[[sources]]\nname = "s"\nurl = "http://internal.test:{port}/feed"\n'
+    away = f'[[sources]]\nname = "a"\nurl = "http://internal.test:{port}/away"\n'
     for i, body in enumerate((source + "allow_private = true\n", "[fetch]\nallow_private = true\n" + source)):
         folder = tmp_path / str(i)
         folder.mkdir()
         errors, store = _pull(folder, body, TestResolver())
         with store:
             assert errors == [""] and _titles(store) == ["Public item"]
+    (tmp_path / "away").mkdir()
+    errors, store = _pull(tmp_path / "away", away + "allow_private = true\n", TestResolver())
+    store.close()
+    assert "refused to connect to 127.0.0.1: a loopback address" in errors[0]
 
 
 def test_a_source_configured_at_a_loopback_address_may_use_it(tmp_path: Path, server: FeedServer) -> None:
@@ -228,6 +237,40 @@ def test_that_source_may_use_only_its_own_host_among_private_ones(
     )
     store.close()
     assert "refused to connect to" in errors[0] and server.hits("/moved") == 0
+
+
+def test_links_in_content_get_the_public_rule_even_from_a_trusted_origin(tmp_path: Path) -> None:
+    """Full text follows each item's link: a source on a loopback port (or allowed private)
+    is trusted for that port alone, so an item linking to another port of the same host, or
+    to another private address, has no page fetched, and nothing of it reaches the feeds."""
+    with FeedServer() as feeds, FeedServer() as admin:
+        admin.routes["/admin/config"] = Reply(
+            200,
+            b"<html><body><article><p>SECRET admin token s3cr3t-7f3a, the whole page of it.</p></article></body></html>",
+        )
+        port = feeds.httpd.server_address[1]
+        items = [
+            {"title": "Other port", "link": admin.url("/admin/config"), "description": "More..."},
+            {
+                "title": "Link-local",
+                "link": "http://169.254.169.254/latest/meta-data/",
+                "description": "More...",
+            },
+        ]
+        feeds.routes["/feed.xml"] = Reply(200, rss(items), {"Content-Type": "application/rss+xml"})
+        for n, extra in enumerate(("", "allow_private = true\n")):
+            folder = tmp_path / str(n)
+            folder.mkdir()
+            url = (
+                f"http://127.0.0.1:{port}/feed.xml" if not extra else f"http://internal.test:{port}/feed.xml"
+            )
+            body = f'[[sources]]\nname = "s"\nurl = "{url}"\nfull_text = true\n{extra}'
+            errors, store = _pull(folder, body, TestResolver())
+            with store:
+                assert errors == [""], errors
+                texts = [a.summary_text for a in store.articles()]
+            assert len(texts) == 2 and not any("SECRET" in text for text in texts)
+        assert admin.hits("/admin/config") == 0
 
 
 def test_a_location_that_does_not_parse_is_the_sources_error(tmp_path: Path, server: FeedServer) -> None:

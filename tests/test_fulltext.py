@@ -263,3 +263,41 @@ def test_what_the_rules_dropped_is_not_fetched_again_until_the_rule_goes(
         [back] = pull(settings, store, force=True)
         assert back.new == first.dropped and pages() == 40 + first.dropped
         assert all(len(a.summary_text.split()) > 60 for a in store.articles() if "Laos" in a.title)
+
+
+def test_each_host_a_redirect_leads_to_is_asked_by_its_own_robots_txt(tmp_path: Path) -> None:
+    """An article page that redirects to another host: that host's robots.txt is read and
+    obeyed before its page is asked for, as the first host's was."""
+    from digest.sources.fetch import Fetcher
+    from digest.sources.policy import Resolved
+
+    def public(host: str, port: int) -> list[Resolved]:  # *.test: loopback, judged public here
+        return [Resolved("127.0.0.1")]
+
+    with FeedServer() as blog, FeedServer() as other:
+        here, there = (
+            f"http://{name}.test:{s.httpd.server_address[1]}"
+            for name, s in (("blog", blog), ("other", other))
+        )
+        item = {
+            "title": "A post that moved away",
+            "link": f"{here}/2026/moved/",
+            "guid": "moved",
+            "description": "A short excerpt of this post […]",
+        }
+        blog.routes["/feed.xml"] = Reply(body=rss([item]), headers={"Content-Type": "application/rss+xml"})
+        blog.routes["/robots.txt"] = Reply(body=b"User-agent: *\nAllow: /\n")
+        blog.routes["/2026/moved/"] = Reply(302, b"", {"Location": f"{there}/private/moved/"})
+        other.routes["/robots.txt"] = Reply(body=b"User-agent: *\nDisallow: /private/\n")
+        other.routes["/private/moved/"] = Reply(
+            body=_page("laos-friendship"), headers={"Content-Type": "text/html"}
+        )
+        settings = settings_for(
+            tmp_path, f'[[sources]]\nname = "blog"\nurl = "{here}/feed.xml"\nfull_text = true\n'
+        )
+        with open_store(settings.database.path) as store, Fetcher(settings.fetch, resolver=public) as fetcher:
+            [report] = pull(settings, store, fetcher=fetcher)
+            [article] = store.articles()
+        assert "robots.txt does not allow it" in " | ".join(report.warnings), report.warnings
+        assert "A short excerpt of this post" in article.summary_text
+        assert other.hits("/robots.txt") == 1 and other.hits("/private/moved/") == 0

@@ -37,11 +37,19 @@ class Hub:
         self.pings: list[dict[str, list[str]]] = []
         self.subscriptions: list[dict[str, str]] = []
         self.verified: list[bool] = []
+        self.pages: dict[str, bytes] = {}  # what it serves to GET: a feed on the hub's own origin
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, format: str, *args: object) -> None:
                 pass
+
+            def do_GET(self) -> None:
+                body = hub.pages.get(self.path)
+                self.send_response(404 if body is None else 200)
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                self.wfile.write(body or b"")
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
@@ -63,6 +71,9 @@ class Hub:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/hub"
+
+    def page_url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
 
     def verify(self, request: dict[str, str], lease: int) -> None:
         challenge = secrets.token_hex(8)
@@ -171,17 +182,27 @@ def _free_port() -> int:
 
 
 def test_a_source_whose_feed_names_a_hub_is_pushed_to(tmp_path: Path, server: FeedServer, hub: Hub) -> None:
-    feed_url = server.url("/feed.xml")
-    head = f'<atom:link rel="hub" href="{hub.url}"/><atom:link rel="self" href="{feed_url}"/>'
+    # A loopback source is trusted for its own port only: a hub its feed names on another
+    # loopback port is not asked (the feed is content). Here the hub serves the feed itself.
+    feed_url = hub.page_url("/feed.xml")
     atom = 'xmlns:atom="http://www.w3.org/2005/Atom"'
 
-    def feed(*titles: str) -> bytes:
+    def feed(*titles: str, topic: str = feed_url) -> bytes:
         items = [
             {"title": t, "link": f"https://example.org/{n}", "guid": f"g-{t}"} for n, t in enumerate(titles)
         ]
+        head = f'<atom:link rel="hub" href="{hub.url}"/><atom:link rel="self" href="{topic}"/>'
         return rss(items, extra_ns=atom, channel_extra=head)
 
-    server.routes["/feed.xml"] = Reply(body=feed("Laos and China sign a rail deal"))
+    server.routes["/elsewhere.xml"] = Reply(body=feed("On another port", topic=server.url("/elsewhere.xml")))
+    (tmp_path / "x").mkdir()
+    elsewhere = settings_for(
+        tmp_path / "x", f'[[sources]]\nname = "x"\nurl = "{server.url("/elsewhere.xml")}"\n'
+    )
+    with open_store(elsewhere.database.path) as store:
+        [report] = pull(elsewhere, store)
+    assert report.new == 1 and "Refused" in " ".join(report.warnings) and hub.subscriptions == []
+    hub.pages["/feed.xml"] = feed("Laos and China sign a rail deal")
     port = _free_port()
     settings = settings_for(
         tmp_path,

@@ -15,7 +15,7 @@ import email.utils
 import mimetypes
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -113,13 +113,15 @@ class Fetcher:
         etag: str | None = None,
         last_modified: str | None = None,
         policy: FetchPolicy | None = None,
+        ask: Callable[[str], str | None] | None = None,
     ) -> FetchResult:
         """Fetch ``url`` (http(s), ``file://`` or a local path: a file, or a folder read as
         one document per file in name order) as ``policy`` allows: by default the policy
-        of a source configured at ``url`` itself."""
+        of a source configured at ``url`` itself. ``ask``: asked before each redirect is
+        followed, with its target: a reason to refuse it (None: follow it)."""
         policy = policy or self.policy(url)
         if is_remote(url):
-            return self._fetch_http(url, etag, last_modified, policy)
+            return self._fetch_http(url, etag, last_modified, policy, ask)
         if not policy.local:
             raise FetchError(f"{url}: refused: a remote source may not lead to a local file or path")
         return self._fetch_local(url)
@@ -159,7 +161,12 @@ class Fetcher:
     # --- http ----------------------------------------------------------------------------------
 
     def _fetch_http(
-        self, url: str, etag: str | None, last_modified: str | None, policy: FetchPolicy
+        self,
+        url: str,
+        etag: str | None,
+        last_modified: str | None,
+        policy: FetchPolicy,
+        ask: Callable[[str], str | None] | None,
     ) -> FetchResult:
         headers = {}
         if etag:
@@ -175,6 +182,8 @@ class Fetcher:
                     status = response.status_code
                     if status in _REDIRECTS:
                         target = self._redirect_target(current, response, visited)
+                        if ask is not None and (reason := ask(target)) is not None:
+                            raise FetchError(f"{current}: redirect to {target} refused: {reason}")
                         still_permanent = still_permanent and status in _PERMANENT
                         if still_permanent:
                             permanent = target

@@ -7,9 +7,12 @@ A source is trusted as far as its *configured* URL, never further on the word of
   feed link its page advertises; never to a file.
 - A remote source connects only to public addresses, checked on the address each name
   resolves to at connection time (so a name that later resolves elsewhere gains nothing).
-  If its configured URL itself names a loopback or private host, it may connect to that
-  host, and still only to public addresses elsewhere. The operator may allow more
-  (``[fetch] allow_private`` or the source's ``allow_private``): any address.
+  Its configured *origin* (host and port) may be more: if the URL itself names a loopback
+  or private host, or the operator allows it (``[fetch] allow_private`` or the source's
+  ``allow_private``), that host on that port may be reached at whatever address it has.
+  Only that origin: another port of the same host, another private host, a redirect's
+  target, and every link its content names (article pages for full text, WebSub hubs,
+  advertised feeds) get the public rule. A local source's content gets the public rule too.
 
 Pure: resolving names is the :class:`Resolver`'s job, injected by the fetcher.
 """
@@ -56,8 +59,8 @@ class FetchPolicy:
     """What one source's fetches may do."""
 
     local: bool = False  # read files and folders
-    private: bool = False  # connect to any address: loopback, private, link-local, reserved
-    trusted_host: str | None = None  # the configured URL's own non-public host, allowed as named
+    # The configured URL's origin (host, port), reached at whatever address it resolves to.
+    trusted: tuple[str, int] | None = None
 
 
 def is_remote(url: str) -> bool:
@@ -115,13 +118,17 @@ def names_private_host(url: str) -> bool:
     return ip is not None and refusal(ip) is not None
 
 
+def origin_of(url: str) -> tuple[str, int]:
+    """A URL's host and port, as connections are made to them (the scheme's default port)."""
+    parts = urlsplit(url)
+    return host_of(url), parts.port or (443 if parts.scheme.lower() == "https" else 80)
+
+
 def policy_for(url: str, *, allow_private: bool = False) -> FetchPolicy:
     """The policy of a source configured at ``url``."""
     if not is_remote(url):
-        return FetchPolicy(local=True, private=True)
-    if allow_private:
-        return FetchPolicy(private=True)
-    return FetchPolicy(trusted_host=host_of(url) if names_private_host(url) else None)
+        return FetchPolicy(local=True)
+    return FetchPolicy(trusted=origin_of(url) if allow_private or names_private_host(url) else None)
 
 
 def system_resolver(host: str, port: int) -> list[Resolved]:

@@ -42,7 +42,7 @@ def allowed_addresses(host: str, port: int, resolver: Resolver, policy: FetchPol
             candidates = list(resolver(host, port))
         except OSError as exc:
             raise httpcore.ConnectError(str(exc)) from exc
-    anywhere = policy.private or host_of(host) == policy.trusted_host
+    anywhere = policy.trusted == (host_of(host), port)
     allowed = [c for c in candidates if anywhere or c.refusal is None]
     if allowed:
         return allowed
@@ -52,7 +52,7 @@ def allowed_addresses(host: str, port: int, resolver: Resolver, policy: FetchPol
     shown = host if ip is not None else f"{host} ({first.ip})"
     raise Refused(
         f"refused to connect to {shown}: {first.refusal}"
-        " (allow_private = true lets a source reach such addresses)"
+        " (allow_private = true lets a source's own host and port be such an address)"
     )
 
 
