@@ -215,6 +215,9 @@ def pull_source(
                 articles[article.id] = article
                 if source.full_text and is_excerpt(item.content_html, article.summary_text, below):
                     excerpts.add(article.id)
+    stored_as = own_ids(store, source.name, articles)
+    excerpts = {stored_as[given].id for given in excerpts}
+    articles = {article.id: article for article in stored_as.values()}
 
     if failures and len(failures) == len(result.documents):
         message = failures[0] if len(failures) == 1 else f"{failures[0]} (and {len(failures) - 1} more)"
@@ -305,7 +308,7 @@ def store_items(
             report.warnings.append(f"skipped {one_line(item.title)[:80]!r}: {exc}")
             continue
         articles[article.id] = article
-    _save(store, source, list(articles.values()), now, report)
+    _save(store, source, list(own_ids(store, source.name, articles).values()), now, report)
     return report
 
 
@@ -415,6 +418,7 @@ def normalise(item: ParsedItem, source: str, base_url: str, now: datetime, id_na
     )
     return Article(
         id=article_id(id_name or source, guid, link_key, title),
+        former_id=former_article_id(id_name or source, guid, link_key, title),
         source=source,
         title=title,
         url=url,
@@ -439,20 +443,48 @@ def _cut(text: str, limit: int) -> str:
 
 
 def article_id(source: str, guid: str | None, url: str | None, title: str) -> str:
-    """A stable id: from the feed's GUID, else the link, else the source and normalised title.
-
-    GUIDs that are URIs are global; bare ones ("42") only mean something within their source.
-    A GUID that is just the link counts as the link, so parsers that copy one into the
-    other agree on the id (:func:`normalise` drops such GUIDs before calling this).
-    """
+    """A stable id, per source: from the source and the feed's GUID, else its link, else its
+    normalised title. Per source, so that no source can claim another's article by
+    publishing its GUID or link first (the same story from several sources is found by its
+    content: the story grouping). A GUID that is just the link counts as the link, so
+    parsers that copy one into the other agree on the id (:func:`normalise` drops such
+    GUIDs before calling this)."""
     guid = guid.strip() if guid else None
     if guid and guid != url:
-        key = f"guid\x00{guid}" if ":" in guid else f"guid\x00{source}\x00{guid}"
+        key = f"guid\x00{source}\x00{guid}"
     elif url:
-        key = f"url\x00{url}"
+        key = f"url\x00{source}\x00{url}"
     else:
         key = f"title\x00{source}\x00{one_line(title).casefold()}"
     return hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+def former_article_id(source: str, guid: str | None, url: str | None, title: str) -> str | None:
+    """The id :func:`article_id` gave before ids were per source, where it differs (URI
+    GUIDs and links were global then); articles stored under it keep it (see
+    :func:`own_ids`)."""
+    guid = guid.strip() if guid else None
+    if guid and guid != url and ":" in guid:
+        key = f"guid\x00{guid}"
+    elif not (guid and guid != url) and url:
+        key = f"url\x00{url}"
+    else:
+        return None
+    return hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+def own_ids(store: Store, source: str, articles: dict[str, Article]) -> dict[str, Article]:
+    """``articles`` (by id), each under the id it is stored with: an article this source
+    stored under its former id keeps that id; another source's article is never this
+    source's to take. Keyed as given."""
+    formers = sorted({a.former_id for a in articles.values() if a.former_id})
+    owned = store.owned_ids(source, formers) if formers else set()
+    return {
+        given: dataclasses.replace(article, id=article.former_id)
+        if article.former_id is not None and article.former_id in owned
+        else article
+        for given, article in articles.items()
+    }
 
 
 def author_name(author: str) -> str | None:

@@ -56,6 +56,9 @@ class Article:
     # The evidence: places found (with counts by title, lead, body) and theme phrases matched.
     places: tuple[dict[str, Any], ...] = ()
     theme_matches: dict[str, Any] = field(default_factory=dict)
+    # The id the same item had when URI GUIDs and links were global (before ids were made
+    # per source); an article stored under it by its own source keeps it. None: the same.
+    former_id: str | None = None
 
 
 @dataclass(frozen=True)

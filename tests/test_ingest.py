@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from digest.config import Settings
-from digest.ingest import article_id, normalise_url, pull
+from digest.ingest import article_id, former_article_id, normalise_url, pull
 from digest.query import parse
 from digest.store import open_store
 
@@ -80,17 +80,69 @@ def _fresh(tmp_path: Path) -> Path:
     return other
 
 
-def test_same_url_from_two_sources_is_one_article(server: FeedServer, tmp_path: Path) -> None:
-    server.routes["/a.xml"] = Reply(
-        200, rss([{"title": "Shared", "link": "https://x.org/s", "guid": "urn:a:1"}])
+def test_no_source_claims_anothers_article_by_its_guid_or_link(server: FeedServer, tmp_path: Path) -> None:
+    """A source that publishes another site's predictable GUID or link first takes nothing:
+    the real source's article appears, its own, with its own text."""
+    real = {
+        "title": "Laos and China open the railway",
+        "link": "https://real.example/?p=124",
+        "guid": "https://real.example/?p=124",
+        "description": "The real report from Vientiane.",
+    }
+    fake = {"title": "Fake railway story", "link": "https://real.example/?p=124",
+            "guid": "https://real.example/?p=124", "description": "Words the squatter wants read."}  # fmt: skip
+    server.routes["/squat.xml"] = Reply(200, rss([fake]))
+    server.routes["/real.xml"] = Reply(200, rss([real]))
+    settings = settings_for(
+        tmp_path, _source("squat", server.url("/squat.xml")) + _source("real", server.url("/real.xml"))
     )
-    server.routes["/b.xml"] = Reply(
-        200, rss([{"title": "Shared too", "link": "https://X.org:443/s", "guid": "urn:b:9"}])
-    )
-    settings = settings_for(tmp_path, _source("a", server.url("/a.xml")) + _source("b", server.url("/b.xml")))
     reports = _pull(settings)
-    assert reports["a"].new == 1 and reports["b"].new == 0  # type: ignore[attr-defined]
-    assert len(_articles(settings)) == 1
+    assert reports["squat"].new == 1 and reports["real"].new == 1  # type: ignore[attr-defined]
+    found = {a.source: a for a in _articles(settings)}
+    assert found["real"].title == "Laos and China open the railway"
+    assert "The real report" in found["real"].summary_text and found["real"].id != found["squat"].id
+
+
+def test_articles_stored_under_their_former_global_ids_keep_them(server: FeedServer, tmp_path: Path) -> None:
+    """A database from before ids were per source: its articles keep their ids (links,
+    stories and deliveries name them), for their own source only."""
+    import dataclasses
+    from datetime import UTC, datetime
+
+    from digest.ingest import normalise
+    from digest.models import ParsedItem
+    from digest.store import SourceSpec
+
+    items = [
+        {"title": "By GUID", "link": "https://x.org/g", "guid": "urn:x:g", "description": "one"},
+        {"title": "By link", "link": "https://x.org/l", "description": "two"},
+    ]
+    server.routes["/a.xml"] = Reply(200, rss(items))
+    settings = settings_for(tmp_path, _source("a", server.url("/a.xml")) + _source("b", server.url("/a.xml")))
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    with open_store(settings.database.path) as store:
+        store.sync_sources(
+            [SourceSpec("a", server.url("/a.xml"), "auto"), SourceSpec("b", server.url("/a.xml"), "auto")]
+        )
+        before = [
+            normalise(
+                ParsedItem(
+                    title=i["title"], url=i["link"], guid=i.get("guid"), content_html=i["description"]
+                ),
+                "a",
+                "",
+                now,
+            )
+            for i in items
+        ]
+        assert all(a.former_id and a.former_id != a.id for a in before)
+        store.save_articles("a", [dataclasses.replace(a, id=a.former_id) for a in before], now=now)
+        reports = {r.name: r for r in pull(settings, store)}
+        assert (reports["a"].new, reports["a"].unchanged) == (0, 2)  # the same articles, not copies
+        assert (reports["b"].new, reports["b"].unchanged) == (2, 0)  # b's own, under b's ids
+        ids = {(a.source, a.title): a.id for a in store.articles()}
+    assert {ids[("a", t)] for t in ("By GUID", "By link")} == {a.former_id for a in before}
+    assert ids[("b", "By GUID")] not in {a.former_id for a in before}
 
 
 def test_an_updated_item_updates_its_row_and_keeps_first_seen(server: FeedServer, tmp_path: Path) -> None:
@@ -229,11 +281,22 @@ def test_full_text_search_finds_articles(tmp_path: Path) -> None:
 
 
 def test_identity_rules() -> None:
-    assert article_id("s", "urn:x:1", None, "t") == article_id("other", "urn:x:1", "https://a/", "u")
+    # Per source, whatever the GUID or link: GUID first, then the link, then the title.
+    assert article_id("s", "urn:x:1", None, "t") == article_id("s", "urn:x:1", "https://a/", "u")
+    assert article_id("s", "urn:x:1", None, "t") != article_id("other", "urn:x:1", None, "t")
     assert article_id("s", "42", None, "t") != article_id("other", "42", None, "t")
     assert article_id("s", None, "https://a.org/p", "t") == article_id(
-        "o", "https://a.org/p", "https://a.org/p", "x"
+        "s", "https://a.org/p", "https://a.org/p", "x"
     )
+    assert article_id("s", None, "https://a.org/p", "t") != article_id("o", None, "https://a.org/p", "t")
+    # The ids URI GUIDs and links had when they were global, for articles stored then.
+    assert former_article_id("s", "urn:x:1", None, "t") == former_article_id(
+        "o", "urn:x:1", "https://a/", "u"
+    )
+    assert former_article_id("s", None, "https://a.org/p", "t") == former_article_id(
+        "o", None, "https://a.org/p", "x"
+    )
+    assert former_article_id("s", "42", None, "t") is None and former_article_id("s", None, None, "t") is None
     assert article_id("s", None, None, "A  Title") == article_id("s", None, None, "a title")
     assert normalise_url("HTTPS://Example.ORG:443/a?utm_source=x&id=3#c2") == "https://example.org/a?id=3#c2"
     assert normalise_url("http://example.org") == "http://example.org/"
@@ -365,12 +428,14 @@ def test_one_link_from_two_sources_settles(server: FeedServer, tmp_path: Path) -
     )
     with open_store(settings.database.path) as store:
         first = pull(settings, store)
-        assert [(r.new, r.updated) for r in first] == [(1, 0), (0, 0)]
+        assert [(r.new, r.updated) for r in first] == [(1, 0), (1, 0)]  # each source's own
         for _ in range(3):  # every later pull: nothing changes, nothing to regroup
             again = pull(settings, store, force=True)
             assert [(r.new, r.updated) for r in again] == [(0, 0), (0, 0)]
-        [article] = store.articles()
-        assert (article.source, article.title) == ("a", "Title from A")
+        assert {(a.source, a.title) for a in store.articles()} == {
+            ("a", "Title from A"),
+            ("b", "Title from B"),
+        }
 
 
 def test_a_malformed_link_costs_only_its_item_and_ipv6_links_survive(

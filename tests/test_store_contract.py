@@ -14,7 +14,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -296,8 +296,13 @@ def test_save_articles_new_updated_unchanged_and_first_seen_kept(store: Store) -
     assert found.updated == T0 + timedelta(days=3)
     store.sync_sources([SourceSpec("t", "https://t.example/", "feed")])
     copy = _article(99, "t", url="https://x.org/0", title="Copy of zero")
-    assert store.save_articles("t", [copy], now=T0).unchanged == 1  # the link belongs to "s"
-    assert store.article("a0").source == "s"  # type: ignore[union-attr]
+    # One link from another source is that source's own article: it never takes the first's.
+    assert store.save_articles("t", [copy], now=T0).new == 1
+    assert store.article("a0").source == "s" and store.article("a99").source == "t"  # type: ignore[union-attr]
+    assert store.owned_ids("s", ["a0", "a99", "nope"]) == {"a0"} and store.owned_ids("t", ["a0", "a99"]) == {
+        "a99"
+    }
+    assert store.save_articles("t", [replace(copy, id="a98")], now=T0).unchanged == 1  # its own link: its own
     with pytest.raises(StoreError, match="no source named"):
         store.save_articles("nope", [copy], now=T0)
 
@@ -305,28 +310,29 @@ def test_save_articles_new_updated_unchanged_and_first_seen_kept(store: Store) -
 def test_two_processes_storing_one_link_at_once_store_it_once(
     store: Store, backend: Backend, tmp_path: Path
 ) -> None:
+    """Two workers pulling one source at once (a claim ran out, say) store each link once."""
     import threading
 
-    store.sync_sources([SourceSpec(name, f"https://{name}.example/", "feed") for name in ("s", "t")])
+    store.sync_sources([SourceSpec("s", "https://s.example/", "feed")])
     start = threading.Barrier(2, timeout=30)
     errors: list[BaseException] = []
 
-    def saving(source: str) -> None:
+    def saving(worker: int) -> None:
         with backend.open(tmp_path) as own:  # a connection of its own, as another worker has
             for round_ in range(5):
                 start.wait()
-                offset = (0 if source == "s" else 100_000) + 1000 * round_  # other ids, the same links
-                batch = [_article(n + offset, source, url=f"https://x.org/{round_}/{n}") for n in range(200)]
-                own.save_articles(source, batch, now=T0)
+                offset = 100_000 * worker + 1000 * round_  # other ids, the same links
+                batch = [_article(n + offset, "s", url=f"https://x.org/{round_}/{n}") for n in range(200)]
+                own.save_articles("s", batch, now=T0)
 
-    def save(source: str) -> None:
+    def save(worker: int) -> None:
         try:
-            saving(source)
+            saving(worker)
         except BaseException as exc:
             errors.append(exc)
             start.abort()
 
-    threads = [threading.Thread(target=save, args=(name,)) for name in ("s", "t")]
+    threads = [threading.Thread(target=save, args=(worker,)) for worker in (0, 1)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -838,6 +844,7 @@ CALLS: dict[str, Callable[[Store, Path], Any]] = {
     "article": lambda s, p: s.article("a0"),
     "count_articles": lambda s, p: s.count_articles(),
     "content_hashes": lambda s, p: s.content_hashes(["a0"]),
+    "owned_ids": lambda s, p: s.owned_ids("s", ["a0"]),
     "remembered_drops": lambda s, p: s.remembered_drops(["a0"]),
     "save_dropped": lambda s, p: s.save_dropped([DroppedItem("zz", "s", "t", None, "drop: x", "h", T0)]),
     "drop_articles": lambda s, p: s.drop_articles([("a0", "drop: x")], now=T0),

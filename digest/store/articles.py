@@ -60,13 +60,14 @@ def fts5(query: Query) -> str:
 class ArticlesArea(SqliteBase):
     def save_articles(self, source: str, articles: Sequence[Article], *, now: datetime) -> SaveCounts:
         """Insert new articles and update changed ones in one transaction; ``first_seen`` of an
-        existing article never changes, an update is dated ``now``. An article whose URL is
-        already stored (from any source) is the same article, and stays its first source's."""
+        existing article never changes, an update is dated ``now``. An article whose URL this
+        source already stored is that article; another source's row is never touched."""
         new = updated = unchanged = 0
         with self._write() as conn:
             source_id = self._source_id(conn, source)
             by_id = _existing(conn, "id", [a.id for a in articles])
-            by_url = _existing(conn, "url", [a.url for a in articles if a.url])
+            # A link is the same article within its source only: another's never claims it.
+            by_url = _existing(conn, "url", [a.url for a in articles if a.url], source_id)
             seen: set[str] = set()
             inserts: list[tuple[Any, ...]] = []
             texts: list[tuple[str, str, str]] = []
@@ -182,6 +183,22 @@ class ArticlesArea(SqliteBase):
         """The content hash of each of these articles that is stored."""
         return {key: row["content_hash"] for key, row in _existing(self.conn, "id", article_ids).items()}
 
+    def owned_ids(self, source: str, article_ids: Sequence[str]) -> set[str]:
+        """Which of these ids ``source`` stored: as an article, or as an item its rules dropped."""
+        found: set[str] = set()
+        for chunk, marks in in_chunks(list(dict.fromkeys(article_ids))):
+            found.update(
+                row[0]
+                for row in self._rows(
+                    f"SELECT a.id FROM articles a JOIN sources s ON s.id = a.source_id"
+                    f" WHERE s.name = ? AND a.id IN ({marks})"
+                    f" UNION SELECT d.article_id FROM dropped d JOIN sources s ON s.id = d.source_id"
+                    f" WHERE s.name = ? AND d.article_id IN ({marks})",
+                    [source, *chunk, source, *chunk],
+                )
+            )
+        return found
+
     # --- items the rules dropped ------------------------------------------------------------
 
     def remembered_drops(self, article_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
@@ -263,17 +280,21 @@ def dropped_of(row: Row) -> DroppedItem:
     )  # fmt: skip
 
 
-def _existing(conn: sqlite3.Connection, column: str, keys: Sequence[str | None]) -> dict[str, dict[str, Any]]:
+def _existing(
+    conn: sqlite3.Connection, column: str, keys: Sequence[str | None], source_id: int | None = None
+) -> dict[str, dict[str, Any]]:
+    """Stored articles whose ``column`` is one of ``keys`` (of one source's, if given)."""
     found: dict[str, dict[str, Any]] = {}
     unique = list(dict.fromkeys(k for k in keys if k))
+    mine = "" if source_id is None else f" AND source_id = {int(source_id)}"
     for chunk, marks in in_chunks(unique):
-        for id_, url, content_hash, source_id in conn.execute(
-            f"SELECT id, url, content_hash, source_id FROM articles WHERE {column} IN ({marks})", chunk
+        for id_, url, content_hash, source_id_ in conn.execute(
+            f"SELECT id, url, content_hash, source_id FROM articles WHERE {column} IN ({marks}){mine}", chunk
         ):
             found[id_ if column == "id" else url] = {
                 "id": id_,
                 "content_hash": content_hash,
-                "source_id": source_id,
+                "source_id": source_id_,
             }
     return found
 

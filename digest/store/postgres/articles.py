@@ -48,7 +48,7 @@ class PgArticlesArea(PgBase):
         with self._articles_write() as conn:
             source_id = self._source_id(conn, source)
             by_id = _existing(conn, "id", [a.id for a in articles])
-            by_url = _existing(conn, "url", [a.url for a in articles if a.url])
+            by_url = _existing(conn, "url", [a.url for a in articles if a.url], source_id)
             seen: set[str] = set()
             inserts: list[tuple[Any, ...]] = []
             for article in articles:
@@ -153,6 +153,17 @@ class PgArticlesArea(PgBase):
         with self.pool.connection() as conn:
             return {key: row["content_hash"] for key, row in _existing(conn, "id", article_ids).items()}
 
+    def owned_ids(self, source: str, article_ids: Sequence[str]) -> set[str]:
+        ids = list(dict.fromkeys(article_ids))
+        rows = self._rows(
+            "SELECT a.id FROM articles a JOIN sources s ON s.id = a.source_id"
+            " WHERE s.name = %s AND a.id = ANY(%s)"
+            " UNION SELECT d.article_id FROM dropped d JOIN sources s ON s.id = d.source_id"
+            " WHERE s.name = %s AND d.article_id = ANY(%s)",
+            [source, ids, source, ids],
+        )
+        return {str(next(iter(row.values()))) for row in rows}
+
     # --- items the rules dropped ------------------------------------------------------------
 
     def remembered_drops(self, article_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
@@ -221,14 +232,18 @@ class PgArticlesArea(PgBase):
         return [dropped_of(row) for row in rows]
 
 
-def _existing(conn: Conn, column: str, keys: Sequence[str | None]) -> dict[str, dict[str, Any]]:
+def _existing(
+    conn: Conn, column: str, keys: Sequence[str | None], source_id: int | None = None
+) -> dict[str, dict[str, Any]]:
     unique = list(dict.fromkeys(k for k in keys if k))
     if not unique:
         return {}
+    mine = "" if source_id is None else " AND source_id = %s"
     return {
         row[column]: row
         for row in conn.execute(
-            f"SELECT id, url, content_hash, source_id FROM articles WHERE {column} = ANY(%s)", [unique]
+            f"SELECT id, url, content_hash, source_id FROM articles WHERE {column} = ANY(%s){mine}",
+            [unique] if source_id is None else [unique, source_id],
         )
     }
 
