@@ -34,30 +34,39 @@ def _hostname(text: str) -> str | None:
     return name if len(name) <= 253 and labels and all(_LABEL.match(label) for label in labels) else None
 
 
-def key_names(headers: Message) -> list[str]:
-    """The DNS names of the keys the message's DKIM signatures name (``s._domainkey.d``),
-    for signatures that could count (no ``l=``), at most ``MAX_SIGNATURES``."""
+def key_names(headers: Message, sender: str) -> list[str]:
+    """The DNS names of the keys (``s._domainkey.d``) of the message's DKIM signatures that
+    could count for ``sender``: by a domain aligned with it, without ``l=``; at most
+    ``MAX_SIGNATURES``. (Nothing else is asked of DNS on a stranger's word.)"""
     names: list[str] = []
     for value in (headers.get_all("DKIM-Signature") or [])[:MAX_SIGNATURES]:
         tags = _tags(str(value))
         domain, selector = _hostname(tags.get("d", "")), _hostname(tags.get("s", ""))
-        if domain and selector and "l" not in tags and f"{selector}._domainkey.{domain}" not in names:
+        if not domain or not selector or "l" in tags or not aligned(domain, sender):
+            continue
+        if f"{selector}._domainkey.{domain}" not in names:
             names.append(f"{selector}._domainkey.{domain}")
     return names
 
 
 def lookup(names: list[str], nameserver: tuple[str, int] | None, timeout: float = TIMEOUT) -> dict[str, str]:
     """Each name's TXT record (its strings joined) where DNS has one; names it has none for
-    are left out. OSError when DNS cannot be asked at all (the message waits: 451)."""
+    are left out; ``timeout`` seconds for all of them. OSError when DNS cannot be asked
+    (the message waits: 451)."""
+    import time
+
     import dns.exception
     import dns.resolver
 
     resolver = dns.resolver.Resolver(configure=nameserver is None)
     if nameserver is not None:
         resolver.nameservers, resolver.port = [nameserver[0]], nameserver[1]
-    resolver.lifetime = timeout
+    deadline = time.monotonic() + timeout
     found: dict[str, str] = {}
     for name in names:
+        resolver.lifetime = deadline - time.monotonic()
+        if resolver.lifetime <= 0:
+            raise OSError("DNS: out of time")
         try:
             answer = resolver.resolve(name, "TXT")
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
@@ -70,7 +79,8 @@ def lookup(names: list[str], nameserver: tuple[str, int] | None, timeout: float 
 
 def verified_signers(raw: bytes, answers: Mapping[str, str]) -> list[str]:
     """The domains whose signatures on ``raw`` verify with the keys in ``answers`` (name →
-    TXT record, as :func:`lookup` gave them): nothing else is asked of DNS."""
+    TXT record, as :func:`lookup` gave them: nothing else is asked of DNS), and cover what
+    the article is made of: the whole body (no ``l=``), From and Subject."""
     import dkim
 
     def from_answers(name: bytes, timeout: float = TIMEOUT) -> bytes | None:
@@ -85,7 +95,13 @@ def verified_signers(raw: bytes, answers: Mapping[str, str]) -> list[str]:
             good = checker.verify(idx=index, dnsfunc=from_answers)
         except Exception:  # a malformed signature or key: it verifies nothing
             good = False
-        if good and b"l" not in checker.signature_fields and checker.domain:
+        covered = set(getattr(checker, "include_headers", ()))
+        if (
+            good
+            and b"l" not in checker.signature_fields
+            and {b"from", b"subject"} <= covered
+            and checker.domain
+        ):
             domain = _hostname(checker.domain.decode("ascii", "replace"))
             if domain and domain not in signers:
                 signers.append(domain)

@@ -24,6 +24,7 @@ for a source's ``address`` becomes one article of that source.
 from __future__ import annotations
 
 import asyncio
+import base64
 import email
 import email.policy
 import html
@@ -31,6 +32,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import datetime
 from email.message import EmailMessage, Message
@@ -54,6 +56,14 @@ from digest.store import DroppedItem, Store
 log = logging.getLogger("digest")
 MAX_TITLE = 300
 HEADER_BYTES = 64 * 1024  # the header block is read alone, before the message is
+MAX_FROM = 998  # RFC 5322's longest line: a From field longer is no newsletter's
+# Fields that say what the message is: a second copy (added above a signed message) is refused.
+SINGLE_FIELDS = (
+    "From", "Sender", "Subject", "Date", "Message-ID",
+    "Content-Type", "Content-Transfer-Encoding", "MIME-Version",
+)  # fmt: skip
+_PLAIN_ADDRESS = re.compile(r"[a-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[a-z0-9-]{1,63}(\.[a-z0-9-]{1,63}){1,8}")
+_BARE_LINE_END = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 _PERSONAL_WORDS = re.compile(
     r"unsubscri|opt[-_ ]?out|manage|preference|confirm|verif|subscription|profile|forward", re.I
 )
@@ -61,8 +71,8 @@ _TOKEN_NAMES = frozenset(
     ("token", "key", "sig", "signature", "hash", "auth", "email", "mail", "e", "u", "uid", "user",
      "subscriber", "sid", "recipient", "r", "t")
 )  # fmt: skip
-_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_=+/.-]+")
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_=+/.~-]+")
+_SLUG = re.compile(r"([a-z]+|[0-9]{1,4})([-_.]([a-z]+|[0-9]{1,4}))*(\.[a-z]{2,5})?", re.I)
 # Bounded everywhere, so a message of unclosed tags costs linear time, not quadratic.
 _LINK = re.compile(
     r"<a\b[^<>]{0,2000}?\bhref\s*=\s*(['\"])(https?://[^'\"<>\s]{1,2000})\1[^<>]{0,2000}>(.{0,400}?)</a>",
@@ -78,13 +88,21 @@ _VIEW_ONLINE = re.compile(
 )
 
 
+def plain_address(text: str) -> str | None:
+    """``text`` as a plain address (local part @ domain, lower case), or None when it is
+    anything more: quotes, brackets, a second @, spaces. The one form every check of a
+    sender reads, so no two of them can read one field two ways."""
+    address = text.strip().lower()
+    return address if _PLAIN_ADDRESS.fullmatch(address) else None
+
+
 def allowed(sender: str, allow_from: tuple[str, ...]) -> bool:
-    """Whether an envelope sender is one a source takes: an address listed, or one at a
-    domain listed (or below it)."""
-    address = parseaddr(sender)[1].strip().lower()
-    domain = address.rpartition("@")[2]
-    if not address or not domain:
+    """Whether a sender (an envelope sender, or the address :func:`one_sender` read) is one a
+    source takes: an address listed, or one at a domain listed (or below it)."""
+    address = plain_address(sender.strip().removeprefix("<").removesuffix(">"))
+    if address is None:
         return False
+    domain = address.rpartition("@")[2]
     return any(
         address == entry if "@" in entry else domain == entry or domain.endswith("." + entry)
         for entry in allow_from
@@ -93,24 +111,35 @@ def allowed(sender: str, allow_from: tuple[str, ...]) -> bool:
 
 def headers_of(raw: bytes) -> Message:
     """The message's header block alone (its body is not parsed); ValueError when there is
-    no end to it within ``HEADER_BYTES``."""
-    end = min(
-        (i for i in (raw.find(b"\r\n\r\n", 0, HEADER_BYTES), raw.find(b"\n\n", 0, HEADER_BYTES)) if i >= 0),
-        default=-1,
-    )
+    no end to it within ``HEADER_BYTES``, when a line ends in anything but CRLF (parsers
+    split lines differently at a bare CR or LF: what DKIM verified would not be what is
+    read), or when a field that says what the message is comes twice."""
+    if _BARE_LINE_END.search(raw):
+        raise ValueError("a line that does not end in CRLF")
+    end = raw.find(b"\r\n\r\n", 0, HEADER_BYTES)
     if end < 0:
         raise ValueError(f"no end to its header fields in {HEADER_BYTES} bytes")
-    return BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw[: end + 2])
+    headers = BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw[: end + 2])
+    for name in SINGLE_FIELDS:
+        if len(headers.get_all(name) or []) > 1:
+            raise ValueError(f"two {name} fields")
+    return headers
 
 
 def one_sender(headers: Message) -> str:
-    """The one address the From header names; ValueError for none, several, or several
-    From fields (a list would let an allowed address stand beside anyone's)."""
+    """The one plain address the From header names; ValueError for none, several, a field
+    too long to be a From, or an address that is anything but plain."""
     fields = [str(value) for value in headers.get_all("From") or []]
-    found = getaddresses(fields)
-    if len(fields) != 1 or len(found) != 1 or "@" not in found[0][1]:
+    if len(fields) != 1 or len(fields[0]) > MAX_FROM:
         raise ValueError("its From names no single address")
-    return found[0][1].strip().lower()
+    try:
+        found = getaddresses(fields)
+    except Exception as exc:  # the parser's own limits (nested comments: RecursionError)
+        raise ValueError(f"its From cannot be read ({type(exc).__name__})") from exc
+    address = plain_address(found[0][1]) if len(found) == 1 else None
+    if address is None:
+        raise ValueError("its From names no single plain address")
+    return address
 
 
 def item_of(raw: bytes, now: datetime, address: str = "") -> ParsedItem:
@@ -120,6 +149,7 @@ def item_of(raw: bytes, now: datetime, address: str = "") -> ParsedItem:
 
 
 def _item_and_removed(raw: bytes, now: datetime, address: str) -> tuple[ParsedItem, list[str]]:
+    headers_of(raw)  # line ends and single fields, here too: this is what gets read
     msg = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(msg, EmailMessage)
     title = _without(one_line(str(msg.get("Subject") or "")), address)[:MAX_TITLE] or "(no subject)"
@@ -180,9 +210,13 @@ def _parsed(fields: object) -> ParsedItem:
 
 def personal(url: str, text: str, address: str) -> bool:
     """Whether a link is the subscriber's own: to unsubscribe, manage or confirm, a mail
-    link with a subject or body, or one that carries ``address`` or a token."""
-    decoded = unquote(unquote(url)).lower()
-    if address and address.lower() in decoded:
+    link with a subject or body, or one that carries ``address`` (however encoded) or
+    anything like a token. Erring towards yes costs a link's target, never its words."""
+    decoded = url
+    for _ in range(4):  # encoded once per redirect it passes through
+        decoded = unquote(decoded)
+    decoded = decoded.lower()
+    if address and _carries(decoded, address):
         return True
     parts = urlsplit(decoded)
     if parts.scheme == "mailto":
@@ -195,14 +229,31 @@ def personal(url: str, text: str, address: str) -> bool:
     return any(_tokenish(segment) for segment in parts.path.split("/"))
 
 
-def _tokenish(value: str) -> bool:
-    """A value only a machine reads: long, of letters and digits mixed (base64, hex, a
-    UUID), not words joined by hyphens."""
-    if _UUID.fullmatch(value):
+def _carries(url: str, address: str) -> bool:
+    """Whether a (decoded, lower-case) URL holds ``address``: as written, with its
+    punctuation moved or dropped (split across path segments), or in base64."""
+    address = address.lower()
+    if address in url:
         return True
-    if len(value) < 16 or not _TOKEN_CHARS.fullmatch(value) or value.count("-") > 1:
+    if re.sub(r"[^a-z0-9]", "", address) in re.sub(r"[^a-z0-9]", "", url):
+        return True
+    encodings = {
+        coded(address.encode()).decode().rstrip("=") for coded in (base64.b64encode, base64.urlsafe_b64encode)
+    }
+    return any(code.lower()[:-2] in url for code in encodings)
+
+
+def _tokenish(value: str) -> bool:
+    """A value only a machine reads: ten characters or more mixing letters and digits
+    (base64, hex, a JWT, a UUID) or six digits or more (a subscriber's number); words
+    joined by hyphens (an article's slug) are not."""
+    if len(value) < 6 or not _TOKEN_CHARS.fullmatch(value):
         return False
-    return sum(c.isdigit() for c in value) >= 2 and sum(c.isalpha() for c in value) >= 2
+    if value.isdigit():
+        return True
+    if len(value) < 10 or not any(c.isdigit() for c in value) or not any(c.isalpha() for c in value):
+        return False
+    return not _SLUG.fullmatch(value)
 
 
 def strip_personal(body: str, address: str) -> tuple[str, list[str]]:
@@ -227,9 +278,21 @@ def strip_personal(body: str, address: str) -> tuple[str, list[str]]:
             link.drop_tag()
     if address:
         for element in root.iter():
-            if isinstance(element.tag, str):
-                element.text = _without(element.text, address) if element.text else element.text
-                element.tail = _without(element.tail, address) if element.tail else element.tail
+            if not isinstance(element.tag, str):
+                continue
+            element.text = _without(element.text, address) if element.text else element.text
+            element.tail = _without(element.tail, address) if element.tail else element.tail
+            for name, value in element.attrib.items():  # title="…", alt="…" are published too
+                element.attrib[name] = _without(str(value), address)
+        # An address split by markup (news-xyz<span></span>@…): the innermost element whose
+        # text holds it keeps its text alone, without it.
+        for element in reversed(list(root.iter())):
+            html_element = cast(lxml.html.HtmlElement, element)
+            if isinstance(element.tag, str) and address.lower() in html_element.text_content().lower():
+                text = _without(html_element.text_content(), address)
+                for child in list(element):
+                    element.remove(child)
+                element.text = text
     return lxml.html.tostring(root, encoding="unicode"), removed
 
 
@@ -273,6 +336,8 @@ class NewsletterMailbox:
         self.stored = stored  # called after an article was stored (grouping follows)
         self.sources = {s.address: s for s in settings.sources if s.address and s.enabled}
         self.readers = asyncio.Semaphore(READERS)
+        # DNS waits in threads of its own, never in the pool /healthz and the web use.
+        self.dns = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="newsletter-dns")
 
     async def claims(self, address: str, sender: str) -> bool:
         source = self.sources.get(address.strip().strip("<>").lower())
@@ -288,19 +353,22 @@ class NewsletterMailbox:
         try:  # the From header first, from the header block alone: nothing else is read before
             headers = headers_of(raw)
             sender = one_sender(headers)
-        except (ValueError, TypeError, IndexError) as exc:
-            raise Rejected(f"{refused}: {exc}") from exc
+        except Exception as exc:  # whatever a hostile header block does, it is refused
+            raise Rejected(f"{refused}: {one_line(str(exc))[:200] or type(exc).__name__}") from exc
         if not allowed(sender, source.allow_from):
             raise Rejected(refused)
-        try:
-            nameserver = self.settings.inbound.resolver if self.settings.inbound else None
-            keys = mailauth.key_names(headers)
-            answers = await asyncio.to_thread(mailauth.lookup, keys, nameserver) if keys else {}
-            now = cast(datetime, await self.run(lambda s: s.now()))  # the store's clock, as a pull's
-        except (OSError, StoreError) as exc:  # DNS or the database: the sender tries again later
-            raise TryLater from exc
-        given = json.dumps({"answers": answers, "address": source.address, "now": to_iso(now)})
-        async with self.readers:
+        async with self.readers:  # a few messages at a time, DNS included
+            try:
+                nameserver = self.settings.inbound.resolver if self.settings.inbound else None
+                keys = mailauth.key_names(headers, sender)
+                loop = asyncio.get_running_loop()
+                answers = (
+                    await loop.run_in_executor(self.dns, mailauth.lookup, keys, nameserver) if keys else {}
+                )
+                now = cast(datetime, await self.run(lambda s: s.now()))  # the store's clock, as a pull's
+            except (OSError, StoreError) as exc:  # DNS or the database: the sender tries again later
+                raise TryLater from exc
+            given = json.dumps({"answers": answers, "address": source.address, "now": to_iso(now)})
             try:
                 found = await confined.run("newsletter", given.encode() + b"\n" + raw)
                 signers = [str(s) for s in found["signers"]] if isinstance(found, dict) else []

@@ -242,7 +242,9 @@ class DnsServer:
         self.asked: list[str] = []
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)  # looks at ``stopping`` this often (a closed socket wakes nobody)
         self.port = int(self.sock.getsockname()[1])
+        self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
 
     def _serve(self) -> None:
@@ -251,9 +253,11 @@ class DnsServer:
         import dns.rdatatype
         import dns.rrset
 
-        while True:
+        while not self.stopping.is_set():
             try:
                 data, client = self.sock.recvfrom(4096)
+            except TimeoutError:
+                continue
             except OSError:
                 return
             query = dns.message.from_wire(data)
@@ -292,6 +296,9 @@ class DnsServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # Joined, not left behind: a live thread keeps later tests from forking (parallel.py).
+        self.stopping.set()
+        self.thread.join(timeout=10)
         self.sock.close()
 
 

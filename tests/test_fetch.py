@@ -128,6 +128,8 @@ def test_one_content_coding_is_read_and_stacked_or_unknown_ones_refused(server: 
     server.routes["/stacked"] = Reply(200, bomb, {"Content-Encoding": "gzip, gzip"})
     server.routes["/br"] = Reply(200, b"\x0b\x02\x80hello\x03", {"Content-Encoding": "br"})
     server.routes["/broken"] = Reply(200, b"\x1f\x8b\x08\x00garbage", {"Content-Encoding": "gzip"})
+    # Bytes after the stream's end: zlib would copy them again at each piece (quadratic).
+    server.routes["/tail"] = Reply(200, gzip.compress(text) + b"\0" * 50_000, {"Content-Encoding": "gzip"})
     with Fetcher(FAST) as fetcher:
         for path in ("/deflate", "/raw", "/identity"):
             assert fetcher.fetch(server.url(path)).documents[0].body == text, path
@@ -136,6 +138,7 @@ def test_one_content_coding_is_read_and_stacked_or_unknown_ones_refused(server: 
             ("/stacked", "one layer of gzip or deflate only"),
             ("/br", "content coding 'br' refused"),
             ("/broken", "the gzip coding is damaged"),
+            ("/tail", "data after the end of the gzip stream"),
         ):
             with pytest.raises(FetchError, match=refusal):
                 fetcher.fetch(server.url(path))

@@ -5,6 +5,7 @@ take, and an address no source has, get 550."""
 from __future__ import annotations
 
 import asyncio
+import email.policy
 import json
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -50,11 +51,18 @@ def _newsletter(subject: str, sender: str = "Ann's Letter <ann@letters.example.c
     return msg
 
 
-def _signed(msg: EmailMessage, domain: str, key: bytes, selector: str = "s1") -> bytes:
+def _wire(msg: EmailMessage) -> bytes:
+    """The message as it travels: every line ending in CRLF."""
+    return msg.as_bytes(policy=email.policy.SMTP)
+
+
+def _signed(
+    msg: EmailMessage | bytes, domain: str, key: bytes, selector: str = "s1", headers: tuple[str, ...] = ()
+) -> bytes:
     """The message with a DKIM signature by ``domain`` (dkimpy, as a sending service signs)."""
-    raw = bytes(msg).replace(b"\n", b"\r\n").replace(b"\r\r\n", b"\r\n")
-    headers = [b"from", b"to", b"subject", b"date", b"message-id"]
-    return dkim.sign(raw, selector.encode(), domain.encode(), key, include_headers=headers) + raw
+    raw = _wire(msg) if isinstance(msg, EmailMessage) else msg
+    signed = [h.encode() for h in headers or ("from", "to", "subject", "date", "message-id")]
+    return dkim.sign(raw, selector.encode(), domain.encode(), key, include_headers=signed) + raw
 
 
 async def _send(
@@ -228,7 +236,7 @@ def test_allow_from_and_the_article_of_a_message() -> None:
         "other@elsewhere.example.net",
     ):
         assert not newsletters.allowed(sender, allow), sender
-    folded = bytes(_newsletter("A subject")).replace(
+    folded = _wire(_newsletter("A subject")).replace(
         b"Subject: A subject", b"Subject: A  subject\r\n\twith folding"
     )
     item = newsletters.item_of(folded, datetime(2026, 11, 27, tzinfo=UTC))
@@ -237,8 +245,79 @@ def test_allow_from_and_the_article_of_a_message() -> None:
     undated = _newsletter("Old")
     del undated["Date"]
     undated["Date"] = "Sat, 01 Jan 1972 00:00:00 +0000"  # not a plausible date: left out
-    assert newsletters.item_of(bytes(undated), datetime(2026, 11, 27, tzinfo=UTC)).published is None
+    assert newsletters.item_of(_wire(undated), datetime(2026, 11, 27, tzinfo=UTC)).published is None
     with pytest.raises(ValueError):
         newsletters.item_of(
             b"Subject: nothing\r\nContent-Type: image/png\r\n\r\nxx", datetime(2026, 11, 27, tzinfo=UTC)
         )
+
+
+def test_every_check_of_a_sender_reads_one_plain_address_and_one_copy_of_each_field() -> None:
+    """What an outside review forged past DKIM: a From read two ways (an unclosed quote), a
+    bare CR that splits lines for Python and not for dkimpy, and fields added above a
+    genuinely signed message. Each is refused before anything is read or believed."""
+    honest = _wire(_newsletter("Issue 42"))
+    for forged_from in (
+        '"ann@letters.example.com<@attacker.example',
+        "ann@letters.example.com, m@evil.example",
+        "ann@letters.example.com@attacker.example",
+        "(" * 500 + "ann@letters.example.com",
+        "a" * 2000 + "@letters.example.com",
+    ):
+        raw = honest.replace(b"From: Ann's Letter <ann@letters.example.com>", f"From: {forged_from}".encode())
+        with pytest.raises(ValueError):
+            newsletters.one_sender(newsletters.headers_of(raw))
+    assert newsletters.one_sender(newsletters.headers_of(honest)) == "ann@letters.example.com"
+    assert not newsletters.allowed("ann@letters.example.com<@attacker.example", ("letters.example.com",))
+    for broken in (
+        b"X-Mailer: x\rFrom: Ann <ann@letters.example.com>\r\n" + honest,  # a bare CR
+        honest.replace(b"\r\nSubject:", b"\nSubject:"),  # a bare LF
+        b"Subject: Ann's letter has moved\r\n" + honest,  # a second Subject above
+        b"Content-Type: text/html\r\n" + honest,
+        b"Message-ID: <43@letters.example.com>\r\n" + honest,
+    ):
+        with pytest.raises(ValueError):
+            newsletters.headers_of(broken)
+        with pytest.raises(ValueError):
+            newsletters.item_of(broken, datetime(2026, 11, 27, tzinfo=UTC))
+
+
+def test_a_signature_counts_only_if_it_covers_what_the_article_is_made_of(dns_server: DnsServer) -> None:
+    from digest import mailauth
+
+    key = dns_server.publish_dkim_key("s1", "letters.example.com")
+    answers = dict(dns_server.records)
+    full = _signed(_newsletter("Issue 42"), "letters.example.com", key)
+    no_subject = _signed(_newsletter("Issue 42"), "letters.example.com", key, headers=("from", "date"))
+    assert mailauth.verified_signers(full, answers) == ["letters.example.com"]
+    assert mailauth.verified_signers(no_subject, answers) == []  # a subject anyone could have set
+    headers = newsletters.headers_of(full)
+    assert mailauth.key_names(headers, "ann@letters.example.com") == ["s1._domainkey.letters.example.com"]
+    assert mailauth.key_names(headers, "ann@elsewhere.example.net") == []  # DNS asked for aligned keys only
+    assert mailauth.aligned("letters.example.com", "ann@news.letters.example.com")
+    assert not mailauth.aligned("news.letters.example.com", "ann@letters.example.com")
+    assert not mailauth.aligned("com", "ann@letters.com")
+
+
+def test_the_subscribers_own_never_survives_in_any_form() -> None:
+    import base64
+
+    token = base64.urlsafe_b64encode(f'{{"s":"{ADDRESS}","u":987654321}}'.encode()).decode().rstrip("=")
+    personal = {
+        "https://substack.com/redirect/2/eyJ1Ijo5ODc2NTQzMjF9.kX-9q-Zr_3vT-aB1cD2eF3gH4iJ5kL6mN7oP8",
+        "https://news.example.com/c/48213907716523019",
+        "https://news.example.com/s/Ab3dE9xY2z1",
+        f"https://news.example.com/share?x={token}",
+        "https://news.example.com/share?x=news-xyz%25252540in.example.org",
+        "https://news.example.com/u/news-xyz/in.example.org/",
+        "https://letters.example.com/unsubscribe",
+        "mailto:list@letters.example.com?subject=unsubscribe",
+    }
+    public = {"https://example.org/2026/laos-and-china-open-the-railway", "https://example.org/mekong.html"}
+    body = "".join(f'<p><a href="{url}">link {n}</a></p>' for n, url in enumerate(sorted(personal | public)))
+    body += f'<p><a href="https://example.org/a" title="sent to {ADDRESS}">read</a></p>'
+    body += "<p>Sent to news-xyz<span></span>@in.example.org today.</p>"
+    html, removed = newsletters.strip_personal(body, ADDRESS)
+    assert set(removed) == personal
+    assert all(f'href="{url}"' in html for url in public)
+    assert ADDRESS not in html and "news-xyz" not in html and "Sent to" in html and "today." in html

@@ -24,6 +24,9 @@ def three_cores(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # The split does not depend on the machine: three processes even on one core.
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2}, raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    # fork_map forks only while this process has one thread: an earlier test's leftover would
+    # make every batch stay here, and these tests say so rather than wait for it.
+    assert threading.active_count() == 1, [t.name for t in threading.enumerate()]
     monkeypatch.setattr(sys.modules[__name__], "MEETING", tmp_path)
     monkeypatch.setattr(sys.modules[__name__], "MEET", 3)
 

@@ -42,7 +42,10 @@ class _Decoder:
         self._started = False  # deflate: zlib-wrapped as RFC 9110 says, or raw as some send it
 
     def decode(self, data: bytes, room: int) -> bytes:
-        """Up to ``room`` bytes of what ``data`` decodes to; BodyError past that."""
+        """Up to ``room`` bytes of what ``data`` decodes to; BodyError past that, or for
+        anything after the end of the coded stream (zlib would keep copying it, for ever)."""
+        if self._zlib.eof and data:
+            raise BodyError(f"data after the end of the {self.coding} stream")
         try:
             out = self._zlib.decompress(data, room + 1)
         except zlib.error:
@@ -53,6 +56,8 @@ class _Decoder:
         self._started = True
         if len(out) > room:  # stopped at the limit: there is more than room for
             raise TooLarge("over the size cap")
+        if self._zlib.unused_data:
+            raise BodyError(f"data after the end of the {self.coding} stream")
         return out
 
     def finish(self, room: int) -> bytes:
