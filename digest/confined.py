@@ -10,7 +10,8 @@ address space; the parent kills it after ``WALL_SECONDS``. Whatever goes wrong i
 :class:`Overrun`, one line, and the service goes on.
 
 Each job is a pure function of the bytes (``JOBS``): nothing in the child touches the
-database, the network or a file.
+database, the network or a file, and it is not given digest's secrets (its environment
+holds no ``DIGEST_*`` setting nor PostgreSQL's password).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import os
 import signal
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 CPU_SECONDS = 5
@@ -40,6 +43,7 @@ async def run(name: str, data: bytes, *, wall: float = WALL_SECONDS) -> Any:
     child = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "digest.confined", name,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        env=_without_secrets(os.environ),
     )  # fmt: skip
     try:
         out, _ = await asyncio.wait_for(child.communicate(data), wall)
@@ -55,6 +59,12 @@ async def run(name: str, data: bytes, *, wall: float = WALL_SECONDS) -> Any:
         return json.loads(out)
     except ValueError:
         raise Overrun(f"{name}: no answer it could give") from None
+
+
+def _without_secrets(env: Mapping[str, str]) -> dict[str, str]:
+    """The service's environment without what a child reading hostile bytes has no use for:
+    digest's settings and secrets, PostgreSQL's password."""
+    return {k: v for k, v in env.items() if not k.startswith(("DIGEST_", "PGPASS"))}
 
 
 def _ended(code: int | None) -> str:
