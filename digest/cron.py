@@ -1,11 +1,19 @@
 """The digest's schedule: the cron trigger the config describes, when it was last due, and
 when it is next due (kept in the database, so that ``digest status`` need not load the
-scheduler, which costs more than the rest of that command)."""
+scheduler, which costs more than the rest of that command).
+
+Due instants are worked out in UTC, one after another, each strictly later than the one
+before, and never more than ``MAX_STEPS`` of them for one question: a window holding an
+autumn night's repeated hour cannot loop. A local wall time is due once: in the repeated
+hour only its first pass fires (cron's own rule), so "30 1 * * *" in New York sends one
+digest on that night, not two an hour apart. Blocking (APScheduler's arithmetic is not
+free): the service asks from a thread, never on its event loop."""
 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -51,14 +59,54 @@ def cron_trigger(settings: Settings) -> CronTrigger:
     return trigger
 
 
+MAX_STEPS = 200_000  # due instants one question may walk through (a 2-second cron: 4.6 days)
+_TICK = timedelta(microseconds=1)
+
+
+def _after(trigger: CronTrigger, moment: datetime) -> datetime | None:
+    """The first due instant strictly after ``moment`` (UTC), the repeated hour's second
+    pass of a wall time left out."""
+    cursor = moment.astimezone(UTC) + _TICK  # in UTC: a local time's fold would be lost
+    for _ in range(3):  # a repeat is followed by a fresh instant within two more asks
+        found: datetime | None = trigger.get_next_fire_time(None, cursor)
+        if found is None:
+            return None
+        due = found.astimezone(UTC)
+        if not _repeat(trigger, due):
+            return due
+        cursor = due + _TICK
+    return None
+
+
+def _repeat(trigger: CronTrigger, due: datetime) -> bool:
+    """Whether ``due`` is the second pass of a wall time the trigger was already due at,
+    in an autumn night's repeated hour."""
+    local = due.astimezone(trigger.timezone)
+    first = local.replace(fold=0).astimezone(UTC)
+    if first == due:
+        return False
+    again: datetime | None = trigger.get_next_fire_time(None, first - _TICK)
+    # Compared in UTC: PEP 495 makes an ambiguous local time unequal to every other zone's.
+    return again is not None and again.astimezone(UTC) == first
+
+
+def due_times(trigger: CronTrigger, after: datetime, until: datetime) -> Iterator[datetime]:
+    """The due instants in ``(after, until]``, oldest first (UTC); ValueError past
+    ``MAX_STEPS`` of them (a window no question of digest's needs)."""
+    cursor = after
+    for _ in range(MAX_STEPS):
+        due = _after(trigger, cursor)
+        if due is None or due > until:
+            return
+        yield due
+        cursor = due
+    raise ValueError(f"more than {MAX_STEPS} due times between {after} and {until}")
+
+
 def last_due(trigger: CronTrigger, now: datetime, since: datetime) -> datetime | None:
     """The latest time the trigger was due in ``(since, now]``, if any."""
-    found, cursor = None, since + timedelta(microseconds=1)  # since itself was handled
-    while True:
-        due = trigger.get_next_fire_time(None, cursor)
-        if due is None or due > now:
-            return found
-        found, cursor = due, due + timedelta(microseconds=1)
+    times = list(due_times(trigger, since, now))
+    return times[-1] if times else None
 
 
 def next_due(store: Store, settings: Settings, now: datetime) -> datetime | None:
@@ -73,7 +121,7 @@ def next_due(store: Store, settings: Settings, now: datetime) -> datetime | None
             return due
     except (KeyError, TypeError, ValueError):
         pass  # none kept yet, or unreadable: worked out again
-    found: datetime | None = cron_trigger(settings).get_next_fire_time(None, now)
+    found = _after(cron_trigger(settings), now)
     if found is not None:
         store.put_setting(
             NEXT_DUE, json.dumps({"schedule": schedule, "since": now.isoformat(), "due": found.isoformat()})

@@ -47,8 +47,8 @@ def _config(tmp_path: Path, smtp: SmtpSink, sources: str, cron: str = "*/2 * * *
 class Running:
     """`digest run` in a subprocess, with its stderr collected."""
 
-    def __init__(self, config: Path, cwd: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    def __init__(self, config: Path, cwd: Path, env: dict[str, str] | None = None) -> None:
+        env = {k: v for k, v in (env or os.environ).items() if not k.startswith("DIGEST_")}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "digest", "--config", str(config), "run", "--log-format", "json"],
             cwd=cwd,
