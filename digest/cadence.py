@@ -101,20 +101,31 @@ def previous_due(rhythm: Rhythm, due: datetime) -> datetime:
     return last_due(rhythm, due - timedelta(microseconds=1))
 
 
+def day_of(rhythm: Rhythm, due: datetime) -> date:
+    """The local day ``due`` is that day's due time for: its local date, or the day before
+    when that day's hour did not exist and the jump carried it past midnight (America/Nuuk
+    springs forward at 23:00 on a Saturday: that Saturday's 23:00 is Sunday's 00:00)."""
+    local = due.astimezone(zone(rhythm.timezone)).date()
+    before = local - timedelta(days=1)
+    return before if rhythm.due_on(before) == due and rhythm.due_on(local) != due else local
+
+
 def period_of(rhythm: Rhythm, due: datetime) -> str:
     """The ledger's name for the period a due instant closes: one digest per name and
-    subscriber, whatever the clock does ("daily:2026-12-03", "weekly:2026-12-07",
-    "monthly:2026-12")."""
-    local = due.astimezone(zone(rhythm.timezone)).date()
-    if rhythm.cadence == "monthly":
-        return f"monthly:{local:%Y-%m}"
-    return f"{rhythm.cadence}:{local.isoformat()}"
+    subscriber, whatever the clock does ("daily:2026-12-03@Asia/Tokyo",
+    "weekly:2026-12-07@Europe/London", "monthly:2026-12@UTC"). Named by the day the due time
+    is for, and in its zone: two due instants never share a name, nor does a reader's day
+    in a new zone share one with a day in the zone they left."""
+    day = day_of(rhythm, due)
+    name = f"{day:%Y-%m}" if rhythm.cadence == "monthly" else day.isoformat()
+    return f"{rhythm.cadence}:{name}@{rhythm.timezone}"
 
 
 def period_label(period: str) -> str:
     """What a subject and a heading call a period: "Your daily digest, 3 December", "Week
     of 30 November" (the week it looks back on), "Your monthly digest, November 2026"."""
     cadence, _, value = period.partition(":")
+    value = value.partition("@")[0]  # the zone a period is in, since names carry it
     try:
         if cadence == "monthly":
             year, month = (int(part) for part in value.split("-"))

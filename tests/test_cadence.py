@@ -3,6 +3,7 @@ hour, through DST changes in both directions, as properties over many zones and 
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -106,3 +107,41 @@ def test_the_due_times_about_a_moment_are_the_ones_a_search_finds(
     assert last_due(rhythm, now) == searched_last and next_due(rhythm, now) == searched_next
     assert previous_due(rhythm, searched_last) == list(due_times(rhythm, now - 2 * span, searched_last))[-2]
     assert period_of(rhythm, searched_last) != period_of(rhythm, searched_next)
+
+
+# Zones whose clocks jump at odd hours or by odd amounts: Nuuk springs forward at 23:00 on a
+# Saturday, Lord Howe by half an hour, Santiago at midnight, Tehran (until 2022) at midnight.
+JUMPY = ["America/Nuuk", "Australia/Lord_Howe", "America/Santiago", "America/New_York", "Europe/London"]
+
+
+@pytest.mark.parametrize("zone", JUMPY)
+def test_every_due_time_of_a_year_names_a_period_of_its_own(zone: str) -> None:
+    """Each day's due time is that day's: at every hour, in zones whose jumps land on any
+    hour, a year of daily due times gives a year of distinct period names, day after day."""
+    start, end = datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)
+    for hour in range(24):
+        rhythm = Rhythm("daily", zone, hour)
+        periods = [period_of(rhythm, due) for due in due_times(rhythm, start, end)]
+        assert len(periods) == len(set(periods)), (hour, [p for p in periods if periods.count(p) > 1][:2])
+        days = [datetime.fromisoformat(p.split(":")[1].split("@")[0]).date() for p in periods]
+        assert all(later - earlier == timedelta(days=1) for earlier, later in itertools.pairwise(days))
+
+
+def test_the_saturday_nuuk_jumps_at_23_is_saturdays_digest() -> None:
+    rhythm = Rhythm("daily", "America/Nuuk", 23)
+    found = list(
+        due_times(rhythm, datetime(2026, 3, 27, 12, tzinfo=UTC), datetime(2026, 3, 30, 12, tzinfo=UTC))
+    )
+    assert [period_of(rhythm, due) for due in found] == [
+        "daily:2026-03-27@America/Nuuk", "daily:2026-03-28@America/Nuuk", "daily:2026-03-29@America/Nuuk"
+    ]  # fmt: skip
+    # Saturday's 23:00 did not exist: its digest goes at the jump, Sunday 00:00 local.
+    assert found[1] == datetime(2026, 3, 29, 1, tzinfo=UTC)
+
+
+def test_a_reader_who_moves_west_keeps_the_day_their_new_zone_gives_them() -> None:
+    tokyo, los_angeles = Rhythm("daily", "Asia/Tokyo", 7), Rhythm("daily", "America/Los_Angeles", 7)
+    sent = period_of(tokyo, datetime(2026, 12, 2, 22, tzinfo=UTC))  # 3 December, 07:00 in Tokyo
+    next_in_la = next_due(los_angeles, datetime(2026, 12, 2, 23, tzinfo=UTC))  # they move an hour later
+    assert next_in_la == datetime(2026, 12, 3, 15, tzinfo=UTC)  # 3 December, 07:00 in Los Angeles
+    assert period_of(los_angeles, next_in_la) != sent  # a day of its own: the ledger keeps it

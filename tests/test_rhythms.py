@@ -188,22 +188,22 @@ def test_thirty_five_days_of_rhythms_across_three_time_zones(simulation: Simulat
     ledger = sim.ledger()
     # The DST days: one digest each, at the due instant fold=0 gives.
     if sim.start.month == 3:
-        assert ("daily:2027-03-14", datetime(2027, 3, 14, 7, tzinfo=UTC)) in {
+        assert ("daily:2027-03-14@America/New_York", datetime(2027, 3, 14, 7, tzinfo=UTC)) in {
             (p, u) for _, u, p in ledger["ann"]
         }
-        assert ("daily:2027-03-28", datetime(2027, 3, 28, 1, tzinfo=UTC)) in {
+        assert ("daily:2027-03-28@Europe/London", datetime(2027, 3, 28, 1, tzinfo=UTC)) in {
             (p, u) for _, u, p in ledger["cat"]
         }
     else:
-        assert ("daily:2027-11-07", datetime(2027, 11, 7, 5, tzinfo=UTC)) in {
+        assert ("daily:2027-11-07@America/New_York", datetime(2027, 11, 7, 5, tzinfo=UTC)) in {
             (p, u) for _, u, p in ledger["bea"]
         }
-        assert ("daily:2027-10-31", datetime(2027, 10, 31, 0, tzinfo=UTC)) in {
+        assert ("daily:2027-10-31@Europe/London", datetime(2027, 10, 31, 0, tzinfo=UTC)) in {
             (p, u) for _, u, p in ledger["cat"]
         }
     # Monthly: the 1st, in their own zone (Tokyo's midnight is the day before in UTC).
     assert [p for _, _, p in ledger["gus"]] == [
-        f"monthly:{sim.start.year}-{sim.start.month + m:02d}" for m in (1, 2)
+        f"monthly:{sim.start.year}-{sim.start.month + m:02d}@Asia/Tokyo" for m in (1, 2)
     ][: len(ledger["gus"])]
     assert len(sim.smtp.messages) == sum(len(v) for v in ledger.values())
 
@@ -231,13 +231,19 @@ def test_changing_cadence_in_mid_week_leaves_no_gap_and_no_duplicate(simulation:
         sim.send(at)
     periods = [(p, u) for _, u, p in sim.ledger()["dan"]]
     assert periods[:7] == [
-        ("weekly:2027-01-04", datetime(2027, 1, 4, 8, tzinfo=UTC)),
-        ("weekly:2027-01-11", datetime(2027, 1, 11, 8, tzinfo=UTC)),
-        ("daily:2027-01-14", datetime(2027, 1, 14, 8, tzinfo=UTC)),  # no second Wednesday digest
-        ("daily:2027-01-15", datetime(2027, 1, 15, 8, tzinfo=UTC)),
-        ("weekly:2027-01-18", datetime(2027, 1, 18, 8, tzinfo=UTC)),  # none on Saturday or Sunday
-        ("daily:2027-01-19", datetime(2027, 1, 19, 8, tzinfo=UTC)),  # none again on Monday
-        ("daily:2027-01-20", datetime(2027, 1, 20, 8, tzinfo=UTC)),
+        ("weekly:2027-01-04@Europe/London", datetime(2027, 1, 4, 8, tzinfo=UTC)),
+        ("weekly:2027-01-11@Europe/London", datetime(2027, 1, 11, 8, tzinfo=UTC)),
+        (
+            "daily:2027-01-14@Europe/London",
+            datetime(2027, 1, 14, 8, tzinfo=UTC),
+        ),  # no second Wednesday digest
+        ("daily:2027-01-15@Europe/London", datetime(2027, 1, 15, 8, tzinfo=UTC)),
+        (
+            "weekly:2027-01-18@Europe/London",
+            datetime(2027, 1, 18, 8, tzinfo=UTC),
+        ),  # none on Saturday or Sunday
+        ("daily:2027-01-19@Europe/London", datetime(2027, 1, 19, 8, tzinfo=UTC)),  # none again on Monday
+        ("daily:2027-01-20@Europe/London", datetime(2027, 1, 20, 8, tzinfo=UTC)),
     ]
     windows = sim.ledger()["dan"]
     for (_, until, _), (since, _, _) in itertools.pairwise(windows):
