@@ -90,6 +90,12 @@ def routes(cache: Cache) -> list[Route]:
     if settings.schedule.timezone not in zones:
         zones.insert(0, settings.schedule.timezone)
 
+    def zones_for(subscriber: Subscriber | None) -> list[str]:
+        """The zones a form offers: the common ones, and the reader's own wherever it came
+        from (the CLI or a CSV may set any IANA zone), so that saving keeps it."""
+        own = subscriber.rhythm.timezone if subscriber and subscriber.rhythm else None
+        return zones if own is None or own in zones else [own, *zones]
+
     def rhythm_from(form: Any, existing: Subscriber | None) -> Rhythm | None:
         """The rhythm chosen on a form (SubscriberError otherwise). None: as it was, or
         for a new subscriber the site's default (a form without a cadence, or its "with
@@ -97,7 +103,7 @@ def routes(cache: Cache) -> list[Route]:
         if "cadence" not in form:
             return defaults.rhythm({}, existing)
         given = {k: str(form.get(k, ""))[:64] for k in subscribers.RHYTHM_FIELDS}
-        if given["timezone"] and given["timezone"] not in zones:
+        if given["timezone"] and given["timezone"] not in zones_for(existing):
             raise subscribers.SubscriberError("choose a time zone from the list")
         return defaults.rhythm(given, existing) if given["cadence"] else None
 
@@ -269,7 +275,8 @@ def routes(cache: Cache) -> list[Route]:
                 assert found is not None
             return page(
                 "preferences.html", email=found.email, chosen=chosen_by(found), saved=form is not None,
-                zones=zones, on_site_schedule=found.rhythm is None, next_delivery=next_delivery(store, found),
+                zones=zones_for(found), on_site_schedule=found.rhythm is None,
+                next_delivery=next_delivery(store, found),
             )  # fmt: skip
 
         return await run_in_threadpool(answer)

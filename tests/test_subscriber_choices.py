@@ -69,6 +69,28 @@ def test_preferences_choose_a_rhythm_and_topics_and_show_the_next_delivery(tmp_p
         assert unchanged is not None and unchanged.rhythm == ann.rhythm and unchanged.topics == ann.topics
 
 
+def test_saving_preferences_keeps_a_time_zone_the_list_does_not_offer(tmp_path: Path) -> None:
+    """A zone set by the command line or a CSV (Lord Howe's half-hour offset is no common
+    one) is shown, selected, and kept when the reader saves only a theme: the form used to
+    send its first option, and the reader moved to Pacific/Honolulu without a word."""
+    settings = _served(tmp_path)
+    rhythm = Rhythm("daily", "Australia/Lord_Howe", 7)
+    with open_store(settings.database.path) as store:
+        ann = add(store, "ann@example.org", confirmed=True, rhythm=rhythm)
+        due = ann.next_due
+        link = f"/preferences/{token(secret_for(store, None), 'preferences', ann)}"
+    assert due is not None
+    with AppServer(settings) as server, Browser(tmp_path / "profile") as browser:
+        browser.open(server.url(link))
+        assert browser.run("document.querySelector('[name=timezone]').value") == "Australia/Lord_Howe"
+        browser.run("document.querySelector('[name=theme]').checked = true")
+        browser.submit()
+        assert "Saved." in browser.text()
+    with open_store(settings.database.path) as store:
+        after = store.subscriber(email="ann@example.org")
+    assert after is not None and after.rhythm == rhythm and after.next_due == due and after.themes
+
+
 def test_the_subscribe_form_takes_a_rhythm_in_the_readers_time_zone(tmp_path: Path) -> None:
     settings = _served(tmp_path)
     with AppServer(settings) as server, Browser(tmp_path / "profile") as browser:
