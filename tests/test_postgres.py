@@ -209,6 +209,54 @@ def test_two_digest_sends_at_once_plan_one_digest_and_share_it(
     assert sum(shares) == 300 and all(shares), outcomes  # both sent part of the one digest
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_dry_run_records_nothing(
+    backend: str, smtp: SmtpSink, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """`digest send --dry-run`, even --at a past moment, leaves the database as it found it
+    (a dump of every table before and after is equal), so a weekly reader due in two days
+    is not mailed by the next plain send."""
+    from datetime import UTC, datetime, timedelta
+
+    from digest.config import load_settings
+    from digest.store import open_store
+
+    body = f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\n[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n'
+    if backend == "postgresql":
+        config = _config(tmp_path, request.getfixturevalue("pg"), body)
+    else:
+        config = tmp_path / "digest.toml"
+        config.write_text(f'[database]\npath = "digest.db"\n{body}', encoding="utf-8")
+    assert _digest(config, "pull").returncode == 0
+    now = datetime.now(UTC)
+    in_two_days = now + timedelta(days=2)
+    weekly = ("--cadence", "weekly", "--timezone", "UTC", "--hour", str(in_two_days.hour))
+    weekday = ("--weekday", in_two_days.strftime("%a").lower())
+    assert (
+        _digest(config, "subscribers", "add", "ann@example.org", "--confirmed", *weekly, *weekday).returncode
+        == 0
+    )
+    assert _digest(config, "subscribers", "add", "bob@example.org", "--confirmed").returncode == 0
+    settings = load_settings(config, env={})
+
+    def dump() -> dict[str, list[dict[str, object]]]:
+        with open_store(settings.database.target, password=settings.database.password or None) as store:
+            return {table: sorted((dict(row) for row in rows), key=repr) for table, rows in store.dump()}
+
+    before = dump()
+    for args in (
+        ("--at", (now - timedelta(days=10)).isoformat()),
+        ("--at", (now + timedelta(days=30)).isoformat()),
+        (),
+    ):
+        shown = _digest(config, "send", "--dry-run", *args)
+        assert shown.returncode == 0 and "new digest" in shown.stdout, shown.stderr
+        assert "due again from now" not in shown.stdout + shown.stderr
+    assert dump() == before
+    assert _digest(config, "send").returncode == 0
+    assert smtp.recipients() == ["bob@example.org"]  # ann's day is still two days off
+
+
 def test_a_worker_killed_mid_send_leaves_its_share_to_the_others(
     pg: str, feed: FeedServer, smtp: SmtpSink, tmp_path: Path, workers: Callable[[Path], Worker]
 ) -> None:

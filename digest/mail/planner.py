@@ -44,9 +44,13 @@ def sample_links(settings: Settings) -> tuple[str, str]:
 
 
 class Planner:
-    def __init__(self, store: Store, settings: Settings) -> None:
+    """``record``: whether planning may write what it finds out of order (next due times a
+    clock that ran ahead left far off); a dry run's planner writes nothing."""
+
+    def __init__(self, store: Store, settings: Settings, *, record: bool = True) -> None:
         self.store = store
         self.settings = settings
+        self.record = record
         self.names = regions() if settings.digest.group_by == "region" else taxonomy_for(settings).titles()
 
     def content(
@@ -80,7 +84,8 @@ class Planner:
         back; ``since``: an operator's start for everyone). Not a subscriber whose previous
         digest is still pending: it goes out first, and the next one starts where it ends,
         so no article reaches anyone twice however long a server defers."""
-        self._redate(until)
+        if self.record:  # a dry run's answer is the same: those it would redate are not due now
+            self._redate(until)
         due = self.store.due_subscribers(until)
         on_site: list[Subscriber] = []
         if site_schedule:

@@ -446,8 +446,9 @@ def preview_body(
 def dry_run_lines(
     store: Store, settings: Settings, since: datetime | None = None, now: datetime | None = None
 ) -> list[str]:
-    """What `digest send` (with ``since``, as `--since` says) would do at ``now``, doing nothing."""
-    planner = Planner(store, settings)
+    """What `digest send` (with ``since``, as `--since` says) would do at ``now``, doing
+    nothing: it writes nothing at all (a dump of the database before and after is equal)."""
+    planner = Planner(store, settings, record=False)
     lines = [
         f"digest {d.id}: {len(store.pending_deliveries(d.id))} deliveries to resume"
         for d in store.unfinished_digests()
