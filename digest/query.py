@@ -5,12 +5,25 @@ bounded in size, so that what reaches a database is built from plain words by th
 reader types (FTS5 operators, brackets, stars, colons) only separates words.
 
 Every word of the query must match except where OR offers a choice; a NOT term must not.
+
+One tokenizer for both stores (:func:`index_tokens`): what an article is indexed by and
+what a query looks for are the same tokens whichever database holds them: runs of letters
+and digits (so "COVID-19" is "covid" then "19", "U.S." is "u" then "s", "example.com" is
+"example" then "com"), case and accents folded ("Café" is "cafe"), each word stemmed (the
+Snowball English stemmer: "ministers" finds "minister"). Neither database's own parser
+ever reads article text or a query: SQLite's FTS5 splits the tokens on spaces ("ascii"),
+PostgreSQL is given its tsvector and tsquery as lexemes.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
+
+import regex
+import snowballstemmer
 
 from digest.errors import DigestError
 
@@ -21,7 +34,10 @@ MAX_WORD = 40  # characters in one word
 MAX_TOPICS = 5  # search topics a subscriber may follow
 
 _TOKENS = re.compile(r'(-)?"([^"]*)"|(\S+)')  # a "phrase" (-"phrase": not it), or a bare word
-_WORD = re.compile(r"(?:\w|[\u0300-\u036f])+")  # letters with their combining marks (İ is i + dot)
+_WORD = regex.compile(r"[\p{L}\p{N}\p{M}]+")  # letters, digits and their marks: words as indexed
+# Letters, digits, and the marks that belong to them (a Devanagari vowel sign is part of its word).
+_INDEX_WORD = regex.compile(r"[\p{L}\p{N}\p{M}]+")
+_STEMMER = snowballstemmer.stemmer("english")
 
 
 class QueryError(DigestError):
@@ -120,3 +136,34 @@ def topics(texts: list[str]) -> tuple[str, ...]:
     if len(found) > MAX_TOPICS:
         raise QueryError(f"at most {MAX_TOPICS} topics")
     return tuple(found)
+
+
+def index_tokens(text: str) -> list[str]:
+    """The tokens ``text`` is indexed and searched by, in order (see the module's note)."""
+    folded = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).casefold())
+    return [_stem(unicodedata.normalize("NFC", word)) for word in _INDEX_WORD.findall(_unaccented(folded))]
+
+
+def _unaccented(text: str) -> str:
+    """Accents off the letters of alphabets that write them as accents (Latin, Greek,
+    Cyrillic: "é" is "e"); the marks of other scripts are parts of their letters, and stay."""
+    kept: list[str] = []
+    base = ""
+    for char in text:
+        if unicodedata.combining(char):
+            if base >= "\u0530":
+                kept.append(char)
+        else:
+            base = char
+            kept.append(char)
+    return "".join(kept)
+
+
+def index_text(text: str) -> str:
+    """:func:`index_tokens` as one space-separated string (what SQLite's FTS5 indexes)."""
+    return " ".join(index_tokens(text))
+
+
+@lru_cache(maxsize=100_000)  # words follow Zipf's law: most are seen again and again
+def _stem(word: str) -> str:
+    return str(_STEMMER.stemWord(word))

@@ -197,3 +197,41 @@ def test_the_evidence_migration_keeps_what_classification_found(
         assert store.source_frequencies("s") == (1, {"LA": 1}, {"trade": 1})
         assert store.article("a0").places == tuple(places)  # type: ignore[union-attr]
         assert store.article("a1").places == () and [u.id for u in store.ungrouped()] == ["a1"]  # type: ignore[union-attr]
+
+
+def test_the_search_index_is_rebuilt_with_the_one_tokenizer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database of the last release (FTS5's own unicode61 index) is indexed anew by the
+    one tokenizer: articles stored before are found by stem, and removing one keeps the
+    index whole."""
+    import dataclasses
+
+    import digest.store.base
+    from digest.models import Article
+    from digest.query import parse
+
+    path = tmp_path / "d.db"
+    monkeypatch.setattr(digest.store.base, "MIGRATIONS", MIGRATIONS[:18])
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    base = Article(
+        id="a0", source="s", title="Loan talks", url="https://s.example/0", guid=None, summary_html="",
+        summary_text="The minister spoke of COVID-19.", author=None, published=None, first_seen=when,
+        updated=when, content_hash="h0",
+    )  # fmt: skip
+    with open_store(path) as store:
+        store.sync_sources([SourceSpec("s", "https://s.example/feed", "feed")])
+        store.save_articles(
+            "s", [base, dataclasses.replace(base, id="a1", url="https://s.example/1")], now=when
+        )
+    monkeypatch.undo()
+    with open_store(path) as store:
+        assert "0019_search_tokens" in store.applied_migrations()
+        assert {a.id for a in store.search(parse("ministers"))} == {"a0", "a1"}
+        assert {a.id for a in store.search(parse("covid-19"))} == {"a0", "a1"}
+        store.drop_articles([("a1", "drop: x")], now=when)  # the delete trigger feeds the index its tokens
+        assert {a.id for a in store.search(parse("minister"))} == {"a0"}
+        assert (
+            store.conn.execute("INSERT INTO articles_fts(articles_fts) VALUES ('integrity-check')")
+            is not None
+        )

@@ -11,7 +11,7 @@ from typing import Any
 from digest.dates import to_iso
 from digest.errors import StoreError
 from digest.models import Article
-from digest.query import Query, Term
+from digest.query import Query, Term, index_text
 from digest.store.base import Row, SqliteBase, decoded, dt, in_chunks, when
 from digest.store.records import DroppedItem, SaveCounts
 
@@ -26,6 +26,8 @@ _CONTENT_COLUMNS = ("guid", "url", "title", "author", "published")
 _INDEX = "INSERT INTO articles_fts (rowid, title, summary_text)"
 _UNINDEX = "INSERT INTO articles_fts (articles_fts, rowid, title, summary_text)"
 _INDEXED = "FROM articles a JOIN article_texts t ON t.article_id = a.id"
+# What the index is given: the one tokenizer's tokens (digest.query), never the text itself.
+_TOKENS = "search_tokens(a.title), search_tokens(t.summary_text)"
 
 
 SEARCH_SECONDS = 2.0
@@ -49,7 +51,7 @@ def fts5(query: Query) -> str:
     nothing a reader typed is read as FTS5 syntax."""
 
     def term(t: Term) -> str:
-        return '"' + " ".join(t.words) + '"'
+        return '"' + index_text(" ".join(t.words)) + '"'
 
     wanted = " AND ".join("(" + " OR ".join(term(t) for t in choice) + ")" for choice in query.all_of)
     if query.none_of:
@@ -108,7 +110,8 @@ class ArticlesArea(SqliteBase):
                     texts,
                 )
                 conn.execute(
-                    f"{_INDEX} SELECT a.rowid, a.title, t.summary_text {_INDEXED} WHERE a.rowid > ?", [last]
+                    f"{_INDEX} SELECT a.rowid, {_TOKENS} {_INDEXED} WHERE a.rowid > ?",
+                    [last],
                 )
         return SaveCounts(new, updated, unchanged)
 
@@ -308,7 +311,8 @@ def _content_values(article: Article) -> tuple[Any, ...]:
 def _update(conn: sqlite3.Connection, key: str, article: Article, now: datetime) -> None:
     """A changed version of stored article ``key``: its row, its text and its index entry."""
     conn.execute(
-        f"{_UNINDEX} SELECT 'delete', a.rowid, a.title, t.summary_text {_INDEXED} WHERE a.id = ?", [key]
+        f"{_UNINDEX} SELECT 'delete', a.rowid, {_TOKENS} {_INDEXED} WHERE a.id = ?",
+        [key],
     )
     conn.execute(
         f"UPDATE articles SET {', '.join(f'{c} = ?' for c in _CONTENT_COLUMNS)},"
@@ -319,7 +323,10 @@ def _update(conn: sqlite3.Connection, key: str, article: Article, now: datetime)
         "UPDATE article_texts SET summary_html = ?, summary_text = ? WHERE article_id = ?",
         (article.summary_html, article.summary_text, key),
     )
-    conn.execute(f"{_INDEX} SELECT a.rowid, a.title, t.summary_text {_INDEXED} WHERE a.id = ?", [key])
+    conn.execute(
+        f"{_INDEX} SELECT a.rowid, {_TOKENS} {_INDEXED} WHERE a.id = ?",
+        [key],
+    )
 
 
 def _article_values(article: Article, source_id: int) -> tuple[Any, ...]:

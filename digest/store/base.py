@@ -18,6 +18,7 @@ from typing import Any, Protocol, Self, TypeVar
 
 from digest.dates import EARLIEST, Clock, from_iso, parse_date, to_iso, utcnow
 from digest.errors import StoreError
+from digest.query import index_text
 from digest.store.schema import MIGRATIONS
 
 BUSY_TIMEOUT_MS = 10_000
@@ -56,6 +57,10 @@ def _guard(
 
     call.__guarded__ = True  # type: ignore[attr-defined]
     return call
+
+
+def _search_tokens(text: str | None) -> str:
+    return index_text(text or "")
 
 
 def one_line(message: str) -> str:
@@ -108,6 +113,8 @@ class SqliteBase:
                 target, timeout=busy / 1000, isolation_level=None, check_same_thread=not shared, uri=readonly
             )
             conn.row_factory = sqlite3.Row
+            # The one tokenizer, for what the search index is given (see digest.query).
+            conn.create_function("search_tokens", 1, _search_tokens, deterministic=True)
             conn.execute(f"PRAGMA busy_timeout = {busy}")
             if not readonly:
                 conn.execute("PRAGMA journal_mode = WAL")

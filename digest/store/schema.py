@@ -377,6 +377,27 @@ def _pages(db: sqlite3.Connection) -> None:
     )
 
 
+def _search_tokens(db: sqlite3.Connection) -> None:
+    # One tokenizer for both stores (digest.query.index_tokens): the index is given tokens,
+    # which FTS5 only splits on spaces; what it held was read by FTS5's own unicode61.
+    db.execute("DROP TRIGGER articles_bd")
+    db.execute("DROP TABLE articles_fts")
+    db.execute(
+        "CREATE VIRTUAL TABLE articles_fts USING fts5(title, summary_text, content='', tokenize='ascii')"
+    )
+    db.execute(
+        "INSERT INTO articles_fts (rowid, title, summary_text)"
+        " SELECT a.rowid, search_tokens(a.title), search_tokens(t.summary_text)"
+        " FROM articles a JOIN article_texts t ON t.article_id = a.id"
+    )
+    db.execute(
+        "CREATE TRIGGER articles_bd BEFORE DELETE ON articles BEGIN"
+        " INSERT INTO articles_fts (articles_fts, rowid, title, summary_text)"
+        " SELECT 'delete', old.rowid, search_tokens(old.title), search_tokens(t.summary_text)"
+        " FROM article_texts t WHERE t.article_id = old.id; END"
+    )
+
+
 def _any_time(step: Callable[[sqlite3.Connection], None]) -> Step:
     """A step that does the same whenever it runs."""
     return lambda db, _now: step(db)
@@ -402,4 +423,5 @@ MIGRATIONS: list[tuple[str, Step]] = [
     ("0016_feedback", _any_time(_feedback)),
     ("0017_dropped", _any_time(_dropped)),
     ("0018_pages", _any_time(_pages)),
+    ("0019_search_tokens", _any_time(_search_tokens)),
 ]

@@ -111,7 +111,8 @@ class TransferArea(SqliteBase):
                      json.dumps(row["theme_matches"] or {})),
                 )  # fmt: skip
         conn.execute(
-            "INSERT INTO articles_fts (rowid, title, summary_text) SELECT a.rowid, a.title, t.summary_text"
+            "INSERT INTO articles_fts (rowid, title, summary_text)"
+            " SELECT a.rowid, search_tokens(a.title), search_tokens(t.summary_text)"
             " FROM articles a JOIN article_texts t ON t.article_id = a.id"
         )
 

@@ -1,5 +1,6 @@
 """Articles on PostgreSQL: saving a pull's articles, listing, and full-text search over a
-generated ``tsvector`` (``websearch_to_tsquery``: words, "quoted phrases", OR, -word)."""
+``tsvector`` made here from :func:`digest.query.index_tokens` (title tokens weigh more), with
+a ``tsquery`` made from the same tokens: PostgreSQL's own parser reads neither."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import psycopg
 
 from digest.errors import StoreError
 from digest.models import Article
-from digest.query import Query, Term
+from digest.query import Query, Term, index_tokens
 from digest.store.articles import DROPPED_INTO, SEARCH_SECONDS, article_of, dropped_of, seen_in
 from digest.store.postgres.base import Conn, PgBase
 from digest.store.records import DroppedItem, SaveCounts
@@ -25,20 +26,62 @@ ARTICLE_SELECT = f"SELECT {_COLUMNS} FROM articles a JOIN sources s ON s.id = a.
 _CONTENT_COLUMNS = ("guid", "url", "title", "author", "published", "summary_html", "summary_text")
 
 
+MAX_POSITION = 16_383  # PostgreSQL's largest; later words share it (phrases there match loosely)
+
+
+def _lexeme(token: str) -> str:
+    return "'" + token.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def search_vector(title: str, text: str) -> str:
+    """The ``tsvector`` literal of an article: its tokens with their positions, the title's
+    weighted A. A literal, so PostgreSQL stores the tokens as given."""
+    parts: list[str] = []
+    position = 0
+    for weight, words in (("A", index_tokens(title)), ("", index_tokens(text))):
+        for token in words:
+            position = min(position + 1, MAX_POSITION)
+            parts.append(f"{_lexeme(token)}:{position}{weight}")
+    return " ".join(parts)
+
+
 def tsquery(query: Query) -> tuple[str, list[Any]]:
-    """A parsed query as a tsquery expression and its parameters: each term through
-    ``phraseto_tsquery`` (the words the search vector was made with), joined by the
-    query's own structure, so nothing a reader typed is read as tsquery syntax."""
-    args: list[Any] = []
+    """A parsed query as a tsquery expression and its parameter: each term the phrase of its
+    tokens (``<->``), joined by the query's own structure, given to PostgreSQL as a literal
+    of lexemes, so nothing a reader typed is read as tsquery syntax, and the words are
+    tokenized exactly as the articles were."""
 
-    def terms(found: tuple[Term, ...]) -> str:
-        args.extend(" ".join(t.words) for t in found)
-        return "(" + " || ".join("phraseto_tsquery('simple', %s)" for _ in found) + ")"
+    def phrase(term: Term) -> str:
+        return "(" + " <-> ".join(_lexeme(t) for t in index_tokens(" ".join(term.words))) + ")"
 
-    wanted = " && ".join(terms(choice) for choice in query.all_of)
+    def choice(terms: tuple[Term, ...]) -> str:
+        return "(" + " | ".join(phrase(t) for t in terms) + ")"
+
+    wanted = " & ".join(choice(c) for c in query.all_of)
     if query.none_of:
-        wanted = f"{wanted} && !!{terms(query.none_of)}"
-    return f"({wanted})", args
+        wanted = f"{wanted} & !{choice(query.none_of)}"
+    return "%s::tsquery", [wanted]
+
+
+def refresh_search(conn: Conn, ids: Sequence[str] | None = None) -> None:
+    """Make the search vectors of these articles (all: ``None``) from their text, in batches."""
+    where, args = ("WHERE id = ANY(%s)", [list(ids)]) if ids is not None else ("", [])
+    with conn.cursor(name="digest_search") as reading:
+        reading.itersize = 500
+        rows = reading.execute(f"SELECT id, title, summary_text FROM articles {where}", args)
+        batch: list[tuple[str, str]] = []
+        for row in rows:
+            batch.append((search_vector(row["title"], row["summary_text"]), row["id"]))
+            if len(batch) >= 500:
+                _write_vectors(conn, batch)
+                batch = []
+        if batch:
+            _write_vectors(conn, batch)
+
+
+def _write_vectors(conn: Conn, batch: list[tuple[str, str]]) -> None:
+    with conn.cursor() as writing:
+        writing.executemany("UPDATE articles SET search = %s::tsvector WHERE id = %s", batch)
 
 
 class PgArticlesArea(PgBase):
@@ -60,7 +103,8 @@ class PgArticlesArea(PgBase):
                 if row is None:
                     inserts.append(
                         (article.id, source_id, *_content_values(article), article.first_seen,
-                         article.updated, article.content_hash)
+                         article.updated, article.content_hash,
+                         search_vector(article.title, article.summary_text))
                     )  # fmt: skip
                     if article.url:
                         by_url[article.url] = {"id": article.id, "content_hash": article.content_hash,
@@ -71,16 +115,23 @@ class PgArticlesArea(PgBase):
                 else:
                     conn.execute(
                         f"UPDATE articles SET {', '.join(f'{c} = %s' for c in _CONTENT_COLUMNS)},"
-                        " updated = %s, content_hash = %s, grouped = FALSE WHERE id = %s",
-                        (*_content_values(article), now, article.content_hash, key),
+                        " updated = %s, content_hash = %s, grouped = FALSE, search = %s::tsvector"
+                        " WHERE id = %s",
+                        (
+                            *_content_values(article),
+                            now,
+                            article.content_hash,
+                            search_vector(article.title, article.summary_text),
+                            key,
+                        ),
                     )
                     updated += 1
             if inserts:
                 with conn.cursor() as cursor:
                     cursor.executemany(
                         f"INSERT INTO articles (id, source_id, {', '.join(_CONTENT_COLUMNS)},"
-                        " first_seen, updated, content_hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s,"
-                        " %s, %s, %s)",
+                        " first_seen, updated, content_hash, search) VALUES (%s, %s, %s, %s, %s, %s, %s,"
+                        " %s, %s, %s, %s, %s, %s::tsvector)",
                         inserts,
                     )
             if inserts or updated:

@@ -6,6 +6,7 @@ an advisory lock, so workers that start together apply each once (``PgBase.migra
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 _INITIAL = [
@@ -187,16 +188,35 @@ _PAGES = [
     "CREATE TABLE pages (url TEXT PRIMARY KEY, etag TEXT, last_modified TEXT, fetched TIMESTAMPTZ NOT NULL)"
 ]
 
+
+def _search_tokens(conn: Any) -> None:
+    """One tokenizer for both stores (digest.query.index_tokens): the search vector is made
+    here from its tokens, no longer by PostgreSQL's own parser (which kept "covid-19" and
+    "example.com" whole, and with a C ctype stuck curly quotes to words)."""
+    from digest.store.postgres.articles import refresh_search
+
+    conn.execute("ALTER TABLE articles DROP COLUMN search")  # its index goes with it
+    conn.execute("ALTER TABLE articles ADD COLUMN search TSVECTOR NOT NULL DEFAULT ''")
+    refresh_search(conn)
+    conn.execute("CREATE INDEX articles_search ON articles USING gin(search)")
+
+
+Step = list[str] | Callable[[Any], None]
+
 # Append-only: a released migration is never edited, a change is a new entry.
-MIGRATIONS: list[tuple[str, list[str]]] = [
+MIGRATIONS: list[tuple[str, Step]] = [
     ("0001_initial", _INITIAL),
     ("0002_rhythms", _RHYTHMS),
     ("0003_feedback", _FEEDBACK),
     ("0004_dropped", _DROPPED),
     ("0005_pages", _PAGES),
+    ("0006_search_tokens", _search_tokens),
 ]
 
 
-def apply(conn: Any, statements: list[str]) -> None:
-    for statement in statements:
+def apply(conn: Any, step: Step) -> None:
+    if callable(step):
+        step(conn)
+        return
+    for statement in step:
         conn.execute(statement)

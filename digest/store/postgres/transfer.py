@@ -13,6 +13,7 @@ from psycopg import IsolationLevel
 
 from digest.errors import StoreError
 from digest.store.base import one_line
+from digest.store.postgres.articles import refresh_search
 from digest.store.postgres.base import Conn, PgBase
 from digest.store.tables import DATA_TABLES, OWN_SETTINGS, SEQUENCED, TABLES, Row, columns, kinds
 
@@ -58,6 +59,7 @@ class PgTransferArea(PgBase):
                             [json.dumps(row[n], ensure_ascii=False) if n in blobs and row[n] is not None
                              else row[n] for n in names]
                         )  # fmt: skip
+            refresh_search(conn)  # the search vectors, made as saving makes them
             for table in SEQUENCED:
                 # The next id: past every copied one, and past the source's own counter.
                 conn.execute(
