@@ -161,6 +161,25 @@ def settings_for(folder: Path, body: str) -> Settings:
     return parse_settings(text, origin="test.toml", base_dir=folder, env={})
 
 
+@pytest.fixture(scope="session")
+def shim() -> Iterator[Path]:
+    """The library that moves a process's clock (tests/clock.py), built once; not under
+    pytest's temporary folders, so PostgreSQL's user can load it too. Without a compiler:
+    a skip here, a failure in CI."""
+    import tempfile
+
+    from tests import clock
+
+    with tempfile.TemporaryDirectory(prefix="digest-clock-") as folder:
+        try:
+            library = clock.build(Path(folder))
+        except clock.ClockError as exc:
+            if os.environ.get("CI"):
+                pytest.fail(str(exc))
+            pytest.skip(str(exc))
+        yield library
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
     with open_store(tmp_path / "test.db") as st:

@@ -7,9 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -24,19 +22,6 @@ AHEAD = 400 * 86400 + 3600
 def real_time() -> float:
     """Now by the real clock, even when this suite itself runs under a moved one."""
     return time.time() - int(os.environ.get("TEST_CLOCK_OFFSET", "0"))
-
-
-@pytest.fixture(scope="module")
-def shim() -> Iterator[Path]:
-    # Not under pytest's tmp_path: PostgreSQL's user must be able to load it.
-    with tempfile.TemporaryDirectory(prefix="digest-clock-") as folder:
-        try:
-            library = clock.build(Path(folder))
-        except clock.ClockError as exc:  # no compiler: a skip here, a failure in CI
-            if os.environ.get("CI"):
-                pytest.fail(str(exc))
-            pytest.skip(str(exc))
-        yield library
 
 
 def test_a_python_process_sees_the_moved_wall_clock_and_real_sleeps(shim: Path) -> None:

@@ -5,9 +5,7 @@ autumn night's repeated hour, with its clock moved there, answers and sends once
 from __future__ import annotations
 
 import os
-import tempfile
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -80,18 +78,6 @@ def test_no_question_walks_an_unbounded_number_of_due_times() -> None:
     now = datetime(2026, 11, 1, tzinfo=UTC)
     with pytest.raises(ValueError, match="more than"):
         last_due(every_second, now, now - timedelta(days=10))
-
-
-@pytest.fixture(scope="module")
-def shim() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="digest-clock-") as folder:
-        try:
-            library = clock.build(Path(folder))
-        except clock.ClockError as exc:  # no compiler: a skip here, a failure in CI
-            if os.environ.get("CI"):
-                pytest.fail(str(exc))
-            pytest.skip(str(exc))
-        yield library
 
 
 def test_digest_run_started_after_the_repeated_hour_answers_and_sends_once(

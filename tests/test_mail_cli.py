@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import SEEDS, SmtpSink, write_config
+from .conftest import SEEDS, FeedServer, Reply, SmtpSink, rss, write_config
 from .test_cli import run
 from .test_readers import CHROMIUM_FLAGS, _need
 
@@ -318,3 +318,41 @@ def test_the_suppression_list_holds_until_the_operator_reactivates(tmp_path: Pat
         assert bob is not None and (bob.status, bob.bounces, bob.regions) == ("active", 0, ())
     assert run("--config", config, "send", cwd=tmp_path).returncode == 0
     assert smtp.recipients() == ["ann@example.org", "bob@example.org"]
+
+
+def test_a_send_as_of_a_future_moment_loses_nothing_first_seen_before_it(
+    tmp_path: Path, smtp: SmtpSink, server: FeedServer
+) -> None:
+    """`send --at` a month ahead ends its digest now, not a month ahead: an article first
+    seen after that send goes out in the next digest (it used to fall between the two)."""
+    server.routes["/f.xml"] = Reply(200, rss([{"title": "Laos railway opens", "link": "https://x.org/1"}]))
+    config = str(
+        write_config(
+            tmp_path,
+            f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\n'
+            f'[[sources]]\nname = "f"\nurl = "{server.url("/f.xml")}"\nevery = "1s"\n',
+        )
+    )
+    assert run("--config", config, "pull", cwd=tmp_path).returncode == 0
+    assert (
+        run(
+            "--config", config, "subscribers", "add", "ann@example.org", "--confirmed", cwd=tmp_path
+        ).returncode
+        == 0
+    )
+    ahead = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+    assert run("--config", config, "send", "--at", ahead, cwd=tmp_path).returncode == 0
+    server.routes["/f.xml"] = Reply(
+        200,
+        rss(
+            [
+                {"title": "Laos railway opens", "link": "https://x.org/1"},
+                {"title": "Mekong dam talks resume", "link": "https://x.org/2"},
+            ]
+        ),
+    )
+    assert run("--config", config, "pull", "--force", cwd=tmp_path).returncode == 0
+    assert run("--config", config, "send", cwd=tmp_path).returncode == 0
+    bodies = [message.get_body(("plain",)).get_content() for _, message in smtp.messages]
+    assert len(bodies) == 2 and "Laos railway opens" in bodies[0]
+    assert "Mekong dam talks resume" in bodies[1] and "Laos railway opens" not in bodies[1]

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import re
 import sqlite3
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,6 +26,7 @@ from digest.dates import from_iso, to_iso
 from digest.mail.send import send_all
 from digest.models import Article
 from digest.store import SourceSpec, Store, SubscriberChange, open_store
+from tests import clock
 
 from .conftest import SmtpSink, settings_for, write_config
 from .test_cli import run
@@ -50,6 +53,8 @@ class Simulation:
     start: datetime
     clock: datetime
     articles: list[datetime]
+    shim: Path  # moves a command's clock (tests/clock.py)
+    since: float = 0.0  # time.monotonic() when ``clock`` was last set
 
     def advance(self, to: datetime) -> None:
         """Articles first seen every three hours up to ``to`` (the sources never sleep)."""
@@ -62,7 +67,12 @@ class Simulation:
             moment += ARTICLE_EVERY
         for article in batch:
             self.store.save_articles("wire", [article], now=article.first_seen)
-        self.clock = to
+        self.clock, self.since = to, time.monotonic()
+
+    def now(self) -> datetime:
+        """The simulated moment, ticking on in real time while the code at it runs (claims
+        and the ledger tell earlier from later)."""
+        return self.clock + timedelta(seconds=time.monotonic() - self.since)
 
     def send(self, at: datetime) -> None:
         """`digest send --at` as the library call the command makes (fast, in this process)."""
@@ -70,8 +80,11 @@ class Simulation:
         asyncio.run(send_all(self.store, self.settings, now=at))
 
     def send_in_a_new_process(self, at: datetime) -> None:
+        """The command itself, in a process whose clock says ``at`` too (tests/clock.py)."""
         self.advance(at)
-        done = run("--config", str(self.config), "send", "--at", to_iso(at), cwd=self.folder)
+        real = time.time() - int(os.environ.get("TEST_CLOCK_OFFSET", "0"))
+        moved = clock.moved(self.shim, round(at.timestamp() - real))
+        done = run("--config", str(self.config), "send", "--at", to_iso(at), cwd=self.folder, env=moved)
         assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
 
     def ledger(self) -> dict[str, list[tuple[datetime, datetime, str]]]:
@@ -109,12 +122,14 @@ def _article(n: int, first_seen: datetime) -> Article:
 
 
 @pytest.fixture
-def simulation(tmp_path: Path, smtp: SmtpSink, request: pytest.FixtureRequest) -> Simulation:
+def simulation(tmp_path: Path, smtp: SmtpSink, request: pytest.FixtureRequest, shim: Path) -> Simulation:
     start: datetime = request.param
     body = f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\ntimeout = "5s"\n'
     config = write_config(tmp_path, body)
     settings = settings_for(tmp_path, body)
-    store = open_store(settings.database.path)
+    # The store's clock is the simulation's: a digest ends at the moment it is sent as of.
+    simulated: list[Simulation] = []
+    store = open_store(settings.database.path, clock=lambda: simulated[0].now() if simulated else start)
     store.sync_sources([SourceSpec("wire", "https://wire.example/feed", "feed")])
     store.upsert_subscribers(
         [
@@ -129,7 +144,8 @@ def simulation(tmp_path: Path, smtp: SmtpSink, request: pytest.FixtureRequest) -
             for s in store.subscribers()
         ]
     )
-    return Simulation(settings, config, tmp_path, store, smtp, start, start, [])
+    simulated.append(Simulation(settings, config, tmp_path, store, smtp, start, start, [], shim))
+    return simulated[0]
 
 
 def _expected_periods(rhythm: Rhythm, ticks: list[datetime], start: datetime) -> list[str]:

@@ -96,7 +96,8 @@ class Planner:
             last = self.store.last_delivered()
         else:
             last = self.store.last_delivered([s.id for s in due]) if due else {}
-        chosen = {s.id: Selection.of(since or last.get(s.id, newcomer_since(until)), s) for s in on_site}
+        cut = self.cut(until)  # a newcomer looks back from what the digest can hold
+        chosen = {s.id: Selection.of(since or last.get(s.id, newcomer_since(cut)), s) for s in on_site}
         next_due: list[tuple[int, datetime | None]] = []
         times: dict[cadence.Rhythm, tuple[str, datetime, datetime]] = {}
         for subscriber in due:
@@ -115,6 +116,8 @@ class Planner:
                     cadence.next_due(rhythm, until),
                 )
             period, newcomer, following = times[rhythm]
+            if newcomer >= cut:  # a period wholly ahead of now (send --at a future moment)
+                newcomer = newcomer_since(cut)
             start = since or last.get(subscriber.id) or newcomer
             chosen[subscriber.id] = Selection.of(start, subscriber, period)
             next_due.append((subscriber.id, following))
@@ -129,13 +132,22 @@ class Planner:
             log.warning("%d subscribers were due far ahead of %s: due again from now", len(misdated), now)
             self.store.set_next_due([(sid, cadence.next_due(rhythm, now)) for sid, rhythm in misdated])
 
+    def cut(self, until: datetime) -> datetime:
+        """Where a digest planned as of ``until`` ends: there, or now if that is later than
+        now (`digest send --at` a future moment). Nothing first seen after now is in it, and
+        the next digest starts where this one ends: past now, what came in meanwhile would
+        fall between the two and never go out."""
+        return min(until, self.store.now())
+
     def plan(self, until: datetime, since: datetime | None = None, *, site_schedule: bool = True) -> Plan:
-        """The deliveries of a digest cut at ``until``: those whose selection has news."""
+        """The deliveries of a digest planned as of ``until`` (who is due then), with what has
+        come in up to :meth:`cut`: those whose selection has news."""
         chosen, next_due = self.selections(until, since, site_schedule=site_schedule)
+        cut = self.cut(until)
         contents: dict[Selection, Content] = {}
         for selection in chosen.values():
             if selection not in contents:
-                contents[selection] = self.content(selection, until)
+                contents[selection] = self.content(selection, cut)
         news = {sid: sel for sid, sel in chosen.items() if not contents[sel].empty}
         return Plan(news, len(chosen), len({sel for sel in news.values()}), next_due)
 
@@ -149,13 +161,14 @@ class Planner:
         plan = self.plan(until, since, site_schedule=site_schedule)
         digest_id: str | None = None
         if plan.deliveries:
-            digest_id = base_id = until.strftime("%Y%m%dT%H%M%SZ")
+            cut = self.cut(until)
+            digest_id = base_id = cut.strftime("%Y%m%dT%H%M%SZ")
             for n in range(2, 100):
                 if self.store.digest(digest_id) is None:
                     break
                 digest_id = f"{base_id}-{n}"
             rows = [(sid, sel.since, sel.period) for sid, sel in plan.deliveries.items()]
-            if not self.store.create_digest(digest_id, until, rows):
+            if not self.store.create_digest(digest_id, cut, rows):
                 digest_id = None
         if plan.next_due:
             self.store.set_next_due(plan.next_due)
