@@ -7,8 +7,9 @@ seconds by the running service (``digest serve`` or ``digest run``), not by the 
 a request becomes a pending subscriber and a confirmation email a moment after its answer,
 and a confirmation that could not be sent is retried with backoff, across restarts, until
 ``GIVE_UP_AFTER``.
-Addresses that are already active get nothing (nothing to confirm); bounced ones are not
-mailed.
+Addresses that are already active get nothing (nothing to confirm); bounced ones and
+complainers are not mailed (:func:`digest.subscribers.suppressed`); someone who unsubscribed
+may sign up again this way, and confirm.
 """
 
 from __future__ import annotations
@@ -61,8 +62,10 @@ def _prepare(store: Store, request: Signup) -> Subscriber | None:
     when there is nothing to send."""
     if request.subscriber_id is None:
         existing = store.subscriber(email=request.email)
-        if existing is not None and existing.status in ("active", "bounced"):
-            return None
+        if existing is not None and (
+            existing.status == "active" or subscribers.suppressed(existing, by_reader=True)
+        ):
+            return None  # active: nothing to confirm; bounced or a complainer: never mailed
         added = subscribers.add(
             store,
             request.email,
@@ -70,6 +73,7 @@ def _prepare(store: Store, request: Signup) -> Subscriber | None:
             themes=request.themes,
             rhythm=request.rhythm,
             topics=request.topics,
+            by_reader=True,
         )
         store.signup_for(request.id, added.id)
         return added

@@ -123,6 +123,31 @@ def check_slugs(values: Iterable[str], known: Sequence[str], what: str) -> list[
     return out
 
 
+def complained(subscriber: Subscriber) -> bool:
+    """Whether a reader left by calling a digest spam (a complaint, by feedback loop or a
+    provider's report)."""
+    return subscriber.status == "unsubscribed" and (subscriber.reason or "").startswith("complaint")
+
+
+def suppressed(subscriber: Subscriber | None, *, by_reader: bool) -> str | None:
+    """Why nothing may be sent to this subscriber on this path (None: it may): a bounced
+    address and a complainer are never mailed again, whoever asks, until the operator
+    reactivates them; someone who unsubscribed may come back only by signing up again
+    themselves (``by_reader``: the subscribe form, which asks them to confirm), never on
+    the operator's word."""
+    if subscriber is None:
+        return None
+    email, fix = subscriber.email, "(`digest subscribers reactivate` clears that)"
+    if subscriber.status == "bounced":
+        return f"{email} is bounced and never mailed again {fix}"
+    if complained(subscriber):
+        return f"{email} complained of a digest and is never mailed again {fix}"
+    if subscriber.status == "unsubscribed" and not by_reader:
+        when = f" on {subscriber.unsubscribed:%Y-%m-%d}" if subscriber.unsubscribed else ""
+        return f"{email} unsubscribed{when}: only they can sign up again (the subscribe form)"
+    return None
+
+
 def add(
     store: Store,
     address: str,
@@ -133,18 +158,19 @@ def add(
     rhythm: Rhythm | Mapping[str, str | int] | None = None,
     topics: Sequence[str] | None = None,
     defaults: RhythmDefaults | None = None,
+    by_reader: bool = False,
 ) -> Subscriber:
     """Add (or re-add) a subscriber: active when ``confirmed``, else pending confirmation.
     ``rhythm``: a whole rhythm, or the choices of cadence, timezone, hour and weekday made
     (the rest from ``defaults`` or as they were); ``topics``: search topics (None: as they
-    were)."""
+    were). ``by_reader``: the reader's own sign-up, else the operator's. SubscriberError
+    when the address is :func:`suppressed` on that path."""
     email = normalise_email(address)
     now = store.now()
     existing = store.subscriber(email=email)
-    if existing is not None and existing.status == "bounced":
-        raise SubscriberError(
-            f"{email} is bounced and never mailed again (`digest subscribers reactivate` clears that)"
-        )
+    refusal = suppressed(existing, by_reader=by_reader)
+    if refusal is not None:
+        raise SubscriberError(refusal)
     change = SubscriberChange(
         email,
         regions=tuple(regions),
@@ -175,18 +201,22 @@ def add(
 
 
 def reactivate(store: Store, address: str) -> Subscriber:
-    """Mail a bounced subscriber again: the operator's decision (the address works again),
-    written to the log with what it was."""
+    """Mail a bounced subscriber, or a complainer, again: the operator's decision (the
+    address works again; the complaint was a slip), written to the log with why they had
+    been stopped."""
     email = normalise_email(address)
     found = store.subscriber(email=email)
     if found is None:
         raise SubscriberError(f"{email}: no such subscriber")
-    if found.status != "bounced":
-        raise SubscriberError(f"{email} is {found.status}, not bounced: nothing to reactivate")
+    if found.status != "bounced" and not complained(found):
+        raise SubscriberError(
+            f"{email} is {found.status}, not bounced nor a complainer: nothing to reactivate"
+        )
     _activate(store, found, store.now())
+    was = "bounced" if found.status == "bounced" else "unsubscribed"
     log.warning(
-        "subscriber %s reactivated by the operator (was bounced after %d refusals)",
-        email, found.bounces, extra={"event": "subscribers"},
+        "subscriber %s reactivated by the operator (was %s: %s)",
+        email, was, found.reason or was, extra={"event": "subscribers"},
     )  # fmt: skip
     again = store.subscriber(subscriber_id=found.id)
     assert again is not None
@@ -355,6 +385,8 @@ def _import_change(
         )
     elif existing.status == "bounced" and status in (None, "bounced"):
         raise SuppressedLine(f"{email} is bounced: kept as it is, never mailed again")
+    elif complained(existing) and status in (None, "unsubscribed"):
+        raise SuppressedLine(f"{email} complained of a digest: kept as it is, never mailed again")
     elif status is None or status == existing.status:
         return change  # the status stays as it is
     elif existing.status in ("unsubscribed", "bounced") and status in ("active", "pending"):

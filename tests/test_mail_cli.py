@@ -299,6 +299,7 @@ def test_the_suppression_list_holds_until_the_operator_reactivates(tmp_path: Pat
         store.finish_digest("old")
     listed = run("--config", config, "subscribers", "list", "--status", "bounced", "--json", cwd=tmp_path)
     assert [(s["email"], s["status"]) for s in json.loads(listed.stdout)] == [("bob@example.org", "bounced")]
+    assert json.loads(listed.stdout)[0]["reason"] == "3 refusals in a row: 550 no such user"  # not blank
     # Neither the operator's add nor an import brings a bounced address back.
     readd = run("--config", config, "subscribers", "add", "bob@example.org", "--confirmed", cwd=tmp_path)
     assert readd.returncode == 1 and "is bounced and never mailed again" in readd.stderr
@@ -310,9 +311,11 @@ def test_the_suppression_list_holds_until_the_operator_reactivates(tmp_path: Pat
     # The operator clears it by hand; the log says so; the strikes start again from none.
     cleared = run("--config", config, "subscribers", "reactivate", "bob@example.org", cwd=tmp_path)
     assert cleared.returncode == 0 and "bob@example.org: active again" in cleared.stdout
-    assert "reactivated by the operator (was bounced after 3 refusals)" in cleared.stderr
+    assert (
+        "reactivated by the operator (was bounced: 3 refusals in a row: 550 no such user)" in cleared.stderr
+    )
     again = run("--config", config, "subscribers", "reactivate", "ann@example.org", cwd=tmp_path)
-    assert again.returncode == 1 and "is active, not bounced" in again.stderr
+    assert again.returncode == 1 and "is active, not bounced nor a complainer" in again.stderr
     with open_store(load_settings(config).database.path) as store:
         bob = store.subscriber(email="bob@example.org")
         assert bob is not None and (bob.status, bob.bounces, bob.regions) == ("active", 0, ())
@@ -356,3 +359,59 @@ def test_a_send_as_of_a_future_moment_loses_nothing_first_seen_before_it(
     bodies = [message.get_body(("plain",)).get_content() for _, message in smtp.messages]
     assert len(bodies) == 2 and "Laos railway opens" in bodies[0]
     assert "Mekong dam talks resume" in bodies[1] and "Laos railway opens" not in bodies[1]
+
+
+def test_no_path_but_their_own_sign_up_mails_someone_who_left_and_none_mails_a_complainer(
+    tmp_path: Path, smtp: SmtpSink
+) -> None:
+    """A complainer is never mailed again, whoever asks: not by the operator's add (which
+    used to send a confirmation, or with --confirmed make them active and wipe the reason),
+    an import, nor the subscribe form; someone who unsubscribed comes back only by signing
+    up again themselves. The operator may reactivate a complainer by hand, and the log says why."""
+    from digest import signups
+    from digest.config import load_settings
+    from digest.store import open_store
+
+    config = str(_config(tmp_path, smtp))
+    for name in ("cid", "una"):
+        assert (
+            run(
+                "--config", config, "subscribers", "add", f"{name}@example.org", "--confirmed", cwd=tmp_path
+            ).returncode
+            == 0
+        )
+    settings = load_settings(config)
+    with open_store(settings.database.path) as store:
+        cid, una = (store.subscriber(email=f"{n}@example.org") for n in ("cid", "una"))
+        assert cid is not None and una is not None
+        assert (
+            store.record_feedback(cid.id, None, "complaint", "abuse report", soft_limit=3, now=store.now())
+            == "unsubscribed"
+        )
+        store.set_subscriber_status(una.id, "unsubscribed", at=store.now())
+    for name, said in (
+        ("cid", "complained of a digest and is never mailed again"),
+        ("una", "only they can sign up again"),
+    ):
+        for extra in ((), ("--confirmed",)):
+            refused = run(
+                "--config", config, "subscribers", "add", f"{name}@example.org", *extra, cwd=tmp_path
+            )
+            assert refused.returncode == 1 and said in refused.stderr, refused.stderr
+    (tmp_path / "list.csv").write_text("email,status\ncid@example.org,\ncid@example.org,active\n")
+    imported = run("--config", config, "subscribers", "import", str(tmp_path / "list.csv"), cwd=tmp_path)
+    assert "line 2: cid@example.org complained of a digest: kept as it is" in imported.stderr
+    assert "line 3: cid@example.org unsubscribed" in imported.stderr  # an import never re-subscribes
+    # The subscribe form: the one who unsubscribed is asked to confirm; the complainer gets nothing.
+    with open_store(settings.database.path) as store:
+        for name in ("cid", "una"):
+            signups.enqueue(store, f"{name}@example.org", [], [])
+    import asyncio
+
+    asyncio.run(signups.drain(lambda: open_store(settings.database.path), settings))
+    assert smtp.recipients() == ["una@example.org"]
+    with open_store(settings.database.path) as store:
+        cid = store.subscriber(email="cid@example.org")
+        assert cid is not None and (cid.status, cid.reason) == ("unsubscribed", "complaint: abuse report")
+    cleared = run("--config", config, "subscribers", "reactivate", "cid@example.org", cwd=tmp_path)
+    assert cleared.returncode == 0 and "(was unsubscribed: complaint: abuse report)" in cleared.stderr

@@ -30,6 +30,13 @@ class Verdict:
     reason: str | None = None
 
 
+def refusals(count: int, reply: str | None) -> str:
+    """The reason a subscriber is bounced after ``count`` refusals for good in a row (the
+    mail server's own answers, at the time of sending), the last one quoted."""
+    said = " ".join((reply or "").split())[:200]
+    return f"{count} refusals in a row: {said}" if said else f"{count} refusals in a row"
+
+
 def judge(
     kind: str,
     detail: str,

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from digest.dates import from_iso, to_iso
 from digest.store import feedback
 from digest.store.base import Row, SqliteBase, in_chunks, when
+from digest.store.feedback import refusals
 from digest.store.records import DigestRecord, DigestSummary, PendingDelivery
 from digest.store.subscribers import subscriber_of
 
@@ -193,9 +194,9 @@ class LedgerArea(SqliteBase):
                 conn.execute("UPDATE subscribers SET bounces = bounces + 1 WHERE id = ?", (subscriber_id,))
                 if strikes_to_bounce:
                     conn.execute(
-                        "UPDATE subscribers SET status = 'bounced', pending_since = NULL"
-                        " WHERE id = ? AND bounces >= ?",
-                        (subscriber_id, strikes_to_bounce),
+                        "UPDATE subscribers SET status = 'bounced', pending_since = NULL, status_reason = ?"
+                        " WHERE id = ? AND bounces >= ? AND status IN ('active', 'pending')",
+                        (refusals(strikes_to_bounce, reply), subscriber_id, strikes_to_bounce),
                     )
 
     def finish_digest(self, digest_id: str) -> None:

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from digest.store import feedback
 from digest.store.base import when
+from digest.store.feedback import refusals
 from digest.store.ledger import PENDING_SELECT, bracketed, digest_of, pending_of
 from digest.store.postgres.base import PgBase
 from digest.store.records import DigestRecord, DigestSummary, PendingDelivery
@@ -178,9 +179,9 @@ class PgLedgerArea(PgBase):
                 conn.execute("UPDATE subscribers SET bounces = bounces + 1 WHERE id = %s", (subscriber_id,))
                 if strikes_to_bounce:
                     conn.execute(
-                        "UPDATE subscribers SET status = 'bounced', pending_since = NULL"
-                        " WHERE id = %s AND bounces >= %s",
-                        (subscriber_id, strikes_to_bounce),
+                        "UPDATE subscribers SET status = 'bounced', pending_since = NULL, status_reason = %s"
+                        " WHERE id = %s AND bounces >= %s AND status IN ('active', 'pending')",
+                        (refusals(strikes_to_bounce, reply), subscriber_id, strikes_to_bounce),
                     )
 
     def finish_digest(self, digest_id: str) -> None:
