@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from digest.digests import Selection, build, newcomer_since, subject
 from digest.models import Article
@@ -82,3 +83,31 @@ def test_subject_says_what_is_inside() -> None:
     content = build(ARTICLES, Selection(newcomer_since(NOW)), NAMES)
     assert subject(content) == "4 new articles: East Asia, Africa, Europe"  # the story's two articles first
     assert build([], Selection(newcomer_since(NOW)), NAMES).empty
+
+
+def test_every_topic_match_is_counted_though_a_digest_shows_sixty(tmp_path: Path) -> None:
+    """Seventy articles a reader's topic finds outside their regions: the digest shows sixty
+    and says "10 more" (matches beyond sixty used to be dropped, and not counted)."""
+    from dataclasses import replace
+
+    from digest.mail.planner import Planner
+    from digest.store import SourceSpec, SubscriberChange, open_store
+
+    from .conftest import settings_for
+
+    settings = settings_for(tmp_path, "")
+    with open_store(settings.database.path, clock=lambda: NOW) as store:
+        store.sync_sources([SourceSpec("wire", "https://wire.example/feed", "feed")])
+        found = [
+            replace(_article(n, (n + 1) / 24, ()), source="wire", title=f"Mekong dam {n}",
+                    summary_text=f"On the Mekong, story {n}.", url=f"https://wire.example/{n}")
+            for n in range(70)
+        ]  # fmt: skip
+        store.save_articles("wire", found, now=NOW)
+        store.upsert_subscribers(
+            [SubscriberChange("ann@example.org", status="active", regions=("europe",), topics=("mekong",))]
+        )
+        ann = store.subscriber(email="ann@example.org")
+        assert ann is not None
+        content = Planner(store, settings).content(Selection.of(NOW - timedelta(days=7), ann), NOW)
+    assert (content.count, content.shown, content.more) == (70, 60, 10)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.cadence import Rhythm, due_times, last_due, period_of, previous_due
+from digest.cadence import Rhythm, due_times, last_due, next_due, period_of, previous_due
 from digest.config import Settings
 from digest.dates import from_iso, to_iso
 from digest.mail.send import send_all
@@ -311,3 +311,29 @@ def test_confirming_and_saving_the_same_rhythm_again_keep_the_rhythm_in_step(tmp
         assert store.subscriber(email="ann@example.org").next_due == overdue  # type: ignore[union-attr]
         add(store, "ann@example.org", rhythm={"hour": "9"})  # a change: due afresh
         assert store.subscriber(email="ann@example.org").next_due > datetime.now(UTC)  # type: ignore[operator,union-attr]
+
+
+@pytest.mark.parametrize("simulation", [datetime(2027, 1, 4, tzinfo=UTC)], indirect=True)
+def test_a_newcomer_whose_first_due_time_passed_while_down_misses_nothing(simulation: Simulation) -> None:
+    """A daily reader confirmed on Monday morning, the service down until Thursday: their
+    first digest covers one day before their first due time (Tuesday 07:00), as if the
+    service had run, not only the day before Thursday's."""
+    sim = simulation
+    rhythm = Rhythm("daily", "Europe/London", 7)
+    confirmed = sim.start + timedelta(hours=9)
+    sim.advance(confirmed)
+    sim.store.upsert_subscribers(
+        [
+            SubscriberChange(
+                "new@example.org", status="active", rhythm=rhythm, created=confirmed, confirmed=confirmed
+            )
+        ]
+    )
+    new = sim.store.subscriber(email="new@example.org")
+    assert new is not None
+    first = next_due(rhythm, confirmed)
+    sim.store.set_next_due([(new.id, first)])
+    sim.send(sim.start + timedelta(days=3, hours=12))  # Thursday noon: the first send since
+    [(since, until, _)] = sim.ledger()["new"]
+    assert since == previous_due(rhythm, first) == datetime(2027, 1, 4, 7, tzinfo=UTC)
+    assert sim.mail()["new"] == [sum(1 for t in sim.articles if since <= t < until)]

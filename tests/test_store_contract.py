@@ -751,6 +751,57 @@ def test_bounces_and_complaints_after_delivery(store: Store) -> None:
     assert subscriber("cid") == ("active", None)
 
 
+def test_refusals_bounce_only_three_in_a_row(store: Store) -> None:
+    """A message the server took clears the strikes: two refusals, a delivery, two more
+    refusals leave the reader active; a third in a row bounces them."""
+    store.upsert_subscribers([SubscriberChange("bob@example.org", status="active", created=T0)])
+    [bob] = store.subscribers()
+
+    def deliver(n: int, outcome: str) -> None:
+        store.create_digest(f"d{n}", T0 + timedelta(days=n), [(bob.id, T0, None)])
+        strike = outcome == "failed"
+        store.record_delivery(
+            f"d{n}",
+            bob.id,
+            outcome,
+            reply="550 no such user" if strike else None,
+            strike=strike,
+            strikes_to_bounce=3,
+        )
+
+    for n, outcome in enumerate(("failed", "failed", "sent", "failed", "failed")):
+        deliver(n, outcome)
+    found = store.subscriber(subscriber_id=bob.id)
+    assert found is not None and (found.status, found.bounces) == ("active", 2)
+    deliver(5, "failed")
+    found = store.subscriber(subscriber_id=bob.id)
+    assert found is not None and found.status == "bounced"
+    assert found.reason == "3 refusals in a row: 550 no such user"
+
+
+def test_a_late_report_about_a_digest_before_a_reactivation_changes_nothing(store: Store) -> None:
+    """The operator reactivated a bounced reader; the bounce's late duplicate (or another
+    report about that old digest) is noted on it, and the reader stays active. A report
+    about a digest sent since counts as any does."""
+    store.upsert_subscribers([SubscriberChange("eve@example.org", created=store.ledger_now())])
+    [eve] = store.subscribers()
+    store.create_digest("old", T0, [(eve.id, T0, None)])
+    store.record_delivery("old", eve.id, "sent")
+
+    def report(digest: str) -> str:
+        return store.record_feedback(eve.id, digest, "hard", "5.1.1 no such user", soft_limit=3, now=T0)
+
+    assert report("old") == "bounced"
+    store.set_subscriber_status(eve.id, "active", at=store.ledger_now())  # the operator's word
+    assert store.record_feedback(eve.id, "old", "complaint", "abuse", soft_limit=3, now=T0) == "stale"
+    found = store.subscriber(subscriber_id=eve.id)
+    assert found is not None and found.status == "active"
+    assert store.feedback_counts("old") == {"complaint": 1}  # noted on it, all the same
+    store.create_digest("new", T0 + timedelta(days=1), [(eve.id, T0, None)])
+    store.record_delivery("new", eve.id, "sent")
+    assert report("new") == "bounced"
+
+
 def test_what_the_store_stamps_unasked_is_by_its_own_clock(backend: Backend, tmp_path: Path) -> None:
     """A store given a clock (a test's moment) stamps by it whatever it is not told the time
     of; only what workers coordinate by follows the server's clock on PostgreSQL."""

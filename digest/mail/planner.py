@@ -22,6 +22,8 @@ from digest.query import QueryError
 from digest.store import DigestRecord, Store, Subscriber
 
 log = logging.getLogger("digest")
+# Matches of one topic in one digest that are counted (its "N more"); a digest shows far fewer.
+TOPIC_MATCHES = 1000
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ class Planner:
         """What one search topic finds in a window; nothing (and a warning) when it cannot
         be run: one reader's topic never holds up a digest."""
         try:
-            return self.store.search(query.parse(topic), since=since, until=until, limit=digests.MAX_ITEMS)
+            return self.store.search(query.parse(topic), since=since, until=until, limit=TOPIC_MATCHES)
         except (QueryError, StoreError) as exc:
             log.warning("search topic %r: %s", topic[:80], exc, extra={"event": "digest"})
             return []
@@ -116,6 +118,11 @@ class Planner:
                     cadence.next_due(rhythm, until),
                 )
             period, newcomer, following = times[rhythm]
+            if subscriber.id not in last and subscriber.confirmed is not None:
+                # A newcomer's first digest looks back one period from their *first* due
+                # time: if it passed while the service was down, nothing since is lost.
+                first = cadence.next_due(rhythm, subscriber.confirmed)
+                newcomer = min(newcomer, cadence.previous_due(rhythm, first))
             if newcomer >= cut:  # a period wholly ahead of now (send --at a future moment)
                 newcomer = newcomer_since(cut)
             start = since or last.get(subscriber.id) or newcomer

@@ -10,6 +10,9 @@ they write what it says).
   retry, providers resend webhooks) changes nothing the second time.
 - Only active or pending subscribers change status: a report never brings back, or
   re-labels, someone who has already left.
+- A report about a delivery from before the subscriber was last (re)activated is noted on
+  it and changes nothing else: the operator's reactivation stands against a late report
+  of what they already acted on.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 
 KINDS = ("soft", "hard", "complaint")
 SEVERITY = {kind: rank for rank, kind in enumerate(KINDS, 1)}
-OUTCOMES = ("unknown", "repeat", "inactive", "noted", "counted", "bounced", "unsubscribed")
+OUTCOMES = ("unknown", "repeat", "inactive", "stale", "noted", "counted", "bounced", "unsubscribed")
 
 
 @dataclass(frozen=True)
@@ -46,11 +49,13 @@ def judge(
     earlier: str | None,
     recent: Sequence[tuple[str, str | None]],
     soft_limit: int,
+    stale: bool = False,
 ) -> Verdict:
     """``status``: the subscriber's (None: no such subscriber); ``digest_id``: the delivery
     the report is about (None: unknown, then their latest sent digest); ``earlier``: what
     that delivery already holds; ``recent``: (digest, report) of their latest ``soft_limit``
-    sent deliveries, newest first."""
+    sent deliveries since they were last (re)activated, newest first; ``stale``: the
+    delivery named was sent before that."""
     if kind not in SEVERITY:
         raise ValueError(f"{kind!r} is not a kind of report")
     if status is None:
@@ -61,6 +66,8 @@ def judge(
         return Verdict("repeat")
     if status not in ("active", "pending"):
         return Verdict("inactive", mark=digest_id)
+    if stale:
+        return Verdict("stale", mark=digest_id)
     if kind == "complaint":
         return Verdict("unsubscribed", digest_id, "unsubscribed", f"complaint: {detail}")
     if kind == "hard":

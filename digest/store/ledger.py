@@ -254,13 +254,16 @@ class LedgerArea(SqliteBase):
                 " ORDER BY updated DESC LIMIT ?",
                 [subscriber_id, subscriber_id, max(soft_limit, 1)],
             ).fetchall()
-            earlier = None
+            earlier, stale = None, False
             if digest_id is not None:
                 row = conn.execute(
-                    "SELECT feedback FROM deliveries WHERE digest_id = ? AND subscriber_id = ?",
+                    "SELECT l.feedback, l.updated < coalesce(s.confirmed, s.created)"
+                    " FROM deliveries l JOIN subscribers s ON s.id = l.subscriber_id"
+                    " WHERE l.digest_id = ? AND l.subscriber_id = ?",
                     [digest_id, subscriber_id],
                 ).fetchone()
                 digest_id, earlier = (digest_id, row[0]) if row else (None, None)
+                stale = bool(row and row[1])
             verdict = feedback.judge(
                 kind,
                 detail,
@@ -269,6 +272,7 @@ class LedgerArea(SqliteBase):
                 earlier=earlier,
                 recent=[(r[0], r[1]) for r in recent],
                 soft_limit=soft_limit,
+                stale=stale,
             )
             if verdict.mark is not None:
                 conn.execute(

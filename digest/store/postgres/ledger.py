@@ -240,13 +240,16 @@ class PgLedgerArea(PgBase):
                 " ORDER BY updated DESC LIMIT %s",
                 [subscriber_id, subscriber_id, max(soft_limit, 1)],
             ).fetchall()
-            earlier = None
+            earlier, stale = None, False
             if digest_id is not None:
                 row = conn.execute(
-                    "SELECT feedback FROM deliveries WHERE digest_id = %s AND subscriber_id = %s",
+                    "SELECT l.feedback, l.updated < coalesce(s.confirmed, s.created) AS stale"
+                    " FROM deliveries l JOIN subscribers s ON s.id = l.subscriber_id"
+                    " WHERE l.digest_id = %s AND l.subscriber_id = %s",
                     [digest_id, subscriber_id],
                 ).fetchone()
                 digest_id, earlier = (digest_id, row["feedback"]) if row else (None, None)
+                stale = bool(row and row["stale"])
             verdict = feedback.judge(
                 kind,
                 detail,
@@ -255,6 +258,7 @@ class PgLedgerArea(PgBase):
                 earlier=earlier,
                 recent=[(r["digest_id"], r["feedback"]) for r in recent],
                 soft_limit=soft_limit,
+                stale=stale,
             )
             if verdict.mark is not None:
                 conn.execute(
