@@ -180,17 +180,24 @@ def test_workers_share_a_digest_and_each_subscriber_gets_exactly_one(
         assert conn.execute("SELECT count(*) FROM digests").fetchone() == (1,)
 
 
+def _seeds_on(backend: str, smtp: SmtpSink, folder: Path, request: pytest.FixtureRequest) -> Path:
+    """A config for the seeds (pulled) and the SMTP sink, on a SQLite file or a new
+    PostgreSQL database."""
+    body = f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\n[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n'
+    if backend == "postgresql":
+        config = _config(folder, request.getfixturevalue("pg"), body)
+    else:
+        config = folder / "digest.toml"
+        config.write_text(f'[database]\npath = "digest.db"\n{body}', encoding="utf-8")
+    assert _digest(config, "pull").returncode == 0
+    return config
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_two_digest_sends_at_once_plan_one_digest_and_share_it(
     backend: str, smtp: SmtpSink, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    body = f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\n[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n'
-    if backend == "postgresql":
-        config = _config(tmp_path, request.getfixturevalue("pg"), body)
-    else:
-        config = tmp_path / "digest.toml"
-        config.write_text(f'[database]\npath = "digest.db"\n{body}', encoding="utf-8")
-    assert _digest(config, "pull").returncode == 0
+    config = _seeds_on(backend, smtp, tmp_path, request)
     _subscribers(config, 300)
     smtp.delay = 0.002
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
@@ -221,13 +228,7 @@ def test_a_dry_run_records_nothing(
     from digest.config import load_settings
     from digest.store import open_store
 
-    body = f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\n[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n'
-    if backend == "postgresql":
-        config = _config(tmp_path, request.getfixturevalue("pg"), body)
-    else:
-        config = tmp_path / "digest.toml"
-        config.write_text(f'[database]\npath = "digest.db"\n{body}', encoding="utf-8")
-    assert _digest(config, "pull").returncode == 0
+    config = _seeds_on(backend, smtp, tmp_path, request)
     now = datetime.now(UTC)
     in_two_days = now + timedelta(days=2)
     weekly = ("--cadence", "weekly", "--timezone", "UTC", "--hour", str(in_two_days.hour))
