@@ -37,6 +37,17 @@ _TOKENS = re.compile(r'(-)?"([^"]*)"|(\S+)')  # a "phrase" (-"phrase": not it), 
 _WORD = regex.compile(r"[\p{L}\p{N}\p{M}]+")  # letters, digits and their marks: words as indexed
 # Letters, digits, and the marks that belong to them (a Devanagari vowel sign is part of its word).
 _INDEX_WORD = regex.compile(r"[\p{L}\p{N}\p{M}]+")
+_ASCII_WORD = re.compile(r"[a-z0-9]+")
+# Separators outside ASCII: Latin-1's punctuation, signs and no-break space (not its
+# superscripts, fractions and ordinals, which are digits and letters), and General Punctuation.
+_PUNCTUATION = str.maketrans(
+    {
+        chr(c): " "
+        for c in [*range(0xA0, 0xC0), 0xD7, 0xF7, *range(0x2000, 0x2070)]
+        if c not in (0xAA, 0xB2, 0xB3, 0xB5, 0xB9, 0xBA, 0xBC, 0xBD, 0xBE)
+    }
+)
+_ACCENTS = regex.compile(r"([\u0000-\u052f])\p{Mn}+")
 _STEMMER = snowballstemmer.stemmer("english")
 
 
@@ -140,23 +151,15 @@ def topics(texts: list[str]) -> tuple[str, ...]:
 
 def index_tokens(text: str) -> list[str]:
     """The tokens ``text`` is indexed and searched by, in order (see the module's note)."""
+    if not text.isascii():  # typographic quotes, dashes and spaces separate, as ASCII's do
+        text = text.translate(_PUNCTUATION)
+    if text.isascii():  # most text: no accents to fold, no compatibility forms
+        return [_stem(word) for word in _ASCII_WORD.findall(text.lower())]
     folded = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).casefold())
-    return [_stem(unicodedata.normalize("NFC", word)) for word in _INDEX_WORD.findall(_unaccented(folded))]
-
-
-def _unaccented(text: str) -> str:
-    """Accents off the letters of alphabets that write them as accents (Latin, Greek,
-    Cyrillic: "é" is "e"); the marks of other scripts are parts of their letters, and stay."""
-    kept: list[str] = []
-    base = ""
-    for char in text:
-        if unicodedata.combining(char):
-            if base >= "\u0530":
-                kept.append(char)
-        else:
-            base = char
-            kept.append(char)
-    return "".join(kept)
+    # Accents off the letters of alphabets that write them as accents (Latin, Greek,
+    # Cyrillic: "é" is "e"); the marks of other scripts are parts of their letters, and stay.
+    plain = _ACCENTS.sub(r"\1", folded)
+    return [_stem(unicodedata.normalize("NFC", word)) for word in _INDEX_WORD.findall(plain)]
 
 
 def index_text(text: str) -> str:
