@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from digest.store.postgres.search import refresh_search
+
 _INITIAL = [
     """
     CREATE TABLE sources (
@@ -193,8 +195,6 @@ def _search_tokens(conn: Any) -> None:
     """One tokenizer for both stores (digest.query.index_tokens): the search vector is made
     here from its tokens, no longer by PostgreSQL's own parser (which kept "covid-19" and
     "example.com" whole, and with a C ctype stuck curly quotes to words)."""
-    from digest.store.postgres.articles import refresh_search
-
     conn.execute("ALTER TABLE articles DROP COLUMN search")  # its index goes with it
     conn.execute("ALTER TABLE articles ADD COLUMN search TSVECTOR NOT NULL DEFAULT ''")
     refresh_search(conn)

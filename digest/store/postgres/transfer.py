@@ -13,8 +13,8 @@ from psycopg import IsolationLevel
 
 from digest.errors import StoreError
 from digest.store.base import one_line
-from digest.store.postgres.articles import refresh_search
 from digest.store.postgres.base import Conn, PgBase
+from digest.store.postgres.search import refresh_search
 from digest.store.tables import DATA_TABLES, OWN_SETTINGS, SEQUENCED, TABLES, Row, columns, kinds
 
 _ORDER = {"articles": "seq", "deliveries": "digest_id, subscriber_id"}
