@@ -21,8 +21,9 @@ from digest.config import Settings
 from digest.dates import to_iso
 from digest.errors import SendError
 from digest.holders import take_lease
+from digest.mail.channels import transport_for
 from digest.mail.compose import outgoing
-from digest.mail.transport import Transport, send_once, transport_for
+from digest.mail.transport import Transport, send_once
 from digest.store import Store
 
 log = logging.getLogger("digest")

@@ -462,7 +462,7 @@ def subscribers_add(
 @click.pass_obj
 def subscribers_remove(app: App, email: str) -> None:
     """Delete a subscriber and their delivery history."""
-    from digest.subscribers import normalise_email
+    from digest.addresses import normalise_email
 
     with app.store() as store:
         if not store.delete_subscriber(normalise_email(email)):
@@ -622,8 +622,8 @@ def send(app: App, to_email: str | None, dry_run: bool, since: datetime | None, 
     a rhythm of their own whose due time has passed, and those on the site's schedule."""
     import asyncio
 
+    from digest.addresses import normalise_email
     from digest.mail.send import dry_run_lines, send_all, send_test_copy
-    from digest.subscribers import normalise_email
 
     _one_shot()
     with app.store() as store:

@@ -20,11 +20,10 @@ from urllib.parse import parse_qsl, urlsplit
 
 from digest import rules
 from digest.cadence import CADENCES
-from digest.errors import ConfigError
+from digest.errors import ConfigError, SubscriberError
 from digest.rules import Rules
 
 if TYPE_CHECKING:
-    from digest.mail.dkim import Signer
     from digest.store import Store
 from digest.resources import bundled
 from digest.sources.kinds import CHOICES
@@ -458,11 +457,6 @@ class DkimSettings:
     selector: str = setting("", _nonempty)
     key_file: Path = setting(Path("dkim.pem"), _nonempty)
 
-    def signer(self) -> Signer:
-        from digest.mail.dkim import load_signer
-
-        return load_signer(self.domain, self.selector, self.key_file)
-
 
 @dataclass(frozen=True)
 class DigestSettings:
@@ -686,7 +680,7 @@ def _read_source(raw: Any, index: int, origin: str, base_dir: Path, warnings: li
 def _mailbox(raw: Mapping[str, Any], where: str) -> tuple[str, tuple[str, ...]]:
     """An email source's address, and the senders it takes (at least one: addresses, or
     domains, which take their subdomains too)."""
-    from digest.subscribers import SubscriberError, normalise_email
+    from digest.addresses import normalise_email
 
     try:
         address = normalise_email(_nonempty(raw["address"], f"{where}.address")).lower()
@@ -857,7 +851,7 @@ def _bounces_settings(values: Mapping[str, Any], smtp: SmtpSettings | None, orig
 def _alert_settings(values: Mapping[str, Any], origin: str) -> AlertSettings:
     alerts = AlertSettings(**values)
     if alerts.email:
-        from digest.subscribers import SubscriberError, normalise_email
+        from digest.addresses import normalise_email
 
         try:
             return replace(alerts, email=normalise_email(alerts.email))

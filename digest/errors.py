@@ -47,5 +47,9 @@ class ParseError(DigestError):
     """A fetched document is not a feed, a listing page or a text dump we can read."""
 
 
+class SubscriberError(DigestError):
+    """A subscriber request that cannot be honoured: a bad address, an unknown slug."""
+
+
 class SendError(DigestError):
     """Mail could not be sent at all: SMTP refused us (authentication, TLS) or the outbox is unwritable."""

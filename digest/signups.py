@@ -26,9 +26,10 @@ from digest.cadence import Rhythm
 from digest.config import Settings
 from digest.dates import to_iso
 from digest.errors import SendError
+from digest.mail.channels import transport_for
 from digest.mail.compose import Outgoing
 from digest.mail.send import confirmation_message
-from digest.mail.transport import Permanent, Transport, transport_for
+from digest.mail.transport import Permanent, Transport
 from digest.store import Signup, Store, Subscriber
 
 log = logging.getLogger("digest")

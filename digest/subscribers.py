@@ -11,12 +11,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from email_validator import EmailNotValidError, validate_email
-
 from digest import query
+from digest.addresses import normalise_email
 from digest.cadence import Rhythm, next_due, weekday_name, weekday_number
 from digest.dates import from_iso, parse_date, to_iso
-from digest.errors import DigestError
+from digest.errors import SubscriberError
 from digest.query import QueryError
 from digest.store import SUBSCRIBER_STATUSES, Store, Subscriber, SubscriberChange
 from digest.tokens import CONFIRM_SECONDS, Binding, make
@@ -90,26 +89,8 @@ def chosen_topics(texts: Iterable[str]) -> tuple[str, ...]:
         raise SubscriberError(str(exc)) from None
 
 
-class SubscriberError(DigestError):
-    """A subscriber request that cannot be honoured: a bad address, an unknown slug."""
-
-
 class SuppressedLine(SubscriberError):
     """A CSV line for a bounced address: left out, and said so, but not an error."""
-
-
-def normalise_email(address: str) -> str:
-    """The address in normal form, or SubscriberError saying what is wrong with it.
-
-    Only addresses every SMTP server takes: a non-ASCII part before the @ needs SMTPUTF8,
-    which digest does not speak, so it is refused here, at the door, rather than failing
-    when a message is composed. A non-ASCII domain is kept in its ASCII (IDNA) form."""
-    try:
-        # No DNS lookups: tests and offline operators must not depend on the network.
-        checked = validate_email(address.strip(), check_deliverability=False, allow_smtputf8=False)
-    except EmailNotValidError as exc:
-        raise SubscriberError(f"{address!r} is not a valid email address: {exc}") from exc
-    return str(checked.ascii_email or checked.normalized)
 
 
 def check_slugs(values: Iterable[str], known: Sequence[str], what: str) -> list[str]:

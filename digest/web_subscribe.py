@@ -22,9 +22,10 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from digest import cron, query, signups, subscribers
+from digest.addresses import normalise_email
 from digest.cadence import Rhythm, common_zones, local_time, next_due, weekday_name
 from digest.clients import client_key
-from digest.errors import DigestError
+from digest.errors import DigestError, SubscriberError
 from digest.mail import compose
 from digest.mail.planner import Planner, sample_links
 from digest.store import Store, Subscriber
@@ -104,7 +105,7 @@ def routes(cache: Cache) -> list[Route]:
             return defaults.rhythm({}, existing)
         given = {k: str(form.get(k, ""))[:64] for k in subscribers.RHYTHM_FIELDS}
         if given["timezone"] and given["timezone"] not in zones_for(existing):
-            raise subscribers.SubscriberError("choose a time zone from the list")
+            raise SubscriberError("choose a time zone from the list")
         return defaults.rhythm(given, existing) if given["cadence"] else None
 
     def topics_from(form: Any) -> tuple[str, ...] | None:
@@ -183,7 +184,7 @@ def routes(cache: Cache) -> list[Route]:
             if not per_client.allow(store_for_thread(), secret(), client):
                 return message("Too many requests", "Please wait a few minutes and try again.", 429)
             try:
-                address = subscribers.normalise_email(email)
+                address = normalise_email(email)
                 regions, themes = slugs_from(form)
                 rhythm, topics = rhythm_from(form, None), topics_from(form) or ()
             except DigestError as exc:

@@ -15,9 +15,9 @@ from digest.config import Settings, parse_settings
 from digest.dates import utcnow
 from digest.errors import SendError
 from digest.ingest import pull
+from digest.mail.channels import transport_for
 from digest.mail.compose import Outgoing
 from digest.mail.send import Mailer, send_all
-from digest.mail.transport import transport_for
 from digest.store import Store, open_store
 from digest.subscribers import add, bindings, unsubscribe
 from digest.tokens import read, secret_for
@@ -432,7 +432,7 @@ def test_someone_who_unsubscribes_after_planning_gets_nothing(smtp: SmtpSink, tm
         digest_id = asyncio.run(mailer.plan())
         assert digest_id is not None
         unsubscribe(store, ann.id)  # between planning and sending
-        from digest.mail.transport import transport_for
+        from digest.mail.channels import transport_for
 
         async def deliver() -> object:
             async with transport_for(settings) as channel:

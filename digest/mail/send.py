@@ -31,9 +31,10 @@ from digest.digests import Selection, newcomer_since
 from digest.errors import DigestError, SendError
 from digest.holders import died_here, holder_name, take_lease
 from digest.mail import compose
+from digest.mail.channels import transport_for
 from digest.mail.compose import Outgoing, outgoing
 from digest.mail.planner import Planner, sample_links
-from digest.mail.transport import Permanent, Temporary, Transport, send_once, transport_for
+from digest.mail.transport import Permanent, Temporary, Transport, send_once
 from digest.store import PendingDelivery, Store, Subscriber
 from digest.subscribers import binding, token
 from digest.tokens import CONFIRM_SECONDS, secret_for
@@ -425,7 +426,7 @@ def preview_body(
 ) -> str:
     """The digest ``email`` (a subscriber) would get now, or the everything-digest of the last
     week (or since ``since``), as ``part`` (html or text); SendError-free, sends nothing."""
-    from digest.subscribers import normalise_email
+    from digest.addresses import normalise_email
 
     planner = Planner(store, settings)
     now = now or store.now()

@@ -13,10 +13,9 @@ from typing import Protocol
 
 import aiosmtplib
 
-from digest.config import Settings, SmtpSettings
+from digest.config import SmtpSettings
 from digest.errors import SendError
 from digest.mail.compose import Outgoing
-from digest.mail.outbox import Outbox
 
 ATTEMPTS = 3
 
@@ -192,21 +191,6 @@ def _reply(exc: BaseException) -> str:
 
 def _why(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
-
-
-def transport_for(settings: Settings, *, backoff: float = 0.5) -> Transport:
-    """The SMTP pool of ``[smtp]``, or the outbox folder when no server is configured; with
-    ``[dkim]``, every message signed on its way to it."""
-    inner: Transport = (
-        Outbox(settings.outbox.path)
-        if settings.smtp is None
-        else SmtpPool(settings.smtp, size=settings.smtp.pool, rate=settings.smtp.rate, backoff=backoff)
-    )
-    if settings.dkim is None:
-        return inner
-    from digest.mail.dkim import Signed
-
-    return Signed(inner, settings.dkim.signer())
 
 
 async def send_once(channel: Transport, msg: Outgoing, key: str) -> str:
