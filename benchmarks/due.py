@@ -33,7 +33,7 @@ from typing import Any
 
 sys.path[:0] = [str(Path(__file__).resolve().parent.parent)]
 
-from digest import cadence  # noqa: E402
+from digest.common import rhythms  # noqa: E402
 from digest.config import parse_settings  # noqa: E402
 from digest.mail.planner import Planner  # noqa: E402
 from digest.store import Store, SubscriberChange, open_store  # noqa: E402
@@ -43,14 +43,14 @@ from tests import pgcluster  # noqa: E402
 START = datetime(2027, 3, 1, tzinfo=UTC)  # a Monday, two weeks before the DST changes
 
 
-def _rhythms(count: int) -> list[cadence.Rhythm]:
+def _rhythms(count: int) -> list[rhythms.Rhythm]:
     pick = random.Random(15)
-    zones = cadence.common_zones()
+    zones = rhythms.common_zones()
     found = []
     for _ in range(count):
         roll = pick.random()
         kind = "daily" if roll < 0.3 else "weekly" if roll < 0.9 else "monthly"
-        found.append(cadence.Rhythm(kind, pick.choice(zones), pick.randrange(24), pick.randrange(7)))
+        found.append(rhythms.Rhythm(kind, pick.choice(zones), pick.randrange(24), pick.randrange(7)))
     return found
 
 
@@ -66,7 +66,7 @@ def _fill(store: Store, count: int, sql: Callable[[str], None]) -> None:
         ]
     )
     ids = [s.id for s in store.subscribers("active")]
-    store.set_next_due([(sid, cadence.next_due(r, START)) for sid, r in zip(ids, rhythms, strict=True)])
+    store.set_next_due([(sid, rhythms.next_due(r, START)) for sid, r in zip(ids, rhythms, strict=True)])
     week_ago = START - timedelta(days=7)
     store.create_digest("past", week_ago, [(sid, week_ago - timedelta(days=7), None) for sid in ids])
     sql("UPDATE deliveries SET status = 'sent'")

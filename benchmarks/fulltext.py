@@ -19,8 +19,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from digest.ingest import pull  # noqa: E402
-from digest.models import Article  # noqa: E402
+from digest.common.models import Article  # noqa: E402
+from digest.intake.pull import pull  # noqa: E402
 from digest.store import open_store  # noqa: E402
 from tests.conftest import FeedServer, settings_for  # noqa: E402
 from tests.wordpress_site import seed_posts, serve  # noqa: E402

@@ -31,7 +31,7 @@ from digest.grouping.regions import count_places, split_lead  # noqa: E402
 from digest.grouping.stories import StoryInput, cluster  # noqa: E402
 from digest.grouping.themes import Taxonomy  # noqa: E402
 from digest.grouping.weights import idf  # noqa: E402
-from digest.sources.text import parse_text  # noqa: E402
+from digest.intake.kinds.text import parse_text  # noqa: E402
 
 
 def synthetic(count: int, seed: int = 7) -> list[tuple[str, str]]:

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from digest.config import parse_settings  # noqa: E402
-from digest.ingest import pull  # noqa: E402
+from digest.intake.pull import pull  # noqa: E402
 from digest.store import open_store  # noqa: E402
 
 WORDS = [

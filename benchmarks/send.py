@@ -27,12 +27,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from digest.common.dates import utcnow  # noqa: E402
 from digest.config import parse_settings  # noqa: E402
-from digest.dates import utcnow  # noqa: E402
-from digest.digests import Selection  # noqa: E402
-from digest.ingest import pull  # noqa: E402
+from digest.intake.pull import pull  # noqa: E402
 from digest.mail import compose  # noqa: E402
 from digest.mail.compose import Outgoing  # noqa: E402
+from digest.mail.contents import Selection  # noqa: E402
 from digest.mail.send import Mailer, send_all  # noqa: E402
 from digest.mail.transport import SmtpPool  # noqa: E402
 from digest.store import SubscriberChange, open_store  # noqa: E402

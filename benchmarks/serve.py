@@ -30,13 +30,13 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from digest.common.dates import utcnow  # noqa: E402
+from digest.common.models import ParsedItem  # noqa: E402
 from digest.config import parse_settings  # noqa: E402
-from digest.dates import utcnow  # noqa: E402
 from digest.grouping.classify import group_pending  # noqa: E402
-from digest.ingest import normalise  # noqa: E402
-from digest.models import ParsedItem  # noqa: E402
-from digest.site import Site  # noqa: E402
-from digest.sources.text import parse_text  # noqa: E402
+from digest.intake.kinds.text import parse_text  # noqa: E402
+from digest.intake.pull import normalise  # noqa: E402
+from digest.publish.site import Site  # noqa: E402
 from digest.store import open_store  # noqa: E402
 
 

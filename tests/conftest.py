@@ -208,7 +208,7 @@ class AppServer:
 
         import uvicorn
 
-        from digest.web import create_app
+        from digest.web.app import create_app
 
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
@@ -238,7 +238,7 @@ class AppServer:
 @pytest.fixture(scope="module")
 def served_seeds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AppServer, Settings]]:
     """The seeds pulled into a fresh database, served by the app (site title "China Watch")."""
-    from digest.ingest import pull
+    from digest.intake.pull import pull
 
     folder = tmp_path_factory.mktemp("served")
     settings = settings_for(

@@ -14,10 +14,10 @@ from typing import Any
 
 import httpx
 
-from digest import alerting, alerts
+from digest.common.dates import to_iso, utcnow
 from digest.config import AlertSettings, Settings
-from digest.dates import to_iso, utcnow
-from digest.ingest import pull
+from digest.intake.pull import pull
+from digest.service import alerting, alerts
 from digest.store import DigestRecord, DigestSummary, SourceSummary, Store, open_store
 
 from .conftest import AppServer, FeedServer, Reply, SmtpSink, rss, settings_for
@@ -76,7 +76,7 @@ def test_a_failing_source_and_a_quiet_source_each_alert_once_a_day_and_recover_o
     assert "failed its last 5 pulls" in smtp.messages[0][1].get_content()
 
     # /healthz (its details, for loopback) names the open problems, as the check last saw them.
-    from digest.scheduler import Service
+    from digest.service.runner import Service
 
     _, health = asyncio.run(Service(settings).health())
     assert [(p["problem"], p["since"]) for p in health["problems"]] == [
@@ -121,7 +121,7 @@ def test_an_alert_that_cannot_be_sent_waits_and_is_sent_once(
         pull(dead, store, force=True)
     now = utcnow()
     assert _check(dead, now) == []  # no mail server: nothing said, nothing recorded as said
-    from digest.scheduler import Service
+    from digest.service.runner import Service
 
     _, health = asyncio.run(Service(dead).health())  # but /healthz knows
     assert [p["problem"] for p in health["problems"]] == ["source-failing:broken"]
@@ -176,7 +176,7 @@ def test_metrics_are_off_by_default_and_speak_prometheus_when_on(tmp_path: Path)
     with AppServer(settings) as app:
         assert httpx.get(app.url("/metrics"), timeout=5).status_code == 404
     on = replace(settings, web=replace(settings.web, metrics=True))
-    from digest import metrics
+    from digest.common import metrics
 
     metrics.feedback("hard", "bounced")
     metrics.feedback("complaint", "unsubscribed")

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from digest import bounces
+from digest.feedback import bounces
 
 from . import bounce_mail
 from .conftest import SEEDS, SmtpSink, cron_away, mondays, write_config
@@ -356,7 +356,7 @@ def test_one_client_and_too_many_connections_are_held_off() -> None:
     import threading
 
     from digest.config import InboundSettings
-    from digest.inbound import Inbound
+    from digest.feedback.inbound import Inbound
 
     received: list[bytes] = []
 

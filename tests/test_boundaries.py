@@ -7,11 +7,12 @@ import time
 
 import pytest
 
-from digest import bounces, rules
-from digest.query import MAX_TERMS, QueryError, parse
+from digest.common import rules
+from digest.common.query import MAX_TERMS, QueryError, parse
+from digest.feedback import bounces
 from digest.store import Store
-from digest.subscribers import add, bindings, token
-from digest.tokens import BadToken, read, secret_for
+from digest.subscribers.lifecycle import add, bindings, token
+from digest.subscribers.tokens import BadToken, read, secret_for
 
 from . import bounce_mail
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from digest.cadence import Rhythm, due_times, last_due, next_due, period_of, previous_due
+from digest.common.rhythms import Rhythm, due_times, last_due, next_due, period_of, previous_due
 
 ZONES = ["UTC", "Europe/London", "America/New_York", "Asia/Kolkata", "Australia/Sydney", "Pacific/Auckland"]
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from digest.cron import NEXT_DUE
+from digest.mail.schedule import NEXT_DUE
 from digest.store import open_store
 
 from .conftest import SEEDS, FeedServer, Reply, rss, write_config
@@ -150,7 +150,7 @@ def test_nothing_is_lost_when_a_source_breaks(server: FeedServer, tmp_path: Path
 # Runs the CLI in-process with the given arguments, then names the heavy packages it loaded.
 _LOADED = """
 import json, sys
-from digest.cli import main
+from digest.cli.main import main
 sys.argv = ["digest", *json.loads(sys.argv[1])]
 try:
     main()
@@ -183,8 +183,8 @@ def test_quick_commands_load_nothing_heavy(tmp_path: Path) -> None:
 
 def test_the_format_choice_lists_every_feed_writer() -> None:
     # The CLI names the formats itself so that --help need not load the writers.
-    from digest import publish
-    from digest.cli import FORMATS
+    from digest.cli.main import FORMATS
+    from digest.publish import feeds as publish
 
     assert tuple(publish.OUTPUTS) == FORMATS
 
@@ -233,7 +233,7 @@ def test_removed_sources_are_shown_as_removed_and_a_rename_keeps_every_article(
     server: FeedServer, tmp_path: Path
 ) -> None:
     from digest.config import load_settings
-    from digest.scheduler import Service
+    from digest.service.runner import Service
 
     server.routes["/dead.xml"] = Reply(500, b"down")
     both = f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n[[sources]]\nname = "dead"\nurl = "{server.url("/dead.xml")}"\n'

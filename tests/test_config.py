@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from digest.common.errors import ConfigError
+from digest.common.resources import bundled
 from digest.config import load_settings, parse_duration, parse_settings
-from digest.errors import ConfigError
-from digest.resources import bundled
 
 from .conftest import REPO
 

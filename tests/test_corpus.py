@@ -16,12 +16,12 @@ from pathlib import Path
 import feedparser
 import pytest
 
+from digest.common.dates import utcnow
+from digest.common.sanitize import one_line
 from digest.config import Settings, SourceSettings
-from digest.dates import utcnow
-from digest.ingest import normalise, pull_source
-from digest.sanitize import one_line
-from digest.sources.feed import fast_path_eligible, parse_with_fastfeedparser, parse_with_feedparser
-from digest.sources.fetch import Fetcher
+from digest.intake.fetch import Fetcher
+from digest.intake.kinds.feed import fast_path_eligible, parse_with_fastfeedparser, parse_with_feedparser
+from digest.intake.pull import normalise, pull_source
 from digest.store import Store, open_store
 
 from .conftest import SHARED, require, settings_for
@@ -83,9 +83,9 @@ def _publish_and_mail_everything(store: Store, settings: Settings) -> tuple[int,
     from email import message_from_bytes
     from email.policy import default
 
-    from digest.digests import Selection, build
     from digest.mail import compose
-    from digest.publish import FeedSpec, render
+    from digest.mail.contents import Selection, build
+    from digest.publish.feeds import FeedSpec, render
 
     articles = store.articles()
     published = mailed = 0

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from apscheduler.triggers.cron import CronTrigger
 
-from digest.cron import due_times, last_due
+from digest.mail.schedule import due_times, last_due
 from digest.store import open_store
 from tests import clock
 

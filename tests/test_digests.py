@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from digest.digests import Selection, build, newcomer_since, subject
-from digest.models import Article
+from digest.common.models import Article
+from digest.mail.contents import Selection, build, newcomer_since, subject
 
 NOW = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 NAMES = {"europe": "Europe", "africa": "Africa", "east-asia": "East Asia"}

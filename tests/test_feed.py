@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from digest.errors import ParseError
-from digest.sources.feed import fast_path_eligible, parse_feed, parse_with_feedparser
+from digest.common.errors import ParseError
+from digest.intake.kinds.feed import fast_path_eligible, parse_feed, parse_with_feedparser
 
 from .conftest import rss
 

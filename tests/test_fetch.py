@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from digest.common.errors import FetchError
 from digest.config import FetchSettings
-from digest.errors import FetchError
-from digest.sources.fetch import Fetcher, retry_after
+from digest.intake.fetch import Fetcher, retry_after
 
 from .conftest import FeedServer, Reply, Seen, write_config
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from digest.errors import FetchError
-from digest.ingest import pull
-from digest.sources.fetch import Fetcher
-from digest.sources.policy import Resolved, policy_for, refusal, system_resolver
+from digest.common.egress import Resolved, policy_for, refusal, system_resolver
+from digest.common.errors import FetchError
+from digest.intake.fetch import Fetcher
+from digest.intake.pull import pull
 from digest.store import Store, open_store
 
 from .conftest import FeedServer, Reply, rss, settings_for
@@ -302,7 +302,7 @@ def test_the_environments_proxy_is_used_under_the_same_policy(tmp_path: Path, se
 
 
 def test_no_proxy_names_bypass_the_proxy() -> None:
-    from digest.sources.transport import _bypasses
+    from digest.common.http import _bypasses
 
     assert _bypasses("feeds.example.org", "example.org") and _bypasses("example.org", ".example.org:8080")
     assert _bypasses("anything", "*") and not _bypasses("badexample.org", "example.org")

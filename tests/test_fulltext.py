@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.ingest import pull
+from digest.intake.pull import pull
 from digest.store import open_store
 
 from .conftest import FeedServer, Reply, Seen, rss, settings_for
@@ -223,7 +223,7 @@ def test_a_changed_item_asks_for_its_page_conditionally(tmp_path: Path, server: 
 def test_a_pull_fetches_a_bounded_number_of_pages_newest_first(
     tmp_path: Path, server: FeedServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from digest import fulltext
+    from digest.intake import fulltext
 
     from .wordpress_site import seed_posts, serve
 
@@ -268,8 +268,8 @@ def test_what_the_rules_dropped_is_not_fetched_again_until_the_rule_goes(
 def test_each_host_a_redirect_leads_to_is_asked_by_its_own_robots_txt(tmp_path: Path) -> None:
     """An article page that redirects to another host: that host's robots.txt is read and
     obeyed before its page is asked for, as the first host's was."""
-    from digest.sources.fetch import Fetcher
-    from digest.sources.policy import Resolved
+    from digest.common.egress import Resolved
+    from digest.intake.fetch import Fetcher
 
     def public(host: str, port: int) -> list[Resolved]:  # *.test: loopback, judged public here
         return [Resolved("127.0.0.1")]

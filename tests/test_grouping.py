@@ -13,14 +13,14 @@ from pathlib import Path
 import pycountry
 import pytest
 
+from digest.common.models import Article
+from digest.common.sanitize import text_to_html
 from digest.config import parse_settings
 from digest.grouping.classify import Reader, _evidence, _Read, group_pending, regroup
 from digest.grouping.places import Gazetteer
 from digest.grouping.regions import PlaceCount, assign_regions, count_places, regions, score_regions
 from digest.grouping.themes import FALLBACK, Taxonomy, ThemeMatch, assign_themes, taxonomy_for
-from digest.ingest import pull
-from digest.models import Article
-from digest.sanitize import text_to_html
+from digest.intake.pull import pull
 from digest.store import Evidence, open_store
 
 from .conftest import DATA, SEEDS, FeedServer, Reply, rss, settings_for
@@ -162,7 +162,7 @@ def test_ignore_places_overrides_for_one_source(tmp_path: Path) -> None:
 
 
 def test_evidence_is_in_the_json(tmp_path: Path, seeded: list[Article]) -> None:
-    from digest.cli import article_json
+    from digest.cli.main import article_json
 
     laos = article_json(next(a for a in seeded if a.title == "Xi meets Lao president"))
     lao = next(p for p in laos["places"] if p["name"] == "Laos")
@@ -209,7 +209,7 @@ def test_users_replace_or_extend_the_taxonomy() -> None:
 
 
 def test_theme_config_errors_name_the_key() -> None:
-    from digest.errors import ConfigError
+    from digest.common.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"t.toml: themes.Bad Slug: 'Bad Slug' is not a valid theme slug"):
         parse_settings('[themes."Bad Slug"]\nphrases = ["x"]\n', origin="t.toml", base_dir=Path("."), env={})

@@ -10,8 +10,8 @@ from pathlib import Path
 import feedparser
 import pytest
 
-from digest.ingest import pull
-from digest.site import Site
+from digest.intake.pull import pull
+from digest.publish.site import Site
 from digest.store import open_store
 
 from .conftest import FeedServer, Reply, rss, settings_for
@@ -150,8 +150,8 @@ def _active_links(text: str) -> list[str]:
 
 
 def test_only_web_links_leave_digest(server: FeedServer, tmp_path: Path) -> None:
-    from digest.publish import FeedSpec, render
-    from digest.site import publish_site
+    from digest.publish.feeds import FeedSpec, render
+    from digest.publish.site import publish_site
 
     items = [
         {"title": f"Bad link {n}", "link": link.replace("&", "&amp;").replace("<", "&lt;"), "guid": f"g{n}"}
@@ -192,8 +192,8 @@ def test_only_web_links_leave_digest(server: FeedServer, tmp_path: Path) -> None
 def test_links_stored_before_the_fix_are_not_published(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
-    from digest.models import Article
-    from digest.publish import FeedSpec, render
+    from digest.common.models import Article
+    from digest.publish.feeds import FeedSpec, render
 
     settings = settings_for(tmp_path, '[[sources]]\nname = "s"\nurl = "https://example.org/feed"\n')
     when = datetime(2026, 11, 1, tzinfo=UTC)

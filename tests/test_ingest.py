@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from digest.common.query import parse
 from digest.config import Settings
-from digest.ingest import article_id, former_article_id, normalise_url, pull
-from digest.query import parse
+from digest.intake.pull import article_id, former_article_id, normalise_url, pull
 from digest.store import open_store
 
 from .conftest import DATA, SEEDS, FeedServer, Reply, Seen, rss, settings_for
@@ -109,8 +109,8 @@ def test_articles_stored_under_their_former_global_ids_keep_them(server: FeedSer
     import dataclasses
     from datetime import UTC, datetime
 
-    from digest.ingest import normalise
-    from digest.models import ParsedItem
+    from digest.common.models import ParsedItem
+    from digest.intake.pull import normalise
     from digest.store import SourceSpec
 
     items = [
@@ -309,7 +309,7 @@ def test_a_parser_bug_on_one_source_does_not_stop_the_others(
     def broken(*args: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("digest.sources.text.parse", broken)  # the registry finds it there
+    monkeypatch.setattr("digest.intake.kinds.text.parse", broken)  # the registry finds it there
     server.routes["/good.xml"] = Reply(200, rss([{"title": "Good", "link": "https://x.org/g"}]))
     settings = settings_for(
         tmp_path, _source("dumps", str(SEEDS), "text") + _source("good", server.url("/good.xml"))
@@ -336,8 +336,8 @@ def test_feed_boilerplate_is_dropped(server: FeedServer, tmp_path: Path) -> None
 
 
 def test_items_without_links_keep_their_own_guids() -> None:
-    from digest.ingest import normalise
-    from digest.models import ParsedItem
+    from digest.common.models import ParsedItem
+    from digest.intake.pull import normalise
 
     now = datetime(2026, 11, 1, tzinfo=UTC)
     first, second = (
@@ -349,8 +349,8 @@ def test_items_without_links_keep_their_own_guids() -> None:
 
 def test_an_articles_id_does_not_change_when_its_link_is_not_kept() -> None:
     # Articles stored before only web links were kept must not come back as new ones.
-    from digest.ingest import normalise
-    from digest.models import ParsedItem
+    from digest.common.models import ParsedItem
+    from digest.intake.pull import normalise
 
     now = datetime(2026, 11, 1, tzinfo=UTC)
     long_link = "https://x.org/" + "a" * 3000
@@ -498,7 +498,7 @@ def test_every_path_keeps_the_item_limit_a_followed_feed_included(server: FeedSe
 
 def test_the_kinds_the_config_accepts_come_from_the_registry() -> None:
     from digest.config import SOURCE_KINDS
-    from digest.sources.kinds import KINDS, parser
+    from digest.intake.parsing import KINDS, parser
 
     assert ("auto", *KINDS, "email") == SOURCE_KINDS  # email: fed by the inbound server, never parsed here
     for kind in KINDS:

@@ -11,16 +11,16 @@ from pathlib import Path
 import pytest
 import trustme
 
+from digest.common.dates import utcnow
+from digest.common.errors import SendError
 from digest.config import Settings, parse_settings
-from digest.dates import utcnow
-from digest.errors import SendError
-from digest.ingest import pull
+from digest.intake.pull import pull
 from digest.mail.channels import transport_for
 from digest.mail.compose import Outgoing
 from digest.mail.send import Mailer, send_all
 from digest.store import Store, open_store
-from digest.subscribers import add, bindings, unsubscribe
-from digest.tokens import read, secret_for
+from digest.subscribers.lifecycle import add, bindings, unsubscribe
+from digest.subscribers.tokens import read, secret_for
 
 from .conftest import SEEDS, FeedServer, Reply, SmtpSink, rss, settings_for
 

@@ -189,7 +189,7 @@ def test_an_import_never_revives_anyone_and_keeps_what_it_is_not_given(tmp_path:
         assert run("--config", config, "subscribers", *args, cwd=tmp_path).returncode == 0
     from digest.config import load_settings
     from digest.store import open_store
-    from digest.subscribers import unsubscribe
+    from digest.subscribers.lifecycle import unsubscribe
 
     with open_store(load_settings(config).database.path) as store:
         before = {r.email: r for r in store.subscribers()}
@@ -284,8 +284,8 @@ def test_the_suppression_list_holds_until_the_operator_reactivates(tmp_path: Pat
             ).returncode
             == 0
         )
+    from digest.common.dates import utcnow
     from digest.config import load_settings
-    from digest.dates import utcnow
     from digest.store import open_store
 
     with open_store(load_settings(config).database.path) as store:
@@ -368,9 +368,10 @@ def test_no_path_but_their_own_sign_up_mails_someone_who_left_and_none_mails_a_c
     used to send a confirmation, or with --confirmed make them active and wipe the reason),
     an import, nor the subscribe form; someone who unsubscribed comes back only by signing
     up again themselves. The operator may reactivate a complainer by hand, and the log says why."""
-    from digest import signups
     from digest.config import load_settings
+    from digest.mail import confirmations
     from digest.store import open_store
+    from digest.subscribers import signups
 
     config = str(_config(tmp_path, smtp))
     for name in ("cid", "una"):
@@ -408,7 +409,7 @@ def test_no_path_but_their_own_sign_up_mails_someone_who_left_and_none_mails_a_c
             signups.enqueue(store, f"{name}@example.org", [], [])
     import asyncio
 
-    asyncio.run(signups.drain(lambda: open_store(settings.database.path), settings))
+    asyncio.run(confirmations.drain(lambda: open_store(settings.database.path), settings))
     assert smtp.recipients() == ["una@example.org"]
     with open_store(settings.database.path) as store:
         cid = store.subscriber(email="cid@example.org")

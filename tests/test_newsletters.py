@@ -16,8 +16,8 @@ import dkim
 import httpx
 import pytest
 
-from digest import newsletters
 from digest.config import load_settings
+from digest.intake import newsletters
 from digest.store import open_store
 
 from .conftest import DnsServer, write_config
@@ -283,7 +283,7 @@ def test_every_check_of_a_sender_reads_one_plain_address_and_one_copy_of_each_fi
 
 
 def test_a_signature_counts_only_if_it_covers_what_the_article_is_made_of(dns_server: DnsServer) -> None:
-    from digest import mailauth
+    from digest.intake import mailauth
 
     key = dns_server.publish_dkim_key("s1", "letters.example.com")
     answers = dict(dns_server.records)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from digest import parallel
+from digest.common import parallel
 
 PARENT = os.getpid()
 MEETING: Path | None = None  # where the processes sharing a batch meet (see meet); set per test

@@ -517,8 +517,8 @@ def test_an_older_database_gets_its_search_vectors_from_the_one_tokenizer(
     from datetime import UTC, datetime
 
     import digest.store.postgres.base
-    from digest.models import Article
-    from digest.query import parse
+    from digest.common.models import Article
+    from digest.common.query import parse
     from digest.store import SourceSpec, open_store
 
     when = datetime(2026, 1, 1, tzinfo=UTC)

@@ -19,13 +19,13 @@ import lxml.html
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from digest.common.models import ParsedItem
+from digest.common.sanitize import html_to_text, strip_controls
 from digest.config import parse_settings
-from digest.digests import Selection, build
-from digest.ingest import normalise
+from digest.intake.pull import normalise
 from digest.mail import compose
-from digest.models import ParsedItem
-from digest.publish import FeedSpec, render
-from digest.sanitize import html_to_text, strip_controls
+from digest.mail.contents import Selection, build
+from digest.publish.feeds import FeedSpec, render
 
 PIECES = st.sampled_from(
     [

@@ -10,11 +10,11 @@ import feedparser
 import pytest
 from lxml import etree
 
-from digest import publish
+from digest.common.models import Article
 from digest.config import Settings
-from digest.ingest import pull
-from digest.models import Article
-from digest.site import Site, publish_site
+from digest.intake.pull import pull
+from digest.publish import feeds as publish
+from digest.publish.site import Site, publish_site
 from digest.store import open_store
 
 from .conftest import SEEDS, SHARED, FeedServer, Reply, require, rss, settings_for

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from digest import redact
+from digest.common import redact
+from digest.common.errors import FetchError
+from digest.common.models import Article
 from digest.config import parse_settings
-from digest.errors import FetchError
-from digest.models import Article
-from digest.publish import FeedSpec, render
+from digest.publish.feeds import FeedSpec, render
 
 
 @pytest.mark.parametrize(
@@ -64,7 +64,7 @@ def test_feeds_name_sources_without_credentials() -> None:
 
 
 def test_a_source_url_that_is_not_a_url_is_refused_without_showing_it() -> None:
-    from digest.errors import ConfigError
+    from digest.common.errors import ConfigError
 
     for bad in ("http://user:pa ss@host/feed", "https://user:secret@host:port/x", "http://user:secret@/x"):
         with pytest.raises(ConfigError) as caught:

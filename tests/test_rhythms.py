@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from digest.cadence import Rhythm, due_times, last_due, next_due, period_of, previous_due
+from digest.common.dates import from_iso, to_iso
+from digest.common.models import Article
+from digest.common.rhythms import Rhythm, due_times, last_due, next_due, period_of, previous_due
 from digest.config import Settings
-from digest.dates import from_iso, to_iso
 from digest.mail.send import send_all
-from digest.models import Article
 from digest.store import SourceSpec, Store, SubscriberChange, open_store
 from tests import clock
 
@@ -295,7 +295,7 @@ def test_a_clock_that_ran_ahead_or_a_zone_that_left_silences_nobody(tmp_path: Pa
 
 
 def test_confirming_and_saving_the_same_rhythm_again_keep_the_rhythm_in_step(tmp_path: Path) -> None:
-    from digest.subscribers import RhythmDefaults, add, confirm, export_csv, import_csv
+    from digest.subscribers.lifecycle import RhythmDefaults, add, confirm, export_csv, import_csv
 
     with open_store(tmp_path / "d.db") as store:
         ann = add(store, "ann@example.org", rhythm={"cadence": "daily", "hour": "8"})  # pending

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from digest import rules
-from digest.errors import ConfigError
+from digest.common import rules
+from digest.common.errors import ConfigError
 
 from .conftest import SEEDS, write_config
 from .test_cli import run

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from digest.sanitize import (
+from digest.common.sanitize import (
     drop_boilerplate,
     html_to_text,
     one_line,

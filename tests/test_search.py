@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from digest.common.query import MAX_LENGTH, MAX_TERMS, QueryError, parse, topics
 from digest.config import Settings
-from digest.query import MAX_LENGTH, MAX_TERMS, QueryError, parse, topics
 from digest.store import open_store
 
 from .conftest import SHARED, AppServer, require
@@ -111,7 +111,7 @@ def test_hostile_queries_get_a_400_or_a_clean_empty_answer(
 def test_articles_search_on_the_command_line(served_seeds: tuple[AppServer, Settings]) -> None:
     from click.testing import CliRunner
 
-    from digest.cli import cli
+    from digest.cli.main import cli
 
     _, settings = served_seeds
     config = settings.database.path.parent / "digest.toml"

@@ -163,8 +163,8 @@ def test_a_digest_missed_while_down_is_sent_once_on_start(
     assert first.stop()[0] == 0
     run("--config", str(config), "subscribers", "add", "ann@example.org", "--confirmed", cwd=tmp_path)
     # The digest fell due while the service was down: pretend it was two hours ago.
+    from digest.common.dates import to_iso, utcnow
     from digest.config import load_settings
-    from digest.dates import to_iso, utcnow
     from digest.store import open_store
 
     settings = load_settings(config, env={})
@@ -299,8 +299,8 @@ def test_credentials_in_source_urls_never_show(server: FeedServer, smtp: SmtpSin
 def test_the_service_sends_to_whoever_is_due_on_their_own_rhythm(
     feed: FeedServer, smtp: SmtpSink, tmp_path: Path
 ) -> None:
+    from digest.common.dates import utcnow
     from digest.config import load_settings
-    from digest.dates import utcnow
     from digest.store import open_store
 
     sources = f'[[sources]]\nname = "f"\nurl = "{feed.url("/f.xml")}"\n'

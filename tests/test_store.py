@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.errors import StoreError
+from digest.common.errors import StoreError
 from digest.store import SourceSpec, SubscriberChange, open_store
 from digest.store.schema import MIGRATIONS
 
@@ -81,9 +81,9 @@ def test_the_identity_migration_keeps_subscribers_ledgers_and_old_unsubscribe_li
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import digest.store.base
-    from digest.dates import to_iso, utcnow
-    from digest.subscribers import add, bindings, token
-    from digest.tokens import BadToken, read, secret_for
+    from digest.common.dates import to_iso, utcnow
+    from digest.subscribers.lifecycle import add, bindings, token
+    from digest.subscribers.tokens import BadToken, read, secret_for
 
     path = tmp_path / "d.db"
     monkeypatch.setattr(digest.store.base, "MIGRATIONS", MIGRATIONS[:5])  # a database of the last release
@@ -154,7 +154,7 @@ def test_the_evidence_migration_keeps_what_classification_found(
     import json
 
     import digest.store.base
-    from digest.models import Article
+    from digest.common.models import Article
 
     path = tmp_path / "d.db"
     monkeypatch.setattr(digest.store.base, "MIGRATIONS", MIGRATIONS[:10])  # evidence in the article row
@@ -208,8 +208,8 @@ def test_the_search_index_is_rebuilt_with_the_one_tokenizer(
     import dataclasses
 
     import digest.store.base
-    from digest.models import Article
-    from digest.query import parse
+    from digest.common.models import Article
+    from digest.common.query import parse
 
     path = tmp_path / "d.db"
     monkeypatch.setattr(digest.store.base, "MIGRATIONS", MIGRATIONS[:18])

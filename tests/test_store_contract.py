@@ -22,11 +22,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from digest.cadence import Rhythm, next_due
-from digest.dates import utcnow
-from digest.errors import StoreError
-from digest.models import Article
-from digest.query import parse
+from digest.common.dates import utcnow
+from digest.common.errors import StoreError
+from digest.common.models import Article
+from digest.common.query import parse
+from digest.common.rhythms import Rhythm, next_due
 from digest.store import (
     DroppedItem,
     Evidence,

@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from digest.config import Settings
-from digest.ingest import pull
+from digest.intake.pull import pull
 from digest.mail.send import Mailer
 from digest.store import open_store
-from digest.tokens import make, secret_for
+from digest.subscribers.tokens import make, secret_for
 
 from .conftest import SEEDS, AppServer, settings_for
 
@@ -133,7 +133,7 @@ def test_bad_input_and_bad_tokens(site: tuple[AppServer, Settings, Path]) -> Non
 
 def test_one_click_unsubscribe_and_preferences(site: tuple[AppServer, Settings, Path]) -> None:
     server, settings, _ = site
-    from digest.subscribers import add
+    from digest.subscribers.lifecycle import add
 
     with open_store(settings.database.path) as store:
         row = add(store, "bob@example.org", confirmed=True)
@@ -208,7 +208,7 @@ def test_web_copies_of_digests(site: tuple[AppServer, Settings, Path]) -> None:
     import asyncio
 
     from digest.mail.send import send_all
-    from digest.subscribers import add
+    from digest.subscribers.lifecycle import add
 
     server, settings, _ = site
     with open_store(settings.database.path) as store:
@@ -229,7 +229,7 @@ def test_web_copies_of_digests(site: tuple[AppServer, Settings, Path]) -> None:
 def test_forms_resist_cross_site_requests_and_pages_carry_security_headers(
     site: tuple[AppServer, Settings, Path],
 ) -> None:
-    from digest.subscribers import add
+    from digest.subscribers.lifecycle import add
 
     server, settings, _ = site
     with open_store(settings.database.path) as store:
@@ -279,7 +279,7 @@ def test_forms_resist_cross_site_requests_and_pages_carry_security_headers(
 def test_a_removed_subscribers_links_are_dead_for_whoever_comes_next(
     site: tuple[AppServer, Settings, Path],
 ) -> None:
-    from digest.subscribers import add, token
+    from digest.subscribers.lifecycle import add, token
 
     server, settings, _ = site
     base = settings.site.base_url
@@ -344,9 +344,9 @@ def test_the_subscribe_answer_is_the_same_for_everyone_and_confirmations_survive
     import statistics
     from datetime import timedelta
 
-    from digest.dates import to_iso, utcnow
-    from digest.signups import drain
-    from digest.subscribers import add
+    from digest.common.dates import to_iso, utcnow
+    from digest.mail.confirmations import drain
+    from digest.subscribers.lifecycle import add
 
     from .conftest import SmtpSink
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from digest.cadence import Rhythm, local_time
+from digest.common.rhythms import Rhythm, local_time
 from digest.config import Settings
 from digest.store import open_store
-from digest.subscribers import add, token
-from digest.tokens import secret_for
+from digest.subscribers.lifecycle import add, token
+from digest.subscribers.tokens import secret_for
 from tests.browser import Browser
 from tests.conftest import AppServer, settings_for
 
@@ -116,13 +116,13 @@ def test_the_subscribe_form_takes_a_rhythm_in_the_readers_time_zone(tmp_path: Pa
     if queued:
         [signup] = queued
         assert (signup.email, signup.rhythm, signup.topics) == chosen
-    else:  # the app's queue runner (every signups.TICK) already made bob pending from it
+    else:  # the app's queue runner (every confirmations.TICK) already made bob pending from it
         assert pending is not None and pending.status == "pending"
         assert (pending.email, pending.rhythm, pending.topics) == chosen
 
 
 def test_csv_import_and_export_carry_rhythms_and_topics_and_report_bad_lines(tmp_path: Path) -> None:
-    from digest.subscribers import RhythmDefaults, export_csv, import_csv
+    from digest.subscribers.lifecycle import RhythmDefaults, export_csv, import_csv
 
     text = (
         "email,cadence,timezone,hour,weekday,topics\n"
@@ -237,4 +237,6 @@ def test_the_site_default_cadence_is_a_newcomers_when_they_choose_none(tmp_path:
     (tmp_path / "other").mkdir()
     bad = write_config(tmp_path / "other", '[digest]\ncadence = "hourly"\n')
     refused = run("--config", str(bad), "subscribers", "list", cwd=tmp_path)
-    assert refused.returncode == 1 and "digest.cadence" in refused.stderr and "hourly" in refused.stderr
+    assert (
+        refused.returncode == 1 and "digest.common.rhythms" in refused.stderr and "hourly" in refused.stderr
+    )

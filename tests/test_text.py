@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from digest.sources.text import looks_like_title, parse_text
+from digest.common.errors import ParseError
+from digest.intake.kinds.auto import detect_kind
+from digest.intake.kinds.text import looks_like_title, parse_text
 
 from .conftest import SEEDS
 
@@ -167,3 +169,14 @@ def test_legacy_encodings_are_decoded() -> None:
     text = "Café owners meet the minister today\n\nThe café owners of the town met the minister on Monday.\n"
     items = parse_text(text.encode("cp1252"), "text/plain", "file:///x")
     assert [i.title for i in items] == ["Café owners meet the minister today"]
+
+
+@pytest.mark.parametrize("lead", [b"{", b" \n{", b""])
+def test_binary_data_is_named_binary_whatever_its_first_byte(lead: bytes) -> None:
+    # Random bytes begin with "{" one time in 256: they were read as a broken JSON Feed.
+    junk = lead + bytes(range(256)) * 8
+    with pytest.raises(ParseError, match="binary data"):
+        detect_kind(junk, None)
+    with pytest.raises(ParseError, match="binary data"):
+        detect_kind(junk, "application/json")
+    assert detect_kind(lead + b'{"version": "https://jsonfeed.org/version/1.1"}', None) == "feed"

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from digest import verp
 from digest.config import load_settings
+from digest.mail import verp
 from digest.store import open_store
-from digest.subscribers import binding, bindings
-from digest.tokens import BadToken, Binding, secret_for
+from digest.subscribers.lifecycle import binding, bindings
+from digest.subscribers.tokens import BadToken, Binding, secret_for
 
 from .conftest import SEEDS, SmtpSink, mondays, write_config
 from .test_cli import run

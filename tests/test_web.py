@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from digest.config import Settings
-from digest.ingest import pull
+from digest.intake.pull import pull
 from digest.store import Store, open_store
 
 from .conftest import AppServer, FeedServer, Reply, rss, settings_for
@@ -209,7 +209,7 @@ def test_the_page_cache_keeps_the_recent_pages_within_its_byte_limit(tmp_path: P
 
 
 def test_a_page_rendered_across_a_commit_is_not_kept(tmp_path: Path) -> None:
-    from digest.web import Cache, Rendered
+    from digest.web.app import Cache, Rendered
 
     settings = settings_for(tmp_path, "")
     open_store(settings.database.path).close()

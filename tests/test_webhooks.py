@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from digest import webhooks
 from digest.config import Settings, WebhookSettings
+from digest.feedback import webhooks
 from digest.store import SubscriberChange, open_store
 
 from .conftest import AppServer, FeedServer, Reply, settings_for

@@ -21,8 +21,8 @@ import httpx
 import pytest
 from lxml import etree
 
-from digest import websub
-from digest.ingest import pull
+from digest.intake import websub
+from digest.intake.pull import pull
 from digest.store import open_store
 
 from .conftest import SEEDS, SHARED, AppServer, FeedServer, Reply, require, rss, settings_for, write_config

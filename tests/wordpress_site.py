@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from digest.config import load_settings
-from digest.ingest import pull
+from digest.intake.pull import pull
 from digest.store import open_store
 
 from .conftest import SEEDS, FeedServer, Reply, rss

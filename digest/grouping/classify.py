@@ -16,6 +16,9 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Any, NamedTuple
 
+from digest.common.models import Article
+from digest.common.parallel import fork_call, fork_map, fork_start, forks
+from digest.common.rules import Rules, fields_of
 from digest.config import Settings
 from digest.grouping import regions as region_scoring
 from digest.grouping import themes as theme_scoring
@@ -24,11 +27,8 @@ from digest.grouping.regions import PlaceCount, count_places_in, split_lead
 from digest.grouping.stories import StoryInput, cluster, terms
 from digest.grouping.themes import Taxonomy, ThemeMatch, taxonomy_for
 from digest.grouping.weights import idf
-from digest.holders import take_lease
-from digest.models import Article
-from digest.parallel import fork_call, fork_map, fork_start, forks
-from digest.rules import Rules, fields_of
 from digest.store import Evidence, Groups, Store, Story, StoryRow, Ungrouped
+from digest.store.holders import take_lease
 
 # Below this many articles a source's IDF changes with every pull: re-score all of them.
 YOUNG_SOURCE = 200
@@ -218,7 +218,7 @@ def _score(
 ) -> tuple[int, set[str]]:
     """Store regions and themes of what was read (and of every article of a young source);
     how many were scored, and the ids the rules of their sources dropped once grouped
-    (moved out of the articles: see digest.rules)."""
+    (moved out of the articles: see digest.common.rules)."""
     by_source: dict[str, list[tuple[Ungrouped, _Read]]] = {}
     for row, found in zip(pending, reads, strict=True):
         by_source.setdefault(row.source, []).append((row, found))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import ahocorasick
 
-DATA = Path(__file__).resolve().parent.parent / "data"
+DATA = Path(__file__).resolve().parent / "data"
 
 # Capitalised words that may stand before an ambiguous name without making it a person's.
 _FUNCTION_WORDS = frozenset(
@@ -109,7 +109,7 @@ class Gazetteer:
     @classmethod
     @cache
     def default(cls) -> Gazetteer:
-        """The gazetteer of ``digest/data`` (loaded once)."""
+        """The gazetteer of ``digest/grouping/data`` (loaded once)."""
         return cls.load()
 
     @classmethod

@@ -1,4 +1,4 @@
-"""World regions: the slugs (from ``digest/data/regions.toml``) and which an article is about.
+"""World regions: the slugs (from ``digest/grouping/data/regions.toml``) and which an article is about.
 
 An article's regions come from the places it names, each scored by where it is named (the
 title counts most, then the lead paragraph, then how often), by how specific it is (a
@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from digest.grouping.places import Gazetteer
 
-_DATA = Path(__file__).resolve().parent.parent / "data" / "regions.toml"
+_DATA = Path(__file__).resolve().parent / "data" / "regions.toml"
 
 GLOBAL = "global"
 TITLE_WEIGHT = 3.0

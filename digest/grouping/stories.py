@@ -37,7 +37,7 @@ NEIGHBOURS = 12  # the most promising earlier articles each article is compared 
 KEYS = 10  # an article's most telling words, indexed
 RECENT = 64  # of the earlier articles holding a key, the latest this many are candidates
 _WORDS = re.compile(r"(?u)\b[^\W\d_][\w'’-]+\b")  # words of two or more characters, from a letter
-DATA = Path(__file__).resolve().parent.parent / "data"
+DATA = Path(__file__).resolve().parent / "data"
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Themes: a taxonomy of weighted phrases (``digest/data/themes.toml``, extended or replaced
+"""Themes: a taxonomy of weighted phrases (``digest/grouping/data/themes.toml``, extended or replaced
 in config), matched over an article's title and text.
 
 Like places, a theme whose phrases appear in nearly every article of a source tells little
@@ -18,10 +18,10 @@ from typing import Any, NamedTuple
 
 import ahocorasick
 
+from digest.common.errors import ConfigError
 from digest.config import Settings, ThemeSettings
-from digest.errors import ConfigError
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "themes.toml"
+DATA = Path(__file__).resolve().parent / "data" / "themes.toml"
 STRONG = 3.0
 TITLE_WEIGHT = 3.0
 SHARE_OF_TOP = 0.5
@@ -46,7 +46,7 @@ class ThemeMatch(NamedTuple):
 
 @cache
 def default_themes() -> tuple[Theme, ...]:
-    """The taxonomy of ``digest/data/themes.toml``."""
+    """The taxonomy of ``digest/grouping/data/themes.toml``."""
     with DATA.open("rb") as handle:
         data = tomllib.load(handle)
     return tuple(_theme(slug, entry) for slug, entry in data["themes"].items())

@@ -27,13 +27,13 @@ from urllib.parse import urlsplit
 import css_inline
 from jinja2 import Environment, FileSystemLoader, TemplateError, select_autoescape
 
+from digest.common.errors import ConfigError
+from digest.common.links import article_link
+from digest.common.models import Article
+from digest.common.resources import bundled
+from digest.common.sanitize import one_line
 from digest.config import Settings, SmtpSettings
-from digest.digests import Content, subject
-from digest.errors import ConfigError
-from digest.links import article_link
-from digest.models import Article
-from digest.resources import bundled
-from digest.sanitize import one_line
+from digest.mail.contents import Content, subject
 
 PERSONAL = ("email", "unsubscribe_url", "preferences_url")
 EXCERPT = 320

@@ -24,7 +24,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
-from digest.errors import ConfigError, DigestError
+from digest.common.errors import ConfigError, DigestError
 from digest.mail.compose import Outgoing
 from digest.mail.transport import Transport
 

@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from digest.errors import SendError
+from digest.common.errors import SendError
 from digest.mail.compose import Outgoing
 
 

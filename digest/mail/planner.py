@@ -11,14 +11,15 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from digest import cadence, digests, query
+from digest.common import query, rhythms
+from digest.common.errors import StoreError
+from digest.common.models import Article
+from digest.common.query import QueryError
 from digest.config import Settings
-from digest.digests import Content, Selection, newcomer_since
-from digest.errors import StoreError
 from digest.grouping.regions import regions
 from digest.grouping.themes import taxonomy_for
-from digest.models import Article
-from digest.query import QueryError
+from digest.mail import contents as digests
+from digest.mail.contents import Content, Selection, newcomer_since
 from digest.store import DigestRecord, Store, Subscriber
 
 log = logging.getLogger("digest")
@@ -101,7 +102,7 @@ class Planner:
         cut = self.cut(until)  # a newcomer looks back from what the digest can hold
         chosen = {s.id: Selection.of(since or last.get(s.id, newcomer_since(cut)), s) for s in on_site}
         next_due: list[tuple[int, datetime | None]] = []
-        times: dict[cadence.Rhythm, tuple[str, datetime, datetime]] = {}
+        times: dict[rhythms.Rhythm, tuple[str, datetime, datetime]] = {}
         for subscriber in due:
             rhythm = subscriber.rhythm
             if rhythm is None:
@@ -111,18 +112,18 @@ class Planner:
                 next_due.append((subscriber.id, None))
                 continue
             if rhythm not in times:  # many share a rhythm: its arithmetic is done once a tick
-                closes = cadence.last_due(rhythm, until)
+                closes = rhythms.last_due(rhythm, until)
                 times[rhythm] = (
-                    cadence.period_of(rhythm, closes),
-                    cadence.previous_due(rhythm, closes),
-                    cadence.next_due(rhythm, until),
+                    rhythms.period_of(rhythm, closes),
+                    rhythms.previous_due(rhythm, closes),
+                    rhythms.next_due(rhythm, until),
                 )
             period, newcomer, following = times[rhythm]
             if subscriber.id not in last and subscriber.confirmed is not None:
                 # A newcomer's first digest looks back one period from their *first* due
                 # time: if it passed while the service was down, nothing since is lost.
-                first = cadence.next_due(rhythm, subscriber.confirmed)
-                newcomer = min(newcomer, cadence.previous_due(rhythm, first))
+                first = rhythms.next_due(rhythm, subscriber.confirmed)
+                newcomer = min(newcomer, rhythms.previous_due(rhythm, first))
             if newcomer >= cut:  # a period wholly ahead of now (send --at a future moment)
                 newcomer = newcomer_since(cut)
             start = since or last.get(subscriber.id) or newcomer
@@ -137,7 +138,7 @@ class Planner:
         misdated = [(s.id, s.rhythm) for s in self.store.misdated_subscribers(now) if s.rhythm is not None]
         if misdated:
             log.warning("%d subscribers were due far ahead of %s: due again from now", len(misdated), now)
-            self.store.set_next_due([(sid, cadence.next_due(rhythm, now)) for sid, rhythm in misdated])
+            self.store.set_next_due([(sid, rhythms.next_due(rhythm, now)) for sid, rhythm in misdated])
 
     def cut(self, until: datetime) -> datetime:
         """Where a digest planned as of ``until`` ends: there, or now if that is later than
@@ -189,9 +190,9 @@ class Planner:
         last = self.store.last_delivered([subscriber.id]).get(subscriber.id)
         if subscriber.rhythm is None:
             return Selection.of(since or last or newcomer_since(until), subscriber)
-        closes = cadence.next_due(subscriber.rhythm, until)
-        start = since or last or cadence.previous_due(subscriber.rhythm, closes)
-        return Selection.of(start, subscriber, cadence.period_of(subscriber.rhythm, closes))
+        closes = rhythms.next_due(subscriber.rhythm, until)
+        start = since or last or rhythms.previous_due(subscriber.rhythm, closes)
+        return Selection.of(start, subscriber, rhythms.period_of(subscriber.rhythm, closes))
 
     def web_copy(self, digest: DigestRecord) -> Content:
         """A past digest as the web shows it: everything of its week, nothing cut."""

@@ -25,19 +25,19 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
-from digest import metrics, verp
+from digest.common import metrics
+from digest.common.errors import DigestError, SendError
 from digest.config import Settings
-from digest.digests import Selection, newcomer_since
-from digest.errors import DigestError, SendError
-from digest.holders import died_here, holder_name, take_lease
-from digest.mail import compose
+from digest.mail import compose, verp
 from digest.mail.channels import transport_for
 from digest.mail.compose import Outgoing, outgoing
+from digest.mail.contents import Selection, newcomer_since
 from digest.mail.planner import Planner, sample_links
 from digest.mail.transport import Permanent, Temporary, Transport, send_once
 from digest.store import PendingDelivery, Store, Subscriber
-from digest.subscribers import binding, token
-from digest.tokens import CONFIRM_SECONDS, secret_for
+from digest.store.holders import died_here, holder_name, take_lease
+from digest.subscribers.lifecycle import binding, token
+from digest.subscribers.tokens import CONFIRM_SECONDS, secret_for
 
 BOUNCE_STRIKES = 3
 # One process at a time plans a digest (the scheduler's due digests and `digest send` alike).
@@ -426,7 +426,7 @@ def preview_body(
 ) -> str:
     """The digest ``email`` (a subscriber) would get now, or the everything-digest of the last
     week (or since ``since``), as ``part`` (html or text); SendError-free, sends nothing."""
-    from digest.addresses import normalise_email
+    from digest.common.addresses import normalise_email
 
     planner = Planner(store, settings)
     now = now or store.now()

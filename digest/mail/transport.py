@@ -2,7 +2,7 @@
 (the outbox in ``outbox.py`` is the other). A transport knows nothing of digests or the
 ledger: it takes bytes and says what the server said, or raises :class:`Permanent` (the
 server refused this message for good), :class:`Temporary` (try later) or
-:class:`~digest.errors.SendError` (no server to talk to at all)."""
+:class:`~digest.common.errors.SendError` (no server to talk to at all)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Protocol
 
 import aiosmtplib
 
+from digest.common.errors import SendError
 from digest.config import SmtpSettings
-from digest.errors import SendError
 from digest.mail.compose import Outgoing
 
 ATTEMPTS = 3

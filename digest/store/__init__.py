@@ -3,7 +3,7 @@ digest uses; ``open_store`` gives the SQLite store behind it; the records are wh
 out and takes in, with stored JSON already decoded."""
 
 from digest.store.contract import Store
-from digest.store.opener import open_store
+from digest.store.opener import open_database, open_store
 from digest.store.records import (
     SUBSCRIBER_STATUSES,
     DigestRecord,
@@ -51,5 +51,6 @@ __all__ = [
     "SubscriberChange",
     "ThemeCount",
     "Ungrouped",
+    "open_database",
     "open_store",
 ]

@@ -8,10 +8,10 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from digest.dates import to_iso
-from digest.errors import StoreError
-from digest.models import Article
-from digest.query import Query, Term, index_text
+from digest.common.dates import to_iso
+from digest.common.errors import StoreError
+from digest.common.models import Article
+from digest.common.query import Query, Term, index_text
 from digest.store.base import Row, SqliteBase, decoded, dt, in_chunks, when
 from digest.store.records import DroppedItem, SaveCounts
 
@@ -26,7 +26,7 @@ _CONTENT_COLUMNS = ("guid", "url", "title", "author", "published")
 _INDEX = "INSERT INTO articles_fts (rowid, title, summary_text)"
 _UNINDEX = "INSERT INTO articles_fts (articles_fts, rowid, title, summary_text)"
 _INDEXED = "FROM articles a JOIN article_texts t ON t.article_id = a.id"
-# What the index is given: the one tokenizer's tokens (digest.query), never the text itself.
+# What the index is given: the one tokenizer's tokens (digest.common.query), never the text itself.
 _TOKENS = "search_tokens(a.title), search_tokens(t.summary_text)"
 
 

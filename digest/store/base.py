@@ -1,6 +1,6 @@
 """What every area of the SQLite store shares: the connection, short write transactions,
 migrations, reading helpers, and the rule that no ``sqlite3`` error leaves the store: every
-public method of a store class raises :class:`~digest.errors.StoreError` instead (naming
+public method of a store class raises :class:`~digest.common.errors.StoreError` instead (naming
 the database, with the SQLite error chained for logs), reads and writes alike."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, Self, TypeVar
 
-from digest.dates import EARLIEST, Clock, from_iso, parse_date, to_iso, utcnow
-from digest.errors import StoreError
-from digest.query import index_text
+from digest.common.dates import EARLIEST, Clock, from_iso, parse_date, to_iso, utcnow
+from digest.common.errors import StoreError
+from digest.common.query import index_text
 from digest.store.schema import MIGRATIONS
 
 BUSY_TIMEOUT_MS = 10_000
@@ -113,7 +113,7 @@ class SqliteBase:
                 target, timeout=busy / 1000, isolation_level=None, check_same_thread=not shared, uri=readonly
             )
             conn.row_factory = sqlite3.Row
-            # The one tokenizer, for what the search index is given (see digest.query).
+            # The one tokenizer, for what the search index is given (see digest.common.query).
             conn.create_function("search_tokens", 1, _search_tokens, deterministic=True)
             conn.execute(f"PRAGMA busy_timeout = {busy}")
             if not readonly:

@@ -1,6 +1,6 @@
 """The storage contract: what the rest of digest may ask of a database. Every method raises
-:class:`~digest.errors.StoreError` for trouble with the database (never a driver's own
-exception), and returns the records of ``records.py`` or ``digest.models``.
+:class:`~digest.common.errors.StoreError` for trouble with the database (never a driver's own
+exception), and returns the records of ``records.py`` or ``digest.common.models``.
 
 A second backend implements this Protocol and passes the same contract suite
 (``tests/test_store_contract.py``)."""
@@ -12,9 +12,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from digest.cadence import Rhythm
-from digest.models import Article, SourceState
-from digest.query import Query
+from digest.common.models import Article, SourceState
+from digest.common.query import Query
+from digest.common.rhythms import Rhythm
 from digest.store.records import (
     DigestRecord,
     DigestSummary,

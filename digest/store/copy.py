@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from digest.errors import StoreError
+from digest.common.errors import StoreError
 from digest.store.contract import Store
 from digest.store.tables import Row
 

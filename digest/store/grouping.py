@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from digest.dates import to_iso
+from digest.common.dates import to_iso
 from digest.store.base import Row, SqliteBase, decoded, dt, in_chunks, when
 from digest.store.records import (
     Evidence,

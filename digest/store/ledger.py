@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
-from digest.dates import from_iso, to_iso
+from digest.common.dates import from_iso, to_iso
 from digest.store import feedback
 from digest.store.base import Row, SqliteBase, in_chunks, when
 from digest.store.feedback import refusals

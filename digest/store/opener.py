@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from digest.dates import Clock, utcnow
+from digest.common.dates import Clock, utcnow
+from digest.config import DatabaseSettings
 from digest.store.contract import Store
 from digest.store.sqlite import SqliteStore
 
@@ -27,3 +28,8 @@ def open_store(
 
         return PostgresStore.open(target, password=password or None, timeout=timeout, clock=clock)
     return SqliteStore.open(target, shared=shared, timeout=timeout, clock=clock)
+
+
+def open_database(database: DatabaseSettings, *, shared: bool = False, timeout: float | None = None) -> Store:
+    """The store of the configured ``[database]`` (brought up to date)."""
+    return open_store(database.target, password=database.password or None, shared=shared, timeout=timeout)

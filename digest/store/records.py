@@ -1,7 +1,7 @@
 """The records the store hands out and takes in: plain frozen dataclasses, JSON already
 decoded (but for :class:`Evidence`, kept encoded), times as aware datetimes. Everything
 outside ``digest/store/`` sees these, never a row or a column (``Article`` and
-``SourceState`` live in ``digest.models``)."""
+``SourceState`` live in ``digest.common.models``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from digest.cadence import Rhythm
+from digest.common.rhythms import Rhythm
 
 SUBSCRIBER_STATUSES = ("pending", "active", "unsubscribed", "bounced")
 

@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from digest.dates import to_iso
+from digest.common.dates import to_iso
 
 Step = Callable[[sqlite3.Connection, datetime], None]
 
@@ -378,7 +378,7 @@ def _pages(db: sqlite3.Connection) -> None:
 
 
 def _search_tokens(db: sqlite3.Connection) -> None:
-    # One tokenizer for both stores (digest.query.index_tokens): the index is given tokens,
+    # One tokenizer for both stores (digest.common.query.index_tokens): the index is given tokens,
     # which FTS5 only splits on spaces; what it held was read by FTS5's own unicode61.
     db.execute("DROP TRIGGER articles_bd")
     db.execute("DROP TABLE articles_fts")

@@ -6,10 +6,10 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from digest import redact
-from digest.dates import to_iso
-from digest.errors import StoreError
-from digest.models import SourceState
+from digest.common import redact
+from digest.common.dates import to_iso
+from digest.common.errors import StoreError
+from digest.common.models import SourceState
 from digest.store.base import Row, SqliteBase, dt
 from digest.store.records import SourceSpec, SourceSummary
 

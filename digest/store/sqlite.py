@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from digest.dates import Clock, utcnow
-from digest.errors import StoreError
+from digest.common.dates import Clock, utcnow
+from digest.common.errors import StoreError
 from digest.store.articles import ArticlesArea
 from digest.store.base import guarded
 from digest.store.grouping import GroupingArea

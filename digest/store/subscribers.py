@@ -8,9 +8,9 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from digest.cadence import Rhythm, next_due
-from digest.dates import to_iso
-from digest.errors import StoreError
+from digest.common.dates import to_iso
+from digest.common.errors import StoreError
+from digest.common.rhythms import Rhythm, next_due
 from digest.store.base import Row, SqliteBase, decoded, dt, in_chunks, iso, stored_time, when
 from digest.store.records import SUBSCRIBER_STATUSES, Signup, Subscriber, SubscriberChange
 

@@ -9,7 +9,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from digest.errors import StoreError
+from digest.common.errors import StoreError
 from digest.store.base import SqliteBase, iso, stored_time
 from digest.store.tables import DATA_TABLES, OWN_SETTINGS, TABLES, Row, columns, kinds
 

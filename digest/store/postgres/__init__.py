@@ -10,11 +10,12 @@ from pathlib import Path
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from digest.dates import Clock, utcnow
-from digest.errors import StoreError
+from digest.common import redact
+from digest.common.dates import Clock, utcnow
+from digest.common.errors import StoreError
 from digest.store.base import guard_class, one_line
 from digest.store.postgres.articles import PgArticlesArea
-from digest.store.postgres.base import Conn, describe
+from digest.store.postgres.base import Conn
 from digest.store.postgres.grouping import PgGroupingArea
 from digest.store.postgres.ledger import PgLedgerArea
 from digest.store.postgres.settings import PgSettingsArea
@@ -61,13 +62,15 @@ class PostgresStore(
                 pool = cls.connect(url, password=password, readonly=readonly, timeout=timeout, size=size)
                 try:
                     if not readonly:
-                        cls(pool, describe(url)).migrate()
+                        cls(pool, redact.database(url)).migrate()
                 except (StoreError, psycopg.Error) as exc:
                     pool.close()
-                    raise StoreError(f"{describe(url)}: cannot open database: {one_line(str(exc))}") from exc
+                    raise StoreError(
+                        f"{redact.database(url)}: cannot open database: {one_line(str(exc))}"
+                    ) from exc
                 shared = _POOLS[key] = _Shared(pool)
             shared.users += 1
-        store = cls(shared.pool, describe(url), clock)
+        store = cls(shared.pool, redact.database(url), clock)
         store._key = key
         return store
 

@@ -1,5 +1,5 @@
 """Articles on PostgreSQL: saving a pull's articles, listing, and full-text search over a
-``tsvector`` made here from :func:`digest.query.index_tokens` (title tokens weigh more), with
+``tsvector`` made here from :func:`digest.common.query.index_tokens` (title tokens weigh more), with
 a ``tsquery`` made from the same tokens: PostgreSQL's own parser reads neither."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from typing import Any
 
 import psycopg
 
-from digest.errors import StoreError
-from digest.models import Article
-from digest.query import Query
+from digest.common.errors import StoreError
+from digest.common.models import Article
+from digest.common.query import Query
 from digest.store.articles import DROPPED_INTO, SEARCH_SECONDS, article_of, dropped_of, seen_in
 from digest.store.postgres.base import Conn, PgBase
 from digest.store.postgres.search import search_vector, tsquery

@@ -15,8 +15,9 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from digest.dates import Clock, utcnow
-from digest.errors import StoreError
+from digest.common import redact
+from digest.common.dates import Clock, utcnow
+from digest.common.errors import StoreError
 from digest.store.base import one_line
 from digest.store.postgres.schema import MIGRATIONS, apply
 
@@ -26,15 +27,6 @@ ARTICLES_LOCK = 0x6469676574
 LOCK_TIMEOUT_MS = 10_000
 
 Conn = psycopg.Connection[dict[str, Any]]
-
-
-def describe(url: str) -> str:
-    """The server and database of a URL, for messages: never its user or password."""
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query))
-    host = query.get("host") or parts.netloc.rpartition("@")[2] or "localhost"
-    port = query.get("port")
-    return f"postgresql://{host}{f':{port}' if port else ''}{parts.path or '/'}"
 
 
 def connect_args(url: str, password: str | None, *, readonly: bool, timeout: float | None) -> dict[str, Any]:
@@ -84,7 +76,7 @@ class PgBase:
     ) -> ConnectionPool[Conn]:
         """A pool of ``size`` connections. One connection is made first, here, so a server
         that is down, a wrong password or a missing database is one clear line now."""
-        where = describe(url)
+        where = redact.database(url)
         kwargs = connect_args(url, password, readonly=readonly, timeout=timeout)
         try:
             psycopg.connect(url, **kwargs).close()

@@ -192,7 +192,7 @@ _PAGES = [
 
 
 def _search_tokens(conn: Any) -> None:
-    """One tokenizer for both stores (digest.query.index_tokens): the search vector is made
+    """One tokenizer for both stores (digest.common.query.index_tokens): the search vector is made
     here from its tokens, no longer by PostgreSQL's own parser (which kept "covid-19" and
     "example.com" whole, and with a C ctype stuck curly quotes to words)."""
     conn.execute("ALTER TABLE articles DROP COLUMN search")  # its index goes with it

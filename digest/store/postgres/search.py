@@ -1,5 +1,5 @@
 """Search on PostgreSQL: the ``tsvector`` of an article and the ``tsquery`` of a query, both
-made from :func:`digest.query.index_tokens` and given to the server as literals of lexemes
+made from :func:`digest.common.query.index_tokens` and given to the server as literals of lexemes
 (its own parser reads neither), and the refresh of stored vectors (a migration, a copy in)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from digest.query import Query, Term, index_tokens
+from digest.common.query import Query, Term, index_tokens
 
 Conn = psycopg.Connection[dict[str, Any]]
 

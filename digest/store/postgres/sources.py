@@ -7,9 +7,9 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from digest import redact
-from digest.errors import StoreError
-from digest.models import SourceState
+from digest.common import redact
+from digest.common.errors import StoreError
+from digest.common.models import SourceState
 from digest.store.postgres.base import PgBase
 from digest.store.records import SourceSpec, SourceSummary
 from digest.store.sources import source_state_of, source_summary_of

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from digest.cadence import Rhythm
-from digest.errors import StoreError
+from digest.common.errors import StoreError
+from digest.common.rhythms import Rhythm
 from digest.store.postgres.base import PgBase
 from digest.store.records import SUBSCRIBER_STATUSES, Signup, Subscriber, SubscriberChange
 from digest.store.subscribers import (

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 from psycopg import IsolationLevel
 
-from digest.errors import StoreError
+from digest.common.errors import StoreError
 from digest.store.base import one_line
 from digest.store.postgres.base import Conn, PgBase
 from digest.store.postgres.search import refresh_search

@@ -1,0 +1,1 @@
+"""The ``digest`` command line (a thin layer over library calls)."""

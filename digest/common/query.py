@@ -1,0 +1,172 @@
+"""A reader's search query: words, "quoted phrases", OR between two of them, NOT (or a
+leading -) before one; AND between two changes nothing. Pure: parsed here into terms,
+bounded in size, so that what reaches a database is built from plain words by the store
+(FTS5 on SQLite, a tsquery on PostgreSQL), never the reader's own syntax. Anything else a
+reader types (FTS5 operators, brackets, stars, colons) only separates words.
+
+Every word of the query must match except where OR offers a choice; a NOT term must not.
+
+One tokenizer for both stores (:func:`index_tokens`): what an article is indexed by and
+what a query looks for are the same tokens whichever database holds them: runs of letters
+and digits (so "COVID-19" is "covid" then "19", "U.S." is "u" then "s", "example.com" is
+"example" then "com"), case and accents folded ("Café" is "cafe"), each word stemmed (the
+Snowball English stemmer: "ministers" finds "minister"). Neither database's own parser
+ever reads article text or a query: SQLite's FTS5 splits the tokens on spaces ("ascii"),
+PostgreSQL is given its tsvector and tsquery as lexemes.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+import regex
+import snowballstemmer
+
+from digest.common.errors import DigestError
+
+MAX_LENGTH = 300  # characters a query may have
+MAX_TERMS = 8  # words and phrases, NOT ones included
+MAX_PHRASE = 8  # words in one phrase
+MAX_WORD = 40  # characters in one word
+MAX_TOPICS = 5  # search topics a subscriber may follow
+
+_TOKENS = re.compile(r'(-)?"([^"]*)"|(\S+)')  # a "phrase" (-"phrase": not it), or a bare word
+_WORD = regex.compile(r"[\p{L}\p{N}\p{M}]+")  # letters, digits and their marks: words as indexed
+# Letters, digits, and the marks that belong to them (a Devanagari vowel sign is part of its word).
+_INDEX_WORD = regex.compile(r"[\p{L}\p{N}\p{M}]+")
+_ASCII_WORD = re.compile(r"[a-z0-9]+")
+# Separators outside ASCII: Latin-1's punctuation, signs and no-break space (not its
+# superscripts, fractions and ordinals, which are digits and letters), and General Punctuation.
+_PUNCTUATION = str.maketrans(
+    {
+        chr(c): " "
+        for c in [*range(0xA0, 0xC0), 0xD7, 0xF7, *range(0x2000, 0x2070)]
+        if c not in (0xAA, 0xB2, 0xB3, 0xB5, 0xB9, 0xBA, 0xBC, 0xBD, 0xBE)
+    }
+)
+_ACCENTS = regex.compile(r"([\u0000-\u052f])\p{Mn}+")
+_STEMMER = snowballstemmer.stemmer("english")
+
+
+class QueryError(DigestError):
+    """A query that cannot be run, and why, in words for the person who typed it."""
+
+
+@dataclass(frozen=True)
+class Term:
+    """One word, or a phrase: its words, lowercased."""
+
+    words: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return self.words[0] if len(self.words) == 1 else f'"{" ".join(self.words)}"'
+
+
+@dataclass(frozen=True)
+class Query:
+    """All of ``all_of`` (each a choice of terms) and none of ``none_of``."""
+
+    all_of: tuple[tuple[Term, ...], ...]
+    none_of: tuple[Term, ...] = ()
+
+    @property
+    def text(self) -> str:
+        """The query in normal form: what is stored, shown and put in links."""
+        parts = [" OR ".join(t.text for t in choice) for choice in self.all_of]
+        parts += [f"-{t.text}" for t in self.none_of]
+        return " ".join(parts)
+
+
+def parse(text: str) -> Query:
+    """The query ``text`` says, or QueryError (too long, too many terms, an unbalanced
+    quote, nothing to look for)."""
+    if len(text) > MAX_LENGTH:
+        raise QueryError(f"a search may have at most {MAX_LENGTH} characters")
+    if text.count('"') % 2:
+        raise QueryError("a quotation mark is not closed")
+    choices: list[list[Term]] = []
+    none_of: list[Term] = []
+    negate = either = False
+    count = 0
+    for match in _TOKENS.finditer(text):
+        minus, phrase, bare = match.group(1), match.group(2), match.group(3)
+        if minus:
+            negate, either = True, False
+        if bare in ("OR", "|"):
+            either = bool(choices) and not negate
+            continue
+        if bare == "AND":  # what every pair of terms is anyway
+            continue
+        if bare == "NOT":
+            negate, either = True, False
+            continue
+        if bare is not None and bare.startswith("-") and _WORD.search(bare):
+            negate, bare = True, bare[1:]
+        # Punctuation inside a bare word ("belt-and-road", "U.S.") keeps its words together.
+        words = tuple(_WORD.findall((phrase if phrase is not None else bare or "").lower()))
+        if not words:
+            continue
+        for word in words:
+            if len(word) > MAX_WORD:
+                raise QueryError(f"a word may have at most {MAX_WORD} characters")
+        if len(words) > MAX_PHRASE:
+            raise QueryError(f"a phrase may have at most {MAX_PHRASE} words")
+        count += 1
+        if count > MAX_TERMS:
+            raise QueryError(f"a search may have at most {MAX_TERMS} words or phrases")
+        term = Term(words)
+        if negate:
+            none_of.append(term)
+        elif either:
+            choices[-1].append(term)
+        else:
+            choices.append([term])
+        negate = either = False
+    if not choices:
+        raise QueryError("a search needs at least one word to look for")
+    return Query(tuple(tuple(choice) for choice in choices), tuple(none_of))
+
+
+def topics(texts: list[str]) -> tuple[str, ...]:
+    """A subscriber's search topics in normal form (blank ones dropped, duplicates once),
+    or QueryError naming the topic at fault."""
+    found: list[str] = []
+    for text in texts:
+        if not text.strip():
+            continue
+        try:
+            normal = parse(text.strip()).text
+        except QueryError as exc:
+            raise QueryError(f"topic {text.strip()[:60]!r}: {exc}") from None
+        if normal not in found:
+            found.append(normal)
+    if len(found) > MAX_TOPICS:
+        raise QueryError(f"at most {MAX_TOPICS} topics")
+    return tuple(found)
+
+
+def index_tokens(text: str) -> list[str]:
+    """The tokens ``text`` is indexed and searched by, in order (see the module's note)."""
+    if not text.isascii():  # typographic quotes, dashes and spaces separate, as ASCII's do
+        text = text.translate(_PUNCTUATION)
+    if text.isascii():  # most text: no accents to fold, no compatibility forms
+        return [_stem(word) for word in _ASCII_WORD.findall(text.lower())]
+    folded = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).casefold())
+    # Accents off the letters of alphabets that write them as accents (Latin, Greek,
+    # Cyrillic: "é" is "e"); the marks of other scripts are parts of their letters, and stay.
+    plain = _ACCENTS.sub(r"\1", folded)
+    return [_stem(unicodedata.normalize("NFC", word)) for word in _INDEX_WORD.findall(plain)]
+
+
+def index_text(text: str) -> str:
+    """:func:`index_tokens` as one space-separated string (what SQLite's FTS5 indexes)."""
+    return " ".join(index_tokens(text))
+
+
+@lru_cache(maxsize=100_000)  # words follow Zipf's law: most are seen again and again
+def _stem(word: str) -> str:
+    return str(_STEMMER.stemWord(word))

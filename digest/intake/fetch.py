@@ -1,0 +1,311 @@
+"""Fetching a source's bytes: http(s) with conditional GET, or local files and folders.
+
+Every fetch runs under the :class:`~digest.common.egress.FetchPolicy` of the source it is
+for: a remote source never reads a file and, unless allowed, never reaches a non-public
+address (checked on each connection, see ``transport.py``).
+
+HTTP answers that concern the schedule (304, 301/308, 410, 429/503 with Retry-After) are
+reported in the :class:`FetchResult` or :class:`~digest.common.errors.FetchError`, for the caller
+to record; this module never touches the database.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import mimetypes
+import time
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlsplit
+
+import httpx
+
+from digest.common.bodies import ACCEPT_ENCODING, BodyError, TooLarge, TooSlow, read_body
+from digest.common.egress import FetchPolicy, Resolver, is_remote, policy_for
+from digest.common.errors import FetchError
+from digest.common.http import GuardedTransport, Refused
+from digest.common.models import Document
+from digest.config import FetchSettings
+
+MAX_REDIRECTS = 5
+ACCEPT = (
+    "application/atom+xml, application/rss+xml, application/feed+json, application/xml;q=0.9,"
+    " text/xml;q=0.9, application/json;q=0.8, text/html;q=0.7, text/plain;q=0.6, */*;q=0.1"
+)
+_REDIRECTS = (301, 302, 303, 307, 308)
+_PERMANENT = (301, 308)
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """What a fetch produced. ``documents`` is empty when nothing changed (304) or the
+    source is gone (410)."""
+
+    documents: tuple[Document, ...]
+    status: int | None = None
+    not_modified: bool = False
+    gone: bool = False
+    etag: str | None = None
+    last_modified: str | None = None
+    permanent_url: str | None = None
+    fresh_for: float | None = None  # seconds the server says the answer stays fresh
+    link: str | None = None  # the HTTP Link header (WebSub names its hub there)
+
+
+class Fetcher:
+    """Fetches sources with shared HTTP connection pools. Use as a context manager.
+
+    ``resolver`` answers DNS questions (the system's by default; tests inject their own)."""
+
+    def __init__(
+        self,
+        settings: FetchSettings | None = None,
+        *,
+        resolver: Resolver | None = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> None:
+        self.settings = settings or FetchSettings()
+        self._resolver = resolver
+        # HTTP(S)_PROXY / ALL_PROXY / NO_PROXY, as every HTTP client here honours them.
+        self._proxies = urllib.request.getproxies_environment() if proxies is None else dict(proxies)
+        # A pool for each policy, so a connection opened under one is never lent to another.
+        self._clients: dict[FetchPolicy, httpx.Client] = {}
+
+    def policy(self, url: str, *, allow_private: bool = False) -> FetchPolicy:
+        """The policy of a source configured at ``url`` (``[fetch] allow_private`` included)."""
+        return policy_for(url, allow_private=allow_private or self.settings.allow_private)
+
+    def client(self, policy: FetchPolicy) -> httpx.Client:
+        # Made on first use: setting up TLS costs more than reading a folder of local files.
+        policy = replace(policy, local=False)  # files are not the pool's business
+        client = self._clients.get(policy)
+        if client is None:
+            client = self._clients[policy] = httpx.Client(
+                timeout=httpx.Timeout(self.settings.timeout),
+                follow_redirects=False,
+                headers={
+                    "User-Agent": self.settings.user_agent,
+                    "Accept": ACCEPT,
+                    "Accept-Encoding": ACCEPT_ENCODING,  # what read_body decodes, no more
+                },
+                transport=GuardedTransport(policy, resolver=self._resolver, proxies=self._proxies),
+            )
+        return client
+
+    def __enter__(self) -> Fetcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+    def fetch(
+        self,
+        url: str,
+        *,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        policy: FetchPolicy | None = None,
+        ask: Callable[[str], str | None] | None = None,
+    ) -> FetchResult:
+        """Fetch ``url`` (http(s), ``file://`` or a local path: a file, or a folder read as
+        one document per file in name order) as ``policy`` allows: by default the policy
+        of a source configured at ``url`` itself. ``ask``: asked before each redirect is
+        followed, with its target: a reason to refuse it (None: follow it)."""
+        policy = policy or self.policy(url)
+        if is_remote(url):
+            return self._fetch_http(url, etag, last_modified, policy, ask)
+        if not policy.local:
+            raise FetchError(f"{url}: refused: a remote source may not lead to a local file or path")
+        return self._fetch_local(url)
+
+    # --- local -------------------------------------------------------------------------------
+
+    def _fetch_local(self, url: str) -> FetchResult:
+        parts = urlsplit(url)
+        if parts.scheme.lower() == "file":
+            path = Path(unquote(parts.path))
+        elif len(parts.scheme) > 1:
+            raise FetchError(
+                f"{url}: unsupported URL scheme {parts.scheme!r} (use http, https, file or a path)"
+            )
+        else:
+            path = Path(url).expanduser()
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+            if not files:
+                raise FetchError(f"{path}: the folder has no files to read")
+            return FetchResult(tuple(self._read_file(p) for p in files), status=200)
+        if path.is_file():
+            return FetchResult((self._read_file(path),), status=200)
+        raise FetchError(f"{path}: no such file or folder")
+
+    def _read_file(self, path: Path) -> Document:
+        try:
+            size = path.stat().st_size
+            if size > self.settings.max_bytes:
+                raise FetchError(f"{path}: {size} bytes is over the size cap of {self.settings.max_bytes}")
+            body = path.read_bytes()
+        except OSError as exc:
+            raise FetchError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        content_type, _ = mimetypes.guess_type(path.name)
+        return Document(body=body, url=path.resolve().as_uri(), content_type=content_type, name=path.name)
+
+    # --- http ----------------------------------------------------------------------------------
+
+    def _fetch_http(
+        self,
+        url: str,
+        etag: str | None,
+        last_modified: str | None,
+        policy: FetchPolicy,
+        ask: Callable[[str], str | None] | None,
+    ) -> FetchResult:
+        headers = {}
+        if etag:
+            headers["If-None-Match"] = etag
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
+        deadline = time.monotonic() + self.settings.deadline
+        current, permanent, still_permanent = url, None, True
+        visited = {url}
+        for _ in range(MAX_REDIRECTS + 1):
+            try:
+                with self.client(policy).stream("GET", current, headers=headers) as response:
+                    status = response.status_code
+                    if status in _REDIRECTS:
+                        target = self._redirect_target(current, response, visited)
+                        if ask is not None and (reason := ask(target)) is not None:
+                            raise FetchError(f"{current}: redirect to {target} refused: {reason}")
+                        still_permanent = still_permanent and status in _PERMANENT
+                        if still_permanent:
+                            permanent = target
+                        visited.add(target)
+                        current = target
+                        continue
+                    if status == 304:
+                        return FetchResult(
+                            (),
+                            status=304,
+                            not_modified=True,
+                            etag=etag,
+                            last_modified=last_modified,
+                            permanent_url=permanent,
+                        )
+                    if status == 410:
+                        return FetchResult((), status=410, gone=True, permanent_url=permanent)
+                    if status in (429, 503):
+                        retry = retry_after(response.headers.get("retry-after"))
+                        when = f"; retry after {retry:%Y-%m-%d %H:%M:%S} UTC" if retry else ""
+                        raise FetchError(
+                            f"{current}: HTTP {status} {response.reason_phrase}{when}",
+                            status=status,
+                            retry_after=retry,
+                        )
+                    if status >= 400 or status < 200:
+                        raise FetchError(f"{current}: HTTP {status} {response.reason_phrase}", status=status)
+                    body = self._read_capped(current, response, deadline)
+                    return FetchResult(
+                        (
+                            Document(
+                                body,
+                                str(response.url),
+                                response.headers.get("content-type"),
+                                current,
+                            ),
+                        ),
+                        status=status,
+                        link=response.headers.get("link"),
+                        etag=response.headers.get("etag"),
+                        last_modified=response.headers.get("last-modified"),
+                        permanent_url=permanent,
+                        fresh_for=freshness(
+                            response.headers.get("cache-control"), response.headers.get("expires")
+                        ),
+                    )
+            except Refused as exc:
+                raise FetchError(f"{current}: {exc}") from exc
+            except httpx.TimeoutException as exc:
+                raise FetchError(f"{current}: timed out after {self.settings.timeout:g}s") from exc
+            except httpx.HTTPError as exc:
+                raise FetchError(f"{current}: {_describe(exc)}") from exc
+            except (httpx.InvalidURL, ValueError) as exc:  # a Location httpx cannot even parse
+                raise FetchError(f"{current}: invalid URL: {exc}") from exc
+        raise FetchError(f"{url}: more than {MAX_REDIRECTS} redirects")
+
+    @staticmethod
+    def _redirect_target(current: str, response: httpx.Response, visited: set[str]) -> str:
+        location = response.headers.get("location")
+        if not location:
+            raise FetchError(f"{current}: HTTP {response.status_code} redirect without a Location")
+        target = urljoin(current, str(location).strip())
+        if not is_remote(target):
+            raise FetchError(f"{current}: redirect to {target!r} refused (only http and https)")
+        if target in visited:
+            raise FetchError(f"{current}: redirect loop back to {target}")
+        return target
+
+    def _read_capped(self, url: str, response: httpx.Response, deadline: float) -> bytes:
+        cap = self.settings.max_bytes
+        try:
+            return read_body(response, cap, deadline=deadline)
+        except TooLarge as exc:
+            raise FetchError(f"{url}: response is over the size cap of {cap} bytes ({exc})") from exc
+        except TooSlow as exc:
+            raise FetchError(f"{url}: took longer than {self.settings.deadline:g}s in all") from exc
+        except BodyError as exc:
+            raise FetchError(f"{url}: {exc}") from exc
+
+
+def freshness(cache_control: str | None, expires: str | None, now: datetime | None = None) -> float | None:
+    """Seconds an answer stays fresh by Cache-Control max-age, else Expires; None if unsaid."""
+    for part in (cache_control or "").split(","):
+        name, _, value = part.strip().partition("=")
+        if name.lower() == "max-age" and value.strip().isdigit():
+            return float(value.strip())
+    if expires:
+        try:
+            when = email.utils.parsedate_to_datetime(expires)
+        except (TypeError, ValueError, IndexError):
+            return None
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+        return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    return None
+
+
+def retry_after(value: str | None, now: datetime | None = None) -> datetime | None:
+    """When a Retry-After header (seconds or an HTTP date) says to come back, or None."""
+    if not value:
+        return None
+    now = now or datetime.now(UTC)
+    value = value.strip()
+    if value.isdigit():
+        return (now + timedelta(seconds=int(value))).replace(microsecond=0)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _describe(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect: {_root_cause(exc)}"
+    if isinstance(exc, httpx.DecodingError):
+        return f"cannot decode the response: {_root_cause(exc)}"
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        return f"unsupported URL: {exc}"
+    return f"{type(exc).__name__}: {_root_cause(exc)}"
+
+
+def _root_cause(exc: BaseException) -> str:
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,521 @@
+"""Pulling sources: fetch → parse → normalise (sanitise, ids, dates) → dedupe → store.
+
+One source failing never stops the others: every outcome, good or bad, becomes a
+:class:`~digest.common.models.SourceReport`, and fetch state is recorded for the next pull.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from collections.abc import Iterable
+from contextlib import nullcontext
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from digest.common import redact
+from digest.common.dates import plausible
+from digest.common.egress import FetchPolicy, is_remote
+from digest.common.errors import DigestError, FetchError
+from digest.common.links import WEB_SCHEMES
+from digest.common.models import Article, Document, ParsedItem, SourceReport
+from digest.common.parallel import fork_map
+from digest.common.rules import fields_of
+from digest.common.sanitize import drop_boilerplate, html_to_text, one_line, sanitize_html
+from digest.config import Settings, SourceSettings
+from digest.grouping.classify import Reader, group_shared
+from digest.intake import fulltext, websub
+from digest.intake import parsing as kinds
+from digest.intake.fetch import Fetcher
+from digest.intake.fulltext import is_excerpt
+from digest.intake.parsing import Options, Parsed
+from digest.intake.sync import sync_sources
+from digest.store import DroppedItem, Store
+from digest.store.holders import holder_name
+
+MAX_BACKOFF = 86400.0
+MAX_TITLE = 300
+MAX_URL = 2048
+MAX_CONTENT = 1_000_000
+_TRACKING_PARAMS = ("utm_", "fbclid", "gclid", "mc_cid", "mc_eid")
+_ARTICLE_FIELDS = tuple(field.name for field in dataclasses.fields(Article))
+_AUTHOR_EMAIL = re.compile(
+    r"\s*(?:\(\s*[^()\s]+@[^()\s]+\s*\)|<\s*[^<>\s]+@[^<>\s]+\s*>|^[^\s()<>]+@[^\s()<>]+$)\s*"
+)
+
+
+def pull(
+    settings: Settings,
+    store: Store,
+    names: Iterable[str] = (),
+    *,
+    fetcher: Fetcher | None = None,
+    force: bool = False,
+    group: bool = True,
+) -> list[SourceReport]:
+    """Pull the named sources (all enabled ones when none are named), then group what is new
+    (unless ``group`` is false: it waits for the next pull or ``regroup``); one report per source."""
+    wanted = [settings.source(name) for name in names] or [
+        s for s in settings.sources if s.enabled and s.pulled
+    ]
+    sync_sources(store, settings)
+    own = fetcher is None
+    fetcher = fetcher or Fetcher(settings.fetch)
+    reader = Reader(settings) if group else None
+    try:
+        reports = [
+            _pull_guarded(store, fetcher, source, settings, force=force, reader=reader) for source in wanted
+        ]
+    finally:
+        if own:
+            fetcher.close()
+    if reader and any(report.new or report.updated for report in reports):
+        dropped = group_shared(store, settings, holder_name(), reader=reader)
+        for report in reports:  # what rules on regions and themes dropped, once grouped
+            later = dropped.get(report.name, 0)
+            report.dropped += later
+            report.new = max(0, report.new - later)  # stored, then moved out: not new articles
+    return reports
+
+
+def _pull_guarded(
+    store: Store,
+    fetcher: Fetcher,
+    source: SourceSettings,
+    settings: Settings,
+    *,
+    force: bool,
+    reader: Reader | None,
+) -> SourceReport:
+    if not source.pulled:
+        return SourceReport(
+            source.name, error=f"fed by mail to {source.address} (digest run's [inbound] server)"
+        )
+    # A bug tripped by one source's bytes must not cost the other sources their pull.
+    try:
+        return pull_source(store, fetcher, source, settings, force=force, reader=reader)
+    except DigestError:
+        raise
+    except Exception as exc:
+        # Redacted before it is cut, so a cut cannot leave half a URL's credentials behind.
+        message = f"unexpected {type(exc).__name__} while pulling: {redact.text(one_line(str(exc)))[:300]}"
+        store.record_fetch(source.name, status=None, error=message, keep_validators=True)
+        return SourceReport(source.name, error=message)
+
+
+def pull_source(
+    store: Store,
+    fetcher: Fetcher,
+    source: SourceSettings,
+    settings: Settings,
+    *,
+    force: bool = False,
+    scheduled: bool = False,
+    holder: str | None = None,
+    reader: Reader | None = None,
+) -> SourceReport:
+    """Fetch, parse and store one source. Expected failures end up in the report, not raised.
+    ``scheduled``: a pull by the service, which also waits out backoff and cache lifetimes.
+    ``holder``: the process pulling, which first claims the source, so that of several
+    processes on one database one pulls it (the others find it claimed, or not due).
+    ``reader``: the grouping's, to read what is new on other cores while it is stored."""
+    report = SourceReport(source.name)
+    state = store.source_state(source.name)
+    now = store.now()
+    if scheduled and state.next_fetch and state.next_fetch > now:
+        report.not_due = True
+        return report
+    if holder is not None:
+        lasting = max(settings.database.claim_seconds, 2 * settings.fetch.deadline)
+        if not store.claim_source(source.name, holder, lasting):
+            report.not_due = True  # another process is pulling it now
+            return report
+        # It may have been pulled between the first look and the claim.
+        state = store.source_state(source.name)
+        if scheduled and state.next_fetch and state.next_fetch > now:
+            store.claim_source(source.name, holder, 0)  # let go at once
+            report.not_due = True
+            return report
+    every = source.every or settings.schedule.pull_every
+    if not state.enabled and not force:
+        report.error = (
+            f"disabled after HTTP {state.last_status}: change its url in the config,"
+            " or pull it with --force to try again"
+        )
+        return report
+    if not force and state.next_fetch and state.next_fetch > now and state.last_status in (429, 503):
+        report.error = f"deferred: the server asked us to wait until {state.next_fetch:%Y-%m-%d %H:%M} UTC"
+        return report
+    # The policy follows the configured URL, never where a redirect or a page led since.
+    policy = fetcher.policy(source.url, allow_private=source.allow_private)
+    try:
+        result = fetcher.fetch(state.url, etag=state.etag, last_modified=state.last_modified, policy=policy)
+    except FetchError as exc:
+        # Exponential backoff after failures, capped at a day; a Retry-After wins if later.
+        backoff = now + timedelta(seconds=min(every * 2 ** min(state.consecutive_failures, 16), MAX_BACKOFF))
+        store.record_fetch(
+            source.name,
+            status=exc.status,
+            error=str(exc),
+            next_fetch=max(backoff, exc.retry_after) if exc.retry_after else backoff,
+            keep_validators=True,
+        )
+        report.error = str(exc)
+        return report
+    if result.not_modified:
+        store.record_fetch(
+            source.name,
+            status=304,
+            error=None,
+            fetch_url=result.permanent_url,
+            keep_validators=True,
+            next_fetch=_next_fetch(now, every, result.fresh_for),
+        )
+        report.not_modified = True
+        return report
+    if result.gone:
+        message = f"{state.url}: HTTP 410 Gone; source disabled"
+        store.record_fetch(source.name, status=410, error=message, disable=True, keep_validators=True)
+        report.error = message
+        return report
+
+    fetch_url = result.permanent_url
+    articles: dict[str, Article] = {}
+    excerpts: set[str] = set()  # (full_text sources) ids of items that carry only an excerpt
+    below = settings.fetch.full_text_below
+    failures: list[str] = []
+    for document in result.documents:
+        try:
+            parsed = parse_document(document, source, settings)
+            if parsed.feed_links and source.kind == "auto" and is_remote(document.url):
+                feed_url = parsed.feed_links[0]
+                parsed = _follow_feed(fetcher, feed_url, source, settings, policy)
+                fetch_url = feed_url
+                report.warnings.append(f"following the feed the page advertises: {redact.url(feed_url)}")
+        except DigestError as exc:
+            failures.append(redact.text(f"{document.name}: {exc}"))
+            continue
+        base_url = parsed.base_url or document.url
+
+        def normalised(item: ParsedItem, base_url: str = base_url) -> tuple[Any, ...] | str:
+            try:
+                article = normalise(item, source.name, base_url, now, state.id_name)
+                # As a plain tuple: many times faster through a pipe than an instance.
+                return tuple(getattr(article, name) for name in _ARTICLE_FIELDS)
+            except ValueError as exc:  # one bad item costs only itself
+                shown = one_line(item.title)[:80] or one_line(item.url or "")[:80]
+                return redact.text(f"skipped {shown!r}: a malformed link ({exc})")
+
+        for item, done in zip(parsed.items, fork_map(normalised, parsed.items), strict=True):
+            if isinstance(done, str):
+                report.warnings.append(done)
+            else:  # a later snapshot of the same article wins over an earlier one in the same pull
+                article = Article(*done)
+                articles[article.id] = article
+                if source.full_text and is_excerpt(item.content_html, article.summary_text, below):
+                    excerpts.add(article.id)
+    stored_as = own_ids(store, source.name, articles)
+    excerpts = {stored_as[given].id for given in excerpts}
+    articles = {article.id: article for article in stored_as.values()}
+
+    if failures and len(failures) == len(result.documents):
+        message = failures[0] if len(failures) == 1 else f"{failures[0]} (and {len(failures) - 1} more)"
+        store.record_fetch(source.name, status=result.status, error=message, keep_validators=True)
+        report.error = message
+        return report
+    report.warnings.extend(f"skipped {failure}" for failure in failures)
+    if is_remote(state.url) and result.documents:  # WebSub: a feed that names a hub
+        hub, topic = websub.discover(result.documents[0].body, result.link)
+        if hub:
+            problem = websub.maintain(
+                store, settings, source, hub, topic or fetch_url or state.url, now, policy
+            )
+            report.warnings.extend([problem] if problem else [])
+        if websub.active(store, source.name, now):  # pushes come at once: polling is the safety net
+            every = max(every, websub.SAFETY_POLL)
+    if excerpts:
+        # Only items new or changed since the last pull: a page is extracted once per version.
+        stored = store.content_hashes(sorted(excerpts))
+        # What the rules dropped (and still would: same item, rule still there) needs no page.
+        rules_now = source.rules.texts
+        dropped = {
+            i: content
+            for i, (rule, content) in store.remembered_drops(sorted(excerpts)).items()
+            if rule in rules_now
+        }
+        wanted = [
+            articles[i]
+            for i in sorted(excerpts)
+            if stored.get(i) != articles[i].content_hash and dropped.get(i) != articles[i].content_hash
+        ]
+        validators = store.page_validators([a.url for a in wanted if a.url])
+        filled = fulltext.fill(fetcher, policy, wanted, settings.fetch, validators)
+        articles.update(filled.articles)
+        for article_id in filled.unchanged:  # 304: the page's text, extracted before, stands
+            before = store.article(article_id)
+            if before is not None:
+                articles[article_id] = dataclasses.replace(
+                    articles[article_id], summary_html=before.summary_html, summary_text=before.summary_text
+                )
+        store.save_page_validators(filled.pages, now=now)
+        report.warnings.extend(filled.warnings)
+        if filled.postponed:
+            report.warnings.append(
+                f"{filled.postponed} older items kept their excerpt"
+                f" (full text: at most {fulltext.MAX_PAGES} pages and {fulltext.BUDGET_SECONDS:.0f} s a pull)"
+            )
+    _save(store, source, list(articles.values()), now, report, reader)
+    store.record_fetch(
+        source.name,
+        status=result.status,
+        error=None,
+        etag=result.etag,
+        last_modified=result.last_modified,
+        fetch_url=fetch_url,
+        next_fetch=_next_fetch(now, every, result.fresh_for),
+    )
+    return report
+
+
+def _save(
+    store: Store,
+    source: SourceSettings,
+    batch: list[Article],
+    now: datetime,
+    report: SourceReport,
+    reader: Reader | None = None,
+) -> None:
+    """Store what the rules keep of a source's new batch, counting into ``report``."""
+    # Even without rules: items dropped by rules since removed are articles again.
+    batch, report.dropped = _apply_rules(store, source, batch, now)
+    with reader.ahead(batch, store) if reader else nullcontext():
+        counts = store.save_articles(source.name, batch, now=now)
+    report.new, report.updated, report.unchanged = counts.new, counts.updated, counts.unchanged
+
+
+def store_items(
+    store: Store, source: SourceSettings, items: list[ParsedItem], now: datetime, *, base_url: str
+) -> SourceReport:
+    """Normalise and store items that came to digest rather than being pulled (newsletters)."""
+    report = SourceReport(source.name)
+    id_name = store.source_state(source.name).id_name
+    articles: dict[str, Article] = {}
+    for item in items:
+        try:
+            article = normalise(item, source.name, base_url, now, id_name)
+        except ValueError as exc:
+            report.warnings.append(f"skipped {one_line(item.title)[:80]!r}: {exc}")
+            continue
+        articles[article.id] = article
+    _save(store, source, list(own_ids(store, source.name, articles).values()), now, report)
+    return report
+
+
+def _apply_rules(
+    store: Store, source: SourceSettings, batch: list[Article], now: datetime
+) -> tuple[list[Article], int]:
+    """The articles the source's rules keep (as far as they can tell before grouping), and
+    how many they dropped now. A drop is remembered: an item dropped before, unchanged, by
+    a rule still configured, is left out without being judged again (nor counted)."""
+    remembered = store.remembered_drops([a.id for a in batch])
+    current = source.rules.texts
+    kept: list[Article] = []
+    dropped: list[tuple[Article, str]] = []
+    for article in batch:
+        known = remembered.get(article.id)
+        if known is not None and known[0] in current and known[1] == article.content_hash:
+            continue
+        verdict = None
+        if source.rules:
+            fields = fields_of(article.title, article.summary_text, article.author, article.url, (), ())
+            verdict = source.rules.verdict(fields, grouped=False)
+        if verdict is None:
+            kept.append(article)
+        else:
+            dropped.append((article, verdict))
+    revived = [a.id for a in kept if a.id in remembered]
+    if revived:  # dropped by a rule no longer configured: an article again
+        store.forget_drops(revived)
+    if dropped:
+        # One stored before the rule was written goes too (out of the articles, into the dropped).
+        stored = store.content_hashes([a.id for a, _ in dropped])
+        store.drop_articles([(a.id, rule) for a, rule in dropped if a.id in stored], now=now)
+        store.save_dropped(
+            [
+                DroppedItem(a.id, source.name, a.title, a.url, rule, a.content_hash, now)
+                for a, rule in dropped
+                if a.id not in stored
+            ]
+        )
+    return kept, len(dropped)
+
+
+def store_pushed(
+    store: Store, settings: Settings, source: SourceSettings, body: bytes, url: str, content_type: str | None
+) -> SourceReport:
+    """A feed a WebSub hub pushed for ``source`` (its signature already checked): parsed,
+    stored and grouped as a pull's would be."""
+    now = store.now()
+    parsed = parse_document(Document(body, url, content_type, url), source, settings, kind="feed")
+    report = store_items(store, source, list(parsed.items), now, base_url=parsed.base_url or url)
+    if report.new or report.updated:
+        dropped = group_shared(store, settings, holder_name())
+        report.dropped += dropped.get(source.name, 0)
+    return report
+
+
+def _next_fetch(now: datetime, every: float, fresh_for: float | None) -> datetime:
+    # Never sooner than the interval, nor before the server says the answer goes stale.
+    return now + timedelta(seconds=min(max(every, fresh_for or 0.0), MAX_BACKOFF))
+
+
+def parse_document(
+    document: Document, source: SourceSettings, settings: Settings, *, kind: str = ""
+) -> Parsed:
+    """Parse one document as ``kind`` (default: the source's; ``auto``: as its bytes say),
+    with the limits every path shares."""
+    options = Options(
+        max_items=settings.fetch.max_items, fast=settings.fetch.fast_parser, selectors=source.selectors
+    )
+    return kinds.parse_document(document, kind or source.kind, options)
+
+
+def _follow_feed(
+    fetcher: Fetcher, url: str, source: SourceSettings, settings: Settings, policy: FetchPolicy
+) -> Parsed:
+    result = fetcher.fetch(url, policy=policy)
+    items: list[ParsedItem] = []
+    for document in result.documents:
+        items.extend(parse_document(document, source, settings, kind="feed").items)
+    return Parsed(items, base_url=url)
+
+
+def normalise(item: ParsedItem, source: str, base_url: str, now: datetime, id_name: str = "") -> Article:
+    """A parsed item made safe and stable: sanitised HTML, plain text, an id, a content hash.
+    ``id_name``: the source name its ids are made with, when a rename made it differ."""
+    # Identity keeps using the link as given (an article's id must not change), but only a
+    # web link of sane length is stored and shown.
+    web_link = normalise_url(item.url) if item.url else None
+    full_key = (web_link or one_line(item.url)) if item.url else None
+    link_key = full_key[:MAX_URL] if full_key else None
+    url = web_link if web_link and len(web_link) <= MAX_URL else None
+    # Relative links in content resolve against the document, as feedparser does for feeds.
+    # Hostile sizes are cut before the work: a 10 MB "title" or body helps no reader.
+    summary_html = drop_boilerplate(sanitize_html(item.content_html[:MAX_CONTENT], base_url=base_url))
+    summary_text = html_to_text(summary_html, sanitized=True)
+    title = _cut(one_line(item.title[: MAX_TITLE * 4]), MAX_TITLE) or "(untitled)"
+    author = author_name(item.author) if item.author else None
+    published = plausible(item.published, now)
+    published = published.replace(microsecond=0) if published else None
+    updated = plausible(item.updated, now)
+    updated = updated.replace(microsecond=0) if updated else None
+    guid = one_line(item.guid) if item.guid else None
+    if guid and link_key and (full_key if guid == item.url else _link_key(guid)) == link_key:
+        guid = None  # a GUID that only repeats the link says nothing more
+    digest_input = "\x00".join(
+        [title, url or "", summary_html, author or "", published.isoformat() if published else ""]
+    )
+    return Article(
+        id=article_id(id_name or source, guid, link_key, title),
+        former_id=former_article_id(id_name or source, guid, link_key, title),
+        source=source,
+        title=title,
+        url=url,
+        guid=guid,
+        summary_html=summary_html,
+        summary_text=summary_text,
+        author=author,
+        published=published,
+        first_seen=now,
+        updated=updated or published or now,
+        content_hash=hashlib.sha256(digest_input.encode()).hexdigest()[:32],
+    )
+
+
+def _link_key(link: str) -> str:
+    """A link as identity knows it: normalised when it is a web link, else as given."""
+    return normalise_url(link) or one_line(link)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
+
+
+def article_id(source: str, guid: str | None, url: str | None, title: str) -> str:
+    """A stable id, per source: from the source and the feed's GUID, else its link, else its
+    normalised title. Per source, so that no source can claim another's article by
+    publishing its GUID or link first (the same story from several sources is found by its
+    content: the story grouping). A GUID that is just the link counts as the link, so
+    parsers that copy one into the other agree on the id (:func:`normalise` drops such
+    GUIDs before calling this)."""
+    guid = guid.strip() if guid else None
+    if guid and guid != url:
+        key = f"guid\x00{source}\x00{guid}"
+    elif url:
+        key = f"url\x00{source}\x00{url}"
+    else:
+        key = f"title\x00{source}\x00{one_line(title).casefold()}"
+    return hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+def former_article_id(source: str, guid: str | None, url: str | None, title: str) -> str | None:
+    """The id :func:`article_id` gave before ids were per source, where it differs (URI
+    GUIDs and links were global then); articles stored under it keep it (see
+    :func:`own_ids`)."""
+    guid = guid.strip() if guid else None
+    if guid and guid != url and ":" in guid:
+        key = f"guid\x00{guid}"
+    elif not (guid and guid != url) and url:
+        key = f"url\x00{url}"
+    else:
+        return None
+    return hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+def own_ids(store: Store, source: str, articles: dict[str, Article]) -> dict[str, Article]:
+    """``articles`` (by id), each under the id it is stored with: an article this source
+    stored under its former id keeps that id; another source's article is never this
+    source's to take. Keyed as given."""
+    formers = sorted({a.former_id for a in articles.values() if a.former_id})
+    owned = store.owned_ids(source, formers) if formers else set()
+    return {
+        given: dataclasses.replace(article, id=article.former_id)
+        if article.former_id is not None and article.former_id in owned
+        else article
+        for given, article in articles.items()
+    }
+
+
+def author_name(author: str) -> str | None:
+    """An author's name without the e-mail address feeds often add: ``Ann (ann@x.org)``."""
+    name = one_line(author)
+    stripped = _AUTHOR_EMAIL.sub("", name).strip()
+    if stripped:
+        return stripped
+    return name or None
+
+
+def normalise_url(url: str) -> str | None:
+    """A web link in one canonical form: lower-case scheme and host, no default port, no
+    tracking tags; None for anything but an absolute http(s) URL (``javascript:``, ``data:``,
+    ``file:``...: such an article links to its page on our site instead). The fragment
+    stays: comment feeds tell their items apart by it alone. ValueError for a link that
+    does not parse (``http://[x.org/a``, a port that is not a number)."""
+    url = one_line(url)
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in WEB_SCHEMES or not parts.netloc:
+        return None
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address keeps its brackets
+    port = parts.port if parts.port not in (80, 443) else None  # ValueError: not a port
+    netloc = host + (f":{port}" if port else "")
+    if parts.username:
+        netloc = f"{parts.username}@{netloc}"
+    query = parts.query
+    if any(tag in query.lower() for tag in _TRACKING_PARAMS):
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, v) for k, v in pairs if not k.lower().startswith(_TRACKING_PARAMS)])
+    return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", query, parts.fragment))

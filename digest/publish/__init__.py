@@ -1,0 +1,1 @@
+"""What digest publishes: feeds (Atom, RSS 2.0, JSON Feed), the static site and OPML."""

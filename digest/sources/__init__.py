@@ -1,1 +1,0 @@
-"""Getting articles out of sources: fetching bytes, then parsing them as feeds, pages or text."""
