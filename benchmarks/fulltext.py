@@ -22,7 +22,8 @@ sys.path.insert(0, str(REPO))
 from digest.common.models import Article  # noqa: E402
 from digest.intake.pull import pull  # noqa: E402
 from digest.store import open_store  # noqa: E402
-from tests.conftest import FeedServer, settings_for  # noqa: E402
+from tests.helpers import settings_for  # noqa: E402
+from tests.servers import FeedServer  # noqa: E402
 from tests.wordpress_site import seed_posts, serve  # noqa: E402
 
 

@@ -13,24 +13,26 @@ from typing import Any
 
 import websocket
 
-from tests.test_readers import CHROMIUM_FLAGS, _need
+from tests.helpers import CHROMIUM_FLAGS, need, within
 
 
 class Browser:
     def __init__(self, profile: Path) -> None:
         profile.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [_need("chromium"), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0"],
+            [need("chromium"), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         active = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 30
-        while not (active.exists() and len(active.read_text().split()) == 2):
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                self.process.kill()
-                raise RuntimeError("chromium did not open its DevTools port")
-            time.sleep(0.05)
+
+        def opened() -> bool:
+            return active.exists() and len(active.read_text().split()) == 2
+
+        within(lambda: opened() or self.process.poll() is not None, 30, every=0.05)
+        if not opened():
+            self.process.kill()
+            raise RuntimeError("chromium did not open its DevTools port")
         port, path = active.read_text().split()
         self.socket = websocket.create_connection(f"ws://127.0.0.1:{port}{path}", timeout=30)
         self.next_id = 0

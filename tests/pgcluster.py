@@ -14,11 +14,12 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 from urllib.parse import quote
+
+from tests.helpers import free_port, skip_or_fail
 
 SUPERUSER = "postgres"
 
@@ -30,12 +31,6 @@ def binaries() -> Path | None:
         return Path(found).parent
     versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
     return Path(versions[-1]).parent if versions else None
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Cluster:
@@ -117,14 +112,9 @@ def shared() -> Cluster:
 
 def required_binaries() -> Path:
     """``binaries()``, or a skip saying they are missing (a failure in CI, where they must be)."""
-    import pytest
-
     found = binaries()
     if found is None:
-        message = "PostgreSQL server binaries (initdb, pg_ctl) not found: run `make system-deps`"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail("PostgreSQL server binaries (initdb, pg_ctl) not found: run `make system-deps`")
     return found
 
 

@@ -20,7 +20,8 @@ from digest.intake.pull import pull
 from digest.service import alerting, alerts
 from digest.store import DigestRecord, DigestSummary, SourceSummary, Store, open_store
 
-from .conftest import AppServer, FeedServer, Reply, SmtpSink, rss, settings_for
+from .helpers import pulled, rss, settings_for, smtp_section
+from .servers import AppServer, FeedServer, Reply, SmtpSink
 
 
 def _check(settings: Settings, at: Any) -> list[alerts.Notice]:
@@ -45,8 +46,8 @@ def test_a_failing_source_and_a_quiet_source_each_alert_once_a_day_and_recover_o
     server.routes["/quiet.xml"] = Reply(body=_feed("Laos and China sign a rail deal"))
     settings = settings_for(
         tmp_path,
-        f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\ntimeout = "5s"\n'
-        '[alerts]\nemail = "Ops@Example.org"\nfailures = 5\nquiet_days = 14\n'
+        smtp_section(smtp.port, timeout="5s")
+        + '[alerts]\nemail = "Ops@Example.org"\nfailures = 5\nquiet_days = 14\n'
         f'[[sources]]\nname = "broken"\nurl = "{server.url("/broken.xml")}"\n'
         f'[[sources]]\nname = "quiet"\nurl = "{server.url("/quiet.xml")}"\n',
     )
@@ -90,8 +91,7 @@ def test_a_failing_source_and_a_quiet_source_each_alert_once_a_day_and_recover_o
     server.routes["/quiet.xml"] = Reply(
         body=_feed("Laos and China sign a rail deal", "Vietnam and China talk trade")
     )
-    with open_store(settings.database.path) as store:
-        pull(settings, store, force=True)
+    pulled(settings, force=True)
     later = ticks[-1] + timedelta(hours=6)
     recovered = _check(settings, later)
     assert sorted((n.key, n.recovered) for n in recovered) == [
@@ -116,9 +116,8 @@ def test_an_alert_that_cannot_be_sent_waits_and_is_sent_once(
         '[alerts]\nemail = "ops@example.org"\nfailures = 1\n'
         f'[[sources]]\nname = "broken"\nurl = "{server.url("/broken.xml")}"\n'
     )
-    dead = settings_for(tmp_path, '[smtp]\nhost = "127.0.0.1"\nport = 9\ntimeout = "2s"\n' + body)
-    with open_store(dead.database.path) as store:
-        pull(dead, store, force=True)
+    dead = settings_for(tmp_path, smtp_section(9, timeout="2s") + body)
+    pulled(dead, force=True)
     now = utcnow()
     assert _check(dead, now) == []  # no mail server: nothing said, nothing recorded as said
     from digest.service.runner import Service

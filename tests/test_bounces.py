@@ -6,11 +6,7 @@ then sent by SMTP to the receiver, at those senders."""
 from __future__ import annotations
 
 import base64
-import json
 import smtplib
-import socket
-import subprocess
-import sys
 import threading
 import time
 import tomllib
@@ -24,64 +20,37 @@ import pytest
 from digest.feedback import bounces
 
 from . import bounce_mail
-from .conftest import SEEDS, SmtpSink, cron_away, mondays, write_config
-from .test_cli import run
+from .helpers import (
+    SEEDS_SOURCE,
+    add_subscribers,
+    cron_away,
+    free_port,
+    listed_subscribers,
+    mondays,
+    run,
+    smtp_section,
+    wait_for,
+    within,
+    write_config,
+)
+from .servers import Receiving, SmtpSink
 
 NAMES = ("ann", "bob", "cid", "dan", "eve", "fay", "gus", "hal", "ivy")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Service:
-    """`digest run` as a real subprocess, with its inbound SMTP server on ``port``."""
-
-    def __init__(self, config: Path, cwd: Path, port: int) -> None:
-        self.port = port
-        self.log = cwd / "run.log"
-        with self.log.open("w") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "digest", "--config", str(config), "run"],
-                cwd=cwd,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with smtplib.SMTP("127.0.0.1", port, timeout=2) as probe:
-                    probe.noop()
-                return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"digest run did not listen: {self.log.read_text()}")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=20)
-
-
 @pytest.fixture
-def site(tmp_path: Path, smtp: SmtpSink) -> Iterator[tuple[Path, Service]]:
-    port = _free_port()
+def site(tmp_path: Path, smtp: SmtpSink) -> Iterator[tuple[Path, Receiving]]:
+    port = free_port()
     config = write_config(
         tmp_path,
-        f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\ntimeout = "5s"\nsender = "Digest <digest@example.org>"\n'
-        f'[bounces]\ndomain = "bounces.example.org"\n[inbound]\nlisten = "127.0.0.1:{port}"\nper_minute = 1000\n'
-        f'[web]\nport = {_free_port()}\n[schedule]\ndigest_cron = "{cron_away()}"\n'
-        f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\nevery = "1d"\n',
+        smtp_section(smtp.port, timeout="5s", sender="Digest <digest@example.org>")
+        + f'[bounces]\ndomain = "bounces.example.org"\n[inbound]\nlisten = "127.0.0.1:{port}"\nper_minute = 1000\n'
+        f'[web]\nport = {free_port()}\n[schedule]\ndigest_cron = "{cron_away()}"\n'
+        f'{SEEDS_SOURCE}every = "1d"\n',
     )
     assert run("--config", str(config), "pull", cwd=tmp_path).returncode == 0
-    for name in NAMES:
-        added = run(
-            "--config", str(config), "subscribers", "add", f"{name}@example.org", "--confirmed", cwd=tmp_path
-        )
-        assert added.returncode == 0, added.stderr
-    service = Service(config, tmp_path, port)
+    add_subscribers(config, *(f"{name}@example.org" for name in NAMES))
+    service = Receiving(config, tmp_path, port)
     try:
         yield config, service
     finally:
@@ -94,9 +63,7 @@ def _send(config: Path, at: str) -> None:
 
 
 def _statuses(config: Path) -> dict[str, dict[str, Any]]:
-    listed = run("--config", str(config), "subscribers", "list", "--json", cwd=config.parent)
-    assert listed.returncode == 0, listed.stderr
-    return {s["email"].split("@")[0]: s for s in json.loads(listed.stdout)}
+    return {s["email"].split("@")[0]: s for s in listed_subscribers(config)}
 
 
 def _deliveries(smtp: SmtpSink, start: int) -> dict[str, tuple[str, str]]:
@@ -118,17 +85,8 @@ def _deliver(port: int, to: str, data: bytes) -> tuple[int, bytes]:
         return client.data(data)
 
 
-def _eventually(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"never happened: {what}")
-
-
 def test_reports_sent_to_the_receiver_bounce_and_unsubscribe_the_right_subscribers(
-    site: tuple[Path, Service], smtp: SmtpSink, tmp_path: Path
+    site: tuple[Path, Receiving], smtp: SmtpSink, tmp_path: Path
 ) -> None:
     config, service = site
     weeks = mondays(4)
@@ -189,7 +147,7 @@ def test_reports_sent_to_the_receiver_bounce_and_unsubscribe_the_right_subscribe
         found = _statuses(config)
         return all(found[n]["status"] != "active" for n in ("ann", "cid", "dan", "eve", "fay", "gus"))
 
-    _eventually(settled, "every report acted on")
+    wait_for(settled, "every report acted on", 15)
     found = _statuses(config)
     assert {n: found[n]["status"] for n in NAMES} == {
         "ann": "bounced", "bob": "active", "cid": "unsubscribed", "dan": "bounced", "eve": "bounced",
@@ -217,14 +175,14 @@ def test_reports_sent_to_the_receiver_bounce_and_unsubscribe_the_right_subscribe
         if week == 1:  # once the receiver has counted this second one: two in a row, still active
 
             def counted() -> int:
-                lines = service.log.read_text().splitlines()
+                lines = service.text().splitlines()
                 return sum(
                     "soft bounce via smtp: bob@example.org" in line and "counted" in line for line in lines
                 )
 
-            _eventually(lambda: counted() == 2, "bob's second soft bounce counted")
+            wait_for(lambda: counted() == 2, "bob's second soft bounce counted", 15)
             assert _statuses(config)["bob"]["status"] == "active"
-    _eventually(lambda: _statuses(config)["bob"]["status"] == "bounced", "bob bounced after 3 soft bounces")
+    wait_for(lambda: _statuses(config)["bob"]["status"] == "bounced", "bob bounced after 3 soft bounces", 15)
     assert "3 soft bounces in a row" in _statuses(config)["bob"]["reason"]
 
     # A re-import brings none of them back; it says so, line by line.
@@ -239,12 +197,12 @@ def test_reports_sent_to_the_receiver_bounce_and_unsubscribe_the_right_subscribe
     start = len(smtp.messages)
     _send(config, weeks[3])
     assert sorted(_deliveries(smtp, start)) == ["hal", "ivy"]
-    log = service.log.read_text()
+    log = service.text()
     assert "hard bounce via smtp: ann@example.org" in log and "complaint via smtp: cid@example.org" in log
     assert "Traceback" not in log
 
 
-def test_the_receiver_keeps_its_limits(site: tuple[Path, Service], smtp: SmtpSink) -> None:
+def test_the_receiver_keeps_its_limits(site: tuple[Path, Receiving], smtp: SmtpSink) -> None:
     config, service = site
     _send(config, mondays(1)[0])
     sender, message_id = _deliveries(smtp, 0)["ann"]
@@ -289,7 +247,7 @@ def _backtracking_bounce(sender: str, length: int) -> bytes:
 
 
 def test_a_bounce_that_backtracks_for_minutes_never_stops_the_service(
-    site: tuple[Path, Service], smtp: SmtpSink
+    site: tuple[Path, Receiving], smtp: SmtpSink
 ) -> None:
     config, service = site
     _send(config, mondays(1)[0])
@@ -313,8 +271,8 @@ def test_a_bounce_that_backtracks_for_minutes_never_stops_the_service(
     assert slowest < 0.25, f"/healthz took {slowest * 1000:.0f} ms while the bounce was read"
     assert delivery[0][0] == 250  # taken, read as no report: not retried for ever
     assert _statuses(config)["ann"]["status"] == "active"
-    _eventually(lambda: "could not be read" in service.log.read_text(), "the overrun logged")
-    assert "out of its 5 s of CPU" in service.log.read_text()
+    wait_for(lambda: "could not be read" in service.text(), "the overrun logged", 15)
+    assert "out of its 5 s of CPU" in service.text()
     # And the service still stops at once when asked.
     started = time.monotonic()
     service.stop()
@@ -401,9 +359,7 @@ def test_one_client_and_too_many_connections_are_held_off() -> None:
         finally:
             first.close()
             second.close()
-        deadline = time.monotonic() + 5
-        while inbound.open and time.monotonic() < deadline:
-            time.sleep(0.05)
+        within(lambda: not inbound.open, 5, every=0.05)
         assert inbound.open == 0
         with smtplib.SMTP(host, port, timeout=10) as again:  # room again once they left
             assert again.noop()[0] == 250

@@ -14,6 +14,14 @@ from hypothesis import strategies as st
 from digest.common.rhythms import Rhythm, due_times, last_due, next_due, period_of, previous_due
 
 ZONES = ["UTC", "Europe/London", "America/New_York", "Asia/Kolkata", "Australia/Sydney", "Pacific/Auckland"]
+# Any rhythm in those zones, and any moment over three years: what the properties range over.
+RHYTHMS = {
+    "cadence": st.sampled_from(["daily", "weekly", "monthly"]),
+    "zone": st.sampled_from(ZONES),
+    "hour": st.integers(0, 23),
+    "weekday": st.integers(0, 6),
+}
+MOMENTS = st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2028, 1, 1))
 
 
 def test_a_weekly_digest_is_due_on_mondays_at_eight_local() -> None:
@@ -50,14 +58,7 @@ def test_an_hour_repeated_by_autumn_back_is_due_once(zone: str, day: int) -> Non
 
 
 @settings(max_examples=150, deadline=None)
-@given(
-    cadence=st.sampled_from(["daily", "weekly", "monthly"]),
-    zone=st.sampled_from(ZONES),
-    hour=st.integers(0, 23),
-    weekday=st.integers(0, 6),
-    start=st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2028, 1, 1)),
-    days=st.integers(1, 120),
-)
+@given(**RHYTHMS, start=MOMENTS, days=st.integers(1, 120))
 def test_one_due_instant_per_local_period_ever_forward(
     cadence: str, zone: str, hour: int, weekday: int, start: datetime, days: int
 ) -> None:
@@ -89,13 +90,7 @@ def test_bad_rhythms_are_refused() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    cadence=st.sampled_from(["daily", "weekly", "monthly"]),
-    zone=st.sampled_from(ZONES),
-    hour=st.integers(0, 23),
-    weekday=st.integers(0, 6),
-    moment=st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2028, 1, 1)),
-)
+@given(**RHYTHMS, moment=MOMENTS)
 def test_the_due_times_about_a_moment_are_the_ones_a_search_finds(
     cadence: str, zone: str, hour: int, weekday: int, moment: datetime
 ) -> None:

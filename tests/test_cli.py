@@ -12,20 +12,8 @@ from pathlib import Path
 from digest.mail.schedule import NEXT_DUE
 from digest.store import open_store
 
-from .conftest import SEEDS, FeedServer, Reply, rss, write_config
-
-
-def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "digest", *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from .helpers import SEEDS, SEEDS_SOURCE, listed_articles, rss, run, write_config
+from .servers import FeedServer, Reply
 
 
 def _clean_failure(result: subprocess.CompletedProcess[str], code: int = 1) -> str:
@@ -43,7 +31,7 @@ def test_embedded_default_pulls_the_40_seed_articles(tmp_path: Path) -> None:
     assert (tmp_path / "digest.db").exists()
     listed = run("articles", cwd=tmp_path)
     assert listed.stdout.strip().endswith("40 articles")
-    data = json.loads(run("articles", "--json", cwd=tmp_path).stdout)
+    data = listed_articles(cwd=tmp_path)
     assert len(data) == 40
     for field in (
         "id",
@@ -67,9 +55,9 @@ def test_embedded_default_pulls_the_40_seed_articles(tmp_path: Path) -> None:
 
 def test_articles_filters(tmp_path: Path) -> None:
     run("pull", cwd=tmp_path)
-    assert json.loads(run("articles", "--json", "--since", "2999-01-01", cwd=tmp_path).stdout) == []
-    assert len(json.loads(run("articles", "--json", "--limit", "3", cwd=tmp_path).stdout)) == 3
-    europe = json.loads(run("articles", "--json", "--region", "europe", cwd=tmp_path).stdout)
+    assert listed_articles("--since", "2999-01-01", cwd=tmp_path) == []
+    assert len(listed_articles("--limit", "3", cwd=tmp_path)) == 3
+    europe = listed_articles("--region", "europe", cwd=tmp_path)
     assert europe and all("europe" in a["regions"] for a in europe)
     bad_region = run("articles", "--region", "atlantis", cwd=tmp_path)
     assert bad_region.returncode == 2 and "is not one of east-asia" in bad_region.stderr
@@ -140,10 +128,7 @@ def test_nothing_is_lost_when_a_source_breaks(server: FeedServer, tmp_path: Path
     run("--config", str(config), "pull", cwd=tmp_path)
     server.routes["/f.xml"] = Reply(500)
     _clean_failure(run("--config", str(config), "pull", cwd=tmp_path))
-    titles = [
-        a["title"]
-        for a in json.loads(run("--config", str(config), "articles", "--json", cwd=tmp_path).stdout)
-    ]
+    titles = [a["title"] for a in listed_articles(config=config)]
     assert "Kept" in titles
 
 
@@ -223,7 +208,7 @@ def test_groups_and_regroup(tmp_path: Path) -> None:
     regrouped = run("regroup", cwd=tmp_path)
     assert regrouped.returncode == 0 and "regrouped 40 articles" in regrouped.stdout
     assert json.loads(run("groups", "--json", cwd=tmp_path).stdout) == data
-    themed = json.loads(run("articles", "--json", "--theme", "party-relations", cwd=tmp_path).stdout)
+    themed = listed_articles("--theme", "party-relations", cwd=tmp_path)
     assert themed and all("party-relations" in a["themes"] for a in themed)
     bad = run("articles", "--theme", "astrology", cwd=tmp_path)
     assert bad.returncode == 2 and "is not one of" in bad.stderr
@@ -236,22 +221,22 @@ def test_removed_sources_are_shown_as_removed_and_a_rename_keeps_every_article(
     from digest.service.runner import Service
 
     server.routes["/dead.xml"] = Reply(500, b"down")
-    both = f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n[[sources]]\nname = "dead"\nurl = "{server.url("/dead.xml")}"\n'
+    both = f'{SEEDS_SOURCE}[[sources]]\nname = "dead"\nurl = "{server.url("/dead.xml")}"\n'
     config = write_config(tmp_path, both)
     assert run("--config", str(config), "pull", cwd=tmp_path).returncode == 1  # dead fails
-    config = write_config(tmp_path, f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n')  # dead is removed
+    config = write_config(tmp_path, SEEDS_SOURCE)  # dead is removed
     status = run("--config", str(config), "status", cwd=tmp_path).stdout
     dead = next(line for line in status.splitlines() if line.strip().startswith("dead"))
     assert "removed" in dead and "next" not in dead
     assert not asyncio.run(Service(load_settings(str(config))).health())[1]["failing_sources"]
-    before = json.loads(run("--config", str(config), "articles", "--json", cwd=tmp_path).stdout)
+    before = listed_articles(config=config)
     # Renaming a source without links (the seeds: ids come from source and title) keeps its articles.
     renamed = run("--config", str(config), "sources", "rename", "seeds", "china-watch", cwd=tmp_path)
     assert renamed.returncode == 0, renamed.stderr
     config = write_config(tmp_path, f'[[sources]]\nname = "china-watch"\nurl = "{SEEDS}"\n')
     again = run("--config", str(config), "pull", cwd=tmp_path)
     assert again.returncode == 0 and "china-watch: 0 new" in again.stderr + again.stdout
-    after = json.loads(run("--config", str(config), "articles", "--json", cwd=tmp_path).stdout)
+    after = listed_articles(config=config)
     assert sorted(a["id"] for a in after) == sorted(a["id"] for a in before)
     assert {a["source"] for a in after} == {"china-watch"}
     clash = run("--config", str(config), "sources", "rename", "dead", "china-watch", cwd=tmp_path)

@@ -10,7 +10,7 @@ from digest.common.errors import ConfigError
 from digest.common.resources import bundled
 from digest.config import load_settings, parse_duration, parse_settings
 
-from .conftest import REPO
+from .helpers import REPO
 
 
 def _parse(text: str, env: dict[str, str] | None = None, base: Path = Path("/srv/digest")):

@@ -24,7 +24,7 @@ from digest.intake.kinds.feed import fast_path_eligible, parse_with_fastfeedpars
 from digest.intake.pull import normalise, pull_source
 from digest.store import Store, open_store
 
-from .conftest import SHARED, require, settings_for
+from .helpers import SHARED, require, settings_for
 
 CORPORA = SHARED / "corpora"
 FEEDPARSER = CORPORA / "feedparser"

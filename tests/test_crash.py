@@ -5,32 +5,15 @@ gets the digest, and no digest reaches anyone twice except possibly the one mess
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import signal
-import sqlite3
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
-from .conftest import FeedServer, Reply, SmtpSink, rss, write_config
-from .test_cli import run
-
-
-def _start(config: Path, cwd: Path, *args: str) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    return subprocess.Popen(
-        [sys.executable, "-m", "digest", "--config", str(config), *args],
-        cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-
-
-def _articles(folder: Path) -> int:
-    with sqlite3.connect(folder / "test.db") as db:
-        return int(db.execute("SELECT count(*) FROM articles").fetchone()[0])
+from .helpers import add_subscribers, rss, run, smtp_section, sql_value, start, within, write_config
+from .servers import FeedServer, Reply, SmtpSink
 
 
 def test_kill_9_during_pull_and_send_loses_and_doubles_nothing(
@@ -44,11 +27,11 @@ def test_kill_9_during_pull_and_send_loses_and_doubles_nothing(
     server.routes["/f.xml"] = Reply(200, rss(items))
     config = write_config(
         tmp_path,
-        f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\ntimeout = "5s"\n[[sources]]\nname = "f"\nurl = "{server.url("/f.xml")}"\n',
+        smtp_section(smtp.port, timeout="5s") + f'[[sources]]\nname = "f"\nurl = "{server.url("/f.xml")}"\n',
     )
+    database = tmp_path / "test.db"
     subscribers = [f"r{n}@example.org" for n in range(40)]
-    for address in subscribers:
-        run("--config", str(config), "subscribers", "add", address, "--confirmed", cwd=tmp_path)
+    add_subscribers(config, *subscribers)
     smtp.delay = 0.05  # about 2 s for 40 messages: a send lasts long enough to be killed inside
     kills = sends_killed = 0
     for round_ in range(8):
@@ -56,12 +39,11 @@ def test_kill_9_during_pull_and_send_loses_and_doubles_nothing(
         # The feed grows before each pull, so each send has a new digest to be killed in.
         server.routes["/f.xml"] = Reply(200, rss(items[: 60 * (round_ // 2 + 1)]))
         before = len(smtp.messages)
-        process = _start(config, tmp_path, *command)
+        process = start("--config", str(config), *command, cwd=tmp_path)
         if command == ("send",):
             # Kill inside the send: once a message of this run has gone out, at a random moment.
-            deadline = time.monotonic() + 30
-            while len(smtp.messages) == before and process.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.01)
+            # (The check is called here, in this round: it needs no binding of the loop's names.)
+            within(lambda: len(smtp.messages) != before or process.poll() is not None, 30, every=0.01)  # noqa: B023
             time.sleep(rng.uniform(0.0, 0.4))
         else:
             time.sleep(rng.uniform(0.3, 1.5))
@@ -70,7 +52,8 @@ def test_kill_9_during_pull_and_send_loses_and_doubles_nothing(
             kills += 1
             sends_killed += command == ("send",) and len(smtp.messages) > before
         process.wait(timeout=30)
-        if command == ("pull",) and _articles(tmp_path) < 60 * (round_ // 2 + 1):
+        wanted = 60 * (round_ // 2 + 1)
+        if command == ("pull",) and sql_value(database, "SELECT count(*) FROM articles") < wanted:
             # Killed before it stored this round's articles: store them, so the send has work.
             assert run("--config", str(config), "pull", cwd=tmp_path).returncode == 0
     assert sends_killed == 4, sends_killed  # every send was killed while sending
@@ -79,10 +62,9 @@ def test_kill_9_during_pull_and_send_loses_and_doubles_nothing(
     final = run("--config", str(config), "send", cwd=tmp_path)
     assert final.returncode == 0, final.stderr
 
-    with sqlite3.connect(tmp_path / "test.db") as db:
-        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        assert db.execute("SELECT count(*) FROM articles").fetchone()[0] == 300
-        assert db.execute("SELECT count(*) FROM deliveries WHERE status = 'pending'").fetchone()[0] == 0
+    assert sql_value(database, "PRAGMA integrity_check") == "ok"
+    assert sql_value(database, "SELECT count(*) FROM articles") == 300
+    assert sql_value(database, "SELECT count(*) FROM deliveries WHERE status = 'pending'") == 0
     received = Counter()
     for rcpts, message in smtp.messages:
         digest_id = re.search(r"/digests/(\w+)", message.get_body(("plain",)).get_content())

@@ -18,9 +18,8 @@ from digest.mail.schedule import due_times, last_due
 from digest.store import open_store
 from tests import clock
 
-from .conftest import SEEDS, SmtpSink, write_config
-from .test_cli import run
-from .test_service import Running, _events, _free_port, _until
+from .helpers import SEEDS_SOURCE, add_subscribers, free_port, run, smtp_section, within, write_config
+from .servers import Running, SmtpSink
 
 
 def _cron(expression: str, zone: str) -> CronTrigger:
@@ -89,33 +88,22 @@ def test_digest_run_started_after_the_repeated_hour_answers_and_sends_once(
     /healthz; it used to loop for ever working out when it was last due."""
     real = time.time() - int(os.environ.get("TEST_CLOCK_OFFSET", "0"))
     moved = clock.moved(shim, round(datetime(2026, 11, 1, 6, 35, tzinfo=UTC).timestamp() - real))
-    web = _free_port()
+    web = free_port()
     config = write_config(
         tmp_path,
         f'[schedule]\ndigest_cron = "30 1 * * *"\ntimezone = "America/New_York"\npull_every = "1d"\n'
-        f'[web]\nport = {web}\n[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\n'
-        f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n',
+        f"[web]\nport = {web}\n{smtp_section(smtp.port)}{SEEDS_SOURCE}",
     )
     assert run("--config", str(config), "pull", cwd=tmp_path, env=moved).returncode == 0
-    added = run(
-        "--config",
-        str(config),
-        "subscribers",
-        "add",
-        "ann@example.org",
-        "--confirmed",
-        cwd=tmp_path,
-        env=moved,
-    )
-    assert added.returncode == 0, added.stderr
+    add_subscribers(config, "ann@example.org", env=moved)
     with open_store(tmp_path / "test.db") as store:  # the day before's digest was sent
         store.put_setting("digest_last_due", "2026-10-31T05:30:00+00:00")
     service = Running(config, tmp_path, env=moved)
     try:
-        assert _until(lambda: _events(service, "catch-up") == 1, 30), service.lines
+        assert within(lambda: service.count("catch-up") == 1, 30), service.lines
         assert httpx.get(f"http://127.0.0.1:{web}/healthz", timeout=5).status_code == 200
-        assert _until(lambda: len(smtp.messages) >= 1, 30), service.lines
-        assert _events(service, "catch-up", "2026-11-01T05:30:00") == 1  # the first 01:30, once
+        assert within(lambda: len(smtp.messages) >= 1, 30), service.lines
+        assert service.count("catch-up", "2026-11-01T05:30:00") == 1  # the first 01:30, once
         time.sleep(1)
     finally:
         code, _ = service.stop()

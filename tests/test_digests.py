@@ -8,6 +8,8 @@ from pathlib import Path
 from digest.common.models import Article
 from digest.mail.contents import Selection, build, newcomer_since, subject
 
+from .helpers import article, settings_for
+
 NOW = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 NAMES = {"europe": "Europe", "africa": "Africa", "east-asia": "East Asia"}
 
@@ -19,20 +21,11 @@ def _article(
     themes: tuple[str, ...] = ("t",),
     story: str | None = None,
 ) -> Article:
-    seen = NOW - timedelta(days=days_ago)
-    return Article(
-        id=f"a{n}",
-        source="s",
+    return article(
+        f"a{n}",
+        NOW - timedelta(days=days_ago),
         title=f"Article {n}",
-        url=None,
-        guid=None,
-        summary_html="",
         summary_text="x" * n,
-        author=None,
-        published=seen,
-        first_seen=seen,
-        updated=seen,
-        content_hash="h",
         regions=regions,
         themes=themes,
         story=story,
@@ -92,8 +85,6 @@ def test_every_topic_match_is_counted_though_a_digest_shows_sixty(tmp_path: Path
 
     from digest.mail.planner import Planner
     from digest.store import SourceSpec, SubscriberChange, open_store
-
-    from .conftest import settings_for
 
     settings = settings_for(tmp_path, "")
     with open_store(settings.database.path, clock=lambda: NOW) as store:

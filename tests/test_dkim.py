@@ -10,16 +10,16 @@ from pathlib import Path
 import dkim  # type: ignore[import-untyped]
 import pytest
 
-from .conftest import SEEDS, SmtpSink, write_config
-from .test_cli import run
+from .helpers import SEEDS_SOURCE, add_subscribers, run, smtp_section, write_config
+from .servers import SmtpSink
 
 
 def _config(tmp_path: Path, smtp: SmtpSink) -> Path:
     return write_config(
         tmp_path,
-        f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\ntimeout = "5s"\nsender = "Digest <digest@example.org>"\n'
-        '[dkim]\ndomain = "example.org"\nselector = "s1"\nkey_file = "keys/dkim.pem"\n'
-        f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n',
+        smtp_section(smtp.port, timeout="5s", sender="Digest <digest@example.org>")
+        + '[dkim]\ndomain = "example.org"\nselector = "s1"\nkey_file = "keys/dkim.pem"\n'
+        + SEEDS_SOURCE,
     )
 
 
@@ -48,16 +48,8 @@ def test_every_message_is_signed_and_verifies_and_a_changed_one_does_not(
     again = run("--config", config, "dkim", "keygen", cwd=tmp_path)
     assert again.returncode == 1 and "already exists" in again.stderr and "Traceback" not in again.stderr
     assert run("--config", config, "pull", cwd=tmp_path).returncode == 0
-    for name in ("ann", "bob"):
-        assert (
-            run(
-                "--config", config, "subscribers", "add", f"{name}@example.org", "--confirmed", cwd=tmp_path
-            ).returncode
-            == 0
-        )
-    assert (
-        run("--config", config, "subscribers", "add", "cid@example.org", cwd=tmp_path).returncode == 0
-    )  # a confirmation
+    add_subscribers(config, "ann@example.org", "bob@example.org")
+    add_subscribers(config, "cid@example.org", options=())  # a confirmation
     assert run("--config", config, "send", cwd=tmp_path).returncode == 0
     assert len(smtp.raw) == 3
     lookup = _dns(record)

@@ -10,7 +10,7 @@ import pytest
 from digest.common.errors import ParseError
 from digest.intake.kinds.feed import fast_path_eligible, parse_feed, parse_with_feedparser
 
-from .conftest import rss
+from .helpers import rss
 
 BASE = "https://news.example.org/feed.xml"
 

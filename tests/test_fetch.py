@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
-import socket
 import subprocess
-import sys
 import time
 import zlib
 from datetime import UTC, datetime, timedelta
@@ -18,7 +16,8 @@ from digest.common.errors import FetchError
 from digest.config import FetchSettings
 from digest.intake.fetch import Fetcher, retry_after
 
-from .conftest import FeedServer, Reply, Seen, write_config
+from .helpers import free_port, start, write_config
+from .servers import FeedServer, Reply, Seen
 
 FAST = FetchSettings(timeout=1.0, deadline=2.0, max_bytes=64 * 1024)
 
@@ -159,11 +158,7 @@ def test_a_stacked_or_single_gzip_bomb_never_takes_a_pull_past_its_cap(
         folder = tmp_path / path.strip("/.")
         folder.mkdir()
         config = write_config(folder, f'[[sources]]\nname = "s"\nurl = "{server.url(path)}"\n')
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-        process = subprocess.Popen(
-            [sys.executable, "-m", "digest", "--config", str(config), "pull"],
-            cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
+        process = start("--config", str(config), "pull", cwd=folder, stderr=subprocess.PIPE)
         assert process.stderr is not None
         errors = process.stderr.read().decode()  # to the end: the process has exited
         _, status, usage = os.wait4(process.pid, 0)  # reaped here, for its own peak
@@ -198,9 +193,7 @@ def test_a_slow_server_hits_the_timeout_and_a_trickling_one_the_deadline(server:
 
 
 def test_unreachable_host_is_a_clear_error() -> None:
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # nobody listens there
     with Fetcher(FAST) as fetcher, pytest.raises(FetchError, match="cannot connect"):
         fetcher.fetch(f"http://127.0.0.1:{port}/feed")
 

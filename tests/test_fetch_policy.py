@@ -19,7 +19,8 @@ from digest.intake.fetch import Fetcher
 from digest.intake.pull import pull
 from digest.store import Store, open_store
 
-from .conftest import FeedServer, Reply, rss, settings_for
+from .helpers import rss, settings_for
+from .servers import FeedServer, Reply
 
 FEED = rss([{"title": "Public item", "link": "http://example.org/public", "guid": "p1"}])
 SECRET = rss([{"title": "SECRET local item", "link": "http://example.org/secret", "guid": "s1"}])

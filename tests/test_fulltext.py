@@ -16,7 +16,8 @@ import pytest
 from digest.intake.pull import pull
 from digest.store import open_store
 
-from .conftest import FeedServer, Reply, Seen, rss, settings_for
+from .helpers import pulled, rss, settings_for, stored_articles
+from .servers import FeedServer, Reply, Seen
 
 POSTS = {
     "laos-friendship": (
@@ -114,10 +115,9 @@ def test_excerpts_become_full_posts_politely(tmp_path: Path, server: FeedServer)
         '[fetch]\ntimeout = "1s"\ndeadline = "2s"\nper_host = 2\npage_delay = 0.1\n'
         f'[[sources]]\nname = "blog"\nurl = "{server.url("/feed.xml")}"\nfull_text = true\n',
     )
-    with open_store(settings.database.path) as store:
-        [report] = pull(settings, store)
-        assert report.new == 5, report.summary()
-        by_title = {a.title: a for a in store.articles()}
+    [report] = pulled(settings).values()
+    assert report.new == 5, report.summary()
+    by_title = {a.title: a for a in stored_articles(settings)}
     laos = by_title["China and Laos designate 2026 as friendship year"]
     for paragraph in POSTS["laos-friendship"][1]:
         assert paragraph in laos.summary_text
@@ -146,8 +146,7 @@ def test_excerpts_become_full_posts_politely(tmp_path: Path, server: FeedServer)
 
     # A re-pull of the same feed fetches no page again.
     before = {path: server.hits(path) for path in ("/2026/laos-friendship/", "/2026/uruguay-ties/")}
-    with open_store(settings.database.path) as store:
-        [again] = pull(settings, store, force=True)
+    [again] = pulled(settings, force=True).values()
     assert again.new == 0 and not again.warnings
     assert (
         {path: server.hits(path) for path in before}
@@ -171,10 +170,9 @@ def test_the_seeds_served_as_wordpress_keep_their_full_posts(tmp_path: Path, ser
             "[fetch]\npage_delay = 0.01\n"
             f'[[sources]]\nname = "fosc"\nurl = "{feed}"\nfull_text = {str(full).lower()}\n',
         )
-        with open_store(settings.database.path) as store:
-            [report] = pull(settings, store)
-            assert report.new == 40 and not report.warnings, report.warnings
-            stored[full] = {a.title: a for a in store.articles()}
+        [report] = pulled(settings).values()
+        assert report.new == 40 and not report.warnings, report.warnings
+        stored[full] = {a.title: a for a in stored_articles(settings)}
     for post in posts:
         excerpt, whole = stored[False][post.title], stored[True][post.title]
         assert excerpt.summary_text.strip() == post.paragraphs[0]  # the feed alone: one paragraph
@@ -233,9 +231,8 @@ def test_a_pull_fetches_a_bounded_number_of_pages_newest_first(
         tmp_path,
         f'[fetch]\npage_delay = 0.01\n[[sources]]\nname = "fosc"\nurl = "{feed}"\nfull_text = true\n',
     )
-    with open_store(settings.database.path) as store:
-        [report] = pull(settings, store)
-        assert report.new == 40  # nothing is lost: the rest keep their excerpt
+    [report] = pulled(settings).values()
+    assert report.new == 40  # nothing is lost: the rest keep their excerpt
     pages = sum(server.hits(path) for path in server.routes if path not in ("/feed/", "/robots.txt"))
     assert pages == 5
     assert any("35 older items kept their excerpt" in w for w in report.warnings), report.warnings

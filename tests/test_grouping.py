@@ -23,7 +23,8 @@ from digest.grouping.themes import FALLBACK, Taxonomy, ThemeMatch, assign_themes
 from digest.intake.pull import pull
 from digest.store import Evidence, open_store
 
-from .conftest import DATA, SEEDS, FeedServer, Reply, rss, settings_for
+from .helpers import DATA, SEEDS_SOURCE, pulled, rss, settings_for, stored_articles
+from .servers import FeedServer, Reply
 
 
 def _expected_primary() -> dict[str, str]:
@@ -38,10 +39,9 @@ EXPECTED_PRIMARY = _expected_primary()
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> list[Article]:
     folder = tmp_path_factory.mktemp("seeded")
-    settings = settings_for(folder, f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n')
-    with open_store(settings.database.path) as store:
-        pull(settings, store)
-        return store.articles()
+    settings = settings_for(folder, SEEDS_SOURCE)
+    pulled(settings)
+    return stored_articles(settings)
 
 
 def _names(text: str) -> list[tuple[str, str]]:
@@ -150,13 +150,9 @@ def test_title_outweighs_a_passing_mention() -> None:
 
 
 def test_ignore_places_overrides_for_one_source(tmp_path: Path) -> None:
-    settings = settings_for(
-        tmp_path,
-        f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\nignore_places = ["Xi Jinping", "China", "Russia"]\n',
-    )
-    with open_store(settings.database.path) as store:
-        pull(settings, store)
-        mongolia = next(a for a in store.articles() if a.title.startswith("China, Russia and Mongolia"))
+    settings = settings_for(tmp_path, f'{SEEDS_SOURCE}ignore_places = ["Xi Jinping", "China", "Russia"]\n')
+    pulled(settings)
+    mongolia = next(a for a in stored_articles(settings) if a.title.startswith("China, Russia and Mongolia"))
     assert mongolia.regions[0] == "east-asia"
     assert "europe" not in mongolia.regions  # Russia, ignored, no longer counts
 
@@ -271,7 +267,7 @@ def test_one_item_fed_by_two_sources_is_one_story(server: FeedServer, tmp_path: 
 
 
 def test_regroup_recomputes_and_pull_groups_only_what_is_new(tmp_path: Path) -> None:
-    settings = settings_for(tmp_path, f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n')
+    settings = settings_for(tmp_path, SEEDS_SOURCE)
     with open_store(settings.database.path) as store:
         pull(settings, store)
         before = {a.id: (a.regions, a.themes, a.story) for a in store.articles()}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from pathlib import Path
 
@@ -14,8 +13,18 @@ from digest.intake.pull import pull
 from digest.publish.site import Site
 from digest.store import open_store
 
-from .conftest import FeedServer, Reply, rss, settings_for
-from .test_cli import run
+from .helpers import (
+    SEEDS_SOURCE,
+    add_subscribers,
+    article,
+    listed_articles,
+    rss,
+    run,
+    settings_for,
+    sql_value,
+    write_config,
+)
+from .servers import FeedServer, Reply
 
 LAUGHS = (
     b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
@@ -92,9 +101,8 @@ def test_backup_while_running(tmp_path: Path) -> None:
     assert run("pull", cwd=tmp_path).returncode == 0
     result = run("backup", str(tmp_path / "copy.db"), cwd=tmp_path)
     assert result.returncode == 0
-    with sqlite3.connect(tmp_path / "copy.db") as copy:
-        assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        assert copy.execute("SELECT count(*) FROM articles").fetchone()[0] == 40
+    assert sql_value(tmp_path / "copy.db", "PRAGMA integrity_check") == "ok"
+    assert sql_value(tmp_path / "copy.db", "SELECT count(*) FROM articles") == 40
     again = run("backup", str(tmp_path / "copy.db"), cwd=tmp_path)
     assert again.returncode == 1 and "already exists" in again.stderr
 
@@ -130,7 +138,7 @@ def test_a_broken_user_template_is_one_line(tmp_path: Path) -> None:
     result = run("preview", cwd=tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "digest.html.j2, line 1" in result.stderr
-    assert json.loads(run("articles", "--json", "--limit", "1", cwd=tmp_path).stdout)
+    assert listed_articles("--limit", "1", cwd=tmp_path)
 
 
 BAD_LINKS = [
@@ -192,19 +200,13 @@ def test_only_web_links_leave_digest(server: FeedServer, tmp_path: Path) -> None
 def test_links_stored_before_the_fix_are_not_published(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
-    from digest.common.models import Article
     from digest.publish.feeds import FeedSpec, render
 
     settings = settings_for(tmp_path, '[[sources]]\nname = "s"\nurl = "https://example.org/feed"\n')
     when = datetime(2026, 11, 1, tzinfo=UTC)
     with open_store(settings.database.path) as store:
         store.sync_sources(settings.sources)
-        article = Article(
-            id="a1", source="s", title="Old", url="https://example.org/old", guid=None,
-            summary_html="", summary_text="", author=None, published=when, first_seen=when,
-            updated=when, content_hash="h",
-        )  # fmt: skip
-        store.save_articles("s", [article], now=when)
+        store.save_articles("s", [article("a1", when, title="Old", url="https://example.org/old")], now=when)
         # As an earlier version stored it, before links were checked.
         store.conn.execute("UPDATE articles SET url = 'javascript:alert(1)' WHERE id = 'a1'")
         found = store.article("a1")
@@ -224,9 +226,7 @@ def test_files_digest_creates_are_readable_by_their_owner_only(tmp_path: Path) -
     def mode(path: Path) -> int:
         return stat.S_IMODE(path.stat().st_mode)
 
-    from .conftest import SEEDS, write_config
-
-    config = write_config(tmp_path, f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n[outbox]\npath = "out"\n')
+    config = write_config(tmp_path, f'{SEEDS_SOURCE}[outbox]\npath = "out"\n')
     old = os.umask(0o022)  # the usual umask: new files world-readable unless digest says otherwise
     try:
         assert run("--config", str(config), "pull", cwd=tmp_path).returncode == 0
@@ -238,12 +238,7 @@ def test_files_digest_creates_are_readable_by_their_owner_only(tmp_path: Path) -
             assert {p.name: mode(p) for p in files} == {p.name: 0o600 for p in files}
         assert run("--config", str(config), "backup", str(tmp_path / "copy.db"), cwd=tmp_path).returncode == 0
         assert mode(tmp_path / "copy.db") == 0o600
-        assert (
-            run(
-                "--config", str(config), "subscribers", "add", "ann@example.org", "--confirmed", cwd=tmp_path
-            ).returncode
-            == 0
-        )
+        add_subscribers(config, "ann@example.org")
         assert run("--config", str(config), "send", cwd=tmp_path).returncode == 0
         out = tmp_path / "out"
         assert mode(out) == 0o700 and [mode(p) for p in out.iterdir()] == [0o600]

@@ -16,45 +16,32 @@ from digest.config import Settings
 from digest.intake.pull import article_id, former_article_id, normalise_url, pull
 from digest.store import open_store
 
-from .conftest import DATA, SEEDS, FeedServer, Reply, Seen, rss, settings_for
+from .helpers import DATA, SEEDS, SEEDS_SOURCE, pulled, rss, settings_for, source, stored_articles
+from .servers import FeedServer, Reply, Seen
 
 SEED_FILES = sorted(SEEDS.glob("*.txt"))
 
 
-def _pull(settings: Settings, *names: str, force: bool = False) -> dict[str, object]:
-    with open_store(settings.database.path) as store:
-        return {r.name: r for r in pull(settings, store, names, force=force)}
-
-
-def _articles(settings: Settings) -> list:  # type: ignore[type-arg]
-    with open_store(settings.database.path) as store:
-        return store.articles()
-
-
-def _source(name: str, url: str, kind: str = "auto", extra: str = "") -> str:
-    return f'[[sources]]\nname = "{name}"\nurl = "{url}"\nkind = "{kind}"\n{extra}\n'
-
-
 def test_seed_folder_twice_gives_40_articles_once(tmp_path: Path) -> None:
-    settings = settings_for(tmp_path, _source("seeds", str(SEEDS)))
-    first = _pull(settings)["seeds"]
-    assert (first.new, first.updated, first.unchanged, first.error) == (40, 0, 0, None)  # type: ignore[attr-defined]
-    second = _pull(settings)["seeds"]
-    assert (second.new, second.updated, second.unchanged) == (0, 0, 40)  # type: ignore[attr-defined]
-    assert len(_articles(settings)) == 40
+    settings = settings_for(tmp_path, SEEDS_SOURCE)
+    first = pulled(settings)["seeds"]
+    assert (first.new, first.updated, first.unchanged, first.error) == (40, 0, 0, None)
+    second = pulled(settings)["seeds"]
+    assert (second.new, second.updated, second.unchanged) == (0, 0, 40)
+    assert len(stored_articles(settings)) == 40
 
 
 def test_a_later_snapshot_adds_only_its_new_posts(tmp_path: Path) -> None:
     folder = tmp_path / "dumps"
     folder.mkdir()
     shutil.copy(SEED_FILES[0], folder)
-    settings = settings_for(tmp_path, _source("site", str(folder), "text"))
-    assert _pull(settings)["site"].new == 20  # type: ignore[attr-defined]
-    first_seen = {a.id: a.first_seen for a in _articles(settings)}
+    settings = settings_for(tmp_path, source("site", folder, kind="text"))
+    assert pulled(settings)["site"].new == 20
+    first_seen = {a.id: a.first_seen for a in stored_articles(settings)}
     shutil.copy(SEED_FILES[1], folder)
-    report = _pull(settings)["site"]
-    assert (report.new, report.unchanged) == (20, 20)  # type: ignore[attr-defined]
-    after = {a.id: a.first_seen for a in _articles(settings)}
+    report = pulled(settings)["site"]
+    assert (report.new, report.unchanged) == (20, 20)
+    after = {a.id: a.first_seen for a in stored_articles(settings)}
     assert all(after[i] == seen for i, seen in first_seen.items())
 
 
@@ -63,20 +50,20 @@ def test_garbage_beside_the_seeds_changes_nothing(tmp_path: Path) -> None:
     shutil.copytree(SEEDS, folder)
     (folder / "junk.bin").write_bytes(os.urandom(4096))
     (folder / "zz-notes.txt").write_text("asdf qwer\nzxcv\n")
-    settings = settings_for(tmp_path, _source("seeds", str(folder)))
-    report = _pull(settings)["seeds"]
-    assert report.ok and report.new == 40  # type: ignore[attr-defined]
-    assert any("junk.bin" in w and "binary" in w for w in report.warnings)  # type: ignore[attr-defined]
-    assert sorted(a.title for a in _articles(settings)) == sorted(
-        a.title for a in _articles(settings_for(_fresh(tmp_path), _source("seeds", str(SEEDS))))
+    settings = settings_for(tmp_path, source("seeds", folder))
+    report = pulled(settings)["seeds"]
+    assert report.ok and report.new == 40
+    assert any("junk.bin" in w and "binary" in w for w in report.warnings)
+    assert sorted(a.title for a in stored_articles(settings)) == sorted(
+        a.title for a in stored_articles(settings_for(_fresh(tmp_path), SEEDS_SOURCE))
     )
 
 
 def _fresh(tmp_path: Path) -> Path:
     other = tmp_path / "reference"
     other.mkdir()
-    settings = settings_for(other, _source("seeds", str(SEEDS)))
-    _pull(settings)
+    settings = settings_for(other, SEEDS_SOURCE)
+    pulled(settings)
     return other
 
 
@@ -94,11 +81,11 @@ def test_no_source_claims_anothers_article_by_its_guid_or_link(server: FeedServe
     server.routes["/squat.xml"] = Reply(200, rss([fake]))
     server.routes["/real.xml"] = Reply(200, rss([real]))
     settings = settings_for(
-        tmp_path, _source("squat", server.url("/squat.xml")) + _source("real", server.url("/real.xml"))
+        tmp_path, source("squat", server.url("/squat.xml")) + source("real", server.url("/real.xml"))
     )
-    reports = _pull(settings)
-    assert reports["squat"].new == 1 and reports["real"].new == 1  # type: ignore[attr-defined]
-    found = {a.source: a for a in _articles(settings)}
+    reports = pulled(settings)
+    assert reports["squat"].new == 1 and reports["real"].new == 1
+    found = {a.source: a for a in stored_articles(settings)}
     assert found["real"].title == "Laos and China open the railway"
     assert "The real report" in found["real"].summary_text and found["real"].id != found["squat"].id
 
@@ -118,7 +105,7 @@ def test_articles_stored_under_their_former_global_ids_keep_them(server: FeedSer
         {"title": "By link", "link": "https://x.org/l", "description": "two"},
     ]
     server.routes["/a.xml"] = Reply(200, rss(items))
-    settings = settings_for(tmp_path, _source("a", server.url("/a.xml")) + _source("b", server.url("/a.xml")))
+    settings = settings_for(tmp_path, source("a", server.url("/a.xml")) + source("b", server.url("/a.xml")))
     now = datetime(2026, 11, 1, tzinfo=UTC)
     with open_store(settings.database.path) as store:
         store.sync_sources(
@@ -148,13 +135,13 @@ def test_articles_stored_under_their_former_global_ids_keep_them(server: FeedSer
 def test_an_updated_item_updates_its_row_and_keeps_first_seen(server: FeedServer, tmp_path: Path) -> None:
     item = {"title": "Draft title", "link": "https://x.org/u", "description": "first"}
     server.routes["/f.xml"] = Reply(200, rss([item]))
-    settings = settings_for(tmp_path, _source("f", server.url("/f.xml")))
-    _pull(settings)
-    [before] = _articles(settings)
+    settings = settings_for(tmp_path, source("f", server.url("/f.xml")))
+    pulled(settings)
+    [before] = stored_articles(settings)
     server.routes["/f.xml"] = Reply(200, rss([{**item, "title": "Final title", "description": "second"}]))
-    report = _pull(settings)["f"]
-    assert (report.new, report.updated) == (0, 1)  # type: ignore[attr-defined]
-    [after] = _articles(settings)
+    report = pulled(settings)["f"]
+    assert (report.new, report.updated) == (0, 1)
+    [after] = stored_articles(settings)
     assert (after.id, after.first_seen) == (before.id, before.first_seen)
     assert (after.title, after.summary_text) == ("Final title", "second")
     assert after.updated > before.updated  # dated by the pull that saw the change
@@ -165,14 +152,14 @@ def test_one_failing_source_never_stops_the_others(server: FeedServer, tmp_path:
     server.routes["/junk"] = Reply(200, os.urandom(2048), {"Content-Type": "application/octet-stream"})
     settings = settings_for(
         tmp_path,
-        _source("down", "http://127.0.0.1:9/feed")
-        + _source("junk", server.url("/junk"))
-        + _source("good", server.url("/good.xml")),
+        source("down", "http://127.0.0.1:9/feed")
+        + source("junk", server.url("/junk"))
+        + source("good", server.url("/good.xml")),
     )
-    reports = _pull(settings)
-    assert "cannot connect" in str(reports["down"].error)  # type: ignore[attr-defined]
-    assert "binary" in str(reports["junk"].error)  # type: ignore[attr-defined]
-    assert reports["good"].new == 1  # type: ignore[attr-defined]
+    reports = pulled(settings)
+    assert "cannot connect" in str(reports["down"].error)
+    assert "binary" in str(reports["junk"].error)
+    assert reports["good"].new == 1
     with open_store(settings.database.path) as store:
         down = store.source_state("down")
     assert down.consecutive_failures == 1 and down.last_error
@@ -190,28 +177,28 @@ def test_conditional_get_301_410_and_429_are_remembered(server: FeedServer, tmp_
     server.routes["/busy"] = Reply(429, headers={"Retry-After": "3600"})
     settings = settings_for(
         tmp_path,
-        _source("moved", server.url("/moved"))
-        + _source("gone", server.url("/gone"))
-        + _source("busy", server.url("/busy")),
+        source("moved", server.url("/moved"))
+        + source("gone", server.url("/gone"))
+        + source("busy", server.url("/busy")),
     )
-    first = _pull(settings)
-    assert first["moved"].new == 1  # type: ignore[attr-defined]
-    assert "410" in str(first["gone"].error) and "429" in str(first["busy"].error)  # type: ignore[attr-defined]
-    second = _pull(settings)
-    assert second["moved"].not_modified  # type: ignore[attr-defined]
+    first = pulled(settings)
+    assert first["moved"].new == 1
+    assert "410" in str(first["gone"].error) and "429" in str(first["busy"].error)
+    second = pulled(settings)
+    assert second["moved"].not_modified
     assert server.hits("/moved") == 1  # the second pull went straight to the new URL
     # A 304 keeps the validators: the pull after it is conditional too (no full download).
     with open_store(settings.database.path) as store:
         assert store.source_state("moved").etag == '"e1"'
-    assert _pull(settings, "moved", force=True)["moved"].not_modified  # type: ignore[attr-defined]
-    assert "disabled" in str(second["gone"].error) and server.hits("/gone") == 1  # type: ignore[attr-defined]
-    assert "deferred" in str(second["busy"].error) and server.hits("/busy") == 1  # type: ignore[attr-defined]
-    _pull(settings, "busy", force=True)
+    assert pulled(settings, "moved", force=True)["moved"].not_modified
+    assert "disabled" in str(second["gone"].error) and server.hits("/gone") == 1
+    assert "deferred" in str(second["busy"].error) and server.hits("/busy") == 1
+    pulled(settings, "busy", force=True)
     assert server.hits("/busy") == 2
     server.routes["/gone"] = Reply(200, rss([{"title": "Back", "link": "https://x.org/back"}]))
-    assert _pull(settings, "gone")["gone"].error  # type: ignore[attr-defined]
+    assert pulled(settings, "gone")["gone"].error
     assert server.hits("/gone") == 1
-    assert _pull(settings, "gone", force=True)["gone"].new == 1  # type: ignore[attr-defined]
+    assert pulled(settings, "gone", force=True)["gone"].new == 1
     with open_store(settings.database.path) as store:
         assert store.source_state("moved").url == server.url("/feed")
         assert store.source_state("gone").enabled  # back after a successful forced pull
@@ -221,9 +208,9 @@ def test_wordpress_listing_page_is_read_and_sanitised(server: FeedServer, tmp_pa
     server.routes["/news/"] = Reply(
         200, (DATA / "wordpress.html").read_bytes(), {"Content-Type": "text/html"}
     )
-    settings = settings_for(tmp_path, _source("wp", server.url("/news/"), "html"))
-    assert _pull(settings)["wp"].new == 2  # type: ignore[attr-defined]
-    by_title = {a.title: a for a in _articles(settings)}
+    settings = settings_for(tmp_path, source("wp", server.url("/news/"), kind="html"))
+    assert pulled(settings)["wp"].new == 2
+    by_title = {a.title: a for a in stored_articles(settings)}
     meet = by_title["Ministers meet in Vientiane"]
     assert meet.url == server.url("/2026/11/ministers-meet/")
     assert meet.author == "Ann Writer"
@@ -241,9 +228,9 @@ def test_custom_selectors_read_any_listing(server: FeedServer, tmp_path: Path) -
         '[sources.selectors]\nitem = ".news-item"\ntitle = "h4"\nlink = "a.go"\n'
         'summary = ".teaser"\ndate = ".when"\n'
     )
-    settings = settings_for(tmp_path, _source("ministry", server.url("/list"), "html", selectors))
-    assert _pull(settings)["ministry"].new == 2  # type: ignore[attr-defined]
-    first = next(a for a in _articles(settings) if a.title == "Minister receives ambassador")
+    settings = settings_for(tmp_path, source("ministry", server.url("/list"), kind="html") + selectors)
+    assert pulled(settings)["ministry"].new == 2
+    first = next(a for a in stored_articles(settings) if a.title == "Minister receives ambassador")
     assert first.url == server.url("/item?id=1")
     assert first.summary_text == "The minister received the new ambassador."
     assert first.published is not None and first.published.date().isoformat() == "2026-11-02"
@@ -256,11 +243,11 @@ def test_a_page_that_advertises_a_feed_is_followed_when_auto(server: FeedServer,
     )
     server.routes["/"] = Reply(200, page.encode(), {"Content-Type": "text/html; charset=utf-8"})
     server.routes["/feed.xml"] = Reply(200, rss([{"title": "From the feed", "link": "https://x.org/ff"}]))
-    settings = settings_for(tmp_path, _source("site", server.url("/")))
-    report = _pull(settings)["site"]
-    assert report.new == 1  # type: ignore[attr-defined]
-    assert [a.title for a in _articles(settings)] == ["From the feed"]
-    _pull(settings)
+    settings = settings_for(tmp_path, source("site", server.url("/")))
+    report = pulled(settings)["site"]
+    assert report.new == 1
+    assert [a.title for a in stored_articles(settings)] == ["From the feed"]
+    pulled(settings)
     assert server.hits("/") == 1 and server.hits("/feed.xml") == 2  # later pulls go to the feed
 
 
@@ -268,13 +255,13 @@ def test_an_html_source_with_nothing_recognisable_is_an_error(server: FeedServer
     server.routes["/plain"] = Reply(
         200, b"<html><body><p>nothing here</p></body></html>", {"Content-Type": "text/html"}
     )
-    settings = settings_for(tmp_path, _source("plain", server.url("/plain"), "html"))
-    assert "no articles found" in str(_pull(settings)["plain"].error)  # type: ignore[attr-defined]
+    settings = settings_for(tmp_path, source("plain", server.url("/plain"), kind="html"))
+    assert "no articles found" in str(pulled(settings)["plain"].error)
 
 
 def test_full_text_search_finds_articles(tmp_path: Path) -> None:
-    settings = settings_for(tmp_path, _source("seeds", str(SEEDS)))
-    _pull(settings)
+    settings = settings_for(tmp_path, SEEDS_SOURCE)
+    pulled(settings)
     with open_store(settings.database.path) as store:
         found = [a.title for a in store.search(parse("Ryukyu"))]
     assert found[0] == "Chinese scholars question Japanese sovereignty over Ryukyu islands"
@@ -312,11 +299,11 @@ def test_a_parser_bug_on_one_source_does_not_stop_the_others(
     monkeypatch.setattr("digest.intake.kinds.text.parse", broken)  # the registry finds it there
     server.routes["/good.xml"] = Reply(200, rss([{"title": "Good", "link": "https://x.org/g"}]))
     settings = settings_for(
-        tmp_path, _source("dumps", str(SEEDS), "text") + _source("good", server.url("/good.xml"))
+        tmp_path, source("dumps", SEEDS, kind="text") + source("good", server.url("/good.xml"))
     )
-    reports = _pull(settings)
-    assert str(reports["dumps"].error).startswith("unexpected RuntimeError while pulling: boom")  # type: ignore[attr-defined]
-    assert reports["good"].new == 1  # type: ignore[attr-defined]
+    reports = pulled(settings)
+    assert str(reports["dumps"].error).startswith("unexpected RuntimeError while pulling: boom")
+    assert reports["good"].new == 1
 
 
 def test_feed_boilerplate_is_dropped(server: FeedServer, tmp_path: Path) -> None:
@@ -328,9 +315,9 @@ def test_feed_boilerplate_is_dropped(server: FeedServer, tmp_path: Path) -> None
     server.routes["/wp.xml"] = Reply(
         200, rss([{"title": "Post", "link": "https://x.org/p", "description": content}])
     )
-    settings = settings_for(tmp_path, _source("wp", server.url("/wp.xml")))
-    _pull(settings)
-    [article] = _articles(settings)
+    settings = settings_for(tmp_path, source("wp", server.url("/wp.xml")))
+    pulled(settings)
+    [article] = stored_articles(settings)
     assert article.summary_html == "<p>The real text.</p>"
     assert article.summary_text == "The real text."
 
@@ -486,13 +473,13 @@ def test_every_path_keeps_the_item_limit_a_followed_feed_included(server: FeedSe
     settings = settings_for(
         tmp_path,
         "[fetch]\nmax_items = 10\n"
-        + _source("followed", server.url("/page"))
-        + _source("listing", server.url("/list"))
-        + _source("direct", server.url("/feed.xml")),
+        + source("followed", server.url("/page"))
+        + source("listing", server.url("/list"))
+        + source("direct", server.url("/feed.xml")),
     )
-    reports = _pull(settings)
+    reports = pulled(settings)
     for name in ("followed", "listing", "direct"):
-        error = str(reports[name].error)  # type: ignore[attr-defined]
+        error = str(reports[name].error)
         assert "30 items is over the limit of 10" in error, (name, error)
 
 

@@ -13,7 +13,7 @@ import trustme
 
 from digest.common.dates import utcnow
 from digest.common.errors import SendError
-from digest.config import Settings, parse_settings
+from digest.config import Settings
 from digest.intake.pull import pull
 from digest.mail.channels import transport_for
 from digest.mail.compose import Outgoing
@@ -22,13 +22,15 @@ from digest.store import Store, open_store
 from digest.subscribers.lifecycle import add, bindings, unsubscribe
 from digest.subscribers.tokens import read, secret_for
 
-from .conftest import SEEDS, FeedServer, Reply, SmtpSink, rss, settings_for
+from .helpers import SEEDS_SOURCE, rss, settings_for, silent_port, smtp_section
+from .servers import AppServer, FeedServer, Reply, SmtpSink
 
 
 def _settings(tmp_path: Path, sink: SmtpSink, extra: str = "", sources: str = "") -> Settings:
-    source = sources or f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n'
-    smtp = f'[smtp]\nhost = "127.0.0.1"\nport = {sink.port}\nsender = "Digest <digest@news.example.org>"\ntimeout = "5s"\n'
-    return settings_for(tmp_path, f'[site]\nbase_url = "https://news.example.org"\n{smtp}{extra}{source}')
+    smtp = smtp_section(sink.port, sender="Digest <digest@news.example.org>", timeout="5s")
+    return settings_for(
+        tmp_path, f'[site]\nbase_url = "https://news.example.org"\n{smtp}{extra}{sources or SEEDS_SOURCE}'
+    )
 
 
 def _people(store: Store) -> dict[str, int]:
@@ -191,14 +193,9 @@ def test_starttls_and_auth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     ca.cert_pem.write_to_path(str(ca_file))
     monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))  # the client trusts the test CA
     with SmtpSink(tls_context=server_context, users={"digest": "s3cret"}) as sink:
-        text = (
-            f'[smtp]\nhost = "127.0.0.1"\nport = {sink.port}\nsecurity = "starttls"\nusername = "digest"\ntimeout = "5s"\n'
-            f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n'
-        )
-        good = parse_settings(
-            text, origin="t.toml", base_dir=tmp_path, env={"DIGEST_SMTP_PASSWORD": "s3cret"}
-        )
-        bad = parse_settings(text, origin="t.toml", base_dir=tmp_path, env={"DIGEST_SMTP_PASSWORD": "wrong"})
+        text = smtp_section(sink.port, security="starttls", username="digest", timeout="5s") + SEEDS_SOURCE
+        good = settings_for(tmp_path, text, env={"DIGEST_SMTP_PASSWORD": "s3cret"})
+        bad = settings_for(tmp_path, text, env={"DIGEST_SMTP_PASSWORD": "wrong"})
         with open_store(good.database.path) as store:
             pull(good, store)
             add(store, "ann@example.org", confirmed=True)
@@ -230,9 +227,7 @@ def test_source_html_is_sanitised_and_headers_stay_clean(
 
 
 def test_outbox_when_no_smtp_is_configured(tmp_path: Path) -> None:
-    settings = settings_for(
-        tmp_path, f'[outbox]\npath = "out"\n[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n'
-    )
+    settings = settings_for(tmp_path, f'[outbox]\npath = "out"\n{SEEDS_SOURCE}')
     with open_store(settings.database.path) as store:
         pull(settings, store)
         add(store, "ann@example.org", confirmed=True)
@@ -281,16 +276,10 @@ def test_preferences_filter_by_theme(tmp_path: Path, smtp: SmtpSink) -> None:
 
 
 def test_a_silent_or_tls_refusing_server_is_one_clear_error(tmp_path: Path) -> None:
-    import socket
-
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(5)  # accepts, never greets
-    port = silent.getsockname()[1]
-    try:
+    with silent_port() as port:  # it takes the connection and never greets
         for security, words in (("none", "cannot connect"), ("tls", "cannot connect")):
-            text = f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "{security}"\ntimeout = "1s"\n[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n'
-            settings = parse_settings(text, origin="t.toml", base_dir=tmp_path, env={})
+            text = smtp_section(port, security=security, timeout="1s") + SEEDS_SOURCE
+            settings = settings_for(tmp_path, text)
             with open_store(settings.database.path) as store:
                 if store.count_articles() == 0:
                     pull(settings, store)
@@ -303,8 +292,6 @@ def test_a_silent_or_tls_refusing_server_is_one_clear_error(tmp_path: Path) -> N
                     ]
                     == 1
                 )
-    finally:
-        silent.close()
 
 
 def test_content_cannot_reach_a_subscribers_links_or_address(
@@ -351,8 +338,6 @@ def test_a_big_digest_says_how_many_and_links_them_all(
     import hashlib
 
     import httpx
-
-    from .conftest import AppServer
 
     # 100 unrelated articles (distinct words, so no two are one story).
     titles = [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -10,18 +9,24 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import SEEDS, FeedServer, Reply, SmtpSink, rss, write_config
-from .test_cli import run
-from .test_readers import CHROMIUM_FLAGS, _need
+from .helpers import (
+    CHROMIUM_FLAGS,
+    SEEDS_SOURCE,
+    add_subscribers,
+    free_port,
+    listed_subscribers,
+    need,
+    rss,
+    run,
+    smtp_section,
+    write_config,
+)
+from .servers import FeedServer, Reply, SmtpSink
 
 
 def _config(tmp_path: Path, smtp: SmtpSink | None = None) -> Path:
-    mail = (
-        f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\ntimeout = "5s"\n'
-        if smtp
-        else '[outbox]\npath = "out"\n'
-    )
-    return write_config(tmp_path, f'{mail}[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n')
+    mail = smtp_section(smtp.port, timeout="5s") if smtp else '[outbox]\npath = "out"\n'
+    return write_config(tmp_path, f"{mail}{SEEDS_SOURCE}")
 
 
 def test_subscribers_import_export_and_list(tmp_path: Path) -> None:
@@ -41,7 +46,7 @@ def test_subscribers_import_export_and_list(tmp_path: Path) -> None:
         f"{csv_file}: line 3:" in result.stderr and "line 5:" in result.stderr and "line 6:" in result.stderr
     )
     assert "2 added, 0 updated, 3 rejected" in result.stdout
-    listed = json.loads(run("--config", config, "subscribers", "list", "--json", cwd=tmp_path).stdout)
+    listed = listed_subscribers(config)
     assert {(s["email"], s["status"]) for s in listed} == {
         ("ann@example.org", "active"),
         ("bob@example.org", "pending"),
@@ -81,18 +86,8 @@ def test_a_big_import_takes_seconds(tmp_path: Path) -> None:
 def test_preview_and_send(tmp_path: Path, smtp: SmtpSink) -> None:
     config = str(_config(tmp_path, smtp))
     assert run("--config", config, "pull", cwd=tmp_path).returncode == 0
-    run("--config", config, "subscribers", "add", "ann@example.org", "--confirmed", cwd=tmp_path)
-    run(
-        "--config",
-        config,
-        "subscribers",
-        "add",
-        "eve@example.org",
-        "--region",
-        "africa",
-        "--confirmed",
-        cwd=tmp_path,
-    )
+    add_subscribers(config, "ann@example.org")
+    add_subscribers(config, "eve@example.org", options=("--region", "africa", "--confirmed"))
     html = run("--config", config, "preview", "--for", "eve@example.org", cwd=tmp_path)
     assert (
         html.returncode == 0
@@ -115,16 +110,15 @@ def test_preview_and_send(tmp_path: Path, smtp: SmtpSink) -> None:
 def test_send_exits_1_naming_the_server_when_deliveries_fail(tmp_path: Path, smtp: SmtpSink) -> None:
     config = str(_config(tmp_path, smtp))
     run("--config", config, "pull", cwd=tmp_path)
-    run("--config", config, "subscribers", "add", "gone@example.org", "--confirmed", cwd=tmp_path)
+    add_subscribers(config, "gone@example.org")
     smtp.reject = {"gone@example.org"}
     result = run("--config", config, "send", cwd=tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"127.0.0.1:{smtp.port} said 550" in result.stderr
-    with SmtpSink() as gone:
-        dead_port = gone.port
+    dead_port = free_port()
     dead = Path(config).read_text().replace(f"port = {smtp.port}", f"port = {dead_port}")
     Path(config).write_text(dead)
-    run("--config", config, "subscribers", "add", "new@example.org", "--confirmed", cwd=tmp_path)
+    add_subscribers(config, "new@example.org")
     down = run("--config", config, "send", cwd=tmp_path)
     assert down.returncode == 1 and "Traceback" not in down.stderr
     [line] = down.stderr.strip().splitlines()  # one line: the server, and what went wrong
@@ -134,7 +128,7 @@ def test_send_exits_1_naming_the_server_when_deliveries_fail(tmp_path: Path, smt
 
 @pytest.mark.parametrize(("name", "width"), [("phone", 375), ("desktop", 1280)])
 def test_the_html_digest_fits_phones_and_desktops(tmp_path: Path, name: str, width: int) -> None:
-    chromium = _need("chromium")
+    chromium = need("chromium")
     config = str(_config(tmp_path))
     run("--config", config, "pull", cwd=tmp_path)
     body = run("--config", config, "preview", cwd=tmp_path).stdout
@@ -171,7 +165,7 @@ def test_the_html_digest_fits_phones_and_desktops(tmp_path: Path, name: str, wid
 def test_send_since_restarts_everyones_window(tmp_path: Path, smtp: SmtpSink) -> None:
     config = str(_config(tmp_path, smtp))
     run("--config", config, "pull", cwd=tmp_path)
-    run("--config", config, "subscribers", "add", "ann@example.org", "--confirmed", cwd=tmp_path)
+    add_subscribers(config, "ann@example.org")
     assert "1 sent" in run("--config", config, "send", cwd=tmp_path).stdout
     assert "nothing to send" in run("--config", config, "send", cwd=tmp_path).stdout
     resent = run("--config", config, "send", "--since", "2000-01-01", cwd=tmp_path)  # the operator asks again
@@ -182,11 +176,8 @@ def test_send_since_restarts_everyones_window(tmp_path: Path, smtp: SmtpSink) ->
 
 def test_an_import_never_revives_anyone_and_keeps_what_it_is_not_given(tmp_path: Path) -> None:
     config = str(_config(tmp_path))
-    for args in (
-        ("add", "ann@example.org", "--confirmed", "--region", "europe"),
-        ("add", "bob@example.org", "--confirmed", "--theme", "party-relations"),
-    ):
-        assert run("--config", config, "subscribers", *args, cwd=tmp_path).returncode == 0
+    add_subscribers(config, "ann@example.org", options=("--confirmed", "--region", "europe"))
+    add_subscribers(config, "bob@example.org", options=("--confirmed", "--theme", "party-relations"))
     from digest.config import load_settings
     from digest.store import open_store
     from digest.subscribers.lifecycle import unsubscribe
@@ -240,7 +231,7 @@ def test_addresses_that_cannot_be_mailed_are_refused_at_the_door(tmp_path: Path)
 def test_a_dry_run_honours_since(tmp_path: Path, smtp: SmtpSink) -> None:
     config = str(_config(tmp_path, smtp))
     run("--config", config, "pull", cwd=tmp_path)
-    run("--config", config, "subscribers", "add", "ann@example.org", "--confirmed", cwd=tmp_path)
+    add_subscribers(config, "ann@example.org")
     assert run("--config", config, "send", cwd=tmp_path).returncode == 0  # ann is up to date
     plain = run("--config", config, "send", "--dry-run", cwd=tmp_path).stdout
     assert "new digest: 0 of 1 subscribers due have something new" in plain
@@ -252,12 +243,14 @@ def test_a_dry_run_honours_since(tmp_path: Path, smtp: SmtpSink) -> None:
 def test_preview_for_a_subscriber_shows_their_next_digest_with_their_topics(tmp_path: Path) -> None:
     config = str(_config(tmp_path))
     assert run("--config", config, "pull", cwd=tmp_path).returncode == 0
-    added = run(
-        *("--config", config, "subscribers", "add", "ann@example.org", "--confirmed", "--region", "europe"),
-        *("--cadence", "daily", "--timezone", "Asia/Tokyo", "--hour", "7", "--topic", "Laos OR Mekong"),
-        cwd=tmp_path,
+    add_subscribers(
+        config,
+        "ann@example.org",
+        options=(
+            *("--confirmed", "--region", "europe", "--cadence", "daily", "--timezone", "Asia/Tokyo"),
+            *("--hour", "7", "--topic", "Laos OR Mekong"),
+        ),
     )
-    assert added.returncode == 0, added.stderr
     # Noon UTC (21:00 in Tokyo) on a day after the pull: what was pulled is new by then.
     at = (datetime.now(UTC) + timedelta(days=1)).replace(hour=12, minute=0, second=0, microsecond=0)
     shown = run(
@@ -277,13 +270,7 @@ def test_preview_for_a_subscriber_shows_their_next_digest_with_their_topics(tmp_
 def test_the_suppression_list_holds_until_the_operator_reactivates(tmp_path: Path, smtp: SmtpSink) -> None:
     config = str(_config(tmp_path, smtp))
     assert run("--config", config, "pull", cwd=tmp_path).returncode == 0
-    for name in ("ann", "bob"):
-        assert (
-            run(
-                "--config", config, "subscribers", "add", f"{name}@example.org", "--confirmed", cwd=tmp_path
-            ).returncode
-            == 0
-        )
+    add_subscribers(config, "ann@example.org", "bob@example.org")
     from digest.common.dates import utcnow
     from digest.config import load_settings
     from digest.store import open_store
@@ -297,9 +284,9 @@ def test_the_suppression_list_holds_until_the_operator_reactivates(tmp_path: Pat
                 "old", bob.id, "failed", reply="550 no such user", strike=True, strikes_to_bounce=3
             )
         store.finish_digest("old")
-    listed = run("--config", config, "subscribers", "list", "--status", "bounced", "--json", cwd=tmp_path)
-    assert [(s["email"], s["status"]) for s in json.loads(listed.stdout)] == [("bob@example.org", "bounced")]
-    assert json.loads(listed.stdout)[0]["reason"] == "3 refusals in a row: 550 no such user"  # not blank
+    listed = listed_subscribers(config, "--status", "bounced")
+    assert [(s["email"], s["status"]) for s in listed] == [("bob@example.org", "bounced")]
+    assert listed[0]["reason"] == "3 refusals in a row: 550 no such user"  # not blank
     # Neither the operator's add nor an import brings a bounced address back.
     readd = run("--config", config, "subscribers", "add", "bob@example.org", "--confirmed", cwd=tmp_path)
     assert readd.returncode == 1 and "is bounced and never mailed again" in readd.stderr
@@ -332,17 +319,12 @@ def test_a_send_as_of_a_future_moment_loses_nothing_first_seen_before_it(
     config = str(
         write_config(
             tmp_path,
-            f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\n'
-            f'[[sources]]\nname = "f"\nurl = "{server.url("/f.xml")}"\nevery = "1s"\n',
+            smtp_section(smtp.port)
+            + f'[[sources]]\nname = "f"\nurl = "{server.url("/f.xml")}"\nevery = "1s"\n',
         )
     )
     assert run("--config", config, "pull", cwd=tmp_path).returncode == 0
-    assert (
-        run(
-            "--config", config, "subscribers", "add", "ann@example.org", "--confirmed", cwd=tmp_path
-        ).returncode
-        == 0
-    )
+    add_subscribers(config, "ann@example.org")
     ahead = (datetime.now(UTC) + timedelta(days=30)).isoformat()
     assert run("--config", config, "send", "--at", ahead, cwd=tmp_path).returncode == 0
     server.routes["/f.xml"] = Reply(
@@ -374,13 +356,7 @@ def test_no_path_but_their_own_sign_up_mails_someone_who_left_and_none_mails_a_c
     from digest.subscribers import signups
 
     config = str(_config(tmp_path, smtp))
-    for name in ("cid", "una"):
-        assert (
-            run(
-                "--config", config, "subscribers", "add", f"{name}@example.org", "--confirmed", cwd=tmp_path
-            ).returncode
-            == 0
-        )
+    add_subscribers(config, "cid@example.org", "una@example.org")
     settings = load_settings(config)
     with open_store(settings.database.path) as store:
         cid, una = (store.subscriber(email=f"{n}@example.org") for n in ("cid", "una"))

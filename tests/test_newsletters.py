@@ -20,9 +20,8 @@ from digest.config import load_settings
 from digest.intake import newsletters
 from digest.store import open_store
 
-from .conftest import DnsServer, write_config
-from .test_bounces import Service, _eventually, _free_port
-from .test_cli import run
+from .helpers import free_port, listed_articles, run, wait_for, write_config
+from .servers import DnsServer, Receiving
 
 ADDRESS = "news-xyz@in.example.org"
 HTML = f"""<html><head><style>p {{color: red}}</style><script>alert(1)</script></head><body>
@@ -77,7 +76,7 @@ async def _send(
 
 
 def _site(tmp_path: Path, dns_server: DnsServer, extra: str = "") -> tuple[Path, int, int]:
-    port, web = _free_port(), _free_port()
+    port, web = free_port(), free_port()
     config = write_config(
         tmp_path,
         f'[inbound]\nlisten = "127.0.0.1:{port}"\nresolver = "127.0.0.1:{dns_server.port}"\n[web]\nport = {web}\n'
@@ -93,7 +92,7 @@ def test_a_signed_newsletter_becomes_one_sanitised_article_without_the_subscribe
     letters = dns_server.publish_dkim_key("s1", "letters.example.com")
     elsewhere = dns_server.publish_dkim_key("s1", "elsewhere.example.net")
     config, port, web = _site(tmp_path, dns_server)
-    service = Service(config, tmp_path, port)
+    service = Receiving(config, tmp_path, port)
     try:
         # The envelope sender of a mailing service is often a subdomain's bounce address.
         issue = _signed(_newsletter("Issue 42: Dams on the Mekong"), "letters.example.com", letters)
@@ -124,7 +123,7 @@ def test_a_signed_newsletter_becomes_one_sanitised_article_without_the_subscribe
             result = run("--config", str(config), "articles", "--json", cwd=tmp_path)
             return json.loads(result.stdout) if result.returncode == 0 else []
 
-        _eventually(lambda: len(listed()) == 2, "two articles")
+        wait_for(lambda: len(listed()) == 2, "two articles", 15)
         found = {a["title"]: a for a in listed()}
         assert set(found) == {"Issue 42: Dams on the Mekong", "Please confirm your subscription"}
         issue_found = found["Issue 42: Dams on the Mekong"]
@@ -155,7 +154,7 @@ def test_a_signed_newsletter_becomes_one_sanitised_article_without_the_subscribe
             assert secret not in body and secret not in note.summary_html and secret not in feed, secret
         assert "Unsubscribe" in body and "Share this issue" in body  # the words stay, not the links
         # The operator still has the confirmation link: the log names what was taken out.
-        log = service.log.read_text()
+        log = service.text()
         assert "https://elsewhere.example.net/confirm?t=abc&x=1" in log
         assert "newsletter ann-letter" in log and "Traceback" not in log
     finally:
@@ -172,7 +171,7 @@ def test_a_newsletter_must_prove_its_sender(tmp_path: Path, dns_server: DnsServe
     letters = dns_server.publish_dkim_key("s1", "letters.example.com")
     evil = dns_server.publish_dkim_key("s1", "evil.example")
     config, port, _ = _site(tmp_path, dns_server)
-    service = Service(config, tmp_path, port)
+    service = Receiving(config, tmp_path, port)
     try:
         forged = _newsletter("Forged")
         attempts = {
@@ -199,8 +198,7 @@ def test_a_newsletter_must_prove_its_sender(tmp_path: Path, dns_server: DnsServe
             _send(port, honest, sender="ann@letters.example.com", to=[ADDRESS, ADDRESS.upper()])
         )
         assert [response.code for response in twice.values()] == [550]
-        result = run("--config", str(config), "articles", "--json", cwd=tmp_path)
-        assert [a["title"] for a in json.loads(result.stdout)] == ["Honest"]
+        assert [a["title"] for a in listed_articles(config=config)] == ["Honest"]
         assert "s1._domainkey.letters.example.com" in dns_server.asked  # asked of the test's DNS only
     finally:
         service.stop()
@@ -210,13 +208,13 @@ def test_unauthenticated_mail_is_kept_out_of_the_feeds_when_the_operator_takes_i
     tmp_path: Path, dns_server: DnsServer
 ) -> None:
     config, port, web = _site(tmp_path, dns_server, "allow_unauthenticated = true\n")
-    service = Service(config, tmp_path, port)
+    service = Receiving(config, tmp_path, port)
     try:
         asyncio.run(_send(port, _newsletter("Unsigned but wanted"), sender="ann@letters.example.com"))
         dropped = lambda: run("--config", str(config), "articles", "--dropped", "--json", cwd=tmp_path)  # noqa: E731
-        _eventually(lambda: "Unsigned but wanted" in dropped().stdout, "kept among the dropped")
+        wait_for(lambda: "Unsigned but wanted" in dropped().stdout, "kept among the dropped", 15)
         assert "not authenticated" in dropped().stdout
-        assert json.loads(run("--config", str(config), "articles", "--json", cwd=tmp_path).stdout) == []
+        assert listed_articles(config=config) == []
         assert "Unsigned but wanted" not in httpx.get(f"http://127.0.0.1:{web}/feed.atom", timeout=10).text
     finally:
         service.stop()

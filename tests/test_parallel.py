@@ -7,12 +7,13 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from digest.common import parallel
+
+from .helpers import wait_for, within
 
 PARENT = os.getpid()
 MEETING: Path | None = None  # where the processes sharing a batch meet (see meet); set per test
@@ -41,9 +42,8 @@ def meet() -> None:
     mark = MEETING / f"took-{os.getpid()}"
     if not mark.exists():
         mark.touch()
-        deadline = time.monotonic() + 60
-        while len(list(MEETING.glob("took-*"))) < MEET and time.monotonic() < deadline:
-            time.sleep(0.002)
+        meeting = MEETING
+        within(lambda: len(list(meeting.glob("took-*"))) >= MEET, 60, every=0.002)
     with (MEETING / f"done-{os.getpid()}").open("ab") as done:
         done.write(b".")
 
@@ -51,13 +51,6 @@ def meet() -> None:
 def items_done() -> int:
     assert MEETING is not None
     return sum(path.stat().st_size for path in MEETING.glob("done-*"))
-
-
-def until(check: Callable[[], bool], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "waited a minute"
-        time.sleep(0.01)
 
 
 def square_and_where(n: int) -> tuple[int, int]:
@@ -141,7 +134,7 @@ def test_started_work_runs_in_children_while_this_process_goes_on(
     monkeypatch.setattr(sys.modules[__name__], "MEET", 2)  # the two children
     items = list(range(900))
     with parallel.fork_start(shared_square_and_where, items, min_items=10) as started:
-        until(lambda: items_done() == len(items))  # this process is busy elsewhere meanwhile
+        wait_for(lambda: items_done() == len(items), "every item done", 60, every=0.01)  # busy elsewhere
         results = started.result()
     assert [value for value, _ in results] == [n * n for n in items]
     pids = {pid for _, pid in results}
@@ -172,13 +165,13 @@ def test_without_forking_started_work_is_done_when_asked_for(three_cores: None) 
 def test_one_call_in_a_child(three_cores: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys.modules[__name__], "MEET", 1)  # nobody to wait for
     with parallel.fork_call(lambda: shared_square_and_where(12)) as call:
-        until(lambda: items_done() == 1)  # the child has taken the call
+        wait_for(lambda: items_done() == 1, "the child has taken the call", 60, every=0.01)
         [(value, pid)] = call.result()
     assert value == 144 and pid != PARENT
     with parallel.fork_call(lambda: square_and_where(12), worth=False) as call:
         assert call.result() == [(144, PARENT)]
     with parallel.fork_call(lambda: dies_in_a_child(4)) as call:
-        until(lambda: items_done() == 2)  # the child took it, and is dying or dead
+        wait_for(lambda: items_done() == 2, "the child took it, and is dying or dead", 60, every=0.01)
         assert call.result() == [(5, PARENT)]  # the failed child's call, done again here
 
 

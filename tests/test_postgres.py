@@ -30,8 +30,8 @@ import pytest
 from digest.store.postgres.schema import MIGRATIONS
 from tests import pgcluster
 
-from .conftest import SEEDS, FeedServer, Reply, SmtpSink, rss
-from .test_cli import run
+from .helpers import SEEDS, free_port, rss, run, within
+from .servers import FeedServer, Reply, SmtpSink
 
 
 @pytest.fixture
@@ -101,15 +101,6 @@ def workers() -> Iterator[Callable[[Path], Worker]]:
         worker.stop()
 
 
-def _until(check: Callable[[], object], seconds: float = 60) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def _cron_in(seconds: int) -> tuple[str, float]:
     """A six-field cron (seconds first, UTC) due once, ``seconds`` from now; when, in time.time()."""
     due = time.time() + seconds
@@ -167,7 +158,7 @@ def test_workers_share_a_digest_and_each_subscriber_gets_exactly_one(
     cron, due = _cron_in(10)
     _service_config(tmp_path, pg, smtp, feed, cron)
     started = [workers(config) for _ in range(count)]
-    assert _until(lambda: len(smtp.messages) >= 2000 and all(w.sent() for w in started), 90), [
+    assert within(lambda: len(smtp.messages) >= 2000 and all(w.sent() for w in started), 90), [
         w.lines[-3:] for w in started
     ]
     time.sleep(1)  # nothing more may come
@@ -267,19 +258,19 @@ def test_a_worker_killed_mid_send_leaves_its_share_to_the_others(
     smtp.delay = 0.002
     _service_config(tmp_path, pg, smtp, feed, _cron_in(10)[0])  # due once, after the setup
     doomed, *others = [workers(config) for _ in range(3)]
-    assert _until(lambda: len(smtp.messages) >= 300, 90)
+    assert within(lambda: len(smtp.messages) >= 300, 90)
     # Mid-send: every worker has messages in flight, the server holding their answers.
     smtp.paused = True
-    assert _until(lambda: smtp.holding >= 6, 10)
+    assert within(lambda: smtp.holding >= 6, 10)
     doomed.process.send_signal(signal.SIGKILL)
     doomed.process.wait(timeout=10)
     smtp.paused = False
     # Its claims expire (claim_seconds = 3s) and the others send the rest.
-    assert _until(lambda: len(_recipients(smtp)) >= 2000, 90), [w.lines[-3:] for w in others]
+    assert within(lambda: len(_recipients(smtp)) >= 2000, 90), [w.lines[-3:] for w in others]
     time.sleep(1)
     received = _recipients(smtp)
     assert len(received) == 2000 and set(received.values()) == {1}
-    assert _until(lambda: all(w.sent() for w in others), 30)
+    assert within(lambda: all(w.sent() for w in others), 30)
     with psycopg.connect(pg) as conn:
         row = conn.execute(
             "SELECT count(*) FILTER (WHERE status = 'sent'), count(*) FROM deliveries"
@@ -313,7 +304,7 @@ def test_two_workers_pull_forty_sources_each_once_per_interval(
         return len(counts) == 40 and min(counts.values()) >= 2 and all(first_pulls())
 
     # Waits for what it checks, however slowly a loaded machine starts the workers.
-    assert _until(pulled_twice_by_both, 150), Counter(seen.path for seen in server.requests)
+    assert within(pulled_twice_by_both, 150), Counter(seen.path for seen in server.requests)
     for worker in pair:
         worker.stop()
     hits: dict[str, list[float]] = {}
@@ -385,15 +376,12 @@ def test_db_copy_round_trip_keeps_everything_and_old_links_work(
     assert "bob@example.org,unsubscribed" in _digest(on_pg, "subscribers", "export").stdout
 
 
-_free_port = pgcluster.free_port
-
-
 class _serving:
     """`digest serve` on a free port, for the length of a with block; its base URL."""
 
     def __init__(self, config: Path) -> None:
         self.config = config
-        self.port = _free_port()
+        self.port = free_port()
 
     def __enter__(self) -> str:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
@@ -406,7 +394,7 @@ class _serving:
             stderr=subprocess.DEVNULL,
         )
         base = f"http://127.0.0.1:{self.port}"
-        assert _until(lambda: _answers(f"{base}/healthz"), 30)
+        assert within(lambda: _answers(f"{base}/healthz"), 30)
         return base
 
     def __exit__(self, *exc: object) -> None:
@@ -438,7 +426,7 @@ def test_two_web_processes_agree_on_etags_and_share_rate_limits(
         )
         assert _digest(config, "pull").returncode == 0  # a third process changes the database
         changed = time.monotonic()
-        assert _until(
+        assert within(
             lambda: all(httpx.get(f"{b}/feed.atom").headers["etag"] != tags[0] for b in (one, two)), 10
         )
         # Each looks for changes once a second: a few seconds at most, on both, loaded or not.
@@ -487,7 +475,7 @@ def test_server_down_wrong_password_and_missing_database_are_one_line(pg: str, t
     cluster.sql("CREATE ROLE reader LOGIN PASSWORD 'right-one'")
     database = urlsplit(pg).path.lstrip("/")
     cases = {
-        "connection refused": f"postgresql://reader@127.0.0.1:{_free_port()}/{database}",
+        "connection refused": f"postgresql://reader@127.0.0.1:{free_port()}/{database}",
         "password authentication failed": cluster.tcp_url(database, "reader"),
         'database "nowhere" does not exist': cluster.tcp_url("nowhere", "reader"),
     }

@@ -7,7 +7,6 @@ skip with a message, and in CI (CI=true) they fail instead, so they cannot silen
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -17,37 +16,16 @@ import httpx
 import pytest
 
 from digest.config import Settings
-from digest.store import open_store
 
-from .conftest import AppServer
-
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-]
-
-
-def _need(program: str) -> str:
-    found = shutil.which(program)
-    if found:
-        return found
-    message = f"{program} is not installed (Debian package; `.ci/run` installs it)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+from .helpers import CHROMIUM_FLAGS, need, stored_articles
+from .servers import AppServer
 
 
 @pytest.mark.parametrize("path", ["/feed.atom", "/regions/southeast-asia/feed.rss"])
 def test_newsboat_reads_the_feeds(
     served_seeds: tuple[AppServer, Settings], tmp_path: Path, path: str
 ) -> None:
-    newsboat = _need("newsboat")
+    newsboat = need("newsboat")
     server, _ = served_seeds
     url = server.url(path)
     (tmp_path / "urls").write_text(url + "\n")
@@ -87,7 +65,7 @@ def test_newsboat_reads_the_feeds(
 
 
 def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
-    chromium = _need("chromium")
+    chromium = need("chromium")
     return subprocess.run(
         [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
         capture_output=True,
@@ -102,8 +80,7 @@ def test_chromium_renders_the_home_page_and_an_article(
     server, settings = served_seeds
     shots = Path(os.environ.get("DIGEST_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
-    with open_store(settings.database.path) as store:
-        article = next(a for a in store.articles() if a.title == "Xi meets Lao president")
+    article = next(a for a in stored_articles(settings) if a.title == "Xi meets Lao president")
     pages = {"home": server.url("/"), "article": server.url(f"/articles/{article.id}")}
     for name, url in pages.items():
         shot = shots / f"{name}.png"

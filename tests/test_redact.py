@@ -10,9 +10,10 @@ import pytest
 
 from digest.common import redact
 from digest.common.errors import FetchError
-from digest.common.models import Article
 from digest.config import parse_settings
 from digest.publish.feeds import FeedSpec, render
+
+from .helpers import article
 
 
 @pytest.mark.parametrize(
@@ -53,13 +54,10 @@ def test_urls_in_messages_and_errors_are_redacted() -> None:
 def test_feeds_name_sources_without_credentials() -> None:
     settings = parse_settings("", origin="t", base_dir=Path("."), env={})
     when = datetime(2026, 11, 1, tzinfo=UTC)
-    article = Article(
-        id="a", source="s", title="T", url="https://x.org/a", guid=None, summary_html="", summary_text="",
-        author=None, published=when, first_seen=when, updated=when, content_hash="h",
-    )  # fmt: skip
+    made = article("a", when, title="T", url="https://x.org/a")
     urls = {"s": "https://reader:pw@x.org/feed?api_key=K"}
     for fmt in ("atom", "rss"):
-        body = render(FeedSpec("site", None, "T"), fmt, [article], settings, urls).decode()
+        body = render(FeedSpec("site", None, "T"), fmt, [made], settings, urls).decode()
         assert "https://x.org/feed" in body and "pw@" not in body and "api_key" not in body, fmt
 
 

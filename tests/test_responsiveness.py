@@ -10,9 +10,6 @@ process holding the lock, requests over loopback HTTP.
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -22,8 +19,8 @@ from pathlib import Path
 
 import httpx
 
-from .conftest import SEEDS, write_config
-from .test_cli import run
+from .helpers import SEEDS_SOURCE, free_port, run, smtp_section, sql_value, within, write_config
+from .servers import Running
 
 SINK = """
 import sys
@@ -49,29 +46,17 @@ SUBSCRIBERS = 3000
 LOCK_SECONDS = 5.0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _count(database: Path, sql: str) -> int:
-    with sqlite3.connect(database, timeout=30) as db:
-        return int(db.execute(sql).fetchone()[0])
-
-
 def measure(tmp_path: Path) -> dict[str, float]:
     """Run the scene and return /healthz latency figures (seconds) during the send."""
-    sink_port, web_port = _free_port(), _free_port()
+    sink_port, web_port = free_port(), free_port()
     sink = subprocess.Popen(
         [sys.executable, "-c", SINK, str(sink_port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
     assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
     config = write_config(
         tmp_path,
-        f'[smtp]\nhost = "127.0.0.1"\nport = {sink_port}\ntimeout = "30s"\npool = 4\n'
-        f'[schedule]\ndigest_cron = "*/4 * * * * *"\n[web]\nport = {web_port}\n'
-        f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n',
+        smtp_section(sink_port, timeout="30s", pool=4)
+        + f'[schedule]\ndigest_cron = "*/4 * * * * *"\n[web]\nport = {web_port}\n{SEEDS_SOURCE}',
     )
     database = tmp_path / "test.db"
     (tmp_path / "people.csv").write_text(
@@ -79,14 +64,7 @@ def measure(tmp_path: Path) -> dict[str, float]:
     )
     assert run("--config", str(config), "pull", cwd=tmp_path).returncode == 0
     assert run("--config", str(config), "subscribers", "import", "people.csv", cwd=tmp_path).returncode == 0
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    service = subprocess.Popen(
-        [sys.executable, "-m", "digest", "--config", str(config), "run"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    service = Running(config, tmp_path, json_log=False)
     samples: list[tuple[float, float]] = []  # (when sent, how long the answer took)
     stop = threading.Event()
 
@@ -119,11 +97,9 @@ def measure(tmp_path: Path) -> dict[str, float]:
     try:
         deadline = time.monotonic() + 120
         sent = "SELECT count(*) FROM deliveries WHERE status = 'sent'"
-        while _count(database, "SELECT count(*) FROM sqlite_master WHERE name = 'deliveries'") == 0 or (
-            _count(database, sent) == 0
-        ):
-            assert time.monotonic() < deadline, "the digest never started"
-            time.sleep(0.02)
+        tables = "SELECT count(*) FROM sqlite_master WHERE name = 'deliveries'"
+        begun = within(lambda: sql_value(database, tables) and sql_value(database, sent), 120, every=0.02)
+        assert begun, "the digest never started"
         send_started = time.monotonic()
         locker = subprocess.Popen(
             [sys.executable, "-c", LOCKER, str(database), str(LOCK_SECONDS)],
@@ -131,15 +107,15 @@ def measure(tmp_path: Path) -> dict[str, float]:
             text=True,
         )
         assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
-        while _count(database, sent) < SUBSCRIBERS:
-            assert time.monotonic() < deadline, f"only {_count(database, sent)} sent"
-            time.sleep(0.05)
+        everyone = within(
+            lambda: sql_value(database, sent) >= SUBSCRIBERS, deadline - time.monotonic(), every=0.05
+        )
+        assert everyone, f"only {sql_value(database, sent)} sent"
         send_ended = time.monotonic()
     finally:
         stop.set()
         poller.join(timeout=90)
-        service.terminate()
-        service.wait(timeout=20)
+        service.stop()
         if locker is not None:
             locker.wait(timeout=20)
         assert sink.stdin is not None

@@ -28,8 +28,8 @@ from digest.mail.send import send_all
 from digest.store import SourceSpec, Store, SubscriberChange, open_store
 from tests import clock
 
-from .conftest import SmtpSink, settings_for, write_config
-from .test_cli import run
+from .helpers import article, run, settings_for, smtp_section, write_config
+from .servers import SmtpSink
 
 RHYTHMS = {
     "ann": Rhythm("daily", "America/New_York", 2),  # 02:00 does not exist on spring-forward day
@@ -62,11 +62,11 @@ class Simulation:
         moment = self.articles[-1] + ARTICLE_EVERY if self.articles else self.start
         while moment <= to:
             n = len(self.articles)
-            batch.append(_article(n, moment))
+            batch.append(_wire_story(n, moment))
             self.articles.append(moment)
             moment += ARTICLE_EVERY
-        for article in batch:
-            self.store.save_articles("wire", [article], now=article.first_seen)
+        for story in batch:
+            self.store.save_articles("wire", [story], now=story.first_seen)
         self.clock, self.since = to, time.monotonic()
 
     def now(self) -> datetime:
@@ -113,18 +113,17 @@ class Simulation:
         return found
 
 
-def _article(n: int, first_seen: datetime) -> Article:
-    return Article(
-        id=f"w{n}", source="wire", title=f"Wire story number {n}", url=f"https://wire.example/{n}",
-        guid=None, summary_html=f"<p>Story {n}.</p>", summary_text=f"Story {n}.", author=None,
-        published=None, first_seen=first_seen, updated=first_seen, content_hash=f"h{n}",
+def _wire_story(n: int, first_seen: datetime) -> Article:
+    return article(
+        f"w{n}", first_seen, source="wire", title=f"Wire story number {n}", url=f"https://wire.example/{n}",
+        summary_html=f"<p>Story {n}.</p>", summary_text=f"Story {n}.", published=None, content_hash=f"h{n}",
     )  # fmt: skip
 
 
 @pytest.fixture
 def simulation(tmp_path: Path, smtp: SmtpSink, request: pytest.FixtureRequest, shim: Path) -> Simulation:
     start: datetime = request.param
-    body = f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\ntimeout = "5s"\n'
+    body = smtp_section(smtp.port, timeout="5s")
     config = write_config(tmp_path, body)
     settings = settings_for(tmp_path, body)
     # The store's clock is the simulation's: a digest ends at the moment it is sent as of.

@@ -15,24 +15,16 @@ import pytest
 from digest.common import rules
 from digest.common.errors import ConfigError
 
-from .conftest import SEEDS, write_config
-from .test_cli import run
+from .helpers import SEEDS_SOURCE, listed_articles, run, write_config
 
 
 def _pull(tmp_path: Path, name: str, body: str) -> tuple[Path, str]:
     folder = tmp_path / name
     folder.mkdir()
-    config = write_config(folder, f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n{body}')
+    config = write_config(folder, f"{SEEDS_SOURCE}{body}")
     pulled = run("--config", str(config), "pull", cwd=folder)
     assert pulled.returncode == 0, pulled.stderr
     return config, pulled.stdout + pulled.stderr
-
-
-def _articles(config: Path, *extra: str) -> list[dict[str, Any]]:
-    listed = run("--config", str(config), "articles", "--json", *extra, cwd=config.parent)
-    assert listed.returncode == 0, listed.stderr
-    found: list[dict[str, Any]] = json.loads(listed.stdout)
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +32,7 @@ def everything(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]
     """The seeds without rules: what each rule is checked against."""
     config, said = _pull(tmp_path_factory.mktemp("plain"), "plain", "")
     assert "seeds: 40 new" in said
-    return _articles(config)
+    return listed_articles(config=config)
 
 
 def _words(pattern: str, text: str) -> bool:
@@ -55,7 +47,7 @@ def test_each_kind_of_rule_on_the_seeds(tmp_path: Path, everything: list[dict[st
 
     config, said = _pull(tmp_path, "region", 'drop = ["region:europe"]\n')
     assert "seeds: 31 new, 0 updated, 0 unchanged, 9 dropped by rules" in said
-    kept = _articles(config)
+    kept = listed_articles(config=config)
     assert len(kept) == 31 and not any("europe" in a["regions"] for a in kept)
     dropped = json.loads(
         run("--config", str(config), "articles", "--dropped", "--json", cwd=config.parent).stdout
@@ -63,12 +55,15 @@ def test_each_kind_of_rule_on_the_seeds(tmp_path: Path, everything: list[dict[st
     assert {d["id"] for d in dropped} == europe and {d["rule"] for d in dropped} == {"drop: region:europe"}
 
     config, said = _pull(tmp_path, "phrase", "keep = ['Laos', 'text:\"Belt and Road\"']\n")
-    assert {a["id"] for a in _articles(config)} == laos | bri
+    assert {a["id"] for a in listed_articles(config=config)} == laos | bri
     assert f"{40 - len(laos | bri)} dropped by rules" in said
 
     config, said = _pull(tmp_path, "regex", 'drop = ["title:/^(china|xi)\\\\b/"]\n')
     starts = {a["id"] for a in everything if re.match(r"(china|xi)\b", a["title"], re.IGNORECASE)}
-    assert len(starts) > 5 and {a["id"] for a in _articles(config)} == {a["id"] for a in everything} - starts
+    assert (
+        len(starts) > 5
+        and {a["id"] for a in listed_articles(config=config)} == {a["id"] for a in everything} - starts
+    )
 
     # Together: drop wins over keep; region rules wait for grouping, the others do not.
     config, said = _pull(
@@ -77,7 +72,7 @@ def test_each_kind_of_rule_on_the_seeds(tmp_path: Path, everything: list[dict[st
         "keep = ['Laos', 'text:\"Belt and Road\"']\ndrop = ['region:europe', 'url:/xinhua/']\n",
     )
     by_url = {a["id"] for a in everything if "xinhua" in (a["url"] or "").lower()}
-    assert {a["id"] for a in _articles(config)} == (laos | bri) - europe - by_url
+    assert {a["id"] for a in listed_articles(config=config)} == (laos | bri) - europe - by_url
     rules_said = json.loads(
         run("--config", str(config), "articles", "--dropped", "--json", cwd=config.parent).stdout
     )
@@ -99,7 +94,7 @@ def test_a_drop_is_remembered_until_its_rule_goes(tmp_path: Path) -> None:
     config.write_text(config.read_text().replace('drop = ["Laos"]\n', ""))
     back = run("--config", str(config), "pull", "--force", cwd=config.parent)
     assert back.returncode == 0, back.stderr
-    assert len(_articles(config)) == 40  # the rule is gone: they are articles again
+    assert len(listed_articles(config=config)) == 40  # the rule is gone: they are articles again
     assert (
         "0 dropped items" in run("--config", str(config), "articles", "--dropped", cwd=config.parent).stdout
     )
@@ -116,7 +111,7 @@ def test_bad_rules_name_the_source_and_the_rule(tmp_path: Path) -> None:
     ):
         folder = tmp_path / f"bad{len(list(tmp_path.iterdir()))}"
         folder.mkdir()
-        config = write_config(folder, f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\ndrop = [{rule}]\n')
+        config = write_config(folder, f"{SEEDS_SOURCE}drop = [{rule}]\n")
         result = run("--config", str(config), "pull", cwd=folder)
         assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
         line = result.stderr.strip().splitlines()[-1]

@@ -14,8 +14,8 @@ from digest.common.query import MAX_LENGTH, MAX_TERMS, QueryError, parse, topics
 from digest.config import Settings
 from digest.store import open_store
 
-from .conftest import SHARED, AppServer, require
-from .test_publish import ATOM_RNG
+from .helpers import atom_schema, write_config
+from .servers import AppServer
 
 HOSTILE = [
     "a " * 5000,  # 10,000 characters
@@ -78,14 +78,13 @@ def test_words_phrases_or_and_not_over_the_seeds(served_seeds: tuple[AppServer, 
 
 
 def test_the_search_page_and_its_feeds(served_seeds: tuple[AppServer, Settings]) -> None:
-    require(ATOM_RNG, "the Atom RELAX NG schema")
+    schema = atom_schema()
     server, _ = served_seeds
     page = httpx.get(server.url("/search"), params={"q": "Laos OR Mekong"})
     assert page.status_code == 200 and "Xi meets Lao president" in page.text
     for fmt in ("atom", "rss", "json"):
         assert f'href="/search.{fmt}?q=laos+OR+mekong"' in page.text  # discovery, in normal form
     atom = httpx.get(server.url("/search.atom"), params={"q": "Laos OR Mekong"})
-    schema = etree.RelaxNG(etree.parse(str(SHARED / "schemas" / "atom.rng")))
     assert schema.validate(etree.fromstring(atom.content)), schema.error_log.last_error
     parsed = feedparser.parse(httpx.get(server.url("/search.rss"), params={"q": "laos OR mekong"}).content)
     assert not parsed.bozo and parsed.feed.title.endswith("laos OR mekong")
@@ -114,8 +113,7 @@ def test_articles_search_on_the_command_line(served_seeds: tuple[AppServer, Sett
     from digest.cli.main import cli
 
     _, settings = served_seeds
-    config = settings.database.path.parent / "digest.toml"
-    config.write_text('[database]\npath = "test.db"\n', encoding="utf-8")
+    config = write_config(settings.database.path.parent, "")
     runner = CliRunner()
     found = runner.invoke(cli, ["--config", str(config), "articles", "--search", "laos OR mekong", "--json"])
     assert found.exit_code == 0, found.output

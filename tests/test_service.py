@@ -3,91 +3,37 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from .conftest import FeedServer, Reply, SmtpSink, cron_away, rss, write_config
-from .test_cli import run
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _hourly_away() -> str:
-    """An hourly cron (six fields, UTC) at the minute half an hour from now: it never fires
-    while a test watches, whatever the time the suite runs at."""
-    return f"0 {(datetime.now(UTC).minute + 30) % 60} * * * *"
+from .helpers import (
+    add_subscribers,
+    cron_away,
+    free_port,
+    hourly_away,
+    rss,
+    run,
+    silent_port,
+    smtp_section,
+    within,
+    write_config,
+)
+from .servers import FeedServer, Reply, Running, SmtpSink
 
 
 def _config(tmp_path: Path, smtp: SmtpSink, sources: str, cron: str = "*/2 * * * * *") -> tuple[Path, int]:
-    port = _free_port()
+    port = free_port()
     body = (
         f'[schedule]\npull_every = "1s"\ndigest_cron = "{cron}"\n'
         f"[web]\nport = {port}\n"
-        f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\ntimeout = "5s"\n'
+        f"{smtp_section(smtp.port, timeout='5s')}"
         f"{sources}"
     )
     return write_config(tmp_path, body), port
-
-
-class Running:
-    """`digest run` in a subprocess, with its stderr collected."""
-
-    def __init__(self, config: Path, cwd: Path, env: dict[str, str] | None = None) -> None:
-        env = {k: v for k, v in (env or os.environ).items() if not k.startswith("DIGEST_")}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "digest", "--config", str(config), "run", "--log-format", "json"],
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.append(line)
-
-    def events(self) -> list[dict[str, object]]:
-        return [json.loads(line) for line in self.lines if line.startswith("{")]
-
-    def stop(self) -> tuple[int, float]:
-        started = time.monotonic()
-        self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout=15)
-        return code, time.monotonic() - started
-
-
-def _events(service: Running, event: str, words: str = "") -> int:
-    """How many log events of this kind (and with these words) the service has written."""
-    return sum(1 for e in service.events() if e.get("event") == event and words in str(e.get("message")))
-
-
-def _until(check: Callable[[], bool], seconds: float = 20) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 @pytest.fixture
@@ -103,15 +49,10 @@ def test_the_service_pulls_sends_once_restarts_and_stops_cleanly(
 ) -> None:
     config, port = _config(tmp_path, smtp, f'[[sources]]\nname = "f"\nurl = "{feed.url("/f.xml")}"\n')
     assert run("--config", str(config), "run", "--check", cwd=tmp_path).returncode == 0
-    assert (
-        run(
-            "--config", str(config), "subscribers", "add", "ann@example.org", "--confirmed", cwd=tmp_path
-        ).returncode
-        == 0
-    )
+    add_subscribers(config, "ann@example.org")
     service = Running(config, tmp_path)
     try:
-        assert _until(lambda: len(smtp.messages) >= 1), service.lines
+        assert within(lambda: len(smtp.messages) >= 1), service.lines
         health = httpx.get(f"http://127.0.0.1:{port}/healthz").json()
         assert health["status"] == "ok" and health["last_pull"]
         # A new item on the feed is pulled within seconds and goes out in the next digest.
@@ -124,10 +65,10 @@ def test_the_service_pulls_sends_once_restarts_and_stops_cleanly(
                 ]
             ),
         )
-        assert _until(lambda: len(smtp.messages) >= 2), service.lines
+        assert within(lambda: len(smtp.messages) >= 2), service.lines
         # More cron ticks, seen in the log: nothing new, nothing sent.
-        ticks = _events(service, "digest", "nothing new")
-        assert _until(lambda: _events(service, "digest", "nothing new") >= ticks + 2), service.lines
+        ticks = service.count("digest", "nothing new")
+        assert within(lambda: service.count("digest", "nothing new") >= ticks + 2), service.lines
     finally:
         code, took = service.stop()
     assert code == 0 and took < 10
@@ -140,8 +81,8 @@ def test_the_service_pulls_sends_once_restarts_and_stops_cleanly(
     )
     again = Running(config, tmp_path)  # a restart right after sends nothing again
     try:  # its catch-up and two cron ticks, seen in its log
-        assert _until(lambda: _events(again, "catch-up") == 1), again.lines
-        assert _until(lambda: _events(again, "digest", "nothing new") >= 2), again.lines
+        assert within(lambda: again.count("catch-up") == 1), again.lines
+        assert within(lambda: again.count("digest", "nothing new") >= 2), again.lines
     finally:
         assert again.stop()[0] == 0
     assert len(smtp.messages) == 2
@@ -157,11 +98,11 @@ def test_a_digest_missed_while_down_is_sent_once_on_start(
     feed: FeedServer, smtp: SmtpSink, tmp_path: Path
 ) -> None:
     sources = f'[[sources]]\nname = "f"\nurl = "{feed.url("/f.xml")}"\n'
-    config, _ = _config(tmp_path, smtp, sources, cron=_hourly_away())
+    config, _ = _config(tmp_path, smtp, sources, cron=hourly_away())
     first = Running(config, tmp_path)
-    assert _until(lambda: _events(first, "catch-up") == 1), first.lines
+    assert within(lambda: first.count("catch-up") == 1), first.lines
     assert first.stop()[0] == 0
-    run("--config", str(config), "subscribers", "add", "ann@example.org", "--confirmed", cwd=tmp_path)
+    add_subscribers(config, "ann@example.org")
     # The digest fell due while the service was down: pretend it was two hours ago.
     from digest.common.dates import to_iso, utcnow
     from digest.config import load_settings
@@ -174,38 +115,35 @@ def test_a_digest_missed_while_down_is_sent_once_on_start(
         store.put_setting("digest_last_due", to_iso(utcnow() - timedelta(hours=2)))
     second = Running(config, tmp_path)
     try:
-        assert _until(lambda: len(smtp.messages) >= 1), second.lines
-        assert _until(lambda: _events(second, "digest", "sent") >= 1), second.lines  # its report
+        assert within(lambda: len(smtp.messages) >= 1), second.lines
+        assert within(lambda: second.count("digest", "sent") >= 1), second.lines  # its report
     finally:
         assert second.stop()[0] == 0
     assert smtp.recipients() == ["ann@example.org"]
     assert any("was missed" in str(e["message"]) for e in second.events())
     third = Running(config, tmp_path)  # and not again: its catch-up finds nothing missed
     try:
-        assert _until(lambda: _events(third, "catch-up", "no digest missed") == 1), third.lines
+        assert within(lambda: third.count("catch-up", "no digest missed") == 1), third.lines
     finally:
         third.stop()
     assert len(smtp.messages) == 1
 
 
 def test_a_hanging_source_delays_nothing(feed: FeedServer, smtp: SmtpSink, tmp_path: Path) -> None:
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(5)  # accepts connections, never answers
-    sources = (
-        f'[[sources]]\nname = "hang"\nurl = "http://127.0.0.1:{silent.getsockname()[1]}/feed"\n'
-        f'[[sources]]\nname = "f"\nurl = "{feed.url("/f.xml")}"\n'
-    )
-    config, _ = _config(tmp_path, smtp, sources)
-    run("--config", str(config), "subscribers", "add", "ann@example.org", "--confirmed", cwd=tmp_path)
-    service = Running(config, tmp_path)
-    started = time.monotonic()
-    try:
-        assert _until(lambda: len(smtp.messages) >= 1, 19), service.lines
-        took = time.monotonic() - started
-    finally:
-        code, stop_took = service.stop()
-        silent.close()
+    with silent_port() as hanging:
+        sources = (
+            f'[[sources]]\nname = "hang"\nurl = "http://127.0.0.1:{hanging}/feed"\n'
+            f'[[sources]]\nname = "f"\nurl = "{feed.url("/f.xml")}"\n'
+        )
+        config, _ = _config(tmp_path, smtp, sources)
+        add_subscribers(config, "ann@example.org")
+        service = Running(config, tmp_path)
+        started = time.monotonic()
+        try:
+            assert within(lambda: len(smtp.messages) >= 1, 19), service.lines
+            took = time.monotonic() - started
+        finally:
+            code, stop_took = service.stop()
     assert took < 19  # before the hanging fetch times out (20 s), with room for a loaded machine
     assert code == 0 and stop_took < 10
 
@@ -216,16 +154,15 @@ def test_two_processes_on_one_database_send_one_digest(
     sources = f'[[sources]]\nname = "f"\nurl = "{feed.url("/f.xml")}"\n'
     config, _ = _config(tmp_path, smtp, sources)
     other = tmp_path / "other.toml"
-    other.write_text(config.read_text().replace("[web]\nport = ", f"[web]\nport = {_free_port()}\n# was "))
-    for n in range(3):
-        run("--config", str(config), "subscribers", "add", f"r{n}@example.org", "--confirmed", cwd=tmp_path)
+    other.write_text(config.read_text().replace("[web]\nport = ", f"[web]\nport = {free_port()}\n# was "))
+    add_subscribers(config, *(f"r{n}@example.org" for n in range(3)))
     one, two = Running(config, tmp_path), Running(other, tmp_path)
     try:
-        assert _until(lambda: len(smtp.messages) >= 3), one.lines + two.lines
+        assert within(lambda: len(smtp.messages) >= 3), one.lines + two.lines
         # Two more ticks in each process (the cron fires every 2 s): still nothing more sent.
-        before = [_events(p, "digest") for p in (one, two)]
-        assert _until(
-            lambda: all(_events(p, "digest") >= n + 2 for p, n in zip((one, two), before, strict=True))
+        before = [p.count("digest") for p in (one, two)]
+        assert within(
+            lambda: all(p.count("digest") >= n + 2 for p, n in zip((one, two), before, strict=True))
         )
     finally:
         one.stop()
@@ -270,7 +207,7 @@ def test_credentials_in_source_urls_never_show(server: FeedServer, smtp: SmtpSin
     config, port = _config(tmp_path, smtp, f'[[sources]]\nname = "private"\nurl = "{url}"\n')
     service = Running(config, tmp_path)
     try:
-        assert _until(lambda: any(e.get("event") == "pull" for e in service.events())), service.lines
+        assert within(lambda: any(e.get("event") == "pull" for e in service.events())), service.lines
         local = httpx.get(f"http://127.0.0.1:{port}/healthz").json()
         # Behind a reverse proxy on this machine, a visitor's address comes in X-Forwarded-For.
         visitor = httpx.get(f"http://127.0.0.1:{port}/healthz", headers={"X-Forwarded-For": "203.0.113.7"})
@@ -305,14 +242,8 @@ def test_the_service_sends_to_whoever_is_due_on_their_own_rhythm(
 
     sources = f'[[sources]]\nname = "f"\nurl = "{feed.url("/f.xml")}"\n'
     config, _ = _config(tmp_path, smtp, sources, cron=cron_away())  # the site's
-    add = ("--config", str(config), "subscribers", "add")
-    assert (
-        run(
-            *add, "ann@example.org", "--confirmed", "--cadence", "daily", "--hour", "6", cwd=tmp_path
-        ).returncode
-        == 0
-    )
-    assert run(*add, "bob@example.org", "--confirmed", cwd=tmp_path).returncode == 0  # the site's schedule
+    add_subscribers(config, "ann@example.org", options=("--confirmed", "--cadence", "daily", "--hour", "6"))
+    add_subscribers(config, "bob@example.org")  # the site's schedule
     assert run("--config", str(config), "pull", cwd=tmp_path).returncode == 0
     settings = load_settings(config, env={})
     with open_store(settings.database.path) as store:
@@ -321,8 +252,8 @@ def test_the_service_sends_to_whoever_is_due_on_their_own_rhythm(
         store.set_next_due([(ann.id, utcnow())])  # her 06:00 has just come
     first = Running(config, tmp_path)
     try:
-        assert _until(lambda: len(smtp.messages) >= 1), first.lines
-        assert _until(lambda: _events(first, "digest", "1 sent") >= 1), first.lines
+        assert within(lambda: len(smtp.messages) >= 1), first.lines
+        assert within(lambda: first.count("digest", "1 sent") >= 1), first.lines
     finally:
         assert first.stop()[0] == 0
     assert smtp.recipients() == ["ann@example.org"]  # bob's cron has not fired
@@ -332,7 +263,7 @@ def test_the_service_sends_to_whoever_is_due_on_their_own_rhythm(
         assert ann is not None and ann.next_due is not None and ann.next_due > utcnow()  # tomorrow 06:00
     again = Running(config, tmp_path)  # a restart: she is not due again
     try:
-        assert _until(lambda: _events(again, "catch-up") == 1), again.lines
+        assert within(lambda: again.count("catch-up") == 1), again.lines
         time.sleep(1)
     finally:
         assert again.stop()[0] == 0

@@ -40,18 +40,9 @@ from digest.store import (
 from digest.store.contract import Store as Contract
 from digest.store.postgres import PostgresStore
 from tests import pgcluster
+from tests.helpers import within
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
-
-
-def _until(check: Callable[[], bool], seconds: float = 30) -> bool:
-    """Whether ``check`` came true within ``seconds`` (looked at every 10 ms)."""
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 @dataclass
@@ -190,6 +181,20 @@ def test_what_rules_dropped_is_remembered_moved_and_forgotten(store: Store) -> N
     assert store.dropped_items() == [] and store.remembered_drops(["x1", "a1"]) == {}
 
 
+def test_an_article_dropped_again_is_remembered_as_the_last_drop_says(store: Store) -> None:
+    # PostgreSQL once kept the first drop's title and link, SQLite the last's.
+    _with_articles(store, 2)
+    store.save_dropped([DroppedItem("a1", "s", "An older title", None, "drop: x", "h0", T0)])
+    assert store.drop_articles([("a1", "drop: y")], now=T0 + timedelta(hours=1)) == 1
+    [item] = store.dropped_items()
+    assert (item.title, item.url, item.rule, item.content_hash) == (
+        "Article number 1",
+        "https://x.org/1",
+        "drop: y",
+        "h1",
+    )
+
+
 def test_article_pages_keep_their_validators(store: Store) -> None:
     store.save_page_validators(
         [("https://x.org/1", '"v1"', None), ("https://x.org/2", None, "Mon, 02 Nov 2026 08:00:00 GMT")],
@@ -281,6 +286,14 @@ def test_retire_and_rename_sources(store: Store) -> None:
     assert store.source_state("new").id_name == "old"  # ids are made with the first name
     with pytest.raises(StoreError, match="already has 2 articles"):
         store.rename_source("keep", "new")
+
+
+def test_renaming_a_source_to_its_own_name_keeps_it(store: Store) -> None:
+    # The clash check once took the source itself for a clash and deleted it.
+    store.sync_sources([SourceSpec("same", "https://s.example/", "feed")])
+    store.retire_sources([])
+    store.rename_source("same", "same")
+    assert [(s.name, s.removed) for s in store.source_summaries()] == [("same", None)]
 
 
 # --- articles -----------------------------------------------------------------------------
@@ -841,7 +854,7 @@ def test_deliveries_are_claimed_in_batches_and_claims_expire(store: Store) -> No
     assert store.claim_holders("d1", "w3") == {"w1", "w2"}
     assert store.renew_claims("d1", "w1", 60) == set(ids[:2])  # w1 lives on
     expiry = run + timedelta(seconds=2)
-    waited = _until(lambda: store.claim_holders("d1", "w3") == {"w1"})  # w2's claims run out
+    waited = within(lambda: store.claim_holders("d1", "w3") == {"w1"}, 30, every=0.01)  # w2's claims run out
     assert waited and store.ledger_now() >= expiry  # then, not before: nobody to wait for
     assert store.renew_claims("d1", "w2", 60) == set()  # too late to renew: they may be another's
     assert claim("w1") == ids[3:]  # w2's expired claims, not its sent one

@@ -11,7 +11,7 @@ import pytest
 from digest.grouping import stories
 from digest.grouping.stories import StoryInput, cluster
 
-from .conftest import SEEDS
+from .helpers import SEEDS
 
 WEEK = timedelta(days=7)
 T0 = datetime(2026, 11, 2, 8, tzinfo=UTC)

@@ -14,21 +14,18 @@ import httpx
 import pytest
 
 from digest.config import Settings
-from digest.intake.pull import pull
 from digest.mail.send import Mailer
 from digest.store import open_store
 from digest.subscribers.tokens import make, secret_for
 
-from .conftest import SEEDS, AppServer, settings_for
+from .helpers import SEEDS_SOURCE, free_port, pulled, settings_for, smtp_section, wait_for
+from .servers import AppServer, SmtpSink
 
 
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[tuple[AppServer, Settings, Path]]:
-    settings = settings_for(
-        tmp_path, f'[outbox]\npath = "out"\n[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n'
-    )
-    with open_store(settings.database.path) as store:
-        pull(settings, store)
+    settings = settings_for(tmp_path, f'[outbox]\npath = "out"\n{SEEDS_SOURCE}')
+    pulled(settings)
     with AppServer(settings) as server:
         yield server, settings, tmp_path / "out"
 
@@ -49,22 +46,12 @@ def _token(client: httpx.Client) -> str:
     return match.group(1)
 
 
-def _until(check: Callable[[], object], seconds: float = 10) -> object:
-    """Wait for what the app does after answering (the sign-up queue) to show."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if found := check():
-            return found
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
-
-
 def _confirmations(outbox: Path) -> list[Path]:
     return [p for p in outbox.iterdir() if p.name.startswith("confirm-")] if outbox.is_dir() else []
 
 
 def _confirm_link(outbox: Path) -> str:
-    [mail] = _until(lambda: _confirmations(outbox))  # type: ignore[misc]
+    [mail] = wait_for(lambda: _confirmations(outbox), "a confirmation in the outbox", 10, every=0.05)
     text = email.message_from_bytes(mail.read_bytes(), policy=email.policy.default).get_content()
     match = re.search(r"http://\S+/confirm/\S+", text)
     assert match, text
@@ -103,7 +90,7 @@ def test_double_opt_in(site: tuple[AppServer, Settings, Path]) -> None:
         assert again.text == answer.text.replace("Ann@Example.org", "ann@example.org").replace(
             "Ann@example.org", "ann@example.org"
         )
-        _until(lambda: not store_signups(settings))
+        wait_for(lambda: not store_signups(settings), "the sign-up queue sent", 10, every=0.05)
         assert len(_confirmations(outbox)) == 1
 
 
@@ -340,7 +327,6 @@ def test_the_subscribe_answer_is_the_same_for_everyone_and_confirmations_survive
     tmp_path: Path,
 ) -> None:
     import asyncio
-    import socket
     import statistics
     from datetime import timedelta
 
@@ -348,16 +334,8 @@ def test_the_subscribe_answer_is_the_same_for_everyone_and_confirmations_survive
     from digest.mail.confirmations import drain
     from digest.subscribers.lifecycle import add
 
-    from .conftest import SmtpSink
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]  # nothing listens here: the SMTP server is down
-    settings = settings_for(
-        tmp_path,
-        f'[smtp]\nhost = "127.0.0.1"\nport = {port}\ntimeout = "2s"\n'
-        f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n',
-    )
+    port = free_port()  # nothing listens here: the SMTP server is down
+    settings = settings_for(tmp_path, smtp_section(port, timeout="2s") + SEEDS_SOURCE)
     with open_store(settings.database.path) as store:
         for n in range(21):
             add(store, f"known{n}@example.org", confirmed=True)
@@ -386,7 +364,7 @@ def test_the_subscribe_answer_is_the_same_for_everyone_and_confirmations_survive
             with open_store(settings.database.path) as store:
                 return any(r.attempts >= 1 for r in store.signups())
 
-        _until(tried)
+        wait_for(tried, "a sign-up tried while the server is down", 10, every=0.05)
     known_ms, new_ms = (statistics.median(timings[k]) * 1000 for k in ("known", "new"))
     print(f"median answer: {known_ms:.2f} ms for a subscribed address, {new_ms:.2f} ms for a new one")
     assert abs(known_ms - new_ms) < 2 + 0.25 * min(known_ms, new_ms), (known_ms, new_ms)
@@ -398,7 +376,9 @@ def test_the_subscribe_answer_is_the_same_for_everyone_and_confirmations_survive
     with SmtpSink(port=port) as sink, AppServer(settings):
         with open_store(settings.database.path) as store:
             store.conn.execute("UPDATE signups SET next_try = ?", [to_iso(utcnow() - timedelta(seconds=1))])
-        _until(lambda: not store_signups(settings), seconds=30)
+        wait_for(
+            lambda: not store_signups(settings), "the queue sent once the server is back", 30, every=0.05
+        )
         with open_store(settings.database.path) as store:  # nothing left: a drain now sends nothing
             later = utcnow() + timedelta(hours=2)
             assert asyncio.run(drain(lambda: store, settings, now=later, run=_inline)) == 0

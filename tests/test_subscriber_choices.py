@@ -4,7 +4,6 @@ send them as the browser sends them, and see the next delivery in the reader's o
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,7 +15,8 @@ from digest.store import open_store
 from digest.subscribers.lifecycle import add, token
 from digest.subscribers.tokens import secret_for
 from tests.browser import Browser
-from tests.conftest import AppServer, settings_for
+from tests.helpers import add_subscribers, listed_subscribers, run, settings_for, write_config
+from tests.servers import AppServer
 
 
 def _served(folder: Path) -> Settings:
@@ -193,15 +193,13 @@ def test_hostile_form_values_get_a_400_never_a_500(tmp_path: Path, field: str, v
 
 
 def test_a_bad_rhythm_on_the_command_line_is_one_line(tmp_path: Path) -> None:
-    from tests.conftest import write_config
-    from tests.test_cli import run
-
     config = write_config(tmp_path, "")
-    added = run(*("--config", str(config), "subscribers", "add", "b@example.org", "--confirmed"),
-                *("--cadence", "weekly", "--weekday", "friday", "--topic", "Mekong"), cwd=tmp_path)  # fmt: skip
-    assert added.returncode == 0, added.stderr
-    listed = run("--config", str(config), "subscribers", "list", "--json", cwd=tmp_path)
-    [bob] = json.loads(listed.stdout)
+    add_subscribers(
+        config,
+        "b@example.org",
+        options=("--confirmed", "--cadence", "weekly", "--weekday", "friday", "--topic", "Mekong"),
+    )
+    [bob] = listed_subscribers(config)
     assert (bob["cadence"], bob["timezone"], bob["hour"], bob["weekday"], bob["topics"]) == (
         "weekly", "UTC", 8, "fri", ["mekong"]
     )  # fmt: skip
@@ -222,21 +220,11 @@ def test_a_bad_rhythm_on_the_command_line_is_one_line(tmp_path: Path) -> None:
 
 
 def test_the_site_default_cadence_is_a_newcomers_when_they_choose_none(tmp_path: Path) -> None:
-    from tests.conftest import write_config
-    from tests.test_cli import run
-
     config = write_config(tmp_path, '[digest]\ncadence = "monthly"\n[schedule]\ntimezone = "Europe/Paris"\n')
-    assert (
-        run(
-            "--config", str(config), "subscribers", "add", "a@example.org", "--confirmed", cwd=tmp_path
-        ).returncode
-        == 0
-    )
-    [ann] = json.loads(run("--config", str(config), "subscribers", "list", "--json", cwd=tmp_path).stdout)
+    add_subscribers(config, "a@example.org")
+    [ann] = listed_subscribers(config)
     assert (ann["cadence"], ann["timezone"], ann["hour"]) == ("monthly", "Europe/Paris", 8)
     (tmp_path / "other").mkdir()
     bad = write_config(tmp_path / "other", '[digest]\ncadence = "hourly"\n')
     refused = run("--config", str(bad), "subscribers", "list", cwd=tmp_path)
-    assert (
-        refused.returncode == 1 and "digest.common.rhythms" in refused.stderr and "hourly" in refused.stderr
-    )
+    assert refused.returncode == 1 and "digest.cadence" in refused.stderr and "hourly" in refused.stderr

@@ -10,7 +10,7 @@ from digest.common.errors import ParseError
 from digest.intake.kinds.auto import detect_kind
 from digest.intake.kinds.text import looks_like_title, parse_text
 
-from .conftest import SEEDS
+from .helpers import SEEDS
 
 # Ground truth read off the two captures by hand: every post, in page order.
 SNAPSHOT_000 = [

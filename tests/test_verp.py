@@ -13,8 +13,8 @@ from digest.store import open_store
 from digest.subscribers.lifecycle import binding, bindings
 from digest.subscribers.tokens import BadToken, Binding, secret_for
 
-from .conftest import SEEDS, SmtpSink, mondays, write_config
-from .test_cli import run
+from .helpers import SEEDS_SOURCE, add_subscribers, mondays, run, smtp_section, write_config
+from .servers import SmtpSink
 
 SECRET = b"s" * 32
 
@@ -50,25 +50,10 @@ def test_a_token_names_its_delivery_and_nothing_else() -> None:
 
 
 def test_digests_go_out_with_verp_senders_that_read_back(tmp_path: Path, smtp: SmtpSink) -> None:
-    body = (
-        f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\ntimeout = "5s"\nsender = "Digest <digest@example.org>"\n'
-        f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n'
-    )
+    body = smtp_section(smtp.port, timeout="5s", sender="Digest <digest@example.org>") + SEEDS_SOURCE
     plain = write_config(tmp_path, body)
     assert run("--config", str(plain), "pull", cwd=tmp_path).returncode == 0
-    for name in ("ann", "bob"):
-        assert (
-            run(
-                "--config",
-                str(plain),
-                "subscribers",
-                "add",
-                f"{name}@example.org",
-                "--confirmed",
-                cwd=tmp_path,
-            ).returncode
-            == 0
-        )
+    add_subscribers(plain, "ann@example.org", "bob@example.org")
     assert run("--config", str(plain), "send", cwd=tmp_path).returncode == 0
     assert smtp.senders == ["digest@example.org"] * 2  # without [bounces]: as before
     with_verp = write_config(tmp_path, body + '[bounces]\ndomain = "Bounces.Example.org"\n')

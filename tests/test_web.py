@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from digest.config import Settings
-from digest.intake.pull import pull
 from digest.store import Store, open_store
 
-from .conftest import AppServer, FeedServer, Reply, rss, settings_for
+from .helpers import SEEDS, SEEDS_SOURCE, pulled, rss, run, settings_for, stored_articles, write_config
+from .servers import AppServer, FeedServer, Reply, Serving
 
 
 @pytest.fixture
@@ -117,8 +117,7 @@ def test_article_page_shows_the_sanitised_article(
     served_seeds: tuple[AppServer, Settings], client: httpx.Client
 ) -> None:
     server, settings = served_seeds
-    with open_store(settings.database.path) as store:
-        article = next(a for a in store.articles() if a.title == "Xi meets Lao president")
+    article = next(a for a in stored_articles(settings) if a.title == "Xi meets Lao president")
     page = client.get(server.url(f"/articles/{article.id}"))
     assert page.status_code == 200
     assert "<h1>Xi meets Lao president</h1>" in page.text
@@ -131,8 +130,7 @@ def test_feeds_change_after_a_pull_and_titles_are_escaped(
 ) -> None:
     server.routes["/f.xml"] = Reply(200, rss([{"title": "First", "link": "https://x.org/1"}]))
     settings = settings_for(tmp_path, f'[[sources]]\nname = "f"\nurl = "{server.url("/f.xml")}"\n')
-    with open_store(settings.database.path) as store:
-        pull(settings, store)
+    pulled(settings)
     with AppServer(settings) as app_server:
         before = client.get(app_server.url("/feed.atom"))
         evil = "&lt;img src=x onerror=alert(1)&gt; Second"
@@ -140,8 +138,7 @@ def test_feeds_change_after_a_pull_and_titles_are_escaped(
             200,
             rss([{"title": evil, "link": "https://x.org/2"}, {"title": "First", "link": "https://x.org/1"}]),
         )
-        with open_store(settings.database.path) as store:
-            pull(settings, store)
+        pulled(settings)
         time.sleep(1.1)  # the app looks for changes at most once a second
         after = client.get(app_server.url("/feed.atom"))
         page = client.get(app_server.url("/")).text
@@ -167,33 +164,26 @@ def test_no_open_redirects(served_seeds: tuple[AppServer, Settings], client: htt
 
 
 def test_requests_for_unknown_ids_do_not_grow_the_server(tmp_path: Path) -> None:
-    from .conftest import SEEDS, Serving, write_config
-
-    config = write_config(tmp_path, f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n')
-    from .test_cli import run
-
+    config = write_config(tmp_path, SEEDS_SOURCE)
     assert run("--config", str(config), "pull", cwd=tmp_path).returncode == 0
     with Serving(config, tmp_path) as serving, httpx.Client(timeout=10) as client:
         for n in range(200):  # warm up: imports, templates, allocator pools
             client.get(serving.url(f"/articles/{'w' * 8000}{n}"))
-        before = serving.rss_bytes()
+        before = serving.memory()
         for n in range(3000):
             answer = client.get(serving.url(f"/articles/{'x' * 8000}{n}"))
             assert answer.status_code == 404
-        grown = serving.rss_bytes() - before
+        grown = serving.memory() - before
     # Each 404 kept would hold its 8 KB id twice and a ~10 KB page: 3,000 of them ~ 60 MB.
     assert grown < 12 * 1024 * 1024, f"grew {grown / 1e6:.1f} MB"
 
 
 def test_the_page_cache_keeps_the_recent_pages_within_its_byte_limit(tmp_path: Path) -> None:
-    from .conftest import SEEDS
-
     settings = settings_for(
         tmp_path, f'[web]\ncache_bytes = 60000\n[[sources]]\nname = "s"\nurl = "{SEEDS}"\n'
     )
-    with open_store(settings.database.path) as store:
-        pull(settings, store)
-        ids = [a.id for a in store.articles()]
+    pulled(settings)
+    ids = [a.id for a in stored_articles(settings)]
     with AppServer(settings) as server, httpx.Client(timeout=10) as client:
         cache = server.app.state.cache
         for n in range(50):
@@ -231,13 +221,10 @@ def test_a_page_rendered_across_a_commit_is_not_kept(tmp_path: Path) -> None:
 def test_the_server_answers_only_for_its_own_hosts_with_security_headers_on_every_answer(
     tmp_path: Path,
 ) -> None:
-    from .conftest import SEEDS, Serving, write_config
-    from .test_cli import run
-
     config = write_config(
         tmp_path,
         '[site]\nbase_url = "https://news.example.org"\n[web]\nallowed_hosts = ["digest.internal"]\n'
-        f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n',
+        + SEEDS_SOURCE,
     )
     assert run("--config", str(config), "pull", cwd=tmp_path).returncode == 0
     with Serving(config, tmp_path) as serving, httpx.Client(timeout=10) as client:
@@ -267,14 +254,12 @@ def test_last_modified_moves_when_an_older_dated_article_arrives(
     older = {"title": "Older", "link": "https://x.org/old", "pubDate": "Mon, 02 Mar 2026 08:00:00 +0000"}
     server.routes["/f.xml"] = Reply(200, rss([newer]))
     settings = settings_for(tmp_path, f'[[sources]]\nname = "f"\nurl = "{server.url("/f.xml")}"\n')
-    with open_store(settings.database.path) as store:
-        pull(settings, store)
+    pulled(settings)
     with AppServer(settings) as app_server:
         before = client.get(app_server.url("/feed.atom"))
         time.sleep(1.1)  # Last-Modified counts whole seconds
         server.routes["/f.xml"] = Reply(200, rss([newer, older]))
-        with open_store(settings.database.path) as store:
-            pull(settings, store)
+        pulled(settings)
         time.sleep(1.1)  # the app looks for changes at most once a second
         # A reader that sends only If-Modified-Since must see the new article.
         after = client.get(

@@ -28,7 +28,8 @@ from digest.config import Settings, WebhookSettings
 from digest.feedback import webhooks
 from digest.store import SubscriberChange, open_store
 
-from .conftest import AppServer, FeedServer, Reply, settings_for
+from .helpers import settings_for
+from .servers import AppServer, FeedServer, Reply
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:digest-feedback"
 CERT_URL = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-0123456789abcdef.pem"

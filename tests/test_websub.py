@@ -12,7 +12,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -25,8 +25,18 @@ from digest.intake import websub
 from digest.intake.pull import pull
 from digest.store import open_store
 
-from .conftest import SEEDS, SHARED, AppServer, FeedServer, Reply, require, rss, settings_for, write_config
-from .test_cli import run
+from .helpers import (
+    SEEDS_SOURCE,
+    atom_schema,
+    free_port,
+    pulled,
+    rss,
+    run,
+    settings_for,
+    within,
+    write_config,
+)
+from .servers import AppServer, FeedServer, HttpServer, Reply
 
 
 class Hub:
@@ -65,15 +75,14 @@ class Hub:
                 self.send_response(204)
                 self.end_headers()
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.http = HttpServer(Handler)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hub"
+        return self.http.url("/hub")
 
     def page_url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+        return self.http.url(path)
 
     def verify(self, request: dict[str, str], lease: int) -> None:
         challenge = secrets.token_hex(8)
@@ -104,23 +113,24 @@ class Hub:
         )
         return answer.status_code
 
+    def __enter__(self) -> Hub:
+        self.http.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.http.__exit__(*exc)
+
 
 @pytest.fixture
 def hub() -> Iterator[Hub]:
-    found = Hub()
-    found.thread.start()
-    try:
+    with Hub() as found:
         yield found
-    finally:
-        found.server.shutdown()
-        found.server.server_close()
 
 
 def test_our_feeds_name_the_hub_and_pulls_ping_it(tmp_path: Path, hub: Hub) -> None:
     config = write_config(
         tmp_path,
-        f'[site]\nbase_url = "https://news.example.org"\nwebsub_hub = "{hub.url}"\n'
-        f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n',
+        f'[site]\nbase_url = "https://news.example.org"\nwebsub_hub = "{hub.url}"\n{SEEDS_SOURCE}',
     )
     pulled = run("--config", str(config), "pull", cwd=tmp_path)
     assert pulled.returncode == 0, pulled.stderr
@@ -141,8 +151,7 @@ def test_our_feeds_name_the_hub_and_pulls_ping_it(tmp_path: Path, hub: Hub) -> N
         parsed = feedparser.parse((tmp_path / f"f.{fmt}").read_bytes())
         rels = {link["rel"]: link["href"] for link in parsed.feed.links}
         assert rels["hub"] == hub.url and rels["self"] == f"https://news.example.org/feed.{fmt}", rels
-    require(SHARED / "schemas" / "atom.rng", "the Atom RELAX NG schema")
-    schema = etree.RelaxNG(etree.parse(str(SHARED / "schemas" / "atom.rng")))
+    schema = atom_schema()
     assert schema.validate(etree.parse(str(tmp_path / "f.atom"))), schema.error_log
     written = run(
         "--config", str(config), "feed", "--format", "json", "-o", str(tmp_path / "f.json"), cwd=tmp_path
@@ -151,7 +160,7 @@ def test_our_feeds_name_the_hub_and_pulls_ping_it(tmp_path: Path, hub: Hub) -> N
 
 
 def test_without_a_hub_the_feeds_name_none_and_nothing_is_pinged(tmp_path: Path) -> None:
-    config = write_config(tmp_path, f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n')
+    config = write_config(tmp_path, SEEDS_SOURCE)
     assert run("--config", str(config), "pull", cwd=tmp_path).returncode == 0
     written = run(
         "--config", str(config), "feed", "--format", "rss", "-o", str(tmp_path / "f.rss"), cwd=tmp_path
@@ -165,20 +174,12 @@ def test_without_a_hub_the_feeds_name_none_and_nothing_is_pinged(tmp_path: Path)
 def test_a_dead_hub_is_a_warning_not_a_failure(tmp_path: Path) -> None:
     config = write_config(
         tmp_path,
-        f'[site]\nwebsub_hub = "http://127.0.0.1:9/hub"\n[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n',
+        f'[site]\nwebsub_hub = "http://127.0.0.1:9/hub"\n{SEEDS_SOURCE}',
     )
     pulled = run("--config", str(config), "pull", cwd=tmp_path)
     assert (
         pulled.returncode == 0 and "warning: WebSub hub" in pulled.stderr and "Traceback" not in pulled.stderr
     )
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_a_source_whose_feed_names_a_hub_is_pushed_to(tmp_path: Path, server: FeedServer, hub: Hub) -> None:
@@ -199,11 +200,10 @@ def test_a_source_whose_feed_names_a_hub_is_pushed_to(tmp_path: Path, server: Fe
     elsewhere = settings_for(
         tmp_path / "x", f'[[sources]]\nname = "x"\nurl = "{server.url("/elsewhere.xml")}"\n'
     )
-    with open_store(elsewhere.database.path) as store:
-        [report] = pull(elsewhere, store)
+    [report] = pulled(elsewhere).values()
     assert report.new == 1 and "Refused" in " ".join(report.warnings) and hub.subscriptions == []
     hub.pages["/feed.xml"] = feed("Laos and China sign a rail deal")
-    port = _free_port()
+    port = free_port()
     settings = settings_for(
         tmp_path,
         f'[site]\nbase_url = "http://127.0.0.1:{port}"\n[[sources]]\nname = "wire"\nurl = "{feed_url}"\n',
@@ -211,9 +211,7 @@ def test_a_source_whose_feed_names_a_hub_is_pushed_to(tmp_path: Path, server: Fe
     with AppServer(settings, port=port), open_store(settings.database.path) as store:
         [report] = pull(settings, store)
         assert report.new == 1 and not report.warnings, report.warnings
-        deadline = time.monotonic() + 5
-        while not hub.verified and time.monotonic() < deadline:
-            time.sleep(0.05)
+        within(lambda: hub.verified, 5, every=0.05)
         assert hub.verified == [True]  # the challenge came back
         [asked] = hub.subscriptions
         base, _, token = asked["hub.callback"].rpartition("/")
@@ -225,8 +223,7 @@ def test_a_source_whose_feed_names_a_hub_is_pushed_to(tmp_path: Path, server: Fe
         # A signed push is stored at once; a wrongly signed one is ignored.
         started = time.monotonic()
         assert hub.push(feed("Laos and China sign a rail deal", "Vietnam and China talk trade")) == 202
-        while len(store.articles()) < 2 and time.monotonic() - started < 1.0:
-            time.sleep(0.02)
+        within(lambda: len(store.articles()) >= 2, 1.0 - (time.monotonic() - started), every=0.02)
         assert {a.title for a in store.articles()} == {
             "Laos and China sign a rail deal",
             "Vietnam and China talk trade",
@@ -265,7 +262,5 @@ def test_a_source_whose_feed_names_a_hub_is_pushed_to(tmp_path: Path, server: Fe
         assert len(hub.subscriptions) == 2 and hub.subscriptions[1]["hub.secret"] == asked["hub.secret"]
         renewing = websub.subscription(store, "wire")
         assert renewing is not None and renewing.state == "active"  # pushes go on meanwhile
-        deadline = time.monotonic() + 5
-        while len(hub.verified) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        within(lambda: len(hub.verified) >= 2, 5, every=0.05)
         assert hub.verified == [True, True]

@@ -11,11 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from digest.config import load_settings
-from digest.intake.pull import pull
-from digest.store import open_store
-
-from .conftest import SEEDS, FeedServer, Reply, rss
+from .helpers import SEEDS_SOURCE, pulled, rss, settings_for, stored_articles
+from .servers import FeedServer, Reply
 
 
 @dataclass(frozen=True)
@@ -28,12 +25,9 @@ class Post:
 def seed_posts() -> list[Post]:
     """Each seed article: its title, a local path, and its paragraphs."""
     with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "c.toml"
-        config.write_text(f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n')
-        settings = load_settings(config, env={})
-        with open_store(settings.database.path) as store:
-            pull(settings, store, group=False)
-            found = store.articles()
+        settings = settings_for(Path(tmp), SEEDS_SOURCE)
+        pulled(settings, group=False)
+        found = stored_articles(settings)
     posts = []
     for n, article in enumerate(sorted(found, key=lambda a: a.id)):
         slug = urlsplit(article.url or "").path.strip("/").replace("/", "-") or f"post-{n}"

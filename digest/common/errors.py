@@ -28,6 +28,11 @@ class StoreError(DigestError):
     """The database cannot be opened or written."""
 
 
+class SearchTimeout(StoreError):
+    """A search needed more than its share of the database's time (a reader is told to ask
+    with fewer words; any other StoreError during a search is the database's trouble)."""
+
+
 class FetchError(DigestError):
     """A source could not be fetched.
 

@@ -1,5 +1,10 @@
-"""The HTTP transport under the fetcher: httpcore connections whose every TCP connect
-resolves the host itself and connects to an address it has just checked.
+"""Every HTTP client digest makes, and the transport under them.
+
+:func:`make_client` is the one place an ``httpx.Client`` is built (the fetcher's, the WebSub
+hub's, the SNS certificate fetch's): no redirects followed by httpx (callers that follow
+them check each target), a timeout, and by default the :class:`GuardedTransport`: httpcore
+connections whose every TCP connect resolves the host itself and connects to an address
+the source's :class:`~digest.common.egress.FetchPolicy` allows and it has just checked.
 
 Checking the address at connect time, and connecting to exactly that address, is what
 keeps DNS rebinding out: there is no second lookup for a name to answer differently. TLS
@@ -16,6 +21,7 @@ from typing import Any
 import httpcore
 import httpx
 
+from digest.common.bodies import ACCEPT_ENCODING
 from digest.common.egress import (
     FetchPolicy,
     Resolved,
@@ -156,6 +162,45 @@ class GuardedTransport(httpx.BaseTransport):
         self._pool.close()
         for via in self._via.values():
             via.close()
+
+
+PUBLIC = FetchPolicy()  # remote, public addresses only
+
+
+def make_client(
+    policy: FetchPolicy | None = PUBLIC,
+    *,
+    timeout: float,
+    user_agent: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    capped: bool = False,
+    resolver: Resolver | None = None,
+    proxies: Mapping[str, str] | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> httpx.Client:
+    """An HTTP client that never follows a redirect by itself, times out after ``timeout``
+    seconds (each of connect, read, write, pool) and connects through a
+    :class:`GuardedTransport` under ``policy`` (public addresses only by default), with
+    ``resolver`` and ``proxies`` (none unless given) passed on to it.
+
+    ``policy=None``: no egress policy, httpx's own transport (which takes its proxies from
+    the environment), for a URL the operator configured or digest has pinned itself.
+    ``transport``: used as it is, instead of either (the seam for tests).
+    ``user_agent``: sent instead of httpx's own. ``capped``: the answers' bodies are read
+    through :func:`~digest.common.bodies.read_body` under a size cap, so only the content
+    codings it decodes are asked for. ``headers``: sent with every request too."""
+    # In this order: httpx sends headers given here in the order given.
+    sent = {"User-Agent": user_agent} if user_agent else {}
+    sent.update(headers or {})
+    if capped:
+        sent["Accept-Encoding"] = ACCEPT_ENCODING
+    if transport is None and policy is not None:
+        transport = GuardedTransport(policy, resolver=resolver, proxies=proxies)
+    elif resolver is not None or proxies is not None:
+        raise ValueError("resolver and proxies are the guarded transport's: give a policy, not a transport")
+    return httpx.Client(
+        timeout=httpx.Timeout(timeout), follow_redirects=False, headers=sent, transport=transport
+    )
 
 
 class _Stream(httpx.SyncByteStream):

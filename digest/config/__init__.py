@@ -6,60 +6,14 @@ The checkers are in :mod:`.checks`, the sections in :mod:`.sections`, the readin
 :mod:`.load`; configuration imports no behaviour (only errors, models and ``common``).
 """
 
-from digest.config.checks import MAX_SECONDS, parse_duration, setting
-from digest.config.load import database_at, default_sources, load_settings, parse_settings, resolve_location
-from digest.config.sections import (
-    _SECTIONS,
-    CONFIG_ENV,
-    DEFAULT_CONFIG_NAME,
-    EMAIL_KIND,
-    SOURCE_KINDS,
-    AlertSettings,
-    BouncesSettings,
-    DatabaseSettings,
-    DigestSettings,
-    DkimSettings,
-    FetchSettings,
-    GroupingSettings,
-    InboundSettings,
-    OutboxSettings,
-    ScheduleSettings,
-    Settings,
-    SmtpSettings,
-    SourceSettings,
-    ThemeSettings,
-    WebhookSettings,
-    WebSettings,
-)
-
-__all__ = [
-    "CONFIG_ENV",
-    "DEFAULT_CONFIG_NAME",
-    "EMAIL_KIND",
-    "MAX_SECONDS",
-    "SOURCE_KINDS",
-    "_SECTIONS",
-    "AlertSettings",
-    "BouncesSettings",
-    "DatabaseSettings",
-    "DigestSettings",
-    "DkimSettings",
-    "FetchSettings",
-    "GroupingSettings",
-    "InboundSettings",
-    "OutboxSettings",
-    "ScheduleSettings",
-    "Settings",
-    "SmtpSettings",
-    "SourceSettings",
-    "ThemeSettings",
-    "WebSettings",
-    "WebhookSettings",
-    "database_at",
-    "default_sources",
-    "load_settings",
-    "parse_duration",
-    "parse_settings",
-    "resolve_location",
-    "setting",
-]
+# Re-exported ("as"): the package's face is these, and every public name of sections.py.
+from digest.config.checks import MAX_SECONDS as MAX_SECONDS
+from digest.config.checks import parse_duration as parse_duration
+from digest.config.checks import setting as setting
+from digest.config.load import database_at as database_at
+from digest.config.load import default_sources as default_sources
+from digest.config.load import load_settings as load_settings
+from digest.config.load import parse_settings as parse_settings
+from digest.config.load import resolve_location as resolve_location
+from digest.config.sections import *  # noqa: F403
+from digest.config.sections import _SECTIONS as _SECTIONS

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from digest.common import confined, metrics
 from digest.common.errors import StoreError
@@ -25,13 +25,16 @@ from digest.store import Store
 from digest.subscribers.lifecycle import bindings
 from digest.subscribers.tokens import BadToken, secret_for
 
+if TYPE_CHECKING:
+    from digest.store.contract import FeedbackAndSubscribers, SettingsAndSubscribers
+
 log = logging.getLogger("digest")
 T = TypeVar("T")
 Runner = Callable[[Callable[[Store], T]], Awaitable[T]]
 
 
 def apply(
-    store: Store,
+    store: FeedbackAndSubscribers,
     settings: Settings,
     subscriber_id: int,
     digest_id: str | None,
@@ -59,7 +62,7 @@ def apply(
     return outcome
 
 
-def delivery_named(store: Store, secret: bytes, address: str) -> verp.Delivery:
+def delivery_named(store: SettingsAndSubscribers, secret: bytes, address: str) -> verp.Delivery:
     """The delivery a bounce address names; BadToken when it names none (or is forged)."""
     return verp.read(secret, address, bindings(store, "unsubscribe"))
 
@@ -82,7 +85,13 @@ def from_bounce(store: Store, settings: Settings, address: str, report: bounces.
 
 
 def from_provider(
-    store: Store, settings: Settings, email: str, message_id: str | None, kind: str, detail: str, via: str
+    store: FeedbackAndSubscribers,
+    settings: Settings,
+    email: str,
+    message_id: str | None,
+    kind: str,
+    detail: str,
+    via: str,
 ) -> str:
     """A provider's report about ``email`` (and the message it names, when it names one)."""
     subscriber = store.subscriber(email=email.strip())

@@ -1,6 +1,7 @@
-"""Bounces and complaints from API-backed relays: ``POST /webhooks/ses`` (Amazon SES through
-SNS), ``/webhooks/postmark`` and ``/webhooks/mailgun``. Each is off (404) until its secret
-is configured; a request that fails its provider's check gets 403 and changes nothing.
+"""Bounces and complaints from API-backed relays, as their webhooks post them (the
+endpoints, ``POST /webhooks/ses`` (Amazon SES through SNS), ``/webhooks/postmark`` and
+``/webhooks/mailgun``, are :mod:`digest.web.webhooks`): each provider's check, which a
+request must pass (:class:`Refused` otherwise), and the reading of its payload.
 
 - SES/SNS: the message is signed (SignatureVersion 1: SHA1, 2: SHA256, RSA PKCS#1 v1.5) by
   the certificate at ``SigningCertURL``, which is fetched only from an
@@ -13,7 +14,8 @@ is configured; a request that fails its provider's check gets 403 and changes no
   once, by any worker since any restart (remembered in the store).
 
 The parsing of each payload into reports is pure (:func:`ses_reports`, and so on); the
-fetch of certificates is a function given to :func:`routes` (tests serve one from loopback).
+fetch of certificates is a function given to :class:`SigningCertificates`, which keeps what
+it fetched (tests serve one from loopback).
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import logging
 import re
 import threading
@@ -37,14 +38,9 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
 
-from digest.config import Settings, WebhookSettings
-from digest.feedback import apply as feedback
-from digest.store import Store
+from digest.config import WebhookSettings
+from digest.store import SettingsStore
 
 log = logging.getLogger("digest")
 Fetch = Callable[[str], bytes]
@@ -237,7 +233,7 @@ def postmark_reports(payload: Mapping[str, Any]) -> list[ProviderReport]:
 # --- Mailgun ---------------------------------------------------------------------------------
 
 
-def first_use(store: Store, token: str) -> bool:
+def first_use(store: SettingsStore, token: str) -> bool:
     """Whether a Mailgun token is seen for the first time, by any worker since any restart:
     each is remembered in the store (hashed) for twice the time its timestamp is good for,
     beyond which the timestamp check refuses it anyway."""
@@ -281,133 +277,45 @@ def mailgun_reports(event: Mapping[str, Any]) -> list[ProviderReport]:
     return []
 
 
-# --- the routes ------------------------------------------------------------------------------
+# --- SNS's signing certificates, kept ---------------------------------------------------------
 
 
-def routes(settings: Settings, store_for_thread: Callable[[], Store], fetch: Fetch) -> list[Route]:
-    hooks = settings.webhooks
-    certificates: dict[str, bytes] = {}
-    fetching = threading.Lock()
-    failed: dict[str, float] = {}  # URL -> until when a failed fetch is not tried again
+class SigningCertificates:
+    """SNS's signing certificates, fetched with ``fetch`` (itself a :data:`Fetch`). SNS signs
+    with a handful: each is fetched once per process, one fetch at a time (a flood of forged
+    messages costs one fetch per new URL, no more), and a URL whose fetch failed is not
+    tried again for ``FAILED_FETCH_SECONDS``."""
 
-    def certificate(url: str) -> bytes:
-        # SNS signs with a handful of certificates: each fetched once per process, one fetch
-        # at a time (a flood of forged messages costs one fetch per new URL, no more).
-        with fetching:
-            if time.monotonic() < failed.get(url, 0.0):
+    def __init__(self, fetch: Fetch) -> None:
+        self._fetch = fetch
+        self._kept: dict[str, bytes] = {}
+        self._failed: dict[str, float] = {}  # URL -> until when a failed fetch is not tried again
+        self._lock = threading.Lock()
+
+    def __call__(self, url: str) -> bytes:
+        with self._lock:
+            if time.monotonic() < self._failed.get(url, 0.0):
                 raise Refused("signing certificate unavailable (recently)")
-            if url not in certificates:
-                if len(certificates) >= 32:
-                    certificates.clear()
-                if len(failed) >= 1024:
-                    failed.clear()
+            if url not in self._kept:
+                if len(self._kept) >= 32:
+                    self._kept.clear()
+                if len(self._failed) >= 1024:
+                    self._failed.clear()
                 try:
-                    certificates[url] = fetch(url)
+                    self._kept[url] = self._fetch(url)
                 except Exception:
-                    failed[url] = time.monotonic() + FAILED_FETCH_SECONDS
+                    self._failed[url] = time.monotonic() + FAILED_FETCH_SECONDS
                     raise
-            return certificates[url]
-
-    def apply(reports: list[ProviderReport], via: str) -> list[str]:
-        store = store_for_thread()
-        return [
-            feedback.from_provider(store, settings, r.email, r.message_id, r.kind, r.detail, via)
-            for r in reports
-        ]
-
-    async def applied(reports: list[ProviderReport], via: str) -> Response:
-        """Apply the reports (in a thread: the database); the answer names each outcome."""
-        outcomes = await run_in_threadpool(apply, reports, via)
-        return PlainTextResponse(" ".join(outcomes or ["ignored"]) + "\n")
-
-    async def body_json(request: Request) -> Any:
-        try:
-            return json.loads(await request.body())
-        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-            raise Refused("not JSON") from exc
-
-    async def ses(request: Request) -> Response:
-        if not hooks.ses_topic:
-            return _off()
-        try:
-            message = await body_json(request)
-            if not isinstance(message, dict):
-                raise Refused("not an SNS message")
-            await run_in_threadpool(verify_sns, message, hooks.ses_topic, certificate)
-        except Refused as exc:
-            return _refused("ses", exc)
-        kind = message["Type"]
-        if kind == "SubscriptionConfirmation":
-            url = str(message.get("SubscribeURL", ""))
-            if not sns_url_ok(url, pem=False):
-                return _refused("ses", Refused("SubscribeURL is not an SNS address"))
-            try:
-                await run_in_threadpool(fetch, url)
-            except Exception as exc:  # SNS sends the confirmation again; the operator sees why
-                log.warning("ses: confirming the subscription failed: %s", type(exc).__name__)
-                return PlainTextResponse("could not confirm the subscription\n", 502)
-            log.info("ses: subscribed to %s", hooks.ses_topic, extra={"event": "webhook"})
-            return PlainTextResponse("subscribed\n")
-        if kind != "Notification":
-            return PlainTextResponse("ok\n")
-        try:
-            notification = json.loads(message["Message"])
-        except ValueError:
-            return PlainTextResponse("not a notification we read\n", 400)
-        return await applied(ses_reports(notification) if isinstance(notification, dict) else [], "ses")
-
-    async def postmark(request: Request) -> Response:
-        if not hooks.postmark_password:
-            return _off()
-        try:
-            verify_postmark(request.headers.get("authorization"), hooks)
-            payload = await body_json(request)
-        except Refused as exc:
-            return _refused("postmark", exc)
-        return await applied(postmark_reports(payload) if isinstance(payload, dict) else [], "postmark")
-
-    async def mailgun(request: Request) -> Response:
-        if not hooks.mailgun_key:
-            return _off()
-        try:
-            payload = await body_json(request)
-            if not isinstance(payload, dict) or not isinstance(payload.get("signature"), dict):
-                raise Refused("no signature")
-            token = verify_mailgun(payload["signature"], hooks.mailgun_key)
-            if not await run_in_threadpool(lambda: first_use(store_for_thread(), token)):
-                raise Refused("token used before")
-        except Refused as exc:
-            return _refused("mailgun", exc)
-        event = payload.get("event-data")
-        return await applied(mailgun_reports(event) if isinstance(event, dict) else [], "mailgun")
-
-    return [
-        Route("/webhooks/ses", ses, methods=["POST"]),
-        Route("/webhooks/postmark", postmark, methods=["POST"]),
-        Route("/webhooks/mailgun", mailgun, methods=["POST"]),
-    ]
-
-
-def _off() -> Response:
-    return PlainTextResponse("this webhook is not configured\n", 404)
-
-
-def _refused(via: str, exc: Refused) -> Response:
-    log.warning("%s webhook refused: %s", via, exc, extra={"event": "webhook"})
-    return PlainTextResponse("forbidden\n", 403)
+            return self._kept[url]
 
 
 def fetch_https(url: str) -> bytes:
     """The default fetch: HTTPS with certificate checks, no redirects, small and quick."""
-    import httpx
+    from digest.common.bodies import BodyError, read_body
+    from digest.common.http import make_client
 
-    from digest.common.bodies import ACCEPT_ENCODING, BodyError, read_body
-
-    headers = {"Accept-Encoding": ACCEPT_ENCODING}
-    with (
-        httpx.Client(timeout=10.0, follow_redirects=False, headers=headers) as client,
-        client.stream("GET", url) as response,
-    ):
+    # No egress policy on top of sns_url_ok, which pinned the URL to an SNS host of amazonaws.com.
+    with make_client(None, timeout=10.0, capped=True) as client, client.stream("GET", url) as response:
         response.raise_for_status()
         try:
             return read_body(response, CERT_BYTES, deadline=time.monotonic() + 10.0)

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from digest.common.models import Article
 from digest.common.parallel import fork_call, fork_map, fork_start, forks
@@ -27,8 +27,11 @@ from digest.grouping.regions import PlaceCount, count_places_in, split_lead
 from digest.grouping.stories import StoryInput, cluster, terms
 from digest.grouping.themes import Taxonomy, ThemeMatch, taxonomy_for
 from digest.grouping.weights import idf
-from digest.store import Evidence, Groups, Store, Story, StoryRow, Ungrouped
+from digest.store import ArticlesStore, Evidence, Groups, Store, Story, StoryRow, Ungrouped
 from digest.store.holders import take_lease
+
+if TYPE_CHECKING:
+    from digest.store.contract import ArticlesAndGrouping
 
 # Below this many articles a source's IDF changes with every pull: re-score all of them.
 YOUNG_SOURCE = 200
@@ -119,7 +122,7 @@ class Reader:
         return reads
 
     @contextmanager
-    def ahead(self, articles: Sequence[Article], store: Store) -> Iterator[None]:
+    def ahead(self, articles: Sequence[Article], store: ArticlesStore) -> Iterator[None]:
         """Read those of ``articles`` that are new or changed on the other cores while the
         block runs (storing them), and here too once it is done. Only for a big batch, when
         there are other cores (otherwise :meth:`read_all` reads them)."""
@@ -136,7 +139,7 @@ class Reader:
 
 
 def group_pending(
-    store: Store, settings: Settings, *, everything: bool = False, reader: Reader | None = None
+    store: ArticlesAndGrouping, settings: Settings, *, everything: bool = False, reader: Reader | None = None
 ) -> GroupReport:
     """Classify new and changed articles, score them (and every article of a young source),
     re-cluster stories. ``reader``: the one that read some of them ahead."""
@@ -210,7 +213,7 @@ def group_shared(
 
 
 def _score(
-    store: Store,
+    store: ArticlesAndGrouping,
     settings: Settings,
     gazetteer: Gazetteer,
     pending: Sequence[Ungrouped],
@@ -267,7 +270,7 @@ def _dropped_once_grouped(
     return drops
 
 
-def regroup(store: Store, settings: Settings) -> GroupReport:
+def regroup(store: ArticlesAndGrouping, settings: Settings) -> GroupReport:
     """Classify every article again and re-cluster every story (after a vocabulary change)."""
     store.mark_ungrouped()
     return group_pending(store, settings, everything=True)

@@ -2,7 +2,7 @@
 
 Every fetch runs under the :class:`~digest.common.egress.FetchPolicy` of the source it is
 for: a remote source never reads a file and, unless allowed, never reaches a non-public
-address (checked on each connection, see ``transport.py``).
+address (checked on each connection, see :mod:`digest.common.http`).
 
 HTTP answers that concern the schedule (304, 301/308, 410, 429/503 with Retry-After) are
 reported in the :class:`FetchResult` or :class:`~digest.common.errors.FetchError`, for the caller
@@ -23,10 +23,10 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
 
-from digest.common.bodies import ACCEPT_ENCODING, BodyError, TooLarge, TooSlow, read_body
+from digest.common.bodies import BodyError, TooLarge, TooSlow, read_body
 from digest.common.egress import FetchPolicy, Resolver, is_remote, policy_for
 from digest.common.errors import FetchError
-from digest.common.http import GuardedTransport, Refused
+from digest.common.http import Refused, make_client
 from digest.common.models import Document
 from digest.config import FetchSettings
 
@@ -79,19 +79,19 @@ class Fetcher:
         return policy_for(url, allow_private=allow_private or self.settings.allow_private)
 
     def client(self, policy: FetchPolicy) -> httpx.Client:
+        """The client fetches under ``policy`` share (one connection pool a policy)."""
         # Made on first use: setting up TLS costs more than reading a folder of local files.
         policy = replace(policy, local=False)  # files are not the pool's business
         client = self._clients.get(policy)
         if client is None:
-            client = self._clients[policy] = httpx.Client(
-                timeout=httpx.Timeout(self.settings.timeout),
-                follow_redirects=False,
-                headers={
-                    "User-Agent": self.settings.user_agent,
-                    "Accept": ACCEPT,
-                    "Accept-Encoding": ACCEPT_ENCODING,  # what read_body decodes, no more
-                },
-                transport=GuardedTransport(policy, resolver=self._resolver, proxies=self._proxies),
+            client = self._clients[policy] = make_client(
+                policy,
+                timeout=self.settings.timeout,
+                user_agent=self.settings.user_agent,
+                headers={"Accept": ACCEPT},
+                capped=True,
+                resolver=self._resolver,
+                proxies=self._proxies,
             )
         return client
 

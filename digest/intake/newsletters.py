@@ -38,7 +38,7 @@ from datetime import datetime
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
-from typing import cast
+from typing import TYPE_CHECKING, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import lxml.html
@@ -52,7 +52,10 @@ from digest.config import Settings, SourceSettings
 from digest.feedback.apply import Runner
 from digest.feedback.inbound import READERS, Rejected, TryLater
 from digest.intake import mailauth
-from digest.store import DroppedItem, Store
+from digest.store import DroppedItem
+
+if TYPE_CHECKING:
+    from digest.store.contract import ArticlesAndSources
 
 log = logging.getLogger("digest")
 MAX_TITLE = 300
@@ -402,7 +405,7 @@ class NewsletterMailbox:
 
 
 def _store(
-    store: Store,
+    store: ArticlesAndSources,
     settings: Settings,
     source: SourceSettings,
     item: ParsedItem,

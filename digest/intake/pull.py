@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from contextlib import nullcontext
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from digest.common import redact
@@ -20,20 +20,22 @@ from digest.common.dates import plausible
 from digest.common.egress import FetchPolicy, is_remote
 from digest.common.errors import DigestError, FetchError
 from digest.common.links import WEB_SCHEMES
-from digest.common.models import Article, Document, ParsedItem, SourceReport
+from digest.common.models import Article, Document, ParsedItem, SourceReport, SourceState
 from digest.common.parallel import fork_map
 from digest.common.rules import fields_of
 from digest.common.sanitize import drop_boilerplate, html_to_text, one_line, sanitize_html
 from digest.config import Settings, SourceSettings
 from digest.grouping.classify import Reader, group_shared
-from digest.intake import fulltext, websub
-from digest.intake import parsing as kinds
-from digest.intake.fetch import Fetcher
+from digest.intake import fulltext, parsing, websub
+from digest.intake.fetch import Fetcher, FetchResult
 from digest.intake.fulltext import is_excerpt
 from digest.intake.parsing import Options, Parsed
 from digest.intake.sync import sync_sources
-from digest.store import DroppedItem, Store
+from digest.store import ArticlesStore, DroppedItem, SettingsStore, SourcesStore, Store
 from digest.store.holders import holder_name
+
+if TYPE_CHECKING:
+    from digest.store.contract import ArticlesAndSources
 
 MAX_BACKOFF = 86400.0
 MAX_TITLE = 300
@@ -122,51 +124,126 @@ def pull_source(
     processes on one database one pulls it (the others find it claimed, or not due).
     ``reader``: the grouping's, to read what is new on other cores while it is stored."""
     report = SourceReport(source.name)
-    state = store.source_state(source.name)
+    first_look = store.source_state(source.name)
     now = store.now()
-    if scheduled and state.next_fetch and state.next_fetch > now:
+    state = _claimed(store, source.name, settings, first_look, now, scheduled=scheduled, holder=holder)
+    if state is None:
         report.not_due = True
         return report
-    if holder is not None:
-        lasting = max(settings.database.claim_seconds, 2 * settings.fetch.deadline)
-        if not store.claim_source(source.name, holder, lasting):
-            report.not_due = True  # another process is pulling it now
-            return report
-        # It may have been pulled between the first look and the claim.
-        state = store.source_state(source.name)
-        if scheduled and state.next_fetch and state.next_fetch > now:
-            store.claim_source(source.name, holder, 0)  # let go at once
-            report.not_due = True
-            return report
     every = source.every or settings.schedule.pull_every
-    if not state.enabled and not force:
-        report.error = (
-            f"disabled after HTTP {state.last_status}: change its url in the config,"
-            " or pull it with --force to try again"
-        )
-        return report
-    if not force and state.next_fetch and state.next_fetch > now and state.last_status in (429, 503):
-        report.error = f"deferred: the server asked us to wait until {state.next_fetch:%Y-%m-%d %H:%M} UTC"
+    held_back = _held_back(state, now, force=force)
+    if held_back is not None:
+        report.error = held_back
         return report
     # The policy follows the configured URL, never where a redirect or a page led since.
     policy = fetcher.policy(source.url, allow_private=source.allow_private)
     try:
         result = fetcher.fetch(state.url, etag=state.etag, last_modified=state.last_modified, policy=policy)
     except FetchError as exc:
-        # Exponential backoff after failures, capped at a day; a Retry-After wins if later.
-        backoff = now + timedelta(seconds=min(every * 2 ** min(state.consecutive_failures, 16), MAX_BACKOFF))
         store.record_fetch(
             source.name,
             status=exc.status,
             error=str(exc),
-            next_fetch=max(backoff, exc.retry_after) if exc.retry_after else backoff,
+            next_fetch=_retry_at(now, every, state.consecutive_failures, exc.retry_after),
             keep_validators=True,
         )
         report.error = str(exc)
         return report
+    if result.not_modified or result.gone:
+        _record_nothing_new(store, source.name, state, result, now, every, report)
+        return report
+    batch = _articles_of(store, fetcher, result, source, settings, state, now, policy, report)
+    if batch.failures and len(batch.failures) == len(result.documents):
+        message = _all_failed(batch.failures)
+        store.record_fetch(source.name, status=result.status, error=message, keep_validators=True)
+        report.error = message
+        return report
+    report.warnings.extend(f"skipped {failure}" for failure in batch.failures)
+    if is_remote(state.url) and result.documents:  # WebSub: a feed that names a hub
+        pushed = _follow_hub(
+            store, settings, source, result, batch.fetch_url or state.url, now, policy, report
+        )
+        if pushed:  # pushes come at once: polling is the safety net
+            every = max(every, websub.SAFETY_POLL)
+    if batch.excerpts:
+        _fill_full_text(store, fetcher, source, settings, batch, now, policy, report)
+    _save(store, source, list(batch.articles.values()), now, report, reader)
+    store.record_fetch(
+        source.name,
+        status=result.status,
+        error=None,
+        etag=result.etag,
+        last_modified=result.last_modified,
+        fetch_url=batch.fetch_url,
+        next_fetch=_next_fetch(now, every, result.fresh_for),
+    )
+    return report
+
+
+def _waiting(state: SourceState, now: datetime, scheduled: bool) -> bool:
+    """Whether a scheduled pull waits: backoff or a cache lifetime is not over yet."""
+    return bool(scheduled and state.next_fetch and state.next_fetch > now)
+
+
+def _claimed(
+    store: SourcesStore,
+    name: str,
+    settings: Settings,
+    state: SourceState,
+    now: datetime,
+    *,
+    scheduled: bool,
+    holder: str | None,
+) -> SourceState | None:
+    """The source's state to pull it with, claimed for ``holder`` when there is one; None
+    when it is not to be pulled now (not due, or another process is pulling it)."""
+    if _waiting(state, now, scheduled):
+        return None
+    if holder is None:
+        return state
+    lasting = max(settings.database.claim_seconds, 2 * settings.fetch.deadline)
+    if not store.claim_source(name, holder, lasting):
+        return None  # another process is pulling it now
+    # It may have been pulled between the first look and the claim.
+    state = store.source_state(name)
+    if _waiting(state, now, scheduled):
+        store.claim_source(name, holder, 0)  # let go at once
+        return None
+    return state
+
+
+def _held_back(state: SourceState, now: datetime, *, force: bool) -> str | None:
+    """Why the source is not fetched now (disabled, or its server asked us to wait), or None."""
+    if not state.enabled and not force:
+        return (
+            f"disabled after HTTP {state.last_status}: change its url in the config,"
+            " or pull it with --force to try again"
+        )
+    if not force and state.next_fetch and state.next_fetch > now and state.last_status in (429, 503):
+        return f"deferred: the server asked us to wait until {state.next_fetch:%Y-%m-%d %H:%M} UTC"
+    return None
+
+
+def _retry_at(now: datetime, every: float, failures: int, retry_after: datetime | None) -> datetime:
+    """When to fetch again after a failure: exponential backoff, capped at a day; a
+    Retry-After wins if later."""
+    backoff = now + timedelta(seconds=min(every * 2 ** min(failures, 16), MAX_BACKOFF))
+    return max(backoff, retry_after) if retry_after else backoff
+
+
+def _record_nothing_new(
+    store: SourcesStore,
+    name: str,
+    state: SourceState,
+    result: FetchResult,
+    now: datetime,
+    every: float,
+    report: SourceReport,
+) -> None:
+    """Record an answer without documents: not modified (304), or gone (410: disabled)."""
     if result.not_modified:
         store.record_fetch(
-            source.name,
+            name,
             status=304,
             error=None,
             fetch_url=result.permanent_url,
@@ -174,113 +251,163 @@ def pull_source(
             next_fetch=_next_fetch(now, every, result.fresh_for),
         )
         report.not_modified = True
-        return report
-    if result.gone:
-        message = f"{state.url}: HTTP 410 Gone; source disabled"
-        store.record_fetch(source.name, status=410, error=message, disable=True, keep_validators=True)
-        report.error = message
-        return report
+        return
+    message = f"{state.url}: HTTP 410 Gone; source disabled"
+    store.record_fetch(name, status=410, error=message, disable=True, keep_validators=True)
+    report.error = message
 
-    fetch_url = result.permanent_url
-    articles: dict[str, Article] = {}
-    excerpts: set[str] = set()  # (full_text sources) ids of items that carry only an excerpt
+
+@dataclasses.dataclass
+class _Batch:
+    """What a fetch's documents hold, ready to store."""
+
+    articles: dict[str, Article]  # by the id each is stored with
+    excerpts: set[str]  # (full_text sources) ids of items that carry only an excerpt
+    failures: list[str]  # documents that could not be parsed, each with why
+    fetch_url: str | None  # where to fetch the source from now on, when that changed
+
+
+def _articles_of(
+    store: ArticlesStore,
+    fetcher: Fetcher,
+    result: FetchResult,
+    source: SourceSettings,
+    settings: Settings,
+    state: SourceState,
+    now: datetime,
+    policy: FetchPolicy,
+    report: SourceReport,
+) -> _Batch:
+    """Parse and normalise each document (an HTML page of an ``auto`` source: the feed it
+    advertises instead); a document that fails is a failure, an item that fails a warning."""
+    batch = _Batch({}, set(), [], result.permanent_url)
     below = settings.fetch.full_text_below
-    failures: list[str] = []
     for document in result.documents:
         try:
             parsed = parse_document(document, source, settings)
             if parsed.feed_links and source.kind == "auto" and is_remote(document.url):
                 feed_url = parsed.feed_links[0]
                 parsed = _follow_feed(fetcher, feed_url, source, settings, policy)
-                fetch_url = feed_url
+                batch.fetch_url = feed_url
                 report.warnings.append(f"following the feed the page advertises: {redact.url(feed_url)}")
         except DigestError as exc:
-            failures.append(redact.text(f"{document.name}: {exc}"))
+            batch.failures.append(redact.text(f"{document.name}: {exc}"))
             continue
         base_url = parsed.base_url or document.url
-
-        def normalised(item: ParsedItem, base_url: str = base_url) -> tuple[Any, ...] | str:
-            try:
-                article = normalise(item, source.name, base_url, now, state.id_name)
-                # As a plain tuple: many times faster through a pipe than an instance.
-                return tuple(getattr(article, name) for name in _ARTICLE_FIELDS)
-            except ValueError as exc:  # one bad item costs only itself
-                shown = one_line(item.title)[:80] or one_line(item.url or "")[:80]
-                return redact.text(f"skipped {shown!r}: a malformed link ({exc})")
-
-        for item, done in zip(parsed.items, fork_map(normalised, parsed.items), strict=True):
+        normalised = _normalise_all(parsed.items, source.name, base_url, now, state.id_name)
+        for item, done in zip(parsed.items, normalised, strict=True):
             if isinstance(done, str):
                 report.warnings.append(done)
             else:  # a later snapshot of the same article wins over an earlier one in the same pull
                 article = Article(*done)
-                articles[article.id] = article
+                batch.articles[article.id] = article
                 if source.full_text and is_excerpt(item.content_html, article.summary_text, below):
-                    excerpts.add(article.id)
-    stored_as = own_ids(store, source.name, articles)
-    excerpts = {stored_as[given].id for given in excerpts}
-    articles = {article.id: article for article in stored_as.values()}
+                    batch.excerpts.add(article.id)
+    stored_as = own_ids(store, source.name, batch.articles)
+    batch.excerpts = {stored_as[given].id for given in batch.excerpts}
+    batch.articles = {article.id: article for article in stored_as.values()}
+    return batch
 
-    if failures and len(failures) == len(result.documents):
-        message = failures[0] if len(failures) == 1 else f"{failures[0]} (and {len(failures) - 1} more)"
-        store.record_fetch(source.name, status=result.status, error=message, keep_validators=True)
-        report.error = message
-        return report
-    report.warnings.extend(f"skipped {failure}" for failure in failures)
-    if is_remote(state.url) and result.documents:  # WebSub: a feed that names a hub
-        hub, topic = websub.discover(result.documents[0].body, result.link)
-        if hub:
-            problem = websub.maintain(
-                store, settings, source, hub, topic or fetch_url or state.url, now, policy
-            )
-            report.warnings.extend([problem] if problem else [])
-        if websub.active(store, source.name, now):  # pushes come at once: polling is the safety net
-            every = max(every, websub.SAFETY_POLL)
-    if excerpts:
-        # Only items new or changed since the last pull: a page is extracted once per version.
-        stored = store.content_hashes(sorted(excerpts))
-        # What the rules dropped (and still would: same item, rule still there) needs no page.
-        rules_now = source.rules.texts
-        dropped = {
-            i: content
-            for i, (rule, content) in store.remembered_drops(sorted(excerpts)).items()
-            if rule in rules_now
-        }
-        wanted = [
-            articles[i]
-            for i in sorted(excerpts)
-            if stored.get(i) != articles[i].content_hash and dropped.get(i) != articles[i].content_hash
-        ]
-        validators = store.page_validators([a.url for a in wanted if a.url])
-        filled = fulltext.fill(fetcher, policy, wanted, settings.fetch, validators)
-        articles.update(filled.articles)
-        for article_id in filled.unchanged:  # 304: the page's text, extracted before, stands
-            before = store.article(article_id)
-            if before is not None:
-                articles[article_id] = dataclasses.replace(
-                    articles[article_id], summary_html=before.summary_html, summary_text=before.summary_text
-                )
-        store.save_page_validators(filled.pages, now=now)
-        report.warnings.extend(filled.warnings)
-        if filled.postponed:
-            report.warnings.append(
-                f"{filled.postponed} older items kept their excerpt"
-                f" (full text: at most {fulltext.MAX_PAGES} pages and {fulltext.BUDGET_SECONDS:.0f} s a pull)"
-            )
-    _save(store, source, list(articles.values()), now, report, reader)
-    store.record_fetch(
-        source.name,
-        status=result.status,
-        error=None,
-        etag=result.etag,
-        last_modified=result.last_modified,
-        fetch_url=fetch_url,
-        next_fetch=_next_fetch(now, every, result.fresh_for),
+
+def _normalise_all(
+    items: list[ParsedItem], source: str, base_url: str, now: datetime, id_name: str
+) -> list[tuple[Any, ...] | str]:
+    """Each item normalised (on other cores too, for many): an article's fields as a tuple,
+    or the warning that skips it."""
+
+    def normalised(item: ParsedItem) -> tuple[Any, ...] | str:
+        try:
+            article = normalise(item, source, base_url, now, id_name)
+            # As a plain tuple: many times faster through a pipe than an instance.
+            return tuple(getattr(article, name) for name in _ARTICLE_FIELDS)
+        except ValueError as exc:  # one bad item costs only itself
+            shown = one_line(item.title)[:80] or one_line(item.url or "")[:80]
+            return redact.text(f"skipped {shown!r}: a malformed link ({exc})")
+
+    return fork_map(normalised, items)
+
+
+def _all_failed(failures: list[str]) -> str:
+    """The error of a pull none of whose documents could be parsed."""
+    return failures[0] if len(failures) == 1 else f"{failures[0]} (and {len(failures) - 1} more)"
+
+
+def _follow_hub(
+    store: SettingsStore,
+    settings: Settings,
+    source: SourceSettings,
+    result: FetchResult,
+    topic: str,
+    now: datetime,
+    policy: FetchPolicy,
+    report: SourceReport,
+) -> bool:
+    """Subscribe (or renew) at the WebSub hub the feed names, for the topic it names (else
+    ``topic``); whether a hub pushes the source now."""
+    hub, named = websub.discover(result.documents[0].body, result.link)
+    if hub:
+        problem = websub.maintain(store, settings, source, hub, named or topic, now, policy)
+        report.warnings.extend([problem] if problem else [])
+    return websub.active(store, source.name, now)
+
+
+def _fill_full_text(
+    store: ArticlesStore,
+    fetcher: Fetcher,
+    source: SourceSettings,
+    settings: Settings,
+    batch: _Batch,
+    now: datetime,
+    policy: FetchPolicy,
+    report: SourceReport,
+) -> None:
+    """The text of their pages for the batch's excerpts (those :func:`_needing_pages`)."""
+    articles, excerpts = batch.articles, sorted(batch.excerpts)
+    wanted = _needing_pages(
+        articles,
+        excerpts,
+        store.content_hashes(excerpts),
+        store.remembered_drops(excerpts),
+        source.rules.texts,
     )
-    return report
+    validators = store.page_validators([a.url for a in wanted if a.url])
+    filled = fulltext.fill(fetcher, policy, wanted, settings.fetch, validators)
+    articles.update(filled.articles)
+    for article_id in filled.unchanged:  # 304: the page's text, extracted before, stands
+        before = store.article(article_id)
+        if before is not None:
+            articles[article_id] = dataclasses.replace(
+                articles[article_id], summary_html=before.summary_html, summary_text=before.summary_text
+            )
+    store.save_page_validators(filled.pages, now=now)
+    report.warnings.extend(filled.warnings)
+    if filled.postponed:
+        report.warnings.append(
+            f"{filled.postponed} older items kept their excerpt"
+            f" (full text: at most {fulltext.MAX_PAGES} pages and {fulltext.BUDGET_SECONDS:.0f} s a pull)"
+        )
+
+
+def _needing_pages(
+    articles: dict[str, Article],
+    excerpts: list[str],
+    stored: dict[str, str],
+    remembered: dict[str, tuple[str, str]],
+    rules: frozenset[str],
+) -> list[Article]:
+    """The excerpts whose pages to fetch: only items new or changed since the last pull (a
+    page is extracted once per version; ``stored``: content hashes). What the rules dropped
+    (and still would: same item, rule still there) needs no page."""
+    dropped = {i: content for i, (rule, content) in remembered.items() if rule in rules}
+    return [
+        articles[i]
+        for i in excerpts
+        if stored.get(i) != articles[i].content_hash and dropped.get(i) != articles[i].content_hash
+    ]
 
 
 def _save(
-    store: Store,
+    store: ArticlesStore,
     source: SourceSettings,
     batch: list[Article],
     now: datetime,
@@ -296,7 +423,12 @@ def _save(
 
 
 def store_items(
-    store: Store, source: SourceSettings, items: list[ParsedItem], now: datetime, *, base_url: str
+    store: ArticlesAndSources,
+    source: SourceSettings,
+    items: list[ParsedItem],
+    now: datetime,
+    *,
+    base_url: str,
 ) -> SourceReport:
     """Normalise and store items that came to digest rather than being pulled (newsletters)."""
     report = SourceReport(source.name)
@@ -314,7 +446,7 @@ def store_items(
 
 
 def _apply_rules(
-    store: Store, source: SourceSettings, batch: list[Article], now: datetime
+    store: ArticlesStore, source: SourceSettings, batch: list[Article], now: datetime
 ) -> tuple[list[Article], int]:
     """The articles the source's rules keep (as far as they can tell before grouping), and
     how many they dropped now. A drop is remembered: an item dropped before, unchanged, by
@@ -379,7 +511,7 @@ def parse_document(
     options = Options(
         max_items=settings.fetch.max_items, fast=settings.fetch.fast_parser, selectors=source.selectors
     )
-    return kinds.parse_document(document, kind or source.kind, options)
+    return parsing.parse_document(document, kind or source.kind, options)
 
 
 def _follow_feed(
@@ -474,7 +606,7 @@ def former_article_id(source: str, guid: str | None, url: str | None, title: str
     return hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
-def own_ids(store: Store, source: str, articles: dict[str, Article]) -> dict[str, Article]:
+def own_ids(store: ArticlesStore, source: str, articles: dict[str, Article]) -> dict[str, Article]:
     """``articles`` (by id), each under the id it is stored with: an article this source
     stored under its former id keeps that id; another source's article is never this
     source's to take. Keyed as given."""

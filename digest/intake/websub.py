@@ -36,10 +36,10 @@ from lxml import etree
 from digest.common import redact
 from digest.common.dates import from_iso, to_iso
 from digest.common.egress import FetchPolicy
-from digest.common.http import GuardedTransport, Refused
+from digest.common.http import Refused, make_client
 from digest.config import Settings, SourceSettings
 from digest.publish.feeds import FORMATS, FeedSpec
-from digest.store import Store
+from digest.store import SettingsStore
 
 log = logging.getLogger("digest")
 PING_SECONDS = 10.0
@@ -91,7 +91,8 @@ def ping(settings: Settings) -> list[str]:
     if not hub:
         return []
     problems = []
-    with httpx.Client(timeout=PING_SECONDS, follow_redirects=False) as client:
+    # No egress policy: the hub is the operator's own setting, and may be a private address.
+    with make_client(None, timeout=PING_SECONDS) as client:
         for url in feed_urls(settings):
             try:
                 status = _post_status(client, hub, {"hub.mode": "publish", "hub.url": url})
@@ -180,7 +181,7 @@ def _key(source: str) -> str:
     return f"websub:{source}"
 
 
-def subscription(store: Store, source: str) -> Subscription | None:
+def subscription(store: SettingsStore, source: str) -> Subscription | None:
     text = store.get_setting(_key(source))
     if not text:
         return None
@@ -190,18 +191,18 @@ def subscription(store: Store, source: str) -> Subscription | None:
         return None
 
 
-def _save(store: Store, source: str, found: Subscription) -> None:
+def _save(store: SettingsStore, source: str, found: Subscription) -> None:
     store.put_setting(_key(source), json.dumps(asdict(found), sort_keys=True))
 
 
-def active(store: Store, source: str, now: datetime) -> bool:
+def active(store: SettingsStore, source: str, now: datetime) -> bool:
     found = subscription(store, source)
     end = found.lease_end() if found else None
     return found is not None and found.state == "active" and end is not None and end > now
 
 
 def maintain(
-    store: Store,
+    store: SettingsStore,
     settings: Settings,
     source: SourceSettings,
     hub: str,
@@ -240,8 +241,7 @@ def maintain(
         "hub.lease_seconds": str(LEASE_SECONDS),
     }
     try:
-        guarded = GuardedTransport(policy)
-        with httpx.Client(timeout=PING_SECONDS, follow_redirects=False, transport=guarded) as client:
+        with make_client(policy, timeout=PING_SECONDS) as client:
             status = _post_status(client, hub, form)
     except (httpx.HTTPError, Refused) as exc:
         return f"WebSub hub {redact.url(hub)}: {type(exc).__name__}"
@@ -257,7 +257,9 @@ def maintain(
     return None
 
 
-def verify(store: Store, source: str, token: str, params: dict[str, str], now: datetime) -> str | None:
+def verify(
+    store: SettingsStore, source: str, token: str, params: dict[str, str], now: datetime
+) -> str | None:
     """The hub's verification of intent: the challenge to echo, or None (404) when digest did
     not ask for this (wrong callback token or topic, or no request pending)."""
     found = subscription(store, source)

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from digest.common.dates import to_iso
 from digest.common.errors import SendError
@@ -18,9 +18,12 @@ from digest.mail.channels import transport_for
 from digest.mail.compose import Outgoing
 from digest.mail.send import confirmation_message
 from digest.mail.transport import Permanent, Transport
-from digest.store import Signup, Store
+from digest.store import Signup, SubscribersStore
 from digest.subscribers import signups
 from digest.subscribers.signups import CLAIM, GIVE_UP_AFTER, backoff
+
+if TYPE_CHECKING:
+    from digest.store.contract import SettingsAndSubscribers
 
 log = logging.getLogger("digest")
 TICK = 2.0  # seconds between looks at the queue
@@ -28,7 +31,7 @@ BATCH = 50  # requests handled per look at the queue
 
 
 async def drain(
-    store_for_thread: Callable[[], Store],
+    store_for_thread: Callable[[], SettingsAndSubscribers],
     settings: Settings,
     *,
     now: datetime | None = None,
@@ -98,13 +101,13 @@ async def drain(
     return sent
 
 
-def _finish(store_for_thread: Callable[[], Store], number: int) -> None:
+def _finish(store_for_thread: Callable[[], SubscribersStore], number: int) -> None:
     store_for_thread().finish_signup(number)
 
 
-def _postpone(store_for_thread: Callable[[], Store], now: datetime, until: datetime) -> None:
+def _postpone(store_for_thread: Callable[[], SubscribersStore], now: datetime, until: datetime) -> None:
     store_for_thread().postpone_signups(now, until)
 
 
-def _retry(store_for_thread: Callable[[], Store], number: int, when: datetime, error: str) -> None:
+def _retry(store_for_thread: Callable[[], SubscribersStore], number: int, when: datetime, error: str) -> None:
     store_for_thread().retry_signup(number, when, error)

@@ -24,9 +24,10 @@ if TYPE_CHECKING:
     from apscheduler.triggers.cron import CronTrigger
 
     from digest.config import Settings
-    from digest.store import Store
+    from digest.store import SettingsStore
 
 NEXT_DUE = "digest_next_due"
+_SIX_FIELDS = ("second", "minute", "hour", "day", "month", "day_of_week")  # a crontab's, seconds first
 
 
 def cron_trigger(settings: Settings) -> CronTrigger:
@@ -37,16 +38,7 @@ def cron_trigger(settings: Settings) -> CronTrigger:
     fields = expression.split()
     try:
         if len(fields) == 6:
-            second, minute, hour, day, month, weekday = fields
-            trigger = CronTrigger(
-                second=second,
-                minute=minute,
-                hour=hour,
-                day=day,
-                month=month,
-                day_of_week=weekday,
-                timezone=zone,
-            )
+            trigger = CronTrigger(**dict(zip(_SIX_FIELDS, fields, strict=True)), timezone=zone)
         else:
             trigger = CronTrigger.from_crontab(expression, timezone=zone)
     except ValueError as exc:
@@ -109,7 +101,7 @@ def last_due(trigger: CronTrigger, now: datetime, since: datetime) -> datetime |
     return times[-1] if times else None
 
 
-def next_due(store: Store, settings: Settings, now: datetime) -> datetime | None:
+def next_due(store: SettingsStore, settings: Settings, now: datetime) -> datetime | None:
     """When the digest is next due after ``now``. For one schedule that answer holds from
     the moment it is worked out until the time it names (nothing is due in between), so it
     is kept with both and reused within them."""

@@ -34,7 +34,7 @@ from digest.mail.compose import Outgoing, outgoing
 from digest.mail.contents import Selection, newcomer_since
 from digest.mail.planner import Planner, sample_links
 from digest.mail.transport import Permanent, Temporary, Transport, send_once
-from digest.store import PendingDelivery, Store, Subscriber
+from digest.store import PendingDelivery, SettingsStore, Store, Subscriber
 from digest.store.holders import died_here, holder_name, take_lease
 from digest.subscribers.lifecycle import binding, token
 from digest.subscribers.tokens import CONFIRM_SECONDS, secret_for
@@ -119,113 +119,24 @@ class Mailer:
         digest = await self.run(self.store.digest, digest_id)
         if digest is None:
             raise SendError(f"no digest {digest_id!r}")
-        report = Report(digest_id)
         claims = _Claims(self, digest_id, batch=max(4 * transport.size, 16))
         await claims.begin()
-        rendered: dict[Selection, compose.Prepared | None] = {}
-        domain = compose.site_host(self.settings)
-        fatal: list[Exception] = []
-        unrecorded: list[int] = []  # sent, but the ledger could not be told: keep their claims
-
-        def stopping() -> bool:
-            return bool(fatal) or bool(should_stop and should_stop())
-
-        async def send(delivery: PendingDelivery) -> None:
-            if delivery.subscriber.status != "active":
-                # Unsubscribed since the digest was planned: not sent, and not pending any more.
-                await self.run(self._record, digest_id, delivery, "failed", reply="unsubscribed")
-                report.skipped += 1
-                return
-            selection = Selection.of(delivery.since, delivery.subscriber, delivery.period)
-            if selection not in rendered:
-                rendered[selection] = await self.run(self._prepared, selection, digest.until, digest_id)
-            body = rendered[selection]
-            if body is None:
-                await self.run(self._record, digest_id, delivery, "failed", reply="nothing new")
-                report.skipped += 1
-                return
-            unsubscribe, preferences = self.links(delivery.subscriber)
-            msg, message_id = compose.personal_bytes(
-                body,
-                to=delivery.subscriber.email,
-                unsubscribe_url=unsubscribe,
-                preferences_url=preferences,
-                date=digest.until,
-                domain=domain,
-            )
-            if self.settings.bounces is not None:  # VERP: a bounce names this delivery
-                bound = binding(delivery.subscriber, "unsubscribe")
-                assert bound is not None  # only confirmations have no binding without a sign-up
-                sender = verp.envelope_sender(
-                    self.secret, digest_id, delivery.subscriber.id, bound, self.settings.bounces.domain
-                )
-                msg = replace(msg, sender=sender)
-            if not claims.holds(delivery):
-                return  # the claim was lost (this process stalled past it): another sends it
-            try:
-                with metrics.SEND_SECONDS.time():
-                    reply = await transport.send(msg, f"{digest_id}-{delivery.subscriber.id}")
-            except Permanent as exc:
-                # A refusal for good is a strike; BOUNCE_STRIKES in a row: bounced.
-                await self.run(
-                    self._record,
-                    digest_id,
-                    delivery,
-                    "failed",
-                    reply=str(exc),
-                    strike=True,
-                    strikes_to_bounce=BOUNCE_STRIKES,
-                )
-                report.failed += 1
-                problem = f"{delivery.subscriber.email}: {transport.name} said {exc}"
-                report.first_problem = report.first_problem or problem
-            except Temporary as exc:
-                # Stays pending, unclaimed, for the next run (not this one: see _Claims).
-                await self.run(self._record, digest_id, delivery, "pending", reply=str(exc))
-                report.deferred += 1
-                problem = f"{delivery.subscriber.email}: {transport.name}: {exc}"
-                report.first_problem = report.first_problem or problem
-            else:
-                report.sent += 1
-                try:
-                    await _persist(
-                        lambda: self.run(
-                            self._record, digest_id, delivery, "sent", message_id=message_id, reply=reply
-                        )
-                    )
-                except Exception:
-                    unrecorded.append(delivery.subscriber.id)
-                    raise
-
-        async def worker() -> None:
-            # On shutdown or a fatal error elsewhere, stop taking messages; the one in flight
-            # still finishes and is recorded, so no claim is given up on a message half sent.
-            try:
-                while not stopping():
-                    delivery = await claims.next(stopping)
-                    if delivery is None:
-                        return
-                    await send(delivery)
-                    if progress:
-                        progress(1)
-            except Exception as exc:
-                fatal.append(exc)
-
+        sending = _Sending(self, digest_id, digest.until, transport, claims, should_stop)
         keeping = asyncio.create_task(claims.keep_alive())
         try:
-            await asyncio.gather(*(worker() for _ in range(transport.size)))
+            await asyncio.gather(*(sending.worker(progress) for _ in range(transport.size)))
         finally:
             keeping.cancel()
-            report.deferred += claims.unsent()  # left for the next run when stopping early
-            if not unrecorded:
+            sending.report.deferred += claims.unsent()  # left for the next run when stopping early
+            if not sending.unrecorded:
                 # (A message sent but not recorded keeps its claim until it runs out: given
                 # back now, it would be sent again at once.)
                 with contextlib.suppress(DigestError):
                     await self.run(self.store.release_deliveries, digest_id, claims.holder)
-        if fatal:
-            raise fatal[0]
+        if sending.fatal:
+            raise sending.fatal[0]
         await self.run(self.store.finish_digest, digest_id)
-        return report
+        return sending.report
 
 
 async def _persist(write: Callable[[], Awaitable[Any]], attempts: int = 3) -> None:
@@ -239,6 +150,122 @@ async def _persist(write: Callable[[], Awaitable[Any]], attempts: int = 3) -> No
             if attempt == attempts - 1:
                 raise
             await asyncio.sleep(0.5 * 2**attempt)
+
+
+class _Sending:
+    """This process's run through the deliveries of digest ``digest_id`` (cut at ``until``):
+    what its workers share (the report, each selection's rendered body, the first fatal
+    error, and the messages sent that the ledger could not be told of)."""
+
+    def __init__(
+        self,
+        mailer: Mailer,
+        digest_id: str,
+        until: datetime,
+        transport: Transport,
+        claims: _Claims,
+        should_stop: Callable[[], bool] | None,
+    ) -> None:
+        self.mailer = mailer
+        self.digest_id = digest_id
+        self.until = until
+        self.transport = transport
+        self.claims = claims
+        self.should_stop = should_stop
+        self.report = Report(digest_id)
+        self.rendered: dict[Selection, compose.Prepared | None] = {}
+        self.domain = compose.site_host(mailer.settings)
+        self.fatal: list[Exception] = []
+        self.unrecorded: list[int] = []  # sent, but the ledger could not be told: keep their claims
+
+    def stopping(self) -> bool:
+        return bool(self.fatal) or bool(self.should_stop and self.should_stop())
+
+    async def worker(self, progress: Callable[[int], None] | None) -> None:
+        """Send claimed deliveries one after another until none is left or the run stops."""
+        # On shutdown or a fatal error elsewhere, stop taking messages; the one in flight
+        # still finishes and is recorded, so no claim is given up on a message half sent.
+        try:
+            while not self.stopping():
+                delivery = await self.claims.next(self.stopping)
+                if delivery is None:
+                    return
+                await self.send(delivery)
+                if progress:
+                    progress(1)
+        except Exception as exc:
+            self.fatal.append(exc)
+
+    async def send(self, delivery: PendingDelivery) -> None:
+        """Send one delivery and record its outcome (or skip it, recorded as failed)."""
+        if delivery.subscriber.status != "active":
+            # Unsubscribed since the digest was planned: not sent, and not pending any more.
+            await self._record(delivery, "failed", reply="unsubscribed")
+            self.report.skipped += 1
+            return
+        selection = Selection.of(delivery.since, delivery.subscriber, delivery.period)
+        if selection not in self.rendered:
+            self.rendered[selection] = await self.mailer.run(
+                self.mailer._prepared, selection, self.until, self.digest_id
+            )
+        body = self.rendered[selection]
+        if body is None:
+            await self._record(delivery, "failed", reply="nothing new")
+            self.report.skipped += 1
+            return
+        msg, message_id = self._message(delivery, body)
+        if not self.claims.holds(delivery):
+            return  # the claim was lost (this process stalled past it): another sends it
+        try:
+            with metrics.SEND_SECONDS.time():
+                reply = await self.transport.send(msg, f"{self.digest_id}-{delivery.subscriber.id}")
+        except Permanent as exc:
+            # A refusal for good is a strike; BOUNCE_STRIKES in a row: bounced.
+            await self._record(
+                delivery, "failed", reply=str(exc), strike=True, strikes_to_bounce=BOUNCE_STRIKES
+            )
+            self.report.failed += 1
+            self._problem(f"{delivery.subscriber.email}: {self.transport.name} said {exc}")
+        except Temporary as exc:
+            # Stays pending, unclaimed, for the next run (not this one: see _Claims).
+            await self._record(delivery, "pending", reply=str(exc))
+            self.report.deferred += 1
+            self._problem(f"{delivery.subscriber.email}: {self.transport.name}: {exc}")
+        else:
+            self.report.sent += 1
+            try:
+                await _persist(lambda: self._record(delivery, "sent", message_id=message_id, reply=reply))
+            except Exception:
+                self.unrecorded.append(delivery.subscriber.id)
+                raise
+
+    def _message(self, delivery: PendingDelivery, body: compose.Prepared) -> tuple[Outgoing, str]:
+        """The subscriber's message and its Message-ID (with VERP, its envelope sender names
+        this delivery, so that a bounce does)."""
+        mailer = self.mailer
+        unsubscribe, preferences = mailer.links(delivery.subscriber)
+        msg, message_id = compose.personal_bytes(
+            body,
+            to=delivery.subscriber.email,
+            unsubscribe_url=unsubscribe,
+            preferences_url=preferences,
+            date=self.until,
+            domain=self.domain,
+        )
+        if mailer.settings.bounces is not None:
+            bound = binding(delivery.subscriber, "unsubscribe")
+            assert bound is not None  # only confirmations have no binding without a sign-up
+            sender = verp.envelope_sender(
+                mailer.secret, self.digest_id, delivery.subscriber.id, bound, mailer.settings.bounces.domain
+            )
+            msg = replace(msg, sender=sender)
+        return msg, message_id
+
+    async def _record(self, delivery: PendingDelivery, outcome: str, **details: Any) -> None:
+        await self.mailer.run(self.mailer._record, self.digest_id, delivery, outcome, **details)
+
+    def _problem(self, problem: str) -> None:
+        self.report.first_problem = self.report.first_problem or problem
 
 
 class _Claims:
@@ -371,7 +398,7 @@ def one_off(now: datetime) -> str:
     return f"{int(now.timestamp())}-{uuid.uuid4().hex[:12]}"
 
 
-def confirmation_message(store: Store, settings: Settings, subscriber: Subscriber) -> Outgoing:
+def confirmation_message(store: SettingsStore, settings: Settings, subscriber: Subscriber) -> Outgoing:
     """The double opt-in email for a pending subscriber (blocking: reads the token secret)."""
     secret = secret_for(store, settings.secret)
     confirm_url = f"{settings.site.base_url}/confirm/{token(secret, 'confirm', subscriber)}"
@@ -386,7 +413,7 @@ def confirmation_message(store: Store, settings: Settings, subscriber: Subscribe
     return outgoing(msg)
 
 
-async def send_confirmation(store: Store, settings: Settings, subscriber: Subscriber) -> str:
+async def send_confirmation(store: SettingsStore, settings: Settings, subscriber: Subscriber) -> str:
     """Send the double opt-in email now (the operator's `subscribers add`); where it went
     (the server's reply, or the outbox file)."""
     msg = confirmation_message(store, settings, subscriber)

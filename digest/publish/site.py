@@ -9,21 +9,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from digest.common import query
-from digest.common.errors import StoreError
+from digest.common.errors import SearchTimeout
 from digest.common.links import web_url
 from digest.common.models import Article
 from digest.common.resources import bundled
 from digest.config import Settings
 from digest.grouping.regions import regions
 from digest.grouping.themes import taxonomy_for
-from digest.publish import feeds as publish
+from digest.publish import feeds
 from digest.publish.feeds import FeedSpec
-from digest.store import Store
+from digest.store import ArticlesStore, Store
+
+if TYPE_CHECKING:
+    from digest.store.contract import ArticlesAndGrouping, ArticlesAndSources
 
 LATEST = 20
 PER_GROUP_PAGE = 100
@@ -43,11 +47,11 @@ class Site:
         )
         self.base = urlsplit(settings.site.base_url).path.rstrip("/")
         self.names = {"regions": regions(), "themes": taxonomy_for(settings).titles()}
-        self.specs = publish.feed_specs(settings)
+        self.specs = feeds.feed_specs(settings)
 
     # --- feeds ------------------------------------------------------------------------------
 
-    def feed_articles(self, store: Store, spec: FeedSpec, limit: int | None = None) -> list[Article]:
+    def feed_articles(self, store: ArticlesStore, spec: FeedSpec, limit: int | None = None) -> list[Article]:
         """The newest articles of a feed (``[site] feed_entries`` of them unless ``limit``)."""
         limit = limit or self.settings.site.feed_entries
         if spec.kind == "search":
@@ -59,21 +63,21 @@ class Site:
             return store.articles(theme=spec.slug, limit=limit)
         return store.articles(limit=limit)
 
-    def feed(self, store: Store, spec: FeedSpec, fmt: str) -> tuple[bytes, list[Article]]:
+    def feed(self, store: ArticlesAndSources, spec: FeedSpec, fmt: str) -> tuple[bytes, list[Article]]:
         """The feed's bytes, and the articles in it (for its Last-Modified)."""
         articles = self.feed_articles(store, spec)
-        return publish.render(spec, fmt, articles, self.settings, store.source_urls()), articles
+        return feeds.render(spec, fmt, articles, self.settings, store.source_urls()), articles
 
-    def feeds(self, store: Store) -> Iterator[tuple[FeedSpec, str, bytes]]:
+    def feeds(self, store: ArticlesAndSources) -> Iterator[tuple[FeedSpec, str, bytes]]:
         """Every feed in every format (each group's articles read once for all formats)."""
         urls = store.source_urls()
         for spec in self.specs:
             articles = self.feed_articles(store, spec)
-            for fmt in publish.FORMATS:
-                yield spec, fmt, publish.render(spec, fmt, articles, self.settings, urls)
+            for fmt in feeds.FORMATS:
+                yield spec, fmt, feeds.render(spec, fmt, articles, self.settings, urls)
 
     def opml(self) -> bytes:
-        return publish.opml(self.settings)
+        return feeds.opml(self.settings)
 
     def spec(self, kind: str, slug: str | None) -> FeedSpec | None:
         return next((s for s in self.specs if s.kind == kind and s.slug == slug), None)
@@ -87,12 +91,12 @@ class Site:
     def _page(self, template: str, store_count: int, alternates: list[FeedSpec], **values: object) -> str:
         links = [
             {
-                "type": publish.CONTENT_TYPES[fmt].split(";")[0],
+                "type": feeds.CONTENT_TYPES[fmt].split(";")[0],
                 "title": f"{spec.title} ({label})",
                 "href": f"{self.base}{spec.path(fmt)}",
             }
             for spec in alternates
-            for fmt, label in ((name, output.label) for name, output in publish.OUTPUTS.items())
+            for fmt, label in ((name, output.label) for name, output in feeds.OUTPUTS.items())
         ]
         return self.env.get_template(f"web/{template}").render(
             site=self.settings.site,
@@ -103,7 +107,7 @@ class Site:
             **values,
         )
 
-    def index(self, store: Store) -> str:
+    def index(self, store: ArticlesAndGrouping) -> str:
         recent = store.articles(limit=INDEX_WINDOW)
         counts = store.group_counts()
         by_region = self._grouped(recent, "regions", {r.slug: r.articles for r in counts.regions})
@@ -133,7 +137,7 @@ class Site:
                 )
         return out
 
-    def group(self, store: Store, spec: FeedSpec) -> str:
+    def group(self, store: ArticlesStore, spec: FeedSpec) -> str:
         articles = self.feed_articles(store, spec, PER_GROUP_PAGE)
         return self._page(
             "group.html",
@@ -149,7 +153,7 @@ class Site:
         text = found.text
         return FeedSpec("search", text, f"{self.settings.site.title}: {text}", text)
 
-    def search(self, store: Store, text: str) -> tuple[int, str]:
+    def search(self, store: ArticlesStore, text: str) -> tuple[int, str]:
         """The search page for ``text`` (none: the form alone), best match first, with its
         feeds advertised; and its status (400: a query that cannot be run, and why)."""
         site = [s for s in self.specs if s.kind == "site"]
@@ -159,8 +163,9 @@ class Site:
         try:
             parsed = query.parse(text)
             found = store.search(parsed, limit=PER_GROUP_PAGE)
-        except (query.QueryError, StoreError) as exc:
+        except (query.QueryError, SearchTimeout) as exc:
             # A store's message names the database: the visitor is told only what to change.
+            # (Any other trouble with the database is not the visitor's to fix: it goes on up.)
             shown = (
                 str(exc)
                 if isinstance(exc, query.QueryError)
@@ -172,7 +177,7 @@ class Site:
             "search.html", count, [spec], query=parsed.text, found=found, spec=spec, error=None
         )
 
-    def article(self, store: Store, article: Article) -> str:
+    def article(self, store: ArticlesStore, article: Article) -> str:
         specs = [s for s in self.specs if s.kind == "site"]
         return self._page(
             "article.html", store.count_articles(), specs, article=article, source_url=web_url(article.url)

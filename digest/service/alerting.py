@@ -23,7 +23,7 @@ from digest.mail.channels import transport_for
 from digest.mail.compose import outgoing
 from digest.mail.transport import Transport, send_once
 from digest.service import alerts
-from digest.store import Store
+from digest.store import SettingsStore, Store
 from digest.store.holders import take_lease
 
 log = logging.getLogger("digest")
@@ -94,7 +94,7 @@ async def check(
 
 
 def record_run(
-    store: Store, digest_id: str, total: int, failed: int, deferred: int, problem: str | None
+    store: SettingsStore, digest_id: str, total: int, failed: int, deferred: int, problem: str | None
 ) -> None:
     """How the last digest run ended, for the alert check."""
     value = {"digest": digest_id, "total": total, "failed": failed, "deferred": deferred, "problem": problem}

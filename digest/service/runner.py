@@ -302,51 +302,13 @@ class Service:
     # --- the loop -----------------------------------------------------------------------------
 
     async def run(self, *, web: bool = True) -> int:
+        """The service until SIGTERM or Ctrl-C: the jobs scheduled, mail coming back taken
+        (with ``[inbound]``), the web server serving (with ``web``); then stopped in order."""
         loop = asyncio.get_running_loop()
         self.scheduler = AsyncIOScheduler(event_loop=loop, timezone=ZoneInfo(self.settings.schedule.timezone))
         now = utcnow()
         await self.worker.call(sync_sources, self.settings)  # also opens the worker's store there
-        for source in self.settings.sources:
-            if not source.enabled or not source.pulled:
-                continue
-            every = source.every or self.settings.schedule.pull_every
-            self.scheduler.add_job(
-                self.pull,
-                IntervalTrigger(seconds=every, jitter=min(every / 10, 30)),
-                args=[source],
-                id=f"pull:{source.name}",
-                next_run_time=now,
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=None,
-            )
-        self.scheduler.add_job(
-            self.digest, self.trigger, id="digest", max_instances=1, coalesce=True, misfire_grace_time=None
-        )
-        self.scheduler.add_job(
-            self.rhythms,
-            IntervalTrigger(seconds=RHYTHM_TICK),
-            id="rhythms",
-            next_run_time=now,
-            max_instances=1,
-            coalesce=True,
-        )
-        self.scheduler.add_job(
-            self.signups,
-            IntervalTrigger(seconds=confirmations.TICK),
-            id="signups",
-            next_run_time=now,
-            max_instances=1,
-            coalesce=True,
-        )
-        self.scheduler.add_job(  # problems for /healthz, and with [alerts] email, alerts
-            self.alerts,
-            IntervalTrigger(seconds=alerting.ALERT_TICK),
-            id="alerts",
-            next_run_time=now + timedelta(seconds=30),  # the first pulls have had a chance
-            max_instances=1,
-            coalesce=True,
-        )
+        self._schedule(self.scheduler, now)
         self.scheduler.start()
         log.info(
             "running: %d sources, digest %r (%s)",
@@ -361,38 +323,98 @@ class Service:
         try:
             if inbound is not None:
                 await inbound.start()
-            if web:
-                app = create_app(self.settings, health=self.health)
-                config = uvicorn.Config(
-                    app,
-                    host=self.settings.web.host,
-                    port=self.settings.web.port,
-                    log_level="warning",
-                    lifespan="off",
-                )
-                server = uvicorn.Server(config)
-                serving = asyncio.create_task(server.serve())
-                for sig in (signal.SIGTERM, signal.SIGINT):
-                    loop.add_signal_handler(sig, self._stop, server)
-                await serving
-            else:
-                for sig in (signal.SIGTERM, signal.SIGINT):
-                    loop.add_signal_handler(sig, self._stop, None)
-                await self.stopping.wait()
+            await self._serve(loop, web=web)
         finally:
-            self.stopping.set()
-            grouping.cancel()  # a run in flight is abandoned as pulls are: it rolls back
-            self.scheduler.shutdown(wait=False)
-            # Let a digest in flight record its current message, then go.
-            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
-            if pending:
-                await asyncio.wait(pending, timeout=STOP_WITHIN)
-            catch_up.cancel()
-            if inbound is not None:
-                await inbound.close()
-            await asyncio.to_thread(self.worker.close)
-            log.info("stopped", extra={"event": "stop"})
+            await self._shut_down(self.scheduler, catch_up, grouping, inbound)
         return 0
+
+    def _schedule(self, scheduler: AsyncIOScheduler, now: datetime) -> None:
+        """The service's jobs: each source's pulls, the digest, rhythms, sign-ups, alerts."""
+        for source in self.settings.sources:
+            if not source.enabled or not source.pulled:
+                continue
+            every = source.every or self.settings.schedule.pull_every
+            scheduler.add_job(
+                self.pull,
+                IntervalTrigger(seconds=every, jitter=min(every / 10, 30)),
+                args=[source],
+                id=f"pull:{source.name}",
+                next_run_time=now,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
+        scheduler.add_job(
+            self.digest, self.trigger, id="digest", max_instances=1, coalesce=True, misfire_grace_time=None
+        )
+        scheduler.add_job(
+            self.rhythms,
+            IntervalTrigger(seconds=RHYTHM_TICK),
+            id="rhythms",
+            next_run_time=now,
+            max_instances=1,
+            coalesce=True,
+        )
+        scheduler.add_job(
+            self.signups,
+            IntervalTrigger(seconds=confirmations.TICK),
+            id="signups",
+            next_run_time=now,
+            max_instances=1,
+            coalesce=True,
+        )
+        scheduler.add_job(  # problems for /healthz, and with [alerts] email, alerts
+            self.alerts,
+            IntervalTrigger(seconds=alerting.ALERT_TICK),
+            id="alerts",
+            next_run_time=now + timedelta(seconds=30),  # the first pulls have had a chance
+            max_instances=1,
+            coalesce=True,
+        )
+
+    async def _serve(self, loop: asyncio.AbstractEventLoop, *, web: bool) -> None:
+        """Serve the web app (with ``web``) until it stops, else wait to be stopped; SIGTERM
+        and SIGINT stop either."""
+        if web:
+            app = create_app(self.settings, health=self.health)
+            config = uvicorn.Config(
+                app,
+                host=self.settings.web.host,
+                port=self.settings.web.port,
+                log_level="warning",
+                lifespan="off",
+            )
+            server = uvicorn.Server(config)
+            serving = asyncio.create_task(server.serve())
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._stop, server)
+            await serving
+        else:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._stop, None)
+            await self.stopping.wait()
+
+    async def _shut_down(
+        self,
+        scheduler: AsyncIOScheduler,
+        catch_up: asyncio.Task[Any],
+        grouping: asyncio.Task[Any],
+        inbound: Inbound | None,
+    ) -> None:
+        """Stop in order: no new jobs, a digest in flight given time to record its current
+        message, then the inbound server and the store's worker."""
+        self.stopping.set()
+        grouping.cancel()  # a run in flight is abandoned as pulls are: it rolls back
+        scheduler.shutdown(wait=False)
+        # Let a digest in flight record its current message, then go.
+        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=STOP_WITHIN)
+        catch_up.cancel()
+        if inbound is not None:
+            await inbound.close()
+        await asyncio.to_thread(self.worker.close)
+        log.info("stopped", extra={"event": "stop"})
 
     def _inbound(self) -> Inbound | None:
         """The SMTP server for mail coming back, when ``[inbound]`` asks for one."""

@@ -10,19 +10,26 @@ import functools
 import json
 import os
 import sqlite3
+import time
+import typing
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol, Self, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from digest.common.dates import EARLIEST, Clock, from_iso, parse_date, to_iso, utcnow
 from digest.common.errors import StoreError
 from digest.common.query import index_text
+from digest.store.dialect import SQLITE, Area
 from digest.store.schema import MIGRATIONS
 
 BUSY_TIMEOUT_MS = 10_000
+# A time given to SQLite is stored as the one ISO text every stored time has, so statements
+# shared with PostgreSQL pass datetimes as they are (the default adapter is deprecated).
+sqlite3.register_adapter(datetime, to_iso)
 T = TypeVar("T", bound=type)
+R = TypeVar("R")
 
 
 def guarded(cls: T) -> T:
@@ -75,13 +82,21 @@ class Row(Protocol):
     def keys(self) -> Any: ...
 
 
-class SqliteBase:
+class SqliteBase(Area):
     """A connection to one digest database, and the helpers the areas use."""
+
+    dialect = SQLITE
 
     def __init__(self, conn: sqlite3.Connection, path: Path | None, clock: Clock = utcnow) -> None:
         self.conn = conn
         self.path = path
         self._clock = clock
+        # The store's clock in SQL (the dialect's ``now`` and ``later``), as PostgreSQL's
+        # statements read the server's: claims and leases are then one statement on both.
+        conn.create_function("store_now", 0, lambda: to_iso(self._clock()))
+        conn.create_function(
+            "store_later", 1, lambda seconds: to_iso(self._clock() + timedelta(seconds=seconds))
+        )
 
     def now(self) -> datetime:
         """Now, by this store's clock: every time it writes unasked, and the default moment
@@ -117,7 +132,7 @@ class SqliteBase:
             conn.create_function("search_tokens", 1, _search_tokens, deterministic=True)
             conn.execute(f"PRAGMA busy_timeout = {busy}")
             if not readonly:
-                conn.execute("PRAGMA journal_mode = WAL")
+                _write_ahead(conn, busy / 1000)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
@@ -126,12 +141,6 @@ class SqliteBase:
 
     def close(self) -> None:
         self.conn.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -149,35 +158,22 @@ class SqliteBase:
 
     def migrate(self) -> list[str]:
         """Apply the migrations this database has not seen; return their names."""
-        self.conn.execute(
-            "CREATE TABLE IF NOT EXISTS migrations"
-            " (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied TEXT NOT NULL)"
-        )
-        done = {row[0] for row in self.conn.execute("SELECT id FROM migrations")}
-        applied: list[str] = []
-        pending = [(n, m) for n, m in enumerate(MIGRATIONS, start=1) if n not in done]
-        if not pending:
-            return applied
-        # Rebuilding a table that others reference needs foreign keys off (it cannot change
-        # inside a transaction); each migration is checked for broken references before commit.
-        self.conn.execute("PRAGMA foreign_keys = OFF")
+        # Up to date: steps 1 to N recorded in migrations, and sqlite-utils' record made (the
+        # second SELECT reads nothing: naming the table fails the statement without it). One
+        # plain query at every open; the runner, and sqlite_utils, load only when it says no.
         try:
-            for number, (name, step) in pending:
-                with self._write() as conn:
-                    if conn.execute("SELECT 1 FROM migrations WHERE id = ?", [number]).fetchone():
-                        continue  # another process applied it meanwhile
-                    step(conn, self.now())
-                    broken = conn.execute("PRAGMA foreign_key_check").fetchall()
-                    if broken:
-                        raise StoreError(f"migration {name} would break references: {list(broken[:3])}")
-                    conn.execute(
-                        "INSERT INTO migrations (id, name, applied) VALUES (?, ?, ?)",
-                        (number, name, to_iso(self.now())),
-                    )
-                applied.append(name)
-        finally:
-            self.conn.execute("PRAGMA foreign_keys = ON")
-        return applied
+            done = self._value(
+                "SELECT count(*) FROM migrations WHERE id BETWEEN 1 AND ?"
+                " UNION ALL SELECT 0 FROM _sqlite_migrations WHERE 0",
+                [len(MIGRATIONS)],
+            )
+        except sqlite3.OperationalError:
+            done = None  # no such table: a new database, or one of a release before sqlite-utils
+        if done == len(MIGRATIONS):
+            return []
+        from digest.store.migrations import apply_pending
+
+        return apply_pending(self.conn, MIGRATIONS, self.now)
 
     def applied_migrations(self) -> list[str]:
         return [row[0] for row in self.conn.execute("SELECT name FROM migrations ORDER BY id")]
@@ -209,23 +205,20 @@ class SqliteBase:
         row: sqlite3.Row | None = self.conn.execute(sql, args).fetchone()
         return row
 
-    def _value(self, sql: str, args: Sequence[Any] = ()) -> Any:
-        row = self.conn.execute(sql, args).fetchone()
-        return None if row is None else row[0]
 
-    @staticmethod
-    def _source_id(conn: sqlite3.Connection, name: str) -> int:
-        row = conn.execute("SELECT id FROM sources WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            raise StoreError(f"no source named {name!r} in the database")
-        return int(row[0])
-
-
-def in_chunks(values: Sequence[Any], size: int = 500) -> Iterator[tuple[list[Any], str]]:
-    """Values in slices small enough for one ``IN (...)``, each with its placeholders."""
-    for start in range(0, len(values), size):
-        chunk = list(values[start : start + size])
-        yield chunk, ",".join("?" * len(chunk))
+def _write_ahead(conn: sqlite3.Connection, seconds: float) -> None:
+    """Put the database in WAL mode. While another connection switches a new file, SQLite
+    answers "locked" at once, without the busy wait: processes opening a new database
+    together try again until the busy timeout, as any other write would wait."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def when(value: str | datetime) -> datetime:
@@ -256,6 +249,41 @@ def stored_time(value: str | datetime | None) -> datetime:
         return from_iso(value)
     except ValueError:
         return parse_date(value) or EARLIEST
+
+
+@functools.cache
+def _converters(cls: type) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+    """How each field of dataclass ``cls`` is read from a stored row, by its type."""
+    found: list[tuple[str, Callable[[Any], Any]]] = []
+    for name, kind in typing.get_type_hints(cls).items():
+        shown = str(kind)
+        if kind is datetime:
+            found.append((name, when))
+        elif kind == datetime | None:
+            found.append((name, dt))
+        elif kind is bool:
+            found.append((name, bool))
+        elif shown.startswith("tuple["):
+            found.append((name, lambda v: tuple(decoded(v) or ())))
+        elif shown.startswith(("dict[", "collections.abc.Mapping[")):
+            found.append((name, lambda v: decoded(v) or {}))
+        else:
+            found.append((name, _same))
+    return tuple(found)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def record_of(cls: Callable[..., R], row: Row, **given: Any) -> R:
+    """The record ``cls`` (a dataclass) made of ``row``'s columns of its fields' names, each
+    read as its type says (times, JSON lists and objects, flags); ``given`` fields as they
+    are, and fields the row lacks left to their defaults."""
+    columns = row.keys()
+    fields = _converters(cls)
+    values = {name: read(row[name]) for name, read in fields if name not in given and name in columns}
+    return cls(**values, **given)
 
 
 def iso(value: datetime | None) -> str | None:

@@ -9,11 +9,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from digest.common.errors import StoreError
-from digest.store.contract import Store
+from digest.store.contract import TransferStore
 from digest.store.tables import Row
 
 
-def copy_database(source: Store, target: Store) -> dict[str, int]:
+def copy_database(source: TransferStore, target: TransferStore) -> dict[str, int]:
     """Copy everything in ``source`` into the empty ``target``; rows copied per table."""
     counts: Counter[str] = Counter()
 
@@ -26,7 +26,7 @@ def copy_database(source: Store, target: Store) -> dict[str, int]:
     return dict(counts)
 
 
-def copy_to_file(source: Store, path: Path) -> dict[str, int]:
+def copy_to_file(source: TransferStore, path: Path) -> dict[str, int]:
     """Copy ``source`` into a new SQLite file at ``path`` (which must not exist)."""
     from digest.store.sqlite import SqliteStore
 

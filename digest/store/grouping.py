@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import ClassVar
 
-from digest.common.dates import to_iso
-from digest.store.base import Row, SqliteBase, decoded, dt, in_chunks, when
+from digest.store.base import Row, decoded, record_of
+from digest.store.dialect import Area, Tx
 from digest.store.records import (
     Evidence,
     GroupCounts,
@@ -22,192 +23,210 @@ from digest.store.records import (
 )
 
 
-class GroupingArea(SqliteBase):
+class GroupingArea(Area):
+    """Grouping, in the statements both backends share. The layouts differ (SQLite keeps an
+    article's text and evidence in tables of their own, PostgreSQL in the article's row), and
+    so do their JSON functions: each backend's class names them."""
+
+    _text: ClassVar[str]  # the summary text column
+    _texts: ClassVar[str]  # what joins it to ``articles a``
+    _places: ClassVar[str]  # the evidence's places, as JSON text
+    _matches: ClassVar[str]  # the evidence's theme matches, as JSON text
+    _evidence: ClassVar[str]  # what joins the evidence to ``articles a``
+    _order: ClassVar[str]  # storage order of articles
+    # Table functions over JSON: the places ``p`` (``p.value``: one place), the theme names
+    # ``m`` (``m.key``), the regions ``r`` and themes ``t`` (``value``; ``r`` as lead: the
+    # first region), and the stories' member ids as one aggregate.
+    _place_items: ClassVar[str]
+    _theme_names: ClassVar[str]
+    _region_items: ClassVar[tuple[str, str]]
+    _theme_items: ClassVar[str]
+    _member_ids: ClassVar[str]
+
     def ungrouped(self) -> list[Ungrouped]:
-        """Articles whose text has not been classified since it last changed."""
+        """Articles whose text has not been classified since it last changed, in storage order."""
         return [
             ungrouped_of(row)
             for row in self._rows(
-                "SELECT a.id, s.name AS source, a.title, t.summary_text, a.first_seen, a.published,"
-                " a.url, a.author"
-                " FROM articles a"
-                " JOIN article_texts t ON t.article_id = a.id JOIN sources s ON s.id = a.source_id"
-                " WHERE a.grouped = 0"
+                f"SELECT a.id, s.name AS source, a.title, {self._text} AS summary_text, a.first_seen,"
+                f" a.published, a.url, a.author FROM articles a JOIN sources s ON s.id = a.source_id"
+                f" {self._texts} WHERE a.grouped = {self.dialect.false} ORDER BY {self._order}"
             )
         ]
 
     def mark_ungrouped(self) -> None:
         """Have every article classified again (after a vocabulary change)."""
-        with self._write() as conn:
-            conn.execute("UPDATE articles SET grouped = 0")
-
-    def source_frequencies(self, source: str) -> tuple[int, dict[str, int], dict[str, int]]:
-        """For one source's classified articles: their count, and in how many of them each
-        place (by key) and each theme is found."""
-        source_id = self._source_id(self.conn, source)
-        total = self._value("SELECT count(*) FROM articles WHERE source_id = ? AND grouped = 1", [source_id])
-        places = {
-            row[0]: row[1]
-            for row in self._rows(
-                "SELECT p.value ->> 'key', count(DISTINCT a.id) FROM articles a"
-                " JOIN article_evidence e ON e.article_id = a.id, json_each(e.places) p"
-                " WHERE a.source_id = ? AND a.grouped = 1 GROUP BY 1",
-                [source_id],
-            )
-        }
-        themes = {
-            row[0]: row[1]
-            for row in self._rows(
-                "SELECT t.key, count(*) FROM articles a"
-                " JOIN article_evidence e ON e.article_id = a.id, json_each(e.theme_matches) t"
-                " WHERE a.source_id = ? AND a.grouped = 1 GROUP BY 1",
-                [source_id],
-            )
-        }
-        return int(total), places, themes
+        with self._articles_write() as tx:
+            tx.execute("UPDATE articles SET grouped = FALSE")
 
     def evidence(self, source: str) -> list[Evidence]:
-        """Stored places and theme matches of a source's classified articles."""
+        """Stored places and theme matches of a source's classified articles, in storage order."""
         return [
             Evidence(row["id"], row["places"], row["theme_matches"])
             for row in self._rows(
-                "SELECT a.id, e.places, e.theme_matches FROM articles a JOIN sources s ON s.id = a.source_id"
-                " JOIN article_evidence e ON e.article_id = a.id"
-                " WHERE s.name = ? AND a.grouped = 1",
+                f"SELECT a.id, {self._places} AS places, {self._matches} AS theme_matches FROM articles a"
+                f" JOIN sources s ON s.id = a.source_id {self._evidence}"
+                f" WHERE s.name = ? AND a.grouped = TRUE AND {self._places} IS NOT NULL"
+                f" ORDER BY {self._order}",
                 [source],
             )
         ]
 
-    def set_groups(self, rows: Iterable[Groups]) -> None:
-        """Store each article's regions and themes, and the evidence where given (which marks
-        the article classified)."""
-        plain: list[tuple[str, str, str]] = []
-        classified: list[tuple[str, str, str]] = []
-        evidence: list[tuple[str, str, str]] = []
-        for g in rows:
-            scored = (json.dumps(list(g.regions)), json.dumps(list(g.themes)), g.id)
-            if g.evidence is None:
-                plain.append(scored)
-            else:
-                classified.append(scored)
-                evidence.append((g.id, g.evidence.places_json, g.evidence.theme_matches_json))
-        with self._write() as conn:
-            conn.executemany("UPDATE articles SET regions = ?, themes = ? WHERE id = ?", plain)
-            conn.executemany(
-                "UPDATE articles SET regions = ?, themes = ?, grouped = 1 WHERE id = ?", classified
-            )
-            conn.executemany(
-                "INSERT INTO article_evidence (article_id, places, theme_matches) VALUES (?, ?, ?)"
-                " ON CONFLICT (article_id) DO UPDATE SET places = excluded.places,"
-                " theme_matches = excluded.theme_matches",
-                evidence,
-            )
-
     def story_inputs(self, since: datetime | None = None, *, classified_only: bool = False) -> list[StoryRow]:
         """What story clustering reads, for articles first seen at or after ``since`` (only
         those classified since they last changed, with ``classified_only``)."""
-        sql = (
-            "SELECT a.id, s.name AS source, a.title, t.summary_text, a.published, a.first_seen, e.places"
-            " FROM articles a JOIN article_texts t ON t.article_id = a.id"
-            " LEFT JOIN article_evidence e ON e.article_id = a.id"
-            " JOIN sources s ON s.id = a.source_id"
-        )
         where, args = ["1 = 1"], []
         if since is not None:
             where.append("a.first_seen >= ?")
-            args.append(to_iso(since))
+            args.append(since)
         if classified_only:
-            where.append("a.grouped = 1")
-        sql += f" WHERE {' AND '.join(where)}"
-        return [story_row_of(row) for row in self._rows(sql + " ORDER BY a.first_seen, a.id", args)]
+            where.append("a.grouped = TRUE")
+        return [
+            story_row_of(row)
+            for row in self._rows(
+                f"SELECT a.id, s.name AS source, a.title, {self._text} AS summary_text, a.published,"
+                f" a.first_seen, {self._places} AS places FROM articles a"
+                f" JOIN sources s ON s.id = a.source_id {self._texts} {self._evidence}"
+                f" WHERE {' AND '.join(where)} ORDER BY a.first_seen, a.id",
+                args,
+            )
+        ]
 
     def save_stories(self, article_ids: Sequence[str], stories: Iterable[Story]) -> None:
         """Replace the stories of ``article_ids`` with ``stories``."""
-        now = to_iso(self.now())
+        now = self.now()
         stories = list(stories)
         members = {member: story.id for story in stories for member in story.members}
         loose = [article_id for article_id in article_ids if article_id not in members]
-        with self._write() as conn:
+        with self._articles_write() as tx:
             # Only rows whose story changes are written.
-            conn.executemany(
-                "UPDATE articles SET story = ? WHERE id = ? AND story IS NOT ?",
+            tx.executemany(
+                "UPDATE articles SET story = ? WHERE id = ? AND story IS DISTINCT FROM ?",
                 [(story, member, story) for member, story in members.items()],
             )
-            for chunk, marks in in_chunks(loose):
-                conn.execute(
-                    f"UPDATE articles SET story = NULL WHERE id IN ({marks}) AND story IS NOT NULL", chunk
-                )
+            for inside, args in self.dialect.in_list("id", loose):
+                tx.execute(f"UPDATE articles SET story = NULL WHERE {inside} AND story IS NOT NULL", args)
             for story in stories:
-                marks = ",".join("?" * len(story.members))
-                first = conn.execute(
-                    f"SELECT min(first_seen) FROM articles WHERE id IN ({marks})", list(story.members)
-                ).fetchone()[0]
-                conn.execute(
-                    "INSERT INTO stories (id, label, articles, first_seen, updated) VALUES (?, ?, 0, ?, ?)"
-                    " ON CONFLICT(id) DO UPDATE SET label = excluded.label, updated = excluded.updated",
-                    (story.id, story.label, first, now),
+                tx.execute(  # its members carry its id by now
+                    "INSERT INTO stories (id, label, articles, first_seen, updated)"
+                    " SELECT ?, ?, 0, min(first_seen), ? FROM articles WHERE story = ?"
+                    " ON CONFLICT (id) DO UPDATE SET label = excluded.label, updated = excluded.updated",
+                    (story.id, story.label, now, story.id),
                 )
             # Counts from the articles themselves, so stories split or merged elsewhere stay right.
-            conn.execute(
+            tx.execute(
                 "UPDATE stories SET articles = (SELECT count(*) FROM articles a WHERE a.story = stories.id)"
             )
-            conn.execute("DELETE FROM stories WHERE articles < 2")
-            conn.execute(
+            tx.execute("DELETE FROM stories WHERE articles < 2")
+            tx.execute(
                 "UPDATE articles SET story = NULL WHERE story IS NOT NULL"
-                " AND story NOT IN (SELECT id FROM stories)"
+                " AND NOT EXISTS (SELECT 1 FROM stories st WHERE st.id = articles.story)"
             )
+            self._changed(tx)
+
+    def source_frequencies(self, source: str) -> tuple[int, dict[str, int], dict[str, int]]:
+        """For one source's classified articles: their count, and in how many of them each
+        place (by key) and each theme is found."""
+        source_id = self._known_source(source)
+        mine = "WHERE a.source_id = ? AND a.grouped = TRUE"
+        total = self._value(f"SELECT count(*) AS n FROM articles a {mine}", [source_id])
+        places = self._rows(
+            "SELECT p.value ->> 'key' AS key, count(DISTINCT a.id) AS n"
+            f" FROM articles a {self._evidence}, {self._place_items} {mine} GROUP BY 1",
+            [source_id],
+        )
+        themes = self._rows(
+            f"SELECT m.key, count(*) AS n FROM articles a {self._evidence}, {self._theme_names}"
+            f" {mine} GROUP BY 1",
+            [source_id],
+        )
+        return int(total), {r["key"]: r["n"] for r in places}, {r["key"]: r["n"] for r in themes}
+
+    def set_groups(self, rows: Iterable[Groups]) -> None:
+        """Store each article's regions and themes, and the evidence where given (which marks
+        the article classified)."""
+        rows = list(rows)
+        mark = self.dialect.json_mark
+        with self._articles_write() as tx:
+            tx.executemany(
+                f"UPDATE articles SET regions = {mark}, themes = {mark} WHERE id = ?",
+                [
+                    (json.dumps(list(g.regions)), json.dumps(list(g.themes)), g.id)
+                    for g in rows
+                    if g.evidence is None
+                ],
+            )
+            self._classified(tx, [g for g in rows if g.evidence is not None])
+            self._changed(tx)
 
     def group_counts(self, since: datetime | None = None) -> GroupCounts:
-        """Regions, themes and stories with their article counts (first seen at or after ``since``)."""
-        where, args = ("WHERE a.first_seen >= ?", [to_iso(since)]) if since else ("", [])
-        regions = tuple(
-            RegionCount(row[0], row[1], row[2])
-            for row in self._rows(
-                "SELECT r.value, count(*), sum(r.key = 0) FROM articles a, json_each(a.regions) r"
-                f" {where} GROUP BY 1 ORDER BY 2 DESC, 1",
-                args,
-            )
+        """Regions, themes and stories with their article counts (first seen at or after
+        ``since``), most articles first, names in byte order."""
+        where, args = ("WHERE a.first_seen >= ?", [since]) if since else ("", [])
+        regions, lead = self._region_items
+        bytewise = self.dialect.bytewise
+        return GroupCounts(
+            tuple(
+                RegionCount(row["value"], row["n"], row["lead"])
+                for row in self._rows(
+                    f"SELECT r.value, count(*) AS n, count(*) FILTER (WHERE {lead}) AS lead"
+                    f" FROM articles a, {regions} {where} GROUP BY 1 ORDER BY 2 DESC, r.value{bytewise}",
+                    args,
+                )
+            ),
+            tuple(
+                ThemeCount(row["value"], row["n"])
+                for row in self._rows(
+                    f"SELECT t.value, count(*) AS n FROM articles a, {self._theme_items} {where}"
+                    f" GROUP BY 1 ORDER BY 2 DESC, t.value{bytewise}",
+                    args,
+                )
+            ),
+            tuple(
+                StoryCount(row["id"], row["label"], row["n"], tuple(decoded(row["members"])))
+                for row in self._rows(
+                    f"SELECT st.id, st.label, count(*) AS n, {self._member_ids} AS members"
+                    f" FROM stories st JOIN articles a ON a.story = st.id {where} GROUP BY st.id"
+                    " HAVING count(*) >= 2 ORDER BY 3 DESC, st.first_seen DESC",
+                    args,
+                )
+            ),
         )
-        themes = tuple(
-            ThemeCount(row[0], row[1])
-            for row in self._rows(
-                f"SELECT t.value, count(*) FROM articles a, json_each(a.themes) t {where}"
-                " GROUP BY 1 ORDER BY 2 DESC, 1",
-                args,
-            )
+
+    def _classified(self, tx: Tx, rows: list[Groups]) -> None:
+        """Store the scores and the evidence of articles just classified, marking them so."""
+        raise NotImplementedError
+
+
+class SqliteGroupingArea(GroupingArea):
+    """SQLite's layout: text and evidence in tables of their own; JSON read with ``json_each``."""
+
+    _text, _texts = "t.summary_text", "JOIN article_texts t ON t.article_id = a.id"
+    _places, _matches = "e.places", "e.theme_matches"
+    _evidence, _order = "LEFT JOIN article_evidence e ON e.article_id = a.id", "a.rowid"
+    _place_items, _theme_names = (
+        "json_each(e.places) p",
+        "json_each(e.theme_matches) m",
+    )
+    _region_items = ("json_each(a.regions) r", "r.key = 0")
+    _theme_items, _member_ids = "json_each(a.themes) t", "json_group_array(a.id)"
+
+    def _classified(self, tx: Tx, rows: list[Groups]) -> None:
+        tx.executemany(
+            "UPDATE articles SET regions = ?, themes = ?, grouped = TRUE WHERE id = ?",
+            [(json.dumps(list(g.regions)), json.dumps(list(g.themes)), g.id) for g in rows],
         )
-        stories = tuple(
-            StoryCount(row[0], row[1], row[2], tuple(json.loads(row[3])))
-            for row in self._rows(
-                "SELECT st.id, st.label, count(*), json_group_array(a.id) FROM stories st"
-                f" JOIN articles a ON a.story = st.id {where} GROUP BY st.id HAVING count(*) >= 2"
-                " ORDER BY 3 DESC, st.first_seen DESC",
-                args,
-            )
+        tx.executemany(
+            "INSERT INTO article_evidence (article_id, places, theme_matches) VALUES (?, ?, ?)"
+            " ON CONFLICT (article_id) DO UPDATE SET places = excluded.places,"
+            " theme_matches = excluded.theme_matches",
+            [(g.id, g.evidence.places_json, g.evidence.theme_matches_json) for g in rows if g.evidence],
         )
-        return GroupCounts(regions, themes, stories)
 
 
 def ungrouped_of(row: Row) -> Ungrouped:
-    return Ungrouped(
-        row["id"],
-        row["source"],
-        row["title"],
-        row["summary_text"],
-        when(row["first_seen"]),
-        dt(row["published"]),
-        row["url"],
-        row["author"],
-    )
+    return record_of(Ungrouped, row)
 
 
 def story_row_of(row: Row) -> StoryRow:
-    return StoryRow(
-        id=row["id"],
-        source=row["source"],
-        title=row["title"],
-        summary_text=row["summary_text"],
-        published=dt(row["published"]),
-        first_seen=when(row["first_seen"]),
-        places=tuple(decoded(row["places"]) or ()),
-    )
+    return record_of(StoryRow, row)

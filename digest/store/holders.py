@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from digest.store.contract import Store
+    from digest.store.contract import SettingsStore
 
 
 def holder_name() -> str:
@@ -40,7 +40,7 @@ def died_here(holder: str) -> bool:
     return False
 
 
-def take_lease(store: Store, name: str, holder: str, seconds: float) -> bool:
+def take_lease(store: SettingsStore, name: str, holder: str, seconds: float) -> bool:
     """``store.acquire_lease``, taking the lease over at once from a holder that died here
     (a killed `digest send` must not hold the next one up until its lease runs out)."""
     if store.acquire_lease(name, holder, seconds):

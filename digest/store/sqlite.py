@@ -7,19 +7,26 @@ from pathlib import Path
 
 from digest.common.dates import Clock, utcnow
 from digest.common.errors import StoreError
-from digest.store.articles import ArticlesArea
-from digest.store.base import guarded
-from digest.store.grouping import GroupingArea
-from digest.store.ledger import LedgerArea
-from digest.store.settings import SettingsArea
+from digest.store.articles import SqliteArticlesArea
+from digest.store.base import SqliteBase, guarded
+from digest.store.grouping import SqliteGroupingArea
+from digest.store.ledger import SqliteLedgerArea
+from digest.store.settings import SqliteSettingsArea
 from digest.store.sources import SourcesArea
-from digest.store.subscribers import SubscribersArea
+from digest.store.subscribers import SqliteSubscribersArea
 from digest.store.transfer import TransferArea
 
 
 @guarded
 class SqliteStore(
-    SourcesArea, ArticlesArea, GroupingArea, SettingsArea, SubscribersArea, LedgerArea, TransferArea
+    SourcesArea,
+    SqliteArticlesArea,
+    SqliteGroupingArea,
+    SqliteSettingsArea,
+    SqliteSubscribersArea,
+    SqliteLedgerArea,
+    TransferArea,
+    SqliteBase,
 ):
     """A digest database in one SQLite file."""
 

@@ -1,4 +1,6 @@
-"""Subscribers (who, their status and preferences) and the sign-up queue of the web form."""
+"""Subscribers (who, their status and preferences) and the sign-up queue of the web form:
+the statements both backends share, and SQLite's own claims on sign-ups (PostgreSQL's:
+``postgres/subscribers.py``)."""
 
 from __future__ import annotations
 
@@ -8,16 +10,18 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from digest.common.dates import to_iso
 from digest.common.errors import StoreError
 from digest.common.rhythms import Rhythm, next_due
-from digest.store.base import Row, SqliteBase, decoded, dt, in_chunks, iso, stored_time, when
+from digest.store.base import Row, decoded, dt, stored_time, when
+from digest.store.dialect import Area
 from digest.store.records import SUBSCRIBER_STATUSES, Signup, Subscriber, SubscriberChange
 
 # How far ahead of now a cadence can put a next due time (a day can last 25 hours; a month
 # 31 days), and the rows past that: one index range each.
 FURTHEST = {"daily": timedelta(hours=26), "weekly": timedelta(days=7, hours=2), "monthly": timedelta(days=32)}
 MISDATED = "(" + " OR ".join(f"(cadence = '{c}' AND next_due > {{}})" for c in FURTHEST) + ")"
+
+_JSON = {"regions", "themes", "topics"}
 
 # The timestamp each status sets, and those it clears.
 STATUS_TIMES = {
@@ -28,11 +32,13 @@ STATUS_TIMES = {
 }
 
 
-class SubscribersArea(SqliteBase):
+class SubscribersArea(Area):
+    """Subscribers and sign-ups, in the statements both backends share."""
+
     def subscriber(self, *, email: str | None = None, subscriber_id: int | None = None) -> Subscriber | None:
         """One subscriber, by address (any case) or by id."""
         if email is not None:
-            row = self._row("SELECT * FROM subscribers WHERE email = ?", [email])
+            row = self._row(f"SELECT * FROM subscribers WHERE {self.dialect.address}", [email])
         else:
             row = self._row("SELECT * FROM subscribers WHERE id = ?", [subscriber_id])
         return subscriber_of(row) if row else None
@@ -40,7 +46,7 @@ class SubscribersArea(SqliteBase):
     def subscribers(self, status: str | None = None) -> list[Subscriber]:
         """Every subscriber by address, or those with ``status`` in order of sign-up."""
         if status is None:
-            rows = self._rows("SELECT * FROM subscribers ORDER BY email")
+            rows = self._rows(f"SELECT * FROM subscribers ORDER BY {self.dialect.address_order}")
         else:
             rows = self._rows("SELECT * FROM subscribers WHERE status = ? ORDER BY id", [status])
         return [subscriber_of(row) for row in rows]
@@ -54,12 +60,15 @@ class SubscribersArea(SqliteBase):
                 values = _columns(change, now)
                 if change.status is not None and change.status not in SUBSCRIBER_STATUSES:
                     raise StoreError(f"{change.email}: {change.status!r} is not a subscriber status")
-                known = conn.execute("SELECT id FROM subscribers WHERE email = ?", [change.email]).fetchone()
+                known = conn.execute(
+                    f"SELECT id FROM subscribers WHERE {self.dialect.address}{self.dialect.for_update}",
+                    [change.email],
+                ).fetchone()
                 if known is None:
                     values.setdefault("status", "active")
-                    values.setdefault("created", to_iso(now))
+                    values.setdefault("created", now)
                     names = ", ".join(["email", *values])
-                    marks = ", ".join("?" * (len(values) + 1))
+                    marks = ", ".join(self._mark(c) for c in ["email", *values])
                     conn.execute(
                         f"INSERT INTO subscribers ({names}) VALUES ({marks})",
                         [change.email, *values.values()],
@@ -68,9 +77,9 @@ class SubscribersArea(SqliteBase):
                 else:
                     values.pop("created", None)  # never changes: link tokens are bound to it
                     if values:
-                        sets = ", ".join(f"{c} = ?" for c in values)
+                        sets = ", ".join(f"{c} = {self._mark(c)}" for c in values)
                         conn.execute(
-                            f"UPDATE subscribers SET {sets} WHERE id = ?", [*values.values(), known[0]]
+                            f"UPDATE subscribers SET {sets} WHERE id = ?", [*values.values(), known["id"]]
                         )
                         updated += 1
         return added, updated
@@ -88,7 +97,7 @@ class SubscribersArea(SqliteBase):
         args: list[Any] = [status]
         if stamp:
             sets.append(f"{stamp} = ?")
-            args.append(to_iso(at))
+            args.append(at)
         with self._write() as conn:
             conn.execute(f"UPDATE subscribers SET {', '.join(sets)} WHERE id = ?", [*args, subscriber_id])
 
@@ -105,8 +114,8 @@ class SubscribersArea(SqliteBase):
         """Regions and themes; with ``rhythm`` and ``topics``, those too (a new rhythm's
         next digest falls due at its first due time after ``now``, by default now)."""
         values = {"regions": json.dumps(list(regions)), "themes": json.dumps(list(themes))}
-        values.update(_choices(rhythm, topics, now or self.now()))
-        sets = ", ".join(f"{column} = ?" for column in values)
+        values.update(choice_columns(rhythm, topics, now or self.now()))
+        sets = ", ".join(f"{column} = {self._mark(column)}" for column in values)
         with self._write() as conn:
             conn.execute(f"UPDATE subscribers SET {sets} WHERE id = ?", [*values.values(), subscriber_id])
 
@@ -118,7 +127,7 @@ class SubscribersArea(SqliteBase):
             " AND NOT EXISTS (SELECT 1 FROM deliveries l"
             " WHERE l.subscriber_id = s.id AND l.status = 'pending')"
             " ORDER BY s.next_due, s.id",
-            [to_iso(now)],
+            [now],
         )
         return [subscriber_of(row) for row in rows]
 
@@ -127,7 +136,7 @@ class SubscribersArea(SqliteBase):
         ever puts it (a clock that ran ahead set it): ``planner`` sets it again."""
         rows = self._rows(
             f"SELECT * FROM subscribers WHERE {MISDATED.format('?', '?', '?')} AND status = 'active'",
-            [to_iso(now + span) for span in FURTHEST.values()],
+            [now + span for span in FURTHEST.values()],
         )
         return [subscriber_of(row) for row in rows]
 
@@ -136,12 +145,12 @@ class SubscribersArea(SqliteBase):
         time, the site's schedule serves them)."""
         with self._write() as conn:
             conn.executemany(
-                "UPDATE subscribers SET next_due = ? WHERE id = ?", [(iso(at), sid) for sid, at in due]
+                "UPDATE subscribers SET next_due = ? WHERE id = ?", [(at, sid) for sid, at in due]
             )
 
     def delete_subscriber(self, email: str) -> bool:
         with self._write() as conn:
-            return conn.execute("DELETE FROM subscribers WHERE email = ?", [email]).rowcount > 0
+            return conn.execute(f"DELETE FROM subscribers WHERE {self.dialect.address}", [email]).rowcount > 0
 
     # --- the web form's sign-ups ---------------------------------------------------------
 
@@ -159,27 +168,16 @@ class SubscribersArea(SqliteBase):
             "email": email,
             "regions": json.dumps(list(regions)),
             "themes": json.dumps(list(themes)),
-            "created": to_iso(now),
-            "next_try": to_iso(now),
-            **_choices(rhythm, topics, None),
+            "created": now,
+            "next_try": now,
+            **choice_columns(rhythm, topics, None),
         }
+        marks = ", ".join(self._mark(c) for c in values)
         with self._write() as conn:
             conn.execute(
-                f"INSERT INTO signups ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+                f"INSERT INTO signups ({', '.join(values)}) VALUES ({marks})",
                 list(values.values()),
             )
-
-    def claim_signups(self, now: datetime, *, until: datetime, limit: int) -> list[Signup]:
-        """Sign-ups due at ``now``, held until ``until`` so no other worker takes them meanwhile."""
-        with self._write() as conn:
-            rows = conn.execute(
-                "SELECT * FROM signups WHERE next_try <= ? ORDER BY id LIMIT ?", (to_iso(now), limit)
-            ).fetchall()
-            for chunk, marks in in_chunks([row["id"] for row in rows]):
-                conn.execute(
-                    f"UPDATE signups SET next_try = ? WHERE id IN ({marks})", [to_iso(until), *chunk]
-                )
-        return [signup_of(row) for row in rows]
 
     def signup_for(self, signup_id: int, subscriber_id: int) -> None:
         with self._write() as conn:
@@ -189,13 +187,13 @@ class SubscribersArea(SqliteBase):
         with self._write() as conn:
             conn.execute(
                 "UPDATE signups SET attempts = attempts + 1, next_try = ?, last_error = ? WHERE id = ?",
-                (to_iso(when), error, signup_id),
+                (when, error, signup_id),
             )
 
     def postpone_signups(self, now: datetime, until: datetime) -> None:
         """Every sign-up due at ``now`` waits until ``until`` (the mail server is down)."""
         with self._write() as conn:
-            conn.execute("UPDATE signups SET next_try = ? WHERE next_try <= ?", (to_iso(until), to_iso(now)))
+            conn.execute("UPDATE signups SET next_try = ? WHERE next_try <= ?", (until, now))
 
     def finish_signup(self, signup_id: int) -> None:
         with self._write() as conn:
@@ -204,6 +202,23 @@ class SubscribersArea(SqliteBase):
     def signups(self) -> list[Signup]:
         """Every queued sign-up, oldest first."""
         return [signup_of(row) for row in self._rows("SELECT * FROM signups ORDER BY id")]
+
+    def _mark(self, column: str) -> str:
+        return self.dialect.json_mark if column in _JSON else "?"
+
+
+class SqliteSubscribersArea(SubscribersArea):
+    """SQLite's sign-up claims: read and held in one write transaction (writers queue)."""
+
+    def claim_signups(self, now: datetime, *, until: datetime, limit: int) -> list[Signup]:
+        """Sign-ups due at ``now``, held until ``until`` so no other worker takes them meanwhile."""
+        with self._write() as conn:
+            rows = conn.execute(
+                "SELECT * FROM signups WHERE next_try <= ? ORDER BY id LIMIT ?", (now, limit)
+            ).fetchall()
+            for inside, args in self.dialect.in_list("id", [row["id"] for row in rows]):
+                conn.execute(f"UPDATE signups SET next_try = ? WHERE {inside}", [until, *args])
+        return [signup_of(row) for row in rows]
 
 
 def choice_columns(
@@ -232,23 +247,17 @@ def rhythm_of(row: Row) -> Rhythm | None:
         return None
 
 
-def _choices(rhythm: Rhythm | None, topics: Sequence[str] | None, now: datetime | None) -> dict[str, Any]:
-    """:func:`choice_columns` as SQLite stores them (times as ISO text)."""
-    values = choice_columns(rhythm, topics, now)
-    return {k: to_iso(v) if isinstance(v, datetime) else v for k, v in values.items()}
-
-
 def _columns(change: SubscriberChange, now: datetime) -> dict[str, Any]:
     values: dict[str, Any] = {
         "status": change.status,
         "regions": json.dumps(list(change.regions)) if change.regions is not None else None,
         "themes": json.dumps(list(change.themes)) if change.themes is not None else None,
-        "created": iso(change.created),
-        "confirmed": iso(change.confirmed),
-        "unsubscribed": iso(change.unsubscribed),
-        "pending_since": iso(change.pending_since),
+        "created": change.created,
+        "confirmed": change.confirmed,
+        "unsubscribed": change.unsubscribed,
+        "pending_since": change.pending_since,
     }
-    values.update(_choices(change.rhythm, change.topics, now))
+    values.update(choice_columns(change.rhythm, change.topics, now))
     return {column: value for column, value in values.items() if value is not None}
 
 

@@ -17,11 +17,12 @@ from digest.common.dates import from_iso, parse_date, to_iso
 from digest.common.errors import SubscriberError
 from digest.common.query import QueryError
 from digest.common.rhythms import Rhythm, next_due, weekday_name, weekday_number
-from digest.store import SUBSCRIBER_STATUSES, Store, Subscriber, SubscriberChange
+from digest.store import SUBSCRIBER_STATUSES, Subscriber, SubscriberChange, SubscribersStore
 from digest.subscribers.tokens import CONFIRM_SECONDS, Binding, make
 
 if TYPE_CHECKING:
     from digest.config import Settings
+    from digest.store.contract import SettingsAndSubscribers
 
 log = logging.getLogger("digest")
 TOKENS_BOUND_SINCE = "tokens_bound_since"  # the settings row the identity migration writes
@@ -130,7 +131,7 @@ def suppressed(subscriber: Subscriber | None, *, by_reader: bool) -> str | None:
 
 
 def add(
-    store: Store,
+    store: SubscribersStore,
     address: str,
     *,
     regions: Sequence[str] = (),
@@ -181,7 +182,7 @@ def add(
     return found
 
 
-def reactivate(store: Store, address: str) -> Subscriber:
+def reactivate(store: SubscribersStore, address: str) -> Subscriber:
     """Mail a bounced subscriber, or a complainer, again: the operator's decision (the
     address works again; the complaint was a slip), written to the log with why they had
     been stopped."""
@@ -204,7 +205,7 @@ def reactivate(store: Store, address: str) -> Subscriber:
     return again
 
 
-def confirm(store: Store, subscriber_id: int) -> bool:
+def confirm(store: SubscribersStore, subscriber_id: int) -> bool:
     """Make a pending subscriber active; False when there is no pending subscriber by that id."""
     found = store.subscriber(subscriber_id=subscriber_id)
     if found is None or found.status != "pending":
@@ -213,7 +214,7 @@ def confirm(store: Store, subscriber_id: int) -> bool:
     return True
 
 
-def _activate(store: Store, subscriber: Subscriber, now: datetime) -> None:
+def _activate(store: SubscribersStore, subscriber: Subscriber, now: datetime) -> None:
     """Active from ``now``: a rhythm's first digest is its first due time from now (not from
     the sign-up, which may be days before)."""
     store.set_subscriber_status(subscriber.id, "active", at=now)
@@ -221,26 +222,13 @@ def _activate(store: Store, subscriber: Subscriber, now: datetime) -> None:
         store.set_next_due([(subscriber.id, next_due(subscriber.rhythm, now))])
 
 
-def unsubscribe(store: Store, subscriber_id: int) -> bool:
+def unsubscribe(store: SubscribersStore, subscriber_id: int) -> bool:
     found = store.subscriber(subscriber_id=subscriber_id)
     if found is None:
         return False
     if found.status != "unsubscribed":
         store.set_subscriber_status(subscriber_id, "unsubscribed", at=store.now())
     return True
-
-
-def set_preferences(
-    store: Store,
-    subscriber_id: int,
-    regions: Sequence[str],
-    themes: Sequence[str],
-    *,
-    rhythm: Rhythm | None = None,
-    topics: Sequence[str] | None = None,
-    now: datetime | None = None,
-) -> None:
-    store.set_preferences(subscriber_id, regions, themes, rhythm=rhythm, topics=topics, now=now)
 
 
 def binding(subscriber: Subscriber, purpose: str, bound_since: datetime | None = None) -> Binding | None:
@@ -254,7 +242,7 @@ def binding(subscriber: Subscriber, purpose: str, bound_since: datetime | None =
     return Binding(base, legacy=bound_since is not None and subscriber.created < bound_since)
 
 
-def bindings(store: Store, purpose: str) -> Callable[[int], Binding | None]:
+def bindings(store: SettingsAndSubscribers, purpose: str) -> Callable[[int], Binding | None]:
     """The current binding of each subscriber id, for :func:`digest.subscribers.tokens.read`."""
     stamp = store.get_setting(TOKENS_BOUND_SINCE)
     bound_since = from_iso(stamp) if stamp else None
@@ -288,7 +276,7 @@ _EXTRA = "\x00extra"  # where csv puts cells beyond the header
 
 def import_csv(
     text: str,
-    store: Store,
+    store: SubscribersStore,
     regions: Sequence[str],
     themes: Sequence[str],
     origin: str = "import",
@@ -396,7 +384,7 @@ def _when(text: str | None, column: str) -> datetime | None:
     return found
 
 
-def export_csv(store: Store) -> str:
+def export_csv(store: SubscribersStore) -> str:
     """Every subscriber as CSV, in the format ``import_csv`` reads."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from digest.common.rhythms import Rhythm
-from digest.store import Signup, Store, Subscriber
+from digest.store import Signup, Subscriber, SubscribersStore
 from digest.subscribers import lifecycle
 
 FIRST_RETRY = 60.0  # seconds; doubled after each failure
@@ -27,7 +27,7 @@ CLAIM = 300.0  # seconds a worker holds a request it is handling
 
 
 def enqueue(
-    store: Store,
+    store: SubscribersStore,
     email: str,
     regions: Sequence[str],
     themes: Sequence[str],
@@ -44,7 +44,7 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(FIRST_RETRY * 2 ** max(attempts - 1, 0), MAX_RETRY))
 
 
-def pending_for(store: Store, request: Signup) -> Subscriber | None:
+def pending_for(store: SubscribersStore, request: Signup) -> Subscriber | None:
     """The pending subscriber a request is for (made pending now if it is new), or None
     when there is nothing to send."""
     if request.subscriber_id is None:

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from digest.store import Store
+from digest.store import SettingsStore
 
 SECRET_SETTING = "token_secret"  # noqa: S105 (the settings row that holds the secret, not a secret)
 CONFIRM_SECONDS = 7 * 86400
@@ -43,7 +43,7 @@ class Binding:
     legacy: bool = False
 
 
-def secret_for(store: Store, configured: str | None) -> bytes:
+def secret_for(store: SettingsStore, configured: str | None) -> bytes:
     """``DIGEST_SECRET`` when set, else one generated once and kept in the database."""
     if configured:
         return configured.encode()

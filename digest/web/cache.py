@@ -24,7 +24,7 @@ from starlette.responses import Response
 
 from digest.config import Settings
 from digest.publish.site import Site
-from digest.store import Store, open_database
+from digest.store import DatabaseStore, Store, open_database
 
 RECHECK = 1.0
 MIN_GZIP = 512
@@ -71,7 +71,7 @@ class Cache:
         self.bytes = 0
         self._version: int | None = None
         self._checked = 0.0
-        self._watch: Store | None = None
+        self._watch: DatabaseStore | None = None
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -19,13 +19,13 @@ from digest.store.postgres.base import Conn
 from digest.store.postgres.grouping import PgGroupingArea
 from digest.store.postgres.ledger import PgLedgerArea
 from digest.store.postgres.settings import PgSettingsArea
-from digest.store.postgres.sources import PgSourcesArea
 from digest.store.postgres.subscribers import PgSubscribersArea
 from digest.store.postgres.transfer import PgTransferArea
+from digest.store.sources import SourcesArea
 
 
 class PostgresStore(
-    PgSourcesArea,
+    SourcesArea,
     PgArticlesArea,
     PgGroupingArea,
     PgSettingsArea,

@@ -5,13 +5,15 @@ server and database, never the password)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
 
 import psycopg
+from psycopg.abc import Params, Query
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
@@ -19,6 +21,7 @@ from digest.common import redact
 from digest.common.dates import Clock, utcnow
 from digest.common.errors import StoreError
 from digest.store.base import one_line
+from digest.store.dialect import POSTGRES, Area, Tx
 from digest.store.postgres.schema import MIGRATIONS, apply
 
 # pg_advisory_xact_lock keys: any constants, the same in every worker.
@@ -26,7 +29,51 @@ MIGRATION_LOCK = 0x6469676573  # "diges"
 ARTICLES_LOCK = 0x6469676574
 LOCK_TIMEOUT_MS = 10_000
 
-Conn = psycopg.Connection[dict[str, Any]]
+
+@lru_cache(maxsize=1024)
+def pg_sql(sql: str) -> str:
+    """A statement in the shared form (``?`` for a parameter) in psycopg's: ``%s``, with a
+    literal ``%`` doubled. One without ``?`` is taken as psycopg's own already."""
+    return sql.replace("%", "%%").replace("?", "%s") if "?" in sql else sql
+
+
+def _qmark(query: Any, params: object) -> Any:
+    # Without parameters psycopg sends the text as it is: nothing to translate.
+    return pg_sql(query) if isinstance(query, str) and params is not None else query
+
+
+class QmarkCursor(psycopg.Cursor[dict[str, Any]]):
+    """A cursor that takes the shared statements' ``?`` parameters."""
+
+    def execute(self, query: Query, params: Params | None = None, **options: Any) -> Self:
+        return super().execute(_qmark(query, params), params, **options)
+
+    def executemany(self, query: Query, params_seq: Iterable[Params], **options: Any) -> None:
+        super().executemany(_qmark(query, params_seq), params_seq, **options)
+
+
+class QmarkServerCursor(psycopg.ServerCursor[dict[str, Any]]):
+    """A server-side (named) cursor that takes ``?`` parameters."""
+
+    def execute(self, query: Query, params: Params | None = None, **options: Any) -> Self:
+        return super().execute(_qmark(query, params), params, **options)
+
+
+class QmarkConnection(psycopg.Connection[dict[str, Any]]):
+    """A connection whose cursors take ``?`` parameters (see :mod:`digest.store.dialect`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cursor_factory = QmarkCursor
+        self.server_cursor_factory = QmarkServerCursor
+
+    def executemany(self, query: Query, params_seq: Iterable[Params]) -> None:
+        """One statement over many rows, as ``sqlite3.Connection.executemany``."""
+        with self.cursor() as cursor:
+            cursor.executemany(query, params_seq)
+
+
+Conn = QmarkConnection
 
 
 def connect_args(url: str, password: str | None, *, readonly: bool, timeout: float | None) -> dict[str, Any]:
@@ -50,8 +97,10 @@ def connect_args(url: str, password: str | None, *, readonly: bool, timeout: flo
     return found
 
 
-class PgBase:
+class PgBase(Area):
     """A pool of connections to one digest database, and the helpers the areas use."""
+
+    dialect = POSTGRES
 
     def __init__(self, pool: ConnectionPool[Conn], where: str, clock: Clock = utcnow) -> None:
         self.pool = pool
@@ -83,19 +132,20 @@ class PgBase:
         except psycopg.Error as exc:
             raise StoreError(f"{where}: cannot open database: {one_line(str(exc))}") from exc
         pool: ConnectionPool[Conn] = ConnectionPool(
-            url, kwargs=kwargs, min_size=1, max_size=size, open=False, name="digest", num_workers=1
+            url,
+            connection_class=QmarkConnection,
+            kwargs=kwargs,
+            min_size=1,
+            max_size=size,
+            open=False,
+            name="digest",
+            num_workers=1,
         )
         pool.open(wait=True, timeout=30)
         return pool
 
     def close(self) -> None:
         self.pool.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @contextmanager
     def _write(self) -> Iterator[Conn]:
@@ -110,7 +160,7 @@ class PgBase:
         starting at once queue on the advisory lock; each migration is applied once."""
         applied: list[str] = []
         with self._write() as conn:
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])
+            conn.execute("SELECT pg_advisory_xact_lock(?)", [MIGRATION_LOCK])
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS migrations"
                 " (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied TIMESTAMPTZ NOT NULL)"
@@ -121,7 +171,7 @@ class PgBase:
                     continue
                 apply(conn, statements)
                 conn.execute(
-                    "INSERT INTO migrations (id, name, applied) VALUES (%s, %s, %s)",
+                    "INSERT INTO migrations (id, name, applied) VALUES (?, ?, ?)",
                     (number, name, self.now()),
                 )
                 applied.append(name)
@@ -143,14 +193,13 @@ class PgBase:
         writes are): two pulls cannot both store one link, and writers that touch many
         article rows in different orders cannot deadlock."""
         with self._write() as conn:
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", [ARTICLES_LOCK])
+            conn.execute("SELECT pg_advisory_xact_lock(?)", [ARTICLES_LOCK])
             yield conn
 
-    @staticmethod
-    def _changed(conn: Conn) -> None:
+    def _changed(self, tx: Tx) -> None:
         """Count a change pages and feeds show; last in its transaction, so the counter row
         is locked only for the moment before the commit."""
-        conn.execute("UPDATE changes SET counter = counter + 1 WHERE id = 1")
+        tx.execute("UPDATE changes SET counter = counter + 1 WHERE id = 1")
 
     def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
         with self.pool.connection() as conn:
@@ -159,14 +208,3 @@ class PgBase:
     def _row(self, sql: str, args: Sequence[Any] = ()) -> dict[str, Any] | None:
         with self.pool.connection() as conn:
             return conn.execute(sql, args).fetchone()
-
-    def _value(self, sql: str, args: Sequence[Any] = ()) -> Any:
-        row = self._row(sql, args)
-        return None if row is None else next(iter(row.values()))
-
-    @staticmethod
-    def _source_id(conn: Conn, name: str) -> int:
-        row = conn.execute("SELECT id FROM sources WHERE name = %s", (name,)).fetchone()
-        if row is None:
-            raise StoreError(f"no source named {name!r} in the database")
-        return int(row["id"])

@@ -47,12 +47,12 @@ def tsquery(query: Query) -> tuple[str, list[Any]]:
     wanted = " & ".join(choice(c) for c in query.all_of)
     if query.none_of:
         wanted = f"{wanted} & !{choice(query.none_of)}"
-    return "%s::tsquery", [wanted]
+    return "?::tsquery", [wanted]
 
 
 def refresh_search(conn: Conn, ids: Sequence[str] | None = None) -> None:
     """Make the search vectors of these articles (all: ``None``) from their text, in batches."""
-    where, args = ("WHERE id = ANY(%s)", [list(ids)]) if ids is not None else ("", [])
+    where, args = ("WHERE id = ANY(?)", [list(ids)]) if ids is not None else ("", [])
     with conn.cursor(name="digest_search") as reading:
         reading.itersize = 500
         rows = reading.execute(f"SELECT id, title, summary_text FROM articles {where}", args)
@@ -68,4 +68,4 @@ def refresh_search(conn: Conn, ids: Sequence[str] | None = None) -> None:
 
 def _write_vectors(conn: Conn, batch: list[tuple[str, str]]) -> None:
     with conn.cursor() as writing:
-        writing.executemany("UPDATE articles SET search = %s::tsvector WHERE id = %s", batch)
+        writing.executemany("UPDATE articles SET search = ?::tsvector WHERE id = ?", batch)

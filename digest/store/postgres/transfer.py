@@ -64,7 +64,7 @@ class PgTransferArea(PgBase):
                 # The next id: past every copied one, and past the source's own counter.
                 conn.execute(
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
-                    f" greatest(%s, (SELECT coalesce(max(id), 0) + 1 FROM {table})), false)",
+                    f" greatest(?, (SELECT coalesce(max(id), 0) + 1 FROM {table})), false)",
                     [sequences.get(table, 1)],
                 )
             self._changed(conn)
@@ -81,7 +81,7 @@ def _empty(conn: Conn) -> bool:
     for table in DATA_TABLES:
         if conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None:
             return False
-    found = conn.execute("SELECT 1 FROM settings WHERE NOT (key = ANY(%s)) LIMIT 1", [list(OWN_SETTINGS)])
+    found = conn.execute("SELECT 1 FROM settings WHERE NOT (key = ANY(?)) LIMIT 1", [list(OWN_SETTINGS)])
     return found.fetchone() is None
 
 
@@ -106,6 +106,6 @@ def _dump(conn: Conn, table: str) -> Iterator[Row]:
 
 
 def _sequence(conn: Conn, table: str) -> str:
-    row = conn.execute("SELECT pg_get_serial_sequence(%s, 'id') AS name", [table]).fetchone()
+    row = conn.execute("SELECT pg_get_serial_sequence(?, 'id') AS name", [table]).fetchone()
     assert row is not None and row["name"]
     return str(row["name"])
