@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import sqlite3
+import weakref
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -235,3 +237,14 @@ def test_the_search_index_is_rebuilt_with_the_one_tokenizer(
             store.conn.execute("INSERT INTO articles_fts(articles_fts) VALUES ('integrity-check')")
             is not None
         )
+
+
+def test_a_store_dropped_unclosed_is_freed_with_its_connection(tmp_path: Path) -> None:
+    # The connection's SQL clock functions once held the store itself: a store a finished
+    # thread dropped unclosed (the web app's, the runner's) was never freed, nor its file.
+    store = open_store(tmp_path / "d.db")
+    assert store.lease_holder("x") is None  # the clock functions in use
+    found = weakref.ref(store)
+    del store
+    gc.collect()
+    assert found() is None

@@ -160,16 +160,20 @@ class ArticlesArea(Area):
         """Which of these ids ``source`` stored: as an article, or as an item its rules dropped."""
         found: set[str] = set()
         ids = list(dict.fromkeys(article_ids))
-        for table, column in (("articles", "id"), ("dropped", "article_id")):
-            for inside, args in self.dialect.in_list(f"t.{column}", ids):
-                found.update(
-                    row["id"]
-                    for row in self._rows(
-                        f"SELECT t.{column} AS id FROM {table} t JOIN sources s ON s.id = t.source_id"
-                        f" WHERE s.name = ? AND {inside}",
-                        [source, *args],
-                    )
+        # One statement a slice (one snapshot of both tables), each table tested on its column.
+        slices = zip(
+            self.dialect.in_list("a.id", ids), self.dialect.in_list("d.article_id", ids), strict=True
+        )
+        for (stored, args), (dropped, _) in slices:
+            found.update(
+                row["id"]
+                for row in self._rows(
+                    "SELECT a.id FROM articles a JOIN sources s ON s.id = a.source_id"
+                    f" WHERE s.name = ? AND {stored} UNION SELECT d.article_id FROM dropped d"
+                    f" JOIN sources s ON s.id = d.source_id WHERE s.name = ? AND {dropped}",
+                    [source, *args, source, *args],
                 )
+            )
         return found
 
     # --- items the rules dropped ------------------------------------------------------------
@@ -251,6 +255,8 @@ class ArticlesArea(Area):
         """Stored articles whose ``column`` is one of ``keys`` (of one source's, if given), by
         that column; read in ``tx`` if given."""
         found: dict[str, dict[str, Any]] = {}
+        if not any(keys):
+            return found  # (PostgreSQL would ask with an empty array)
         mine = "" if source_id is None else " AND source_id = ?"
         for inside, args in self.dialect.in_list(column, list(dict.fromkeys(k for k in keys if k))):
             sql = f"SELECT id, url, content_hash, source_id FROM articles WHERE {inside}{mine}"
@@ -292,7 +298,7 @@ class SqliteArticlesArea(ArticlesArea, SqliteBase):
     def _matching(self, query: Query, where: list[str], args: list[Any], limit: int) -> list[Any]:
         sql = (
             f"SELECT {_COLUMNS} FROM articles_fts f JOIN articles a ON a.rowid = f.rowid {_JOINS}"
-            f" WHERE articles_fts MATCH ? AND {' AND '.join(where)} ORDER BY rank, a.rowid LIMIT ?"
+            f" WHERE articles_fts MATCH ? AND {' AND '.join(where)} ORDER BY rank LIMIT ?"
         )
         # Past the deadline, the progress handler interrupts the query.
         deadline = time.monotonic() + SEARCH_SECONDS

@@ -93,10 +93,10 @@ class SqliteBase(Area):
         self._clock = clock
         # The store's clock in SQL (the dialect's ``now`` and ``later``), as PostgreSQL's
         # statements read the server's: claims and leases are then one statement on both.
-        conn.create_function("store_now", 0, lambda: to_iso(self._clock()))
-        conn.create_function(
-            "store_later", 1, lambda seconds: to_iso(self._clock() + timedelta(seconds=seconds))
-        )
+        # The functions hold the clock, not the store: the connection would otherwise keep
+        # its store alive, and a store dropped unclosed (a finished thread's) never closes.
+        conn.create_function("store_now", 0, lambda: to_iso(clock()))
+        conn.create_function("store_later", 1, lambda seconds: to_iso(clock() + timedelta(seconds=seconds)))
 
     def now(self) -> datetime:
         """Now, by this store's clock: every time it writes unasked, and the default moment

@@ -2,7 +2,7 @@
 
 An area's queries are written once, in the form both backends read: ``?`` for a parameter
 (PostgreSQL's cursors make it ``%s``: ``postgres/base.py``), ``TRUE``/``FALSE``,
-``ON CONFLICT``, ``RETURNING``, ``count(*) FILTER (WHERE ...)``, ``IS DISTINCT FROM``; rows
+``ON CONFLICT``, ``RETURNING``, ``count(*) FILTER (WHERE ...)``; rows
 read by column name; times, flags and JSON text passed as Python values (SQLite stores a
 time as the one ISO text of :func:`digest.common.dates.to_iso`, by an adapter ``base.py``
 registers; stored JSON is read back through ``base.decoded``). What the grammar cannot
@@ -62,6 +62,7 @@ class Dialect:
     now: str = "store_now()"
     later: str = "store_later(?)"  # now plus the seconds given as its one parameter
     false: str = "0"  # as a flag's partial index says it (SQLite's index only matches "= 0")
+    distinct: str = "IS NOT"  # NULL-safe inequality (SQLite's IS DISTINCT FROM needs 3.39)
     # A JSON array ({column}) holds the string given as the one parameter.
     json_has: str = "EXISTS (SELECT 1 FROM json_each({column}) WHERE value = ?)"
 
@@ -96,6 +97,7 @@ POSTGRES = Dialect(
     now="now()",
     later="now() + make_interval(secs => ?)",
     false="FALSE",
+    distinct="IS DISTINCT FROM",
     json_has="{column} @> jsonb_build_array(?::text)",  # the GIN index's operator
 )
 

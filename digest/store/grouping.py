@@ -101,7 +101,7 @@ class GroupingArea(Area):
         with self._articles_write() as tx:
             # Only rows whose story changes are written.
             tx.executemany(
-                "UPDATE articles SET story = ? WHERE id = ? AND story IS DISTINCT FROM ?",
+                f"UPDATE articles SET story = ? WHERE id = ? AND story {self.dialect.distinct} ?",
                 [(story, member, story) for member, story in members.items()],
             )
             for inside, args in self.dialect.in_list("id", loose):
