@@ -142,7 +142,7 @@ try:
 except SystemExit as exit:
     assert not exit.code, exit.code
 heavy = ("apscheduler", "feedgen", "lxml", "starlette", "uvicorn", "aiosmtplib", "jinja2", "httpx",
-         "asyncio", "nh3", "fastfeedparser", "feedparser")
+         "asyncio", "nh3", "fastfeedparser", "feedparser", "email_validator", "sqlite_utils")
 print(json.dumps([name for name in heavy if name in sys.modules]), file=sys.stderr)
 """
 

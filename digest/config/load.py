@@ -16,7 +16,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from digest.common import rules
-from digest.common.addresses import normalise_email
 from digest.common.errors import ConfigError, SubscriberError
 from digest.common.resources import bundled
 from digest.config import checks
@@ -170,6 +169,7 @@ def _read_source(raw: Any, index: int, origin: str, base_dir: Path, warnings: li
 def _mailbox(raw: Mapping[str, Any], where: str) -> tuple[str, tuple[str, ...]]:
     """An email source's address, and the senders it takes (at least one: addresses, or
     domains, which take their subdomains too)."""
+    from digest.common.addresses import normalise_email  # email_validator: only when needed
 
     try:
         address = normalise_email(checks.nonempty(raw["address"], f"{where}.address")).lower()
