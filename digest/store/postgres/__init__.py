@@ -15,7 +15,7 @@ from digest.common.dates import Clock, utcnow
 from digest.common.errors import StoreError
 from digest.store.base import guard_class, one_line
 from digest.store.postgres.articles import PgArticlesArea
-from digest.store.postgres.base import Conn
+from digest.store.postgres.base import Conn, connect_args
 from digest.store.postgres.grouping import PgGroupingArea
 from digest.store.postgres.ledger import PgLedgerArea
 from digest.store.postgres.settings import PgSettingsArea
@@ -59,7 +59,8 @@ class PostgresStore(
         with _POOLS_LOCK:
             shared = _POOLS.get(key)
             if shared is None:
-                pool = cls.connect(url, password=password, readonly=readonly, timeout=timeout, size=size)
+                settings = connect_args(url, password, readonly=readonly, timeout=timeout)
+                pool = cls.connect(url, settings, size)
                 try:
                     if not readonly:
                         cls(pool, redact.database(url)).migrate()

@@ -114,19 +114,11 @@ class PgBase(Area):
         return self._clock()
 
     @classmethod
-    def connect(
-        cls,
-        url: str,
-        *,
-        password: str | None = None,
-        readonly: bool = False,
-        timeout: float | None = None,
-        size: int = 4,
-    ) -> ConnectionPool[Conn]:
-        """A pool of ``size`` connections. One connection is made first, here, so a server
-        that is down, a wrong password or a missing database is one clear line now."""
+    def connect(cls, url: str, kwargs: dict[str, Any], size: int = 4) -> ConnectionPool[Conn]:
+        """A pool of ``size`` connections to ``url`` with these settings (``connect_args``).
+        One connection is made first, here, so a server that is down, a wrong password or a
+        missing database is one clear line now."""
         where = redact.database(url)
-        kwargs = connect_args(url, password, readonly=readonly, timeout=timeout)
         try:
             psycopg.connect(url, **kwargs).close()
         except psycopg.Error as exc:
