@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from digest.mail.schedule import NEXT_DUE
 from digest.store import open_store
 
-from .helpers import SEEDS, SEEDS_SOURCE, listed_articles, rss, run, write_config
-from .servers import FeedServer, Reply
+from .helpers import SEEDS, SEEDS_SOURCE, free_port, listed_articles, rss, run, write_config
+from .servers import FeedServer, Reply, Running
 
 
 def _clean_failure(result: subprocess.CompletedProcess[str], code: int = 1) -> str:
@@ -256,3 +259,41 @@ def test_check_catches_every_value_that_cannot_work(tmp_path: Path) -> None:
         config = write_config(tmp_path, body)
         line = _clean_failure(run("--config", str(config), "run", "--check", cwd=tmp_path))
         assert words in line, (body, line)
+
+
+@pytest.mark.parametrize("command", ["serve", "run"])
+def test_a_port_in_use_is_one_line_naming_the_setting(tmp_path: Path, command: str) -> None:
+    # A second `make run` met the first one's port: tracebacks from APScheduler or uvicorn.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_config(tmp_path, f"[web]\nport = {port}\n{SEEDS_SOURCE}")
+        refused = run("--config", str(config), command, cwd=tmp_path)
+    line = _clean_failure(refused)
+    assert line == (
+        f"digest: error: 127.0.0.1:{port} is already in use (another digest?); choose another port:"
+        " web.port ([web] port, or DIGEST_WEB_PORT)"
+    )
+    assert [text for text in refused.stderr.splitlines() if text.strip()] == [line]
+
+
+def test_the_service_says_where_it_serves_and_where_digests_go(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(tmp_path, f"[web]\nport = {port}\n{SEEDS_SOURCE}")
+    service = Running(config, tmp_path, json_log=False)
+    try:
+        service.ready(lambda: f"http://127.0.0.1:{port}/" in service.text(), 30, "no address said")
+        said = service.text()
+    finally:
+        service.stop()
+    assert f"feeds and pages: http://127.0.0.1:{port}/" in said
+    assert f"digests written to {tmp_path / 'outbox'}/" in said
+
+
+def test_a_command_that_writes_a_file_says_where(tmp_path: Path) -> None:
+    assert run("pull", cwd=tmp_path).returncode == 0
+    target = tmp_path / "site.atom"
+    done = run("feed", "--format", "atom", "-o", str(target), cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout == ""
+    assert done.stderr.strip() == f"{target}: written ({target.stat().st_size:,} bytes)"

@@ -109,8 +109,10 @@ def cannot_write(path: Path, exc: OSError) -> DigestError:
 
 
 def write_file(path: Path, body: bytes) -> None:
-    """Write ``body`` to ``path``; a failure is one line naming the path."""
+    """Write ``body`` to ``path``, and say where on stderr (stdout stays the command's
+    output); a failure is one line naming the path."""
     try:
         path.write_bytes(body)
     except OSError as exc:
         raise cannot_write(path, exc) from exc
+    click.echo(f"{path}: written ({len(body):,} bytes)", err=True)

@@ -70,17 +70,16 @@ def serve(app: App, host: str | None, port: int | None) -> None:
     import uvicorn
 
     from digest.web.app import create_app
+    from digest.web.listen import listening_socket
 
     settings = app.settings
     with app.store():
         pass  # fail here, with one line, if the database cannot be opened
-    uvicorn.run(
-        create_app(settings),
-        host=host or settings.web.host,
-        port=settings.web.port if port is None else port,
-        log_level="info",
-        access_log=False,
-    )
+    host, port = host or settings.web.host, settings.web.port if port is None else port
+    sock = listening_socket(host, port)  # a port in use: one line, not uvicorn's traceback
+    click.echo(f"feeds and pages: http://{host}:{sock.getsockname()[1]}/", err=True)
+    config = uvicorn.Config(create_app(settings), log_level="info", access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def register(cli: click.Group) -> None:

@@ -24,6 +24,7 @@ import asyncio
 import json
 import logging
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -58,6 +59,7 @@ from digest.store import DigestSummary, SourceSummary, Store, open_database
 from digest.store.holders import holder_name, take_lease
 from digest.store.worker import StoreWorker
 from digest.web.app import create_app
+from digest.web.listen import listening_socket
 
 log = logging.getLogger("digest")
 PULL_CONCURRENCY = 4
@@ -305,25 +307,36 @@ class Service:
         """The service until SIGTERM or Ctrl-C: the jobs scheduled, mail coming back taken
         (with ``[inbound]``), the web server serving (with ``web``); then stopped in order."""
         loop = asyncio.get_running_loop()
+        # What listens is taken first: a port in use is one line, before any job starts.
+        sock = listening_socket(self.settings.web.host, self.settings.web.port) if web else None
+        inbound = self._inbound()
+        if inbound is not None:
+            try:
+                await inbound.start()
+            except BaseException:
+                if sock is not None:
+                    sock.close()
+                raise
         self.scheduler = AsyncIOScheduler(event_loop=loop, timezone=ZoneInfo(self.settings.schedule.timezone))
         now = utcnow()
         await self.worker.call(sync_sources, self.settings)  # also opens the worker's store there
         self._schedule(self.scheduler, now)
         self.scheduler.start()
+        smtp = self.settings.smtp
         log.info(
-            "running: %d sources, digest %r (%s)",
+            "running: %d sources, digest %r (%s); digests %s",
             len(self.settings.sources),
             self.settings.schedule.digest_cron,
             self.settings.schedule.timezone,
+            f"written to {self.settings.outbox.path}/"
+            if smtp is None
+            else f"sent to {smtp.host}:{smtp.port}",
             extra={"event": "start"},
         )
         catch_up = asyncio.create_task(self.catch_up())
         grouping = asyncio.create_task(self.group())
-        inbound = self._inbound()
         try:
-            if inbound is not None:
-                await inbound.start()
-            await self._serve(loop, web=web)
+            await self._serve(loop, sock)
         finally:
             await self._shut_down(self.scheduler, catch_up, grouping, inbound)
         return 0
@@ -372,20 +385,16 @@ class Service:
             coalesce=True,
         )
 
-    async def _serve(self, loop: asyncio.AbstractEventLoop, *, web: bool) -> None:
-        """Serve the web app (with ``web``) until it stops, else wait to be stopped; SIGTERM
-        and SIGINT stop either."""
-        if web:
+    async def _serve(self, loop: asyncio.AbstractEventLoop, sock: socket.socket | None) -> None:
+        """Serve the web app on ``sock`` (if any) until it stops, else wait to be stopped;
+        SIGTERM and SIGINT stop either."""
+        if sock is not None:
             app = create_app(self.settings, health=self.health)
-            config = uvicorn.Config(
-                app,
-                host=self.settings.web.host,
-                port=self.settings.web.port,
-                log_level="warning",
-                lifespan="off",
-            )
+            config = uvicorn.Config(app, log_level="warning", lifespan="off")
             server = uvicorn.Server(config)
-            serving = asyncio.create_task(server.serve())
+            host, port = sock.getsockname()[:2]
+            log.info("feeds and pages: http://%s:%d/", host, port, extra={"event": "web"})
+            serving = asyncio.create_task(server.serve(sockets=[sock]))
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._stop, server)
             await serving
