@@ -5,6 +5,8 @@ send them as the browser sends them, and see the next delivery in the reader's o
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from email.policy import default
 from pathlib import Path
 
 import pytest
@@ -228,3 +230,29 @@ def test_the_site_default_cadence_is_a_newcomers_when_they_choose_none(tmp_path:
     bad = write_config(tmp_path / "other", '[digest]\ncadence = "hourly"\n')
     refused = run("--config", str(bad), "subscribers", "list", cwd=tmp_path)
     assert refused.returncode == 1 and "digest.cadence" in refused.stderr and "hourly" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    ("rhythm", "words"),
+    [
+        (Rhythm("daily", "Europe/Paris", 7, 0), "the daily digest of"),
+        (Rhythm("monthly", "UTC", 8, 0), "the monthly digest of"),
+        (None, "the digest of"),  # the site's schedule: not named
+    ],
+)
+def test_the_confirmation_names_the_rhythm_chosen(tmp_path: Path, rhythm: Rhythm | None, words: str) -> None:
+    # It said "the weekly digest" to someone who had chosen Daily.
+    from digest.mail.send import confirmation_message
+    from digest.store import SubscriberChange
+
+    settings = settings_for(tmp_path, '[site]\ntitle = "China Watch"\n')
+    with open_store(settings.database.path) as store:
+        pending = SubscriberChange(
+            "ann@example.org", status="pending", pending_since=store.now(), rhythm=rhythm
+        )
+        store.upsert_subscribers([pending])
+        ann = store.subscriber(email="ann@example.org")
+        assert ann is not None
+        message = message_from_bytes(confirmation_message(store, settings, ann).data, policy=default)
+    text = message.get_content()  # type: ignore[attr-defined]
+    assert f"asked to receive {words} China Watch at ann@example.org" in " ".join(text.split())

@@ -124,9 +124,17 @@ def sender(settings: Settings) -> str:
 
 
 def confirmation(
-    settings: Settings, env: Environment, *, to: str, confirm_url: str, days: int, date: datetime
+    settings: Settings,
+    env: Environment,
+    *,
+    to: str,
+    confirm_url: str,
+    days: int,
+    date: datetime,
+    cadence: str | None = None,
 ) -> EmailMessage:
-    """The double opt-in email: one link, plain text."""
+    """The double opt-in email: one link, plain text; it names the rhythm chosen (``cadence``:
+    daily, weekly, monthly; None: the site's schedule, unnamed)."""
     msg = EmailMessage(policy=SMTP)
     msg["From"] = sender(settings)
     msg["To"] = Address(addr_spec=to)
@@ -139,6 +147,7 @@ def confirmation(
         confirm_url=confirm_url,
         days=days,
         base_url=settings.site.base_url,
+        cadence=cadence,
     )
     msg.set_content(body)
     return msg

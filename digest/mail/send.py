@@ -409,6 +409,7 @@ def confirmation_message(store: SettingsStore, settings: Settings, subscriber: S
         confirm_url=confirm_url,
         days=CONFIRM_SECONDS // 86400,
         date=store.now(),
+        cadence=subscriber.rhythm.cadence if subscriber.rhythm else None,
     )
     return outgoing(msg)
 
