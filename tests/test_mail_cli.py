@@ -392,3 +392,19 @@ def test_no_path_but_their_own_sign_up_mails_someone_who_left_and_none_mails_a_c
         assert cid is not None and (cid.status, cid.reason) == ("unsubscribed", "complaint: abuse report")
     cleared = run("--config", config, "subscribers", "reactivate", "cid@example.org", cwd=tmp_path)
     assert cleared.returncode == 0 and "(was unsubscribed: complaint: abuse report)" in cleared.stderr
+
+
+def test_send_without_a_server_says_the_messages_went_to_the_outbox(tmp_path: Path) -> None:
+    # It said "1 sent" and nothing more when no message had left the machine.
+    config = str(_config(tmp_path))
+    assert run("--config", config, "pull", cwd=tmp_path).returncode == 0
+    assert (
+        run(
+            "--config", config, "subscribers", "add", "ann@example.org", "--confirmed", cwd=tmp_path
+        ).returncode
+        == 0
+    )
+    sent = run("--config", config, "send", cwd=tmp_path)
+    assert sent.returncode == 0, sent.stderr
+    assert f"no [smtp] server is set: the messages were written to {tmp_path / 'out'}/" in sent.stdout
+    assert [p.suffix for p in (tmp_path / "out").iterdir()] == [".eml"]

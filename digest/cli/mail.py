@@ -84,6 +84,9 @@ def send(app: App, to_email: str | None, dry_run: bool, since: datetime | None, 
         click.echo("nothing to send: no subscriber due has anything new")
     for report in reports:
         click.echo(report.summary(), err=bool(report.failed or report.deferred))
+    if app.settings.smtp is None and any(r.sent for r in reports):
+        # "sent" would mislead: with no [smtp] server, nothing left this machine.
+        click.echo(f"no [smtp] server is set: the messages were written to {app.settings.outbox.path}/")
     if any(r.failed or r.deferred for r in reports):
         sys.exit(1)
 
