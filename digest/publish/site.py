@@ -29,6 +29,18 @@ from digest.store import ArticlesStore, Store
 if TYPE_CHECKING:
     from digest.store.contract import ArticlesAndGrouping, ArticlesAndSources
 
+# The site's icon (browsers ask for one; a missing one is an error in their console).
+FAVICON = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">'
+    b'<rect width="32" height="32" rx="6" fill="#0b5cad"/>'
+    b'<path d="M9 8h7a8 8 0 0 1 0 16H9z" fill="none" stroke="#fff" stroke-width="3"/></svg>\n'
+)
+# Crawlers keep out of the per-subscriber pages (their links carry tokens) and the endless
+# space of searches; everything else is public.
+ROBOTS = (
+    b"User-agent: *\nDisallow: /confirm/\nDisallow: /unsubscribe/\nDisallow: /preferences/\n"
+    b"Disallow: /search\nDisallow: /digests/\n"
+)
 LATEST = 20
 PER_GROUP_PAGE = 100
 INDEX_WINDOW = 1000
@@ -194,6 +206,8 @@ class Site:
         """Every file of the public site, as (relative path, bytes)."""
         yield "index.html", self.index(store).encode()
         yield "feeds.opml", self.opml()
+        yield "favicon.svg", FAVICON
+        yield "robots.txt", ROBOTS
         for spec, fmt, body in self.feeds(store):
             yield spec.path(fmt).lstrip("/"), body
         for spec in self.specs:

@@ -24,7 +24,7 @@ from digest.mail import compose
 from digest.mail.planner import Planner, sample_links
 from digest.publish import feeds
 from digest.publish.feeds import FeedSpec
-from digest.publish.site import Site
+from digest.publish.site import FAVICON, ROBOTS, Site
 from digest.store import ArticlesStore, SettingsStore, Store
 from digest.web.cache import HTML, PAGE_CACHE_CONTROL, Rendered
 from digest.web.guard import SECURITY_TEXT_HEADERS
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from digest.store.contract import ArticlesAndSettings, ArticlesAndSources
 
 FEED_CACHE_CONTROL = "public, max-age=300"
+FILE_CACHE_CONTROL = "public, max-age=86400"
 OPML = "text/x-opml; charset=utf-8"
 TEXT = "text/plain; charset=utf-8"
 
@@ -54,6 +55,16 @@ async def opml(request: Request) -> Response:
     return await state.cache.answer(
         request, ("opml",), lambda _: Rendered.of(site.opml(), OPML), FEED_CACHE_CONTROL
     )
+
+
+async def favicon(request: Request) -> Response:
+    """The site's icon (``/favicon.svg``, and ``/favicon.ico`` that browsers ask for unbidden)."""
+    return Response(FAVICON, media_type="image/svg+xml", headers={"cache-control": FILE_CACHE_CONTROL})
+
+
+async def robots(request: Request) -> Response:
+    """``/robots.txt``: crawlers kept out of subscribers' pages and searches."""
+    return Response(ROBOTS, media_type=TEXT, headers={"cache-control": FILE_CACHE_CONTROL})
 
 
 async def site_feed(request: Request) -> Response:

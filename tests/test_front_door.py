@@ -1,0 +1,49 @@
+"""What browsers and crawlers ask of every site beyond its pages: an icon, robots.txt, a
+description of each page (Lighthouse's best-practices and SEO audits), on the served site
+and in the static one."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+
+from digest.config import Settings
+from digest.publish.site import publish_site
+from digest.store import open_store
+
+from .servers import AppServer
+
+
+def _description(html: str) -> str:
+    found = re.search(r'<meta name="description" content="([^"]*)">', html)
+    assert found, "no meta description"
+    return found.group(1)
+
+
+def test_the_icon_robots_and_descriptions_are_served(served_seeds: tuple[AppServer, Settings]) -> None:
+    server, settings = served_seeds
+    for path in ("/favicon.ico", "/favicon.svg"):  # browsers ask for /favicon.ico unbidden
+        icon = httpx.get(server.url(path))
+        assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
+        assert icon.content.startswith(b"<svg") and icon.headers["x-content-type-options"] == "nosniff"
+    robots = httpx.get(server.url("/robots.txt"))
+    assert robots.status_code == 200 and robots.headers["content-type"].startswith("text/plain")
+    disallowed = {line.split(": ", 1)[1] for line in robots.text.splitlines() if line.startswith("Disallow")}
+    assert {"/confirm/", "/unsubscribe/", "/preferences/", "/search"} <= disallowed  # tokens, endless space
+    home = httpx.get(server.url("/")).text
+    assert '<link rel="icon" href="' in home and "China Watch: the latest articles" in _description(home)
+    with open_store(settings.database.path) as store:
+        article = store.articles(limit=1)[0]
+    page = httpx.get(server.url(f"/articles/{article.id}")).text
+    said = _description(page)
+    assert 0 < len(said) <= 160 and said.split()[0] in article.summary_text
+
+
+def test_the_static_site_has_them_too(served_seeds: tuple[AppServer, Settings], tmp_path: Path) -> None:
+    _, settings = served_seeds
+    with open_store(settings.database.path) as store:
+        publish_site(settings, store, tmp_path / "site")
+    assert (tmp_path / "site" / "favicon.svg").read_bytes().startswith(b"<svg")
+    assert "Disallow: /unsubscribe/" in (tmp_path / "site" / "robots.txt").read_text()
