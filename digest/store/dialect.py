@@ -147,14 +147,23 @@ class Area:
 
     def _known_source(self, name: str) -> int:
         """The id of the source called ``name``; StoreError if there is none."""
-        found = self._value("SELECT id FROM sources WHERE name = ?", (name,))
-        if found is None:
-            raise StoreError(f"no source named {name!r} in the database")
-        return int(found)
+        return _id_of(self._row(_SOURCE_ID, (name,)), name)
 
     @staticmethod
     def _source_id(tx: Tx, name: str) -> int:
-        row = tx.execute("SELECT id FROM sources WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            raise StoreError(f"no source named {name!r} in the database")
-        return int(row["id"])
+        """The same, read in the transaction ``tx``."""
+        return _id_of(tx.execute(_SOURCE_ID, (name,)).fetchone(), name)
+
+
+_SOURCE_ID = "SELECT id FROM sources WHERE name = ?"
+
+
+def no_source(name: str) -> StoreError:
+    """The error for a source name the database does not hold."""
+    return StoreError(f"no source named {name!r} in the database")
+
+
+def _id_of(row: Any, name: str) -> int:
+    if row is None:
+        raise no_source(name)
+    return int(row["id"])

@@ -11,7 +11,7 @@ from digest.common import redact
 from digest.common.errors import StoreError
 from digest.common.models import SourceState
 from digest.store.base import Row, record_of
-from digest.store.dialect import Area
+from digest.store.dialect import Area, no_source
 from digest.store.records import SourceSpec, SourceSummary
 
 
@@ -82,7 +82,7 @@ class SourcesArea(Area):
     def source_state(self, name: str) -> SourceState:
         row = self._row("SELECT * FROM sources WHERE name = ?", (name,))
         if row is None:
-            raise StoreError(f"no source named {name!r} in the database")
+            raise no_source(name)
         return source_state_of(row)
 
     def record_fetch(
