@@ -3,9 +3,14 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# Running needs the package and its optional features (full text, PostgreSQL); testing adds
+# the test tools to the same venv. A stamp each: `make run` on a fresh clone installs no
+# test tools, and `make test` after it installs only what it lacks.
+EXTRAS := fulltext,postgres
+RUN_STAMP  := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install bytecode run serve test test-dates lint typecheck unit bench bench-e2e bench-scale bench-due clean system-deps
+.PHONY: install install-test bytecode run serve test test-dates lint typecheck unit bench bench-e2e bench-scale bench-due clean system-deps
 
 # Debian packages the end-to-end tests drive: newsboat (a feed reader), chromium, and
 # postgresql (the tests start a throwaway server of their own; Debian keeps its binaries
@@ -14,18 +19,26 @@ STAMP  := $(VENV)/.installed
 # needs root.
 SYSTEM_PACKAGES := newsboat chromium gcc
 
-$(STAMP): pyproject.toml constraints.txt
-	# A venv left half-made by an interrupted run (python but no pip) is made again.
-	test -x $(BIN)/pip || $(PYTHON) -m venv --clear $(VENV)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
-	touch $(STAMP)
+# A venv left half-made by an interrupted run (python but no pip) is made again.
+$(RUN_STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/pip || { echo "make: creating $(VENV)/"; $(PYTHON) -m venv --clear $(VENV); }
+	@echo "make: installing digest[$(EXTRAS)] into $(VENV)/ (first run, or the dependencies changed)"
+	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar on -c constraints.txt -e '.[$(EXTRAS)]'
+	touch $@
+
+$(TEST_STAMP): $(RUN_STAMP)
+	@echo "make: adding the test tools to $(VENV)/"
+	$(BIN)/python -m pip install --disable-pip-version-check --quiet -c constraints.txt -e '.[$(EXTRAS),test]'
+	touch $@
 
 # Byte-compiled once, as pip does for an installed package: start-up is mostly import time,
 # and an environment with PYTHONDONTWRITEBYTECODE set would otherwise compile on every run.
-bytecode: $(STAMP)
+bytecode: $(RUN_STAMP)
 	$(BIN)/python -m compileall -q digest
 
-install: $(STAMP)
+install: $(RUN_STAMP)
+
+install-test: $(TEST_STAMP)
 
 # The service on the embedded default (or ./digest.toml): pulls, weekly digest, and the
 # web app on http://127.0.0.1:8080 (feeds at /feed.atom). Ctrl-C stops it.
@@ -37,14 +50,14 @@ serve: bytecode
 	$(BIN)/digest pull
 	$(BIN)/digest serve
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check digest tests benchmarks
 	$(BIN)/ruff format --check digest tests benchmarks
 
-typecheck: $(STAMP)
+typecheck: $(TEST_STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(TEST_STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck unit
@@ -54,7 +67,7 @@ test: lint typecheck unit
 # real pace. Its own temporary folder: with the clock moved, pytest would take the folders
 # of another session running beside it for stale ones and remove them.
 #   make test-dates WHEN='2028-03-26 00:30:00' [PYTEST_ARGS='-k rhythms']
-test-dates: $(STAMP)
+test-dates: $(TEST_STAMP)
 	@test -n "$(WHEN)" || { echo "usage: make test-dates WHEN='2028-03-26 00:30:00'" >&2; exit 2; }
 	base=$$(mktemp -d) && trap 'rm -rf "$$base"' EXIT && \
 	$(BIN)/python -m tests.clock '$(WHEN)' -- $(BIN)/pytest --basetemp="$$base/pytest" $(PYTEST_ARGS)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from digest.common import rules
+from digest.common import extras, rules
 from digest.common.errors import ConfigError, SubscriberError
 from digest.common.resources import bundled
 from digest.config import checks
@@ -349,7 +349,7 @@ def _alert_settings(values: Mapping[str, Any], origin: str) -> AlertSettings:
     return alerts
 
 
-def _database_settings(section: Mapping[str, Any], base_dir: Path) -> DatabaseSettings:
+def _database_settings(section: Mapping[str, Any], base_dir: Path, origin: str) -> DatabaseSettings:
     """``url`` wins over ``path``; a ``sqlite:///`` URL is a path (relative to the config's
     folder, as ``path`` is; ``sqlite:////abs`` is absolute)."""
     url = section.get("url", "")
@@ -359,6 +359,8 @@ def _database_settings(section: Mapping[str, Any], base_dir: Path) -> DatabaseSe
     given = urlsplit(url).path[1:] if sqlite else section.get("path", DatabaseSettings.path)
     path = Path(given).expanduser()
     path = path if path.is_absolute() else base_dir / path
+    if url and not sqlite:
+        extras.require("postgres", f"{origin}: database.url (a PostgreSQL URL)")
     return DatabaseSettings(path=path, url="" if sqlite else url, password=password, claim_seconds=claim)
 
 
@@ -368,7 +370,7 @@ def database_at(url: str, where: str, *, password: str = "") -> DatabaseSettings
     checked = checks.database_url(url, where)
     if not checked:
         raise ConfigError(f"{where}: expected a sqlite:/// or postgresql:// URL")
-    return _database_settings({"url": checked, "password": password}, Path.cwd())
+    return _database_settings({"url": checked, "password": password}, Path.cwd(), where)
 
 
 def _build(data: Mapping[str, Any], origin: str, base_dir: Path, env: Mapping[str, str]) -> Settings:
@@ -393,6 +395,8 @@ def _build(data: Mapping[str, Any], origin: str, base_dir: Path, env: Mapping[st
         if source.address is not None and source.address in seen:
             raise ConfigError(f"{origin}: sources[{i}].address: {source.address!r} is used twice")
         seen.update(filter(None, (source.name, source.address)))
+        if source.full_text:
+            extras.require("fulltext", f"{origin}: source {source.name!r}: full_text = true")
 
     def anchored(section: str, default: Path, key: str = "path") -> Path:
         value = Path(merged[section].get(key, default)).expanduser()
@@ -407,7 +411,7 @@ def _build(data: Mapping[str, Any], origin: str, base_dir: Path, env: Mapping[st
     wants_bounces = "bounces" in data or "inbound" in data or "DIGEST_BOUNCES_DOMAIN" in env
     return Settings(
         site=SiteSettings(**merged["site"]),
-        database=_database_settings(merged["database"], base_dir),
+        database=_database_settings(merged["database"], base_dir, origin),
         sources=sources,
         schedule=ScheduleSettings(**merged["schedule"]),
         smtp=smtp,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from digest.common import extras
 from digest.common.dates import Clock, utcnow
 from digest.config import DatabaseSettings
 from digest.store.contract import Store
@@ -24,6 +25,7 @@ def open_store(
     PostgreSQL store always is); ``clock``: the store's, which ``store.now()`` reads (the
     system's by default; a test's fixed or stepped moment)."""
     if isinstance(target, str) and target.startswith(("postgresql://", "postgres://")):
+        extras.require("postgres", "a postgresql:// database URL")
         from digest.store.postgres import PostgresStore  # psycopg loads only when needed
 
         return PostgresStore.open(target, password=password or None, timeout=timeout, clock=clock)
