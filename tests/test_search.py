@@ -41,9 +41,11 @@ def test_any_text_parses_or_says_why_and_the_normal_form_is_stable(text: str) ->
     assert len(query.text) <= 2 * MAX_LENGTH
 
 
-def test_topics_are_normalised_deduplicated_and_capped() -> None:
+def test_topics_keep_what_was_typed_deduplicated_and_capped() -> None:
+    # Issue 29 changed the contract: a topic is kept as typed (it was stored in normal form,
+    # lowercased), and two that mean the same are still one.
     assert topics(["Laos OR Mekong", " laos or mekong ", "", "LAOS OR MEKONG"]) == (
-        "laos OR mekong",  # a choice, written twice...
+        "Laos OR Mekong",  # a choice, written twice (the first spelling kept)...
         "laos or mekong",  # ...and, lowercase "or" being a word, a topic of three words
     )
     with pytest.raises(QueryError, match="at most 5 topics"):

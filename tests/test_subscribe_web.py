@@ -415,3 +415,32 @@ def test_hostile_tokens_and_origins_get_a_plain_refusal(site: tuple[AppServer, S
         assert other.status_code == 403
         odd_host = client.get("/", headers={"Host": "127.0.0.1:x@evil.example"})
         assert odd_host.status_code == 400
+
+
+def test_the_confirmed_page_says_the_rhythm_the_next_delivery_and_links_the_preferences(
+    site: tuple[AppServer, Settings, Path],
+) -> None:
+    server, settings, outbox = site
+    with _client(server) as client:
+        chosen = {"cadence": "daily", "timezone": "Asia/Tokyo", "hour": "7", "weekday": "mon"}
+        sent = {"email": "kim@example.org", "topic": ["Laos OR Mekong", ""], **chosen}
+        answer = client.post("/subscribe", data={**sent, "form_token": _token(client)})
+        assert answer.status_code == 200, answer.text
+        done = client.post(_path(_confirm_link(outbox)))
+        assert done.status_code == 200 and "Subscribed" in done.text
+        # the rhythm chosen and when it first comes, in the reader's own zone
+        assert "daily digest" in done.text
+        when = re.search(
+            r"(Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday) \d+ \w+ \d{4}, 07:00 \(Asia/Tokyo\)",
+            done.text,
+        )
+        assert when, done.text
+        # and the way to change it
+        link = re.search(r'href="(http://127\.0\.0\.1:8080/preferences/[^"]+)"', done.text)
+        assert link, done.text
+        prefs = client.get(_path(link.group(1)))
+        assert prefs.status_code == 200 and "kim@example.org" in prefs.text
+        assert "Laos OR Mekong" in prefs.text  # the topic as typed
+    with open_store(settings.database.path) as store:
+        kim = store.subscriber(email="kim@example.org")
+    assert kim is not None and kim.topics == ("Laos OR Mekong",)

@@ -132,21 +132,22 @@ def parse(text: str) -> Query:
 
 
 def topics(texts: list[str]) -> tuple[str, ...]:
-    """A subscriber's search topics in normal form (blank ones dropped, duplicates once),
-    or QueryError naming the topic at fault."""
-    found: list[str] = []
+    """A subscriber's search topics as they typed them (ends trimmed, blank ones dropped; of
+    two with the same normal form, the first), or QueryError naming the topic at fault.
+    Kept as typed for the reader to recognise; searched case-insensitively all the same."""
+    found: dict[str, str] = {}
     for text in texts:
-        if not text.strip():
+        typed = text.strip()
+        if not typed:
             continue
         try:
-            normal = parse(text.strip()).text
+            normal = parse(typed).text
         except QueryError as exc:
-            raise QueryError(f"topic {text.strip()[:60]!r}: {exc}") from None
-        if normal not in found:
-            found.append(normal)
+            raise QueryError(f"topic {typed[:60]!r}: {exc}") from None
+        found.setdefault(normal, typed)
     if len(found) > MAX_TOPICS:
         raise QueryError(f"at most {MAX_TOPICS} topics")
-    return tuple(found)
+    return tuple(found.values())
 
 
 def index_tokens(text: str) -> list[str]:

@@ -83,7 +83,7 @@ def _hour(value: str | int) -> int:
 
 
 def chosen_topics(texts: Iterable[str]) -> tuple[str, ...]:
-    """Search topics in normal form, or SubscriberError naming the one at fault."""
+    """Search topics as typed (see query.topics), or SubscriberError naming the one at fault."""
     try:
         return query.topics(list(texts))
     except QueryError as exc:

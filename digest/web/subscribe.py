@@ -126,9 +126,19 @@ def _confirm(state: WebState, token: str, post: bool, allowed: bool) -> HTMLResp
         return message(state, "Confirm", "Confirm your subscription to the digest?", button="Confirm")
     if not allowed:
         return refused(state)
-    if not lifecycle.confirm(state.store(), subscriber_id):
+    store = state.store()
+    if not lifecycle.confirm(store, subscriber_id):
         return message(state, "Link not valid", INVALID, 400)
-    return message(state, "Subscribed", "Thank you: your first digest comes at your next delivery time.")
+    found = store.subscriber(subscriber_id=subscriber_id)
+    assert found is not None
+    which = f"{found.rhythm.cadence} digest" if found.rhythm else "digest"
+    when = choices.next_delivery(state.settings, store, found)
+    text = (
+        f"Thank you: your first {which} comes on {when}." if when else f"Thank you: your {which} is coming."
+    )
+    token = lifecycle.token(state.secret(), "preferences", found)
+    link = f"{state.settings.site.base_url}/preferences/{token}"
+    return message(state, "Subscribed", text, link=(link, "Change what you receive, and when"))
 
 
 def _unsubscribe(state: WebState, token: str, post: bool, allowed: bool) -> HTMLResponse:
@@ -194,10 +204,16 @@ def page(state: WebState, template: str, status: int = 200, **values: Any) -> HT
 
 
 def message(
-    state: WebState, heading: str, text: str, status: int = 200, button: str | None = None
+    state: WebState,
+    heading: str,
+    text: str,
+    status: int = 200,
+    button: str | None = None,
+    link: tuple[str, str] | None = None,
 ) -> HTMLResponse:
-    """A page that says one thing (with a button that POSTs back to the same address)."""
-    return page(state, "message.html", status, heading=heading, text=text, button=button)
+    """A page that says one thing (with a button that POSTs back to the same address, or a
+    link: its address and words)."""
+    return page(state, "message.html", status, heading=heading, text=text, button=button, link=link)
 
 
 def refused(state: WebState) -> HTMLResponse:
