@@ -406,11 +406,11 @@ def _smtp_answers(port: int) -> bool:
 
 
 class Serving(DigestProcess):
-    """`digest serve` on a free port of 127.0.0.1, answering /healthz once entered."""
+    """`digest serve [OPTIONS]` on a free port of 127.0.0.1, answering /healthz once entered."""
 
-    def __init__(self, config: Path, cwd: Path) -> None:
+    def __init__(self, config: Path, cwd: Path, *options: str) -> None:
         self.port = free_port()
-        super().__init__(config, "serve", "--port", str(self.port), cwd=cwd)
+        super().__init__(config, "serve", "--port", str(self.port), *options, cwd=cwd)
 
     def __enter__(self) -> Serving:
         self.ready(lambda: _answers(self.url("/healthz")), 20, "digest serve did not start")

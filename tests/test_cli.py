@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -15,8 +18,8 @@ import pytest
 from digest.mail.schedule import NEXT_DUE
 from digest.store import open_store
 
-from .helpers import SEEDS, SEEDS_SOURCE, free_port, listed_articles, rss, run, write_config
-from .servers import FeedServer, Reply, Running
+from .helpers import SEEDS, SEEDS_SOURCE, free_port, listed_articles, rss, run, wait_for, write_config
+from .servers import FeedServer, Reply, Running, Serving
 
 
 def _clean_failure(result: subprocess.CompletedProcess[str], code: int = 1) -> str:
@@ -288,7 +291,45 @@ def test_the_service_says_where_it_serves_and_where_digests_go(tmp_path: Path) -
     finally:
         service.stop()
     assert f"feeds and pages: http://127.0.0.1:{port}/" in said
-    assert f"digests written to {tmp_path / 'outbox'}/" in said
+    assert f"messages written to {tmp_path / 'outbox'}/" in said
+
+
+TEXT_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?:INFO|WARNING|ERROR) (?=\S)")
+
+
+def _sign_up_and_confirm(server: Serving, outbox: Path) -> None:
+    """A reader signs up on the form and follows the confirmation link."""
+    import httpx
+
+    with httpx.Client(base_url=server.url(""), headers={"Origin": server.url("")}) as client:
+        token = re.search(r'name="form_token" value="([^"]+)"', client.get("/subscribe").text)
+        assert token
+        client.post("/subscribe", data={"email": "ann@example.org", "form_token": token.group(1)})
+        mail = wait_for(lambda: list(outbox.glob("confirm-*")), "a confirmation", 20)
+        body = email.message_from_bytes(mail[0].read_bytes(), policy=email.policy.default).get_content()
+        link = re.search(r"/confirm/\S+", body)
+        assert link, body
+        assert "Subscribed" in client.post(link.group(0)).text
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_serve_logs_in_one_format_and_says_what_readers_do(tmp_path: Path, log_format: str) -> None:
+    config = write_config(tmp_path, f'[outbox]\npath = "out"\n{SEEDS_SOURCE}')
+    with Serving(config, tmp_path, "--log-format", log_format) as server:
+        _sign_up_and_confirm(server, tmp_path / "out")
+        wait_for(lambda: "confirmed" in server.text(), "the confirmation logged", 10)
+    lines = [line for line in server.text().splitlines() if line.strip()]
+    if log_format == "json":
+        messages = [json.loads(line)["message"] for line in lines]  # every line is one JSON object
+    else:
+        assert all(TEXT_LINE.match(line) for line in lines), lines  # uvicorn's own lines included
+        messages = [TEXT_LINE.sub("", line, count=1) for line in lines]
+    said = "\n".join(messages)
+    assert f"feeds and pages: http://127.0.0.1:{server.port}/" in said
+    assert f"confirmations of sign-ups: written to {tmp_path / 'out'}/" in said
+    assert "sign-up received" in said and "ann@example.org" not in said
+    assert re.search(rf"sign-up \d+: confirmation written to {re.escape(str(tmp_path / 'out'))}/", said)
+    assert re.search(r"subscriber \d+ confirmed", said)
 
 
 def test_a_command_that_writes_a_file_says_where(tmp_path: Path) -> None:

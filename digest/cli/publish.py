@@ -64,11 +64,16 @@ def publish_command(app: App, folder: Path) -> None:
 @click.command()
 @click.option("--host", help="Address to listen on (default: [web] host, 127.0.0.1).")
 @click.option("--port", type=click.IntRange(0, 65535), help="Port (default: [web] port, 8080).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_obj
-def serve(app: App, host: str | None, port: int | None) -> None:
+def serve(app: App, host: str | None, port: int | None, log_format: str) -> None:
     """Serve the feeds and pages over HTTP."""
+    import logging
+
     import uvicorn
 
+    from digest.mail.channels import destination
+    from digest.service.logs import configure_logging
     from digest.web.app import create_app
     from digest.web.listen import listening_socket
 
@@ -77,8 +82,11 @@ def serve(app: App, host: str | None, port: int | None) -> None:
         pass  # fail here, with one line, if the database cannot be opened
     host, port = host or settings.web.host, settings.web.port if port is None else port
     sock = listening_socket(host, port)  # a port in use: one line, not uvicorn's traceback
-    click.echo(f"feeds and pages: http://{host}:{sock.getsockname()[1]}/", err=True)
-    config = uvicorn.Config(create_app(settings), log_level="info", access_log=False)
+    configure_logging(log_format)
+    log = logging.getLogger("digest")
+    log.info("feeds and pages: http://%s:%d/", host, sock.getsockname()[1], extra={"event": "web"})
+    log.info("confirmations of sign-ups: %s", destination(settings), extra={"event": "web"})
+    config = uvicorn.Config(create_app(settings), log_config=None, log_level="warning", access_log=False)
     uvicorn.Server(config).run(sockets=[sock])
 
 

@@ -22,3 +22,10 @@ def transport_for(settings: Settings, *, backoff: float = 0.5) -> Transport:
         return inner
     dkim = settings.dkim
     return Signed(inner, load_signer(dkim.domain, dkim.selector, dkim.key_file))
+
+
+def destination(settings: Settings) -> str:
+    """Where messages go, as the log and the CLI say it: "written to outbox/" (no [smtp]) or
+    "sent to HOST:PORT"."""
+    smtp = settings.smtp
+    return f"written to {settings.outbox.path}/" if smtp is None else f"sent to {smtp.host}:{smtp.port}"

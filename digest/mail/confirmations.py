@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from digest.common.dates import to_iso
 from digest.common.errors import SendError
 from digest.config import Settings
-from digest.mail.channels import transport_for
+from digest.mail.channels import destination, transport_for
 from digest.mail.compose import Outgoing
 from digest.mail.send import confirmation_message
 from digest.mail.transport import Permanent, Transport
@@ -97,6 +97,9 @@ async def drain(
                 continue
             else:
                 sent += 1
+                log.info(
+                    "sign-up %s: confirmation %s", number, destination(settings), extra={"event": "signup"}
+                )
             await offload(_finish, store_for_thread, number)
     return sent
 

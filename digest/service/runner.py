@@ -21,7 +21,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
 import socket
@@ -50,11 +49,13 @@ from digest.intake.newsletters import NewsletterMailbox
 from digest.intake.pull import pull_source
 from digest.intake.sync import spec_of, sync_sources
 from digest.mail import confirmations
+from digest.mail.channels import destination
 from digest.mail.planner import Planner
 from digest.mail.schedule import cron_trigger, last_due
 from digest.mail.send import PLAN_LEASE, PLAN_SECONDS, send_all
 from digest.service import alerting
 from digest.service.alerts import OPEN, load_state
+from digest.service.logs import configure_logging
 from digest.store import DigestSummary, SourceSummary, Store, open_database
 from digest.store.holders import holder_name, take_lease
 from digest.store.worker import StoreWorker
@@ -238,7 +239,12 @@ class Service:
         for report in reports:
             for outcome in ("sent", "failed", "deferred", "skipped"):
                 metrics.DELIVERIES.labels(outcome).inc(getattr(report, outcome))
-            log.info("digest %s", report.summary(), extra={"event": "digest", "digest": report.digest_id})
+            log.info(
+                "%s; %s",
+                report.summary(),
+                destination(self.settings),
+                extra={"event": "digest", "digest": report.digest_id},
+            )
         if reports:  # how this run ended, for the alert check (whichever process makes it)
             failed, deferred = sum(r.failed for r in reports), sum(r.deferred for r in reports)
             total = sum(r.sent + r.failed + r.deferred for r in reports)
@@ -322,15 +328,12 @@ class Service:
         await self.worker.call(sync_sources, self.settings)  # also opens the worker's store there
         self._schedule(self.scheduler, now)
         self.scheduler.start()
-        smtp = self.settings.smtp
         log.info(
-            "running: %d sources, digest %r (%s); digests %s",
+            "running: %d sources, digest %r (%s); messages %s",
             len(self.settings.sources),
             self.settings.schedule.digest_cron,
             self.settings.schedule.timezone,
-            f"written to {self.settings.outbox.path}/"
-            if smtp is None
-            else f"sent to {smtp.host}:{smtp.port}",
+            destination(self.settings),
             extra={"event": "start"},
         )
         catch_up = asyncio.create_task(self.catch_up())
@@ -390,7 +393,7 @@ class Service:
         SIGTERM and SIGINT stop either."""
         if sock is not None:
             app = create_app(self.settings, health=self.health)
-            config = uvicorn.Config(app, log_level="warning", lifespan="off")
+            config = uvicorn.Config(app, log_config=None, log_level="warning", lifespan="off")
             server = uvicorn.Server(config)
             host, port = sock.getsockname()[:2]
             log.info("feeds and pages: http://%s:%d/", host, port, extra={"event": "web"})
@@ -466,27 +469,6 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_exception(error)
     else:
         future.set_result(result)
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, message and the event's fields."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {"time": to_iso(utcnow()), "level": record.levelname.lower(), "message": record.getMessage()}
-        for key in ("event", "source", "digest"):
-            if hasattr(record, key):
-                entry[key] = getattr(record, key)
-        return json.dumps(entry, ensure_ascii=False)
-
-
-def configure_logging(fmt: str) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(
-        JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(message)s")
-    )
-    log.handlers[:] = [handler]
-    log.setLevel(logging.INFO)
-    log.propagate = False
 
 
 def run_service(settings: Settings, *, log_format: str = "text") -> int:

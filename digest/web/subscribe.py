@@ -18,6 +18,7 @@ sender, only waits.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,6 +37,7 @@ from digest.web import choices
 from digest.web.limits import client_of
 from digest.web.state import WebState, web_state
 
+log = logging.getLogger(__name__)
 FORM_SECONDS = 3600  # a subscribe form is good for an hour
 INVALID = "This link is not valid (it may have expired, or been cut short by your email program)."
 
@@ -109,6 +111,9 @@ def _sign_up(state: WebState, form: FormData, client: str) -> HTMLResponse:
     # request is queued; what it leads to happens later, on the queue's own clock (work
     # started right after this answer would slow the next request, telling the same).
     signups.enqueue(store, address, regions, themes, rhythm=rhythm, topics=topics)
+    # No address in the log: it would tell a reader of the log who signs up, and the answer
+    # is the same for everyone.
+    log.info("sign-up received: a confirmation is queued", extra={"event": "signup"})
     return message(
         state,
         "Check your inbox",
@@ -131,6 +136,7 @@ def _confirm(state: WebState, token: str, post: bool, allowed: bool) -> HTMLResp
         return message(state, "Link not valid", INVALID, 400)
     found = store.subscriber(subscriber_id=subscriber_id)
     assert found is not None
+    log.info("subscriber %d confirmed", found.id, extra={"event": "signup"})
     which = f"{found.rhythm.cadence} digest" if found.rhythm else "digest"
     when = choices.next_delivery(state.settings, store, found)
     text = (
@@ -151,6 +157,7 @@ def _unsubscribe(state: WebState, token: str, post: bool, allowed: bool) -> HTML
     if not allowed:
         return refused(state)
     lifecycle.unsubscribe(state.store(), subscriber_id)
+    log.info("subscriber %d unsubscribed", subscriber_id, extra={"event": "unsubscribe"})
     return message(state, "Unsubscribed", "You will not receive the digest any more.")
 
 
