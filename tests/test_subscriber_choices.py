@@ -203,9 +203,10 @@ def test_a_bad_rhythm_on_the_command_line_is_one_line(tmp_path: Path) -> None:
         options=("--confirmed", "--cadence", "weekly", "--weekday", "friday", "--topic", "Mekong"),
     )
     [bob] = listed_subscribers(config)
+    # the topic as typed (issue 29)
     assert (bob["cadence"], bob["timezone"], bob["hour"], bob["weekday"], bob["topics"]) == (
         "weekly", "UTC", 8, "fri", ["Mekong"]
-    )  # fmt: skip  (the topic as typed: issue 29)
+    )  # fmt: skip
     assert bob["next_due"] > bob["created"]
     for option in (["--timezone", "Etc"], ["--timezone", "x" * 300], ["--hour", "²"], ["--weekday", "0"]):
         done = run(
