@@ -185,7 +185,11 @@ def test_the_next_digest_is_worked_out_again_when_the_schedule_changes(tmp_path:
     first = run("status", cwd=tmp_path).stdout.splitlines()[-1]
     write_config(tmp_path, '[schedule]\ndigest_cron = "30 6 * * *"\n')
     second = run("status", cwd=tmp_path).stdout.splitlines()[-1]
-    assert "08:00:00" in first and "06:30:00" in second, (first, second)
+    # times as a person reads them (issue 29: it was ISO with microseconds)
+    assert re.fullmatch(r"Next digest: Mon \d{1,2} \w{3}( \d{4})? 08:00 UTC \(0 8 \* \* mon, UTC\)", first), (
+        first
+    )
+    assert re.fullmatch(r"Next digest: \w{3} \d{1,2} \w{3}( \d{4})? 06:30 UTC \(30 6 \* \* \*, UTC\)", second)
     # A kept answer whose time has passed is worked out again.
     with open_store(tmp_path / "test.db") as store:
         kept = json.loads(store.get_setting(NEXT_DUE) or "{}")
@@ -194,7 +198,7 @@ def test_the_next_digest_is_worked_out_again_when_the_schedule_changes(tmp_path:
             json.dumps({**kept, "since": "2020-01-01T00:00:00+00:00", "due": "2021-01-04T06:30:00+00:00"}),
         )
     third = run("status", cwd=tmp_path).stdout.splitlines()[-1]
-    assert "2021" not in third and "06:30:00" in third, third
+    assert "2021" not in third and "06:30 UTC" in third, third
 
 
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
@@ -338,3 +342,27 @@ def test_a_command_that_writes_a_file_says_where(tmp_path: Path) -> None:
     done = run("feed", "--format", "atom", "-o", str(target), cwd=tmp_path)
     assert done.returncode == 0 and done.stdout == ""
     assert done.stderr.strip() == f"{target}: written ({target.stat().st_size:,} bytes)"
+
+
+def test_status_shows_times_as_a_person_reads_them(tmp_path: Path) -> None:
+    assert run("pull", cwd=tmp_path).returncode == 0
+    shown = run("status", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    seeds = next(line for line in shown.stdout.splitlines() if line.strip().startswith("seeds"))
+    assert re.search(r"last \w{3} \d{1,2} \w{3} \d\d:\d\d UTC", seeds), seeds
+    assert not re.search(r"\d\d:\d\d:\d\d|\+00:00", shown.stdout), shown.stdout
+
+
+def test_shell_completion_works_as_the_docs_say(tmp_path: Path) -> None:
+    docs = (Path(__file__).parent.parent / "docs" / "commands.md").read_text()
+    assert "_DIGEST_COMPLETE=bash_source digest" in docs
+    env = {"COMP_WORDS": "digest se", "COMP_CWORD": "1", "_DIGEST_COMPLETE": "bash_complete"}
+    offered = subprocess.run(
+        [sys.executable, "-c", "from digest.cli.main import main; main()"],
+        cwd=tmp_path,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert offered.stdout.split() == ["plain,send", "plain,serve"], offered.stderr

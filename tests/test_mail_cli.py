@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
+
+from tests import clock
 
 from .helpers import (
     CHROMIUM_FLAGS,
@@ -408,3 +412,107 @@ def test_send_without_a_server_says_the_messages_went_to_the_outbox(tmp_path: Pa
     assert sent.returncode == 0, sent.stderr
     assert f"no [smtp] server is set: the messages were written to {tmp_path / 'out'}/" in sent.stdout
     assert [p.suffix for p in (tmp_path / "out").iterdir()] == [".eml"]
+
+
+def _bodies(smtp: SmtpSink) -> list[str]:
+    return [message.get_body(("plain",)).get_content() for _, message in smtp.messages]
+
+
+def test_send_everyone_then_their_own_rhythm_sends_each_article_once(
+    tmp_path: Path, smtp: SmtpSink, server: FeedServer, shim: Path
+) -> None:
+    """A reader on a rhythm of their own is not due now: `send` says when they are and how to
+    send anyway; `send --everyone` sends them their digest now, and their rhythm's own digest
+    then starts where it ended (nothing twice, nothing lost); `--at` ahead records nothing
+    ahead."""
+    server.routes["/f.xml"] = Reply(200, rss([{"title": "Laos railway opens", "link": "https://x.org/1"}]))
+    feed = f'[[sources]]\nname = "f"\nurl = "{server.url("/f.xml")}"\nevery = "1s"\n'
+    config = str(write_config(tmp_path, smtp_section(smtp.port) + feed))
+    assert run("--config", config, "pull", cwd=tmp_path).returncode == 0
+    now = datetime.now(UTC)
+    due_hour = (now + timedelta(hours=3)).hour  # two to three hours ahead, today or tomorrow
+    rhythm = ("--cadence", "daily", "--timezone", "UTC", "--hour", str(due_hour))
+    add_subscribers(config, "ann@example.org", options=("--confirmed", *rhythm))
+    [ann] = listed_subscribers(config)
+    due = datetime.fromisoformat(ann["next_due"])
+    assert now < due <= now + timedelta(hours=3)
+
+    idle = run("--config", config, "send", cwd=tmp_path)
+    assert idle.returncode == 0 and smtp.messages == []
+    assert f"next: 1 subscriber due {due:%a} {due.day} {due:%b %H:%M} UTC" in idle.stdout, idle.stdout
+    assert "digest send --everyone" in idle.stdout
+    # a dry run ahead of her due time records nothing: later runs see no misdated reader
+    ahead = run(
+        "--config", config, "send", "--dry-run", "--at", (due + timedelta(days=3)).isoformat(), cwd=tmp_path
+    )
+    assert ahead.returncode == 0, ahead.stderr
+
+    everyone = run("--config", config, "send", "--everyone", cwd=tmp_path)
+    assert everyone.returncode == 0, everyone.stderr
+    assert smtp.recipients() == ["ann@example.org"] and "Laos railway opens" in _bodies(smtp)[0]
+    again = run("--config", config, "send", "--everyone", cwd=tmp_path)
+    assert again.returncode == 0 and len(smtp.messages) == 1  # nothing new: nothing sent
+    [ann] = listed_subscribers(config)
+    assert datetime.fromisoformat(ann["next_due"]) == due  # her rhythm is where it was
+
+    two = [{"title": "Laos railway opens", "link": "https://x.org/1"}]
+    two.append({"title": "Mekong dam talks resume", "link": "https://x.org/2"})
+    server.routes["/f.xml"] = Reply(200, rss(two))
+    assert run("--config", config, "pull", "--force", cwd=tmp_path).returncode == 0
+    # her own digest, in a process whose clock has reached her due time
+    real = time.time() - int(os.environ.get("TEST_CLOCK_OFFSET", "0"))
+    moved = clock.moved(shim, round((due + timedelta(minutes=1)).timestamp() - real))
+    own = run("--config", config, "send", cwd=tmp_path, env=moved)
+    assert own.returncode == 0 and "Traceback" not in own.stderr, own.stderr
+    assert "far ahead" not in own.stdout + own.stderr
+    bodies = _bodies(smtp)
+    assert len(bodies) == 2, own.stdout
+    assert "Mekong dam talks resume" in bodies[1] and "Laos railway opens" not in bodies[1]
+    [ann] = listed_subscribers(config)
+    assert datetime.fromisoformat(ann["next_due"]) == due + timedelta(days=1)
+
+
+def test_send_at_a_future_moment_records_nothing_ahead(
+    tmp_path: Path, smtp: SmtpSink, server: FeedServer
+) -> None:
+    server.routes["/f.xml"] = Reply(200, rss([{"title": "Laos railway opens", "link": "https://x.org/1"}]))
+    feed = f'[[sources]]\nname = "f"\nurl = "{server.url("/f.xml")}"\nevery = "1s"\n'
+    config = str(write_config(tmp_path, smtp_section(smtp.port) + feed))
+    assert run("--config", config, "pull", cwd=tmp_path).returncode == 0
+    due_hour = (datetime.now(UTC) + timedelta(hours=3)).hour
+    add_subscribers(
+        config, "ann@example.org", options=("--confirmed", "--cadence", "daily", "--hour", str(due_hour))
+    )
+    [before] = listed_subscribers(config)
+    ahead = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+    sent = run("--config", config, "send", "--at", ahead, cwd=tmp_path)
+    assert sent.returncode == 0 and smtp.recipients() == ["ann@example.org"], sent.stderr
+    [after] = listed_subscribers(config)
+    assert after["next_due"] == before["next_due"]  # not a month ahead
+    dry = run("--config", config, "send", "--dry-run", cwd=tmp_path)
+    assert dry.returncode == 0 and "far ahead" not in dry.stdout + dry.stderr
+    assert "0 of 0 subscribers due" in dry.stdout and "next: 1 subscriber due" in dry.stdout
+
+
+def test_subscribers_list_shows_each_rhythm_topics_and_next_due(tmp_path: Path) -> None:
+    config = str(_config(tmp_path))
+    add_subscribers(
+        config,
+        "ann@example.org",
+        options=("--confirmed", "--cadence", "weekly", "--weekday", "fri", "--hour", "6", "--timezone", "Asia/Tokyo",
+                 "--topic", "Laos OR Mekong", "--region", "europe"),
+    )  # fmt: skip
+    add_subscribers(config, "bob@example.org")
+    listed = run("--config", config, "subscribers", "list", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    ann, bob, total = listed.stdout.splitlines()
+    [due] = [s["next_due"] for s in listed_subscribers(config) if s["email"] == "ann@example.org"]
+    due_there = datetime.fromisoformat(due).astimezone(ZoneInfo("Asia/Tokyo"))
+    assert due_there.strftime("%a %H:%M") == "Fri 06:00"
+    assert ann.split()[:2] == ["ann@example.org", "active"]
+    assert "weekly on Friday at 06:00 (Asia/Tokyo)" in ann
+    assert f"next Fri {due_there.day} {due_there:%b} 06:00 JST" in ann
+    assert "europe" in ann and '"Laos OR Mekong"' in ann
+    assert bob.split()[:2] == ["bob@example.org", "active"]
+    assert "with everyone (0 8 * * mon, UTC)" in bob and "next Mon " in bob and "everything" in bob
+    assert total == "2 subscribers"

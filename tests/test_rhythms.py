@@ -271,7 +271,9 @@ def test_a_clock_that_ran_ahead_or_a_zone_that_left_silences_nobody(tmp_path: Pa
 
     settings = settings_for(tmp_path, "")
     now = datetime(2027, 2, 1, 12, tzinfo=UTC)
-    with open_store(settings.database.path) as store:
+    # The store's clock is the tick's moment (planned as of a moment ahead of the store's
+    # clock, a digest records nothing ahead: that is `send --at`, tested in test_mail_cli).
+    with open_store(settings.database.path, clock=lambda: now) as store:
         daily = Rhythm("daily", "Europe/London", 8)
         store.upsert_subscribers(
             [

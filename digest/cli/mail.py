@@ -8,11 +8,15 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from digest.cli.base import App, moment_option, one_shot, write_file
 from digest.common.errors import DigestError
+
+if TYPE_CHECKING:
+    from digest.store import SubscribersStore
 
 
 @click.command()
@@ -50,11 +54,20 @@ def preview(
 )
 @moment_option("--since", "Every digest starts here instead of at each subscriber's last one.")
 @moment_option("--at", "Act as if it were this moment: send to whoever is due then (catching up, tests).")
+@click.option(
+    "--everyone",
+    is_flag=True,
+    help="Every active subscriber gets their digest now, whatever their rhythm (which goes on"
+    " as it was, its next digest starting where this one ends).",
+)
 @click.option("--dry-run", is_flag=True, help="Say what would be sent; send nothing, record nothing.")
 @click.pass_obj
-def send(app: App, to_email: str | None, dry_run: bool, since: datetime | None, at: datetime | None) -> None:
+def send(
+    app: App, to_email: str | None, dry_run: bool, since: datetime | None, at: datetime | None, everyone: bool
+) -> None:
     """Resume unfinished deliveries, then send a digest to every subscriber due now: those on
-    a rhythm of their own whose due time has passed, and those on the site's schedule."""
+    a rhythm of their own whose due time has passed, and those on the site's schedule (with
+    --everyone: every active subscriber)."""
     import asyncio
 
     from digest.common.addresses import normalise_email
@@ -66,15 +79,23 @@ def send(app: App, to_email: str | None, dry_run: bool, since: datetime | None, 
             where = asyncio.run(send_test_copy(store, app.settings, normalise_email(to_email), since))
             click.echo(f"sent a test copy to {to_email} ({where})")
             return
+        following = None if everyone else _who_is_next(store, at or store.now())
         if dry_run:
-            for line in dry_run_lines(store, app.settings, since, at):
+            for line in dry_run_lines(store, app.settings, since, at, everyone=everyone):
                 click.echo(line)
+            if following:
+                click.echo(following)
             return
         progress = _Progress() if sys.stderr.isatty() else None
         try:
             reports = asyncio.run(
                 send_all(
-                    store, app.settings, now=at, progress=progress.step if progress else None, since=since
+                    store,
+                    app.settings,
+                    now=at,
+                    progress=progress.step if progress else None,
+                    since=since,
+                    everyone=everyone,
                 )
             )
         finally:
@@ -82,6 +103,8 @@ def send(app: App, to_email: str | None, dry_run: bool, since: datetime | None, 
                 progress.done()
     if not reports:
         click.echo("nothing to send: no subscriber due has anything new")
+        if following:
+            click.echo(following)
     for report in reports:
         click.echo(report.summary(), err=bool(report.failed or report.deferred))
     if app.settings.smtp is None and any(r.sent for r in reports):
@@ -89,6 +112,22 @@ def send(app: App, to_email: str | None, dry_run: bool, since: datetime | None, 
         click.echo(f"no [smtp] server is set: the messages were written to {app.settings.outbox.path}/")
     if any(r.failed or r.deferred for r in reports):
         sys.exit(1)
+
+
+def _who_is_next(store: SubscribersStore, now: datetime) -> str | None:
+    """The line that says when the next readers on a rhythm of their own are due, and how
+    to send them theirs now; None when nobody has a rhythm of their own."""
+    from digest.common.dates import human
+    from digest.mail.send import upcoming
+
+    found = upcoming(store, now)
+    if found is None:
+        return None
+    when, count = found
+    return (
+        f"next: {count} subscriber{'s' if count != 1 else ''} due {human(when, now=now)};"
+        " `digest send --everyone` sends every subscriber their digest now"
+    )
 
 
 class _Progress:

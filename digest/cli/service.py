@@ -58,7 +58,7 @@ def run_command(app: App, check: bool, log_format: str) -> None:
 def status(app: App) -> None:
     """Sources (last fetch, status, next fetch, articles, last error), recent digests, next digest."""
     from digest.common import redact
-    from digest.common.dates import to_iso
+    from digest.common.dates import human
     from digest.intake.sync import sync_sources
     from digest.mail.schedule import next_due
 
@@ -66,15 +66,17 @@ def status(app: App) -> None:
         sync_sources(store, app.settings)
         sources = store.source_summaries()
         digests = store.digests(limit=5)
-        next_digest = next_due(store, app.settings, store.now())
+        now = store.now()
+        next_digest = next_due(store, app.settings, now)
+    zone = app.settings.schedule.timezone
     click.echo("Sources")
     for source in sources:
-        fetched = to_iso(source.last_fetched) if source.last_fetched else "never"
-        line = f"  {source.name:<16} {source.articles:>6} articles  last {fetched:<32}"
+        fetched = human(source.last_fetched, zone, now=now) if source.last_fetched else "never"
+        line = f"  {source.name:<16} {source.articles:>6} articles  last {fetched:<22}"
         if source.removed:
             line += f" removed from the config on {source.removed:%Y-%m-%d} (its articles stay)"
         else:
-            next_fetch = to_iso(source.next_fetch) if source.next_fetch else "now"
+            next_fetch = human(source.next_fetch, zone, now=now) if source.next_fetch else "now"
             line += f" status {source.last_status or '-':<4} next {next_fetch}"
         click.echo(line)
         if source.last_error:
@@ -86,9 +88,8 @@ def status(app: App) -> None:
         click.echo(f"  {d.digest.id:<22} {d.digest.status:<8} {counts}")
     if not digests:
         click.echo("  none yet")
-    click.echo(
-        f"Next digest: {next_digest} ({app.settings.schedule.digest_cron}, {app.settings.schedule.timezone})"
-    )
+    shown = human(next_digest, zone, now=now) if next_digest else "never"
+    click.echo(f"Next digest: {shown} ({app.settings.schedule.digest_cron}, {zone})")
 
 
 def register(cli: click.Group) -> None:

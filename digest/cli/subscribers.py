@@ -133,16 +133,32 @@ def subscribers_reactivate(app: App, email: str) -> None:
 @click.pass_obj
 def subscribers_list(app: App, as_json: bool, status: str | None) -> None:
     """List subscribers: email, status, regions, themes, times."""
+    from digest.common.dates import human
+    from digest.common.rhythms import described
+    from digest.mail.schedule import next_due
+
     with app.store() as store:
         found = store.subscribers()
+        now = store.now()
+        site_due = next_due(store, app.settings, now)
     found = [s for s in found if status is None or s.status == status]
     if as_json:
         click.echo(json.dumps([subscriber_json(s) for s in found], indent=2))
         return
+    schedule = app.settings.schedule
     for subscriber in found:
+        rhythm = subscriber.rhythm
+        if rhythm is None:
+            when = f"with everyone ({schedule.digest_cron}, {schedule.timezone})"
+            due, zone = site_due, schedule.timezone
+        else:
+            when, due, zone = described(rhythm), subscriber.next_due, rhythm.timezone
+        if subscriber.status == "active" and due is not None:
+            when += f", next {human(due, zone, now=now)}"
         prefs = " ".join(subscriber.regions + subscriber.themes) or "everything"
+        topics = "".join(f' "{topic}"' for topic in subscriber.topics)
         reason = f"  ({subscriber.reason})" if subscriber.reason else ""
-        click.echo(f"{subscriber.email:<40} {subscriber.status:<13} {prefs}{reason}")
+        click.echo(f"{subscriber.email:<32} {subscriber.status:<12} {when}; {prefs}{topics}{reason}")
     click.echo(f"{len(found)} subscriber{'s' if len(found) != 1 else ''}")
 
 

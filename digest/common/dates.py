@@ -59,6 +59,16 @@ def to_iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+def human(value: datetime, timezone: str = "UTC", *, now: datetime | None = None) -> str:
+    """A moment as the command line shows it to a person, in ``timezone`` (an IANA name):
+    "Tue 8 Dec 08:00 UTC", with the year when it is not ``now``'s."""
+    from zoneinfo import ZoneInfo
+
+    local = value.astimezone(ZoneInfo(timezone))
+    year = f" {local.year}" if now is not None and now.astimezone(local.tzinfo).year != local.year else ""
+    return f"{local:%a} {local.day} {local:%b}{year} {local:%H:%M %Z}"
+
+
 def from_iso(text: str) -> datetime:
     """Read an ISO 8601 timestamp; naive ones are taken as UTC."""
     value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))

@@ -143,6 +143,14 @@ def period_label(period: str) -> str:
 DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
+def described(rhythm: Rhythm) -> str:
+    """A rhythm in words: "weekly on Friday at 06:00 (Asia/Tokyo)"."""
+    on = {"weekly": f" on {DAY_NAMES[rhythm.weekday].title()}", "monthly": " on the 1st"}.get(
+        rhythm.cadence, ""
+    )
+    return f"{rhythm.cadence}{on} at {rhythm.hour:02d}:00 ({rhythm.timezone})"
+
+
 def weekday_name(number: int) -> str:
     return DAY_NAMES[number][:3]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from digest.common import query, rhythms
 from digest.common.errors import StoreError
@@ -23,6 +23,10 @@ from digest.mail.contents import Content, Selection, newcomer_since
 from digest.store import DigestRecord, Store, Subscriber
 
 log = logging.getLogger("digest")
+# A digest planned as of a moment further ahead of now than this is planned "ahead" (see
+# Planner.selections). Less is now: the clocks of two processes differ by that much, and
+# the service looks at rhythms once a minute.
+AHEAD = timedelta(minutes=1)
 # Matches of one topic in one digest that are counted (its "N more"); a digest shows far fewer.
 TOPIC_MATCHES = 1000
 
@@ -78,28 +82,42 @@ class Planner:
             return []
 
     def selections(
-        self, until: datetime, since: datetime | None = None, *, site_schedule: bool = True
+        self,
+        until: datetime,
+        since: datetime | None = None,
+        *,
+        site_schedule: bool = True,
+        everyone: bool = False,
     ) -> tuple[dict[int, Selection], list[tuple[int, datetime | None]]]:
         """Each subscriber's selection for a digest cut at ``until``, and when those on a
         rhythm of their own are next due. Chosen: those on the site's schedule (with
         ``site_schedule``: its cron fired, or the operator sends) and those whose own due
-        time has passed. Each starts at their last delivered digest (a newcomer: one period
-        back; ``since``: an operator's start for everyone). Not a subscriber whose previous
+        time has passed; with ``everyone``, every active subscriber, each on no period of
+        their rhythm (which goes on as it was, its next digest starting where this one
+        ends). Each starts at their last delivered digest (a newcomer: one period back;
+        ``since``: an operator's start for everyone). Not a subscriber whose previous
         digest is still pending: it goes out first, and the next one starts where it ends,
-        so no article reaches anyone twice however long a server defers."""
+        so no article reaches anyone twice however long a server defers. A digest planned
+        as of a moment ahead of now (`send --at`) records nothing ahead: those it finds due
+        by their rhythm get theirs as with ``everyone``."""
         if self.record:  # a dry run's answer is the same: those it would redate are not due now
             self._redate(until)
-        due = self.store.due_subscribers(until)
+        cut = self.cut(until)  # a newcomer looks back from what the digest can hold
+        due = [] if everyone else self.store.due_subscribers(until)
         on_site: list[Subscriber] = []
-        if site_schedule:
+        if site_schedule or everyone:
             waiting = self.store.subscribers_with_pending()
             on_site = [
-                s for s in self.store.subscribers("active") if s.rhythm is None and s.id not in waiting
+                s
+                for s in self.store.subscribers("active")
+                if (everyone or s.rhythm is None) and s.id not in waiting
             ]
             last = self.store.last_delivered()
         else:
             last = self.store.last_delivered([s.id for s in due]) if due else {}
-        cut = self.cut(until)  # a newcomer looks back from what the digest can hold
+        if until - cut > AHEAD:
+            on_site += due
+            due = []
         chosen = {s.id: Selection.of(since or last.get(s.id, newcomer_since(cut)), s) for s in on_site}
         next_due: list[tuple[int, datetime | None]] = []
         times: dict[rhythms.Rhythm, tuple[str, datetime, datetime]] = {}
@@ -124,8 +142,6 @@ class Planner:
                 # time: if it passed while the service was down, nothing since is lost.
                 first = rhythms.next_due(rhythm, subscriber.confirmed)
                 newcomer = min(newcomer, rhythms.previous_due(rhythm, first))
-            if newcomer >= cut:  # a period wholly ahead of now (send --at a future moment)
-                newcomer = newcomer_since(cut)
             start = since or last.get(subscriber.id) or newcomer
             chosen[subscriber.id] = Selection.of(start, subscriber, period)
             next_due.append((subscriber.id, following))
@@ -147,10 +163,18 @@ class Planner:
         fall between the two and never go out."""
         return min(until, self.store.now())
 
-    def plan(self, until: datetime, since: datetime | None = None, *, site_schedule: bool = True) -> Plan:
-        """The deliveries of a digest planned as of ``until`` (who is due then), with what has
-        come in up to :meth:`cut`: those whose selection has news."""
-        chosen, next_due = self.selections(until, since, site_schedule=site_schedule)
+    def plan(
+        self,
+        until: datetime,
+        since: datetime | None = None,
+        *,
+        site_schedule: bool = True,
+        everyone: bool = False,
+    ) -> Plan:
+        """The deliveries of a digest planned as of ``until`` (who is due then; ``everyone``:
+        every active subscriber), with what has come in up to :meth:`cut`: those whose
+        selection has news."""
+        chosen, next_due = self.selections(until, since, site_schedule=site_schedule, everyone=everyone)
         cut = self.cut(until)
         contents: dict[Selection, Content] = {}
         for selection in chosen.values():
@@ -160,13 +184,18 @@ class Planner:
         return Plan(news, len(chosen), len({sel for sel in news.values()}), next_due)
 
     def create(
-        self, until: datetime, since: datetime | None = None, *, site_schedule: bool = True
+        self,
+        until: datetime,
+        since: datetime | None = None,
+        *,
+        site_schedule: bool = True,
+        everyone: bool = False,
     ) -> str | None:
         """Plan a digest and record it with its pending deliveries; None when nobody has news
         (or every period in it was had already). Those due on their own rhythm are then next
         due at their next due time; a crash in between only plans them again, and the
         ledger keeps one digest per subscriber and period."""
-        plan = self.plan(until, since, site_schedule=site_schedule)
+        plan = self.plan(until, since, site_schedule=site_schedule, everyone=everyone)
         digest_id: str | None = None
         if plan.deliveries:
             cut = self.cut(until)

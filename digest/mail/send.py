@@ -34,7 +34,7 @@ from digest.mail.compose import Outgoing, outgoing
 from digest.mail.contents import Selection, newcomer_since
 from digest.mail.planner import Planner, sample_links
 from digest.mail.transport import Permanent, Temporary, Transport, send_once
-from digest.store import PendingDelivery, SettingsStore, Store, Subscriber
+from digest.store import PendingDelivery, SettingsStore, Store, Subscriber, SubscribersStore
 from digest.store.holders import died_here, holder_name, take_lease
 from digest.subscribers.lifecycle import binding, token
 from digest.subscribers.tokens import CONFIRM_SECONDS, secret_for
@@ -86,14 +86,20 @@ class Mailer:
         )
 
     async def plan(
-        self, now: datetime | None = None, since: datetime | None = None, *, site_schedule: bool = True
+        self,
+        now: datetime | None = None,
+        since: datetime | None = None,
+        *,
+        site_schedule: bool = True,
+        everyone: bool = False,
     ) -> str | None:
         """Create the digest of everyone due at ``now`` and its pending ledger rows; None when
         nobody has news. ``since`` makes every subscriber's digest start there instead of at
-        their last one; ``site_schedule``: those on the site's schedule are due too."""
+        their last one; ``site_schedule``: those on the site's schedule are due too;
+        ``everyone``: every active subscriber is (see :meth:`Planner.selections`)."""
         until = now or self.store.now()
         return await self.run(  # type: ignore[no-any-return]
-            self.planner.create, until, since, site_schedule=site_schedule
+            self.planner.create, until, since, site_schedule=site_schedule, everyone=everyone
         )
 
     def _prepared(self, selection: Selection, until: datetime, digest_id: str) -> compose.Prepared | None:
@@ -344,13 +350,14 @@ async def send_all(
     run: Run = in_place,
     plan: bool = True,
     site_schedule: bool = True,
+    everyone: bool = False,
 ) -> list[Report]:
     """Resume unfinished digests, then (with ``plan``) plan the digest of everyone due at
     ``now`` and send it; a report per digest. Due: those whose own rhythm's due time has
     passed, and (with ``site_schedule``: the operator sends, or the site's cron fired) those
-    on the site's schedule. Other processes on the database may be doing the same: one
-    plans at a time (the others wait, then help send what it planned), and they share the
-    deliveries."""
+    on the site's schedule; with ``everyone``, every active subscriber. Other processes on
+    the database may be doing the same: one plans at a time (the others wait, then help
+    send what it planned), and they share the deliveries."""
     if run is in_place and store.networked:
         # Each write waits on the server: made from a thread of their own, the messages in
         # flight go on meanwhile. One thread, so the store sees its calls one at a time.
@@ -364,6 +371,7 @@ async def send_all(
             return await send_all(
                 store, settings, now=now, transport=transport, progress=progress,
                 should_stop=should_stop, since=since, run=threaded, plan=plan, site_schedule=site_schedule,
+                everyone=everyone,
             )  # fmt: skip
     mailer: Mailer = await run(Mailer, store, settings)
     mailer.run = run
@@ -385,7 +393,7 @@ async def send_all(
                     return reports
                 await asyncio.sleep(0.25)  # another process is planning: its digest is ours to help send
             try:
-                await mailer.plan(now, since, site_schedule=site_schedule)
+                await mailer.plan(now, since, site_schedule=site_schedule, everyone=everyone)
             finally:
                 await run(store.release_lease, PLAN_LEASE, holder)
             await unfinished()
@@ -473,19 +481,36 @@ def preview_body(
 
 
 def dry_run_lines(
-    store: Store, settings: Settings, since: datetime | None = None, now: datetime | None = None
+    store: Store,
+    settings: Settings,
+    since: datetime | None = None,
+    now: datetime | None = None,
+    *,
+    everyone: bool = False,
 ) -> list[str]:
-    """What `digest send` (with ``since``, as `--since` says) would do at ``now``, doing
-    nothing: it writes nothing at all (a dump of the database before and after is equal)."""
+    """What `digest send` (with ``since``, as `--since` says; ``everyone``, as
+    `--everyone`) would do at ``now``, doing nothing: it writes nothing at all (a dump of
+    the database before and after is equal)."""
     planner = Planner(store, settings, record=False)
     lines = [
         f"digest {d.id}: {len(store.pending_deliveries(d.id))} deliveries to resume"
         for d in store.unfinished_digests()
     ]
-    plan = planner.plan(now or store.now(), since)
+    plan = planner.plan(now or store.now(), since, everyone=everyone)
     start = f" from {since:%Y-%m-%d %H:%M} UTC" if since else ""
     lines.append(
         f"new digest{start}: {len(plan.deliveries)} of {plan.considered} subscribers due have something"
         f" new ({plan.distinct} distinct selections)"
     )
     return lines
+
+
+def upcoming(store: SubscribersStore, now: datetime) -> tuple[datetime, int] | None:
+    """When the next subscriber on a rhythm of their own is due after ``now``, and how many
+    are due then; None when nobody is on one."""
+    times = [s.next_due for s in store.subscribers("active") if s.rhythm is not None and s.next_due]
+    ahead = [t for t in times if t > now]
+    if not ahead:
+        return None
+    first = min(ahead)
+    return first, ahead.count(first)
