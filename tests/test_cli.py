@@ -11,6 +11,7 @@ import re
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,17 @@ import pytest
 from digest.mail.schedule import NEXT_DUE
 from digest.store import open_store
 
-from .helpers import SEEDS, SEEDS_SOURCE, free_port, listed_articles, rss, run, wait_for, write_config
+from .helpers import (
+    SEEDS,
+    SEEDS_SOURCE,
+    free_port,
+    listed_articles,
+    rss,
+    run,
+    skip_or_fail,
+    wait_for,
+    write_config,
+)
 from .servers import FeedServer, Reply, Running, Serving
 
 
@@ -366,3 +377,40 @@ def test_shell_completion_works_as_the_docs_say(tmp_path: Path) -> None:
         timeout=60,
     )
     assert offered.stdout.split() == ["plain,send", "plain,serve"], offered.stderr
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 600 KB file system of its own (tmpfs; mounting needs root, as CI has)."""
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(folder)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        skip_or_fail(f"cannot mount a small file system: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_full_disk_is_one_line_and_the_database_works_once_there_is_room(tiny_disk: Path) -> None:
+    full = run("pull", cwd=tiny_disk)
+    line = _clean_failure(full)
+    assert line == f"digest: error: {tiny_disk / 'digest.db'}: cannot open database: database or disk is full"
+    # once there is room, the same database opens and the pull does all of its work
+    grown = subprocess.run(
+        ["mount", "-o", "remount,size=20m", str(tiny_disk)], capture_output=True, text=True
+    )
+    assert grown.returncode == 0, grown.stderr
+    again = run("pull", cwd=tiny_disk)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == "seeds: 40 new, 0 updated, 0 unchanged"
+
+
+def test_a_folder_given_as_the_config_is_said_to_be_one(tmp_path: Path) -> None:
+    (tmp_path / "conf.d").mkdir()
+    line = _clean_failure(run("--config", "conf.d", "pull", cwd=tmp_path))
+    assert line == "digest: error: conf.d: is a folder, not a config file (given by --config)"
+    assert not (tmp_path / "digest.db").exists()

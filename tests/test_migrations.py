@@ -370,3 +370,25 @@ def test_opening_an_up_to_date_database_does_not_load_sqlite_utils(tmp_path: Pat
 
     assert loaded() == "True"  # a new database: its steps run with sqlite-utils
     assert loaded() == "False"  # then up to date: one plain query, no sqlite_utils
+
+
+def test_a_database_made_by_a_newer_release_is_refused_in_one_line_and_left_alone(tmp_path: Path) -> None:
+    from .helpers import run
+
+    assert run("pull", cwd=tmp_path).returncode == 0
+    database = tmp_path / "digest.db"
+    with closing(sqlite3.connect(database)) as db, db:
+        db.execute(
+            "INSERT INTO migrations (id, name, applied) VALUES (?, '0099_from_a_later_release', ?)",
+            [len(MIGRATIONS) + 1, to_iso(utcnow())],
+        )
+    before = database.read_bytes()
+    for command in ("pull", "status", "articles"):
+        refused = run(command, cwd=tmp_path)
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+        assert refused.stderr.strip().splitlines() == [
+            f"digest: error: {database}: cannot open database: made by a newer release of digest (its schema has step"
+            f" {len(MIGRATIONS) + 1}, 0099_from_a_later_release, unknown to this one): upgrade digest,"
+            " or open a backup made before"
+        ]
+    assert database.read_bytes() == before

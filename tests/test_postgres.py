@@ -530,3 +530,24 @@ def test_an_older_database_gets_its_search_vectors_from_the_one_tokenizer(
         assert "0006_search_tokens" in store.applied_migrations()
         for words in ("covid-19", "ministers", "U.S.", '"loan talks"'):
             assert [a.id for a in store.search(parse(words))] == ["a0"], words
+
+
+def test_a_database_made_by_a_newer_release_is_refused_in_one_line(pg: str, tmp_path: Path) -> None:
+    config = _config(tmp_path, pg, f'[[sources]]\nname = "seeds"\nurl = "{SEEDS}"\n')
+    assert _digest(config, "pull").returncode == 0
+    with psycopg.connect(pg) as conn:
+        conn.execute(
+            "INSERT INTO migrations (id, name, applied) VALUES (%s, '0099_from_a_later_release', now())",
+            [len(MIGRATIONS) + 1],
+        )
+        count = conn.execute("SELECT count(*) FROM articles").fetchone()
+    refused = _digest(config, "pull")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    (line,) = refused.stderr.strip().splitlines()
+    assert line.endswith(
+        f": made by a newer release of digest (its schema has step {len(MIGRATIONS) + 1},"
+        " 0099_from_a_later_release, unknown to this one): upgrade digest, or open a backup made before"
+    ), line
+    assert "postgresql://" in line and "password" not in line
+    with psycopg.connect(pg) as conn:
+        assert conn.execute("SELECT count(*) FROM articles").fetchone() == count

@@ -257,6 +257,8 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         asked = ""
     if chosen is None:
         return _build({}, "embedded default", Path.cwd(), env)
+    if chosen.is_dir():
+        raise ConfigError(f"{chosen}: is a folder, not a config file (given by {asked})")
     if not chosen.is_file():
         raise ConfigError(f"{chosen}: config file not found (given by {asked})")
     try:

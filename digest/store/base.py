@@ -21,7 +21,7 @@ from typing import Any, Protocol, TypeVar
 from digest.common.dates import EARLIEST, Clock, from_iso, parse_date, to_iso, utcnow
 from digest.common.errors import StoreError
 from digest.common.query import index_text
-from digest.store.dialect import SQLITE, Area
+from digest.store.dialect import SQLITE, Area, newer_schema
 from digest.store.schema import MIGRATIONS
 
 BUSY_TIMEOUT_MS = 10_000
@@ -161,14 +161,18 @@ class SqliteBase(Area):
         # Up to date: steps 1 to N recorded in migrations, and sqlite-utils' record made (the
         # second SELECT reads nothing: naming the table fails the statement without it). One
         # plain query at every open; the runner, and sqlite_utils, load only when it says no.
+        # A step past ours: a newer release's database, refused before anything is written.
         try:
-            done = self._value(
-                "SELECT count(*) FROM migrations WHERE id BETWEEN 1 AND ?"
-                " UNION ALL SELECT 0 FROM _sqlite_migrations WHERE 0",
+            done, last = self.conn.execute(
+                "SELECT (SELECT count(*) FROM migrations WHERE id BETWEEN 1 AND ?), max(id) FROM migrations"
+                " UNION ALL SELECT 0, 0 FROM _sqlite_migrations WHERE 0",
                 [len(MIGRATIONS)],
-            )
+            ).fetchone()
         except sqlite3.OperationalError:
-            done = None  # no such table: a new database, or one of a release before sqlite-utils
+            done = last = None  # no such table: a new database, or one of a release before sqlite-utils
+        if last is not None and last > len(MIGRATIONS):
+            name = self._value("SELECT name FROM migrations WHERE id = ?", [last])
+            raise newer_schema(last, str(name))  # SqliteStore.open says where
         if done == len(MIGRATIONS):
             return []
         from digest.store.migrations import apply_pending

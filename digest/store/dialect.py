@@ -158,6 +158,17 @@ class Area:
 _SOURCE_ID = "SELECT id FROM sources WHERE name = ?"
 
 
+def newer_schema(number: int, name: str, where: str | None = None) -> StoreError:
+    """The error for a database whose schema has a step this release does not know: written
+    to by it, the newer release's data could be damaged. ``where``: the database, for a
+    caller that does not say it itself."""
+    text = (
+        f"made by a newer release of digest (its schema has step {number}, {name}, unknown to this"
+        " one): upgrade digest, or open a backup made before"
+    )
+    return StoreError(f"{where}: cannot open database: {text}" if where else text)
+
+
 def no_source(name: str) -> StoreError:
     """The error for a source name the database does not hold."""
     return StoreError(f"no source named {name!r} in the database")

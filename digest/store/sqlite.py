@@ -54,7 +54,8 @@ class SqliteStore(
                 store.migrate()
         except StoreError as exc:
             conn.close()
-            raise StoreError(f"{path}: cannot open database: {exc}") from exc
+            said = str(exc).removeprefix(f"{path}: ")  # the path once in the line
+            raise StoreError(f"{path}: cannot open database: {said}") from exc
         except sqlite3.Error as exc:
             conn.close()
             raise StoreError(f"{path}: cannot open database: {exc}") from exc

@@ -21,7 +21,7 @@ from digest.common import redact
 from digest.common.dates import Clock, utcnow
 from digest.common.errors import StoreError
 from digest.store.base import one_line
-from digest.store.dialect import POSTGRES, Area, Tx
+from digest.store.dialect import POSTGRES, Area, Tx, newer_schema
 from digest.store.postgres.schema import MIGRATIONS, apply
 
 # pg_advisory_xact_lock keys: any constants, the same in every worker.
@@ -157,7 +157,11 @@ class PgBase(Area):
                 "CREATE TABLE IF NOT EXISTS migrations"
                 " (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied TIMESTAMPTZ NOT NULL)"
             )
-            done = {row["id"] for row in conn.execute("SELECT id FROM migrations")}
+            known = {row["id"]: row["name"] for row in conn.execute("SELECT id, name FROM migrations")}
+            last = max(known, default=0)
+            if last > len(MIGRATIONS):  # a newer release's database: nothing written to it
+                raise newer_schema(last, known[last], self.where)
+            done = set(known)
             for number, (name, statements) in enumerate(MIGRATIONS, start=1):
                 if number in done:
                     continue
