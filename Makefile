@@ -10,7 +10,7 @@ EXTRAS := fulltext,postgres
 RUN_STAMP  := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install install-test bytecode run serve test test-dates lint typecheck unit bench bench-e2e bench-scale bench-due clean system-deps
+.PHONY: install install-test bytecode run serve test test-dates lint typecheck unit bench bench-e2e bench-scale bench-due clean system-deps lighthouse
 
 # Debian packages the end-to-end tests drive: newsboat (a feed reader), chromium, and
 # postgresql (the tests start a throwaway server of their own; Debian keeps its binaries
@@ -104,3 +104,9 @@ system-deps:
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+# Lighthouse (mobile) on the home, subscribe, region, article and preferences pages of a
+# throwaway instance on 127.0.0.1; installs npm's lighthouse into .lighthouse/ on first use
+# (Debian's chromium and npm needed). Fails unless every score is 100.
+lighthouse: bytecode
+	$(BIN)/python benchmarks/lighthouse.py

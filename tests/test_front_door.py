@@ -4,6 +4,7 @@ and in the static one."""
 
 from __future__ import annotations
 
+import gzip
 import re
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import httpx
 from digest.config import Settings
 from digest.publish.site import publish_site
 from digest.store import open_store
+from digest.subscribers.lifecycle import add, token
+from digest.subscribers.tokens import secret_for
 
 from .servers import AppServer
 
@@ -47,3 +50,39 @@ def test_the_static_site_has_them_too(served_seeds: tuple[AppServer, Settings], 
         publish_site(settings, store, tmp_path / "site")
     assert (tmp_path / "site" / "favicon.svg").read_bytes().startswith(b"<svg")
     assert "Disallow: /unsubscribe/" in (tmp_path / "site" / "robots.txt").read_text()
+
+
+def _tokenless(html: str) -> str:
+    # The subscribe form's signed token is new on every answer; the rest of a page is not.
+    return re.sub(r'name="form_token" value="[^"]*"', "", html)
+
+
+def test_every_html_answer_is_gzipped_once(served_seeds: tuple[AppServer, Settings]) -> None:
+    """Pages built for each request (the subscribe form, a subscriber's preferences, a
+    message page, a 404) come gzipped like the cached ones, and a cached page is not
+    compressed twice; each decompresses to the page a client without gzip gets."""
+    server, settings = served_seeds
+    with open_store(settings.database.path) as store:
+        ann = add(store, "gzip@example.org", confirmed=True)
+        preferences = f"/preferences/{token(secret_for(store, None), 'preferences', ann)}"
+    answers = (
+        ("/subscribe", 200),
+        (preferences, 200),
+        ("/confirm/not-a-token", 400),
+        ("/no/such/page", 404),
+        ("/", 200),
+    )
+    with httpx.Client(base_url=server.url("")) as client:
+        for path, status in answers:
+            with client.stream("GET", path, headers={"Accept-Encoding": "gzip"}) as packed:
+                raw = b"".join(packed.iter_raw())
+            plain = client.get(path, headers={"Accept-Encoding": "identity"})
+            assert packed.status_code == plain.status_code == status, path
+            assert packed.headers.get("content-encoding") == "gzip", path
+            assert "accept-encoding" in packed.headers["vary"].lower(), path
+            assert "content-encoding" not in plain.headers and plain.text.startswith("<!doctype html>"), path
+            assert _tokenless(gzip.decompress(raw).decode()) == _tokenless(plain.text), path
+            assert plain.headers["vary"].lower().count("accept-encoding") == 1, path  # said once
+    for path in ("/subscribe", "/"):  # built for the request, and from the cache
+        refused = httpx.get(server.url(path), headers={"Accept-Encoding": "gzip;q=0, identity"})
+        assert refused.status_code == 200 and "content-encoding" not in refused.headers, path

@@ -28,6 +28,7 @@ from digest.feedback.webhooks import Fetch, fetch_https
 from digest.mail import confirmations
 from digest.web import errors, pages, subscribe, webhooks, websub
 from digest.web.cache import Cache, Rendered
+from digest.web.compress import Gzip
 from digest.web.guard import MAX_BODY, PUSH_BODY, BodyLimit, HostCheck, SecurityHeaders, allowed_hosts
 from digest.web.health import healthz, metrics_text
 from digest.web.state import Health, WebState, state_of
@@ -74,6 +75,9 @@ def create_app(settings: Settings, health: Health | None = None, fetch: Fetch = 
         Middleware(SecurityHeaders),  # outermost: on every answer, the 400 and 413 below included
         Middleware(HostCheck, hosts=allowed_hosts(settings)),
         Middleware(BodyLimit, limit=MAX_BODY, paths={"/websub/": PUSH_BODY}),
+        # Innermost: pages built per request gzipped; the cache's gzip passes as it is.
+        # (Not Starlette's GZipMiddleware: it says Vary twice on the cache's answers.)
+        Middleware(Gzip),
     ]
     app = Starlette(
         routes=ROUTES,

@@ -156,6 +156,19 @@ def _size(key: tuple[str, ...], rendered: Rendered) -> int:
     return len(rendered.body) + len(rendered.gzipped or b"") + sum(len(part) for part in key) + 400
 
 
+def accepts_gzip(header: str) -> bool:
+    """Whether an ``Accept-Encoding`` value allows gzip (``gzip;q=0`` refuses it)."""
+    for item in header.lower().split(","):
+        name, *params = (part.strip() for part in item.split(";"))
+        if name in ("gzip", "x-gzip", "*"):
+            weights = [p[2:] for p in params if p.startswith("q=")]
+            try:
+                return not weights or float(weights[0]) > 0
+            except ValueError:
+                return False
+    return False
+
+
 def respond(request: Request, rendered: Rendered, cache_control: str) -> Response:
     """Send ``rendered``: 304 when the client's copy is current, gzip when it accepts it."""
     headers = {"ETag": rendered.etag, "Cache-Control": cache_control, "Vary": "Accept-Encoding"}
@@ -164,7 +177,7 @@ def respond(request: Request, rendered: Rendered, cache_control: str) -> Respons
     if rendered.status == 200 and _not_modified(request, rendered):
         return Response(status_code=304, headers=headers)
     body = rendered.body
-    if rendered.gzipped is not None and "gzip" in request.headers.get("accept-encoding", ""):
+    if rendered.gzipped is not None and accepts_gzip(request.headers.get("accept-encoding", "")):
         body = rendered.gzipped
         headers["Content-Encoding"] = "gzip"
     return Response(body, status_code=rendered.status, media_type=rendered.media_type, headers=headers)
