@@ -84,5 +84,8 @@ def test_every_html_answer_is_gzipped_once(served_seeds: tuple[AppServer, Settin
             assert _tokenless(gzip.decompress(raw).decode()) == _tokenless(plain.text), path
             assert plain.headers["vary"].lower().count("accept-encoding") == 1, path  # said once
     for path in ("/subscribe", "/"):  # built for the request, and from the cache
-        refused = httpx.get(server.url(path), headers={"Accept-Encoding": "gzip;q=0, identity"})
-        assert refused.status_code == 200 and "content-encoding" not in refused.headers, path
+        for refusing in ("gzip;q=0, identity", "*;q=1, gzip;q=0"):
+            refused = httpx.get(server.url(path), headers={"Accept-Encoding": refusing})
+            assert refused.status_code == 200 and "content-encoding" not in refused.headers, (path, refusing)
+        anything = httpx.get(server.url(path), headers={"Accept-Encoding": "br;q=1, *;q=0.5"})
+        assert anything.headers.get("content-encoding") == "gzip", path

@@ -426,8 +426,11 @@ def test_the_confirmed_page_says_the_rhythm_the_next_delivery_and_links_the_pref
         sent = {"email": "kim@example.org", "topic": ["Laos OR Mekong", ""], **chosen}
         answer = client.post("/subscribe", data={**sent, "form_token": _token(client)})
         assert answer.status_code == 200, answer.text
+        shown = client.get(_path(_confirm_link(outbox)))
         done = client.post(_path(_confirm_link(outbox)))
         assert done.status_code == 200 and "Subscribed" in done.text
+        # pages of one subscriber's (the address, the preferences link) are kept by no cache
+        assert shown.headers["cache-control"] == done.headers["cache-control"] == "no-store"
         # the rhythm chosen and when it first comes, in the reader's own zone
         assert "daily digest" in done.text
         when = re.search(
@@ -440,6 +443,9 @@ def test_the_confirmed_page_says_the_rhythm_the_next_delivery_and_links_the_pref
         assert link, done.text
         prefs = client.get(_path(link.group(1)))
         assert prefs.status_code == 200 and "kim@example.org" in prefs.text
+        assert prefs.headers["cache-control"] == "no-store"
+        leave = client.get(_path(link.group(1)).replace("/preferences/", "/unsubscribe/"))
+        assert leave.headers["cache-control"] == "no-store"  # even for a link that is not valid
         assert "Laos OR Mekong" in prefs.text  # the topic as typed
     with open_store(settings.database.path) as store:
         kim = store.subscriber(email="kim@example.org")

@@ -4,6 +4,8 @@ send them as the browser sends them, and see the next delivery in the reader's o
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.policy import default
@@ -258,3 +260,31 @@ def test_the_confirmation_names_the_rhythm_chosen(tmp_path: Path, rhythm: Rhythm
         message = message_from_bytes(confirmation_message(store, settings, ann).data, policy=default)
     text = message.get_content()  # type: ignore[attr-defined]
     assert f"asked to receive {words} China Watch at ann@example.org" in " ".join(text.split())
+
+
+def test_a_topic_as_typed_carries_no_control_characters_nor_a_formula_into_a_terminal_or_csv(
+    tmp_path: Path,
+) -> None:
+    """Topics are kept as typed (issue 29): what a visitor types must still not drive the
+    operator's terminal (escape sequences, forged lines) nor a spreadsheet (formulas)."""
+    from digest.subscribers.lifecycle import export_csv, import_csv
+
+    hostile = "mekong\x1b[2J\x1b]0;pwned\x07\nbob@x.org active FAKE\u200b LINE"
+    formula = '=HYPERLINK("http://evil.example/")'
+    config = write_config(tmp_path, "")
+    add_subscribers(
+        config, "ann@example.org", options=("--confirmed", "--topic", formula, "--topic", hostile)
+    )
+    [ann] = listed_subscribers(config)
+    assert ann["topics"] == [formula, "mekong [2J ]0 pwned bob@x.org active FAKE LINE"]
+    shown = run("--config", str(config), "subscribers", "list", cwd=tmp_path)
+    assert shown.returncode == 0 and "\x1b" not in shown.stdout and "\x07" not in shown.stdout
+    assert shown.stdout.splitlines()[1:] == ["1 subscriber"]  # ann's one line, and the count
+    with open_store(tmp_path / "test.db") as store:
+        exported = export_csv(store)
+        [cells] = list(csv.DictReader(io.StringIO(exported)))
+        assert cells["topics"].startswith("'=HYPERLINK")  # a spreadsheet shows it as text
+        assert not any(value.startswith(("=", "+", "-", "@")) for value in cells.values())
+        assert import_csv(exported, store, [], []).errors == []
+        again = store.subscriber(email="ann@example.org")
+    assert again is not None and list(again.topics) == ann["topics"]  # the round trip keeps them

@@ -131,13 +131,25 @@ def parse(text: str) -> Query:
     return Query(tuple(tuple(choice) for choice in choices), tuple(none_of))
 
 
+def as_typed(text: str) -> str:
+    """A topic as typed, made safe to keep and show: control and format characters (escape
+    sequences for a terminal, newlines that would forge a line, invisible marks) and ";"
+    (which separates topics in a CSV cell) become spaces, as a query reads them anyway;
+    runs of spaces become one."""
+    if text.isascii() and text.isprintable() and ";" not in text:
+        return " ".join(text.split())
+    kept = (" " if ch == ";" or unicodedata.category(ch) in ("Cc", "Cf") else ch for ch in text)
+    return " ".join("".join(kept).split())
+
+
 def topics(texts: list[str]) -> tuple[str, ...]:
-    """A subscriber's search topics as they typed them (ends trimmed, blank ones dropped; of
-    two with the same normal form, the first), or QueryError naming the topic at fault.
+    """A subscriber's search topics as they typed them (see :func:`as_typed`; blank ones
+    dropped; of two with the same normal form, the first), or QueryError naming the topic at
+    fault.
     Kept as typed for the reader to recognise; searched case-insensitively all the same."""
     found: dict[str, str] = {}
     for text in texts:
-        typed = text.strip()
+        typed = as_typed(text)
         if not typed:
             continue
         try:

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 from digest.common import metrics
 from digest.common.errors import DigestError, SendError
+from digest.common.sanitize import one_line
 from digest.config import Settings
 from digest.mail import compose, verp
 from digest.mail.channels import transport_for
@@ -271,7 +272,8 @@ class _Sending:
         await self.mailer.run(self.mailer._record, self.digest_id, delivery, outcome, **details)
 
     def _problem(self, problem: str) -> None:
-        self.report.first_problem = self.report.first_problem or problem
+        # A server's reply may span lines: the report is said on one (the CLI, the log).
+        self.report.first_problem = self.report.first_problem or one_line(problem)
 
 
 class _Claims:

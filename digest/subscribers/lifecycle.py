@@ -306,7 +306,7 @@ def import_csv(
         try:
             if extra:
                 raise SubscriberError(f"{len(extra)} more cells than the header has columns")
-            record = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
+            record = {(k or "").strip().lower(): _from_cell((v or "").strip()) for k, v in raw.items()}
             email = normalise_email(record.get("email", ""))
             existing = known.get(email.lower())
             change = _import_change(email, record, existing, header, regions, themes, now)
@@ -390,20 +390,32 @@ def export_csv(store: SubscribersStore) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_FIELDS)
     for subscriber in store.subscribers():
-        writer.writerow(
-            [
-                subscriber.email,
-                subscriber.status,
-                " ".join(subscriber.regions),
-                " ".join(subscriber.themes),
-                *(_rhythm_cells(subscriber.rhythm)),
-                f"{TOPIC_SEPARATOR} ".join(subscriber.topics),
-                to_iso(subscriber.created),
-                to_iso(subscriber.confirmed) if subscriber.confirmed else "",
-                to_iso(subscriber.unsubscribed) if subscriber.unsubscribed else "",
-            ]
-        )
+        cells = [
+            subscriber.email,
+            subscriber.status,
+            " ".join(subscriber.regions),
+            " ".join(subscriber.themes),
+            *(_rhythm_cells(subscriber.rhythm)),
+            f"{TOPIC_SEPARATOR} ".join(subscriber.topics),
+            to_iso(subscriber.created),
+            to_iso(subscriber.confirmed) if subscriber.confirmed else "",
+            to_iso(subscriber.unsubscribed) if subscriber.unsubscribed else "",
+        ]
+        writer.writerow([_to_cell(cell) for cell in cells])
     return out.getvalue()
+
+
+# A cell a spreadsheet would take for a formula is written with a leading "'" (shown as
+# text), which the import takes off again: a topic or an address can start so.
+_FORMULA_STARTS = ("=", "+", "-", "@")
+
+
+def _to_cell(value: str) -> str:
+    return f"'{value}" if value.startswith(_FORMULA_STARTS) else value
+
+
+def _from_cell(value: str) -> str:
+    return value[1:] if value.startswith("'") and value[1:].startswith(_FORMULA_STARTS) else value
 
 
 def _rhythm_cells(rhythm: Rhythm | None) -> list[str]:

@@ -157,15 +157,19 @@ def _size(key: tuple[str, ...], rendered: Rendered) -> int:
 
 
 def accepts_gzip(header: str) -> bool:
-    """Whether an ``Accept-Encoding`` value allows gzip (``gzip;q=0`` refuses it)."""
+    """Whether an ``Accept-Encoding`` value allows gzip: its own entry decides (``gzip;q=0``
+    refuses it, whatever ``*`` says), else ``*``'s."""
+    weights: dict[str, float] = {}
     for item in header.lower().split(","):
         name, *params = (part.strip() for part in item.split(";"))
-        if name in ("gzip", "x-gzip", "*"):
-            weights = [p[2:] for p in params if p.startswith("q=")]
-            try:
-                return not weights or float(weights[0]) > 0
-            except ValueError:
-                return False
+        given = [p[2:] for p in params if p.startswith("q=")]
+        try:
+            weights.setdefault(name, float(given[0]) if given else 1.0)
+        except ValueError:
+            weights.setdefault(name, 0.0)
+    for name in ("gzip", "x-gzip", "*"):
+        if name in weights:
+            return weights[name] > 0
     return False
 
 

@@ -59,7 +59,7 @@ async def confirm(request: Request) -> Response:
     state = web_state(request)
     token, post = request.path_params["token"], request.method == "POST"
     allowed = not post or same_origin(request, state.settings)
-    return await run_in_threadpool(_confirm, state, token, post, allowed)
+    return private(await run_in_threadpool(_confirm, state, token, post, allowed))
 
 
 async def unsubscribe(request: Request) -> Response:
@@ -70,7 +70,7 @@ async def unsubscribe(request: Request) -> Response:
     # the token in the link is what authorises it. Our own button comes with an Origin.
     one_click = post and (await request.form()).get("List-Unsubscribe") == "One-Click"
     allowed = not post or one_click or same_origin(request, state.settings)
-    return await run_in_threadpool(_unsubscribe, state, token, post, allowed)
+    return private(await run_in_threadpool(_unsubscribe, state, token, post, allowed))
 
 
 async def preferences(request: Request) -> Response:
@@ -79,7 +79,14 @@ async def preferences(request: Request) -> Response:
     token, post = request.path_params["token"], request.method == "POST"
     allowed = not post or same_origin(request, state.settings)
     form = await request.form() if post and allowed else None
-    return await run_in_threadpool(_preferences, state, token, allowed, form)
+    return private(await run_in_threadpool(_preferences, state, token, allowed, form))
+
+
+def private(response: Response) -> Response:
+    """A page of one subscriber's (their address, their choices, their preferences link):
+    kept by no cache, shared or the browser's."""
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 # --- the answers (in a worker thread) ---------------------------------------------------------
