@@ -232,6 +232,23 @@ def test_data_version_moves_when_another_connection_commits(
     assert store.data_version() != before
 
 
+def test_data_version_moves_for_what_pages_show_and_not_for_bookkeeping(
+    store: Store, backend: Backend, tmp_path: Path
+) -> None:
+    """The web caches watch data_version: rate-limit hits, leases and claims (written by
+    every search, every tick) must not empty them (issue 30); a pull must."""
+    store.sync_sources([SourceSpec("s", "https://x.org/a", "feed")])
+    with backend.open(tmp_path) as other:
+        before = store.data_version()
+        assert other.allow_hit("search:client", limit=100, window=60, now=T0)
+        assert other.acquire_lease("plan", "me", 60)
+        other.release_lease("plan", "me")
+        assert other.claim_source("s", "me", 60)
+        assert store.data_version() == before
+        other.save_articles("s", [_article(7)], now=T0)
+        assert store.data_version() != before
+
+
 # --- sources ------------------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from digest.config import Settings
-from digest.store import Store, open_store
+from digest.store import SourceSpec, Store, open_store
 
 from .helpers import SEEDS, SEEDS_SOURCE, pulled, rss, run, settings_for, stored_articles, write_config
 from .servers import AppServer, FeedServer, Reply, Serving
@@ -269,3 +269,32 @@ def test_last_modified_moves_when_an_older_dated_article_arrives(
     assert email.utils.parsedate_to_datetime(
         after.headers["last-modified"]
     ) > email.utils.parsedate_to_datetime(before.headers["last-modified"])
+
+
+def test_searches_and_other_bookkeeping_never_empty_the_page_cache(tmp_path: Path) -> None:
+    """A search writes a rate-limit hit; that emptied every cached page and feed at the next
+    check, and kept no search page (issue 30). Only what pages show empties the cache."""
+    from digest.web.cache import RECHECK
+
+    settings = settings_for(tmp_path, f'[[sources]]\nname = "s"\nurl = "{SEEDS}"\n')
+    pulled(settings)
+    with AppServer(settings) as server, httpx.Client(base_url=server.url(""), timeout=10) as client:
+        entries = server.app.state.cache._entries
+
+        def kept(path: str) -> object:
+            return next(value for key, value in entries.items() if path in "".join(key))
+
+        assert client.get("/feed.atom").status_code == 200
+        feed = kept("feed")
+        for query in ("laos", "mekong", "laos OR mekong", "laos"):
+            assert client.get("/search", params={"q": query}).status_code == 200
+        time.sleep(RECHECK + 0.3)
+        assert client.get("/feed.atom").status_code == 200
+        assert kept("feed") is feed  # the same rendering: not built again
+        assert client.get("/search", params={"q": "laos"}).status_code == 200
+        assert any("laos" in "".join(key) for key in entries)  # the search page is kept too
+        with open_store(settings.database.path) as store:  # what pages show changes
+            store.sync_sources([SourceSpec("other", "https://other.example/feed", "feed")])
+        time.sleep(RECHECK + 0.3)
+        assert client.get("/feed.atom").status_code == 200
+        assert kept("feed") is not feed

@@ -21,7 +21,7 @@ from typing import Any, Protocol, TypeVar
 from digest.common.dates import EARLIEST, Clock, from_iso, parse_date, to_iso, utcnow
 from digest.common.errors import StoreError
 from digest.common.query import index_text
-from digest.store.dialect import SQLITE, Area, newer_schema
+from digest.store.dialect import SQLITE, Area, Tx, newer_schema
 from digest.store.schema import MIGRATIONS
 
 BUSY_TIMEOUT_MS = 10_000
@@ -197,8 +197,14 @@ class SqliteBase(Area):
             raise StoreError(f"{target}: backup failed: {exc}") from exc
 
     def data_version(self) -> int:
-        """A number that changes whenever another connection commits (PRAGMA data_version)."""
-        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+        """A number that changes whenever a write that pages or feeds show is committed (the
+        ``changes`` counter, as on PostgreSQL; not SQLite's data_version, which every commit
+        moves, a rate-limit hit's too)."""
+        return int(self.conn.execute("SELECT counter FROM changes WHERE id = 1").fetchone()[0])
+
+    def _changed(self, tx: Tx) -> None:
+        """Count a change pages and feeds show (in the writer's transaction)."""
+        tx.execute("UPDATE changes SET counter = counter + 1 WHERE id = 1")
 
     # --- helpers -------------------------------------------------------------------------
 

@@ -13,8 +13,8 @@ advisory locks, ``COPY``, the layout of an article's text and evidence) stays in
 backend's area classes, which extend the shared ones.
 
 :class:`Area` is what an area's shared methods may use of a store: a transaction, reading
-helpers, the store's clock, and ``_changed`` (the counter PostgreSQL's web caches watch;
-SQLite's own ``data_version`` needs nothing)."""
+helpers, the store's clock, and ``_changed`` (the counter the web's caches watch, on both
+backends: bookkeeping writes do not move it)."""
 
 from __future__ import annotations
 
@@ -143,7 +143,8 @@ class Area:
         return self._write()
 
     def _changed(self, tx: Tx) -> None:
-        """Count a change pages and feeds show (PostgreSQL); nothing on SQLite."""
+        """Count a change pages and feeds show, in ``tx`` (each backend's base does)."""
+        raise NotImplementedError
 
     def _known_source(self, name: str) -> int:
         """The id of the source called ``name``; StoreError if there is none."""

@@ -291,6 +291,7 @@ class SqliteLedgerArea(LedgerArea):
             )
             if not count:
                 conn.execute("DELETE FROM digests WHERE id = ?", [digest_id])
+            self._changed(conn)
         return count
 
     def claim_deliveries(

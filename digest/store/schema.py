@@ -474,6 +474,14 @@ def _rebuild(db: Database, name: str, *, drop: set[str]) -> None:
             db.execute(sql)
 
 
+def _changes(db: Database) -> None:
+    # What the web's caches watch, as on PostgreSQL: bumped by every write pages or feeds
+    # show (``_changed``), not by bookkeeping (rate-limit hits, leases, claims), which
+    # moved SQLite's data_version and emptied the caches at every search.
+    db.execute("CREATE TABLE changes (id INTEGER PRIMARY KEY CHECK (id = 1), counter INTEGER NOT NULL)")
+    db.execute("INSERT INTO changes (id, counter) VALUES (1, 0)")
+
+
 # Append-only: a released step is never changed in effect, a change is a new entry.
 MIGRATIONS: list[tuple[str, Step]] = [
     ("0001_initial", _initial),
@@ -495,6 +503,7 @@ MIGRATIONS: list[tuple[str, Step]] = [
     ("0017_dropped", _dropped),
     ("0018_pages", _pages),
     ("0019_search_tokens", _search_tokens),
+    ("0020_changes", _changes),
 ]
 
 

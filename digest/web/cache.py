@@ -1,8 +1,9 @@
 """Rendered answers kept in memory, and sending them the way feed readers like.
 
-Every feed and page is rendered once per change of the database and kept, with its gzip
-form, a weak ETag and Last-Modified. A change is noticed through SQLite's ``data_version``
-(any commit by another connection, such as a pull, bumps it), checked at most once per
+Every feed and page is rendered once per change of what they show and kept, with its gzip
+form, a weak ETag and Last-Modified. A change is noticed through the store's
+``data_version`` (a counter every write pages and feeds show bumps, such as a pull's;
+bookkeeping such as a search's rate-limit hit does not), checked at most once per
 ``RECHECK`` seconds; a cached answer costs no database work at all. Only 200s are kept,
 within a byte limit, least recently used dropped first.
 """
