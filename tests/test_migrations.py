@@ -118,6 +118,9 @@ def test_a_database_of_the_release_before_opens_with_nothing_run_again(dump: Pat
         assert newcomer == (1, 0)
         dee = store.subscriber(email="dee@example.org")
         assert dee is not None and dee.id == 5  # never cid's 4, removed in the release before
+        counted, kept = store.group_counts(), store.group_totals()  # 0021 counted what was there
+        assert (kept.regions, kept.themes) == (counted.regions, counted.themes) and kept.regions
+        assert store.count_articles() == len(store.articles()) > 0
 
     after = _plain(path, "migrations")
     assert after[: len(records)] == records  # nothing the release applied ran again
@@ -148,6 +151,8 @@ def test_a_new_database_has_the_schema_of_one_made_by_the_release_before(tmp_pat
             ("table", "_sqlite_migrations"),
             ("index", "idx__sqlite_migrations_migration_set_name"),
             ("table", "changes"),  # 0020, after the release
+            ("table", "group_totals"),  # 0021
+            *(("trigger", f"group_totals_{event}") for event in ("ai", "ad", "au")),
         }
         assert added == expected, dump.name  # all else the released code made already
 

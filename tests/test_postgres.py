@@ -27,6 +27,7 @@ import httpx
 import psycopg
 import pytest
 
+from digest.store import open_store
 from digest.store.postgres.schema import MIGRATIONS
 from tests import pgcluster
 
@@ -367,6 +368,11 @@ def test_db_copy_round_trip_keeps_everything_and_old_links_work(
         ]
         assert after == before
     assert json.loads(before[0]) and len(json.loads(before[0])) == 40
+    for target in (pg, tmp_path / "back.db", tmp_path / "also.db"):  # the kept totals came along
+        with open_store(target) as store:
+            counted, kept = store.group_counts(), store.group_totals()
+            assert (kept.regions, kept.themes) == (counted.regions, counted.themes) and kept.regions
+            assert store.count_articles() == 40
 
     # The token secret came along: an unsubscribe link mailed before the move still works.
     path = link.split("8080", 1)[1]

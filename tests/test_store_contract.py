@@ -505,6 +505,45 @@ def test_evidence_groups_and_frequencies(store: Store) -> None:
     assert store.source_frequencies("s") == (0, {}, {})
 
 
+def _totals_agree(store: Store) -> None:
+    """The kept totals say what counting every article says."""
+    counted, kept = store.group_counts(), store.group_totals()
+    assert kept.regions == counted.regions and kept.themes == counted.themes and kept.stories == ()
+    assert store.count_articles() == len(store.articles())
+
+
+def test_group_totals_are_kept_as_articles_come_change_and_go(store: Store) -> None:
+    """The home page's counts and every page's article count are read from totals kept as
+    articles are written, not counted over the whole database (issue 30)."""
+    _totals_agree(store)
+    _with_articles(store, 5)
+    _totals_agree(store)
+    store.set_groups(
+        [
+            Groups("a0", ("southeast-asia", "europe"), ("trade",), Evidence.of("a0", (), {})),
+            Groups("a1", ("europe",), ("trade", "security"), Evidence.of("a1", (), {})),
+            Groups("a2", ("europe", "africa"), (), Evidence.of("a2", (), {})),
+        ]
+    )
+    _totals_agree(store)
+    assert [(r.slug, r.articles, r.primary) for r in store.group_totals().regions] == [
+        ("europe", 3, 2),
+        ("africa", 1, 0),
+        ("southeast-asia", 1, 1),
+    ]
+    store.set_groups([Groups("a0", ("africa",), (), Evidence.of("a0", (), {}))])  # classified again
+    _totals_agree(store)
+    assert store.drop_articles([("a2", "drop: title:/x/"), ("a9", "drop: none such")], now=T0) == 1
+    _totals_agree(store)
+    assert [(r.slug, r.articles, r.primary) for r in store.group_totals().regions] == [
+        ("africa", 1, 1),
+        ("europe", 1, 1),
+    ]
+    store.save_articles("s", [_article(7)], now=T0 + timedelta(hours=1))
+    _totals_agree(store)
+    assert store.count_articles() == 5
+
+
 def test_stories_replace_and_count(store: Store) -> None:
     _with_articles(store, 4)
     rows = store.story_inputs()
@@ -977,6 +1016,7 @@ CALLS: dict[str, Callable[[Store, Path], Any]] = {
     "story_inputs": lambda s, p: s.story_inputs(),
     "save_stories": lambda s, p: s.save_stories(["a0"], []),
     "group_counts": lambda s, p: s.group_counts(),
+    "group_totals": lambda s, p: s.group_totals(),
     "setting": lambda s, p: s.setting("new", lambda: "v"),
     "get_setting": lambda s, p: s.get_setting("k"),
     "put_setting": lambda s, p: s.put_setting("k", "v2"),

@@ -121,7 +121,7 @@ class Site:
 
     def index(self, store: ArticlesAndGrouping) -> str:
         recent = store.articles(limit=INDEX_WINDOW)
-        counts = store.group_counts()
+        counts = store.group_totals()  # kept as articles come: not a count over them all
         by_region = self._grouped(recent, "regions", {r.slug: r.articles for r in counts.regions})
         by_theme = self._grouped(recent, "themes", {t.slug: t.articles for t in counts.themes})
         groups = [s for s in self.specs if s.kind == "site"] + [

@@ -407,6 +407,13 @@ class GroupingStore(ClockStore, Protocol):
         stored."""
         ...
 
+    def group_totals(self) -> GroupCounts:
+        """Regions and themes with their article counts over every stored article, as
+        ``group_counts()`` gives them, and no stories: read from totals the database keeps
+        as articles are stored, classified and removed, so its cost does not grow with the
+        number of articles (the home page's)."""
+        ...
+
     def group_counts(self, since: datetime | None = None) -> GroupCounts:
         """Regions and themes with their article counts (regions with how many have them
         first), most articles first, ties by slug (byte order); stories of at least two

@@ -193,6 +193,20 @@ class GroupingArea(Area):
             ),
         )
 
+    def group_totals(self) -> GroupCounts:
+        """As ``group_counts()`` over every article, without stories, read from the totals the
+        database keeps (see the schema)."""
+        bytewise = self.dialect.bytewise
+        rows = self._rows(
+            "SELECT kind, slug, articles, lead FROM group_totals WHERE kind IN ('region', 'theme')"
+            f" AND articles > 0 ORDER BY articles DESC, slug{bytewise}"
+        )
+        return GroupCounts(
+            tuple(RegionCount(r["slug"], r["articles"], r["lead"]) for r in rows if r["kind"] == "region"),
+            tuple(ThemeCount(r["slug"], r["articles"]) for r in rows if r["kind"] == "theme"),
+            (),
+        )
+
     def _classified(self, tx: Tx, rows: list[Groups]) -> None:
         """Store the scores and the evidence of articles just classified, marking them so."""
         raise NotImplementedError

@@ -482,6 +482,56 @@ def _changes(db: Database) -> None:
     db.execute("INSERT INTO changes (id, counter) VALUES (1, 0)")
 
 
+def _group_totals(db: Database) -> None:
+    # How many articles there are, and in each region (with how many have it first) and
+    # theme, kept by triggers as articles are stored, classified and removed: the home
+    # page and every page's footer read a few rows, not the whole articles table (issue 30).
+    db.execute(
+        "CREATE TABLE group_totals (kind TEXT NOT NULL, slug TEXT NOT NULL, articles INTEGER NOT NULL,"
+        " lead INTEGER NOT NULL, PRIMARY KEY (kind, slug)) WITHOUT ROWID"
+    )
+    db.execute("INSERT INTO group_totals SELECT 'all', '', count(*), 0 FROM articles")
+    db.execute(
+        "INSERT INTO group_totals SELECT 'region', r.value, count(*), sum(r.key = 0)"
+        " FROM articles a, json_each(a.regions) r GROUP BY r.value"
+    )
+    db.execute(
+        "INSERT INTO group_totals SELECT 'theme', t.value, count(*), 0"
+        " FROM articles a, json_each(a.themes) t GROUP BY t.value"
+    )
+    counted = {
+        "NEW": (
+            "INSERT INTO group_totals (kind, slug, articles, lead)"
+            " SELECT 'region', value, 1, key = 0 FROM json_each(NEW.regions) WHERE true"
+            " ON CONFLICT (kind, slug) DO UPDATE SET articles = articles + 1, lead = lead + excluded.lead;"
+            " INSERT INTO group_totals (kind, slug, articles, lead)"
+            " SELECT 'theme', value, 1, 0 FROM json_each(NEW.themes) WHERE true"
+            " ON CONFLICT (kind, slug) DO UPDATE SET articles = articles + 1;"
+        ),
+        "OLD": (
+            "UPDATE group_totals SET articles = articles - 1,"
+            " lead = lead - (slug IS json_extract(OLD.regions, '$[0]'))"
+            " WHERE kind = 'region' AND slug IN (SELECT value FROM json_each(OLD.regions));"
+            " UPDATE group_totals SET articles = articles - 1"
+            " WHERE kind = 'theme' AND slug IN (SELECT value FROM json_each(OLD.themes));"
+        ),
+    }
+    db.execute(
+        "CREATE TRIGGER group_totals_ai AFTER INSERT ON articles BEGIN"
+        " INSERT INTO group_totals (kind, slug, articles, lead) VALUES ('all', '', 1, 0)"
+        f" ON CONFLICT (kind, slug) DO UPDATE SET articles = articles + 1; {counted['NEW']} END"
+    )
+    db.execute(
+        "CREATE TRIGGER group_totals_ad AFTER DELETE ON articles BEGIN"
+        f" UPDATE group_totals SET articles = articles - 1 WHERE kind = 'all'; {counted['OLD']} END"
+    )
+    db.execute(
+        "CREATE TRIGGER group_totals_au AFTER UPDATE OF regions, themes ON articles"
+        f" WHEN OLD.regions IS NOT NEW.regions OR OLD.themes IS NOT NEW.themes"
+        f" BEGIN {counted['OLD']} {counted['NEW']} END"
+    )
+
+
 # Append-only: a released step is never changed in effect, a change is a new entry.
 MIGRATIONS: list[tuple[str, Step]] = [
     ("0001_initial", _initial),
@@ -504,6 +554,7 @@ MIGRATIONS: list[tuple[str, Step]] = [
     ("0018_pages", _pages),
     ("0019_search_tokens", _search_tokens),
     ("0020_changes", _changes),
+    ("0021_group_totals", _group_totals),
 ]
 
 

@@ -201,6 +201,52 @@ def _search_tokens(conn: Any) -> None:
     conn.execute("CREATE INDEX articles_search ON articles USING gin(search)")
 
 
+# How many articles there are, and in each region (with how many have it first) and theme,
+# kept by a trigger as articles are stored, classified and removed: the home page and every
+# page's footer read a few rows, not the whole articles table (issue 30).
+_GROUP_TOTALS = [
+    "CREATE TABLE group_totals (kind TEXT NOT NULL, slug TEXT NOT NULL, articles BIGINT NOT NULL,"
+    " lead BIGINT NOT NULL, PRIMARY KEY (kind, slug))",
+    "INSERT INTO group_totals SELECT 'all', '', count(*), 0 FROM articles",
+    "INSERT INTO group_totals SELECT 'region', r.value, count(*), count(*) FILTER (WHERE r.n = 1)"
+    " FROM articles a, jsonb_array_elements_text(a.regions) WITH ORDINALITY r(value, n) GROUP BY r.value",
+    "INSERT INTO group_totals SELECT 'theme', t.value, count(*), 0"
+    " FROM articles a, jsonb_array_elements_text(a.themes) t(value) GROUP BY t.value",
+    """
+    CREATE FUNCTION group_totals_track() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP <> 'INSERT' THEN
+            UPDATE group_totals SET articles = articles - 1,
+                lead = lead - (slug IS NOT DISTINCT FROM OLD.regions->>0)::int
+            WHERE kind = 'region' AND slug IN (SELECT jsonb_array_elements_text(OLD.regions));
+            UPDATE group_totals SET articles = articles - 1
+            WHERE kind = 'theme' AND slug IN (SELECT jsonb_array_elements_text(OLD.themes));
+        END IF;
+        IF TG_OP <> 'DELETE' THEN
+            INSERT INTO group_totals (kind, slug, articles, lead)
+            SELECT 'region', r.value, 1, (r.n = 1)::int
+            FROM jsonb_array_elements_text(NEW.regions) WITH ORDINALITY r(value, n)
+            ON CONFLICT (kind, slug) DO UPDATE
+                SET articles = group_totals.articles + 1, lead = group_totals.lead + excluded.lead;
+            INSERT INTO group_totals (kind, slug, articles, lead)
+            SELECT 'theme', t.value, 1, 0 FROM jsonb_array_elements_text(NEW.themes) t(value)
+            ON CONFLICT (kind, slug) DO UPDATE SET articles = group_totals.articles + 1;
+        END IF;
+        IF TG_OP = 'INSERT' THEN
+            INSERT INTO group_totals VALUES ('all', '', 1, 0)
+            ON CONFLICT (kind, slug) DO UPDATE SET articles = group_totals.articles + 1;
+        ELSIF TG_OP = 'DELETE' THEN
+            UPDATE group_totals SET articles = articles - 1 WHERE kind = 'all';
+        END IF;
+        RETURN NULL;
+    END $$""",
+    "CREATE TRIGGER group_totals_insert_delete AFTER INSERT OR DELETE ON articles"
+    " FOR EACH ROW EXECUTE FUNCTION group_totals_track()",
+    "CREATE TRIGGER group_totals_update AFTER UPDATE OF regions, themes ON articles FOR EACH ROW"
+    " WHEN (OLD.regions IS DISTINCT FROM NEW.regions OR OLD.themes IS DISTINCT FROM NEW.themes)"
+    " EXECUTE FUNCTION group_totals_track()",
+]
+
 Step = list[str] | Callable[[Any], None]
 
 # Append-only: a released migration is never edited, a change is a new entry.
@@ -211,6 +257,7 @@ MIGRATIONS: list[tuple[str, Step]] = [
     ("0004_dropped", _DROPPED),
     ("0005_pages", _PAGES),
     ("0006_search_tokens", _search_tokens),
+    ("0007_group_totals", _GROUP_TOTALS),
 ]
 
 
