@@ -656,6 +656,10 @@ def test_rhythms_topics_and_who_is_due(store: Store) -> None:
     assert bob.next_due is not None and before < bob.next_due <= after + timedelta(days=7)
     store.set_next_due([(ann.id, T0), (bob.id, T0 + timedelta(hours=1))])
     assert store.due_subscribers(T0 - timedelta(seconds=1)) == []
+    # who is next after a moment (pending dan and cid on the site's schedule never)
+    assert store.next_due_after(T0 - timedelta(seconds=1)) == (T0, 1)
+    assert store.next_due_after(T0) == (T0 + timedelta(hours=1), 1)
+    assert store.next_due_after(T0 + timedelta(hours=1)) is None
     assert [s.email for s in store.due_subscribers(T0)] == ["ann@example.org"]  # not pending dan
     assert [s.email for s in store.due_subscribers(T0 + timedelta(hours=2))] == [
         "ann@example.org", "bob@example.org"
@@ -1017,6 +1021,7 @@ CALLS: dict[str, Callable[[Store, Path], Any]] = {
     "save_stories": lambda s, p: s.save_stories(["a0"], []),
     "group_counts": lambda s, p: s.group_counts(),
     "group_totals": lambda s, p: s.group_totals(),
+    "next_due_after": lambda s, p: s.next_due_after(T0),
     "setting": lambda s, p: s.setting("new", lambda: "v"),
     "get_setting": lambda s, p: s.get_setting("k"),
     "put_setting": lambda s, p: s.put_setting("k", "v2"),

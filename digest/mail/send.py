@@ -510,9 +510,4 @@ def dry_run_lines(
 def upcoming(store: SubscribersStore, now: datetime) -> tuple[datetime, int] | None:
     """When the next subscriber on a rhythm of their own is due after ``now``, and how many
     are due then; None when nobody is on one."""
-    times = [s.next_due for s in store.subscribers("active") if s.rhythm is not None and s.next_due]
-    ahead = [t for t in times if t > now]
-    if not ahead:
-        return None
-    first = min(ahead)
-    return first, ahead.count(first)
+    return store.next_due_after(now)

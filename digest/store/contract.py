@@ -523,6 +523,12 @@ class SubscribersStore(ClockStore, Protocol):
         id."""
         ...
 
+    def next_due_after(self, now: datetime) -> tuple[datetime, int] | None:
+        """When the first active subscriber on a rhythm of their own is next due after
+        ``now``, and how many are due then; None when nobody is (an indexed read, whatever
+        the number of subscribers)."""
+        ...
+
     def misdated_subscribers(self, now: datetime) -> list[Subscriber]:
         """Active subscribers whose next due time lies further after ``now`` than their
         cadence ever puts it (26 hours daily, 7 days 2 hours weekly, 32 days monthly: a clock

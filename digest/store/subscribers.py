@@ -131,6 +131,15 @@ class SubscribersArea(Area):
         )
         return [subscriber_of(row) for row in rows]
 
+    def next_due_after(self, now: datetime) -> tuple[datetime, int] | None:
+        row = self._row(
+            "SELECT next_due, count(*) AS n FROM subscribers WHERE status = 'active' AND next_due ="
+            " (SELECT min(next_due) FROM subscribers WHERE status = 'active' AND next_due > ?)"
+            " GROUP BY next_due",
+            [now],
+        )
+        return None if row is None else (when(row["next_due"]), int(row["n"]))
+
     def misdated_subscribers(self, now: datetime) -> list[Subscriber]:
         """Active subscribers whose next due time lies further ahead than their cadence
         ever puts it (a clock that ran ahead set it): ``planner`` sets it again."""
