@@ -393,6 +393,28 @@ def test_articles_filter_and_order(store: Store) -> None:
     assert store.article("missing") is None and store.count_articles() == 5
 
 
+def test_a_search_ranks_only_the_newest_matches(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A search's cost is bounded by what it shows, not by how many articles match (issue
+    30): only the newest ``search_candidates`` matches (in the window asked for) are ranked."""
+    store.sync_sources([SourceSpec("s", "https://s.example/feed", "feed")])
+    mekong = "Mekong dam Mekong river Mekong basin"
+    store.save_articles(
+        "s",
+        [_article(0, title=mekong)]  # the best match, and the oldest
+        + [_article(n, title=f"Article number {n}") for n in range(1, 6)],  # "Mekong" in the body only
+        now=T0,
+    )
+    monkeypatch.setattr(type(store), "search_candidates", 3)
+    # the page (2) is filled from the newest three matches: a0, the best, is not among them
+    assert {a.id for a in store.search(parse("mekong"), limit=2)} < {"a3", "a4", "a5"}
+    assert len(store.search(parse("mekong"), limit=10)) == 6  # never fewer than a page asks for
+    # a window reaching back ranks the newest matches inside it: the best comes first
+    window = store.search(parse("mekong"), limit=2, until=T0 + timedelta(minutes=3))
+    assert window[0].id == "a0" and {a.id for a in window} < {"a0", "a1", "a2"}
+    monkeypatch.undo()
+    assert store.search(parse("mekong"), limit=1)[0].id == "a0"  # all six ranked by default
+
+
 def test_full_text_search(store: Store) -> None:
     _with_articles(store, 2)
     store.save_articles("s", [_article(7, title="Laos railway opens")], now=T0)

@@ -67,6 +67,10 @@ class ArticlesArea(Area):
 
     _select: ClassVar[str]  # every column an Article is made of, ``a`` the article, ``s`` its source
     _order: ClassVar[str]  # storage order of articles
+    # How many of a search's matches are ranked: the newest ones (in the window asked for).
+    # A search's cost then follows the page it fills, not how many of a large site's
+    # articles match a common word (issue 30).
+    search_candidates: ClassVar[int] = 2000
 
     def save_articles(self, source: str, articles: Sequence[Article], *, now: datetime) -> SaveCounts:
         """Insert new articles and update changed ones in one transaction; ``first_seen`` of an
@@ -139,8 +143,8 @@ class ArticlesArea(Area):
         self, query: Query, *, limit: int = 20, since: datetime | None = None, until: datetime | None = None
     ) -> list[Article]:
         """Articles whose title or text match ``query`` (first seen in ``[since, until)``
-        when given), best match first. At most ``SEARCH_SECONDS`` of work: longer is
-        SearchTimeout, never a stuck worker."""
+        when given), best match first among the newest ``search_candidates`` matches. At
+        most ``SEARCH_SECONDS`` of work: longer is SearchTimeout, never a stuck worker."""
         where, args = seen_in(since, until)
         return [article_of(row) for row in self._matching(query, where, args, limit)]
 
@@ -297,15 +301,25 @@ class SqliteArticlesArea(ArticlesArea, SqliteBase):
     _order = "a.rowid"
 
     def _matching(self, query: Query, where: list[str], args: list[Any], limit: int) -> list[Any]:
+        terms = " AND ".join(where)
+        # FTS5 walks its matches newest first and seeks to a rowid: the oldest candidate's
+        # rowid bounds what is ranked.
+        newest = (
+            "SELECT f.rowid AS r FROM articles_fts f JOIN articles a ON a.rowid = f.rowid"
+            f" WHERE articles_fts MATCH ? AND {terms} ORDER BY f.rowid DESC LIMIT ?"
+        )
         sql = (
             f"SELECT {_COLUMNS} FROM articles_fts f JOIN articles a ON a.rowid = f.rowid {_JOINS}"
-            f" WHERE articles_fts MATCH ? AND {' AND '.join(where)} ORDER BY rank LIMIT ?"
+            f" WHERE articles_fts MATCH ? AND {terms}"
+            f" AND f.rowid >= coalesce((SELECT min(r) FROM ({newest})), 0) ORDER BY rank LIMIT ?"
         )
+        matched = fts5(query)
+        args = [*args, matched, *args, max(self.search_candidates, limit)]
         # Past the deadline, the progress handler interrupts the query.
         deadline = time.monotonic() + SEARCH_SECONDS
         self.conn.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
         try:
-            return self._rows(sql, [fts5(query), *args, limit])
+            return self._rows(sql, [matched, *args, limit])
         except sqlite3.OperationalError as exc:
             if time.monotonic() > deadline:
                 raise SearchTimeout(f"search {query.text!r}: took too long") from exc

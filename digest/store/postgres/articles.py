@@ -33,15 +33,24 @@ class PgArticlesArea(ArticlesArea, PgBase):
     def _matching(self, query: Query, where: list[str], args: list[Any], limit: int) -> list[Any]:
         # Titles weigh more in the rank; the server stops the query past the time allowed.
         match, terms = tsquery(query)
+        conditions = " AND ".join(where)
+        # The oldest of the newest candidates bounds what is ranked (see search_candidates).
+        newest = (
+            f"SELECT a.seq FROM articles a, (SELECT {match} AS q) tq WHERE a.search @@ tq.q"
+            f" AND {conditions} ORDER BY a.seq DESC LIMIT ?"
+        )
         sql = (
             f"SELECT {_COLUMNS}, ts_rank(a.search, tq.q) AS rank FROM articles a"
             f" JOIN sources s ON s.id = a.source_id, (SELECT {match} AS q) tq"
-            f" WHERE a.search @@ tq.q AND {' AND '.join(where)} ORDER BY rank DESC, a.seq LIMIT ?"
+            f" WHERE a.search @@ tq.q AND {conditions}"
+            f" AND a.seq >= coalesce((SELECT min(c.seq) FROM ({newest}) c), 0)"
+            " ORDER BY rank DESC, a.seq LIMIT ?"
         )
+        candidates = max(self.search_candidates, limit)
         try:
             with self.pool.connection() as conn, conn.transaction():
                 conn.execute(f"SET LOCAL statement_timeout = {int(SEARCH_SECONDS * 1000)}")
-                return conn.execute(sql, [*terms, *args, limit]).fetchall()
+                return conn.execute(sql, [*terms, *args, *terms, *args, candidates, limit]).fetchall()
         except psycopg.errors.QueryCanceled as exc:
             raise SearchTimeout(f"search {query.text!r}: took too long") from exc
 
