@@ -61,13 +61,25 @@ class Planner:
         self.names = regions() if settings.digest.group_by == "region" else taxonomy_for(settings).titles()
 
     def content(
-        self, selection: Selection, until: datetime, *, limit: int | None = digests.MAX_ITEMS
+        self,
+        selection: Selection,
+        until: datetime,
+        *,
+        limit: int | None = digests.MAX_ITEMS,
+        read: dict[tuple[object, ...], list[Article]] | None = None,
     ) -> Content:
-        """What a selection holds of the articles first seen before ``until``."""
-        articles = self.store.articles(since=selection.since, until=until)
-        topical = [
-            article for topic in selection.topics for article in self._found(topic, selection.since, until)
-        ]
+        """What a selection holds of the articles first seen before ``until``. ``read``:
+        what earlier selections of the same plan read, by window (and topic), reused:
+        selections that differ only in regions, themes or topics read the database once."""
+        read = {} if read is None else read
+        window = (selection.since, until)
+        if window not in read:
+            read[window] = self.store.articles(since=selection.since, until=until)
+        for topic in selection.topics:
+            if (*window, topic) not in read:
+                read[(*window, topic)] = self._found(topic, selection.since, until)
+        articles = read[window]
+        topical = [article for topic in selection.topics for article in read[(*window, topic)]]
         return digests.build(
             articles, selection, self.names, by=self.settings.digest.group_by, limit=limit, topical=topical
         )
@@ -176,11 +188,12 @@ class Planner:
         selection has news."""
         chosen, next_due = self.selections(until, since, site_schedule=site_schedule, everyone=everyone)
         cut = self.cut(until)
-        contents: dict[Selection, Content] = {}
+        has_news: dict[Selection, bool] = {}  # not the contents: sending renders each again
+        read: dict[tuple[object, ...], list[Article]] = {}
         for selection in chosen.values():
-            if selection not in contents:
-                contents[selection] = self.content(selection, cut)
-        news = {sid: sel for sid, sel in chosen.items() if not contents[sel].empty}
+            if selection not in has_news:
+                has_news[selection] = not self.content(selection, cut, read=read).empty
+        news = {sid: sel for sid, sel in chosen.items() if has_news[sel]}
         return Plan(news, len(chosen), len({sel for sel in news.values()}), next_due)
 
     def create(
