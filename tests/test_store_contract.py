@@ -415,6 +415,21 @@ def test_a_search_ranks_only_the_newest_matches(store: Store, monkeypatch: pytes
     assert store.search(parse("mekong"), limit=1)[0].id == "a0"  # all six ranked by default
 
 
+def test_headlines_are_the_newest_articles_without_their_text(store: Store) -> None:
+    """The home page lists a thousand headlines: read without the articles' text (issue 30)."""
+    _with_articles(store, 4)
+    store.save_articles("s", [_article(9, published=T0 - timedelta(days=1))], now=T0)
+    store.set_groups([Groups("a2", ("europe", "africa"), ("trade",), Evidence.of("a2", (), {}))])
+    full = store.articles(limit=3)
+    heads = store.headlines(limit=3)
+    assert [(h.id, h.title, h.source, h.published, h.first_seen, h.regions, h.themes) for h in heads] == [
+        (a.id, a.title, a.source, a.published, a.first_seen, a.regions, a.themes) for a in full
+    ]
+    assert [h.id for h in heads] == ["a3", "a2", "a1"] and heads[1].regions == ("europe", "africa")
+    assert not hasattr(heads[0], "summary_text")
+    assert [h.id for h in store.headlines(limit=10)][-1] == "a9"  # its publication date is oldest
+
+
 def test_full_text_search(store: Store) -> None:
     _with_articles(store, 2)
     store.save_articles("s", [_article(7, title="Laos railway opens")], now=T0)
@@ -1043,6 +1058,7 @@ CALLS: dict[str, Callable[[Store, Path], Any]] = {
     "save_stories": lambda s, p: s.save_stories(["a0"], []),
     "group_counts": lambda s, p: s.group_counts(),
     "group_totals": lambda s, p: s.group_totals(),
+    "headlines": lambda s, p: s.headlines(limit=5),
     "next_due_after": lambda s, p: s.next_due_after(T0),
     "setting": lambda s, p: s.setting("new", lambda: "v"),
     "get_setting": lambda s, p: s.get_setting("k"),

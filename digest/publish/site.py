@@ -24,7 +24,7 @@ from digest.grouping.regions import regions
 from digest.grouping.themes import taxonomy_for
 from digest.publish import feeds
 from digest.publish.feeds import FeedSpec
-from digest.store import ArticlesStore, Store
+from digest.store import ArticlesStore, Headline, Store
 
 if TYPE_CHECKING:
     from digest.store.contract import ArticlesAndGrouping, ArticlesAndSources
@@ -120,7 +120,7 @@ class Site:
         )
 
     def index(self, store: ArticlesAndGrouping) -> str:
-        recent = store.articles(limit=INDEX_WINDOW)
+        recent = store.headlines(limit=INDEX_WINDOW)  # titles and groups: not a thousand texts
         counts = store.group_totals()  # kept as articles come: not a count over them all
         by_region = self._grouped(recent, "regions", {r.slug: r.articles for r in counts.regions})
         by_theme = self._grouped(recent, "themes", {t.slug: t.articles for t in counts.themes})
@@ -137,7 +137,7 @@ class Site:
         )
 
     def _grouped(
-        self, articles: list[Article], field: str, counts: dict[str, int]
+        self, articles: list[Headline], field: str, counts: dict[str, int]
     ) -> list[dict[str, object]]:
         names = self.names[field]
         out = []

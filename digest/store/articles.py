@@ -16,7 +16,7 @@ from digest.common.models import Article
 from digest.common.query import Query, Term, index_text
 from digest.store.base import Row, SqliteBase, record_of, when
 from digest.store.dialect import Area, Tx
-from digest.store.records import DroppedItem, SaveCounts
+from digest.store.records import DroppedItem, Headline, SaveCounts
 
 _COLUMNS = "a.*, t.summary_html, t.summary_text, s.name AS source, e.places, e.theme_matches"
 _JOINS = (
@@ -152,6 +152,15 @@ class ArticlesArea(Area):
         """One article by id."""
         row = self._row(f"{self._select} WHERE a.id = ?", [article_id])
         return article_of(row) if row else None
+
+    def headlines(self, *, limit: int) -> list[Headline]:
+        rows = self._rows(
+            "SELECT a.id, a.title, s.name AS source, a.published, a.first_seen, a.regions, a.themes"
+            " FROM articles a JOIN sources s ON s.id = a.source_id"
+            f" ORDER BY coalesce(a.published, a.first_seen) DESC, {self._order} ASC LIMIT ?",
+            [limit],
+        )
+        return [record_of(Headline, row) for row in rows]
 
     def count_articles(self) -> int:
         # Kept by the database's triggers as articles come and go (see the schema).

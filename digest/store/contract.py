@@ -40,6 +40,7 @@ from digest.store.records import (
     Evidence,
     GroupCounts,
     Groups,
+    Headline,
     PendingDelivery,
     SaveCounts,
     Signup,
@@ -286,6 +287,11 @@ class ArticlesStore(ClockStore, Protocol):
     def article(self, article_id: str) -> Article | None:
         """The stored article with this id; None if there is none (one the rules dropped is
         no longer stored)."""
+        ...
+
+    def headlines(self, *, limit: int) -> list[Headline]:
+        """The newest ``limit`` articles as ``articles()`` orders them, without their text
+        (a page of headlines reads a few hundred bytes an article, not its whole text)."""
         ...
 
     def count_articles(self) -> int:

@@ -42,6 +42,19 @@ class SourceSummary:
 
 
 @dataclass(frozen=True)
+class Headline:
+    """An article without its text: what a list of headlines shows."""
+
+    id: str
+    title: str
+    source: str
+    published: datetime | None
+    first_seen: datetime
+    regions: tuple[str, ...] = ()
+    themes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class DroppedItem:
     """An item a source's rules dropped: remembered, so it is not judged again while it and
     the rule stay the same."""
