@@ -428,6 +428,9 @@ def test_headlines_are_the_newest_articles_without_their_text(store: Store) -> N
     assert [h.id for h in heads] == ["a3", "a2", "a1"] and heads[1].regions == ("europe", "africa")
     assert not hasattr(heads[0], "summary_text")
     assert [h.id for h in store.headlines(limit=10)][-1] == "a9"  # its publication date is oldest
+    assert [h.id for h in store.headlines(limit=10, region="africa")] == ["a2"]
+    assert [h.id for h in store.headlines(limit=10, theme="trade")] == ["a2"]
+    assert store.headlines(limit=10, region="oceania") == []
 
 
 def test_full_text_search(store: Store) -> None:

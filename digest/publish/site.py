@@ -150,7 +150,15 @@ class Site:
         return out
 
     def group(self, store: ArticlesStore, spec: FeedSpec) -> str:
-        articles = self.feed_articles(store, spec, PER_GROUP_PAGE)
+        articles: list[Headline] | list[Article] = (
+            store.headlines(
+                limit=PER_GROUP_PAGE,
+                region=spec.slug if spec.kind == "region" else None,
+                theme=spec.slug if spec.kind == "theme" else None,
+            )
+            if spec.kind in ("region", "theme")  # a list of headlines: no text read
+            else self.feed_articles(store, spec, PER_GROUP_PAGE)
+        )
         return self._page(
             "group.html",
             store.count_articles(),

@@ -153,12 +153,17 @@ class ArticlesArea(Area):
         row = self._row(f"{self._select} WHERE a.id = ?", [article_id])
         return article_of(row) if row else None
 
-    def headlines(self, *, limit: int) -> list[Headline]:
+    def headlines(self, *, limit: int, region: str | None = None, theme: str | None = None) -> list[Headline]:
+        where, args = ["1 = 1"], []
+        for column, value in (("a.regions", region), ("a.themes", theme)):
+            if value is not None:
+                where.append(self.dialect.json_has.format(column=column))
+                args.append(value)
         rows = self._rows(
             "SELECT a.id, a.title, s.name AS source, a.published, a.first_seen, a.regions, a.themes"
-            " FROM articles a JOIN sources s ON s.id = a.source_id"
+            f" FROM articles a JOIN sources s ON s.id = a.source_id WHERE {' AND '.join(where)}"
             f" ORDER BY coalesce(a.published, a.first_seen) DESC, {self._order} ASC LIMIT ?",
-            [limit],
+            [*args, limit],
         )
         return [record_of(Headline, row) for row in rows]
 

@@ -289,9 +289,10 @@ class ArticlesStore(ClockStore, Protocol):
         no longer stored)."""
         ...
 
-    def headlines(self, *, limit: int) -> list[Headline]:
-        """The newest ``limit`` articles as ``articles()`` orders them, without their text
-        (a page of headlines reads a few hundred bytes an article, not its whole text)."""
+    def headlines(self, *, limit: int, region: str | None = None, theme: str | None = None) -> list[Headline]:
+        """The newest ``limit`` articles (of ``region`` or ``theme`` when given) as
+        ``articles()`` orders them, without their text (a page of headlines reads a few
+        hundred bytes an article, not its whole text)."""
         ...
 
     def count_articles(self) -> int:
