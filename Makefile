@@ -10,7 +10,7 @@ EXTRAS := fulltext,postgres
 RUN_STAMP  := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install install-test bytecode run serve test test-dates lint typecheck unit bench bench-e2e bench-scale bench-due clean system-deps lighthouse
+.PHONY: install install-test bytecode run serve test test-dates lint typecheck unit bench bench-e2e bench-scale bench-due clean system-deps lighthouse bench-scale-db
 
 # Debian packages the end-to-end tests drive: newsboat (a feed reader), chromium, and
 # postgresql (the tests start a throwaway server of their own; Debian keeps its binaries
@@ -110,3 +110,10 @@ clean:
 # (Debian's chromium and npm needed). Fails unless every score is 100.
 lighthouse: bytecode
 	$(BIN)/python benchmarks/lighthouse.py
+
+# Cost against database size (issue 30): databases of 10,000 and 100,000 articles of the
+# seeds' text, built through the store and grouped; uncached pages and feeds through
+# digest serve, articles --search/--region, a pull of 500 items, side by side with the
+# growth. ARGS='--sizes 10000,100000,300000 --reuse --subscribers 100000' for more.
+bench-scale-db: bytecode
+	$(BIN)/python benchmarks/scale_db.py $(ARGS)
