@@ -7,8 +7,9 @@
    corpora's, so every title and summary differs; summaries of 5-7 KB), from 20 sources,
    first seen over the last N/1,000 days (``--per-day``), saved a source at a time and
    grouped (regions, themes, stories) with digest's own ``group_pending`` after each day
-   (``--group-every`` days: grouping's cost grows with the database, and a 300,000-article
-   build grouped daily takes most of an hour), as ``digest pull`` does. Prints the build
+   (``--group-every`` days: grouping's cost grows with the database; by the growth up to
+   100,000, a 300,000-article build grouped daily would take some 45 minutes), as
+   ``digest pull`` does. Prints the build
    time, the file size, how many articles the searches and regions below match, the bytes
    per article, and those bytes split by table (SQLite's ``dbstat``: indexes counted with
    their table, the search index's shadow tables as one).
@@ -17,19 +18,23 @@
      round bumps the ``changes`` counter from another connection and waits out the cache's
      RECHECK, so the next request of each path renders afresh; p50 and p99 over
      ``--samples`` rounds (searches each from a client address of their own, given in
-     X-Forwarded-For, so the search rate limit never answers instead), and ``/feed.atom``
-     from the cache; the server's peak memory;
+     X-Forwarded-For, so the search rate limit never answers instead), each request on a
+     connection of its own; ``/feed.atom`` from the cache; ``/`` from the cache as the
+     second and third request on a kept-alive connection (as browsers and feed readers
+     ask); and every server's peak memory. Every size is served at once and asked in turn,
+     so that the machine's other work weighs on each alike;
    - ``digest articles --search laos --limit 20`` and ``--region europe --limit 20``
-     (whole processes, median of ``--runs``);
+     (whole processes, median of ``--runs``, sizes in turn);
    - ``digest pull --source wire-01`` of 500 new items (5-7 KB each, an RSS file served on
-     127.0.0.1), each run on a fresh copy: wall time and peak memory;
+     127.0.0.1), and ``digest pull`` of 25 new items from each of the 20 sources, each run
+     on a fresh copy: wall time and peak memory;
    - with ``--subscribers N`` (at the smallest size only): ``digest send --dry-run`` to N
      subscribers imported from CSV, with a spread of regions and themes.
 
 Built databases are kept under /tmp/scaledb/ with ``--reuse``, named by size, articles a
 day, grouping interval and a hash of the schema module (a schema change builds afresh).
 A 100,000-article database is about 2 GB; each size needs room for three copies while it
-is measured. ``--quick`` (2,000 and 10,000 articles, 6 rounds, 1 run) takes about a minute.
+is measured (two without ``--reuse``). ``--quick`` (2,000 and 10,000 articles, 6 rounds, 1 run) takes about a minute.
 
     .venv/bin/python benchmarks/scale_db.py [--sizes 10000,100000] [--reuse] [--quick]
         [--samples 20] [--runs 3] [--subscribers 100000] [--per-day 1000] [--group-every 1]
@@ -56,7 +61,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -73,6 +78,7 @@ from digest.config import parse_settings  # noqa: E402
 from digest.grouping.classify import Reader, group_pending  # noqa: E402
 from digest.intake.kinds.text import parse_text  # noqa: E402
 from digest.intake.pull import normalise  # noqa: E402
+from digest.intake.sync import sync_sources  # noqa: E402
 from digest.store import open_store  # noqa: E402
 from digest.store.articles import fts5  # noqa: E402
 from digest.web.cache import RECHECK  # noqa: E402
@@ -269,11 +275,11 @@ class Writer:
 # --- building --------------------------------------------------------------------------------
 
 
-def config_text(database: str, web_port: int = 8080, feed_port: int = 9) -> str:
+def config_text(database: str, web_port: int = 8080, feed_port: int = 9, feeds: str = "") -> str:
     """A digest.toml: the database, the web server, and the 20 sources (fetched from
-    ``feed_port`` on 127.0.0.1; only ``PULLED`` ever is)."""
+    ``feed_port`` on 127.0.0.1, under ``feeds``; only the pull benchmark fetches them)."""
     sources = "".join(
-        f'[[sources]]\nname = "{name}"\nurl = "http://127.0.0.1:{feed_port}/{name}.xml"\nkind = "feed"\n'
+        f'[[sources]]\nname = "{name}"\nurl = "http://127.0.0.1:{feed_port}/{feeds}{name}.xml"\nkind = "feed"\n'
         for name in SOURCES
     )
     return (
@@ -282,10 +288,26 @@ def config_text(database: str, web_port: int = 8080, feed_port: int = 9) -> str:
     )
 
 
-def built_path(size: int, per_day: int, group_every: int) -> Path:
+def built_path(size: int, per_day: int, group_every: int, kept: bool) -> Path:
+    """Where the database is built: a name of its own for one run, so that one never
+    touches those kept for ``--reuse``."""
     schema = hashlib.sha256((REPO / "digest" / "store" / "schema.py").read_bytes()).hexdigest()[:10]
     every = "" if group_every == 1 else f"-grouped-every-{group_every}"
-    return SCRATCH / f"articles-{size}-{per_day}a-day{every}-{schema}.db"
+    once = "" if kept else f"-once-{os.getpid()}"
+    return SCRATCH / f"articles-{size}-{per_day}a-day{every}-{schema}{once}.db"
+
+
+@contextmanager
+def connection(path: Path) -> Iterator[sqlite3.Connection]:
+    """A connection, one transaction, closed at the end. Closed for certain: one left open
+    in this process would keep the file's WAL index under its old name after a rename,
+    and this process's writes would then go unseen by digest's."""
+    conn = sqlite3.connect(path, timeout=30)
+    try:
+        with conn:
+            yield conn
+    finally:
+        conn.close()
 
 
 def build(size: int, per_day: int, group_every: int, writer: Writer, path: Path) -> dict[str, float]:
@@ -300,7 +322,7 @@ def build(size: int, per_day: int, group_every: int, writer: Writer, path: Path)
     done = 0
     began = time.perf_counter()
     with open_store(path) as store:
-        store.sync_sources(settings.sources)
+        sync_sources(store, settings)
         for day in range(days):
             count = min(per_day, size - done)
             start = end - timedelta(days=days - day)
@@ -320,14 +342,14 @@ def build(size: int, per_day: int, group_every: int, writer: Writer, path: Path)
             if (day + 1) % 10 == 0 or day + 1 == days:
                 took = time.perf_counter() - began
                 print(f"  built {done:,}/{size:,} articles, {took:.0f} s", file=sys.stderr, flush=True)
-    with sqlite3.connect(path) as conn:
+    with connection(path) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return spent
 
 
 def table_bytes(path: Path) -> dict[str, int]:
     """Bytes of each table, its indexes included (the search index's shadow tables as one)."""
-    with sqlite3.connect(path) as conn:
+    with connection(path) as conn:
         owner = dict(conn.execute("SELECT name, tbl_name FROM sqlite_master"))
         found: dict[str, int] = {}
         for name, size in conn.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name"):
@@ -339,7 +361,7 @@ def table_bytes(path: Path) -> dict[str, int]:
 
 def shape(path: Path) -> str:
     """How the built database's articles are grouped into stories."""
-    with sqlite3.connect(path) as conn:
+    with connection(path) as conn:
         try:
             stories, largest = conn.execute(
                 "SELECT count(*), max(n) FROM (SELECT count(*) AS n FROM articles"
@@ -354,7 +376,7 @@ def shape(path: Path) -> str:
 def counts(path: Path) -> dict[str, int]:
     """How many articles the searches match (as digest searches: "laos" is the token "lao")
     and how many are about the regions asked for."""
-    with sqlite3.connect(path) as conn:
+    with connection(path) as conn:
         found = {
             f"articles matching {word}": conn.execute(
                 "SELECT count(*) FROM articles_fts WHERE articles_fts MATCH ?", [fts5(query.parse(word))]
@@ -374,7 +396,7 @@ def database(
     size: int, per_day: int, group_every: int, writer: Writer, reuse: bool
 ) -> tuple[Path, dict[str, float], bool]:
     """The built database of ``size`` articles, what its build took, and whether it was reused."""
-    path = built_path(size, per_day, group_every)
+    path = built_path(size, per_day, group_every, reuse)
     marker = path.with_suffix(".done")
     if reuse and marker.exists() and path.exists():
         return path, json.loads(marker.read_text()), True
@@ -469,7 +491,7 @@ def peak_rss(pid: int) -> int:
 
 def bump(db: Path) -> None:
     """Move the change counter the page cache watches, as a pull's writes would."""
-    with sqlite3.connect(db, timeout=30) as conn:
+    with connection(db) as conn:
         conn.execute("UPDATE changes SET counter = counter + 1 WHERE id = 1")
 
 
@@ -482,85 +504,156 @@ def percentile(values: list[float], q: int) -> float:
 Figures = dict[str, float]
 
 
-def measure_web(folder: Path, db: Path, samples: int) -> Figures:
-    port = free_port()
-    config = folder / "web.toml"
-    config.write_text(config_text(db.name, port))
-    figures: Figures = {}
-    times: dict[str, list[float]] = {path: [] for path in PATHS}
-    cached: list[float] = []
-    clients = iter(range(1, 2**24))
-    with digest_server(config, port) as server:
-        # http.client, one kept-alive connection: a client that costs the least per request.
-        client = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+@dataclass(frozen=True)
+class Site:
+    """One size under measurement: its folder and its working copy of the database."""
 
-        def get(path: str) -> float:
-            headers = {"Accept-Encoding": "gzip"}
-            if path.startswith("/search"):  # a client of its own: the rate limit never answers
-                n = next(clients)
-                headers["X-Forwarded-For"] = f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
+    size: int
+    folder: Path
+    db: Path
+
+
+class Client:
+    """Timed GET requests to one ``digest serve`` (http.client: the client that costs the
+    least per request), each on a connection of its own unless ``kept``: on a kept-alive
+    connection, an answer that fits in one segment waits for this end's delayed ACK (40 ms)
+    when the server sends its headers and body with Nagle's algorithm on; that is measured
+    as a figure of its own, not mixed into the others."""
+
+    addresses = iter(range(1, 2**24))
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.kept = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+
+    def get(self, path: str, *, kept: bool = False) -> float:
+        headers = {"Accept-Encoding": "gzip"}
+        if path.startswith("/search"):  # a client of its own: the rate limit never answers
+            n = next(self.addresses)
+            headers["X-Forwarded-For"] = f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
+        conn = self.kept if kept else http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+        try:
             began = time.perf_counter()
-            client.request("GET", path, headers=headers)
-            response = client.getresponse()
+            conn.request("GET", path, headers=headers)
+            response = conn.getresponse()
             body = response.read()
             took = time.perf_counter() - began
-            if response.status != 200:
-                raise SystemExit(f"GET {path}: {response.status} {body[:300]!r}")
-            return took
+        finally:
+            if not kept:
+                conn.close()
+        if response.status != 200:
+            raise SystemExit(f"GET {path}: {response.status} {body[:300]!r}")
+        return took
 
+
+def measure_web(sites: list[Site], samples: int) -> dict[int, Figures]:
+    """Every path uncached, at every size in turn within each round (so that the machine's
+    mood weighs on every size alike); /feed.atom cached; / cached on a kept-alive connection."""
+    times: dict[int, dict[str, list[float]]] = {site.size: {path: [] for path in PATHS} for site in sites}
+    cached: dict[int, list[float]] = {site.size: [] for site in sites}
+    kept: dict[int, list[float]] = {site.size: [] for site in sites}
+    figures: dict[int, Figures] = {site.size: {} for site in sites}
+    with ExitStack() as stack:
+        servers: dict[int, subprocess.Popen[bytes]] = {}
+        clients: dict[int, Client] = {}
+        for site in sites:
+            port = free_port()
+            config = site.folder / "web.toml"
+            config.write_text(config_text(site.db.name, port))
+            servers[site.size] = stack.enter_context(digest_server(config, port))
+            clients[site.size] = Client(port)
         for round_ in range(samples + 1):  # the first round warms up and is not counted
-            bump(db)
-            time.sleep(RECHECK + 0.15)  # the cache notices at its next check and empties
+            for site in sites:
+                bump(site.db)
+            time.sleep(RECHECK + 0.15)  # each cache notices at its next check and empties
             order = PATHS[round_ % len(PATHS) :] + PATHS[: round_ % len(PATHS)]
+            turn = sites if round_ % 2 else sites[::-1]
             for path in order:
-                took = get(path)
-                if round_:
-                    times[path].append(took)
-            for _ in range(3):
-                took = get("/feed.atom")
-                if round_:
-                    cached.append(took)
-        client.close()
-        figures["serve peak MB"] = peak_rss(server.pid) / 2**20
-    for path, values in times.items():
-        figures[f"GET {path} p50 ms"] = statistics.median(values) * 1000
-        figures[f"GET {path} p99 ms"] = percentile(values, 99) * 1000
-    figures["GET /feed.atom cached p50 ms"] = statistics.median(cached) * 1000
+                for site in turn:
+                    took = clients[site.size].get(path)
+                    if round_:
+                        times[site.size][path].append(took)
+            for site in turn:
+                for _ in range(3):
+                    took = clients[site.size].get("/feed.atom")
+                    if round_:
+                        cached[site.size].append(took)
+                for n in range(3):  # the first after a pause is answered at once: not counted
+                    took = clients[site.size].get("/", kept=True)
+                    if round_ and n:
+                        kept[site.size].append(took)
+        for site in sites:
+            clients[site.size].kept.close()
+            figures[site.size]["serve peak MB"] = peak_rss(servers[site.size].pid) / 2**20
+    for site in sites:
+        found = figures[site.size]
+        for path, values in times[site.size].items():
+            found[f"GET {path} p50 ms"] = statistics.median(values) * 1000
+            found[f"GET {path} p99 ms"] = percentile(values, 99) * 1000
+        found["GET /feed.atom cached p50 ms"] = statistics.median(cached[site.size]) * 1000
+        found["GET / cached, kept-alive connection p50 ms"] = statistics.median(kept[site.size]) * 1000
     return figures
 
 
-def measure_cli(folder: Path, db: Path, runs: int) -> Figures:
-    config = folder / "cli.toml"
-    config.write_text(config_text(db.name))
-    figures: Figures = {}
-    for label, args in CLI.items():
-        results = [timed([DIGEST, "--config", str(config), *args], folder) for _ in range(runs)]
-        figures[f"{label} s"] = statistics.median(r[0] for r in results)
-        figures[f"{label} MB"] = max(r[1] for r in results) / 2**20
+def measure_cli(sites: list[Site], runs: int) -> dict[int, Figures]:
+    """Each command, at every size in turn, ``runs`` times."""
+    results: dict[tuple[int, str], list[tuple[float, int, str]]] = {}
+    for site in sites:
+        (site.folder / "cli.toml").write_text(config_text(site.db.name))
+    for _ in range(runs):
+        for label, args in CLI.items():
+            for site in sites:
+                command = [DIGEST, "--config", str(site.folder / "cli.toml"), *args]
+                results.setdefault((site.size, label), []).append(timed(command, site.folder))
+    figures: dict[int, Figures] = {site.size: {} for site in sites}
+    for (size, label), found in results.items():
+        figures[size][f"{label} s"] = statistics.median(r[0] for r in found)
+        figures[size][f"{label} MB"] = max(r[1] for r in found) / 2**20
     return figures
 
 
-def measure_pull(folder: Path, db: Path, runs: int, writer: Writer, size: int) -> Figures:
-    feeds = folder / "feeds"
-    feeds.mkdir(exist_ok=True)
-    (feeds / f"{PULLED}.xml").write_bytes(writer.rss(10**9 + size, PULL_ITEMS, PULLED, utcnow()))
-    copy = folder / "pull.db"
-    results = []
-    with feed_server(feeds) as feed_port:
-        config = folder / "pull.toml"
-        config.write_text(config_text(copy.name, feed_port=feed_port))
-        for _ in range(runs):
-            copy_db(db, copy)
-            took, peak, out = timed([DIGEST, "--config", str(config), "pull", "--source", PULLED], folder)
-            if str(PULL_ITEMS) not in out:
-                raise SystemExit(f"the pull did not store {PULL_ITEMS} new items: {out.strip()}")
-            results.append((took, peak))
-    for leftover in folder.glob("pull.db*"):
-        leftover.unlink()
-    return {
-        f"pull {PULL_ITEMS} new items s": statistics.median(r[0] for r in results),
-        f"pull {PULL_ITEMS} new items MB": max(r[1] for r in results) / 2**20,
+def measure_pull(sites: list[Site], runs: int, writer: Writer) -> dict[int, Figures]:
+    """``digest pull`` of the same 500 new items at every size in turn, each on a fresh copy:
+    all from one source (``--source``), and 25 from each of the 20 (a whole ``digest pull``)."""
+    feeds = SCRATCH / "feeds"
+    (feeds / "one").mkdir(parents=True, exist_ok=True)
+    (feeds / "all").mkdir(exist_ok=True)
+    now = utcnow()
+    (feeds / "one" / f"{PULLED}.xml").write_bytes(writer.rss(10**9, PULL_ITEMS, PULLED, now))
+    share = PULL_ITEMS // len(SOURCES)
+    for k, name in enumerate(SOURCES):
+        (feeds / "all" / f"{name}.xml").write_bytes(writer.rss(10**9 + 10**6 * (k + 1), share, name, now))
+    kinds = {
+        f"pull {PULL_ITEMS} new items, one source": ("one", ["--source", PULLED]),
+        f"pull {PULL_ITEMS} new items, 20 sources": ("all", []),
     }
+    results: dict[tuple[int, str], list[tuple[float, int]]] = {}
+    try:
+        with feed_server(feeds) as feed_port:
+            for run in range(runs):
+                for label, (folder, names) in kinds.items():
+                    for site in sites if run % 2 else sites[::-1]:
+                        config = site.folder / "pull.toml"
+                        config.write_text(config_text("pull.db", feed_port=feed_port, feeds=f"{folder}/"))
+                        copy_db(site.db, site.folder / "pull.db")
+                        took, peak, out = timed(
+                            [DIGEST, "--config", str(config), "pull", *names], site.folder
+                        )
+                        stored = sum(int(n) for n in re.findall(r"(\d+) new", out))
+                        if stored != PULL_ITEMS:
+                            raise SystemExit(
+                                f"the pull stored {stored} new items, not {PULL_ITEMS}: {out.strip()}"
+                            )
+                        results.setdefault((site.size, label), []).append((took, peak))
+                        for leftover in site.folder.glob("pull.db*"):
+                            leftover.unlink()
+    finally:
+        shutil.rmtree(feeds, ignore_errors=True)
+    figures: dict[int, Figures] = {site.size: {} for site in sites}
+    for (size, label), found in results.items():
+        figures[size][f"{label} s"] = statistics.median(r[0] for r in found)
+        figures[size][f"{label} MB"] = max(r[1] for r in found) / 2**20
+    return figures
 
 
 def measure_send(folder: Path, db: Path, runs: int, subscribers: int) -> Figures:
@@ -620,6 +713,30 @@ def revision() -> str:
     return done.stdout.strip() or "unknown"
 
 
+def prepare(size: int, args: argparse.Namespace, writer: Writer) -> tuple[Site, Figures]:
+    """The database of ``size`` articles, built or reused, with a working copy; its figures."""
+    path, spent, reused = database(size, args.per_day, args.group_every, writer, args.reuse)
+    parts = ", ".join(f"{k} {v:.0f} s" for k, v in spent.items() if k != "total")
+    took = f"{'reused, ' if reused else ''}built in {spent['total']:.0f} s ({parts})"
+    print(f"{size:,} articles: {took}; {path.stat().st_size / 2**20:,.0f} MB; {shape(path)}", flush=True)
+    found: Figures = {"build s": spent["total"]}
+    found["database MB"] = path.stat().st_size / 2**20
+    found["bytes per article"] = path.stat().st_size / size
+    found |= counts(path)
+    tables = table_bytes(path)
+    for table, held in sorted(tables.items(), key=lambda item: -item[1]):
+        if held >= 0.005 * sum(tables.values()):
+            found[f"  bytes/article: {table}"] = held / size
+    folder = SCRATCH / f"run-{size}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    if args.reuse:
+        copy_db(path, folder / "digest.db")
+    else:  # built for this run alone: measured in place of a copy
+        path.rename(folder / "digest.db")
+    return Site(size, folder, folder / "digest.db"), found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -645,34 +762,29 @@ def main() -> None:
     )
     writer = Writer()
     figures: dict[int, Figures] = {}
-    for size in sorted(sizes):
-        path, spent, reused = database(size, args.per_day, args.group_every, writer, args.reuse)
-        parts = ", ".join(f"{k} {v:.0f} s" for k, v in spent.items() if k != "total")
-        took = f"{'reused, ' if reused else ''}built in {spent['total']:.0f} s ({parts})"
-        print(f"{size:,} articles: {took}; {path.stat().st_size / 2**20:,.0f} MB; {shape(path)}", flush=True)
-        found: Figures = {"build s": spent["total"]}
-        found["database MB"] = path.stat().st_size / 2**20
-        found["bytes per article"] = path.stat().st_size / size
-        found |= counts(path)
-        tables = table_bytes(path)
-        for table, held in sorted(tables.items(), key=lambda item: -item[1]):
-            if held >= 0.005 * sum(tables.values()):
-                found[f"  bytes/article: {table}"] = held / size
-        folder = SCRATCH / f"run-{size}"
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir()
-        work = folder / "digest.db"
-        copy_db(path, work)
-        found |= measure_web(folder, work, samples)
-        found |= measure_cli(folder, work, runs)
-        found |= measure_pull(folder, work, runs, writer, size)
-        if args.subscribers and size == min(sizes):
-            found |= measure_send(folder, work, runs, args.subscribers)
-        figures[size] = found
-        shutil.rmtree(folder, ignore_errors=True)
-        if not args.reuse:
-            for built in SCRATCH.glob(path.stem + ".*"):
-                built.unlink()
+    sites: list[Site] = []
+    try:
+        for size in sorted(sizes):
+            site, figures[size] = prepare(size, args, writer)
+            sites.append(site)
+        print("measuring every size in turn...", flush=True)
+        for measured in (
+            measure_web(sites, samples),
+            measure_cli(sites, runs),
+            measure_pull(sites, runs, writer),
+        ):
+            for size, found in measured.items():
+                figures[size] |= found
+        if args.subscribers:
+            figures[sites[0].size] |= measure_send(sites[0].folder, sites[0].db, runs, args.subscribers)
+    finally:
+        for size in sizes:
+            shutil.rmtree(SCRATCH / f"run-{size}", ignore_errors=True)
+            if not args.reuse:
+                for built in SCRATCH.glob(
+                    built_path(size, args.per_day, args.group_every, False).stem + ".*"
+                ):
+                    built.unlink()
     print()
     report(sorted(sizes), figures)
 

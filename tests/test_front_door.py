@@ -89,3 +89,18 @@ def test_every_html_answer_is_gzipped_once(served_seeds: tuple[AppServer, Settin
             assert refused.status_code == 200 and "content-encoding" not in refused.headers, (path, refusing)
         anything = httpx.get(server.url(path), headers={"Accept-Encoding": "br;q=1, *;q=0.5"})
         assert anything.headers.get("content-encoding") == "gzip", path
+
+
+def test_the_listening_socket_says_it_is_tcp_so_answers_are_not_delayed() -> None:
+    """asyncio turns Nagle off (TCP_NODELAY) on accepted connections only for a socket made
+    with IPPROTO_TCP: without it every small answer on a kept-alive connection waited
+    about 40 ms for the client's delayed ACK (found by make bench-scale-db)."""
+    import socket
+
+    from digest.web.listen import listening_socket
+
+    sock = listening_socket("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()
