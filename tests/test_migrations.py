@@ -121,6 +121,8 @@ def test_a_database_of_the_release_before_opens_with_nothing_run_again(dump: Pat
         counted, kept = store.group_counts(), store.group_totals()  # 0021 counted what was there
         assert (kept.regions, kept.themes) == (counted.regions, counted.themes) and kept.regions
         assert store.count_articles() == len(store.articles()) > 0
+        listed = [a.id for a in store.articles() if "southeast-asia" in a.regions]  # 0022 filed them
+        assert [a.id for a in store.articles(region="southeast-asia")] == listed and listed
 
     after = _plain(path, "migrations")
     assert after[: len(records)] == records  # nothing the release applied ran again
@@ -153,6 +155,8 @@ def test_a_new_database_has_the_schema_of_one_made_by_the_release_before(tmp_pat
             ("table", "changes"),  # 0020, after the release
             ("table", "group_totals"),  # 0021
             *(("trigger", f"group_totals_{event}") for event in ("ai", "ad", "au")),
+            ("table", "article_groups"),  # 0022
+            *(("trigger", f"article_groups_{event}") for event in ("ai", "ad", "au")),
         }
         assert added == expected, dump.name  # all else the released code made already
 

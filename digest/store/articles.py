@@ -23,7 +23,6 @@ _JOINS = (
     "JOIN article_texts t ON t.article_id = a.id JOIN sources s ON s.id = a.source_id"
     " LEFT JOIN article_evidence e ON e.article_id = a.id"
 )
-ARTICLE_SELECT = f"SELECT {_COLUMNS} FROM articles a {_JOINS}"
 _CONTENT_COLUMNS = ("guid", "url", "title", "author", "published")
 # The search index is contentless: it is told each version of the text it is to forget.
 _INDEX = "INSERT INTO articles_fts (rowid, title, summary_text)"
@@ -62,10 +61,11 @@ def fts5(query: Query) -> str:
 
 class ArticlesArea(Area):
     """Articles, in the statements both backends share; each backend's class says how its
-    layout is read (``_select``, ``_order``) and written (``_insert``, ``_update``), and
+    layout is read (``_columns``, ``_from``, ``_order``) and written (``_insert``, ``_update``), and
     searches its own way."""
 
-    _select: ClassVar[str]  # every column an Article is made of, ``a`` the article, ``s`` its source
+    _columns: ClassVar[str]  # every column an Article is made of, ``a`` the article, ``s`` its source
+    _from: ClassVar[str]  # the tables they come from
     _order: ClassVar[str]  # storage order of articles
     # How many of a search's matches are ranked: the newest ones (in the window asked for).
     # A search's cost then follows the page it fills, not how many of a large site's
@@ -123,21 +123,11 @@ class ArticlesArea(Area):
         digest first stored them: ``since <= first_seen < until``, so consecutive windows
         never share or skip an article."""
         where, args = seen_in(since, until)
-        for column, value in (("a.regions", region), ("a.themes", theme)):
-            if value is not None:
-                where.append(self.dialect.json_has.format(column=column))
-                args.append(value)
         if source is not None:
             where.append("s.name = ?")
             args.append(source)
-        sql = (
-            f"{self._select} WHERE {' AND '.join(where)}"
-            f" ORDER BY coalesce(a.published, a.first_seen) DESC, {self._order} ASC"
-        )
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(limit)
-        return [article_of(row) for row in self._rows(sql, args)]
+        rows = self._listing(self._columns, self._from, where, args, region, theme, limit)
+        return [article_of(row) for row in rows]
 
     def search(
         self, query: Query, *, limit: int = 20, since: datetime | None = None, until: datetime | None = None
@@ -150,22 +140,55 @@ class ArticlesArea(Area):
 
     def article(self, article_id: str) -> Article | None:
         """One article by id."""
-        row = self._row(f"{self._select} WHERE a.id = ?", [article_id])
+        row = self._row(f"SELECT {self._columns} FROM {self._from} WHERE a.id = ?", [article_id])
         return article_of(row) if row else None
 
     def headlines(self, *, limit: int, region: str | None = None, theme: str | None = None) -> list[Headline]:
-        where, args = ["1 = 1"], []
-        for column, value in (("a.regions", region), ("a.themes", theme)):
-            if value is not None:
-                where.append(self.dialect.json_has.format(column=column))
-                args.append(value)
-        rows = self._rows(
-            "SELECT a.id, a.title, s.name AS source, a.published, a.first_seen, a.regions, a.themes"
-            f" FROM articles a JOIN sources s ON s.id = a.source_id WHERE {' AND '.join(where)}"
-            f" ORDER BY coalesce(a.published, a.first_seen) DESC, {self._order} ASC LIMIT ?",
-            [*args, limit],
+        """The newest articles' titles and groups, as :meth:`articles` lists them, no text read."""
+        rows = self._listing(
+            "a.id, a.title, s.name AS source, a.published, a.first_seen, a.regions, a.themes",
+            "articles a JOIN sources s ON s.id = a.source_id",
+            ["1 = 1"],
+            [],
+            region,
+            theme,
+            limit,
         )
         return [record_of(Headline, row) for row in rows]
+
+    def _listing(
+        self,
+        columns: str,
+        tables: str,
+        where: list[str],
+        args: list[Any],
+        region: str | None,
+        theme: str | None,
+        limit: int | None,
+    ) -> list[Row]:
+        """Articles newest first (ties in the order stored), of a region and a theme when
+        given: then read through ``article_groups``, that group's own rows in list order
+        (the first group given drives; any other is a test of each row)."""
+        order = f"coalesce(a.published, a.first_seen) DESC, {self._order} ASC"
+        groups = [(kind, slug) for kind, slug in (("region", region), ("theme", theme)) if slug is not None]
+        if groups:
+            (kind, slug), *others = groups
+            # CROSS JOIN: SQLite then reads the group's rows first, in the order asked for.
+            tables = f"article_groups g CROSS JOIN {tables}"
+            where = ["g.kind = ? AND g.slug = ?", f"{self._order} = g.seq", *where]
+            args = [kind, slug, *args]
+            for kind, slug in others:
+                where.append(
+                    "EXISTS (SELECT 1 FROM article_groups h WHERE h.kind = ? AND h.slug = ?"
+                    " AND h.at = g.at AND h.seq = g.seq)"
+                )
+                args += [kind, slug]
+            order = "g.at DESC, g.seq ASC"
+        sql = f"SELECT {columns} FROM {tables} WHERE {' AND '.join(where)} ORDER BY {order}"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args = [*args, limit]
+        return self._rows(sql, args)
 
     def count_articles(self) -> int:
         # Kept by the database's triggers as articles come and go (see the schema).
@@ -311,7 +334,7 @@ class SqliteArticlesArea(ArticlesArea, SqliteBase):
     """SQLite's articles: text in ``article_texts``, searched through the FTS5 index
     ``articles_fts`` (contentless: told each version of the text it is to forget)."""
 
-    _select = ARTICLE_SELECT
+    _columns, _from = _COLUMNS, f"articles a {_JOINS}"
     _order = "a.rowid"
 
     def _matching(self, query: Query, where: list[str], args: list[Any], limit: int) -> list[Any]:

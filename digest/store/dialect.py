@@ -63,8 +63,6 @@ class Dialect:
     later: str = "store_later(?)"  # now plus the seconds given as its one parameter
     false: str = "0"  # as a flag's partial index says it (SQLite's index only matches "= 0")
     distinct: str = "IS NOT"  # NULL-safe inequality (SQLite's IS DISTINCT FROM needs 3.39)
-    # A JSON array ({column}) holds the string given as the one parameter.
-    json_has: str = "EXISTS (SELECT 1 FROM json_each({column}) WHERE value = ?)"
 
     def in_list(
         self, column: str, values: Sequence[Any], *, negate: bool = False
@@ -98,7 +96,6 @@ POSTGRES = Dialect(
     later="now() + make_interval(secs => ?)",
     false="FALSE",
     distinct="IS DISTINCT FROM",
-    json_has="{column} @> jsonb_build_array(?::text)",  # the GIN index's operator
 )
 
 

@@ -532,6 +532,46 @@ def _group_totals(db: Database) -> None:
     )
 
 
+def _article_groups(db: Database) -> None:
+    # Each article under each of its regions and themes, in list order (newest first, then
+    # as stored), kept by triggers: "the newest 50 of Oceania" walks that region's own rows
+    # instead of every article newest first until 50 match, which a rare region never does
+    # (issue 30). ``seq`` is the article's rowid, as the search index's is.
+    db.execute(
+        "CREATE TABLE article_groups (kind TEXT NOT NULL, slug TEXT NOT NULL, at TEXT NOT NULL,"
+        " seq INTEGER NOT NULL, PRIMARY KEY (kind, slug, at DESC, seq)) WITHOUT ROWID"
+    )
+
+    def rows(kind: str, side: str, column: str, tables: str = "") -> str:
+        return (
+            f"SELECT '{kind}', value, coalesce({side}.published, {side}.first_seen), {side}.rowid"
+            f" FROM {tables}json_each({side}.{column}) WHERE true"
+        )
+
+    def gone(kind: str, column: str) -> str:
+        return (
+            f"DELETE FROM article_groups WHERE kind = '{kind}'"
+            f" AND slug IN (SELECT value FROM json_each(OLD.{column}))"
+            " AND at = coalesce(OLD.published, OLD.first_seen) AND seq = OLD.rowid;"
+        )
+
+    filed = "".join(
+        f" INSERT OR IGNORE INTO article_groups {rows(kind, 'NEW', column)};"
+        for kind, column in (("region", "regions"), ("theme", "themes"))
+    )
+    unfiled = gone("region", "regions") + " " + gone("theme", "themes")
+    for kind, column in (("region", "regions"), ("theme", "themes")):
+        db.execute(f"INSERT OR IGNORE INTO article_groups {rows(kind, 'a', column, 'articles a, ')}")
+    db.execute(f"CREATE TRIGGER article_groups_ai AFTER INSERT ON articles BEGIN{filed} END")
+    db.execute(f"CREATE TRIGGER article_groups_ad AFTER DELETE ON articles BEGIN {unfiled} END")
+    db.execute(
+        "CREATE TRIGGER article_groups_au AFTER UPDATE OF regions, themes, published, first_seen"
+        " ON articles WHEN OLD.regions IS NOT NEW.regions OR OLD.themes IS NOT NEW.themes"
+        " OR OLD.published IS NOT NEW.published OR OLD.first_seen IS NOT NEW.first_seen"
+        f" BEGIN {unfiled}{filed} END"
+    )
+
+
 # Append-only: a released step is never changed in effect, a change is a new entry.
 MIGRATIONS: list[tuple[str, Step]] = [
     ("0001_initial", _initial),
@@ -555,6 +595,7 @@ MIGRATIONS: list[tuple[str, Step]] = [
     ("0019_search_tokens", _search_tokens),
     ("0020_changes", _changes),
     ("0021_group_totals", _group_totals),
+    ("0022_article_groups", _article_groups),
 ]
 
 

@@ -27,7 +27,7 @@ _CONTENT_COLUMNS = ("guid", "url", "title", "author", "published", "summary_html
 
 
 class PgArticlesArea(ArticlesArea, PgBase):
-    _select = f"SELECT {_COLUMNS} FROM articles a JOIN sources s ON s.id = a.source_id"
+    _columns, _from = _COLUMNS, "articles a JOIN sources s ON s.id = a.source_id"
     _order = "a.seq"
 
     def _matching(self, query: Query, where: list[str], args: list[Any], limit: int) -> list[Any]:

@@ -247,6 +247,49 @@ _GROUP_TOTALS = [
     " EXECUTE FUNCTION group_totals_track()",
 ]
 
+# Each article under each of its regions and themes, in list order (newest first, then as
+# stored), kept by a trigger: "the newest 50 of Oceania" reads that region's own rows, in
+# order, instead of every article of the region before sorting (issue 30). The GIN indexes
+# on the arrays served only that test, now made here.
+_ARTICLE_GROUPS = [
+    "CREATE TABLE article_groups (kind TEXT NOT NULL, slug TEXT NOT NULL, at TIMESTAMPTZ NOT NULL,"
+    " seq BIGINT NOT NULL)",
+    "CREATE UNIQUE INDEX article_groups_order ON article_groups (kind, slug, at DESC, seq)",
+    "INSERT INTO article_groups SELECT 'region', r.value, coalesce(a.published, a.first_seen), a.seq"
+    " FROM articles a, jsonb_array_elements_text(a.regions) r(value) ON CONFLICT DO NOTHING",
+    "INSERT INTO article_groups SELECT 'theme', t.value, coalesce(a.published, a.first_seen), a.seq"
+    " FROM articles a, jsonb_array_elements_text(a.themes) t(value) ON CONFLICT DO NOTHING",
+    """
+    CREATE FUNCTION article_groups_track() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP <> 'INSERT' THEN
+            DELETE FROM article_groups WHERE kind = 'region'
+                AND slug IN (SELECT jsonb_array_elements_text(OLD.regions))
+                AND at = coalesce(OLD.published, OLD.first_seen) AND seq = OLD.seq;
+            DELETE FROM article_groups WHERE kind = 'theme'
+                AND slug IN (SELECT jsonb_array_elements_text(OLD.themes))
+                AND at = coalesce(OLD.published, OLD.first_seen) AND seq = OLD.seq;
+        END IF;
+        IF TG_OP <> 'DELETE' THEN
+            INSERT INTO article_groups
+            SELECT 'region', r.value, coalesce(NEW.published, NEW.first_seen), NEW.seq
+            FROM jsonb_array_elements_text(NEW.regions) r(value) ON CONFLICT DO NOTHING;
+            INSERT INTO article_groups
+            SELECT 'theme', t.value, coalesce(NEW.published, NEW.first_seen), NEW.seq
+            FROM jsonb_array_elements_text(NEW.themes) t(value) ON CONFLICT DO NOTHING;
+        END IF;
+        RETURN NULL;
+    END $$""",
+    "CREATE TRIGGER article_groups_insert_delete AFTER INSERT OR DELETE ON articles"
+    " FOR EACH ROW EXECUTE FUNCTION article_groups_track()",
+    "CREATE TRIGGER article_groups_update AFTER UPDATE OF regions, themes, published, first_seen"
+    " ON articles FOR EACH ROW WHEN (OLD.regions IS DISTINCT FROM NEW.regions"
+    " OR OLD.themes IS DISTINCT FROM NEW.themes OR OLD.published IS DISTINCT FROM NEW.published"
+    " OR OLD.first_seen IS DISTINCT FROM NEW.first_seen) EXECUTE FUNCTION article_groups_track()",
+    "DROP INDEX articles_regions",
+    "DROP INDEX articles_themes",
+]
+
 Step = list[str] | Callable[[Any], None]
 
 # Append-only: a released migration is never edited, a change is a new entry.
@@ -258,6 +301,7 @@ MIGRATIONS: list[tuple[str, Step]] = [
     ("0005_pages", _PAGES),
     ("0006_search_tokens", _search_tokens),
     ("0007_group_totals", _GROUP_TOTALS),
+    ("0008_article_groups", _ARTICLE_GROUPS),
 ]
 
 
