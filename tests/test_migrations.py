@@ -157,6 +157,8 @@ def test_a_new_database_has_the_schema_of_one_made_by_the_release_before(tmp_pat
             *(("trigger", f"group_totals_{event}") for event in ("ai", "ad", "au")),
             ("table", "article_groups"),  # 0022
             *(("trigger", f"article_groups_{event}") for event in ("ai", "ad", "au")),
+            ("table", "source_frequencies"),  # 0023
+            *(("trigger", f"source_frequencies_{e}") for e in ("ai", "au", "bd", "eai", "eau", "ead")),
         }
         assert added == expected, dump.name  # all else the released code made already
 

@@ -545,6 +545,68 @@ def test_evidence_groups_and_frequencies(store: Store) -> None:
     assert store.source_frequencies("s") == (0, {}, {})
 
 
+def _frequencies_agree(store: Store, source: str) -> tuple[int, dict[str, int], dict[str, int]]:
+    """The frequencies kept for a source say what counting its classified articles says."""
+    pending = {u.id for u in store.ungrouped()}
+    total = sum(1 for a in store.articles(source=source) if a.id not in pending)
+    places: dict[str, int] = {}
+    themes: dict[str, int] = {}
+    for evidence in store.evidence(source):
+        for key in {p["key"] for p in evidence.places}:
+            places[key] = places.get(key, 0) + 1
+        for slug in evidence.theme_matches:
+            themes[slug] = themes.get(slug, 0) + 1
+    kept = store.source_frequencies(source)
+    assert kept == (total, places, themes)
+    return kept
+
+
+def _place(key: str, region: str = "southeast-asia") -> dict[str, Any]:
+    return {"key": key, "name": key.title(), "region": region, "kind": "country", "title": 1, "lead": 0,
+            "body": 1}  # fmt: skip
+
+
+def test_source_frequencies_are_kept_as_articles_are_classified_changed_and_go(store: Store) -> None:
+    """A source's place and theme frequencies (its IDF) are kept as articles are written, not
+    read from all its evidence at every pull (issue 30): classified, classified again, changed
+    (waiting to be classified again), dropped, all marked for classifying again."""
+    _with_articles(store, 4)
+    store.sync_sources(
+        [SourceSpec("s", "https://s.example/feed", "feed"), SourceSpec("t", "https://t.x/", "feed")]
+    )
+    store.save_articles("t", [_article(n, "t") for n in (7, 8)], now=T0)
+    trade = {"trade": {"score": 1.0, "phrases": ["trade"]}}
+    # a0 lists Laos twice: an article counts a place once.
+    store.set_groups(
+        [
+            Groups("a0", ("southeast-asia",), ("trade",), Evidence.of("a0", (_place("laos"),) * 2, trade)),
+            Groups("a1", ("southeast-asia",), (), Evidence.of("a1", (_place("laos"), _place("vietnam")), {})),
+            Groups("a2", (), (), Evidence.of("a2", (), {})),
+        ]
+    )
+    assert _frequencies_agree(store, "s") == (3, {"laos": 2, "vietnam": 1}, {"trade": 1})
+    assert _frequencies_agree(store, "t") == (0, {}, {})
+    # Scores alone (a young source re-scored) change nothing counted.
+    store.set_groups([Groups("a1", ("europe",), ())])
+    assert _frequencies_agree(store, "s") == (3, {"laos": 2, "vietnam": 1}, {"trade": 1})
+    # a1's text changes: it waits to be classified again, and counts for nothing meanwhile.
+    store.save_articles("s", [_article(1, content_hash="h1'")], now=T0)
+    assert _frequencies_agree(store, "s") == (2, {"laos": 1}, {"trade": 1})
+    store.set_groups(
+        [Groups("a1", (), ("trade",), Evidence.of("a1", (_place("peru", "latin-america"),), trade))]
+    )
+    assert _frequencies_agree(store, "s") == (3, {"laos": 1, "peru": 1}, {"trade": 2})
+    # Dropped once grouped: what it counted goes with it.
+    assert store.drop_articles([("a0", "drop: title:/x/")], now=T0) == 1
+    assert _frequencies_agree(store, "s") == (2, {"peru": 1}, {"trade": 1})
+    store.set_groups([Groups("a7", (), (), Evidence.of("a7", (_place("laos"),), {}))])  # t's
+    assert _frequencies_agree(store, "t") == (1, {"laos": 1}, {})
+    store.mark_ungrouped()
+    assert store.source_frequencies("s") == store.source_frequencies("t") == (0, {}, {})
+    store.set_groups([Groups("a7", (), (), Evidence.of("a7", (_place("chile"),), {}))])
+    assert _frequencies_agree(store, "t") == (1, {"chile": 1}, {})
+
+
 def _totals_agree(store: Store) -> None:
     """The kept totals say what counting every article says."""
     counted, kept = store.group_counts(), store.group_totals()

@@ -34,11 +34,8 @@ class GroupingArea(Area):
     _matches: ClassVar[str]  # the evidence's theme matches, as JSON text
     _evidence: ClassVar[str]  # what joins the evidence to ``articles a``
     _order: ClassVar[str]  # storage order of articles
-    # Table functions over JSON: the places ``p`` (``p.value``: one place), the theme names
-    # ``m`` (``m.key``), the regions ``r`` and themes ``t`` (``value``; ``r`` as lead: the
-    # first region), and the stories' member ids as one aggregate.
-    _place_items: ClassVar[str]
-    _theme_names: ClassVar[str]
+    # Table functions over JSON: the regions ``r`` and themes ``t`` (``value``; ``r`` as
+    # lead: the first region), and the stories' member ids as one aggregate.
     _region_items: ClassVar[tuple[str, str]]
     _theme_items: ClassVar[str]
     _member_ids: ClassVar[str]
@@ -126,21 +123,15 @@ class GroupingArea(Area):
 
     def source_frequencies(self, source: str) -> tuple[int, dict[str, int], dict[str, int]]:
         """For one source's classified articles: their count, and in how many of them each
-        place (by key) and each theme is found."""
-        source_id = self._known_source(source)
-        mine = "WHERE a.source_id = ? AND a.grouped = TRUE"
-        total = self._value(f"SELECT count(*) AS n FROM articles a {mine}", [source_id])
-        places = self._rows(
-            "SELECT p.value ->> 'key' AS key, count(DISTINCT a.id) AS n"
-            f" FROM articles a {self._evidence}, {self._place_items} {mine} GROUP BY 1",
-            [source_id],
+        place (by key) and each theme is found (kept by the database's triggers)."""
+        rows = self._rows(
+            "SELECT kind, key, articles FROM source_frequencies WHERE source_id = ? AND articles > 0",
+            [self._known_source(source)],
         )
-        themes = self._rows(
-            f"SELECT m.key, count(*) AS n FROM articles a {self._evidence}, {self._theme_names}"
-            f" {mine} GROUP BY 1",
-            [source_id],
-        )
-        return int(total), {r["key"]: r["n"] for r in places}, {r["key"]: r["n"] for r in themes}
+        found: dict[str, dict[str, int]] = {"all": {}, "place": {}, "theme": {}}
+        for row in rows:
+            found[row["kind"]][row["key"]] = int(row["articles"])
+        return found["all"].get("", 0), found["place"], found["theme"]
 
     def set_groups(self, rows: Iterable[Groups]) -> None:
         """Store each article's regions and themes, and the evidence where given (which marks
@@ -218,10 +209,6 @@ class SqliteGroupingArea(GroupingArea):
     _text, _texts = "t.summary_text", "JOIN article_texts t ON t.article_id = a.id"
     _places, _matches = "e.places", "e.theme_matches"
     _evidence, _order = "LEFT JOIN article_evidence e ON e.article_id = a.id", "a.rowid"
-    _place_items, _theme_names = (
-        "json_each(e.places) p",
-        "json_each(e.theme_matches) m",
-    )
     _region_items = ("json_each(a.regions) r", "r.key = 0")
     _theme_items, _member_ids = "json_each(a.themes) t", "json_group_array(a.id)"
 

@@ -15,10 +15,6 @@ class PgGroupingArea(GroupingArea, PgBase):
     _text, _texts = "a.summary_text", ""
     _places, _matches = "a.places::text", "a.theme_matches::text"
     _evidence, _order = "", "a.seq"
-    _place_items, _theme_names = (
-        "json_array_elements(a.places) p",
-        "json_object_keys(a.theme_matches) m(key)",
-    )
     _region_items = (
         "jsonb_array_elements_text(a.regions) WITH ORDINALITY r(value, position)",
         "r.position = 1",
