@@ -10,7 +10,7 @@ EXTRAS := fulltext,postgres
 RUN_STAMP  := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install install-test bytecode run serve test test-dates lint typecheck unit bench bench-e2e bench-scale bench-due clean system-deps lighthouse bench-scale-db
+.PHONY: install install-test bytecode run serve test test-dates lint typecheck unit bench bench-e2e bench-scale bench-due clean system-deps lighthouse bench-scale-db bench-many-feeds
 
 # Debian packages the end-to-end tests drive: newsboat (a feed reader), chromium, and
 # postgresql (the tests start a throwaway server of their own; Debian keeps its binaries
@@ -117,3 +117,9 @@ lighthouse: bytecode
 # growth. ARGS='--sizes 10000,100000,300000 --reuse --subscribers 100000' for more.
 bench-scale-db: bytecode
 	$(BIN)/python benchmarks/scale_db.py $(ARGS)
+
+# Many small feeds (issue 30): 1,000 feeds of 20 items on 50 local servers, the first and
+# second `digest pull` against lemon24/reader's `update --workers 16` (installed, pinned, in
+# a throwaway venv under the temp folder). ARGS='--feeds 300 --runs 5' for others.
+bench-many-feeds: bytecode
+	$(BIN)/python benchmarks/many_feeds.py $(ARGS)

@@ -14,6 +14,8 @@ still verifies the certificate against the URL's host name.
 from __future__ import annotations
 
 import contextlib
+import functools
+import ssl
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -109,7 +111,7 @@ class GuardedTransport(httpx.BaseTransport):
         self._proxies = dict(proxies or {})
         self._via: dict[str, httpx.HTTPTransport] = {}
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
+            ssl_context=shared_ssl_context(),
             network_backend=GuardedBackend(self._resolver, policy),
             max_connections=20,
             max_keepalive_connections=10,
@@ -165,6 +167,14 @@ class GuardedTransport(httpx.BaseTransport):
 
 
 PUBLIC = FetchPolicy()  # remote, public addresses only
+
+
+@functools.cache
+def shared_ssl_context() -> ssl.SSLContext:
+    """The one TLS context every client verifies with: making one (loading the CA bundle)
+    takes 30 ms, and a source on a private address has a client of its own (issue 30: a
+    thousand feeds)."""
+    return httpx.create_ssl_context()
 
 
 def make_client(

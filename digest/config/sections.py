@@ -206,7 +206,8 @@ class FetchSettings:
     max_items: int = setting(10_000, checks.integer(1, 1_000_000))
     allow_private: bool = setting(False, checks.boolean)  # every remote source may reach non-public addresses
     full_text_below: int = setting(600, checks.integer(0, 1_000_000))  # (full_text) shorter text: an excerpt
-    per_host: int = setting(2, checks.integer(1, 16))  # (full_text) article pages fetched at once per host
+    workers: int = setting(8, checks.integer(1, 64))  # sources fetched at once (pull and run)
+    per_host: int = setting(2, checks.integer(1, 16))  # requests at once to one server: feeds, article pages
     page_delay: float = setting(0.5, checks.seconds)  # (full_text) a pause between one worker's page fetches
 
 

@@ -227,6 +227,7 @@ def _score(
         by_source.setdefault(row.source, []).append((row, found))
     rescored = 0
     dropped: set[str] = set()
+    scored: list[Groups] = []
     ignore = {source.name: _ignored_keys(source.ignore_places, gazetteer) for source in settings.sources}
     rules = {source.name: source.rules for source in settings.sources if source.rules.needs_groups}
     for source, new in by_source.items():
@@ -252,8 +253,11 @@ def _score(
                 groups = [g for g in groups if g.id not in dropped]
         if total < YOUNG_SOURCE:
             groups += [weights.groups(e.id, *_parsed(e)) for e in store.evidence(source)]
-        store.set_groups([g for g in groups if g.id not in dropped])
+        scored += [g for g in groups if g.id not in dropped]
         rescored += len(groups)
+    # One write for every source: a pull of a thousand small feeds is not a thousand commits.
+    # (Each source's weights were read before any was written: a source's own counts only.)
+    store.set_groups(scored)
     return rescored, dropped
 
 

@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import email.utils
 import mimetypes
+import threading
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +28,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 import httpx
 
 from digest.common.bodies import BodyError, TooLarge, TooSlow, read_body
-from digest.common.egress import FetchPolicy, Resolver, is_remote, policy_for
+from digest.common.egress import FetchPolicy, Resolver, host_of, is_remote, policy_for
 from digest.common.errors import FetchError
 from digest.common.http import Refused, make_client
 from digest.common.models import Document
@@ -55,6 +59,26 @@ class FetchResult:
     link: str | None = None  # the HTTP Link header (WebSub names its hub there)
 
 
+@dataclass(frozen=True)
+class Request:
+    """A conditional GET of a source, as :meth:`Fetcher.fetch` is asked for it."""
+
+    url: str
+    etag: str | None
+    last_modified: str | None
+    policy: FetchPolicy
+
+
+def origin_of(url: str) -> str:
+    """Where politeness limits count requests: scheme, host and port (one server)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{parts.scheme.lower()}://{host_of(url)}:{port or ''}"
+
+
 class Fetcher:
     """Fetches sources with shared HTTP connection pools. Use as a context manager.
 
@@ -73,6 +97,8 @@ class Fetcher:
         self._proxies = urllib.request.getproxies_environment() if proxies is None else dict(proxies)
         # A pool for each policy, so a connection opened under one is never lent to another.
         self._clients: dict[FetchPolicy, httpx.Client] = {}
+        self._lock = threading.Lock()  # clients are made on first use, by any fetching thread
+        self._ahead: _Ahead | None = None
 
     def policy(self, url: str, *, allow_private: bool = False) -> FetchPolicy:
         """The policy of a source configured at ``url`` (``[fetch] allow_private`` included)."""
@@ -82,18 +108,36 @@ class Fetcher:
         """The client fetches under ``policy`` share (one connection pool a policy)."""
         # Made on first use: setting up TLS costs more than reading a folder of local files.
         policy = replace(policy, local=False)  # files are not the pool's business
-        client = self._clients.get(policy)
-        if client is None:
-            client = self._clients[policy] = make_client(
-                policy,
-                timeout=self.settings.timeout,
-                user_agent=self.settings.user_agent,
-                headers={"Accept": ACCEPT},
-                capped=True,
-                resolver=self._resolver,
-                proxies=self._proxies,
-            )
+        with self._lock:
+            client = self._clients.get(policy)
+            if client is None:
+                client = self._clients[policy] = make_client(
+                    policy,
+                    timeout=self.settings.timeout,
+                    user_agent=self.settings.user_agent,
+                    headers={"Accept": ACCEPT},
+                    capped=True,
+                    resolver=self._resolver,
+                    proxies=self._proxies,
+                )
         return client
+
+    @contextmanager
+    def ahead(self, requests: Iterable[Request]) -> Iterator[None]:
+        """While the block runs, fetch ``requests`` over the web on ``[fetch] workers``
+        threads, in order, at most ``[fetch] per_host`` at once to one server and a bounded
+        number ahead of what the block has taken: :meth:`fetch` asked for one of them
+        returns (or raises) what was fetched for it. Whoever pulls stays on one thread, with
+        the store; only the waiting on servers overlaps. A request the block never asks for
+        is fetched at most once, its answer dropped; on leaving, none is started."""
+        remote = [r for r in requests if is_remote(r.url)]
+        ahead = _Ahead(self, remote if len(remote) > 1 else [])  # one gains nothing: no thread
+        self._ahead = ahead
+        try:
+            yield
+        finally:
+            self._ahead = None
+            ahead.close()
 
     def __enter__(self) -> Fetcher:
         return self
@@ -120,6 +164,10 @@ class Fetcher:
         of a source configured at ``url`` itself. ``ask``: asked before each redirect is
         followed, with its target: a reason to refuse it (None: follow it)."""
         policy = policy or self.policy(url)
+        ahead = self._ahead
+        fetched = ahead.take(Request(url, etag, last_modified, policy)) if ahead and not ask else None
+        if fetched is not None:
+            return fetched.result()
         if is_remote(url):
             return self._fetch_http(url, etag, last_modified, policy, ask)
         if not policy.local:
@@ -262,6 +310,61 @@ class Fetcher:
             raise FetchError(f"{url}: took longer than {self.settings.deadline:g}s in all") from exc
         except BodyError as exc:
             raise FetchError(f"{url}: {exc}") from exc
+
+
+class _Ahead:
+    """Requests fetched on threads ahead of being asked for (see :meth:`Fetcher.ahead`)."""
+
+    def __init__(self, fetcher: Fetcher, requests: list[Request]) -> None:
+        workers = fetcher.settings.workers
+        self.fetcher = fetcher
+        self.waiting = deque(requests)
+        self.window = 2 * workers  # fetched but not yet taken, at most: memory stays flat
+        self.started: dict[Request, deque[Future[FetchResult]]] = {}
+        self.lock = threading.Lock()
+        self.origins: dict[str, threading.Semaphore] = {}
+        self.pool = (
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="digest-fetch") if requests else None
+        )
+        self._fill()
+
+    def take(self, request: Request) -> Future[FetchResult] | None:
+        with self.lock:
+            queue = self.started.get(request)
+            future = queue.popleft() if queue else None
+            if queue is not None and not queue:
+                del self.started[request]
+            if future is None and request in self.waiting:  # asked for early: fetched there, not here
+                self.waiting.remove(request)
+            finished = not self.waiting and not self.started
+        self._fill()
+        if finished and self.pool is not None:
+            # No thread left once the last is taken: the grouping after a pull forks, which
+            # only a process with one thread may (digest.common.parallel).
+            self.pool.shutdown(wait=True)
+            self.pool = None
+        return future
+
+    def close(self) -> None:
+        self.waiting.clear()
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _fill(self) -> None:
+        with self.lock:
+            while self.waiting and self.pool and sum(map(len, self.started.values())) < self.window:
+                request = self.waiting.popleft()
+                future = self.pool.submit(self._fetch, request)
+                self.started.setdefault(request, deque()).append(future)
+
+    def _fetch(self, request: Request) -> FetchResult:
+        with self.lock:
+            limit = self.origins.setdefault(
+                origin_of(request.url), threading.Semaphore(self.fetcher.settings.per_host)
+            )
+        with limit:
+            r = request
+            return self.fetcher._fetch_http(r.url, r.etag, r.last_modified, r.policy, None)
 
 
 def freshness(cache_control: str | None, expires: str | None, now: datetime | None = None) -> float | None:

@@ -27,7 +27,7 @@ from digest.common.sanitize import drop_boilerplate, html_to_text, one_line, san
 from digest.config import Settings, SourceSettings
 from digest.grouping.classify import Reader, group_shared
 from digest.intake import fulltext, parsing, websub
-from digest.intake.fetch import Fetcher, FetchResult
+from digest.intake.fetch import Fetcher, FetchResult, Request
 from digest.intake.fulltext import is_excerpt
 from digest.intake.parsing import Options, Parsed
 from digest.intake.sync import sync_sources
@@ -67,9 +67,11 @@ def pull(
     fetcher = fetcher or Fetcher(settings.fetch)
     reader = Reader(settings) if group else None
     try:
-        reports = [
-            _pull_guarded(store, fetcher, source, settings, force=force, reader=reader) for source in wanted
-        ]
+        with fetcher.ahead(_requests(store, fetcher, wanted, force=force)):
+            reports = [
+                _pull_guarded(store, fetcher, source, settings, force=force, reader=reader)
+                for source in wanted
+            ]
     finally:
         if own:
             fetcher.close()
@@ -80,6 +82,23 @@ def pull(
             report.dropped += later
             report.new = max(0, report.new - later)  # stored, then moved out: not new articles
     return reports
+
+
+def _requests(
+    store: SourcesStore, fetcher: Fetcher, sources: list[SourceSettings], *, force: bool
+) -> list[Request]:
+    """The fetches :func:`pull_source` will make of these sources, as it will make them, to
+    fetch ahead: not those it holds back (disabled, or asked to wait by the server)."""
+    now = store.now()
+    found = []
+    for source in sources:
+        if not source.pulled:
+            continue
+        state = store.source_state(source.name)
+        if _held_back(state, now, force=force) is None:
+            policy = fetcher.policy(source.url, allow_private=source.allow_private)
+            found.append(Request(state.url, state.etag, state.last_modified, policy))
+    return found
 
 
 def _pull_guarded(

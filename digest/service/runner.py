@@ -1,8 +1,8 @@
 """The service: scheduled pulls, the weekly digest and the web server in one asyncio loop.
 
 - Pulls: one APScheduler job per source on its interval (with jitter); a pull runs in a
-  daemon thread (fetching and the database are blocking), at most ``PULL_CONCURRENCY`` at
-  once and one at a time per host, and waits out backoff and cache lifetimes the source's
+  daemon thread (fetching and the database are blocking), at most ``[fetch] workers`` at
+  once and ``[fetch] per_host`` at a time per server, and waits out backoff and cache lifetimes the source's
   answers asked for. A hanging source holds only its own slot. Of several processes on
   one database, one pulls each source (a claim). Grouping follows in a task of its own,
   one run at a time, by one process at a time (a lease).
@@ -29,7 +29,6 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import uvicorn
@@ -44,7 +43,7 @@ from digest.feedback.apply import BounceMailbox
 from digest.feedback.inbound import Inbound, Mailbox
 from digest.grouping.classify import group_shared
 from digest.intake import websub
-from digest.intake.fetch import Fetcher
+from digest.intake.fetch import Fetcher, origin_of
 from digest.intake.newsletters import NewsletterMailbox
 from digest.intake.pull import pull_source
 from digest.intake.sync import spec_of, sync_sources
@@ -63,7 +62,6 @@ from digest.web.app import create_app
 from digest.web.listen import listening_socket
 
 log = logging.getLogger("digest")
-PULL_CONCURRENCY = 4
 LAST_DUE = "digest_last_due"
 RHYTHM_TICK = 60.0
 STOP_WITHIN = 8.0
@@ -78,8 +76,8 @@ class Service:
         self.holder = holder_name()
         self.scheduler: AsyncIOScheduler | None = None
         self.stopping = asyncio.Event()
-        self.host_locks: dict[str, asyncio.Lock] = {}
-        self.slots = asyncio.Semaphore(PULL_CONCURRENCY)
+        self.host_slots: dict[str, asyncio.Semaphore] = {}
+        self.slots = asyncio.Semaphore(settings.fetch.workers)
         self.grouping_wanted = asyncio.Event()
         self.last_pull: str | None = None
         self.last_digest: str | None = None
@@ -122,8 +120,9 @@ class Service:
     # --- pulls --------------------------------------------------------------------------------
 
     async def pull(self, source: SourceSettings) -> None:
-        host = urlsplit(source.url).hostname or "local"
-        async with self.slots, self.host_locks.setdefault(host, asyncio.Lock()):
+        server = origin_of(source.url)  # as `digest pull` counts them (digest.intake.fetch)
+        per_server = self.host_slots.setdefault(server, asyncio.Semaphore(self.settings.fetch.per_host))
+        async with self.slots, per_server:
             if self.stopping.is_set():
                 return
             with metrics.PULL_SECONDS.time():

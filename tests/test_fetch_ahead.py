@@ -1,0 +1,124 @@
+"""Many sources are fetched at once under the politeness rules (issue 30): at most ``[fetch]
+workers`` requests in all and ``[fetch] per_host`` to one server; a source held back is not
+fetched ahead; what is stored is what a pull one source at a time stores; no thread is left
+behind (the grouping after a pull forks, which a process with threads may not)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from digest.intake.pull import pull
+from digest.store import Store, open_store
+
+from .helpers import rss, settings_for
+from .servers import FeedServer, Reply, Seen
+
+DELAY = 0.15  # long enough for requests to overlap on a loaded machine; a pull stays short
+
+
+class Counted:
+    """Requests in flight, at most, per server and in all."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.now: dict[int, int] = {}
+        self.most: dict[int, int] = {}
+        self.total = self.most_total = 0
+
+    def answer(self, server: int, body: bytes, seen: Seen) -> Reply:
+        with self.lock:
+            self.now[server] = self.now.get(server, 0) + 1
+            self.total += 1
+            self.most[server] = max(self.most.get(server, 0), self.now[server])
+            self.most_total = max(self.most_total, self.total)
+        time.sleep(DELAY)
+        with self.lock:
+            self.now[server] -= 1
+            self.total -= 1
+        return Reply(body=body, headers={"Content-Type": "application/rss+xml", "ETag": '"v1"'})
+
+
+@pytest.fixture
+def servers() -> Iterator[list[FeedServer]]:
+    with ExitStack() as stack:
+        yield [stack.enter_context(FeedServer()) for _ in range(3)]
+
+
+def _feed(n: int) -> bytes:
+    return rss([{"title": f"Item {n}.{i} on the Mekong", "link": f"https://e.org/{n}/{i}"} for i in range(2)])
+
+
+def _config(servers: list[FeedServer], count: int, counted: Counted, fetch: str) -> str:
+    body = f"[fetch]\nallow_private = true\n{fetch}\n"
+    for n in range(count):
+        server = n % len(servers)
+        path = f"/f{n}.xml"
+        feed = _feed(n)
+        servers[server].routes[path] = lambda seen, s=server, b=feed: counted.answer(s, b, seen)
+        body += f'[[sources]]\nname = "f{n}"\nurl = "{servers[server].url(path)}"\n'
+    return body
+
+
+def _titles(store: Store) -> list[str]:
+    return sorted(a.title for a in store.articles())
+
+
+@pytest.mark.parametrize(("workers", "per_host"), [(4, 1), (2, 2), (5, 2)])
+def test_many_sources_are_fetched_at_once_within_the_limits(
+    servers: list[FeedServer], tmp_path: Path, workers: int, per_host: int
+) -> None:
+    counted = Counted()
+    fetch = f"workers = {workers}\nper_host = {per_host}"
+    settings = settings_for(tmp_path, _config(servers, 12, counted, fetch))
+    with open_store(settings.database.path) as store:
+        reports = pull(settings, store)
+        assert [r.name for r in reports] == [f"f{n}" for n in range(12)]  # reported in order
+        assert all(r.ok and r.new == 2 for r in reports), [r.summary() for r in reports]
+        assert len(_titles(store)) == 24
+    # Each limit holds (and each case is one where the other alone would let it be passed).
+    assert max(counted.most.values()) <= per_host
+    assert counted.most_total <= workers
+    assert counted.most_total >= 2  # and at once: slow answers overlapped
+    assert not [t for t in threading.enumerate() if t.name.startswith("digest-fetch")]  # all gone
+    # The second pull asks with what the first was told, and is told nothing changed.
+    with open_store(settings.database.path) as store:
+        again = pull(settings, store)
+    assert all(r.not_modified or r.new == 0 for r in again)
+    last = [r for r in servers[0].requests if r.path == "/f0.xml"][-1]
+    assert last.headers.get("if-none-match") == '"v1"'
+
+
+def test_one_at_a_time_stores_the_same(servers: list[FeedServer], tmp_path: Path) -> None:
+    counted = Counted()
+    together = settings_for(tmp_path / "a", _config(servers, 6, counted, "workers = 8"))
+    alone = settings_for(tmp_path / "b", _config(servers, 6, counted, "workers = 1\nper_host = 1"))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    found = []
+    for settings in (together, alone):
+        with open_store(settings.database.path) as store:
+            pull(settings, store)
+            found.append([(a.id, a.title, a.url) for a in store.articles()])
+    assert found[0] == found[1] and len(found[0]) == 12
+
+
+def test_a_source_the_server_asked_to_wait_is_not_fetched_ahead(
+    servers: list[FeedServer], tmp_path: Path
+) -> None:
+    counted = Counted()
+    body = _config(servers, 4, counted, "workers = 4")
+    servers[1].routes["/f1.xml"] = Reply(429, b"slow down", headers={"Retry-After": "3600"})
+    settings = settings_for(tmp_path, body)
+    with open_store(settings.database.path) as store:
+        first = {r.name: r for r in pull(settings, store)}
+        assert "HTTP 429" in (first["f1"].error or "") and first["f0"].new == 2
+        second = {r.name: r for r in pull(settings, store)}
+    assert "deferred" in (second["f1"].error or "")
+    assert servers[1].hits("/f1.xml") == 1  # asked once: not again, not even ahead
+    assert servers[0].hits("/f0.xml") == 2
