@@ -126,7 +126,9 @@ def main() -> None:
                 figures.setdefault(f"digest {label}", []).append(e2e.timed(command, place))
             if python is not None:
                 db = str(place / "reader.sqlite")
-                subprocess.run([str(python), "-c", ADD_FEEDS, db], input=" ".join(urls), text=True, check=True)
+                subprocess.run(
+                    [str(python), "-c", ADD_FEEDS, db], input=" ".join(urls), text=True, check=True
+                )
                 update = [str(python), "-m", "reader", "--db", db, "update", "--workers", str(args.workers)]
                 for label in ("first", "second"):
                     figures.setdefault(f"reader {label}", []).append(e2e.timed(update, place))

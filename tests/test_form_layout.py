@@ -56,6 +56,12 @@ def _show(browser: Browser, url: str, width: int) -> None:
     browser.open(url)
 
 
+def _open(site: tuple[AppServer, str], browser: Browser, page: str, width: int) -> None:
+    """The subscribe or the preferences page of ``site``, shown ``width`` px wide."""
+    server, preferences = site
+    _show(browser, server.url("/subscribe" if page == "subscribe" else preferences), width)
+
+
 # Each checkbox, its label's box(es) and the first line of its label's words (a Range over
 # the text from its first letter: a leading space can sit on the box's line when the words
 # do not).
@@ -80,8 +86,7 @@ CHECKBOXES = """
 def test_each_checkbox_sits_with_its_label(
     site: tuple[AppServer, str], browser: Browser, page: str, width: int
 ) -> None:
-    server, preferences = site
-    _show(browser, server.url("/subscribe" if page == "subscribe" else preferences), width)
+    _open(site, browser, page, width)
     boxes: list[dict[str, Any]] = browser.run(CHECKBOXES)
     assert len(boxes) >= 15  # every region and theme
     for found in boxes:
@@ -104,8 +109,7 @@ def _visible(browser: Browser, selector: str) -> bool:
 def test_the_weekday_and_the_day_of_the_month_follow_the_cadence(
     site: tuple[AppServer, str], browser: Browser, page: str, width: int
 ) -> None:
-    server, preferences = site
-    _show(browser, server.url("/subscribe" if page == "subscribe" else preferences), width)
+    _open(site, browser, page, width)
     cadences = browser.run("[...document.querySelectorAll('[name=cadence] option')].map(o => o.value)")
     assert {"daily", "weekly", "monthly"} <= set(cadences)
     assert browser.run("document.scripts.length") == 0  # CSS alone does it
@@ -129,8 +133,7 @@ FIELDS = """
 def test_targets_are_large_and_nothing_overflows(
     site: tuple[AppServer, str], browser: Browser, page: str, width: int
 ) -> None:
-    server, preferences = site
-    _show(browser, server.url("/subscribe" if page == "subscribe" else preferences), width)
+    _open(site, browser, page, width)
     fields: list[list[Any]] = browser.run(FIELDS)
     assert len(fields) >= 7 and all(height >= TARGET for _, height, _ in fields), fields
     button = browser.run(
@@ -148,8 +151,7 @@ def test_targets_are_large_and_nothing_overflows(
 def test_placeholders_look_like_examples_and_focus_shows(
     site: tuple[AppServer, str], browser: Browser, page: str
 ) -> None:
-    server, preferences = site
-    _show(browser, server.url("/subscribe" if page == "subscribe" else preferences), PHONE)
+    _open(site, browser, page, PHONE)
     topic = "document.querySelector('[name=topic]')"
     assert browser.run(f"{topic}.placeholder").startswith("e.g. ")
     typed = _rgb(browser.run(f"getComputedStyle({topic}).color"))

@@ -118,9 +118,8 @@ def _who_is_next(store: SubscribersStore, now: datetime) -> str | None:
     """The line that says when the next readers on a rhythm of their own are due, and how
     to send them theirs now; None when nobody has a rhythm of their own."""
     from digest.common.dates import human
-    from digest.mail.send import upcoming
 
-    found = upcoming(store, now)
+    found = store.next_due_after(now)
     if found is None:
         return None
     when, count = found

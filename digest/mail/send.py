@@ -35,7 +35,7 @@ from digest.mail.compose import Outgoing, outgoing
 from digest.mail.contents import Selection, newcomer_since
 from digest.mail.planner import Planner, sample_links
 from digest.mail.transport import Permanent, Temporary, Transport, send_once
-from digest.store import PendingDelivery, SettingsStore, Store, Subscriber, SubscribersStore
+from digest.store import PendingDelivery, SettingsStore, Store, Subscriber
 from digest.store.holders import died_here, holder_name, take_lease
 from digest.subscribers.lifecycle import binding, token
 from digest.subscribers.tokens import CONFIRM_SECONDS, secret_for
@@ -505,9 +505,3 @@ def dry_run_lines(
         f" new ({plan.distinct} distinct selections)"
     )
     return lines
-
-
-def upcoming(store: SubscribersStore, now: datetime) -> tuple[datetime, int] | None:
-    """When the next subscriber on a rhythm of their own is due after ``now``, and how many
-    are due then; None when nobody is on one."""
-    return store.next_due_after(now)
