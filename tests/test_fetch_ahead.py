@@ -10,9 +10,11 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from digest.intake.fetch import BIG_DOCUMENT
 from digest.intake.pull import pull
 from digest.store import Store, open_store
 
@@ -122,3 +124,32 @@ def test_a_source_the_server_asked_to_wait_is_not_fetched_ahead(
     assert "deferred" in (second["f1"].error or "")
     assert servers[1].hits("/f1.xml") == 1  # asked once: not again, not even ahead
     assert servers[0].hits("/f0.xml") == 2
+
+
+def test_a_big_feed_is_worked_on_with_no_fetching_thread_alive(
+    servers: list[FeedServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process with threads may not fork: while a big feed's items are normalised (on every
+    core, when there are several), fetching ahead waits; the small feeds around it do not."""
+    import digest.intake.pull
+
+    counted = Counted()
+    body = _config(servers, 6, counted, "workers = 4")
+    big = rss([{"title": f"Item {i} on the Mekong", "link": f"https://e.org/big/{i}"} for i in range(3500)])
+    assert len(big) > BIG_DOCUMENT
+    servers[0].routes["/f3.xml"] = Reply(body=big, headers={"Content-Type": "application/rss+xml"})
+    threads_seen: dict[int, list[int]] = {}
+    normalise_all = digest.intake.pull.fork_map
+
+    def watched(fn: Any, items: Any, **options: Any) -> Any:
+        fetching = [t for t in threading.enumerate() if t.name.startswith("digest-fetch")]
+        threads_seen.setdefault(len(items), []).append(len(fetching))
+        return normalise_all(fn, items, **options)
+
+    monkeypatch.setattr(digest.intake.pull, "fork_map", watched)
+    settings = settings_for(tmp_path, body)
+    with open_store(settings.database.path) as store:
+        reports = pull(settings, store)
+    assert [r.new for r in reports] == [2, 2, 2, 3500, 2, 2]
+    assert threads_seen[3500] == [0]  # the big one: no thread, so it may fork
+    assert threads_seen[2][0] > 0 and threads_seen[2][-1] == 0  # the small: fetched ahead, but the last

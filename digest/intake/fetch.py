@@ -313,19 +313,20 @@ class Fetcher:
 
 
 class _Ahead:
-    """Requests fetched on threads ahead of being asked for (see :meth:`Fetcher.ahead`)."""
+    """Requests fetched on threads ahead of being asked for (see :meth:`Fetcher.ahead`).
+
+    A process with threads may not fork (digest.common.parallel), and a big document's
+    items are normalised, and read for grouping, on every core: taking one pauses the
+    fetching (the threads end) until the next is asked for; so does taking the last."""
 
     def __init__(self, fetcher: Fetcher, requests: list[Request]) -> None:
-        workers = fetcher.settings.workers
         self.fetcher = fetcher
         self.waiting = deque(requests)
-        self.window = 2 * workers  # fetched but not yet taken, at most: memory stays flat
+        self.window = 2 * fetcher.settings.workers  # fetched, not yet taken: memory stays flat
         self.started: dict[Request, deque[Future[FetchResult]]] = {}
         self.lock = threading.Lock()
         self.origins: dict[str, threading.Semaphore] = {}
-        self.pool = (
-            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="digest-fetch") if requests else None
-        )
+        self.pool: ThreadPoolExecutor | None = None
         self._fill()
 
     def take(self, request: Request) -> Future[FetchResult] | None:
@@ -336,23 +337,30 @@ class _Ahead:
                 del self.started[request]
             if future is None and request in self.waiting:  # asked for early: fetched there, not here
                 self.waiting.remove(request)
-            finished = not self.waiting and not self.started
-        self._fill()
-        if finished and self.pool is not None:
-            # No thread left once the last is taken: the grouping after a pull forks, which
-            # only a process with one thread may (digest.common.parallel).
-            self.pool.shutdown(wait=True)
-            self.pool = None
+        if (future is not None and _bytes(future) >= BIG_DOCUMENT) or not (self.waiting or self.started):
+            self._pause()
+        else:
+            self._fill()
         return future
 
     def close(self) -> None:
         self.waiting.clear()
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+    def _pause(self) -> None:
+        """Let the threads end once what they fetch now is in (picked up again by ``_fill``)."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+            self.pool = None
 
     def _fill(self) -> None:
         with self.lock:
-            while self.waiting and self.pool and sum(map(len, self.started.values())) < self.window:
+            while self.waiting and sum(map(len, self.started.values())) < self.window:
+                if self.pool is None:
+                    workers = self.fetcher.settings.workers
+                    self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="digest-fetch")
                 request = self.waiting.popleft()
                 future = self.pool.submit(self._fetch, request)
                 self.started.setdefault(request, deque()).append(future)
@@ -365,6 +373,17 @@ class _Ahead:
         with limit:
             r = request
             return self.fetcher._fetch_http(r.url, r.etag, r.last_modified, r.policy, None)
+
+
+# A document this big has items enough to be worked on every core: fetching ahead pauses.
+BIG_DOCUMENT = 256 * 1024
+
+
+def _bytes(future: Future[FetchResult]) -> int:
+    """The size of what a fetch brought (0 if it failed: the taker sees why)."""
+    if future.exception() is not None:
+        return 0
+    return sum(len(d.body) for d in future.result().documents)
 
 
 def freshness(cache_control: str | None, expires: str | None, now: datetime | None = None) -> float | None:
