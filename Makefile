@@ -10,7 +10,7 @@ EXTRAS := fulltext,postgres
 RUN_STAMP  := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install install-test bytecode run serve test test-dates lint typecheck unit bench bench-e2e bench-scale bench-due clean system-deps lighthouse bench-scale-db bench-many-feeds
+.PHONY: install install-test bytecode run serve test test-dates lint typecheck unit bench bench-e2e bench-scale bench-due clean system-deps lighthouse bench-scale-db bench-many-feeds bench-pulls-in-a-row
 
 # Debian packages the end-to-end tests drive: newsboat (a feed reader), chromium, and
 # postgresql (the tests start a throwaway server of their own; Debian keeps its binaries
@@ -123,3 +123,9 @@ bench-scale-db: bytecode
 # a throwaway venv under the temp folder). ARGS='--feeds 300 --runs 5' for others.
 bench-many-feeds: bytecode
 	$(BIN)/python benchmarks/many_feeds.py $(ARGS)
+
+# Pulls in a row (issue 30): twelve 5,000-item pulls of realistic text into one database,
+# all within the story window; each pull's time and peak memory, and the last against the
+# first. ARGS='--pulls 6 --items 2000' for a quicker look.
+bench-pulls-in-a-row: bytecode
+	$(BIN)/python benchmarks/pulls_in_a_row.py $(ARGS)

@@ -266,6 +266,88 @@ def test_one_item_fed_by_two_sources_is_one_story(server: FeedServer, tmp_path: 
     assert next(a for a in articles if a.title.startswith("Brazil")).story is None
 
 
+def test_a_later_pull_joins_stored_stories_through_the_index_reading_no_stored_text(
+    server: FeedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pull links its articles with the stored ones the story index finds, never reading
+    the text of the window (issue 30): a third copy of an event joins the story two earlier
+    pulls made, and it comes out as one pull of all three makes it."""
+    item = {
+        "title": "Mekong ministers agree on a water data centre",
+        "description": "Ministers of the Lancang-Mekong countries agreed in Vientiane to share river data.",
+        "pubDate": "Tue, 10 Nov 2026 09:30:00 +0000",
+    }
+    other = {
+        "title": "Brazil hosts climate talks",
+        "description": "Delegates met in Belém to prepare the next round of climate talks.",
+        "pubDate": "Tue, 10 Nov 2026 10:00:00 +0000",
+    }
+    for name in "abc":
+        server.routes[f"/{name}.xml"] = Reply(200, rss([{**item, "link": f"https://{name}.example/mekong"}]))
+    server.routes["/d.xml"] = Reply(200, rss([{**other, "link": "https://d.example/brazil"}]))
+    sources = "".join(f'[[sources]]\nname = "{n}"\nurl = "{server.url(f"/{n}.xml")}"\n' for n in "abcd")
+
+    def stories(settings_folder: Path, *pulls: tuple[str, ...]) -> list[tuple[str, int, tuple[str, ...]]]:
+        settings = settings_for(settings_folder, sources)
+        for names in pulls:
+            pulled(settings, *names)
+        with open_store(settings.database.path) as store:
+            counts = store.group_counts().stories
+            by_id = {a.id: a.source for a in store.articles()}
+        return [(s.label, s.articles, tuple(sorted(by_id[m] for m in s.members))) for s in counts]
+
+    (tmp_path / "one").mkdir()
+    together = stories(tmp_path / "one", ("a", "b", "c", "d"))
+    assert together == [(item["title"], 3, ("a", "b", "c"))]
+    (tmp_path / "apart").mkdir()
+    settings = settings_for(tmp_path / "apart", sources)
+    pulled(settings, "a", "b")
+    with open_store(settings.database.path) as store:
+        assert not store.story_index_empty()
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a pull read the story window's text")
+
+    monkeypatch.setattr(type(store), "story_inputs", never)
+    assert stories(tmp_path / "apart", ("d",), ("c",)) == together
+
+
+def test_articles_whose_stories_a_crash_left_unsaved_are_still_found_later(
+    server: FeedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The index takes a pull's articles before anything marks them classified: a process
+    that dies before their stories are saved leaves them findable, and the next copy of the
+    event links with them."""
+    item = {
+        "title": "Mekong ministers agree on a water data centre",
+        "description": "Ministers of the Lancang-Mekong countries agreed in Vientiane to share river data.",
+        "pubDate": "Tue, 10 Nov 2026 09:30:00 +0000",
+    }
+    for name in "abc":
+        server.routes[f"/{name}.xml"] = Reply(200, rss([{**item, "link": f"https://{name}.example/mekong"}]))
+    sources = "".join(f'[[sources]]\nname = "{n}"\nurl = "{server.url(f"/{n}.xml")}"\n' for n in "abc")
+    settings = settings_for(tmp_path, sources)
+    pulled(settings, "a")  # the index is made
+
+    def dies(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("killed")
+
+    with open_store(settings.database.path) as store:
+        monkeypatch.setattr(type(store), "save_stories", dies)
+        with pytest.raises(RuntimeError, match="killed"):
+            pull(settings, store, ["b"])
+        monkeypatch.undo()
+        assert store.ungrouped() == []  # b's copy was classified, its story never saved
+        assert store.group_counts().stories == ()
+    pulled(settings, "c")
+    with open_store(settings.database.path) as store:
+        [story] = store.group_counts().stories
+        [b] = store.articles(source="b")
+        [c] = store.articles(source="c")
+        # c is an exact copy: it links with the latest copy there is, b's, found by the index.
+        assert set(story.members) == {b.id, c.id}
+
+
 def test_regroup_recomputes_and_pull_groups_only_what_is_new(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, SEEDS_SOURCE)
     with open_store(settings.database.path) as store:

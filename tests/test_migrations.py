@@ -159,6 +159,9 @@ def test_a_new_database_has_the_schema_of_one_made_by_the_release_before(tmp_pat
             *(("trigger", f"article_groups_{event}") for event in ("ai", "ad", "au")),
             ("table", "source_frequencies"),  # 0023
             *(("trigger", f"source_frequencies_{e}") for e in ("ai", "au", "bd", "eai", "eau", "ead")),
+            *(("table", name) for name in ("story_words", "story_keys", "story_frequencies")),  # 0024
+            ("index", "sqlite_autoindex_story_words_1"),
+            ("index", "story_keys_article"),
         }
         assert added == expected, dump.name  # all else the released code made already
 

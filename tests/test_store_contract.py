@@ -35,6 +35,7 @@ from digest.store import (
     SqliteStore,
     Store,
     Story,
+    StoryWords,
     SubscriberChange,
 )
 from digest.store.contract import Store as Contract
@@ -693,6 +694,50 @@ def test_region_and_theme_lists_follow_articles_as_they_come_change_and_go(store
     assert [a.id for a in store.articles(region="europe", theme="security", limit=1)] == ["a5"]
 
 
+def test_the_story_index_keeps_words_keys_and_counts(store: Store) -> None:
+    """What a pull's story clustering reads instead of the window's text (issue 30)."""
+    _with_articles(store, 4)
+    assert store.story_index_empty() and store.word_frequencies(["mekong"]) == (0, {})
+    at = [T0 + timedelta(hours=n) for n in range(4)]
+    store.index_stories(
+        [
+            StoryWords("a0", at[0], {"mekong": 2, "dam": 1}, ("laos",), (("mekong", 0.8), ("dam", 0.5))),
+            StoryWords("a1", at[1], {"mekong": 1, "river": 1}, (), (("mekong", 0.6), ("river", 0.7)), 1.5),
+            StoryWords("a2", at[2], {"mekong": 1}, (), (("mekong", 0.9),)),
+            StoryWords("zz", at[3], {"ghost": 1}, (), (("ghost", 1.0),)),  # not stored: left out
+        ],
+        {},
+    )
+    assert not store.story_index_empty()
+    assert store.word_frequencies(["mekong", "dam", "ghost", "none"]) == (3, {"mekong": 3, "dam": 1})
+    keys = store.story_keys(["mekong", "river"], at[0], at[2], per_key=2)
+    assert sorted((k.key, k.article_id, k.weight) for k in keys) == [
+        ("mekong", "a1", 0.6),
+        ("mekong", "a2", 0.9),
+        ("river", "a1", 0.7),
+    ]  # fmt: skip  (the latest two of "mekong")
+    assert {k.at for k in keys if k.article_id == "a1"} == {at[1]}
+    assert [k.article_id for k in store.story_keys(["mekong"], at[1], at[1], per_key=5)] == ["a1"]
+    [entry] = store.story_entries(["a0", "zz"])
+    assert (entry.id, entry.title, entry.words, entry.entities, entry.story, entry.centrality) == (
+        "a0", "Article number 0", {"mekong": 2, "dam": 1}, ("laos",), None, 0.0
+    )  # fmt: skip
+    # Indexed again (its text changed): what it counted before is counted no more.
+    store.index_stories([StoryWords("a0", at[0], {"river": 1}, (), (("river", 1.0),))], {"a1": 0.5})
+    assert store.word_frequencies(["mekong", "dam", "river"]) == (3, {"mekong": 2, "river": 2})
+    assert [k.article_id for k in store.story_keys(["dam"], at[0], at[3], per_key=5)] == []
+    [a1] = store.story_entries(["a1"])
+    assert a1.centrality == 2.0  # 1.5 kept, 0.5 gained
+    store.save_stories(["a0", "a1"], [Story("a0", "Mekong", ("a0", "a1"))])
+    members = store.story_members(["a0", "nope"])
+    assert sorted((m.id, m.centrality) for m in members["a0"]) == [("a0", 0.0), ("a1", 2.0)]
+    assert "nope" not in members
+    store.drop_articles([("a1", "drop: x")], now=T0)  # a removed article leaves the index
+    assert store.story_entries(["a1"]) == [] and store.story_keys(["river"], at[0], at[3], per_key=5)
+    store.clear_story_index()
+    assert store.story_index_empty() and store.word_frequencies(["river"]) == (0, {})
+
+
 def test_stories_replace_and_count(store: Store) -> None:
     _with_articles(store, 4)
     rows = store.story_inputs()
@@ -1168,6 +1213,15 @@ CALLS: dict[str, Callable[[Store, Path], Any]] = {
     "set_groups": lambda s, p: s.set_groups([Groups("a0", ("europe",), (), Evidence.of("a0", (), {}))]),
     "story_inputs": lambda s, p: s.story_inputs(),
     "save_stories": lambda s, p: s.save_stories(["a0"], []),
+    "story_index_empty": lambda s, p: s.story_index_empty(),
+    "word_frequencies": lambda s, p: s.word_frequencies(["mekong"]),
+    "story_keys": lambda s, p: s.story_keys(["mekong"], T0, T0, per_key=5),
+    "story_entries": lambda s, p: s.story_entries(["a0"]),
+    "story_members": lambda s, p: s.story_members(["st"]),
+    "index_stories": lambda s, p: s.index_stories(
+        [StoryWords("a0", T0, {"mekong": 1}, (), (("mekong", 1.0),))], {}
+    ),
+    "clear_story_index": lambda s, p: s.clear_story_index(),
     "group_counts": lambda s, p: s.group_counts(),
     "group_totals": lambda s, p: s.group_totals(),
     "headlines": lambda s, p: s.headlines(limit=5),

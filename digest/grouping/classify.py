@@ -8,7 +8,9 @@ while the source is young (its IDF still moves a lot), for new articles after th
 
 from __future__ import annotations
 
+import heapq
 import json
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,10 +26,33 @@ from digest.grouping import regions as region_scoring
 from digest.grouping import themes as theme_scoring
 from digest.grouping.places import Gazetteer
 from digest.grouping.regions import PlaceCount, count_places_in, split_lead
-from digest.grouping.stories import StoryInput, cluster, terms
+from digest.grouping.stories import (
+    NEIGHBOURS,
+    RECENT,
+    Frequencies,
+    Linked,
+    StoryInput,
+    extended,
+    link,
+    stories_of,
+    telling,
+    terms,
+    vectors,
+)
+from digest.grouping.stories import Story as Linked_story
 from digest.grouping.themes import Taxonomy, ThemeMatch, taxonomy_for
 from digest.grouping.weights import idf
-from digest.store import ArticlesStore, Evidence, Groups, Store, Story, StoryRow, Ungrouped
+from digest.store import (
+    ArticlesStore,
+    Evidence,
+    Groups,
+    Store,
+    Story,
+    StoryKey,
+    StoryRow,
+    StoryWords,
+    Ungrouped,
+)
 from digest.store.holders import take_lease
 
 if TYPE_CHECKING:
@@ -142,44 +167,183 @@ def group_pending(
     store: ArticlesAndGrouping, settings: Settings, *, everything: bool = False, reader: Reader | None = None
 ) -> GroupReport:
     """Classify new and changed articles, score them (and every article of a young source),
-    re-cluster stories. ``reader``: the one that read some of them ahead."""
+    and link them into stories: with the stored ones the story index finds for them, or,
+    when there is no index yet (or ``everything``: a regroup), with every article of the
+    story window, which indexes them all. ``reader``: the one that read some ahead."""
     reader = reader or Reader(settings)
     pending = store.ungrouped()
     reads = reader.read_all([(row.title, row.summary_text) for row in pending])
 
     if not pending and not everything:
         return GroupReport(classified=0, rescored=0, stories=0)
-    earliest = min((row.first_seen for row in pending), default=None)
     window = timedelta(seconds=settings.grouping.story_window)
-    start = earliest - window if earliest and not everything else None
-    # Read before the new evidence is stored, so no article is both fresh and stored.
-    rows = store.story_inputs(start, classified_only=bool(pending))
     fresh = [_fresh_input(row, found) for row, found in zip(pending, reads, strict=True)]
-    clustered = [*(item.id for item in fresh), *(row.id for row in rows)]
+    if everything:
+        store.clear_story_index()
+    # Read before the new evidence is stored, so no article is both fresh and stored.
+    work: _Stories = (
+        _Rebuild(store, fresh, window, everything)
+        if everything or store.story_index_empty()
+        else _Extend(store, fresh, window)
+    )
+    # Indexed before anything marks them classified: should this process die before their
+    # stories are saved, later pulls still find them (and link to them), as they would
+    # find any stored article. What the rules drop below leaves the index with it.
+    store.index_stories(work.entries, {})
 
-    def stories() -> list[Story]:
-        found = cluster([*fresh, *map(_stored_input, rows)], window)
-        return [Story(story.id, story.label, tuple(story.members)) for story in found]
-
-    # Clustering is serial work: on another core while this one scores and stores groups.
-    # Should this process die between the two writes, the next pull within the window (or
-    # a regroup) links what it left without a story: stories are always worked out again.
-    with fork_call(stories, worth=forks(len(clustered))) as clustering:
+    # Linking is serial work: on another core while this one scores and stores groups.
+    with fork_call(work.linked, worth=forks(len(work.items))) as linking:
         rescored, dropped = _score(store, settings, reader.gazetteer, pending, reads)
-        [found] = clustering.result()
-        if dropped:  # what a source's rules dropped once grouped leaves its stories too
-            clustered = [i for i in clustered if i not in dropped]
-            found = [
-                Story(s.id, s.label, members)
-                for s in found
-                if (members := tuple(m for m in s.members if m not in dropped))
-            ]
-        store.save_stories(clustered, found)
+        [packed] = linking.result()
+        found = work.stories(_unpacked(packed, work.items))
+        stories = [
+            Story(s.id, s.label, members)
+            for s in found.stories
+            if len(members := tuple(m for m in s.members if m not in dropped)) >= 2
+        ]
+        store.save_stories([i for i in found.clustered if i not in dropped], stories)
+        store.index_stories([], {i: more for i, more in found.gained.items() if i not in dropped})
     by_source: dict[str, int] = {}
     for row in pending:
         if row.id in dropped:
             by_source[row.source] = by_source.get(row.source, 0) + 1
-    return GroupReport(classified=len(pending), rescored=rescored, stories=len(found), dropped=by_source)
+    return GroupReport(classified=len(pending), rescored=rescored, stories=len(stories), dropped=by_source)
+
+
+_Packed_links = tuple[list[str], list[list[int]], list[float], list[list[tuple[str, float]]]]
+
+
+def _packed(found: Linked) -> _Packed_links:
+    """Linked as plain values (what crosses back from the linking process): ids, not items."""
+    return [item.id for item in found.order], found.groups, found.centrality, found.keys
+
+
+def _unpacked(packed: _Packed_links, items: Sequence[StoryInput]) -> Linked:
+    order, groups, centrality, keys = packed
+    by_id = {item.id: item for item in items}
+    return Linked([by_id[i] for i in order], groups, centrality, keys)
+
+
+@dataclass(frozen=True)
+class _Found:
+    stories: list[Linked_story]
+    clustered: list[str]  # the articles whose stories ``stories`` replace
+    gained: dict[str, float]  # centrality this batch's links add to indexed articles
+
+
+class _Stories:
+    """How a grouping links its fresh articles into stories: the items it links and what
+    the index takes of them (read and worked out before it forks), the linking (pure: done
+    on another core), then the stories."""
+
+    items: list[StoryInput]
+    fresh: list[StoryInput]
+    window: timedelta
+    entries: list[StoryWords]
+
+    def linked(self) -> _Packed_links:
+        raise NotImplementedError
+
+    def stories(self, found: Linked) -> _Found:
+        raise NotImplementedError
+
+
+def _entries(items: Sequence[StoryInput], vecs: Sequence[Mapping[str, float]]) -> list[StoryWords]:
+    """What the index keeps of each of ``items``, given its vector (for its telling words)."""
+    return [
+        StoryWords(
+            item.id,
+            item.published or item.first_seen,
+            item.terms or {},
+            tuple(sorted(item.entities)),
+            tuple((word, vec[word]) for word in telling(vec)),
+        )
+        for item, vec in zip(items, vecs, strict=True)
+    ]
+
+
+class _Rebuild(_Stories):
+    """Every article first seen in the story window of the earliest fresh one (every
+    article, for a regroup) linked as one batch, and all of them indexed."""
+
+    def __init__(
+        self, store: ArticlesAndGrouping, fresh: list[StoryInput], window: timedelta, everything: bool
+    ):
+        earliest = min((item.first_seen for item in fresh), default=None)
+        start = earliest - window if earliest and not everything else None
+        rows = store.story_inputs(start, classified_only=bool(fresh))
+        self.fresh, self.window = fresh, window
+        self.items = [*fresh, *map(_stored_input, rows)]
+        self.entries = _entries(self.items, vectors([item.terms or {} for item in self.items]))
+
+    def linked(self) -> _Packed_links:
+        return _packed(link(self.items, self.window))
+
+    def stories(self, found: Linked) -> _Found:
+        ids = [item.id for item in found.order]
+        return _Found(stories_of(found), ids, dict(zip(ids, found.centrality, strict=True)))
+
+
+class _Extend(_Stories):
+    """The fresh articles linked with the stored ones the story index finds for them (for
+    each, the ``NEIGHBOURS`` likeliest among those sharing its telling words, within the
+    window): the stories those belong to grow or merge; no stored link is undone."""
+
+    def __init__(self, store: ArticlesAndGrouping, fresh: list[StoryInput], window: timedelta) -> None:
+        self.store, self.fresh, self.window = store, fresh, window
+        ids = {item.id for item in fresh}
+        words = Counter(word for item in fresh for word in item.terms or {})
+        total, known = store.word_frequencies(words)
+        frequencies = Frequencies(total + len(fresh), Counter(known) + words)
+        vecs = vectors([item.terms or {} for item in fresh], frequencies)
+        self.entries = _entries(fresh, vecs)
+        keys = [telling(vec) for vec in vecs]
+        times = [item.published or item.first_seen for item in fresh]
+        indexed: dict[str, list[StoryKey]] = {}
+        for key in store.story_keys(
+            {k for found in keys for k in found}, min(times) - window, max(times) + window, per_key=RECENT
+        ):
+            if key.article_id not in ids:
+                indexed.setdefault(key.key, []).append(key)
+        chosen: set[str] = set()
+        for vec, telling_words, at in zip(vecs, keys, times, strict=True):
+            estimate: dict[str, float] = {}
+            for word in telling_words:
+                for key in indexed.get(word, ()):
+                    if abs(key.at - at) <= window:
+                        estimate[key.article_id] = estimate.get(key.article_id, 0.0) + vec[word] * key.weight
+            chosen.update(heapq.nlargest(NEIGHBOURS, estimate, key=estimate.__getitem__))
+        entries = store.story_entries(chosen)
+        more = {w for e in entries for w in e.words if w not in words}
+        if more:
+            frequencies = Frequencies(
+                frequencies.documents, {**frequencies.words, **store.word_frequencies(more)[1]}
+            )
+        self.frequencies = frequencies
+        self.story_of = {e.id: e.story for e in entries}
+        self.kept = {e.id: e.centrality for e in entries}
+        stored = [
+            StoryInput(e.id, e.title, "", e.first_seen, e.published, frozenset(e.entities), e.words)
+            for e in entries
+        ]
+        self.items = [*fresh, *stored]
+
+    def linked(self) -> _Packed_links:
+        fresh = frozenset(item.id for item in self.fresh)
+        return _packed(link(self.items, self.window, fresh=fresh, frequencies=self.frequencies))
+
+    def stories(self, found: Linked) -> _Found:
+        touched = {
+            story
+            for group in found.groups
+            for p in group
+            if (story := self.story_of.get(found.order[p].id)) is not None
+        }
+        members = self.store.story_members(touched)
+        stories, gained = extended(found, self.story_of, members, self.kept)
+        fresh = {item.id for item in self.fresh}
+        clustered = list(dict.fromkeys([*fresh, *(m for s in stories for m in s.members)]))
+        return _Found(stories, clustered, gained)
 
 
 GROUPING_LEASE = "grouping"

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
+from typing import Protocol
 
 # Cosine similarity thresholds: linked alone, or linked with a shared specific entity.
 ALIKE = 0.5
@@ -77,14 +78,36 @@ def terms(title: str, lead: str) -> dict[str, int]:
     return found
 
 
-def vectors(counts: Sequence[Mapping[str, int]]) -> list[dict[str, float]]:
+@dataclass(frozen=True)
+class Frequencies:
+    """In how many documents each word is found, of how many: what inverse document
+    frequency is made of. Clustering a batch alone counts the batch; a pull that extends
+    stored stories counts every article indexed so far (see :func:`link`)."""
+
+    documents: int
+    words: Mapping[str, int]
+
+    @classmethod
+    def of(cls, counts: Sequence[Mapping[str, int]]) -> Frequencies:
+        df: Counter[str] = Counter()
+        for found in counts:
+            df.update(found.keys())
+        return cls(len(counts), df)
+
+
+def vectors(
+    counts: Sequence[Mapping[str, int]], frequencies: Frequencies | None = None
+) -> list[dict[str, float]]:
     """TF-IDF vectors of :func:`terms`, L2-normalised: sublinear term frequency (1 + log tf)
-    and smoothed inverse document frequency (log((1 + n) / (1 + df)) + 1)."""
-    df: Counter[str] = Counter()
+    and smoothed inverse document frequency (log((1 + n) / (1 + df)) + 1), the frequencies
+    those of ``counts`` unless given."""
+    known = frequencies or Frequencies.of(counts)
+    n, df = known.documents, known.words
+    idf: dict[str, float] = {}
     for found in counts:
-        df.update(found.keys())
-    n = len(counts)
-    idf = {word: math.log((1 + n) / (1 + d)) + 1.0 for word, d in df.items()}
+        for word in found:
+            if word not in idf:
+                idf[word] = math.log((1 + n) / (1 + df.get(word, 1))) + 1.0
     out = []
     for found in counts:
         weights = {
@@ -104,25 +127,71 @@ def _cosine(a: dict[str, float], b: dict[str, float]) -> float:
     return sum(a[word] * b[word] for word in a.keys() & b.keys())
 
 
+@dataclass(frozen=True)
+class Linked:
+    """What linking a batch found: its items in time order, the connected groups of two
+    or more (positions in ``order``), each item's centrality (the sum of its links'
+    similarities) and its most telling words (what an index of stories keys it by)."""
+
+    order: list[StoryInput]
+    groups: list[list[int]]
+    centrality: list[float]
+    keys: list[list[tuple[str, float]]]  # each item's, with its weight
+
+
 def cluster(items: Sequence[StoryInput], window: timedelta) -> list[Story]:
     """Stories (groups of two or more) among ``items``; the id is the earliest member's."""
-    if len(items) < 2:
-        return []
+    return stories_of(link(items, window))
+
+
+def stories_of(found: Linked) -> list[Story]:
+    """The stories of a batch linked alone: each group, its id the earliest member's, its
+    label the most central member's title (the earliest of equals)."""
+    stories = []
+    for members in found.groups:
+        central = max(members, key=lambda m: (found.centrality[m], -m))
+        stories.append(
+            Story(
+                id=found.order[members[0]].id,
+                label=found.order[central].title,
+                members=tuple(found.order[m].id for m in members),
+            )
+        )
+    return stories
+
+
+def link(
+    items: Sequence[StoryInput],
+    window: timedelta,
+    *,
+    fresh: frozenset[str] | None = None,
+    frequencies: Frequencies | None = None,
+) -> Linked:
+    """Link ``items`` that tell one event (see the module's docstring). With ``fresh``,
+    only links with at least one fresh item are made: the others are stored articles whose
+    stories are known. ``frequencies``: the words' (the batch's own unless given)."""
     order = sorted(items, key=lambda item: (item.first_seen, item.id))
-    vecs = vectors([item.terms if item.terms is not None else terms(item.title, item.lead) for item in order])
+    vecs = vectors(
+        [item.terms if item.terms is not None else terms(item.title, item.lead) for item in order],
+        frequencies,
+    )
+    keys = [telling(vec) for vec in vecs]
+    weighted = [[(key, vec[key]) for key in found] for found, vec in zip(keys, vecs, strict=True)]
+    if len(order) < 2:
+        return Linked(order, [], [0.0] * len(order), weighted)
     counts: Counter[str] = Counter()
     for item in order:
         counts.update(item.entities)
     common = {e for e, n in counts.items() if n > max(2, COMMON_ENTITY * len(order))}
     entities = [item.entities - common for item in order]
     links = _Links(len(order))
+    new = [fresh is None or item.id in fresh for item in order]
 
     def consider(i: int, j: int, sim: float) -> None:
-        if sim >= ALIKE or (sim >= RELATED and entities[i] & entities[j]):
+        if (new[i] or new[j]) and (sim >= ALIKE or (sim >= RELATED and entities[i] & entities[j])):
             links.add(i, j, sim)
 
     span = window.total_seconds()
-    keys = [sorted(vec, key=vec.__getitem__, reverse=True)[:KEYS] for vec in vecs]
     # Dated pairs are close by publication; a pair with an undated article by first seen.
     published = [item.published.timestamp() if item.published else None for item in order]
     dated = sorted(
@@ -141,7 +210,88 @@ def cluster(items: Sequence[StoryInput], window: timedelta) -> list[Story]:
             else:
                 undated.search_and_add(i, seen[i], vecs, keys, consider, add=False)
                 everyone.search_and_add(i, seen[i], vecs, keys, None)
-    return links.stories(order)
+    return Linked(order, links.groups(), links.centrality, weighted)
+
+
+def telling(vec: Mapping[str, float]) -> list[str]:
+    """A vector's most telling words (``KEYS`` of them), by weight: what it is indexed by."""
+    return sorted(vec, key=vec.__getitem__, reverse=True)[:KEYS]
+
+
+class Member(Protocol):
+    """A stored article of a story: what choosing the story's id and label needs."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def first_seen(self) -> datetime: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def centrality(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class _Item:
+    id: str
+    first_seen: datetime
+    title: str
+    centrality: float
+
+
+def extended(
+    found: Linked,
+    story_of: Mapping[str, str | None],
+    members: Mapping[str, Sequence[Member]],
+    kept: Mapping[str, float],
+) -> tuple[list[Story], dict[str, float]]:
+    """The stories a pull's links make of stored ones: each group of linked items with a
+    fresh one (``found`` linked with ``fresh``) joins the stories its stored items belong
+    to (``story_of``: their story; ``members``: every stored member of each), merging them
+    when it links several. The id is the earliest member's, the label the most central
+    member's title (centrality kept across pulls: ``kept``, of the stored items linked).
+    Also returned: each linked item's centrality from this batch, to add to what was kept."""
+    gained = {found.order[p].id: found.centrality[p] for group in found.groups for p in group}
+    # Groups that reach one stored story are one story: union-find over groups and stories.
+    parent: dict[str, str] = {}
+
+    def root(key: str) -> str:
+        while parent.setdefault(key, key) != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    for n, group in enumerate(found.groups):
+        for p in group:
+            story = story_of.get(found.order[p].id)
+            if story is not None:
+                parent[root(f"g{n}")] = root(f"s{story}")
+    info: dict[str, Member] = {}
+    for stored in members.values():
+        for m in stored:
+            info[m.id] = m
+    for item in found.order:
+        info[item.id] = _Item(item.id, item.first_seen, item.title, kept.get(item.id, 0.0))
+    # Each story's members are added once, however many of its articles a group linked.
+    joined: dict[str, set[str]] = {}
+    reached: dict[str, set[str]] = {}
+    for n, group in enumerate(found.groups):
+        top = root(f"g{n}")
+        joined.setdefault(top, set()).update(found.order[p].id for p in group)
+        reached.setdefault(top, set()).update(
+            story for p in group if (story := story_of.get(found.order[p].id)) is not None
+        )
+    for top, ids in joined.items():
+        for story in reached[top]:
+            ids.update(m.id for m in members.get(story, ()))
+    stories = []
+    for ids in joined.values():
+        ranked = sorted((info[i] for i in ids), key=lambda m: (m.first_seen, m.id))
+        central = max(
+            range(len(ranked)), key=lambda k: (ranked[k].centrality + gained.get(ranked[k].id, 0.0), -k)
+        )
+        stories.append(Story(ranked[0].id, ranked[central].title, tuple(m.id for m in ranked)))
+    return stories, gained
 
 
 class _Index:
@@ -218,20 +368,9 @@ class _Links:
         self.centrality[i] += sim
         self.centrality[j] += sim
 
-    def stories(self, order: Sequence[StoryInput]) -> list[Story]:
+    def groups(self) -> list[list[int]]:
+        """The connected groups of two or more, each in position order."""
         groups: dict[int, list[int]] = {}
-        for position in range(len(order)):
+        for position in range(len(self.parent)):
             groups.setdefault(self.root(position), []).append(position)
-        stories = []
-        for members in groups.values():
-            if len(members) < 2:
-                continue
-            central = max(members, key=lambda m: (self.centrality[m], -m))
-            stories.append(
-                Story(
-                    id=order[members[0]].id,
-                    label=order[central].title,
-                    members=tuple(order[m].id for m in members),
-                )
-            )
-        return stories
+        return [members for members in groups.values() if len(members) >= 2]

@@ -25,7 +25,7 @@ write is one transaction (but SQLite's ``migrate``): it lands whole or not at al
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -47,7 +47,11 @@ from digest.store.records import (
     SourceSpec,
     SourceSummary,
     Story,
+    StoryEntry,
+    StoryKey,
+    StoryMember,
     StoryRow,
+    StoryWords,
     Subscriber,
     SubscriberChange,
     Ungrouped,
@@ -406,12 +410,50 @@ class GroupingStore(ClockStore, Protocol):
         """Replace the stories of ``article_ids`` with ``stories``: each member joins its
         story (saved with its label, updated by the store's clock; first seen when its
         earliest member was, fixed when first saved), each of ``article_ids`` in none leaves
-        its story, and articles not named keep theirs. Then every story's count is taken
-        from the articles, and a story left with fewer than two is deleted (its article, if
-        any, leaves it).
+        its story, and articles not named keep theirs. Then the count of every story
+        an article left or joined is taken from the articles, and such a story left with
+        fewer than two is deleted (its article, if any, leaves it).
 
         Raises: StoreError (a NOT NULL constraint) for a story none of whose members is
         stored."""
+        ...
+
+    # --- the story index: what a pull's clustering reads instead of the window's text ------
+
+    def story_index_empty(self) -> bool:
+        """Whether no article is in the story index (a new database, one brought up to date
+        from before the index, a copy, or one cleared for a regroup)."""
+        ...
+
+    def word_frequencies(self, words: Iterable[str]) -> tuple[int, dict[str, int]]:
+        """How many articles are indexed, and in how many of them each of ``words`` is
+        (words in none left out)."""
+        ...
+
+    def story_keys(
+        self, keys: Iterable[str], since: datetime, until: datetime, *, per_key: int
+    ) -> list[StoryKey]:
+        """Of the indexed articles that happened (``at``) in ``[since, until]``, those
+        keyed by each of ``keys``: the latest ``per_key`` of each key."""
+        ...
+
+    def story_entries(self, article_ids: Iterable[str]) -> list[StoryEntry]:
+        """These articles as the index keeps them (ids not indexed left out), in no order."""
+        ...
+
+    def story_members(self, story_ids: Iterable[str]) -> dict[str, list[StoryMember]]:
+        """The members of each of these stories (an unknown story: none)."""
+        ...
+
+    def index_stories(self, entries: Sequence[StoryWords], gained: Mapping[str, float]) -> None:
+        """Put ``entries`` in the story index, each replacing what was kept of its article
+        (the word counts follow), and add ``gained`` centrality to indexed articles. An
+        article not stored is left out; one removed later leaves the index with it (its
+        words stay counted: a drift of the few articles rules drop)."""
+        ...
+
+    def clear_story_index(self) -> None:
+        """Empty the story index (before a regroup rebuilds it)."""
         ...
 
     def group_totals(self) -> GroupCounts:

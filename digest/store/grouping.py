@@ -4,7 +4,8 @@ themes scored from it, and stories."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import ClassVar
 
@@ -17,7 +18,11 @@ from digest.store.records import (
     RegionCount,
     Story,
     StoryCount,
+    StoryEntry,
+    StoryKey,
+    StoryMember,
     StoryRow,
+    StoryWords,
     ThemeCount,
     Ungrouped,
 )
@@ -90,12 +95,19 @@ class GroupingArea(Area):
         ]
 
     def save_stories(self, article_ids: Sequence[str], stories: Iterable[Story]) -> None:
-        """Replace the stories of ``article_ids`` with ``stories``."""
+        """Replace the stories of ``article_ids`` with ``stories``; only the stories they
+        leave or join are counted again (a pull touches a few, whatever the database holds)."""
         now = self.now()
         stories = list(stories)
         members = {member: story.id for story in stories for member in story.members}
         loose = [article_id for article_id in article_ids if article_id not in members]
         with self._articles_write() as tx:
+            touched = {story.id for story in stories}
+            for inside, args in self.dialect.in_list("id", [*article_ids, *members]):
+                rows = tx.execute(
+                    f"SELECT DISTINCT story FROM articles WHERE {inside} AND story IS NOT NULL", args
+                )
+                touched.update(row["story"] for row in rows.fetchall())
             # Only rows whose story changes are written.
             tx.executemany(
                 f"UPDATE articles SET story = ? WHERE id = ? AND story {self.dialect.distinct} ?",
@@ -111,14 +123,13 @@ class GroupingArea(Area):
                     (story.id, story.label, now, story.id),
                 )
             # Counts from the articles themselves, so stories split or merged elsewhere stay right.
-            tx.execute(
-                "UPDATE stories SET articles = (SELECT count(*) FROM articles a WHERE a.story = stories.id)"
-            )
-            tx.execute("DELETE FROM stories WHERE articles < 2")
-            tx.execute(
-                "UPDATE articles SET story = NULL WHERE story IS NOT NULL"
-                " AND NOT EXISTS (SELECT 1 FROM stories st WHERE st.id = articles.story)"
-            )
+            for inside, args in self.dialect.in_list("id", sorted(touched)):
+                counted = "(SELECT count(*) FROM articles a WHERE a.story = stories.id)"
+                tx.execute(f"UPDATE stories SET articles = {counted} WHERE {inside}", args)
+                gone = tx.execute(f"SELECT id FROM stories WHERE {inside} AND articles < 2", args).fetchall()
+                for lone, lone_args in self.dialect.in_list("story", [row["id"] for row in gone]):
+                    tx.execute(f"UPDATE articles SET story = NULL WHERE {lone}", lone_args)
+                tx.execute(f"DELETE FROM stories WHERE {inside} AND articles < 2", args)
             self._changed(tx)
 
     def source_frequencies(self, source: str) -> tuple[int, dict[str, int], dict[str, int]]:
@@ -184,6 +195,93 @@ class GroupingArea(Area):
             ),
         )
 
+    # --- the story index ------------------------------------------------------------------
+
+    def story_index_empty(self) -> bool:
+        return self._row("SELECT 1 AS found FROM story_words LIMIT 1") is None
+
+    def word_frequencies(self, words: Iterable[str]) -> tuple[int, dict[str, int]]:
+        wanted = [w for w in dict.fromkeys(words) if w]
+        found: dict[str, int] = {}
+        for inside, args in self.dialect.in_list("word", wanted):
+            rows = self._rows(f"SELECT word, articles FROM story_frequencies WHERE {inside}", args)
+            found.update({row["word"]: int(row["articles"]) for row in rows if row["articles"] > 0})
+        total = self._value("SELECT coalesce(max(articles), 0) FROM story_frequencies WHERE word = ''")
+        return int(total), found
+
+    def story_keys(
+        self, keys: Iterable[str], since: datetime, until: datetime, *, per_key: int
+    ) -> list[StoryKey]:
+        raise NotImplementedError  # each backend reads the latest of each key its own way
+
+    def story_entries(self, article_ids: Iterable[str]) -> list[StoryEntry]:
+        found: list[StoryEntry] = []
+        for inside, args in self.dialect.in_list("w.article_id", list(dict.fromkeys(article_ids))):
+            found.extend(
+                record_of(StoryEntry, row)
+                for row in self._rows(
+                    "SELECT w.article_id AS id, a.title, a.first_seen, a.published, w.words, w.entities,"
+                    " a.story, w.centrality FROM story_words w JOIN articles a ON a.id = w.article_id"
+                    f" WHERE {inside}",
+                    args,
+                )
+            )
+        return found
+
+    def story_members(self, story_ids: Iterable[str]) -> dict[str, list[StoryMember]]:
+        found: dict[str, list[StoryMember]] = {}
+        for inside, args in self.dialect.in_list("a.story", list(dict.fromkeys(story_ids))):
+            for row in self._rows(
+                "SELECT a.story, a.id, a.first_seen, a.title, coalesce(w.centrality, 0) AS centrality"
+                f" FROM articles a LEFT JOIN story_words w ON w.article_id = a.id WHERE {inside}",
+                args,
+            ):
+                found.setdefault(row["story"], []).append(record_of(StoryMember, row))
+        return found
+
+    def index_stories(self, entries: Sequence[StoryWords], gained: Mapping[str, float]) -> None:
+        mark = self.dialect.json_mark
+        ids = [e.id for e in entries]
+        counted: Counter[str] = Counter()
+        with self._articles_write() as tx:
+            for inside, args in self.dialect.in_list("article_id", ids):
+                for row in tx.execute(f"SELECT words FROM story_words WHERE {inside}", args).fetchall():
+                    counted.subtract(decoded(row["words"]).keys())
+                    counted[""] -= 1
+                tx.execute(f"DELETE FROM story_keys WHERE {inside}", args)
+                tx.execute(f"DELETE FROM story_words WHERE {inside}", args)
+            stored: set[str] = set()
+            for inside, args in self.dialect.in_list("id", ids):
+                rows = tx.execute(f"SELECT id FROM articles WHERE {inside}", args).fetchall()
+                stored.update(row["id"] for row in rows)
+            kept = [e for e in entries if e.id in stored]
+            tx.executemany(
+                "INSERT INTO story_words (article_id, at, words, entities, centrality)"
+                f" VALUES (?, ?, {mark}, {mark}, ?)",
+                [(e.id, e.at, json.dumps(e.words), json.dumps(list(e.entities)), e.centrality) for e in kept],
+            )
+            tx.executemany(
+                "INSERT INTO story_keys (key, at, article_id, weight) VALUES (?, ?, ?, ?)",
+                [(key, e.at, e.id, weight) for e in kept for key, weight in e.keys],
+            )
+            for e in kept:
+                counted.update(e.words.keys())
+                counted[""] += 1
+            tx.executemany(
+                "INSERT INTO story_frequencies (word, articles) VALUES (?, ?) ON CONFLICT (word)"
+                " DO UPDATE SET articles = story_frequencies.articles + excluded.articles",
+                [(word, n) for word, n in counted.items() if n],
+            )
+            tx.executemany(
+                "UPDATE story_words SET centrality = centrality + ? WHERE article_id = ?",
+                [(more, article_id) for article_id, more in gained.items() if article_id not in set(ids)],
+            )
+
+    def clear_story_index(self) -> None:
+        with self._articles_write() as tx:
+            for table in ("story_keys", "story_words", "story_frequencies"):
+                tx.execute(f"DELETE FROM {table}")
+
     def group_totals(self) -> GroupCounts:
         """As ``group_counts()`` over every article, without stories, read from the totals the
         database keeps (see the schema)."""
@@ -211,6 +309,22 @@ class SqliteGroupingArea(GroupingArea):
     _evidence, _order = "LEFT JOIN article_evidence e ON e.article_id = a.id", "a.rowid"
     _region_items = ("json_each(a.regions) r", "r.key = 0")
     _theme_items, _member_ids = "json_each(a.themes) t", "json_group_array(a.id)"
+
+    def story_keys(
+        self, keys: Iterable[str], since: datetime, until: datetime, *, per_key: int
+    ) -> list[StoryKey]:
+        # A statement a key, each reading its newest rows off the index backwards: a few
+        # microseconds each, where one statement numbering every row of every key would
+        # read them all (the window's, on a busy site: most of the table).
+        sql = (
+            "SELECT key, at, article_id, weight FROM story_keys WHERE key = ? AND at >= ? AND at <= ?"
+            " ORDER BY at DESC, article_id DESC LIMIT ?"
+        )
+        bounds = (since, until, per_key)
+        found: list[StoryKey] = []
+        for key in dict.fromkeys(keys):
+            found.extend(record_of(StoryKey, row) for row in self._rows(sql, [key, *bounds]))
+        return found
 
     def _classified(self, tx: Tx, rows: list[Groups]) -> None:
         tx.executemany(

@@ -141,6 +141,55 @@ class StoryRow:
 
 
 @dataclass(frozen=True)
+class StoryWords:
+    """An article as the story index keeps it: when it happened (published, else first
+    seen), the words it is compared by (``terms(title, lead)``) with their counts, the
+    specific places and people that tie it to others, its most telling words (``keys``,
+    each with its weight then) and its centrality in its story so far."""
+
+    id: str
+    at: datetime
+    words: Mapping[str, int]
+    entities: tuple[str, ...]
+    keys: tuple[tuple[str, float], ...] = ()
+    centrality: float = 0.0
+
+
+@dataclass(frozen=True)
+class StoryKey:
+    """One telling word of an indexed article."""
+
+    key: str
+    at: datetime
+    article_id: str
+    weight: float
+
+
+@dataclass(frozen=True)
+class StoryEntry:
+    """An indexed article as a pull's clustering reads it: no text, its story's words."""
+
+    id: str
+    title: str
+    first_seen: datetime
+    published: datetime | None
+    words: Mapping[str, int]
+    entities: tuple[str, ...]
+    story: str | None
+    centrality: float
+
+
+@dataclass(frozen=True)
+class StoryMember:
+    """A member of a stored story, as choosing the story's id and label reads it."""
+
+    id: str
+    first_seen: datetime
+    title: str
+    centrality: float
+
+
+@dataclass(frozen=True)
 class Story:
     """A story: its id, label and member article ids."""
 

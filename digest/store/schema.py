@@ -653,6 +653,27 @@ def _source_frequencies(db: Database) -> None:
     )
 
 
+def _story_index(db: Database) -> None:
+    # What a pull's story clustering reads instead of the text of every article in the
+    # story window (issue 30): each article's words and specific places, its most telling
+    # words with their weights (found by the words of new articles), and in how many
+    # articles each word is. Filled as articles are grouped; the first grouping after this
+    # step fills it from the window, as grouping did at every pull before.
+    db.execute(
+        "CREATE TABLE story_words (article_id TEXT PRIMARY KEY REFERENCES articles(id) ON DELETE CASCADE,"
+        " at TEXT NOT NULL, words TEXT NOT NULL, entities TEXT NOT NULL, centrality REAL NOT NULL)"
+    )
+    db.execute(
+        "CREATE TABLE story_keys (key TEXT NOT NULL, at TEXT NOT NULL, article_id TEXT NOT NULL"
+        " REFERENCES articles(id) ON DELETE CASCADE, weight REAL NOT NULL,"
+        " PRIMARY KEY (key, at, article_id)) WITHOUT ROWID"
+    )
+    db.execute("CREATE INDEX story_keys_article ON story_keys(article_id)")
+    db.execute(
+        "CREATE TABLE story_frequencies (word TEXT PRIMARY KEY, articles INTEGER NOT NULL) WITHOUT ROWID"
+    )
+
+
 # Append-only: a released step is never changed in effect, a change is a new entry.
 MIGRATIONS: list[tuple[str, Step]] = [
     ("0001_initial", _initial),
@@ -678,6 +699,7 @@ MIGRATIONS: list[tuple[str, Step]] = [
     ("0021_group_totals", _group_totals),
     ("0022_article_groups", _article_groups),
     ("0023_source_frequencies", _source_frequencies),
+    ("0024_story_index", _story_index),
 ]
 
 

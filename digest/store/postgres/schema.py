@@ -341,6 +341,19 @@ _SOURCE_FREQUENCIES = [
     " EXECUTE FUNCTION source_frequencies_track()",
 ]
 
+# What a pull's story clustering reads instead of the text of every article in the story
+# window (issue 30); see the SQLite step of the same name.
+_STORY_INDEX = [
+    "CREATE TABLE story_words (article_id TEXT PRIMARY KEY REFERENCES articles(id) ON DELETE CASCADE,"
+    " at TIMESTAMPTZ NOT NULL, words JSONB NOT NULL, entities JSONB NOT NULL,"
+    " centrality DOUBLE PRECISION NOT NULL)",
+    "CREATE TABLE story_keys (key TEXT NOT NULL, at TIMESTAMPTZ NOT NULL, article_id TEXT NOT NULL"
+    " REFERENCES articles(id) ON DELETE CASCADE, weight DOUBLE PRECISION NOT NULL,"
+    " PRIMARY KEY (key, at, article_id))",
+    "CREATE INDEX story_keys_article ON story_keys(article_id)",
+    "CREATE TABLE story_frequencies (word TEXT PRIMARY KEY, articles BIGINT NOT NULL)",
+]
+
 Step = list[str] | Callable[[Any], None]
 
 # Append-only: a released migration is never edited, a change is a new entry.
@@ -354,6 +367,7 @@ MIGRATIONS: list[tuple[str, Step]] = [
     ("0007_group_totals", _GROUP_TOTALS),
     ("0008_article_groups", _ARTICLE_GROUPS),
     ("0009_source_frequencies", _SOURCE_FREQUENCIES),
+    ("0010_story_index", _STORY_INDEX),
 ]
 
 
