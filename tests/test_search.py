@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from digest.common.query import MAX_LENGTH, MAX_TERMS, QueryError, parse, topics
+from digest.common.query import MAX_LENGTH, MAX_TERMS, QueryError, index_tokens, parse, topics
 from digest.config import Settings
 from digest.store import open_store
 
@@ -122,3 +122,17 @@ def test_articles_search_on_the_command_line(served_seeds: tuple[AppServer, Sett
     assert '"title": "Xi meets Lao president"' in found.output
     bad = runner.invoke(cli, ["--config", str(config), "articles", "--search", '"unclosed'])
     assert bad.exit_code == 1 and "quotation mark is not closed" in bad.output
+
+
+def test_typographic_punctuation_separates_words_as_ascii_punctuation_does() -> None:
+    """No-break and typographic spaces, dashes, quotes, ×, ÷, «» and the rest of Latin-1's
+    and General Punctuation's separators split words; Latin-1's superscripts, fractions and
+    ordinals are parts of words."""
+    plain = index_tokens("river dam")
+    kept = (0xAA, 0xB2, 0xB3, 0xB5, 0xB9, 0xBA, 0xBC, 0xBD, 0xBE)
+    for code in [*range(0xA0, 0xC0), 0xD7, 0xF7, *range(0x2000, 0x2070)]:
+        found = index_tokens(f"River{chr(code)}dam")
+        if code in kept:
+            assert found != plain, hex(code)
+        else:
+            assert found == plain, hex(code)
