@@ -135,12 +135,12 @@ def test_a_pull_that_links_two_stored_stories_merges_them() -> None:
     x = StoryInput("x", "Title x", "", T0 + timedelta(hours=2))
     y = StoryInput("y", "Title y", "", T0 + timedelta(hours=3))
     loose = StoryInput("z", "Title z", "", T0 + timedelta(hours=4))  # a stored article in no story
-    found = stories.Linked([x, y, loose, fresh], [[0, 1, 3]], [0.6, 0.7, 0.0, 1.3], [[], [], [], []])
+    found = stories.Linked([x, y, loose, fresh], [[0, 1, 3]], [0.6, 0.7, 0.0, 1.3])
     members = {"s1": [_member("x0", 0, 0.5), _member("x", 2, 0.2)], "s2": [_member("y", 3, 1.0)]}
     made, gained = stories.extended(found, {"x": "s1", "y": "s2", "z": None}, members, {"x": 0.2, "y": 1.0})
     assert made == [stories.Story("x0", "Title y", ("x0", "x", "y", "f"))]  # y: 1.0 kept + 0.7
     assert gained == {"x": 0.6, "y": 0.7, "f": 1.3}
     # A fresh article linked with a loose stored one makes a new story of the two.
-    found = stories.Linked([loose, fresh], [[0, 1]], [0.9, 0.9], [[], []])
+    found = stories.Linked([loose, fresh], [[0, 1]], [0.9, 0.9])
     made, _ = stories.extended(found, {"z": None}, {}, {"z": 0.0})
     assert made == [stories.Story("z", "Title z", ("z", "f"))]  # equals: the earliest

@@ -210,18 +210,18 @@ def group_pending(
     return GroupReport(classified=len(pending), rescored=rescored, stories=len(stories), dropped=by_source)
 
 
-_Packed_links = tuple[list[str], list[list[int]], list[float], list[list[tuple[str, float]]]]
+_Packed_links = tuple[list[str], list[list[int]], list[float]]
 
 
 def _packed(found: Linked) -> _Packed_links:
     """Linked as plain values (what crosses back from the linking process): ids, not items."""
-    return [item.id for item in found.order], found.groups, found.centrality, found.keys
+    return [item.id for item in found.order], found.groups, found.centrality
 
 
 def _unpacked(packed: _Packed_links, items: Sequence[StoryInput]) -> Linked:
-    order, groups, centrality, keys = packed
+    order, groups, centrality = packed
     by_id = {item.id: item for item in items}
-    return Linked([by_id[i] for i in order], groups, centrality, keys)
+    return Linked([by_id[i] for i in order], groups, centrality)
 
 
 @dataclass(frozen=True)

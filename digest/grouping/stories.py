@@ -131,12 +131,11 @@ def _cosine(a: dict[str, float], b: dict[str, float]) -> float:
 class Linked:
     """What linking a batch found: its items in time order, the connected groups of two
     or more (positions in ``order``), each item's centrality (the sum of its links'
-    similarities) and its most telling words (what an index of stories keys it by)."""
+    similarities)."""
 
     order: list[StoryInput]
     groups: list[list[int]]
     centrality: list[float]
-    keys: list[list[tuple[str, float]]]  # each item's, with its weight
 
 
 def cluster(items: Sequence[StoryInput], window: timedelta) -> list[Story]:
@@ -175,10 +174,9 @@ def link(
         [item.terms if item.terms is not None else terms(item.title, item.lead) for item in order],
         frequencies,
     )
-    keys = [telling(vec) for vec in vecs]
-    weighted = [[(key, vec[key]) for key in found] for found, vec in zip(keys, vecs, strict=True)]
     if len(order) < 2:
-        return Linked(order, [], [0.0] * len(order), weighted)
+        return Linked(order, [], [0.0] * len(order))
+    keys = [telling(vec) for vec in vecs]
     counts: Counter[str] = Counter()
     for item in order:
         counts.update(item.entities)
@@ -210,7 +208,7 @@ def link(
             else:
                 undated.search_and_add(i, seen[i], vecs, keys, consider, add=False)
                 everyone.search_and_add(i, seen[i], vecs, keys, None)
-    return Linked(order, links.groups(), links.centrality, weighted)
+    return Linked(order, links.groups(), links.centrality)
 
 
 def telling(vec: Mapping[str, float]) -> list[str]:
