@@ -250,20 +250,17 @@ def extended(
     member's title (centrality kept across pulls: ``kept``, of the stored items linked).
     Also returned: each linked item's centrality from this batch, to add to what was kept."""
     gained = {found.order[p].id: found.centrality[p] for group in found.groups for p in group}
-    # Groups that reach one stored story are one story: union-find over groups and stories.
-    parent: dict[str, str] = {}
-
-    def root(key: str) -> str:
-        while parent.setdefault(key, key) != key:
-            parent[key] = parent[parent[key]]
-            key = parent[key]
-        return key
-
-    for n, group in enumerate(found.groups):
-        for p in group:
-            story = story_of.get(found.order[p].id)
-            if story is not None:
-                parent[root(f"g{n}")] = root(f"s{story}")
+    reached = [
+        {story for p in group if (story := story_of.get(found.order[p].id)) is not None}
+        for group in found.groups
+    ]
+    # Groups that reach one stored story are one story: numbered after the groups, the
+    # stories are joined with each group that reaches them.
+    numbers = {story: len(found.groups) + k for k, story in enumerate(sorted(set().union(*reached)))}
+    joints = _Joined(len(found.groups) + len(numbers))
+    for n, stories_reached in enumerate(reached):
+        for story in stories_reached:
+            joints.join(n, numbers[story])
     info: dict[str, Member] = {}
     for stored in members.values():
         for m in stored:
@@ -271,16 +268,14 @@ def extended(
     for item in found.order:
         info[item.id] = _Item(item.id, item.first_seen, item.title, kept.get(item.id, 0.0))
     # Each story's members are added once, however many of its articles a group linked.
-    joined: dict[str, set[str]] = {}
-    reached: dict[str, set[str]] = {}
+    joined: dict[int, set[str]] = {}
+    stories_of_joint: dict[int, set[str]] = {}
     for n, group in enumerate(found.groups):
-        top = root(f"g{n}")
+        top = joints.root(n)
         joined.setdefault(top, set()).update(found.order[p].id for p in group)
-        reached.setdefault(top, set()).update(
-            story for p in group if (story := story_of.get(found.order[p].id)) is not None
-        )
+        stories_of_joint.setdefault(top, set()).update(reached[n])
     for top, ids in joined.items():
-        for story in reached[top]:
+        for story in stories_of_joint[top]:
             ids.update(m.id for m in members.get(story, ()))
     stories = []
     for ids in joined.values():
@@ -347,12 +342,11 @@ class _Index:
         return heapq.nlargest(NEIGHBOURS, estimate, key=estimate.__getitem__)
 
 
-class _Links:
-    """Links found so far: connected groups (union-find) and each article's centrality."""
+class _Joined:
+    """Connected groups of numbered things (union-find)."""
 
     def __init__(self, size: int) -> None:
         self.parent = list(range(size))
-        self.centrality = [0.0] * size
 
     def root(self, i: int) -> int:
         parent = self.parent
@@ -361,8 +355,19 @@ class _Links:
             i = parent[i]
         return i
 
-    def add(self, i: int, j: int, sim: float) -> None:
+    def join(self, i: int, j: int) -> None:
         self.parent[self.root(i)] = self.root(j)
+
+
+class _Links(_Joined):
+    """Links found so far: connected groups and each article's centrality."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.centrality = [0.0] * size
+
+    def add(self, i: int, j: int, sim: float) -> None:
+        self.join(i, j)
         self.centrality[i] += sim
         self.centrality[j] += sim
 
