@@ -239,12 +239,21 @@ def test_other_events_between_the_same_countries_stay_apart(seeded: list[Article
     assert vietnam[0] is None or vietnam[0] != vietnam[1]
 
 
+# One event, as several sources carry it.
+MEKONG = {
+    "title": "Mekong ministers agree on a water data centre",
+    "description": "Ministers of the Lancang-Mekong countries agreed in Vientiane to share river data.",
+    "pubDate": "Tue, 10 Nov 2026 09:30:00 +0000",
+}
+
+
+def _feeds(server: FeedServer, names: str) -> str:
+    """A source for each letter of ``names``, fed by ``/LETTER.xml`` on ``server``."""
+    return "".join(f'[[sources]]\nname = "{n}"\nurl = "{server.url(f"/{n}.xml")}"\n' for n in names)
+
+
 def test_one_item_fed_by_two_sources_is_one_story(server: FeedServer, tmp_path: Path) -> None:
-    item = {
-        "title": "Mekong ministers agree on a water data centre",
-        "description": "Ministers of the Lancang-Mekong countries agreed in Vientiane to share river data.",
-        "pubDate": "Tue, 10 Nov 2026 09:30:00 +0000",
-    }
+    item = MEKONG
     other = {
         "title": "Brazil hosts climate talks",
         "description": "Delegates met in Belém.",
@@ -254,7 +263,7 @@ def test_one_item_fed_by_two_sources_is_one_story(server: FeedServer, tmp_path: 
         200, rss([{**item, "link": "https://a.example/mekong"}, {**other, "link": "https://a.example/b"}])
     )
     server.routes["/b.xml"] = Reply(200, rss([{**item, "link": "https://b.example/copy-of-mekong"}]))
-    sources = "".join(f'[[sources]]\nname = "{n}"\nurl = "{server.url(f"/{n}.xml")}"\n' for n in "ab")
+    sources = _feeds(server, "ab")
     settings = settings_for(tmp_path, sources)
     with open_store(settings.database.path) as store:
         pull(settings, store)
@@ -272,11 +281,7 @@ def test_a_later_pull_joins_stored_stories_through_the_index_reading_no_stored_t
     """A pull links its articles with the stored ones the story index finds, never reading
     the text of the window (issue 30): a third copy of an event joins the story two earlier
     pulls made, and it comes out as one pull of all three makes it."""
-    item = {
-        "title": "Mekong ministers agree on a water data centre",
-        "description": "Ministers of the Lancang-Mekong countries agreed in Vientiane to share river data.",
-        "pubDate": "Tue, 10 Nov 2026 09:30:00 +0000",
-    }
+    item = MEKONG
     other = {
         "title": "Brazil hosts climate talks",
         "description": "Delegates met in Belém to prepare the next round of climate talks.",
@@ -285,7 +290,7 @@ def test_a_later_pull_joins_stored_stories_through_the_index_reading_no_stored_t
     for name in "abc":
         server.routes[f"/{name}.xml"] = Reply(200, rss([{**item, "link": f"https://{name}.example/mekong"}]))
     server.routes["/d.xml"] = Reply(200, rss([{**other, "link": "https://d.example/brazil"}]))
-    sources = "".join(f'[[sources]]\nname = "{n}"\nurl = "{server.url(f"/{n}.xml")}"\n' for n in "abcd")
+    sources = _feeds(server, "abcd")
 
     def stories(settings_folder: Path, *pulls: tuple[str, ...]) -> list[tuple[str, int, tuple[str, ...]]]:
         settings = settings_for(settings_folder, sources)
@@ -318,14 +323,10 @@ def test_articles_whose_stories_a_crash_left_unsaved_are_still_found_later(
     """The index takes a pull's articles before anything marks them classified: a process
     that dies before their stories are saved leaves them findable, and the next copy of the
     event links with them."""
-    item = {
-        "title": "Mekong ministers agree on a water data centre",
-        "description": "Ministers of the Lancang-Mekong countries agreed in Vientiane to share river data.",
-        "pubDate": "Tue, 10 Nov 2026 09:30:00 +0000",
-    }
+    item = MEKONG
     for name in "abc":
         server.routes[f"/{name}.xml"] = Reply(200, rss([{**item, "link": f"https://{name}.example/mekong"}]))
-    sources = "".join(f'[[sources]]\nname = "{n}"\nurl = "{server.url(f"/{n}.xml")}"\n' for n in "abc")
+    sources = _feeds(server, "abc")
     settings = settings_for(tmp_path, sources)
     pulled(settings, "a")  # the index is made
 
