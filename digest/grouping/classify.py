@@ -291,27 +291,28 @@ class _Extend(_Stories):
 
     def __init__(self, store: ArticlesAndGrouping, fresh: list[StoryInput], window: timedelta) -> None:
         self.store, self.fresh, self.window = store, fresh, window
-        ids = {item.id for item in fresh}
+        self.fresh_ids = frozenset(item.id for item in fresh)
         words = Counter(word for item in fresh for word in item.terms or {})
         total, known = store.word_frequencies(words)
         frequencies = Frequencies(total + len(fresh), Counter(known) + words)
-        vecs = vectors([item.terms or {} for item in fresh], frequencies)
-        self.entries = _entries(fresh, vecs)
-        keys = [telling(vec) for vec in vecs]
-        times = [item.published or item.first_seen for item in fresh]
+        self.entries = _entries(fresh, vectors([item.terms or {} for item in fresh], frequencies))
+        times = [entry.at for entry in self.entries]
         indexed: dict[str, list[StoryKey]] = {}
         for key in store.story_keys(
-            {k for found in keys for k in found}, min(times) - window, max(times) + window, per_key=RECENT
+            {word for entry in self.entries for word, _ in entry.keys},
+            min(times) - window,
+            max(times) + window,
+            per_key=RECENT,
         ):
-            if key.article_id not in ids:
+            if key.article_id not in self.fresh_ids:
                 indexed.setdefault(key.key, []).append(key)
         chosen: set[str] = set()
-        for vec, telling_words, at in zip(vecs, keys, times, strict=True):
+        for entry in self.entries:
             estimate: dict[str, float] = {}
-            for word in telling_words:
+            for word, weight in entry.keys:
                 for key in indexed.get(word, ()):
-                    if abs(key.at - at) <= window:
-                        estimate[key.article_id] = estimate.get(key.article_id, 0.0) + vec[word] * key.weight
+                    if abs(key.at - entry.at) <= window:
+                        estimate[key.article_id] = estimate.get(key.article_id, 0.0) + weight * key.weight
             chosen.update(heapq.nlargest(NEIGHBOURS, estimate, key=estimate.__getitem__))
         entries = store.story_entries(chosen)
         more = {w for e in entries for w in e.words if w not in words}
@@ -329,8 +330,7 @@ class _Extend(_Stories):
         self.items = [*fresh, *stored]
 
     def linked(self) -> _Packed_links:
-        fresh = frozenset(item.id for item in self.fresh)
-        return _packed(link(self.items, self.window, fresh=fresh, frequencies=self.frequencies))
+        return _packed(link(self.items, self.window, fresh=self.fresh_ids, frequencies=self.frequencies))
 
     def stories(self, found: Linked) -> _Found:
         touched = {
@@ -341,8 +341,9 @@ class _Extend(_Stories):
         }
         members = self.store.story_members(touched)
         stories, gained = extended(found, self.story_of, members, self.kept)
-        fresh = {item.id for item in self.fresh}
-        clustered = list(dict.fromkeys([*fresh, *(m for s in stories for m in s.members)]))
+        clustered = list(
+            dict.fromkeys([*(item.id for item in self.fresh), *(m for s in stories for m in s.members)])
+        )
         return _Found(stories, clustered, gained)
 
 

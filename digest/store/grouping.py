@@ -272,9 +272,10 @@ class GroupingArea(Area):
                 " DO UPDATE SET articles = story_frequencies.articles + excluded.articles",
                 [(word, n) for word, n in counted.items() if n],
             )
+            given = set(ids)  # an entry's centrality is the one it was given
             tx.executemany(
                 "UPDATE story_words SET centrality = centrality + ? WHERE article_id = ?",
-                [(more, article_id) for article_id, more in gained.items() if article_id not in set(ids)],
+                [(more, article_id) for article_id, more in gained.items() if article_id not in given],
             )
 
     def clear_story_index(self) -> None:
