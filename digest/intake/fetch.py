@@ -28,7 +28,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 import httpx
 
 from digest.common.bodies import BodyError, TooLarge, TooSlow, read_body
-from digest.common.egress import FetchPolicy, Resolver, host_of, is_remote, policy_for
+from digest.common.egress import FetchPolicy, Resolver, is_remote, origin_of, policy_for
 from digest.common.errors import FetchError
 from digest.common.http import Refused, make_client
 from digest.common.models import Document
@@ -67,16 +67,6 @@ class Request:
     etag: str | None
     last_modified: str | None
     policy: FetchPolicy
-
-
-def origin_of(url: str) -> str:
-    """Where politeness limits count requests: scheme, host and port (one server)."""
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    return f"{parts.scheme.lower()}://{host_of(url)}:{port or ''}"
 
 
 class Fetcher:
@@ -325,7 +315,7 @@ class _Ahead:
         self.window = 2 * fetcher.settings.workers  # fetched, not yet taken: memory stays flat
         self.started: dict[Request, deque[Future[FetchResult]]] = {}
         self.lock = threading.Lock()
-        self.origins: dict[str, threading.Semaphore] = {}
+        self.origins: dict[tuple[str, int], threading.Semaphore] = {}  # one server: host and port
         self.pool: ThreadPoolExecutor | None = None
         self._fill()
 

@@ -37,13 +37,14 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from digest.common import metrics, redact
 from digest.common.dates import from_iso, to_iso, utcnow
+from digest.common.egress import origin_of
 from digest.common.errors import DigestError
 from digest.config import Settings, SourceSettings
 from digest.feedback.apply import BounceMailbox
 from digest.feedback.inbound import Inbound, Mailbox
 from digest.grouping.classify import group_shared
 from digest.intake import websub
-from digest.intake.fetch import Fetcher, origin_of
+from digest.intake.fetch import Fetcher
 from digest.intake.newsletters import NewsletterMailbox
 from digest.intake.pull import pull_source
 from digest.intake.sync import spec_of, sync_sources
@@ -76,7 +77,7 @@ class Service:
         self.holder = holder_name()
         self.scheduler: AsyncIOScheduler | None = None
         self.stopping = asyncio.Event()
-        self.host_slots: dict[str, asyncio.Semaphore] = {}
+        self.host_slots: dict[tuple[str, int], asyncio.Semaphore] = {}
         self.slots = asyncio.Semaphore(settings.fetch.workers)
         self.grouping_wanted = asyncio.Event()
         self.last_pull: str | None = None
