@@ -124,6 +124,58 @@ def test_articles_search_on_the_command_line(served_seeds: tuple[AppServer, Sett
     assert bad.exit_code == 1 and "quotation mark is not closed" in bad.output
 
 
+def _tokens_of_the_whole(text: str) -> list[str]:
+    """The module's note read literally: typographic separators made spaces, then the whole
+    text normalised (NFKC), case folded, decomposed, accents of Latin, Greek and Cyrillic
+    letters dropped, words of letters, digits and marks, each recomposed and stemmed."""
+    import re
+    import unicodedata
+
+    import regex
+    import snowballstemmer
+
+    typographic = [*range(0xA0, 0xC0), 0xD7, 0xF7, *range(0x2000, 0x2070)]
+    kept = (0xAA, 0xB2, 0xB3, 0xB5, 0xB9, 0xBA, 0xBC, 0xBD, 0xBE)
+    separators = re.escape("".join(chr(c) for c in typographic if c not in kept))
+    text = re.sub(f"[{separators}]", " ", text)
+    folded = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).casefold())
+    plain = regex.sub(r"([\u0000-\u052f])\p{Mn}+", r"\1", folded)
+    stemmer = snowballstemmer.stemmer("english")
+    return [
+        stemmer.stemWord(unicodedata.normalize("NFC", w)) for w in regex.findall(r"[\p{L}\p{N}\p{M}]+", plain)
+    ]
+
+
+# What folding could make of, or join across, ASCII punctuation: accents precomposed and
+# loose, compatibility forms (ligatures, full width, Roman numerals, superscripts), case
+# that folds to several letters or differently from lowering, spacing forms that decompose
+# to a space and a mark, marks that compose with ASCII ("<" and U+0338 is "≮"), halfwidth
+# sound marks, other scripts (Hangul jamo compose), typographic and other Unicode
+# separators (U+3000 is a space to str.split), controls, a lone surrogate, a byte-order mark.
+_FOLDABLE = (
+    "abcXYZ019 .,-_!'\"<=>/@[`{\x7f\t\n\x00\x1féÉüßİıΣσςΆάῖ῭ﬁﬀＡ１！。中文字한국어—–“”…\u00a0"
+    "\u2009ʼⅣ½²ǅꭰᎠ▸ｶﾞﾟ\u3000\U0001d400\ufeff\u200b\u00ad\x85\u2028\ud800\u0301\u0338\u0308"
+    "\u0327\u0345\u093f\u0915\u1100\u1161\u11a8"
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet=_FOLDABLE, max_size=30))
+def test_a_text_gets_the_tokens_its_whole_normalised_text_has(text: str) -> None:
+    """The tokenizer folds only the runs between ASCII punctuation that need it (a speed-up):
+    the tokens are those of folding the whole text at once, whatever characters meet."""
+    assert index_tokens(text) == _tokens_of_the_whole(text)
+    assert index_tokens(text.upper() + " " + text) == _tokens_of_the_whole(text.upper() + " " + text)
+
+
+def test_folding_examples() -> None:
+    assert index_tokens("Café ﬁnance ＡＢＣ Ⅳ Straße “Quoted”—dash x²") == [
+        "cafe", "financ", "abc", "iv", "strass", "quot", "dash", "x2",
+    ]  # fmt: skip
+    assert index_tokens("a<\u0338b") == ["a", "b"]  # "≮" is no letter
+    assert index_tokens("▸ 中文 ▸") == ["中文"]
+
+
 def test_typographic_punctuation_separates_words_as_ascii_punctuation_does() -> None:
     """No-break and typographic spaces, dashes, quotes, ×, ÷, «» and the rest of Latin-1's
     and General Punctuation's separators split words; Latin-1's superscripts, fractions and

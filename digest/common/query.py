@@ -37,7 +37,6 @@ _TOKENS = re.compile(r'(-)?"([^"]*)"|(\S+)')  # a "phrase" (-"phrase": not it), 
 _WORD = regex.compile(r"[\p{L}\p{N}\p{M}]+")  # letters, digits and their marks: words as indexed
 # Letters, digits, and the marks that belong to them (a Devanagari vowel sign is part of its word).
 _INDEX_WORD = regex.compile(r"[\p{L}\p{N}\p{M}]+")
-_ASCII_WORD = re.compile(r"[a-z0-9]+")
 # Separators outside ASCII: Latin-1's punctuation, signs and no-break space (not its
 # superscripts, fractions and ordinals, which are digits and letters), and General Punctuation.
 # A character class, not str.translate: its lookup of every character of a non-ASCII text
@@ -170,10 +169,26 @@ def topics(texts: list[str]) -> tuple[str, ...]:
 
 def index_tokens(text: str) -> list[str]:
     """The tokens ``text`` is indexed and searched by, in order (see the module's note)."""
+    return index_text(text).split()
+
+
+def index_text(text: str) -> str:
+    """:func:`index_tokens` as one space-separated string (what SQLite's FTS5 indexes)."""
     if not text.isascii():  # typographic quotes, dashes and spaces separate, as ASCII's do
         text = _SEPARATORS.sub(" ", text)
-    if text.isascii():  # most text: no accents to fold, no compatibility forms
-        return [_stem(word) for word in _ASCII_WORD.findall(text.lower())]
+    # ASCII punctuation, spaces and controls separate whatever normalisation does to the
+    # runs between them (no composition crosses them but with a mark), and ASCII letters
+    # fold alike before or after it; so the runs are cut and their ASCII lowered in C, and
+    # each distinct run is folded and stemmed once (a text's words are mostly seen before).
+    spaced = text.encode(errors="surrogatepass").translate(_ASCII_FOLD).decode(errors="surrogatepass")
+    if not spaced.isascii() and any(map(_joins_back, _RUN_STARTS.findall(" " + spaced))):
+        return " ".join(_folded_tokens(text))
+    runs = filter(None, spaced.split(" "))  # not str.split(): U+3000 is inside a run
+    tokens = list(map(_RUN_TOKENS.__getitem__, runs))
+    return " ".join(tokens if "" not in tokens else filter(None, tokens))  # "": a run of no word
+
+
+def _folded_tokens(text: str) -> list[str]:
     folded = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).casefold())
     # Accents off the letters of alphabets that write them as accents (Latin, Greek,
     # Cyrillic: "é" is "e"); the marks of other scripts are parts of their letters, and stay.
@@ -181,9 +196,32 @@ def index_tokens(text: str) -> list[str]:
     return [_stem(unicodedata.normalize("NFC", word)) for word in _INDEX_WORD.findall(plain)]
 
 
-def index_text(text: str) -> str:
-    """:func:`index_tokens` as one space-separated string (what SQLite's FTS5 indexes)."""
-    return " ".join(index_tokens(text))
+class _RunTokens(dict[str, str]):
+    """A run's tokens, space-separated (none: ""), worked out the first time it is met. The
+    runs of a few hundred thousand texts repeat (Zipf's law); should they not, it starts over."""
+
+    LIMIT = 200_000
+
+    def __missing__(self, run: str) -> str:
+        if len(self) >= self.LIMIT:
+            self.clear()
+        tokens = self[run] = _stem(run) if run.isascii() else " ".join(_folded_tokens(run))
+        return tokens
+
+
+_RUN_TOKENS = _RunTokens()
+# ASCII letters lowered, other ASCII bytes (punctuation, spaces, controls) made spaces; the
+# bytes of other characters (UTF-8 encoded: all 0x80 and above) left as they are.
+_ASCII_FOLD = bytes(b if b >= 0x80 or chr(b).isalnum() else 0x20 for b in bytes(range(256)).lower())
+# The first character of each run (of a spaced text) that starts with one outside ASCII.
+_RUN_STARTS = re.compile(r" ([^\x00-\x7f])")
+
+
+def _joins_back(first: str) -> bool:
+    """Whether a run starting with ``first`` may fold with what precedes it: a mark (on an
+    ASCII separator it is dropped as an accent, or composes: "<" and U+0338 are "≮"), or one
+    of the two characters (halfwidth katakana sound marks) that normalise to marks."""
+    return unicodedata.category(first)[0] == "M" or first in "\uff9e\uff9f"
 
 
 @lru_cache(maxsize=100_000)  # words follow Zipf's law: most are seen again and again
