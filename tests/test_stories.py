@@ -144,3 +144,26 @@ def test_a_pull_that_links_two_stored_stories_merges_them() -> None:
     found = stories.Linked([loose, fresh], [[0, 1]], [0.9, 0.9])
     made, _ = stories.extended(found, {"z": None}, {}, {"z": 0.0})
     assert made == [stories.Story("z", "Title z", ("z", "f"))]  # equals: the earliest
+
+
+def test_a_stored_article_later_than_a_fresh_one_looks_for_it_among_the_fresh_alone() -> None:
+    """A stored article dated after a fresh one finds it however many stored articles are
+    more like it: links between stored ones are never made, so they are not its candidates.
+    (Searching among them, the fresh one fell outside its ``NEIGHBOURS`` likeliest.)"""
+    words = stories.Frequencies(1000, {})  # every word as rare: the vectors are the counts'
+
+    def made(ident: str, hours: int, found: str, entities: frozenset[str] = frozenset()) -> StoryInput:
+        return StoryInput(
+            ident, ident, "", T0, T0 + timedelta(hours=hours), entities, dict.fromkeys(found, 1)
+        )
+
+    dam = frozenset({"mekong-dam"})
+    stored = made("s", 20, "abcdepqr", dam)
+    crowd = [made(f"c{k:02}", 1 + k, f"abcde{chr(0x4E00 + k)}") for k in range(stories.NEIGHBOURS + 2)]
+    fresh = made("f", 0, "pqrstuvwx", dam)
+    f, s, c = stories.vectors([fresh.terms or {}, stored.terms or {}, crowd[0].terms or {}], words)
+    crowded, alike = stories._cosine(s, c), stories._cosine(s, f)
+    assert stories.RELATED <= alike < stories.ALIKE < crowded  # the fresh one: related, ranked last
+    found = stories.link([fresh, stored, *crowd], WEEK, fresh=frozenset({"f"}), frequencies=words)
+    groups = [{found.order[p].id for p in group} for group in found.groups]
+    assert groups == [{"f", "s"}]

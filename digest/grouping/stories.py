@@ -168,7 +168,8 @@ def link(
 ) -> Linked:
     """Link ``items`` that tell one event (see the module's docstring). With ``fresh``,
     only links with at least one fresh item are made: the others are stored articles whose
-    stories are known. ``frequencies``: the words' (the batch's own unless given)."""
+    stories are known, and each looks for its likeliest links among the fresh alone.
+    ``frequencies``: the words' (the batch's own unless given)."""
     order = sorted(items, key=lambda item: (item.first_seen, item.id))
     vecs = vectors(
         [item.terms if item.terms is not None else terms(item.title, item.lead) for item in order],
@@ -195,12 +196,13 @@ def link(
     dated = sorted(
         (k for k in range(len(order)) if published[k] is not None), key=lambda k: published[k] or 0.0
     )
-    index = _Index(span)
+    roles = new if fresh is not None else None
+    index = _Sweep(span, roles)
     for i in dated:
         index.search_and_add(i, published[i] or 0.0, vecs, keys, consider)
     if len(dated) < len(order):
         seen = [item.first_seen.timestamp() for item in order]
-        everyone, undated = _Index(span), _Index(span)
+        everyone, undated = _Sweep(span, roles), _Sweep(span, roles)
         for i in range(len(order)):  # already in first-seen order
             if published[i] is None:
                 everyone.search_and_add(i, seen[i], vecs, keys, consider)
@@ -340,6 +342,39 @@ class _Index:
         if len(estimate) <= NEIGHBOURS:
             return list(estimate)
         return heapq.nlargest(NEIGHBOURS, estimate, key=estimate.__getitem__)
+
+
+class _Sweep:
+    """The earlier articles of a sweep, as :class:`_Index` keeps them; when some are fresh
+    (``new``), a stored one searches the fresh alone: links between stored ones are never
+    made, and searching among them would only crowd its few candidates (and cost most)."""
+
+    def __init__(self, window: float, new: Sequence[bool] | None) -> None:
+        self.everything = _Index(window)
+        self.fresh = _Index(window) if new is not None else None
+        self.new = new
+
+    def search_and_add(
+        self,
+        i: int,
+        when: float,
+        vecs: Sequence[dict[str, float]],
+        keys: Sequence[list[str]],
+        consider: Callable[[int, int, float], None] | None,
+        *,
+        add: bool = True,
+    ) -> None:
+        """As :meth:`_Index.search_and_add`, a stored article searching the fresh alone."""
+        if self.fresh is None or self.new is None:
+            self.everything.search_and_add(i, when, vecs, keys, consider, add=add)
+        elif self.new[i]:
+            self.everything.search_and_add(i, when, vecs, keys, consider, add=add)
+            if add:
+                self.fresh.search_and_add(i, when, vecs, keys, None)
+        else:
+            self.fresh.search_and_add(i, when, vecs, keys, consider, add=False)
+            if add:
+                self.everything.search_and_add(i, when, vecs, keys, None)
 
 
 class _Joined:
