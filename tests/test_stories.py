@@ -146,10 +146,10 @@ def test_a_pull_that_links_two_stored_stories_merges_them() -> None:
     assert made == [stories.Story("z", "Title z", ("z", "f"))]  # equals: the earliest
 
 
-def test_a_stored_article_later_than_a_fresh_one_looks_for_it_among_the_fresh_alone() -> None:
-    """A stored article dated after a fresh one finds it however many stored articles are
-    more like it: links between stored ones are never made, so they are not its candidates.
-    (Searching among them, the fresh one fell outside its ``NEIGHBOURS`` likeliest.)"""
+def test_a_fresh_article_is_compared_with_the_stored_ones_found_for_it_and_no_other() -> None:
+    """In a pull, a fresh article meets the stored ones the story index found for it, before
+    or after it (within the window), and no stored article is searched: links between two
+    stored ones are never made, however alike."""
     words = stories.Frequencies(1000, {})  # every word as rare: the vectors are the counts'
 
     def made(ident: str, hours: int, found: str, entities: frozenset[str] = frozenset()) -> StoryInput:
@@ -158,12 +158,17 @@ def test_a_stored_article_later_than_a_fresh_one_looks_for_it_among_the_fresh_al
         )
 
     dam = frozenset({"mekong-dam"})
-    stored = made("s", 20, "abcdepqr", dam)
-    crowd = [made(f"c{k:02}", 1 + k, f"abcde{chr(0x4E00 + k)}") for k in range(stories.NEIGHBOURS + 2)]
+    later = made("s", 20, "abcdepqr", dam)
+    crowd = [made(f"c{k:02}", 1 + k, f"abcde{chr(0x4E00 + k)}") for k in range(3)]
     fresh = made("f", 0, "pqrstuvwx", dam)
-    f, s, c = stories.vectors([fresh.terms or {}, stored.terms or {}, crowd[0].terms or {}], words)
-    crowded, alike = stories._cosine(s, c), stories._cosine(s, f)
-    assert stories.RELATED <= alike < stories.ALIKE < crowded  # the fresh one: related, ranked last
-    found = stories.link([fresh, stored, *crowd], WEEK, fresh=frozenset({"f"}), frequencies=words)
-    groups = [{found.order[p].id for p in group} for group in found.groups]
-    assert groups == [{"f", "s"}]
+    f, s, c = stories.vectors([fresh.terms or {}, later.terms or {}, crowd[0].terms or {}], words)
+    assert stories.RELATED <= stories._cosine(s, f) < stories.ALIKE < stories._cosine(s, c)
+
+    def groups(found_for_f: list[str], *stored: StoryInput) -> list[set[str]]:
+        found = stories.link([fresh, *stored], WEEK, fresh={"f": found_for_f}, frequencies=words)
+        return [{found.order[p].id for p in group} for group in found.groups]
+
+    assert groups(["s"], later, *crowd) == [{"f", "s"}]  # related, a place in common
+    assert groups([], later, *crowd) == []
+    far = made("s", 24 * 8, "abcdepqr", dam)
+    assert groups(["s"], far) == []  # found, but beyond the window

@@ -48,7 +48,6 @@ from digest.store import (
     Groups,
     Store,
     Story,
-    StoryKey,
     StoryRow,
     StoryWords,
     Ungrouped,
@@ -297,7 +296,7 @@ class _Extend(_Stories):
         frequencies = Frequencies(total + len(fresh), Counter(known) + words)
         self.entries = _entries(fresh, vectors([item.terms or {} for item in fresh], frequencies))
         times = [entry.at for entry in self.entries]
-        indexed: dict[str, list[StoryKey]] = {}
+        indexed: dict[str, list[tuple[str, float, float]]] = {}
         for key in store.story_keys(
             {word for entry in self.entries for word, _ in entry.keys},
             min(times) - window,
@@ -305,16 +304,20 @@ class _Extend(_Stories):
             per_key=RECENT,
         ):
             if key.article_id not in self.fresh_ids:
-                indexed.setdefault(key.key, []).append(key)
-        chosen: set[str] = set()
+                indexed.setdefault(key.key, []).append((key.article_id, key.at.timestamp(), key.weight))
+        span = window.total_seconds()
+        # Each fresh article's likeliest stored ones: the cosine over the shared keys, as
+        # the sweep estimates it (see grouping.stories), from the weights indexed.
+        self.candidates: dict[str, list[str]] = {}
         for entry in self.entries:
             estimate: dict[str, float] = {}
+            at = entry.at.timestamp()
             for word, weight in entry.keys:
-                for key in indexed.get(word, ()):
-                    if abs(key.at - entry.at) <= window:
-                        estimate[key.article_id] = estimate.get(key.article_id, 0.0) + weight * key.weight
-            chosen.update(heapq.nlargest(NEIGHBOURS, estimate, key=estimate.__getitem__))
-        entries = store.story_entries(chosen)
+                for article_id, then, theirs in indexed.get(word, ()):
+                    if -span <= then - at <= span:
+                        estimate[article_id] = estimate.get(article_id, 0.0) + weight * theirs
+            self.candidates[entry.id] = heapq.nlargest(NEIGHBOURS, estimate, key=estimate.__getitem__)
+        entries = store.story_entries({i for found in self.candidates.values() for i in found})
         more = {w for e in entries for w in e.words if w not in words}
         if more:
             frequencies = Frequencies(
@@ -330,7 +333,7 @@ class _Extend(_Stories):
         self.items = [*fresh, *stored]
 
     def linked(self) -> _Packed_links:
-        return _packed(link(self.items, self.window, fresh=self.fresh_ids, frequencies=self.frequencies))
+        return _packed(link(self.items, self.window, fresh=self.candidates, frequencies=self.frequencies))
 
     def stories(self, found: Linked) -> _Found:
         touched = {

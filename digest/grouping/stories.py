@@ -11,7 +11,9 @@ swept in time order (dated ones by publication, then those without a date agains
 when they were first seen, as closeness in time is judged). Each article's few most telling
 words are keys in an index; an article is compared only with the ``NEIGHBOURS`` earlier
 articles within the window, among the ``RECENT`` latest holding each key, whose cosine over
-the shared keys is highest; an exact copy within the window ends the search at once. Memory
+the shared keys is highest; an exact copy within the window ends the search at once. A pull
+that extends stored stories sweeps its fresh articles alone, each also compared with the
+stored ones the story index found likeliest for it (:func:`link` with ``fresh``). Memory
 is one small vector per article. Pure Python (a dictionary per article): nothing heavy to
 import.
 """
@@ -22,7 +24,7 @@ import heapq
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -163,13 +165,15 @@ def link(
     items: Sequence[StoryInput],
     window: timedelta,
     *,
-    fresh: frozenset[str] | None = None,
+    fresh: Mapping[str, Collection[str]] | None = None,
     frequencies: Frequencies | None = None,
 ) -> Linked:
-    """Link ``items`` that tell one event (see the module's docstring). With ``fresh``,
-    only links with at least one fresh item are made: the others are stored articles whose
-    stories are known, and each looks for its likeliest links among the fresh alone.
-    ``frequencies``: the words' (the batch's own unless given)."""
+    """Link ``items`` that tell one event (see the module's docstring). With ``fresh`` (each
+    fresh item's id, with the ids of the stored items the story index found likeliest for
+    it), only links with at least one fresh item are made, the others being stored articles
+    whose stories are known: the fresh are linked with each other as a batch alone is, and
+    each with its stored candidates within the window (with the latest of them alone when
+    some are exact copies of it). ``frequencies``: the words' (the batch's own unless given)."""
     order = sorted(items, key=lambda item: (item.first_seen, item.id))
     vecs = vectors(
         [item.terms if item.terms is not None else terms(item.title, item.lead) for item in order],
@@ -184,32 +188,45 @@ def link(
     common = {e for e, n in counts.items() if n > max(2, COMMON_ENTITY * len(order))}
     entities = [item.entities - common for item in order]
     links = _Links(len(order))
-    new = [fresh is None or item.id in fresh for item in order]
 
     def consider(i: int, j: int, sim: float) -> None:
-        if (new[i] or new[j]) and (sim >= ALIKE or (sim >= RELATED and entities[i] & entities[j])):
+        if sim >= ALIKE or (sim >= RELATED and entities[i] & entities[j]):
             links.add(i, j, sim)
 
     span = window.total_seconds()
     # Dated pairs are close by publication; a pair with an undated article by first seen.
     published = [item.published.timestamp() if item.published else None for item in order]
-    dated = sorted(
-        (k for k in range(len(order)) if published[k] is not None), key=lambda k: published[k] or 0.0
-    )
-    roles = new if fresh is not None else None
-    index = _Sweep(span, roles)
+    seen = [item.first_seen.timestamp() for item in order]
+    swept = [k for k, item in enumerate(order) if fresh is None or item.id in fresh]
+    dated = sorted((k for k in swept if published[k] is not None), key=lambda k: published[k] or 0.0)
+    index = _Index(span)
     for i in dated:
         index.search_and_add(i, published[i] or 0.0, vecs, keys, consider)
-    if len(dated) < len(order):
-        seen = [item.first_seen.timestamp() for item in order]
-        everyone, undated = _Sweep(span, roles), _Sweep(span, roles)
-        for i in range(len(order)):  # already in first-seen order
+    if len(dated) < len(swept):
+        everyone, undated = _Index(span), _Index(span)
+        for i in swept:  # already in first-seen order
             if published[i] is None:
                 everyone.search_and_add(i, seen[i], vecs, keys, consider)
                 undated.search_and_add(i, seen[i], vecs, keys, None)
             else:
                 undated.search_and_add(i, seen[i], vecs, keys, consider, add=False)
                 everyone.search_and_add(i, seen[i], vecs, keys, None)
+    if fresh is not None:
+        position = {item.id: k for k, item in enumerate(order)}
+        for i in swept:
+            near = []
+            for j in (position[c] for c in fresh[order[i].id] if c in position):
+                mine, theirs = published[i], published[j]
+                if mine is None or theirs is None:
+                    mine, theirs = seen[i], seen[j]
+                if abs(mine - theirs) <= span:
+                    near.append((theirs, j))
+            copies = [(when, j) for when, j in near if vecs[j] == vecs[i]]
+            if copies:  # as in the index: the latest exact copy is the same story, and enough
+                consider(max(copies)[1], i, 1.0)
+                continue
+            for _, j in near:
+                consider(j, i, _cosine(vecs[i], vecs[j]))
     return Linked(order, links.groups(), links.centrality)
 
 
@@ -342,39 +359,6 @@ class _Index:
         if len(estimate) <= NEIGHBOURS:
             return list(estimate)
         return heapq.nlargest(NEIGHBOURS, estimate, key=estimate.__getitem__)
-
-
-class _Sweep:
-    """The earlier articles of a sweep, as :class:`_Index` keeps them; when some are fresh
-    (``new``), a stored one searches the fresh alone: links between stored ones are never
-    made, and searching among them would only crowd its few candidates (and cost most)."""
-
-    def __init__(self, window: float, new: Sequence[bool] | None) -> None:
-        self.everything = _Index(window)
-        self.fresh = _Index(window) if new is not None else None
-        self.new = new
-
-    def search_and_add(
-        self,
-        i: int,
-        when: float,
-        vecs: Sequence[dict[str, float]],
-        keys: Sequence[list[str]],
-        consider: Callable[[int, int, float], None] | None,
-        *,
-        add: bool = True,
-    ) -> None:
-        """As :meth:`_Index.search_and_add`, a stored article searching the fresh alone."""
-        if self.fresh is None or self.new is None:
-            self.everything.search_and_add(i, when, vecs, keys, consider, add=add)
-        elif self.new[i]:
-            self.everything.search_and_add(i, when, vecs, keys, consider, add=add)
-            if add:
-                self.fresh.search_and_add(i, when, vecs, keys, None)
-        else:
-            self.fresh.search_and_add(i, when, vecs, keys, consider, add=False)
-            if add:
-                self.everything.search_and_add(i, when, vecs, keys, None)
 
 
 class _Joined:
