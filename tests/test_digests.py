@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from digest.common.models import Article
-from digest.mail.contents import Selection, build, newcomer_since, subject
+from digest.mail.contents import Selection, build, has_news, newcomer_since, subject
 
 from .helpers import article, settings_for
 
@@ -70,6 +70,24 @@ def test_one_story_is_one_item_with_the_others_as_also_covered() -> None:
     [item] = section.items
     assert item.article.id == "a4" and [a.id for a in item.also] == ["a3"]  # the fuller text leads
     assert content.count == 2
+
+
+def test_whether_a_selection_has_news_is_whether_its_content_is_empty() -> None:
+    """A plan asks only whether each selection has news (of headlines, without building it):
+    the answer is the content's, for every start, region, theme and topic match."""
+    regions = [(), ("europe",), ("africa",), ("east-asia",), ("oceania",), ("africa", "east-asia")]
+    themes = [(), ("t",), ("trade",), ("energy",)]
+    found = 0
+    for days in (0.5, 1.5, 2.5, 3.05, 5, 10):
+        since = NOW - timedelta(days=days)
+        for region in regions:
+            for theme in themes:
+                for topical in ([], [ARTICLES[4]], [ARTICLES[0]]):
+                    selection = Selection(since, region, theme)
+                    empty = build(ARTICLES, selection, NAMES, topical=topical).empty
+                    assert has_news(ARTICLES, selection, topical) is not empty, (days, region, theme, topical)
+                    found += not empty
+    assert 0 < found < 6 * 6 * 4 * 3  # some selections have news, some none
 
 
 def test_subject_says_what_is_inside() -> None:

@@ -432,6 +432,13 @@ def test_headlines_are_the_newest_articles_without_their_text(store: Store) -> N
     assert [h.id for h in store.headlines(limit=10, region="africa")] == ["a2"]
     assert [h.id for h in store.headlines(limit=10, theme="trade")] == ["a2"]
     assert store.headlines(limit=10, region="oceania") == []
+    # A window of first-seen times, as articles() selects it; all of it without a limit.
+    seen = sorted({a.first_seen for a in store.articles()})
+    for since, until in [(seen[1], seen[3]), (seen[0], None), (None, seen[2])]:
+        wanted = [a.id for a in store.articles(since=since, until=until)]
+        assert [h.id for h in store.headlines(limit=None, since=since, until=until)] == wanted
+        assert len(wanted) < 5 or since == seen[0]
+    assert [h.id for h in store.headlines(limit=None, region="europe", since=seen[0])] == ["a2"]
 
 
 def test_full_text_search(store: Store) -> None:
@@ -824,6 +831,23 @@ def test_subscribers_upsert_status_and_preferences(store: Store) -> None:
     assert store.delete_subscriber("bob@example.org") and not store.delete_subscriber("bob@example.org")
     with pytest.raises(StoreError):
         store.set_subscriber_status(ann.id, "sleeping", at=later)
+
+
+def test_subscribers_of_a_status_come_in_pages_in_sign_up_order(store: Store) -> None:
+    """Going through many subscribers a page at a time (a plan for 100,000 holds a page)."""
+    store.upsert_subscribers(
+        [SubscriberChange(f"r{n}@example.org", "pending" if n % 3 == 0 else "active") for n in range(8)]
+    )
+    everyone = store.subscribers("active")
+    assert len(everyone) == 5 and [s.id for s in everyone] == sorted(s.id for s in everyone)
+    pages, after = [], 0
+    while page := store.subscribers("active", after=after, limit=2):
+        pages.append([s.email for s in page])
+        after = page[-1].id
+    assert pages == [[s.email for s in everyone[k : k + 2]] for k in range(0, 5, 2)]
+    assert store.subscribers("active", after=everyone[-1].id) == []
+    with pytest.raises(ValueError, match="pages are of one status"):
+        store.subscribers(limit=2)
 
 
 def test_rhythms_topics_and_who_is_due(store: Store) -> None:

@@ -11,10 +11,23 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from digest.common.models import Article
 from digest.common.rhythms import period_label
 from digest.store.records import Subscriber
+
+
+class Grouped(Protocol):
+    """What choosing an article for a selection reads of it (an Article or a Headline)."""
+
+    @property
+    def first_seen(self) -> datetime: ...
+    @property
+    def regions(self) -> tuple[str, ...]: ...
+    @property
+    def themes(self) -> tuple[str, ...]: ...
+
 
 NEWCOMER_WINDOW = timedelta(days=7)
 TOPICS, TOPICS_TITLE = "topics", "Your topics"  # the section of a subscriber's search topics
@@ -44,7 +57,7 @@ class Selection:
             period,
         )
 
-    def wants(self, article: Article) -> bool:
+    def wants(self, article: Grouped) -> bool:
         if article.first_seen < self.since:
             return False
         if self.regions and not set(self.regions) & set(article.regions):
@@ -90,6 +103,12 @@ class Content:
 def newcomer_since(until: datetime) -> datetime:
     """Where a new subscriber's first digest starts: a week before it."""
     return until - NEWCOMER_WINDOW
+
+
+def has_news(articles: Iterable[Grouped], selection: Selection, topical: Iterable[Grouped] = ()) -> bool:
+    """Whether :func:`build` would hold anything (its count not 0), without building it: an
+    article its topics found since it starts, or one it wants."""
+    return any(a.first_seen >= selection.since for a in topical) or any(map(selection.wants, articles))
 
 
 def build(

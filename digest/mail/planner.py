@@ -8,6 +8,7 @@ Synchronous and database-bound: callers on an event loop run it in a worker thre
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -19,7 +20,7 @@ from digest.config import Settings
 from digest.grouping.regions import regions
 from digest.grouping.themes import taxonomy_for
 from digest.mail import contents as digests
-from digest.mail.contents import Content, Selection, newcomer_since
+from digest.mail.contents import Content, Grouped, Selection, newcomer_since
 from digest.store import DigestRecord, Store, Subscriber
 
 log = logging.getLogger("digest")
@@ -29,6 +30,7 @@ log = logging.getLogger("digest")
 AHEAD = timedelta(minutes=1)
 # Matches of one topic in one digest that are counted (its "N more"); a digest shows far fewer.
 TOPIC_MATCHES = 1000
+PAGE = 5000  # subscribers read at a time
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,21 @@ class Planner:
             articles, selection, self.names, by=self.settings.digest.group_by, limit=limit, topical=topical
         )
 
+    def _has_news(
+        self, selection: Selection, until: datetime, read: dict[tuple[object, ...], Sequence[Grouped]]
+    ) -> bool:
+        """Whether :meth:`content` would hold anything, read as headlines (no text: a plan
+        for many subscribers holds a window's groups, not its articles) and without building
+        it. ``read``: as for :meth:`content`."""
+        window = (selection.since, until)
+        if window not in read:
+            read[window] = self.store.headlines(since=selection.since, until=until, limit=None)
+        for topic in selection.topics:
+            if (*window, topic) not in read:
+                read[(*window, topic)] = self._found(topic, selection.since, until)
+        topical = [article for topic in selection.topics for article in read[(*window, topic)]]
+        return digests.has_news(read[window], selection, topical)
+
     def _found(self, topic: str, since: datetime, until: datetime) -> list[Article]:
         """What one search topic finds in a window; nothing (and a warning) when it cannot
         be run: one reader's topic never holds up a digest."""
@@ -117,20 +134,23 @@ class Planner:
         cut = self.cut(until)  # a newcomer looks back from what the digest can hold
         due = [] if everyone else self.store.due_subscribers(until)
         on_site: list[Subscriber] = []
+        if until - cut > AHEAD:
+            on_site, due = due, []
+        chosen: dict[int, Selection] = {}
+        shared: dict[Selection, Selection] = {}  # many subscribers, a few hundred selections
+
+        def choose(subscribers: list[Subscriber]) -> None:
+            last = self.store.last_delivered([s.id for s in subscribers]) if subscribers else {}
+            for s in subscribers:
+                selection = Selection.of(since or last.get(s.id, newcomer_since(cut)), s)
+                chosen[s.id] = shared.setdefault(selection, selection)
+
         if site_schedule or everyone:
             waiting = self.store.subscribers_with_pending()
-            on_site = [
-                s
-                for s in self.store.subscribers("active")
-                if (everyone or s.rhythm is None) and s.id not in waiting
-            ]
-            last = self.store.last_delivered()
-        else:
-            last = self.store.last_delivered([s.id for s in due]) if due else {}
-        if until - cut > AHEAD:
-            on_site += due
-            due = []
-        chosen = {s.id: Selection.of(since or last.get(s.id, newcomer_since(cut)), s) for s in on_site}
+            for page in self._pages("active"):  # never every subscriber at once
+                choose([s for s in page if (everyone or s.rhythm is None) and s.id not in waiting])
+        choose(on_site)
+        last = self.store.last_delivered([s.id for s in due]) if due else {}
         next_due: list[tuple[int, datetime | None]] = []
         times: dict[rhythms.Rhythm, tuple[str, datetime, datetime]] = {}
         for subscriber in due:
@@ -158,6 +178,12 @@ class Planner:
             chosen[subscriber.id] = Selection.of(start, subscriber, period)
             next_due.append((subscriber.id, following))
         return chosen, next_due
+
+    def _pages(self, status: str) -> Iterator[list[Subscriber]]:
+        after = 0
+        while page := self.store.subscribers(status, after=after, limit=PAGE):
+            yield page
+            after = page[-1].id
 
     def _redate(self, now: datetime) -> None:
         """Next due times further ahead than any cadence puts them were set by a clock that
@@ -189,10 +215,10 @@ class Planner:
         chosen, next_due = self.selections(until, since, site_schedule=site_schedule, everyone=everyone)
         cut = self.cut(until)
         has_news: dict[Selection, bool] = {}  # not the contents: sending renders each again
-        read: dict[tuple[object, ...], list[Article]] = {}
+        read: dict[tuple[object, ...], Sequence[Grouped]] = {}
         for selection in chosen.values():
             if selection not in has_news:
-                has_news[selection] = not self.content(selection, cut, read=read).empty
+                has_news[selection] = self._has_news(selection, cut, read)
         news = {sid: sel for sid, sel in chosen.items() if has_news[sel]}
         return Plan(news, len(chosen), len({sel for sel in news.values()}), next_due)
 

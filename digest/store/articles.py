@@ -143,13 +143,22 @@ class ArticlesArea(Area):
         row = self._row(f"SELECT {self._columns} FROM {self._from} WHERE a.id = ?", [article_id])
         return article_of(row) if row else None
 
-    def headlines(self, *, limit: int, region: str | None = None, theme: str | None = None) -> list[Headline]:
+    def headlines(
+        self,
+        *,
+        limit: int | None,
+        region: str | None = None,
+        theme: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Headline]:
         """The newest articles' titles and groups, as :meth:`articles` lists them, no text read."""
+        where, args = seen_in(since, until)
         rows = self._listing(
             "a.id, a.title, s.name AS source, a.published, a.first_seen, a.regions, a.themes",
             "articles a JOIN sources s ON s.id = a.source_id",
-            ["1 = 1"],
-            [],
+            where,
+            args,
             region,
             theme,
             limit,

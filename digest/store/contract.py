@@ -293,10 +293,18 @@ class ArticlesStore(ClockStore, Protocol):
         no longer stored)."""
         ...
 
-    def headlines(self, *, limit: int, region: str | None = None, theme: str | None = None) -> list[Headline]:
-        """The newest ``limit`` articles (of ``region`` or ``theme`` when given) as
-        ``articles()`` orders them, without their text (a page of headlines reads a few
-        hundred bytes an article, not its whole text)."""
+    def headlines(
+        self,
+        *,
+        limit: int | None,
+        region: str | None = None,
+        theme: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Headline]:
+        """The newest ``limit`` articles (all: None; of ``region`` or ``theme``, first seen in
+        ``[since, until)`` when given) as ``articles()`` orders and selects them, without their
+        text (a page of headlines reads a few hundred bytes an article, not its whole text)."""
         ...
 
     def count_articles(self) -> int:
@@ -529,9 +537,13 @@ class SubscribersStore(ClockStore, Protocol):
         character type folds them on PostgreSQL."""
         ...
 
-    def subscribers(self, status: str | None = None) -> list[Subscriber]:
+    def subscribers(
+        self, status: str | None = None, *, after: int = 0, limit: int | None = None
+    ) -> list[Subscriber]:
         """Every subscriber by address (ASCII case folded, then byte order); with ``status``,
-        those with it, in order of sign-up (id). An unknown status: none."""
+        those with it, in order of sign-up (id), from the first whose id is above ``after``,
+        at most ``limit`` (pages, to go through many without holding them all). An unknown
+        status: none. Raises: ValueError for ``after`` or ``limit`` without ``status``."""
         ...
 
     def upsert_subscribers(self, changes: Sequence[SubscriberChange]) -> tuple[int, int]:

@@ -43,12 +43,19 @@ class SubscribersArea(Area):
             row = self._row("SELECT * FROM subscribers WHERE id = ?", [subscriber_id])
         return subscriber_of(row) if row else None
 
-    def subscribers(self, status: str | None = None) -> list[Subscriber]:
-        """Every subscriber by address, or those with ``status`` in order of sign-up."""
+    def subscribers(
+        self, status: str | None = None, *, after: int = 0, limit: int | None = None
+    ) -> list[Subscriber]:
+        """Every subscriber by address, or those with ``status`` in order of sign-up (a page)."""
         if status is None:
+            if after or limit is not None:
+                raise ValueError("subscribers: pages are of one status")
             rows = self._rows(f"SELECT * FROM subscribers ORDER BY {self.dialect.address_order}")
         else:
-            rows = self._rows("SELECT * FROM subscribers WHERE status = ? ORDER BY id", [status])
+            page = "" if limit is None else f" LIMIT {int(limit)}"
+            rows = self._rows(
+                f"SELECT * FROM subscribers WHERE status = ? AND id > ? ORDER BY id{page}", [status, after]
+            )
         return [subscriber_of(row) for row in rows]
 
     def upsert_subscribers(self, changes: Sequence[SubscriberChange]) -> tuple[int, int]:
