@@ -23,6 +23,7 @@ import digest.store.base
 from digest.common.dates import to_iso, utcnow
 from digest.common.errors import StoreError
 from digest.common.query import parse
+from digest.common.sanitize import paragraphs_html
 from digest.store import SqliteStore, SubscriberChange, open_store
 from digest.store.migrations import apply_pending
 from digest.store.schema import MIGRATIONS
@@ -137,6 +138,11 @@ def test_a_database_of_the_release_before_opens_with_nothing_run_again(dump: Pat
             rows = [row for row in rows if row[2] != "dee@example.org"]
         if table == "sqlite_sequence":
             rows = [row if row[1] != "subscribers" else (*row[:2], 4) for row in rows]
+        if table == "article_texts":  # 0025: HTML that is only the text's paragraphs is NULL
+            assert sum(html is None for _, _, html, _ in rows) > len(rows) / 2
+            rows = [
+                (n, i, paragraphs_html(text) if html is None else html, text) for n, i, html, text in rows
+            ]
         assert rows == before[table], table
 
 

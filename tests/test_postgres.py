@@ -535,6 +535,12 @@ def test_an_older_database_gets_its_search_vectors_from_the_one_tokenizer(
                 " '{\"trade\": {}}' FROM sources",
                 (article.title, article.summary_text, when, when),
             )
+            conn.execute(  # HTML that is only its text's paragraphs, stored twice then
+                "INSERT INTO articles (id, source_id, title, summary_html, summary_text, first_seen, updated,"
+                " content_hash) SELECT 'a1', id, 'Dam', '<p>A dam &amp; a river.</p>', 'A dam & a river.',"
+                " %s, %s, 'h1' FROM sources",
+                (when, when),
+            )
         assert [a.id for a in store.search(parse("covid-19"))] == []  # the old parser: "-19" whole
     monkeypatch.undo()
     with open_store(pg) as store:
@@ -543,6 +549,14 @@ def test_an_older_database_gets_its_search_vectors_from_the_one_tokenizer(
             assert [a.id for a in store.search(parse(words))] == ["a0"], words
         assert [a.id for a in store.articles(region="europe")] == ["a0"]  # 0008 filed what was there
         assert store.source_frequencies("s") == (1, {"LA": 1}, {"trade": 1})  # 0009 counted it
+        with store.pool.connection() as conn:  # type: ignore[attr-defined]
+            raw = conn.execute("SELECT id, summary_html FROM articles ORDER BY id").fetchall()
+        assert [(r["id"], r["summary_html"]) for r in raw] == [("a0", ""), ("a1", None)]  # 0011: once
+        dam = store.article("a1")
+        assert dam is not None and (dam.summary_html, dam.summary_text) == (
+            "<p>A dam &amp; a river.</p>",
+            "A dam & a river.",
+        )
 
 
 def test_a_database_made_by_a_newer_release_is_refused_in_one_line(pg: str, tmp_path: Path) -> None:

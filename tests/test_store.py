@@ -82,6 +82,7 @@ def test_unusable_paths_are_clear_errors(tmp_path: Path) -> None:
 def test_the_identity_migration_keeps_subscribers_ledgers_and_old_unsubscribe_links(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import digest.store.articles
     import digest.store.base
     from digest.common.dates import to_iso, utcnow
     from digest.subscribers.lifecycle import add, bindings, token
@@ -155,14 +156,16 @@ def test_the_evidence_migration_keeps_what_classification_found(
 ) -> None:
     import json
 
+    import digest.store.articles
     import digest.store.base
     from digest.common.models import Article
 
     path = tmp_path / "d.db"
     monkeypatch.setattr(digest.store.base, "MIGRATIONS", MIGRATIONS[:10])  # evidence in the article row
-    # The code of that release counted no changes (step 20 made the counter): writing with
-    # today's store there, nothing is counted either.
+    # The code of that release counted no changes (step 20 made the counter) and stored the
+    # HTML of every text (step 25 lets it be NULL): writing with today's store there, so too.
     monkeypatch.setattr(digest.store.base.SqliteBase, "_changed", lambda self, tx: None)
+    monkeypatch.setattr(digest.store.articles, "stored_html", lambda article: article.summary_html)
     when = datetime(2026, 1, 1, tzinfo=UTC)
     places = [{"key": "LA", "name": "Laos", "region": "southeast-asia", "kind": "country", "title": 1,
                "lead": 0, "body": 2}]  # fmt: skip
@@ -212,15 +215,17 @@ def test_the_search_index_is_rebuilt_with_the_one_tokenizer(
     index whole."""
     import dataclasses
 
+    import digest.store.articles
     import digest.store.base
     from digest.common.models import Article
     from digest.common.query import parse
 
     path = tmp_path / "d.db"
     monkeypatch.setattr(digest.store.base, "MIGRATIONS", MIGRATIONS[:18])
-    # The code of that release counted no changes (step 20 made the counter): writing with
-    # today's store there, nothing is counted either.
+    # The code of that release counted no changes (step 20 made the counter) and stored the
+    # HTML of every text (step 25 lets it be NULL): writing with today's store there, so too.
     monkeypatch.setattr(digest.store.base.SqliteBase, "_changed", lambda self, tx: None)
+    monkeypatch.setattr(digest.store.articles, "stored_html", lambda article: article.summary_html)
     when = datetime(2026, 1, 1, tzinfo=UTC)
     base = Article(
         id="a0", source="s", title="Loan talks", url="https://s.example/0", guid=None, summary_html="",
@@ -254,3 +259,26 @@ def test_a_store_dropped_unclosed_is_freed_with_its_connection(tmp_path: Path) -
     del store
     gc.collect()
     assert found() is None
+
+
+def test_html_that_is_only_the_texts_paragraphs_is_stored_once(tmp_path: Path) -> None:
+    """Such HTML is NULL in article_texts (the text says it all); other HTML is kept."""
+    from dataclasses import replace
+
+    from digest.common.models import Article
+
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    plain = Article(
+        id="a0", source="s", title="T", url="https://s.example/0", guid=None,
+        summary_html="<p>One &amp; two.</p><p>Three.</p>", summary_text="One & two.\n\nThree.",
+        author=None, published=None, first_seen=when, updated=when, content_hash="h0",
+    )  # fmt: skip
+    marked = replace(
+        plain, id="a1", url="https://s.example/1", summary_html="<p>One &amp; <i>two</i>.</p><p>Three.</p>"
+    )
+    with open_store(tmp_path / "d.db") as store:
+        store.sync_sources([SourceSpec("s", "https://s.example/feed", "feed")])
+        store.save_articles("s", [plain, marked], now=when)
+        raw = dict(store.conn.execute("SELECT article_id, summary_html FROM article_texts").fetchall())
+        assert raw == {"a0": None, "a1": marked.summary_html}
+        assert store.article("a0") == plain

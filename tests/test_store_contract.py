@@ -151,6 +151,45 @@ def _with_articles(store: Store, count: int = 3, source: str = "s") -> list[Arti
     return articles
 
 
+# HTML and text pairs as summaries come: paragraphs only (stored once, as the text), and
+# others that must come back as they went in, byte for byte.
+SUMMARIES = [
+    ("<p>One paragraph.</p><p>Two &amp; <b>bold</b>.</p>", "One paragraph.\n\nTwo & bold."),
+    ("<p>One paragraph.</p><p>Two &amp; three.</p>", "One paragraph.\n\nTwo & three."),
+    ("<p>Line one<br>line two &lt;b&gt;</p>", "Line one\nline two <b>"),
+    ("<p>“Quoted” and &quot;quoted&quot;</p>", '“Quoted” and "quoted"'),
+    ('<p>“Quoted” and "quoted"</p>', '“Quoted” and "quoted"'),
+    ("", "A text without HTML."),
+    ("", ""),
+    ("<p></p>", ""),
+]
+
+
+def test_summaries_come_back_as_they_were_stored(store: Store) -> None:
+    """HTML that is only its text's paragraphs is kept once, as the text (issue 30: half
+    an article's bytes): whatever the pair, saved or changed, it is read back unchanged."""
+    store.sync_sources([SourceSpec("s", "https://s.example/feed", "feed")])
+    made = [
+        replace(_article(n), summary_html=html, summary_text=text) for n, (html, text) in enumerate(SUMMARIES)
+    ]
+    store.save_articles("s", made, now=T0)
+    read = {a.id: (a.summary_html, a.summary_text) for a in store.articles()}
+    assert read == {a.id: (a.summary_html, a.summary_text) for a in made}
+    changed = [
+        replace(a, summary_html=b.summary_html, summary_text=b.summary_text, content_hash="changed")
+        for a, b in zip(made, made[1:] + made[:1], strict=True)
+    ]
+    store.save_articles("s", changed, now=T0 + timedelta(hours=1))
+    read = {a.id: (a.summary_html, a.summary_text) for a in store.articles()}
+    assert read == {a.id: (a.summary_html, a.summary_text) for a in changed}
+    for one in changed:
+        found = store.article(one.id)
+        assert found is not None and (found.summary_html, found.summary_text) == (
+            one.summary_html,
+            one.summary_text,
+        )
+
+
 # --- what rules dropped ----------------------------------------------------------------------
 
 

@@ -170,6 +170,15 @@ def _tidy_paragraphs(text: str) -> str:
     return "\n\n".join(paragraphs)
 
 
+def paragraphs_html(text: str) -> str:
+    """The HTML whose text (:func:`html_to_text`) is ``text`` when it is nothing but that
+    text's paragraphs (and line breaks), as the sanitiser writes them: what a store keeps
+    once, as the text alone (most feeds' summaries are this)."""
+    return "".join(
+        "<p>" + html.escape(block, quote=False).replace("\n", "<br>") + "</p>" for block in text.split("\n\n")
+    )
+
+
 def text_to_html(text: str) -> str:
     """Plain text as escaped HTML paragraphs."""
     return "".join(

@@ -8,12 +8,14 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar
 
 from digest.common.errors import SearchTimeout
 from digest.common.models import Article
 from digest.common.query import Query, Term, index_text
+from digest.common.sanitize import paragraphs_html
 from digest.store.base import Row, SqliteBase, record_of, when
 from digest.store.dialect import Area, Tx
 from digest.store.records import DroppedItem, Headline, SaveCounts
@@ -387,7 +389,7 @@ class SqliteArticlesArea(ArticlesArea, SqliteBase):
         )
         tx.executemany(
             "INSERT INTO article_texts (article_id, summary_html, summary_text) VALUES (?, ?, ?)",
-            [(a.id, a.summary_html, a.summary_text) for a in articles],
+            [(a.id, stored_html(a), a.summary_text) for a in articles],
         )
         tx.execute(f"{_INDEX} SELECT a.rowid, {_TOKENS} {_INDEXED} WHERE a.rowid > ?", [last])
 
@@ -400,7 +402,7 @@ class SqliteArticlesArea(ArticlesArea, SqliteBase):
         )
         tx.execute(
             "UPDATE article_texts SET summary_html = ?, summary_text = ? WHERE article_id = ?",
-            (article.summary_html, article.summary_text, key),
+            (stored_html(article), article.summary_text, key),
         )
         tx.execute(f"{_INDEX} SELECT a.rowid, {_TOKENS} {_INDEXED} WHERE a.id = ?", [key])
 
@@ -417,5 +419,16 @@ def _content_values(article: Article) -> tuple[Any, ...]:
     return (article.guid, article.url, article.title, article.author, article.published)
 
 
+def stored_html(article: Article) -> str | None:
+    """An article's HTML as stored: None when it is only its text's paragraphs (the text is
+    then stored once; :func:`article_of` writes the HTML back), as it is.
+    The check is exact, so what is read back is what was stored, byte for byte."""
+    html = article.summary_html
+    return None if html and html == paragraphs_html(article.summary_text) else html
+
+
 def article_of(row: Row) -> Article:
-    return record_of(Article, row)
+    found = record_of(Article, row)
+    if row["summary_html"] is None:
+        return replace(found, summary_html=paragraphs_html(found.summary_text))
+    return found

@@ -474,6 +474,39 @@ def _rebuild(db: Database, name: str, *, drop: set[str]) -> None:
             db.execute(sql)
 
 
+def _paragraphs_once(db: Database) -> None:
+    # Most summaries are nothing but paragraphs of text, and their HTML said it again (half
+    # an article's bytes): such HTML is kept as NULL, made again from the text when read
+    # (digest.store.articles.stored_html). The column may then be NULL: the table is made
+    # anew, what is there already copied in that form. Triggers naming the table go first
+    # (a rename checks them) and come back as they were.
+    from digest.common.sanitize import paragraphs_html
+
+    db.conn.create_function("paragraphs_html", 1, paragraphs_html, deterministic=True)
+    naming = db.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND sql LIKE '%article_texts%'"
+    ).fetchall()
+    for name, _ in naming:
+        db.execute(f'DROP TRIGGER "{name}"')
+    db.execute(
+        """
+        CREATE TABLE article_texts_new (
+            article_id TEXT PRIMARY KEY REFERENCES articles(id) ON DELETE CASCADE,
+            summary_html TEXT,
+            summary_text TEXT NOT NULL
+        )"""
+    )
+    db.execute(
+        "INSERT INTO article_texts_new (article_id, summary_html, summary_text) SELECT article_id,"
+        " CASE WHEN summary_html != '' AND summary_html = paragraphs_html(summary_text) THEN NULL"
+        " ELSE summary_html END, summary_text FROM article_texts ORDER BY rowid"
+    )
+    db.execute("DROP TABLE article_texts")
+    db.execute("ALTER TABLE article_texts_new RENAME TO article_texts")
+    for _, sql in naming:
+        db.execute(sql)
+
+
 def _changes(db: Database) -> None:
     # What the web's caches watch, as on PostgreSQL: bumped by every write pages or feeds
     # show (``_changed``), not by bookkeeping (rate-limit hits, leases, claims), which
@@ -700,6 +733,7 @@ MIGRATIONS: list[tuple[str, Step]] = [
     ("0022_article_groups", _article_groups),
     ("0023_source_frequencies", _source_frequencies),
     ("0024_story_index", _story_index),
+    ("0025_paragraphs_once", _paragraphs_once),
 ]
 
 

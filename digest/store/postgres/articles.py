@@ -13,7 +13,7 @@ import psycopg
 from digest.common.errors import SearchTimeout
 from digest.common.models import Article
 from digest.common.query import Query
-from digest.store.articles import SEARCH_SECONDS, ArticlesArea
+from digest.store.articles import SEARCH_SECONDS, ArticlesArea, stored_html
 from digest.store.dialect import Tx
 from digest.store.postgres.base import PgBase
 from digest.store.postgres.search import search_vector, tsquery
@@ -78,4 +78,4 @@ class PgArticlesArea(ArticlesArea, PgBase):
 def _content_values(article: Article) -> tuple[Any, ...]:
     """The values of :data:`_CONTENT_COLUMNS`, in that order."""
     return (article.guid, article.url, article.title, article.author, article.published,
-            article.summary_html, article.summary_text)  # fmt: skip
+            stored_html(article), article.summary_text)  # fmt: skip

@@ -354,6 +354,26 @@ _STORY_INDEX = [
     "CREATE TABLE story_frequencies (word TEXT PRIMARY KEY, articles BIGINT NOT NULL)",
 ]
 
+
+def _paragraphs_once(conn: Any) -> None:
+    # As SQLite's step 25: HTML that is only its text's paragraphs is kept as NULL (made
+    # again from the text when read), the text kept once; rows stored before, a batch at a
+    # time in storage order.
+    from digest.common.sanitize import paragraphs_html
+
+    conn.execute("ALTER TABLE articles ALTER COLUMN summary_html DROP NOT NULL")
+    after = 0
+    while rows := conn.execute(
+        "SELECT seq, id, summary_html, summary_text FROM articles WHERE seq > %s AND summary_html <> ''"
+        " ORDER BY seq LIMIT 1000",
+        [after],
+    ).fetchall():
+        plain = [(r["id"],) for r in rows if r["summary_html"] == paragraphs_html(r["summary_text"])]
+        if plain:
+            conn.cursor().executemany("UPDATE articles SET summary_html = NULL WHERE id = %s", plain)
+        after = rows[-1]["seq"]
+
+
 Step = list[str] | Callable[[Any], None]
 
 # Append-only: a released migration is never edited, a change is a new entry.
@@ -368,6 +388,7 @@ MIGRATIONS: list[tuple[str, Step]] = [
     ("0008_article_groups", _ARTICLE_GROUPS),
     ("0009_source_frequencies", _SOURCE_FREQUENCIES),
     ("0010_story_index", _STORY_INDEX),
+    ("0011_paragraphs_once", _paragraphs_once),
 ]
 
 
