@@ -7,9 +7,11 @@ import html
 import re
 import unicodedata
 from functools import lru_cache
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
-import nh3
+if TYPE_CHECKING:  # imported where a cleaner is made: reading stored articles needs none
+    import nh3
 
 ALLOWED_TAGS = {
     "a", "abbr", "b", "blockquote", "br", "cite", "code", "dd", "del", "dl", "dt", "em",
@@ -112,6 +114,7 @@ def sanitize_html(fragment: str, base_url: str | None = None) -> str:
 def _cleaner(base_url: str | None) -> nh3.Cleaner:
     """The sanitiser for one base URL, made once: ``nh3.clean`` builds one for every call,
     which costs more than the cleaning (a pull's items share their feed's base URL)."""
+    import nh3
 
     def absolute(element: str, attribute: str, value: str) -> str | None:
         if attribute in ("href", "cite") and base_url and not value.startswith(_ABSOLUTE):
@@ -147,6 +150,8 @@ def html_to_text(fragment: str, *, sanitized: bool = False) -> str:
 
 @lru_cache(maxsize=1)
 def _text_cleaner() -> nh3.Cleaner:
+    import nh3
+
     return nh3.Cleaner(tags=ALLOWED_TAGS, clean_content_tags=DROPPED_CONTENT, attributes={})
 
 

@@ -133,9 +133,9 @@ class Planner:
             self._redate(until)
         cut = self.cut(until)  # a newcomer looks back from what the digest can hold
         due = [] if everyone else self.store.due_subscribers(until)
-        on_site: list[Subscriber] = []
+        ahead: list[Subscriber] = []  # due by their rhythm, served as with ``everyone``
         if until - cut > AHEAD:
-            on_site, due = due, []
+            ahead, due = due, []
         chosen: dict[int, Selection] = {}
         shared: dict[Selection, Selection] = {}  # many subscribers, a few hundred selections
 
@@ -149,7 +149,7 @@ class Planner:
             waiting = self.store.subscribers_with_pending()
             for page in self._pages("active"):  # never every subscriber at once
                 choose([s for s in page if (everyone or s.rhythm is None) and s.id not in waiting])
-        choose(on_site)
+        choose(ahead)
         last = self.store.last_delivered([s.id for s in due]) if due else {}
         next_due: list[tuple[int, datetime | None]] = []
         times: dict[rhythms.Rhythm, tuple[str, datetime, datetime]] = {}
