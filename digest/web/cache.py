@@ -29,6 +29,10 @@ from digest.store import DatabaseStore, Store, open_database
 
 RECHECK = 1.0
 MIN_GZIP = 512
+# A render is compressed once, then sent many times: level 3 compresses a 50-entry feed of
+# full summaries (367 KB) in 5 ms against level 6's 14 ms (half the uncached feed's cost),
+# for 14% more bytes (106 KB against 93 KB) (issue 30: every feed under 50 ms uncached).
+GZIP_LEVEL = 3
 PAGE_CACHE_CONTROL = "public, max-age=60"
 HTML = "text/html; charset=utf-8"
 
@@ -50,7 +54,7 @@ class Rendered:
     ) -> Rendered:
         etag = 'W/"' + hashlib.sha256(body).hexdigest()[:20] + '"'
         stamp = email.utils.formatdate(last_modified, usegmt=True) if last_modified is not None else None
-        packed = gzip.compress(body, compresslevel=6, mtime=0) if len(body) >= MIN_GZIP else None
+        packed = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0) if len(body) >= MIN_GZIP else None
         return cls(body, media_type, etag, stamp, status, packed)
 
 

@@ -19,7 +19,7 @@ import gzip
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from digest.web.cache import MIN_GZIP, accepts_gzip
+from digest.web.cache import GZIP_LEVEL, MIN_GZIP, accepts_gzip
 
 TEXT_TYPES = ("text/", "application/json", "application/xml", "+xml", "+json")
 
@@ -27,7 +27,7 @@ TEXT_TYPES = ("text/", "application/json", "application/xml", "+xml", "+json")
 class Gzip:
     """Gzips the app's text answers as the module says."""
 
-    def __init__(self, app: ASGIApp, minimum: int = MIN_GZIP, level: int = 6) -> None:
+    def __init__(self, app: ASGIApp, minimum: int = MIN_GZIP, level: int = GZIP_LEVEL) -> None:
         self.app, self.minimum, self.level = app, minimum, level
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
