@@ -34,9 +34,9 @@ MAX_WORD = 40  # characters in one word
 MAX_TOPICS = 5  # search topics a subscriber may follow
 
 _TOKENS = re.compile(r'(-)?"([^"]*)"|(\S+)')  # a "phrase" (-"phrase": not it), or a bare word
-_WORD = regex.compile(r"[\p{L}\p{N}\p{M}]+")  # letters, digits and their marks: words as indexed
-# Letters, digits, and the marks that belong to them (a Devanagari vowel sign is part of its word).
-_INDEX_WORD = regex.compile(r"[\p{L}\p{N}\p{M}]+")
+# Letters, digits, and the marks that belong to them (a Devanagari vowel sign is part of its
+# word): words as a query names them and as articles are indexed.
+_WORD = regex.compile(r"[\p{L}\p{N}\p{M}]+")
 # Separators outside ASCII: Latin-1's punctuation, signs and no-break space (not its
 # superscripts, fractions and ordinals, which are digits and letters), and General Punctuation.
 # A character class, not str.translate: its lookup of every character of a non-ASCII text
@@ -193,7 +193,7 @@ def _folded_tokens(text: str) -> list[str]:
     # Accents off the letters of alphabets that write them as accents (Latin, Greek,
     # Cyrillic: "é" is "e"); the marks of other scripts are parts of their letters, and stay.
     plain = _ACCENTS.sub(r"\1", folded)
-    return [_stem(unicodedata.normalize("NFC", word)) for word in _INDEX_WORD.findall(plain)]
+    return [_stem(unicodedata.normalize("NFC", word)) for word in _WORD.findall(plain)]
 
 
 class _RunTokens(dict[str, str]):

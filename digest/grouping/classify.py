@@ -236,7 +236,6 @@ class _Stories:
     on another core), then the stories."""
 
     items: list[StoryInput]
-    fresh: list[StoryInput]
     window: timedelta
     entries: list[StoryWords]
 
@@ -271,7 +270,7 @@ class _Rebuild(_Stories):
         earliest = min((item.first_seen for item in fresh), default=None)
         start = earliest - window if earliest and not everything else None
         rows = store.story_inputs(start, classified_only=bool(fresh))
-        self.fresh, self.window = fresh, window
+        self.window = window
         self.items = [*fresh, *map(_stored_input, rows)]
         self.entries = _entries(self.items, vectors([item.terms or {} for item in self.items]))
 
