@@ -5,20 +5,28 @@ behind (the grouping after a pull forks, which a process with threads may not)."
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
+from datetime import UTC, datetime
+from html import escape
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import digest.intake.pull
+from digest.common.query import parse as parse_query
 from digest.intake.fetch import BIG_DOCUMENT
 from digest.intake.pull import pull
 from digest.store import Store, open_store
 
-from .helpers import rss, settings_for
+from .helpers import SEEDS, rss, settings_for
 from .servers import FeedServer, Reply, Seen
 
 DELAY = 0.15  # long enough for requests to overlap on a loaded machine; a pull stays short
@@ -153,3 +161,95 @@ def test_a_big_feed_is_worked_on_with_no_fetching_thread_alive(
     assert [r.new for r in reports] == [2, 2, 2, 3500, 2, 2]
     assert threads_seen[3500] == [0]  # the big one: no thread, so it may fork
     assert threads_seen[2][0] > 0 and threads_seen[2][-1] == 0  # the small: fetched ahead, but the last
+
+
+# Serves a folder on 127.0.0.1 from another process (this one keeps to one thread, as
+# `digest pull` does, so that the pull may fork).
+SERVE = """
+import functools, sys
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+class Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args): pass
+server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=sys.argv[1]))
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Path, int]]:
+    folder = tmp_path / "feeds"
+    folder.mkdir()
+    server = subprocess.Popen([sys.executable, "-c", SERVE, str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        yield folder, int(server.stdout.readline())
+    finally:
+        server.kill()
+        server.wait()
+
+
+def _seed_feeds(folder: Path, count: int) -> None:
+    """``count`` feeds of the seeds' paragraphs, each item told by two feeds (so stories form)."""
+    text = "\n".join(p.read_text() for p in sorted(SEEDS.glob("*.txt")))
+    paragraphs = [b.strip() for b in re.split(r"\n\s*\n", text) if len(b.strip()) > 150]
+    for f in range(count):
+        items = [
+            {
+                "title": escape(paragraphs[(f // 2 * 5 + n) % len(paragraphs)][:90]),
+                "link": f"https://feed{f}.example.org/{n}",
+                "description": escape(f"<p>{escape(paragraphs[(f // 2 * 5 + n) % len(paragraphs)])}</p>"),
+            }
+            for n in range(5)
+        ]
+        (folder / f"f{f}.xml").write_bytes(rss(items))
+
+
+def test_sources_fetched_ahead_are_worked_on_by_a_helper_and_stored_as_without_it(
+    served: tuple[Path, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where forking is safe (one thread) and another core is free, what is fetched ahead is
+    parsed, normalised and read for grouping by a helper process while this one stores the
+    sources before it; the articles, their search index, regions, themes and stories are
+    those of a pull on one core, where nothing forks."""
+    folder, port = served
+    _seed_feeds(folder, 12)
+    assert threading.active_count() == 1, [t.name for t in threading.enumerate()]
+    worked_in = tmp_path / "worked"
+    worked_in.mkdir()
+    work_fetch = digest.intake.pull._work_fetch
+
+    def noted(job: Any, **options: Any) -> Any:
+        (worked_in / f"{job[0].name}-{os.getpid()}").touch()
+        return work_fetch(job, **options)
+
+    monkeypatch.setattr(digest.intake.pull, "_work_fetch", noted)
+    moment = datetime.now(UTC).replace(microsecond=0)
+    body = "[fetch]\nallow_private = true\nworkers = 4\n" + "".join(
+        f'[[sources]]\nname = "f{f}"\nurl = "http://127.0.0.1:{port}/f{f}.xml"\n' for f in range(12)
+    )
+    found = []
+    for cores in ({0, 1}, {0}):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda _pid, c=cores: c, raising=False)
+        place = tmp_path / f"on{len(cores)}"
+        place.mkdir()
+        settings = settings_for(place, body)
+        with open_store(settings.database.path, clock=lambda: moment) as store:
+            reports = pull(settings, store)
+            assert all(r.ok and r.new == 5 for r in reports), [r.summary() for r in reports]
+            articles = store.articles()
+            found.append(
+                (
+                    [
+                        (a.id, a.title, a.summary_html, a.content_hash, a.regions, a.themes, a.story)
+                        for a in articles
+                    ],
+                    [a.id for a in store.search(parse_query("china"), limit=100)],
+                )
+            )
+        assert threading.active_count() == 1  # the helper's threads are gone, and the fetchers'
+    helped = {p.name.rsplit("-", 1)[1] for p in worked_in.iterdir()}
+    assert helped and str(os.getpid()) not in helped  # the helper worked on some, in its own process
+    assert found[0] == found[1]
+    assert len(found[0][0]) == 60 and found[0][1]
+    assert sum(1 for a in found[0][0] if a[6]) >= 2  # and stories formed

@@ -182,3 +182,119 @@ def test_leaving_early_stops_the_children(three_cores: None) -> None:
     assert time.monotonic() - started_at < 10
     with pytest.raises(ChildProcessError):  # none is left running or unreaped
         os.waitpid(-1, os.WNOHANG)
+
+
+# --- Helper: one child working on what it is handed, while this process goes on ----------
+
+
+def marked(n: int) -> tuple[int, int]:
+    """Mark ``n`` started (a file the test sees), hold while a ``hold-n`` file exists, then
+    answer; some values misbehave as a real job might."""
+    assert MEETING is not None
+    (MEETING / f"started-{n}").touch()
+    wait_for(lambda: not (MEETING / f"hold-{n}").exists(), f"job {n} released", 60, every=0.005)
+    if n == 7:
+        raise ValueError("seven")
+    if n == 8:
+        return (lambda: n, 0)  # type: ignore[return-value]  # cannot travel back
+    if n == 9:
+        os._exit(3)  # as if killed
+    return n * n, os.getpid()
+
+
+def started(n: int) -> bool:
+    assert MEETING is not None
+    return (MEETING / f"started-{n}").exists()
+
+
+def hold(n: int) -> None:
+    assert MEETING is not None
+    (MEETING / f"hold-{n}").touch()
+
+
+def release(n: int) -> None:
+    assert MEETING is not None
+    (MEETING / f"hold-{n}").unlink()
+
+
+def test_a_helper_works_in_a_child_while_this_process_goes_on(three_cores: None) -> None:
+    with parallel.Helper(marked) as helper:
+        hold(2)
+        helper.submit("two", 2)
+        wait_for(lambda: started(2), "the child has started on it", 60, every=0.005)
+        assert helper.result("elsewhere") is None  # never submitted: nothing to wait for
+        release(2)
+        value, pid = helper.result("two") or (0, 0)
+        assert value == 4 and pid not in (PARENT, 0)
+        assert helper.result("two") is None  # taken once
+
+
+def test_a_job_the_child_has_not_started_is_left_to_whoever_asks(three_cores: None) -> None:
+    with parallel.Helper(marked) as helper:
+        helper.IN_FLIGHT = 1  # one handed over at a time: what waits is plain to see
+        hold(1)
+        hold(4)
+        helper.submit(1, 1)
+        wait_for(lambda: started(1), "job 1 started", 60, every=0.005)
+        for n in (2, 3, 4):
+            helper.submit(n, n)
+        assert helper.result(3) is None  # still waiting: taken back at once
+        release(1)
+        # It works from the newest: 4 next, while 2 waits, and is taken back in turn.
+        wait_for(lambda: started(4), "the newest waiting job started", 60, every=0.005)
+        assert helper.result(2) is None
+        release(4)
+        assert [(helper.result(n) or (0,))[0] for n in (1, 4)] == [1, 16]
+    assert not started(2) and not started(3)  # left to whoever asked: never done twice
+
+
+def test_what_the_child_cannot_answer_is_none(three_cores: None) -> None:
+    with parallel.Helper(marked) as helper:
+        for n in (7, 8):  # raises; an answer that cannot travel
+            helper.submit(n, n)
+            wait_for(lambda n=n: started(n), f"job {n} started", 60, every=0.005)
+            assert helper.result(n) is None
+        helper.submit(3, 3)  # the child lives on
+        wait_for(lambda: started(3), "job 3 started", 60, every=0.005)
+        assert (helper.result(3) or (0,))[0] == 9
+        helper.submit(9, 9)  # the child dies
+        wait_for(lambda: started(9), "job 9 started", 60, every=0.005)
+        assert helper.result(9) is None
+        helper.submit(4, 4)  # nobody to hand it to: left to whoever asks
+        assert helper.result(4) is None and not started(4)
+
+
+def test_without_a_second_core_or_with_a_thread_a_helper_holds_no_child(
+    three_cores: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        with parallel.Helper(marked) as helper:
+            helper.submit(2, 2)
+            assert helper.result(2) is None
+    finally:
+        stop.set()
+        other.join()
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0}, raising=False)
+    with parallel.Helper(marked) as helper:
+        helper.submit(2, 2)
+        assert helper.result(2) is None
+    assert not started(2)
+    with pytest.raises(ChildProcessError):  # no child was ever made
+        os.waitpid(-1, os.WNOHANG)
+
+
+def test_closing_a_helper_ends_a_busy_child_and_its_threads(three_cores: None) -> None:
+    before = threading.active_count()
+    started_at = time.monotonic()
+    with parallel.Helper(marked) as helper:
+        hold(5)
+        helper.submit(5, 5)
+        wait_for(lambda: started(5), "job 5 started", 60, every=0.005)
+        assert threading.active_count() == before + 2
+    assert time.monotonic() - started_at < 30
+    assert threading.active_count() == before
+    with pytest.raises(ChildProcessError):  # none is left running or unreaped
+        os.waitpid(-1, os.WNOHANG)

@@ -24,8 +24,8 @@ import pytest
 
 from digest.common.dates import utcnow
 from digest.common.errors import StoreError
-from digest.common.models import Article
-from digest.common.query import parse
+from digest.common.models import Article, SearchTokens
+from digest.common.query import index_text, parse
 from digest.common.rhythms import Rhythm, next_due
 from digest.store import (
     DroppedItem,
@@ -512,6 +512,33 @@ def test_full_text_search(store: Store) -> None:
     # What a reader types is words, never the database's syntax.
     assert found("NEAR(mekong dam) OR title:hanoi* ^summit") == []
     assert found("dam* AND (talks)") == ["a8"]
+
+
+def test_search_tokens_worked_out_ahead_are_used_only_for_their_own_title_and_text(store: Store) -> None:
+    """An article may come with its search tokens (worked out where it was normalised); a
+    copy whose title or text changed since is indexed by what it says now, and an update
+    then forgets exactly what was indexed (a contentless index told otherwise is corrupt)."""
+    store.sync_sources([SourceSpec("s", "https://s.example/feed", "feed")])
+    plain = _article(1, title="Laos railway opens")
+    given = SearchTokens(
+        plain.title, plain.summary_text, index_text(plain.title), index_text(plain.summary_text)
+    )
+    ahead = replace(plain, search_tokens=given)
+    stale = replace(
+        ahead, id="a2", url="https://x.org/2", title="Hanoi summit", summary_text="Talks in Vientiane.",
+        content_hash="h2",
+    )  # fmt: skip
+    store.save_articles("s", [ahead, stale], now=T0)
+
+    def found(text: str) -> list[str]:
+        return sorted(a.id for a in store.search(parse(text)))
+
+    assert found("laos") == ["a1"] and found("hanoi") == ["a2"] and found("vientiane") == ["a2"]
+    changed = replace(stale, summary_text="Talks on the Mekong.", content_hash="h3")
+    store.save_articles("s", [changed], now=T0)
+    assert found("vientiane") == [] and found("mekong") == ["a1", "a2"]
+    store.save_articles("s", [replace(changed, title="Summit moved", content_hash="h4")], now=T0)
+    assert found("hanoi") == [] and found("summit") == ["a2"]
 
 
 SEARCHED = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 # Vocabulary every layer shares (the configuration checks against it; the areas act on it).
 CADENCES = ("daily", "weekly", "monthly")  # a subscriber's rhythm: digest.common.rhythms
@@ -63,6 +63,20 @@ class Article:
     # The id the same item had when URI GUIDs and links were global (before ids were made
     # per source); an article stored under it by its own source keeps it. None: the same.
     former_id: str | None = None
+    # What the search index is given of the title and the text, when worked out with the
+    # rest of normalisation (on every core, for a big batch); None: the store works them
+    # out, as it does when the title or text is no longer the one they were made of.
+    search_tokens: SearchTokens | None = field(default=None, compare=False, repr=False)
+
+
+class SearchTokens(NamedTuple):
+    """What the search index is given of a title and a text (digest.common.query's
+    ``index_text`` of each), with the title and text they were made of."""
+
+    title: str
+    text: str
+    title_tokens: str
+    text_tokens: str
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ while the source is young (its IDF still moves a lot), for new articles after th
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import json
 from collections import Counter
@@ -71,7 +72,8 @@ class GroupReport:
 
 # A read as plain tuples, which cross between processes many times faster than named ones
 # (pickle remakes each instance of a class through a Python call), with its evidence encoded.
-_Packed = tuple[list[tuple[Any, ...]], dict[str, tuple[Any, ...]], dict[str, int], str, str]
+# What is read of one article, as plain values (what crosses between processes).
+Packed = tuple[list[tuple[Any, ...]], dict[str, tuple[Any, ...]], dict[str, int], str, str]
 
 
 class _Read(NamedTuple):
@@ -83,7 +85,7 @@ class _Read(NamedTuple):
     terms: dict[str, int]
     encoded: tuple[str, str] | None = None
 
-    def packed(self) -> _Packed:
+    def packed(self) -> Packed:
         evidence = _evidence("", self)
         return (
             [tuple(p) for p in self.places],
@@ -94,7 +96,7 @@ class _Read(NamedTuple):
         )
 
     @classmethod
-    def unpacked(cls, packed: _Packed) -> _Read:
+    def unpacked(cls, packed: Packed) -> _Read:
         places, matches, found_terms, places_json, matches_json = packed
         return cls(
             [PlaceCount._make(p) for p in places],
@@ -111,7 +113,9 @@ class Reader:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self._known: dict[tuple[str, str], _Read] = {}
+        # By a digest of (title, text): what was read ahead is kept until the grouping, the
+        # texts themselves need not be.
+        self._known: dict[bytes, _Read] = {}
 
     @cached_property
     def gazetteer(self) -> Gazetteer:
@@ -130,36 +134,60 @@ class Reader:
             terms(title, lead),
         )
 
-    def _read_packed(self, text: tuple[str, str]) -> _Packed:
+    def _read_packed(self, text: tuple[str, str]) -> Packed:
         return self.read(text).packed()
+
+    def read_packed_all(self, texts: Sequence[tuple[str, str]]) -> list[Packed]:
+        """Each (title, text) read, packed (on every core, for many)."""
+        return fork_map(self._read_packed, texts)
 
     def read_all(self, texts: Sequence[tuple[str, str]]) -> list[_Read]:
         """Each (title, text) read, or found read ahead."""
-        missing = list(dict.fromkeys(text for text in texts if text not in self._known))
-        if forks(len(missing)):  # packed only to cross between processes
-            found = map(_Read.unpacked, fork_map(self._read_packed, missing))
+        keys = list(map(_key, texts))
+        missing = {key: text for key, text in zip(keys, texts, strict=True) if key not in self._known}
+        unread = list(missing.values())
+        if forks(len(unread)):  # packed only to cross between processes
+            found = map(_Read.unpacked, fork_map(self._read_packed, unread))
         else:
-            found = map(self.read, missing)
+            found = map(self.read, unread)
         self._known.update(zip(missing, found, strict=True))
-        reads = [self._known[text] for text in texts]
+        reads = [self._known[key] for key in keys]
         self._known.clear()  # what was read ahead but is not pending changed nothing
         return reads
 
     @contextmanager
-    def ahead(self, articles: Sequence[Article], store: ArticlesStore) -> Iterator[None]:
+    def ahead(
+        self,
+        articles: Sequence[Article],
+        store: ArticlesStore,
+        *,
+        read: Mapping[tuple[str, str], Packed] | None = None,
+    ) -> Iterator[None]:
         """Read those of ``articles`` that are new or changed on the other cores while the
         block runs (storing them), and here too once it is done. Only for a big batch, when
-        there are other cores (otherwise :meth:`read_all` reads them)."""
+        there are other cores (otherwise :meth:`read_all` reads them). ``read``: what was
+        read of them elsewhere already (kept for those new or changed)."""
         texts: list[tuple[str, str]] = []
-        if forks(len(articles)):
+        if read or forks(len(articles)):
             stored = store.content_hashes([a.id for a in articles])
             texts = [(a.title, a.summary_text) for a in articles if stored.get(a.id) != a.content_hash]
+        if read:
+            self._known.update((_key(text), _Read.unpacked(read[text])) for text in texts if text in read)
+            texts = [text for text in texts if text not in read]
         if not forks(len(texts)):
             yield
             return
         with fork_start(self._read_packed, texts) as started:
             yield
-            self._known.update(zip(texts, map(_Read.unpacked, started.result()), strict=True))
+            self._known.update(zip(map(_key, texts), map(_Read.unpacked, started.result()), strict=True))
+
+
+def _key(text: tuple[str, str]) -> bytes:
+    """What a (title, text) read ahead is kept by."""
+    title, body = text
+    return hashlib.blake2b(
+        f"{len(title)} {title}{body}".encode(errors="surrogatepass"), digest_size=16
+    ).digest()
 
 
 def group_pending(
@@ -209,15 +237,15 @@ def group_pending(
     return GroupReport(classified=len(pending), rescored=rescored, stories=len(stories), dropped=by_source)
 
 
-_Packed_links = tuple[list[str], list[list[int]], list[float]]
+Packed_links = tuple[list[str], list[list[int]], list[float]]
 
 
-def _packed(found: Linked) -> _Packed_links:
+def _packed(found: Linked) -> Packed_links:
     """Linked as plain values (what crosses back from the linking process): ids, not items."""
     return [item.id for item in found.order], found.groups, found.centrality
 
 
-def _unpacked(packed: _Packed_links, items: Sequence[StoryInput]) -> Linked:
+def _unpacked(packed: Packed_links, items: Sequence[StoryInput]) -> Linked:
     order, groups, centrality = packed
     by_id = {item.id: item for item in items}
     return Linked([by_id[i] for i in order], groups, centrality)
@@ -239,7 +267,7 @@ class _Stories:
     window: timedelta
     entries: list[StoryWords]
 
-    def linked(self) -> _Packed_links:
+    def linked(self) -> Packed_links:
         raise NotImplementedError
 
     def stories(self, found: Linked) -> _Found:
@@ -274,7 +302,7 @@ class _Rebuild(_Stories):
         self.items = [*fresh, *map(_stored_input, rows)]
         self.entries = _entries(self.items, vectors([item.terms or {} for item in self.items]))
 
-    def linked(self) -> _Packed_links:
+    def linked(self) -> Packed_links:
         return _packed(link(self.items, self.window))
 
     def stories(self, found: Linked) -> _Found:
@@ -331,7 +359,7 @@ class _Extend(_Stories):
         ]
         self.items = [*fresh, *stored]
 
-    def linked(self) -> _Packed_links:
+    def linked(self) -> Packed_links:
         return _packed(link(self.items, self.window, fresh=self.candidates, frequencies=self.frequencies))
 
     def stories(self, found: Linked) -> _Found:

@@ -113,15 +113,19 @@ class Fetcher:
         return client
 
     @contextmanager
-    def ahead(self, requests: Iterable[Request]) -> Iterator[None]:
+    def ahead(
+        self, requests: Iterable[Request], *, then: Callable[[Request, FetchResult], None] | None = None
+    ) -> Iterator[None]:
         """While the block runs, fetch ``requests`` over the web on ``[fetch] workers``
         threads, in order, at most ``[fetch] per_host`` at once to one server and a bounded
         number ahead of what the block has taken: :meth:`fetch` asked for one of them
         returns (or raises) what was fetched for it. Whoever pulls stays on one thread, with
         the store; only the waiting on servers overlaps. A request the block never asks for
-        is fetched at most once, its answer dropped; on leaving, none is started."""
+        is fetched at most once, its answer dropped; on leaving, none is started. ``then``
+        is called on the fetching thread with each answer fetched ahead (to start working
+        on it elsewhere before it is taken)."""
         remote = [r for r in requests if is_remote(r.url)]
-        ahead = _Ahead(self, remote if len(remote) > 1 else [])  # one gains nothing: no thread
+        ahead = _Ahead(self, remote if len(remote) > 1 else [], then)  # one gains nothing: no thread
         self._ahead = ahead
         try:
             yield
@@ -309,8 +313,11 @@ class _Ahead:
     items are normalised, and read for grouping, on every core: taking one pauses the
     fetching (the threads end) until the next is asked for; so does taking the last."""
 
-    def __init__(self, fetcher: Fetcher, requests: list[Request]) -> None:
+    def __init__(
+        self, fetcher: Fetcher, requests: list[Request], then: Callable[[Request, FetchResult], None] | None
+    ) -> None:
         self.fetcher = fetcher
+        self.then = then
         self.waiting = deque(requests)
         self.window = 2 * fetcher.settings.workers  # fetched, not yet taken: memory stays flat
         self.started: dict[Request, deque[Future[FetchResult]]] = {}
@@ -362,7 +369,10 @@ class _Ahead:
             )
         with limit:
             r = request
-            return self.fetcher._fetch_http(r.url, r.etag, r.last_modified, r.policy, None)
+            result = self.fetcher._fetch_http(r.url, r.etag, r.last_modified, r.policy, None)
+        if self.then is not None:
+            self.then(request, result)
+        return result
 
 
 # A document this big has items enough to be worked on every core: fetching ahead pauses.

@@ -9,10 +9,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextlib import nullcontext
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from digest.common import redact
@@ -20,12 +21,13 @@ from digest.common.dates import plausible
 from digest.common.egress import FetchPolicy, is_remote
 from digest.common.errors import DigestError, FetchError
 from digest.common.links import WEB_SCHEMES
-from digest.common.models import Article, Document, ParsedItem, SourceReport, SourceState
-from digest.common.parallel import fork_map
+from digest.common.models import Article, Document, ParsedItem, SearchTokens, SourceReport, SourceState
+from digest.common.parallel import Helper, fork_map
+from digest.common.query import index_text
 from digest.common.rules import fields_of
 from digest.common.sanitize import drop_boilerplate, html_to_text, one_line, sanitize_html
 from digest.config import Settings, SourceSettings
-from digest.grouping.classify import Reader, group_shared
+from digest.grouping.classify import Packed, Reader, group_shared
 from digest.intake import fulltext, parsing, websub
 from digest.intake.fetch import Fetcher, FetchResult, Request
 from digest.intake.fulltext import is_excerpt
@@ -42,7 +44,6 @@ MAX_TITLE = 300
 MAX_URL = 2048
 MAX_CONTENT = 1_000_000
 _TRACKING_PARAMS = ("utm_", "fbclid", "gclid", "mc_cid", "mc_eid")
-_ARTICLE_FIELDS = tuple(field.name for field in dataclasses.fields(Article))
 _AUTHOR_EMAIL = re.compile(
     r"\s*(?:\(\s*[^()\s]+@[^()\s]+\s*\)|<\s*[^<>\s]+@[^<>\s]+\s*>|^[^\s()<>]+@[^\s()<>]+$)\s*"
 )
@@ -66,10 +67,15 @@ def pull(
     own = fetcher is None
     fetcher = fetcher or Fetcher(settings.fetch)
     reader = Reader(settings) if group else None
+    requests = _requests(store, fetcher, wanted, force=force)
     try:
-        with fetcher.ahead(_requests(store, fetcher, wanted, force=force)):
+        # The helper forks before the fetching threads start, and is gone before grouping forks.
+        with (
+            _WorkedAhead(settings, reader, requests) as worked,
+            fetcher.ahead(list(requests), then=worked.fetched),
+        ):
             reports = [
-                _pull_guarded(store, fetcher, source, settings, force=force, reader=reader)
+                _pull_guarded(store, fetcher, source, settings, force=force, reader=reader, worked=worked)
                 for source in wanted
             ]
     finally:
@@ -86,19 +92,120 @@ def pull(
 
 def _requests(
     store: SourcesStore, fetcher: Fetcher, sources: list[SourceSettings], *, force: bool
-) -> list[Request]:
+) -> dict[Request, list[tuple[SourceSettings, str]]]:
     """The fetches :func:`pull_source` will make of these sources, as it will make them, to
-    fetch ahead: not those it holds back (disabled, or asked to wait by the server)."""
+    fetch ahead: not those it holds back (disabled, or asked to wait by the server). Each
+    with the sources that make it, and the name their ids are made with."""
     now = store.now()
-    found = []
+    found: dict[Request, list[tuple[SourceSettings, str]]] = {}
     for source in sources:
         if not source.pulled:
             continue
         state = store.source_state(source.name)
         if _held_back(state, now, force=force) is None:
             policy = fetcher.policy(source.url, allow_private=source.allow_private)
-            found.append(Request(state.url, state.etag, state.last_modified, policy))
+            request = Request(state.url, state.etag, state.last_modified, policy)
+            found.setdefault(request, []).append((source, state.id_name))
     return found
+
+
+class _Worked(NamedTuple):
+    """What one document makes, worked out anywhere: pure, with no store, network or clock."""
+
+    error: str | None  # why it could not be parsed
+    feed_links: list[str]  # the feeds an HTML page advertises, to follow instead (``auto``)
+    items: list[Undated | str]  # each item normalised, or the warning that skips it
+    excerpts: list[bool]  # (full_text sources) whether each item carries only an excerpt
+
+
+# A fetch's documents worked out, and what the grouping's reader read of their articles.
+_WorkedFetch = tuple[list[_Worked], dict[tuple[str, str], Packed]]
+
+
+def _work(
+    source: SourceSettings, settings: Settings, id_name: str, document: Document, *, follow: bool = True
+) -> _Worked:
+    """Parse and normalise one document (``follow``: an ``auto`` source's remote HTML page that
+    advertises a feed stops at its links, the feed to be fetched instead)."""
+    try:
+        parsed = parse_document(document, source, settings)
+    except DigestError as exc:
+        return _Worked(redact.text(f"{document.name}: {exc}"), [], [], [])
+    if follow and parsed.feed_links and source.kind == "auto" and is_remote(document.url):
+        return _Worked(None, list(parsed.feed_links), [], [])
+    return _worked_items(parsed.items, source, settings, parsed.base_url or document.url, id_name)
+
+
+def _worked_items(
+    items: list[ParsedItem], source: SourceSettings, settings: Settings, base_url: str, id_name: str
+) -> _Worked:
+    normalised = _normalise_all(items, source.name, base_url, id_name)
+    below = settings.fetch.full_text_below
+    excerpts = [
+        source.full_text
+        and not isinstance(done, str)
+        and is_excerpt(item.content_html, done.summary_text, below)
+        for item, done in zip(items, normalised, strict=True)
+    ]
+    return _Worked(None, [], normalised, excerpts)
+
+
+def _work_fetch(
+    job: tuple[SourceSettings, str, tuple[Document, ...]], *, settings: Settings, reader: Reader | None
+) -> _WorkedFetch:
+    """A fetch's documents worked out, and read for grouping (the helper's work)."""
+    source, id_name, documents = job
+    worked = [_work(source, settings, id_name, document) for document in documents]
+    texts = list(
+        dict.fromkeys((u.title, u.summary_text) for w in worked for u in w.items if not isinstance(u, str))
+    )
+    return worked, dict(zip(texts, reader.read_packed_all(texts), strict=True)) if reader else {}
+
+
+class _WorkedAhead:
+    """A fetch made ahead, worked on at once by a helper on another core (see
+    :class:`~digest.common.parallel.Helper`: none where forking is not safe or not worth
+    it), while this process stores the sources before it: found by :meth:`take` when the
+    pull comes to its source."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        reader: Reader | None,
+        requests: Mapping[Request, list[tuple[SourceSettings, str]]],
+    ) -> None:
+        self.requests = requests
+        many = sum(is_remote(request.url) for request in requests) > 1  # fetched ahead, on threads
+        self.helper: Helper[tuple[SourceSettings, str, tuple[Document, ...]], _WorkedFetch] | None = (
+            Helper(partial(_work_fetch, settings=settings, reader=reader)) if many else None
+        )
+        # What was handed over, by key: the documents themselves, so that the key (which
+        # names them by identity, cheaper than hashing their bytes) stays theirs.
+        self.given: dict[tuple[str, str, int], tuple[Document, ...]] = {}
+
+    def fetched(self, request: Request, result: FetchResult) -> None:
+        """(On a fetching thread.) Hand what ``request`` brought to the helper, for each source."""
+        if self.helper is None or not result.documents:
+            return
+        for source, id_name in self.requests.get(request, ()):
+            key = (source.name, id_name, id(result.documents))
+            self.given[key] = result.documents
+            self.helper.submit(key, (source, id_name, result.documents))
+
+    def take(self, source: str, id_name: str, documents: tuple[Document, ...]) -> _WorkedFetch | None:
+        """What the helper made of these documents of ``source``; None if it was not given them."""
+        key = (source, id_name, id(documents))
+        if self.helper is None or self.given.pop(key, None) is not documents:
+            return None
+        return self.helper.result(key)
+
+    def __enter__(self) -> _WorkedAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.helper is not None:
+            self.helper.close()
+        self.given.clear()
 
 
 def _pull_guarded(
@@ -109,6 +216,7 @@ def _pull_guarded(
     *,
     force: bool,
     reader: Reader | None,
+    worked: _WorkedAhead | None = None,
 ) -> SourceReport:
     if not source.pulled:
         return SourceReport(
@@ -116,7 +224,7 @@ def _pull_guarded(
         )
     # A bug tripped by one source's bytes must not cost the other sources their pull.
     try:
-        return pull_source(store, fetcher, source, settings, force=force, reader=reader)
+        return pull_source(store, fetcher, source, settings, force=force, reader=reader, worked=worked)
     except DigestError:
         raise
     except Exception as exc:
@@ -136,12 +244,14 @@ def pull_source(
     scheduled: bool = False,
     holder: str | None = None,
     reader: Reader | None = None,
+    worked: _WorkedAhead | None = None,
 ) -> SourceReport:
     """Fetch, parse and store one source. Expected failures end up in the report, not raised.
     ``scheduled``: a pull by the service, which also waits out backoff and cache lifetimes.
     ``holder``: the process pulling, which first claims the source, so that of several
     processes on one database one pulls it (the others find it claimed, or not due).
-    ``reader``: the grouping's, to read what is new on other cores while it is stored."""
+    ``reader``: the grouping's, to read what is new on other cores while it is stored;
+    ``worked``: where what was fetched ahead may have been worked on already."""
     report = SourceReport(source.name)
     first_look = store.source_state(source.name)
     now = store.now()
@@ -171,7 +281,8 @@ def pull_source(
     if result.not_modified or result.gone:
         _record_nothing_new(store, source.name, state, result, now, every, report)
         return report
-    batch = _articles_of(store, fetcher, result, source, settings, state, now, policy, report)
+    ahead = worked.take(source.name, state.id_name, result.documents) if worked else None
+    batch = _articles_of(store, fetcher, result, source, settings, state, now, policy, report, ahead)
     if batch.failures and len(batch.failures) == len(result.documents):
         message = _all_failed(batch.failures)
         store.record_fetch(source.name, status=result.status, error=message, keep_validators=True)
@@ -186,7 +297,7 @@ def pull_source(
             every = max(every, websub.SAFETY_POLL)
     if batch.excerpts:
         _fill_full_text(store, fetcher, source, settings, batch, now, policy, report)
-    _save(store, source, list(batch.articles.values()), now, report, reader)
+    _save(store, source, list(batch.articles.values()), now, report, reader, ahead[1] if ahead else None)
     store.record_fetch(
         source.name,
         status=result.status,
@@ -296,31 +407,34 @@ def _articles_of(
     now: datetime,
     policy: FetchPolicy,
     report: SourceReport,
+    ahead: _WorkedFetch | None = None,
 ) -> _Batch:
     """Parse and normalise each document (an HTML page of an ``auto`` source: the feed it
-    advertises instead); a document that fails is a failure, an item that fails a warning."""
+    advertises instead), or take what ``ahead`` made of them; a document that fails is a
+    failure, an item that fails a warning."""
     batch = _Batch({}, set(), [], result.permanent_url)
-    below = settings.fetch.full_text_below
-    for document in result.documents:
-        try:
-            parsed = parse_document(document, source, settings)
-            if parsed.feed_links and source.kind == "auto" and is_remote(document.url):
-                feed_url = parsed.feed_links[0]
+    documents = ahead[0] if ahead else [_work(source, settings, state.id_name, d) for d in result.documents]
+    for document, worked in zip(result.documents, documents, strict=True):
+        if worked.feed_links:
+            feed_url = worked.feed_links[0]
+            try:
                 parsed = _follow_feed(fetcher, feed_url, source, settings, policy)
-                batch.fetch_url = feed_url
-                report.warnings.append(f"following the feed the page advertises: {redact.url(feed_url)}")
-        except DigestError as exc:
-            batch.failures.append(redact.text(f"{document.name}: {exc}"))
+            except DigestError as exc:
+                batch.failures.append(redact.text(f"{document.name}: {exc}"))
+                continue
+            batch.fetch_url = feed_url
+            report.warnings.append(f"following the feed the page advertises: {redact.url(feed_url)}")
+            worked = _worked_items(parsed.items, source, settings, feed_url, state.id_name)
+        if worked.error is not None:
+            batch.failures.append(worked.error)
             continue
-        base_url = parsed.base_url or document.url
-        normalised = _normalise_all(parsed.items, source.name, base_url, now, state.id_name)
-        for item, done in zip(parsed.items, normalised, strict=True):
+        for done, excerpt in zip(worked.items, worked.excerpts, strict=True):
             if isinstance(done, str):
                 report.warnings.append(done)
             else:  # a later snapshot of the same article wins over an earlier one in the same pull
-                article = Article(*done)
+                article = dated(done, now)
                 batch.articles[article.id] = article
-                if source.full_text and is_excerpt(item.content_html, article.summary_text, below):
+                if excerpt:
                     batch.excerpts.add(article.id)
     stored_as = own_ids(store, source.name, batch.articles)
     batch.excerpts = {stored_as[given].id for given in batch.excerpts}
@@ -328,17 +442,12 @@ def _articles_of(
     return batch
 
 
-def _normalise_all(
-    items: list[ParsedItem], source: str, base_url: str, now: datetime, id_name: str
-) -> list[tuple[Any, ...] | str]:
-    """Each item normalised (on other cores too, for many): an article's fields as a tuple,
-    or the warning that skips it."""
+def _normalise_all(items: list[ParsedItem], source: str, base_url: str, id_name: str) -> list[Undated | str]:
+    """Each item normalised (on other cores too, for many), or the warning that skips it."""
 
-    def normalised(item: ParsedItem) -> tuple[Any, ...] | str:
+    def normalised(item: ParsedItem) -> Undated | str:
         try:
-            article = normalise(item, source, base_url, now, id_name)
-            # As a plain tuple: many times faster through a pipe than an instance.
-            return tuple(getattr(article, name) for name in _ARTICLE_FIELDS)
+            return undated(item, source, base_url, id_name)
         except ValueError as exc:  # one bad item costs only itself
             shown = one_line(item.title)[:80] or one_line(item.url or "")[:80]
             return redact.text(f"skipped {shown!r}: a malformed link ({exc})")
@@ -432,11 +541,13 @@ def _save(
     now: datetime,
     report: SourceReport,
     reader: Reader | None = None,
+    read: Mapping[tuple[str, str], Packed] | None = None,
 ) -> None:
-    """Store what the rules keep of a source's new batch, counting into ``report``."""
+    """Store what the rules keep of a source's new batch, counting into ``report``
+    (``read``: what a helper already read of these articles for the ``reader``)."""
     # Even without rules: items dropped by rules since removed are articles again.
     batch, report.dropped = _apply_rules(store, source, batch, now)
-    with reader.ahead(batch, store) if reader else nullcontext():
+    with reader.ahead(batch, store, read=read) if reader else nullcontext():
         counts = store.save_articles(source.name, batch, now=now)
     report.new, report.updated, report.unchanged = counts.new, counts.updated, counts.unchanged
 
@@ -543,9 +654,32 @@ def _follow_feed(
     return Parsed(items, base_url=url)
 
 
+class Undated(NamedTuple):
+    """An item normalised but for what depends on the moment it is stored (see :func:`dated`):
+    the dates as the item gave them."""
+
+    id: str
+    former_id: str | None
+    source: str
+    title: str
+    url: str | None
+    guid: str | None
+    summary_html: str
+    summary_text: str
+    author: str | None
+    published: datetime | None
+    updated: datetime | None
+    search_tokens: SearchTokens
+
+
 def normalise(item: ParsedItem, source: str, base_url: str, now: datetime, id_name: str = "") -> Article:
     """A parsed item made safe and stable: sanitised HTML, plain text, an id, a content hash.
     ``id_name``: the source name its ids are made with, when a rename made it differ."""
+    return dated(undated(item, source, base_url, id_name), now)
+
+
+def undated(item: ParsedItem, source: str, base_url: str, id_name: str = "") -> Undated:
+    """All of :func:`normalise` that the clock has no say in: the costly part."""
     # Identity keeps using the link as given (an article's id must not change), but only a
     # web link of sane length is stored and shown.
     web_link = normalise_url(item.url) if item.url else None
@@ -558,17 +692,10 @@ def normalise(item: ParsedItem, source: str, base_url: str, now: datetime, id_na
     summary_text = html_to_text(summary_html, sanitized=True)
     title = _cut(one_line(item.title[: MAX_TITLE * 4]), MAX_TITLE) or "(untitled)"
     author = author_name(item.author) if item.author else None
-    published = plausible(item.published, now)
-    published = published.replace(microsecond=0) if published else None
-    updated = plausible(item.updated, now)
-    updated = updated.replace(microsecond=0) if updated else None
     guid = one_line(item.guid) if item.guid else None
     if guid and link_key and (full_key if guid == item.url else _link_key(guid)) == link_key:
         guid = None  # a GUID that only repeats the link says nothing more
-    digest_input = "\x00".join(
-        [title, url or "", summary_html, author or "", published.isoformat() if published else ""]
-    )
-    return Article(
+    return Undated(
         id=article_id(id_name or source, guid, link_key, title),
         former_id=former_article_id(id_name or source, guid, link_key, title),
         source=source,
@@ -578,10 +705,43 @@ def normalise(item: ParsedItem, source: str, base_url: str, now: datetime, id_na
         summary_html=summary_html,
         summary_text=summary_text,
         author=author,
+        published=item.published,
+        updated=item.updated,
+        search_tokens=SearchTokens(title, summary_text, index_text(title), index_text(summary_text)),
+    )
+
+
+def dated(item: Undated, now: datetime) -> Article:
+    """The article ``item`` is when stored at ``now``: first seen then, its dates kept only
+    when plausible by then, and hashed with them."""
+    published = plausible(item.published, now)
+    published = published.replace(microsecond=0) if published else None
+    updated = plausible(item.updated, now)
+    updated = updated.replace(microsecond=0) if updated else None
+    digest_input = "\x00".join(
+        [
+            item.title,
+            item.url or "",
+            item.summary_html,
+            item.author or "",
+            published.isoformat() if published else "",
+        ]
+    )
+    return Article(
+        id=item.id,
+        former_id=item.former_id,
+        source=item.source,
+        title=item.title,
+        url=item.url,
+        guid=item.guid,
+        summary_html=item.summary_html,
+        summary_text=item.summary_text,
+        author=item.author,
         published=published,
         first_seen=now,
         updated=updated or published or now,
         content_hash=hashlib.sha256(digest_input.encode()).hexdigest()[:32],
+        search_tokens=item.search_tokens,
     )
 
 

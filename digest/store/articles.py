@@ -391,7 +391,8 @@ class SqliteArticlesArea(ArticlesArea, SqliteBase):
             "INSERT INTO article_texts (article_id, summary_html, summary_text) VALUES (?, ?, ?)",
             [(a.id, stored_html(a), a.summary_text) for a in articles],
         )
-        tx.execute(f"{_INDEX} SELECT a.rowid, {_TOKENS} {_INDEXED} WHERE a.rowid > ?", [last])
+        rowids = dict(tx.execute("SELECT id, rowid FROM articles WHERE rowid > ?", [last]).fetchall())
+        tx.executemany(f"{_INDEX} VALUES (?, ?, ?)", [(rowids[a.id], *search_tokens(a)) for a in articles])
 
     def _update(self, tx: Tx, key: str, article: Article, now: datetime) -> None:
         tx.execute(f"{_UNINDEX} SELECT 'delete', a.rowid, {_TOKENS} {_INDEXED} WHERE a.id = ?", [key])
@@ -404,7 +405,17 @@ class SqliteArticlesArea(ArticlesArea, SqliteBase):
             "UPDATE article_texts SET summary_html = ?, summary_text = ? WHERE article_id = ?",
             (stored_html(article), article.summary_text, key),
         )
-        tx.execute(f"{_INDEX} SELECT a.rowid, {_TOKENS} {_INDEXED} WHERE a.id = ?", [key])
+        tx.execute(f"{_INDEX} SELECT rowid, ?, ? FROM articles WHERE id = ?", [*search_tokens(article), key])
+
+
+def search_tokens(article: Article) -> tuple[str, str]:
+    """What the search index is given of an article's title and text: the one tokenizer's
+    tokens, worked out with the article's normalisation (if of this title and text), or now.
+    (A contentless index must be told exactly what it was given, to forget it.)"""
+    given = article.search_tokens
+    if given is not None and given.title == article.title and given.text == article.summary_text:
+        return given.title_tokens, given.text_tokens
+    return index_text(article.title), index_text(article.summary_text)
 
 
 def dropped_of(row: Row) -> DroppedItem:

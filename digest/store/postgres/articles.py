@@ -13,10 +13,10 @@ import psycopg
 from digest.common.errors import SearchTimeout
 from digest.common.models import Article
 from digest.common.query import Query
-from digest.store.articles import SEARCH_SECONDS, ArticlesArea, stored_html
+from digest.store.articles import SEARCH_SECONDS, ArticlesArea, search_tokens, stored_html
 from digest.store.dialect import Tx
 from digest.store.postgres.base import PgBase
-from digest.store.postgres.search import search_vector, tsquery
+from digest.store.postgres.search import search_vector_of, tsquery
 
 # Every column an Article is made of (not the search vector, which no list needs).
 _COLUMNS = (
@@ -61,7 +61,7 @@ class PgArticlesArea(ArticlesArea, PgBase):
             " ?, ?, ?, ?, ?, ?::tsvector)",
             [
                 (a.id, source_id, *_content_values(a), a.first_seen, a.updated, a.content_hash,
-                 search_vector(a.title, a.summary_text))
+                 search_vector_of(search_tokens(a)))
                 for a in articles
             ],
         )  # fmt: skip
@@ -71,7 +71,7 @@ class PgArticlesArea(ArticlesArea, PgBase):
             f"UPDATE articles SET {', '.join(f'{c} = ?' for c in _CONTENT_COLUMNS)},"
             " updated = ?, content_hash = ?, grouped = FALSE, search = ?::tsvector WHERE id = ?",
             (*_content_values(article), now, article.content_hash,
-             search_vector(article.title, article.summary_text), key),
+             search_vector_of(search_tokens(article)), key),
         )  # fmt: skip
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from digest.common.query import Query, Term, index_tokens
+from digest.common.query import Query, Term, index_text, index_tokens
 
 Conn = psycopg.Connection[dict[str, Any]]
 
@@ -23,9 +23,14 @@ def _lexeme(token: str) -> str:
 def search_vector(title: str, text: str) -> str:
     """The ``tsvector`` literal of an article: its tokens with their positions, the title's
     weighted A. A literal, so PostgreSQL stores the tokens as given."""
+    return search_vector_of((index_text(title), index_text(text)))
+
+
+def search_vector_of(tokens: tuple[str, str]) -> str:
+    """:func:`search_vector` of the title's and the text's tokens, as ``index_text`` gives them."""
     parts: list[str] = []
     position = 0
-    for weight, words in (("A", index_tokens(title)), ("", index_tokens(text))):
+    for weight, words in (("A", tokens[0].split()), ("", tokens[1].split())):
         for token in words:
             position = min(position + 1, MAX_POSITION)
             parts.append(f"{_lexeme(token)}:{position}{weight}")
