@@ -122,16 +122,14 @@ class _Worked(NamedTuple):
 _WorkedFetch = tuple[list[_Worked], dict[tuple[str, str], Packed]]
 
 
-def _work(
-    source: SourceSettings, settings: Settings, id_name: str, document: Document, *, follow: bool = True
-) -> _Worked:
-    """Parse and normalise one document (``follow``: an ``auto`` source's remote HTML page that
-    advertises a feed stops at its links, the feed to be fetched instead)."""
+def _work(source: SourceSettings, settings: Settings, id_name: str, document: Document) -> _Worked:
+    """Parse and normalise one document; an ``auto`` source's remote HTML page that
+    advertises a feed stops at its links (the feed is to be fetched instead)."""
     try:
         parsed = parse_document(document, source, settings)
     except DigestError as exc:
         return _Worked(redact.text(f"{document.name}: {exc}"), [], [], [])
-    if follow and parsed.feed_links and source.kind == "auto" and is_remote(document.url):
+    if parsed.feed_links and source.kind == "auto" and is_remote(document.url):
         return _Worked(None, list(parsed.feed_links), [], [])
     return _worked_items(parsed.items, source, settings, parsed.base_url or document.url, id_name)
 
