@@ -124,8 +124,7 @@ class Fetcher:
         is fetched at most once, its answer dropped; on leaving, none is started. ``then``
         is called on the fetching thread with each answer fetched ahead (to start working
         on it elsewhere before it is taken)."""
-        remote = [r for r in requests if is_remote(r.url)]
-        ahead = _Ahead(self, remote if len(remote) > 1 else [], then)  # one gains nothing: no thread
+        ahead = _Ahead(self, fetched_ahead(requests), then)
         self._ahead = ahead
         try:
             yield
@@ -373,6 +372,13 @@ class _Ahead:
         if self.then is not None:
             self.then(request, result)
         return result
+
+
+def fetched_ahead(requests: Iterable[Request]) -> list[Request]:
+    """Those of ``requests`` that :meth:`Fetcher.ahead` fetches on threads: the remote ones,
+    when there are several (one alone gains nothing from a thread)."""
+    remote = [r for r in requests if is_remote(r.url)]
+    return remote if len(remote) > 1 else []
 
 
 # A document this big has items enough to be worked on every core: fetching ahead pauses.

@@ -29,7 +29,7 @@ from digest.common.sanitize import drop_boilerplate, html_to_text, one_line, san
 from digest.config import Settings, SourceSettings
 from digest.grouping.classify import Packed, Reader, group_shared
 from digest.intake import fulltext, parsing, websub
-from digest.intake.fetch import Fetcher, FetchResult, Request
+from digest.intake.fetch import Fetcher, FetchResult, Request, fetched_ahead
 from digest.intake.fulltext import is_excerpt
 from digest.intake.parsing import Options, Parsed
 from digest.intake.sync import sync_sources
@@ -173,9 +173,10 @@ class _WorkedAhead:
         requests: Mapping[Request, list[tuple[SourceSettings, str]]],
     ) -> None:
         self.requests = requests
-        many = sum(is_remote(request.url) for request in requests) > 1  # fetched ahead, on threads
         self.helper: Helper[tuple[SourceSettings, str, tuple[Document, ...]], _WorkedFetch] | None = (
-            Helper(partial(_work_fetch, settings=settings, reader=reader)) if many else None
+            Helper(partial(_work_fetch, settings=settings, reader=reader))
+            if fetched_ahead(requests)
+            else None
         )
         # What was handed over, by key: the documents themselves, so that the key (which
         # names them by identity, cheaper than hashing their bytes) stays theirs.
