@@ -35,6 +35,7 @@ from digest.store import (
     SqliteStore,
     Store,
     Story,
+    StoryMember,
     StoryWords,
     SubscriberChange,
 )
@@ -802,9 +803,13 @@ def test_the_story_index_keeps_words_keys_and_counts(store: Store) -> None:
     [a1] = store.story_entries(["a1"])
     assert a1.centrality == 2.0  # 1.5 kept, 0.5 gained
     store.save_stories(["a0", "a1"], [Story("a0", "Mekong", ("a0", "a1"))])
-    members = store.story_members(["a0", "nope"])
-    assert sorted((m.id, m.centrality) for m in members["a0"]) == [("a0", 0.0), ("a1", 2.0)]
-    assert "nope" not in members
+    heads = store.story_heads(["a0", "nope"])
+    assert (heads["a0"].earliest.id, heads["a0"].central.id, heads["a0"].central.centrality) == (
+        "a0",
+        "a1",
+        2.0,
+    )
+    assert "nope" not in heads
     store.drop_articles([("a1", "drop: x")], now=T0)  # a removed article leaves the index
     assert store.story_entries(["a1"]) == [] and store.story_keys(["river"], at[0], at[3], per_key=5)
     store.clear_story_index()
@@ -832,6 +837,45 @@ def test_stories_replace_and_count(store: Store) -> None:
     assert {a.id: a.story for a in store.articles()} == {"a0": "st1", "a1": "st2", "a2": "st2", "a3": "st1"}
     store.save_stories(["a0", "a1"], [])
     assert store.group_counts().stories == ()
+
+
+def test_a_story_is_read_by_its_heads_and_absorbed_whole(store: Store) -> None:
+    """A pull extends a stored story without reading or naming its members (issue 30: one
+    story had grown to 17,845): its heads are the earliest and the most central member
+    (the earliest of equals, an unindexed member counting as 0), and a story absorbed
+    brings all its members along."""
+    _with_articles(store, 7)
+    at = [T0 + timedelta(minutes=n) for n in range(7)]
+    store.index_stories(
+        [
+            StoryWords(f"a{n}", at[n], {"w": 1}, (), (("w", 1.0),), c)
+            for n, c in [(1, 0.5), (2, 0.9), (3, 0.9)]
+        ],
+        {},
+    )
+    store.save_stories(
+        [f"a{n}" for n in range(7)],
+        [Story("a0", "Zero", ("a0", "a1", "a2", "a3")), Story("a4", "Four", ("a4", "a5"))],
+    )
+    heads = store.story_heads(["a4", "a0", "a0", "gone"])
+    assert sorted(heads) == ["a0", "a4"]
+    assert (heads["a0"].earliest, heads["a0"].central) == (
+        StoryMember("a0", at[0], "Article number 0", 0.0), StoryMember("a2", at[2], "Article number 2", 0.9)
+    )  # fmt: skip
+    assert (heads["a4"].earliest.id, heads["a4"].central.id) == ("a4", "a4")  # 0 and 0: the earliest
+    # a6 links a1 and a5: a0's and a4's stories become one, a3 (named elsewhere) leaves.
+    store.save_stories(
+        ["a6", "a1", "a5", "a3"],
+        [Story("a0", "Two", ("a1", "a5", "a6"), ("a0", "a4")), Story("lone", "x", ("a3",))],
+    )
+    assert {a.id: a.story for a in store.articles()} == {
+        "a0": "a0", "a1": "a0", "a2": "a0", "a4": "a0", "a5": "a0", "a6": "a0", "a3": None
+    }  # fmt: skip
+    assert [(s.id, s.label, s.articles) for s in store.group_counts().stories] == [("a0", "Two", 6)]
+    # A story absorbed into another whose id is new: the old one is gone.
+    store.save_stories(["a3"], [Story("a3", "Three", ("a3",), ("a0",))])
+    assert [(s.id, s.label, s.articles) for s in store.group_counts().stories] == [("a3", "Three", 7)]
+    assert store.story_heads(["a0"]) == {}
 
 
 # --- settings and leases ------------------------------------------------------------------
@@ -1307,7 +1351,7 @@ CALLS: dict[str, Callable[[Store, Path], Any]] = {
     "word_frequencies": lambda s, p: s.word_frequencies(["mekong"]),
     "story_keys": lambda s, p: s.story_keys(["mekong"], T0, T0, per_key=5),
     "story_entries": lambda s, p: s.story_entries(["a0"]),
-    "story_members": lambda s, p: s.story_members(["st"]),
+    "story_heads": lambda s, p: s.story_heads(["st"]),
     "index_stories": lambda s, p: s.index_stories(
         [StoryWords("a0", T0, {"mekong": 1}, (), (("mekong", 1.0),))], {}
     ),

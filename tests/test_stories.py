@@ -7,10 +7,12 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from digest.grouping import stories
 from digest.grouping.stories import StoryInput, cluster
-from digest.store import StoryMember
+from digest.store import StoryHead, StoryMember
 
 from .helpers import SEEDS
 
@@ -127,23 +129,100 @@ def _member(ident: str, hours: int, centrality: float) -> StoryMember:
     return StoryMember(ident, T0 + timedelta(hours=hours), f"Title {ident}", centrality)
 
 
+def _heads(members: dict[str, list[StoryMember]]) -> dict[str, StoryHead]:
+    """Each story's heads as the store reads them (the earliest; the most central, the
+    earliest of equals)."""
+    heads = {}
+    for story, found in members.items():
+        ranked = sorted(found, key=lambda m: (m.first_seen, m.id))
+        heads[story] = StoryHead(ranked[0], min(ranked, key=lambda m: (-m.centrality, m.first_seen, m.id)))
+    return heads
+
+
 def test_a_pull_that_links_two_stored_stories_merges_them() -> None:
     """A fresh article linked to members of two stored stories makes them one: its id the
     earliest member's of all, its label the most central member's, centrality kept across
-    pulls added to this pull's."""
+    pulls added to this pull's. Only the linked are named; the stories are absorbed."""
     fresh = StoryInput("f", "Title f", "", T0 + timedelta(hours=5))
     x = StoryInput("x", "Title x", "", T0 + timedelta(hours=2))
     y = StoryInput("y", "Title y", "", T0 + timedelta(hours=3))
     loose = StoryInput("z", "Title z", "", T0 + timedelta(hours=4))  # a stored article in no story
     found = stories.Linked([x, y, loose, fresh], [[0, 1, 3]], [0.6, 0.7, 0.0, 1.3])
     members = {"s1": [_member("x0", 0, 0.5), _member("x", 2, 0.2)], "s2": [_member("y", 3, 1.0)]}
-    made, gained = stories.extended(found, {"x": "s1", "y": "s2", "z": None}, members, {"x": 0.2, "y": 1.0})
-    assert made == [stories.Story("x0", "Title y", ("x0", "x", "y", "f"))]  # y: 1.0 kept + 0.7
+    made, gained = stories.extended(
+        found, {"x": "s1", "y": "s2", "z": None}, _heads(members), {"x": 0.2, "y": 1.0}
+    )
+    assert made == [stories.Story("x0", "Title y", ("x", "y", "f"), ("s1", "s2"))]  # y: 1.0 kept + 0.7
     assert gained == {"x": 0.6, "y": 0.7, "f": 1.3}
+    # An unlinked member still most central after this pull's gains labels the story.
+    members["s1"].append(_member("x1", 1, 1.8))
+    made, _ = stories.extended(
+        found, {"x": "s1", "y": "s2", "z": None}, _heads(members), {"x": 0.2, "y": 1.0}
+    )
+    assert made == [stories.Story("x0", "Title x1", ("x", "y", "f"), ("s1", "s2"))]
     # A fresh article linked with a loose stored one makes a new story of the two.
     found = stories.Linked([loose, fresh], [[0, 1]], [0.9, 0.9])
     made, _ = stories.extended(found, {"z": None}, {}, {"z": 0.0})
     assert made == [stories.Story("z", "Title z", ("z", "f"))]  # equals: the earliest
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_extending_by_heads_makes_the_stories_reading_every_member_would(data: st.DataObject) -> None:
+    """Whatever the stored stories and this pull's links, the ids, labels and memberships
+    made from the heads alone are those made from every member: the earliest of all, and
+    the most central after this pull's gains (the earliest of equals)."""
+    hours = st.integers(0, 6)
+    weights = st.sampled_from([0.0, 0.5, 1.0, 1.5])
+    stored = data.draw(st.lists(st.tuples(st.integers(0, 3), hours, weights), min_size=1, max_size=12))
+    members: dict[str, list[StoryMember]] = {}
+    story_of: dict[str, str | None] = {}
+    for n, (story, hour, weight) in enumerate(stored):
+        ident = f"m{n}"
+        story_of[ident] = f"s{story}" if story else None  # 0: an article in no story
+        if story:
+            members.setdefault(f"s{story}", []).append(_member(ident, hour, weight))
+    fresh = [StoryInput(f"f{k}", f"Title f{k}", "", T0 + timedelta(hours=7 + k)) for k in range(3)]
+    linkable = [
+        StoryInput(m, f"Title {m}", "", T0 + timedelta(hours=h))
+        for m, (_, h, _) in zip(story_of, stored, strict=True)
+    ]
+    linked = data.draw(st.lists(st.sampled_from(linkable), unique_by=lambda i: i.id, max_size=5))
+    order = sorted([*linked, *fresh], key=lambda i: (i.first_seen, i.id))
+    positions = list(range(len(order)))
+    groups_of = data.draw(st.lists(st.integers(0, 2), min_size=len(order), max_size=len(order)))
+    groups = [g for n in range(3) if len(g := [p for p in positions if groups_of[p] == n]) >= 2]
+    centrality = [data.draw(weights) for _ in order]
+    kept = {f"m{n}": weight for n, (_, _, weight) in enumerate(stored)}
+    found = stories.Linked(order, groups, centrality)
+    made, gained = stories.extended(
+        found, story_of, _heads(members), {i.id: kept.get(i.id, 0.0) for i in linked}
+    )
+
+    # What reading every member makes: groups that reach one story are one, with all its
+    # members; the id the earliest of them, the label the most central after the gains.
+    merged: list[set[str]] = []
+    for group in groups:
+        ids = {order[p].id for p in group}
+        ids |= {m.id for i in list(ids) if (story := story_of.get(i)) for m in members[story]}
+        for other in [m for m in merged if m & ids]:
+            merged.remove(other)
+            ids |= other
+        merged.append(ids)
+    known = {i.id: (i.first_seen, i.title, kept.get(i.id, 0.0)) for i in [*linkable, *fresh]}
+    expected = {}
+    for every in merged:
+        ranked = sorted(every, key=lambda i: (known[i][0], i))
+        best = max(range(len(ranked)), key=lambda k: (known[ranked[k]][2] + gained.get(ranked[k], 0.0), -k))
+        expected[frozenset(every)] = (ranked[0], known[ranked[best]][1])
+    got = {}
+    for story in made:
+        every = set(story.members) | {m.id for s in story.absorbed for m in members[s]}
+        got[frozenset(every)] = (story.id, story.label)
+        # Named are the linked alone; absorbed, every stored story they reach.
+        assert set(story.members) <= {i.id for i in order}
+        assert set(story.absorbed) == {story_of[i] for i in story.members if story_of.get(i)}
+    assert got == expected
 
 
 def test_a_fresh_article_is_compared_with_the_stored_ones_found_for_it_and_no_other() -> None:

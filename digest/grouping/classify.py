@@ -224,9 +224,9 @@ def group_pending(
         [packed] = linking.result()
         found = work.stories(_unpacked(packed, work.items))
         stories = [
-            Story(s.id, s.label, members)
+            Story(s.id, s.label, members, s.absorbed)
             for s in found.stories
-            if len(members := tuple(m for m in s.members if m not in dropped)) >= 2
+            if len(members := tuple(m for m in s.members if m not in dropped)) >= 2 or s.absorbed
         ]
         store.save_stories([i for i in found.clustered if i not in dropped], stories)
         store.index_stories([], {i: more for i, more in found.gained.items() if i not in dropped})
@@ -369,8 +369,8 @@ class _Extend(_Stories):
             for p in group
             if (story := self.story_of.get(found.order[p].id)) is not None
         }
-        members = self.store.story_members(touched)
-        stories, gained = extended(found, self.story_of, members, self.kept)
+        heads = self.store.story_heads(touched)
+        stories, gained = extended(found, self.story_of, heads, self.kept)
         clustered = list(
             dict.fromkeys([*(item.id for item in self.fresh), *(m for s in stories for m in s.members)])
         )

@@ -58,9 +58,13 @@ class StoryInput:
 
 @dataclass(frozen=True)
 class Story:
+    """A story's id, label and members; with ``absorbed``, stored stories whose every member
+    joins it too (see :func:`extended`)."""
+
     id: str
     label: str
     members: tuple[str, ...]
+    absorbed: tuple[str, ...] = ()
 
 
 @cache
@@ -248,6 +252,16 @@ class Member(Protocol):
     def centrality(self) -> float: ...
 
 
+class Head(Protocol):
+    """A stored story as extending it needs it: its earliest member (first seen, then id)
+    and its most central (the earliest of equals)."""
+
+    @property
+    def earliest(self) -> Member: ...
+    @property
+    def central(self) -> Member: ...
+
+
 @dataclass(frozen=True)
 class _Item:
     id: str
@@ -259,14 +273,16 @@ class _Item:
 def extended(
     found: Linked,
     story_of: Mapping[str, str | None],
-    members: Mapping[str, Sequence[Member]],
+    heads: Mapping[str, Head],
     kept: Mapping[str, float],
 ) -> tuple[list[Story], dict[str, float]]:
     """The stories a pull's links make of stored ones: each group of linked items with a
     fresh one (``found`` linked with ``fresh``) joins the stories its stored items belong
-    to (``story_of``: their story; ``members``: every stored member of each), merging them
-    when it links several. The id is the earliest member's, the label the most central
-    member's title (centrality kept across pulls: ``kept``, of the stored items linked).
+    to (``story_of``: their story; ``heads``: each one's earliest and most central member),
+    absorbing them (merging them when it links several). The id is the earliest member's,
+    the label the most central member's title (centrality kept across pulls: ``kept``, of
+    the stored items linked). Only the linked items are named as members: a stored story's
+    others follow it, so the cost is the links', whatever size the stories have grown to.
     Also returned: each linked item's centrality from this batch, to add to what was kept."""
     gained = {found.order[p].id: found.centrality[p] for group in found.groups for p in group}
     reached = [
@@ -281,28 +297,31 @@ def extended(
         for story in stories_reached:
             joints.join(n, numbers[story])
     info: dict[str, Member] = {}
-    for stored in members.values():
-        for m in stored:
-            info[m.id] = m
+    for head in heads.values():
+        info[head.earliest.id], info[head.central.id] = head.earliest, head.central
     for item in found.order:
         info[item.id] = _Item(item.id, item.first_seen, item.title, kept.get(item.id, 0.0))
-    # Each story's members are added once, however many of its articles a group linked.
     joined: dict[int, set[str]] = {}
     stories_of_joint: dict[int, set[str]] = {}
     for n, group in enumerate(found.groups):
         top = joints.root(n)
         joined.setdefault(top, set()).update(found.order[p].id for p in group)
         stories_of_joint.setdefault(top, set()).update(reached[n])
-    for top, ids in joined.items():
-        for story in stories_of_joint[top]:
-            ids.update(m.id for m in members.get(story, ()))
     stories = []
-    for ids in joined.values():
-        ranked = sorted((info[i] for i in ids), key=lambda m: (m.first_seen, m.id))
+    for top, ids in joined.items():
+        absorbed = sorted(stories_of_joint[top])
+        # The earliest and the most central are among the linked items and the heads of
+        # the stories absorbed: the others' centrality gained nothing in this pull.
+        chosen = set(ids)
+        for story in absorbed:
+            if (found_head := heads.get(story)) is not None:
+                chosen.update((found_head.earliest.id, found_head.central.id))
+        ranked = sorted((info[i] for i in chosen), key=lambda m: (m.first_seen, m.id))
         central = max(
             range(len(ranked)), key=lambda k: (ranked[k].centrality + gained.get(ranked[k].id, 0.0), -k)
         )
-        stories.append(Story(ranked[0].id, ranked[central].title, tuple(m.id for m in ranked)))
+        members = tuple(m.id for m in ranked if m.id in ids)
+        stories.append(Story(ranked[0].id, ranked[central].title, members, tuple(absorbed)))
     return stories, gained
 
 

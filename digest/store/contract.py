@@ -48,8 +48,8 @@ from digest.store.records import (
     SourceSummary,
     Story,
     StoryEntry,
+    StoryHead,
     StoryKey,
-    StoryMember,
     StoryRow,
     StoryWords,
     Subscriber,
@@ -416,9 +416,10 @@ class GroupingStore(ClockStore, Protocol):
 
     def save_stories(self, article_ids: Sequence[str], stories: Iterable[Story]) -> None:
         """Replace the stories of ``article_ids`` with ``stories``: each member joins its
-        story (saved with its label, updated by the store's clock; first seen when its
-        earliest member was, fixed when first saved), each of ``article_ids`` in none leaves
-        its story, and articles not named keep theirs. Then the count of every story
+        story, and so does every member of each story it absorbs (saved with its label,
+        updated by the store's clock; first seen when its earliest member was, fixed when
+        first saved), then each of ``article_ids`` in none leaves its story, and articles
+        not named keep theirs. Then the count of every story
         an article left or joined is taken from the articles, and such a story left with
         fewer than two is deleted (its article, if any, leaves it).
 
@@ -449,8 +450,10 @@ class GroupingStore(ClockStore, Protocol):
         """These articles as the index keeps them (ids not indexed left out), in no order."""
         ...
 
-    def story_members(self, story_ids: Iterable[str]) -> dict[str, list[StoryMember]]:
-        """The members of each of these stories (an unknown story: none)."""
+    def story_heads(self, story_ids: Iterable[str]) -> dict[str, StoryHead]:
+        """Each of these stories' earliest and most central members (an unknown story left
+        out), read in the database: a pull's cost does not grow with the stories it
+        extends."""
         ...
 
     def index_stories(self, entries: Sequence[StoryWords], gained: Mapping[str, float]) -> None:

@@ -19,6 +19,7 @@ from digest.store.records import (
     Story,
     StoryCount,
     StoryEntry,
+    StoryHead,
     StoryKey,
     StoryMember,
     StoryRow,
@@ -108,6 +109,10 @@ class GroupingArea(Area):
                     f"SELECT DISTINCT story FROM articles WHERE {inside} AND story IS NOT NULL", args
                 )
                 touched.update(row["story"] for row in rows.fetchall())
+            moved = [(story.id, old) for story in stories for old in story.absorbed if old != story.id]
+            touched.update(old for _, old in moved)
+            # Absorbed stories first: a member named for another story then leaves for it.
+            tx.executemany("UPDATE articles SET story = ? WHERE story = ?", moved)
             # Only rows whose story changes are written.
             tx.executemany(
                 f"UPDATE articles SET story = ? WHERE id = ? AND story {self.dialect.distinct} ?",
@@ -228,16 +233,28 @@ class GroupingArea(Area):
             )
         return found
 
-    def story_members(self, story_ids: Iterable[str]) -> dict[str, list[StoryMember]]:
-        found: dict[str, list[StoryMember]] = {}
+    def story_heads(self, story_ids: Iterable[str]) -> dict[str, StoryHead]:
+        bytewise = self.dialect.bytewise
+        centrality = "coalesce(w.centrality, 0)"
+        earliest: dict[str, StoryMember] = {}
+        central: dict[str, StoryMember] = {}
         for inside, args in self.dialect.in_list("a.story", list(dict.fromkeys(story_ids))):
             for row in self._rows(
-                "SELECT a.story, a.id, a.first_seen, a.title, coalesce(w.centrality, 0) AS centrality"
-                f" FROM articles a LEFT JOIN story_words w ON w.article_id = a.id WHERE {inside}",
+                "SELECT * FROM (SELECT a.story, a.id, a.first_seen, a.title, centrality,"
+                f" row_number() OVER (PARTITION BY a.story ORDER BY a.first_seen, a.id{bytewise}) AS by_time,"
+                f" row_number() OVER (PARTITION BY a.story ORDER BY centrality DESC, a.first_seen,"
+                f" a.id{bytewise}) AS by_centrality FROM (SELECT a.story, a.id, a.first_seen, a.title,"
+                f" {centrality} AS centrality FROM articles a"
+                f" LEFT JOIN story_words w ON w.article_id = a.id WHERE {inside}) a"
+                ") ranked WHERE by_time = 1 OR by_centrality = 1",
                 args,
             ):
-                found.setdefault(row["story"], []).append(record_of(StoryMember, row))
-        return found
+                member = record_of(StoryMember, row)
+                if row["by_time"] == 1:
+                    earliest[row["story"]] = member
+                if row["by_centrality"] == 1:
+                    central[row["story"]] = member
+        return {story: StoryHead(first, central[story]) for story, first in earliest.items()}
 
     def index_stories(self, entries: Sequence[StoryWords], gained: Mapping[str, float]) -> None:
         mark = self.dialect.json_mark

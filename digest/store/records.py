@@ -190,12 +190,23 @@ class StoryMember:
 
 
 @dataclass(frozen=True)
+class StoryHead:
+    """A stored story as a pull that extends it reads it, whatever its size: its earliest
+    member (first seen, then id) and its most central (the earliest of equals)."""
+
+    earliest: StoryMember
+    central: StoryMember
+
+
+@dataclass(frozen=True)
 class Story:
-    """A story: its id, label and member article ids."""
+    """A story: its id, label and member article ids, and the stored stories it absorbs
+    (every member of each joins it, without being named)."""
 
     id: str
     label: str
     members: tuple[str, ...]
+    absorbed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
