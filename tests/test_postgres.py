@@ -510,7 +510,9 @@ def test_an_older_database_gets_its_search_vectors_from_the_one_tokenizer(
     pg: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A PostgreSQL database of the last release (its parser's generated vectors) is given
-    vectors made from the one tokenizer: what it held before is found as SQLite finds it."""
+    vectors made from the one tokenizer: what it held before is found as SQLite finds it;
+    and what later steps count (totals, lists, frequencies) is counted on, by 0012's
+    statement triggers."""
     from datetime import UTC, datetime
 
     import digest.store.postgres.base
@@ -557,6 +559,12 @@ def test_an_older_database_gets_its_search_vectors_from_the_one_tokenizer(
             "<p>A dam &amp; a river.</p>",
             "A dam & a river.",
         )
+        # 0012: what was counted a row at a time goes on being counted a statement at a time.
+        assert store.count_articles() == 2 and [r.slug for r in store.group_totals().regions] == ["europe"]
+        assert store.drop_articles([("a0", "drop: title:/loan/")], now=when) == 1
+        assert store.source_frequencies("s") == (0, {}, {})
+        assert store.articles(region="europe") == [] and store.group_totals().regions == ()
+        assert store.count_articles() == 1
 
 
 def test_a_database_made_by_a_newer_release_is_refused_in_one_line(pg: str, tmp_path: Path) -> None:

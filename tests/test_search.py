@@ -188,3 +188,39 @@ def test_typographic_punctuation_separates_words_as_ascii_punctuation_does() -> 
             assert found != plain, hex(code)
         else:
             assert found == plain, hex(code)
+
+
+def _vector_reference(title: list[str], text: list[str]) -> str:
+    """A PostgreSQL vector literal as defined: each token quoted (a quote doubled, a
+    backslash escaped), at its position counted from 1 over the title then the text (the
+    largest for all past it), the title's weighted A."""
+    from digest.store.postgres.search import MAX_POSITION
+
+    parts = []
+    for n, (token, weight) in enumerate([(t, "A") for t in title] + [(t, "") for t in text], 1):
+        quoted = token.replace("\\", "\\\\").replace("'", "''")
+        parts.append(f"'{quoted}':{min(n, MAX_POSITION)}{weight}")
+    return " ".join(parts)
+
+
+_TOKENS = st.lists(st.text(st.sampled_from("ab'\\é中-"), min_size=1, max_size=4), max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_TOKENS, _TOKENS)
+def test_a_postgres_vector_literal_quotes_every_token_at_its_position(
+    title: list[str], text: list[str]
+) -> None:
+    """The tokens as ``index_text`` gives them (space-separated) make the literal the
+    definition does, whether a token needs escaping or not (most need none: a faster way)."""
+    from digest.store.postgres.search import search_vector_of
+
+    assert search_vector_of((" ".join(title), " ".join(text))) == _vector_reference(title, text)
+
+
+def test_a_postgres_vector_literal_past_the_largest_position_shares_it() -> None:
+    from digest.store.postgres.search import MAX_POSITION, search_vector_of
+
+    title, text = ["dam"], [f"w{n}" for n in range(MAX_POSITION + 5)]
+    made = search_vector_of((" ".join(title), " ".join(text)))
+    assert made == _vector_reference(title, text) and made.endswith(f"'w{MAX_POSITION + 4}':{MAX_POSITION}")

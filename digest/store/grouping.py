@@ -114,10 +114,7 @@ class GroupingArea(Area):
             # Absorbed stories first: a member named for another story then leaves for it.
             tx.executemany("UPDATE articles SET story = ? WHERE story = ?", moved)
             # Only rows whose story changes are written.
-            tx.executemany(
-                f"UPDATE articles SET story = ? WHERE id = ? AND story {self.dialect.distinct} ?",
-                [(story, member, story) for member, story in members.items()],
-            )
+            self._joined(tx, members)
             for inside, args in self.dialect.in_list("id", loose):
                 tx.execute(f"UPDATE articles SET story = NULL WHERE {inside} AND story IS NOT NULL", args)
             for story in stories:
@@ -153,16 +150,8 @@ class GroupingArea(Area):
         """Store each article's regions and themes, and the evidence where given (which marks
         the article classified)."""
         rows = list(rows)
-        mark = self.dialect.json_mark
         with self._articles_write() as tx:
-            tx.executemany(
-                f"UPDATE articles SET regions = {mark}, themes = {mark} WHERE id = ?",
-                [
-                    (json.dumps(list(g.regions)), json.dumps(list(g.themes)), g.id)
-                    for g in rows
-                    if g.evidence is None
-                ],
-            )
+            self._scored(tx, [g for g in rows if g.evidence is None])
             self._classified(tx, [g for g in rows if g.evidence is not None])
             self._changed(tx)
 
@@ -318,6 +307,14 @@ class GroupingArea(Area):
         """Store the scores and the evidence of articles just classified, marking them so."""
         raise NotImplementedError
 
+    def _scored(self, tx: Tx, rows: list[Groups]) -> None:
+        """Store the regions and themes of articles scored again (their evidence unchanged)."""
+        raise NotImplementedError
+
+    def _joined(self, tx: Tx, members: Mapping[str, str]) -> None:
+        """Put each article (a key) in its story (its value), writing only those that move."""
+        raise NotImplementedError
+
 
 class SqliteGroupingArea(GroupingArea):
     """SQLite's layout: text and evidence in tables of their own; JSON read with ``json_each``."""
@@ -343,6 +340,18 @@ class SqliteGroupingArea(GroupingArea):
         for key in dict.fromkeys(keys):
             found.extend(record_of(StoryKey, row) for row in self._rows(sql, [key, *bounds]))
         return found
+
+    def _scored(self, tx: Tx, rows: list[Groups]) -> None:
+        tx.executemany(
+            "UPDATE articles SET regions = ?, themes = ? WHERE id = ?",
+            [(json.dumps(list(g.regions)), json.dumps(list(g.themes)), g.id) for g in rows],
+        )
+
+    def _joined(self, tx: Tx, members: Mapping[str, str]) -> None:
+        tx.executemany(
+            "UPDATE articles SET story = ? WHERE id = ? AND story IS NOT ?",
+            [(story, member, story) for member, story in members.items()],
+        )
 
     def _classified(self, tx: Tx, rows: list[Groups]) -> None:
         tx.executemany(

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import psycopg
@@ -95,6 +95,21 @@ def connect_args(url: str, password: str | None, *, readonly: bool, timeout: flo
         if "require_auth" not in dict(parse_qsl(urlsplit(url).query)):
             found["require_auth"] = "scram-sha-256"
     return found
+
+
+# Rows written by one statement of arrays (unnest): each statement runs the articles'
+# tracking trigger once, and its arrays are built in memory (2,000 articles at once took
+# 100 MB more). Those statements use psycopg's own ``%b``: arrays of text sent in binary
+# take a seventh of the time they take as text (no escaping).
+ROWS_A_STATEMENT = 500
+
+T = TypeVar("T")
+
+
+def batches(rows: Sequence[T], size: int = ROWS_A_STATEMENT) -> Iterator[Sequence[T]]:
+    """``rows`` in slices of at most ``size``, in order."""
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
 
 
 class PgBase(Area):
