@@ -253,3 +253,59 @@ def test_sources_fetched_ahead_are_worked_on_by_a_helper_and_stored_as_without_i
     assert found[0] == found[1]
     assert len(found[0][0]) == 60 and found[0][1]
     assert sum(1 for a in found[0][0] if a[6]) >= 2  # and stories formed
+
+
+def test_a_pull_of_many_sources_groups_as_it_goes_and_links_on_the_helper(
+    served: tuple[Path, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pull of many sources groups what it stored every ``GROUP_EVERY`` articles, not all
+    at the end, so what waits to be grouped stays bounded whatever the number of sources
+    (issue 30). With a helper, the helper links while this process scores. Regions and
+    themes are those of grouping all at the end; an event told by sources grouped in two
+    rounds is one story; and with a helper or without, everything stored is the same."""
+    folder, port = served
+    _seed_feeds(folder, 12)
+    assert threading.active_count() == 1, [t.name for t in threading.enumerate()]
+    linked_in = tmp_path / "linked"
+    linked_in.mkdir()
+    linked, group_shared = digest.intake.pull.linked, digest.intake.pull.group_shared
+    rounds: list[int] = []
+
+    def noted(task: Any) -> Any:
+        (linked_in / f"{len(task.items)}-{os.getpid()}").touch()
+        return linked(task)
+
+    def counted(*args: Any, **options: Any) -> Any:
+        rounds.append(1)
+        return group_shared(*args, **options)
+
+    monkeypatch.setattr(digest.intake.pull, "linked", noted)
+    monkeypatch.setattr(digest.intake.pull, "group_shared", counted)
+    moment = datetime.now(UTC).replace(microsecond=0)
+    body = "[fetch]\nallow_private = true\nworkers = 4\n" + "".join(
+        f'[[sources]]\nname = "f{f}"\nurl = "http://127.0.0.1:{port}/f{f}.xml"\n' for f in range(12)
+    )
+    found = {}
+    for name, cores, every in (("at the end", {0}, 1000), ("helped", {0, 1}, 15), ("alone", {0}, 15)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda _pid, c=cores: c, raising=False)
+        monkeypatch.setattr(digest.intake.pull, "GROUP_EVERY", every)
+        rounds.clear()
+        place = tmp_path / name.replace(" ", "-")
+        place.mkdir()
+        settings = settings_for(place, body)
+        with open_store(settings.database.path, clock=lambda: moment) as store:
+            assert all(r.ok and r.new == 5 for r in pull(settings, store))
+            assert store.ungrouped() == []
+            found[name] = {a.id: (a.source, a.title, a.regions, a.themes, a.story) for a in store.articles()}
+        assert len(rounds) == (1 if every == 1000 else 4), name  # 15 articles: three sources a round
+        assert threading.active_count() == 1
+    assert found["helped"] == found["alone"] and len(found["helped"]) == 60
+    assert {i: a[2:4] for i, a in found["helped"].items()} == {
+        i: a[2:4] for i, a in found["at the end"].items()
+    }
+    # f2 and f3 tell the same five items, grouped in the first round and the second.
+    story = {(a[0], a[1]): a[4] for a in found["helped"].values()}
+    titles = {a[1] for a in found["helped"].values() if a[0] == "f2"}
+    assert all(story["f2", t] is not None and story["f2", t] == story["f3", t] for t in titles)
+    helpers = {p.name.rsplit("-", 1)[1] for p in linked_in.iterdir()} - {str(os.getpid())}
+    assert helpers, "the helper linked some rounds in its own process"

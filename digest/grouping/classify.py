@@ -12,12 +12,12 @@ import hashlib
 import heapq
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from functools import cached_property
-from typing import TYPE_CHECKING, Any, NamedTuple
+from functools import cached_property, partial
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from digest.common.models import Article
 from digest.common.parallel import fork_call, fork_map, fork_start, forks
@@ -191,12 +191,18 @@ def _key(text: tuple[str, str]) -> bytes:
 
 
 def group_pending(
-    store: ArticlesAndGrouping, settings: Settings, *, everything: bool = False, reader: Reader | None = None
+    store: ArticlesAndGrouping,
+    settings: Settings,
+    *,
+    everything: bool = False,
+    reader: Reader | None = None,
+    offload: Offload | None = None,
 ) -> GroupReport:
     """Classify new and changed articles, score them (and every article of a young source),
     and link them into stories: with the stored ones the story index finds for them, or,
     when there is no index yet (or ``everything``: a regroup), with every article of the
-    story window, which indexes them all. ``reader``: the one that read some ahead."""
+    story window, which indexes them all. ``reader``: the one that read some ahead;
+    ``offload``: where linking may be done meanwhile (otherwise a forked child, if any)."""
     reader = reader or Reader(settings)
     pending = store.ungrouped()
     reads = reader.read_all([(row.title, row.summary_text) for row in pending])
@@ -219,9 +225,13 @@ def group_pending(
     store.index_stories(work.entries, {})
 
     # Linking is serial work: on another core while this one scores and stores groups.
-    with fork_call(work.linked, worth=forks(len(work.items))) as linking:
+    task = work.task()
+    handed = offload.start_linking(task) if offload is not None else None
+    with fork_call(partial(linked, task), worth=offload is None and forks(len(work.items))) as linking:
         rescored, dropped = _score(store, settings, reader.gazetteer, pending, reads)
-        [packed] = linking.result()
+        packed = offload.linked(handed) if offload is not None else None
+        if packed is None:  # not done elsewhere: done here
+            [packed] = linking.result()
         found = work.stories(_unpacked(packed, work.items))
         stories = [
             Story(s.id, s.label, members, s.absorbed)
@@ -238,6 +248,34 @@ def group_pending(
 
 
 Packed_links = tuple[list[str], list[list[int]], list[float]]
+
+
+class LinkTask(NamedTuple):
+    """What :func:`~digest.grouping.stories.link` is given: plain values, to do anywhere."""
+
+    items: list[StoryInput]
+    window: timedelta
+    fresh: Mapping[str, list[str]] | None = None
+    frequencies: Frequencies | None = None
+
+
+def linked(task: LinkTask) -> Packed_links:
+    """The links of ``task``, as plain values (ids, not items)."""
+    return _packed(link(task.items, task.window, fresh=task.fresh, frequencies=task.frequencies))
+
+
+class Offload(Protocol):
+    """Another core that may link a grouping's articles while this one scores them (a pull's
+    helper, whose process has threads and so may not fork)."""
+
+    def start_linking(self, task: LinkTask) -> Hashable:
+        """Hand ``task`` over; the key to ask for it by."""
+        ...
+
+    def linked(self, key: Hashable) -> Packed_links | None:
+        """The links of the task handed over as ``key``; None if it was not done there (then
+        whoever asks does it)."""
+        ...
 
 
 def _packed(found: Linked) -> Packed_links:
@@ -267,7 +305,7 @@ class _Stories:
     window: timedelta
     entries: list[StoryWords]
 
-    def linked(self) -> Packed_links:
+    def task(self) -> LinkTask:
         raise NotImplementedError
 
     def stories(self, found: Linked) -> _Found:
@@ -302,8 +340,8 @@ class _Rebuild(_Stories):
         self.items = [*fresh, *map(_stored_input, rows)]
         self.entries = _entries(self.items, vectors([item.terms or {} for item in self.items]))
 
-    def linked(self) -> Packed_links:
-        return _packed(link(self.items, self.window))
+    def task(self) -> LinkTask:
+        return LinkTask(self.items, self.window)
 
     def stories(self, found: Linked) -> _Found:
         ids = [item.id for item in found.order]
@@ -359,8 +397,8 @@ class _Extend(_Stories):
         ]
         self.items = [*fresh, *stored]
 
-    def linked(self) -> Packed_links:
-        return _packed(link(self.items, self.window, fresh=self.candidates, frequencies=self.frequencies))
+    def task(self) -> LinkTask:
+        return LinkTask(self.items, self.window, self.candidates, self.frequencies)
 
     def stories(self, found: Linked) -> _Found:
         touched = {
@@ -383,20 +421,26 @@ GROUPING_ROUNDS = 10  # a bound, should articles keep arriving (the next pull go
 
 
 def group_shared(
-    store: Store, settings: Settings, holder: str, *, reader: Reader | None = None
+    store: Store,
+    settings: Settings,
+    holder: str,
+    *,
+    reader: Reader | None = None,
+    offload: Offload | None = None,
 ) -> dict[str, int]:
     """:func:`group_pending` by one of the processes sharing the database at a time (the
     ``grouping`` lease), so no article is classified twice; how many this one classified.
     A process that finds the lease taken leaves its articles to the holder, which looks
     again after letting go, and groups what came in meanwhile. ``reader``: the one that
-    read some of them ahead (for the first round). Returns, by source, how many articles
-    its rules dropped once grouped."""
+    read some of them ahead (for the first round); ``offload``: see :func:`group_pending`.
+    Returns, by source, how many articles its rules dropped once grouped."""
     dropped: dict[str, int] = {}
     for _ in range(GROUPING_ROUNDS):
         if not take_lease(store, GROUPING_LEASE, holder, GROUPING_SECONDS):
             break
         try:
-            for source, count in group_pending(store, settings, reader=reader).dropped.items():
+            grouped = group_pending(store, settings, reader=reader, offload=offload)
+            for source, count in grouped.dropped.items():
                 dropped[source] = dropped.get(source, 0) + count
         finally:
             store.release_lease(GROUPING_LEASE, holder)

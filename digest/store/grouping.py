@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import ClassVar
 
-from digest.store.base import Row, decoded, record_of
+from digest.store.base import Row, decoded, record_of, when
 from digest.store.dialect import Area, Tx
 from digest.store.records import (
     Evidence,
@@ -337,8 +337,13 @@ class SqliteGroupingArea(GroupingArea):
         )
         bounds = (since, until, per_key)
         found: list[StoryKey] = []
+        # Made directly, each time read once: a pull reads tens of thousands of these, and
+        # an article's ten keys share its time.
+        times: dict[str, datetime] = {}
         for key in dict.fromkeys(keys):
-            found.extend(record_of(StoryKey, row) for row in self._rows(sql, [key, *bounds]))
+            for row in self._rows(sql, [key, *bounds]):
+                at = times.get(row["at"]) or times.setdefault(row["at"], when(row["at"]))
+                found.append(StoryKey(row["key"], at, row["article_id"], row["weight"]))
         return found
 
     def _scored(self, tx: Tx, rows: list[Groups]) -> None:
