@@ -418,8 +418,9 @@ class GroupingStore(ClockStore, Protocol):
         """Replace the stories of ``article_ids`` with ``stories``: each member joins its
         story, and so does every member of each story it absorbs (saved with its label,
         updated by the store's clock; first seen when its earliest member was, fixed when
-        first saved), then each of ``article_ids`` in none leaves its story, and articles
-        not named keep theirs. Then the count of every story
+        first saved; which story each article is in is read before any moves), then each of
+        ``article_ids`` in none leaves its story unless that story is absorbed (it follows
+        it), and articles not named keep theirs. Then the count of every story
         an article left or joined is taken from the articles, and such a story left with
         fewer than two is deleted (its article, if any, leaves it).
 

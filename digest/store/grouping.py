@@ -101,18 +101,22 @@ class GroupingArea(Area):
         now = self.now()
         stories = list(stories)
         members = {member: story.id for story in stories for member in story.members}
-        loose = [article_id for article_id in article_ids if article_id not in members]
+        absorbed = {old: story.id for story in stories for old in story.absorbed}
         with self._articles_write() as tx:
             touched = {story.id for story in stories}
+            current: dict[str, str] = {}
             for inside, args in self.dialect.in_list("id", [*article_ids, *members]):
                 rows = tx.execute(
-                    f"SELECT DISTINCT story FROM articles WHERE {inside} AND story IS NOT NULL", args
+                    f"SELECT id, story FROM articles WHERE {inside} AND story IS NOT NULL", args
                 )
-                touched.update(row["story"] for row in rows.fetchall())
-            moved = [(story.id, old) for story in stories for old in story.absorbed if old != story.id]
-            touched.update(old for _, old in moved)
-            # Absorbed stories first: a member named for another story then leaves for it.
-            tx.executemany("UPDATE articles SET story = ? WHERE story = ?", moved)
+                current.update((row["id"], row["story"]) for row in rows.fetchall())
+            touched.update(current.values(), absorbed)
+            # One named in none leaves its story, unless that story is absorbed: then it
+            # follows it, as every member of an absorbed story does.
+            loose = [i for i in article_ids if i not in members and current.get(i) not in absorbed]
+            # Absorbed stories first (a member named for another story then leaves for it),
+            # all in one statement: a story's new id may be another absorbed story's old one.
+            self._moved(tx, {old: new for old, new in absorbed.items() if old != new})
             # Only rows whose story changes are written.
             self._joined(tx, members)
             for inside, args in self.dialect.in_list("id", loose):
@@ -315,6 +319,11 @@ class GroupingArea(Area):
         """Put each article (a key) in its story (its value), writing only those that move."""
         raise NotImplementedError
 
+    def _moved(self, tx: Tx, stories: Mapping[str, str]) -> None:
+        """Move every member of each story (a key) to another (its value), in one statement:
+        which story an article is in is read before any moves."""
+        raise NotImplementedError
+
 
 class SqliteGroupingArea(GroupingArea):
     """SQLite's layout: text and evidence in tables of their own; JSON read with ``json_each``."""
@@ -357,6 +366,13 @@ class SqliteGroupingArea(GroupingArea):
             "UPDATE articles SET story = ? WHERE id = ? AND story IS NOT ?",
             [(story, member, story) for member, story in members.items()],
         )
+
+    def _moved(self, tx: Tx, stories: Mapping[str, str]) -> None:
+        if stories:  # one parameter, however many: the pairs as JSON
+            tx.execute(
+                "UPDATE articles SET story = m.value FROM json_each(?) m WHERE articles.story = m.key",
+                [json.dumps(stories)],
+            )
 
     def _classified(self, tx: Tx, rows: list[Groups]) -> None:
         tx.executemany(

@@ -74,6 +74,14 @@ class PgGroupingArea(GroupingArea, PgBase):
                 ],
             )
 
+    def _moved(self, tx: Tx, stories: Mapping[str, str]) -> None:
+        if stories:
+            tx.execute(
+                "UPDATE articles a SET story = m.new FROM unnest(%b::text[], %b::text[]) AS m(old, new)"
+                " WHERE a.story = m.old",
+                [list(stories), list(stories.values())],
+            )
+
     def _joined(self, tx: Tx, members: Mapping[str, str]) -> None:
         for batch in batches(list(members.items())):
             tx.execute(
