@@ -62,7 +62,6 @@ class Dialect:
     now: str = "store_now()"
     later: str = "store_later(?)"  # now plus the seconds given as its one parameter
     false: str = "0"  # as a flag's partial index says it (SQLite's index only matches "= 0")
-    distinct: str = "IS NOT"  # NULL-safe inequality (SQLite's IS DISTINCT FROM needs 3.39)
 
     def in_list(
         self, column: str, values: Sequence[Any], *, negate: bool = False
@@ -95,7 +94,6 @@ POSTGRES = Dialect(
     now="now()",
     later="now() + make_interval(secs => ?)",
     false="FALSE",
-    distinct="IS DISTINCT FROM",
 )
 
 

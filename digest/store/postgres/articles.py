@@ -15,7 +15,7 @@ from digest.common.models import Article
 from digest.common.query import Query
 from digest.store.articles import SEARCH_SECONDS, ArticlesArea, search_tokens, stored_html
 from digest.store.dialect import Tx
-from digest.store.postgres.base import PgBase, batches
+from digest.store.postgres.base import PgBase, by_columns
 from digest.store.postgres.search import search_vector_of, tsquery
 
 # Every column an Article is made of (not the search vector, which no list needs).
@@ -56,7 +56,7 @@ class PgArticlesArea(ArticlesArea, PgBase):
             raise SearchTimeout(f"search {query.text!r}: took too long") from exc
 
     def _insert(self, tx: Tx, source_id: int, articles: list[Article]) -> None:
-        # A statement a batch (see ``batches``), stored in the order given.
+        # A statement a batch (see ``by_columns``), stored in the order given.
         columns = ("id", *_CONTENT_COLUMNS, "first_seen", "updated", "content_hash", "search")
         arrays = ", ".join("%b::timestamptz[]" if c in _TIMES else "%b::text[]" for c in columns)
         sql = (
@@ -65,13 +65,12 @@ class PgArticlesArea(ArticlesArea, PgBase):
             f" FROM unnest({arrays})"
             f" WITH ORDINALITY AS v({', '.join(columns)}, n) ORDER BY v.n"
         )
-        for batch in batches(articles):
-            rows = [
-                (a.id, *_content_values(a), a.first_seen, a.updated, a.content_hash,
-                 search_vector_of(search_tokens(a)))
-                for a in batch
-            ]  # fmt: skip
-            tx.execute(sql, [source_id, *(list(column) for column in zip(*rows, strict=True))])
+        rows = [
+            (a.id, *_content_values(a), a.first_seen, a.updated, a.content_hash,
+             search_vector_of(search_tokens(a)))
+            for a in articles
+        ]  # fmt: skip
+        by_columns(tx, sql, rows, source_id)
 
     def _update(self, tx: Tx, key: str, article: Article, now: datetime) -> None:
         tx.execute(

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
 
 import psycopg
@@ -103,13 +103,13 @@ def connect_args(url: str, password: str | None, *, readonly: bool, timeout: flo
 # take a seventh of the time they take as text (no escaping).
 ROWS_A_STATEMENT = 500
 
-T = TypeVar("T")
 
-
-def batches(rows: Sequence[T], size: int = ROWS_A_STATEMENT) -> Iterator[Sequence[T]]:
-    """``rows`` in slices of at most ``size``, in order."""
-    for start in range(0, len(rows), size):
-        yield rows[start : start + size]
+def by_columns(tx: Tx, sql: str, rows: Sequence[tuple[Any, ...]], *first: Any) -> None:
+    """Run ``sql`` once for each ``ROWS_A_STATEMENT`` of ``rows``, in order, given ``first``
+    and then each column of those rows as an array."""
+    for start in range(0, len(rows), ROWS_A_STATEMENT):
+        batch = rows[start : start + ROWS_A_STATEMENT]
+        tx.execute(sql, [*first, *(list(column) for column in zip(*batch, strict=True))])
 
 
 class PgBase(Area):

@@ -10,7 +10,7 @@ from datetime import datetime
 from digest.store.base import record_of
 from digest.store.dialect import Tx
 from digest.store.grouping import GroupingArea
-from digest.store.postgres.base import PgBase, batches
+from digest.store.postgres.base import PgBase, by_columns
 from digest.store.records import Groups, StoryKey
 
 
@@ -39,40 +39,36 @@ class PgGroupingArea(GroupingArea, PgBase):
         )
         return [record_of(StoryKey, row) for row in rows]
 
-    # Many rows, a statement a batch (see ``batches``): each UPDATE of articles runs its
-    # tracking trigger once (see the schema's step 0012), however many rows it changes.
+    # Many rows, a statement a batch (see ``by_columns``): each UPDATE of articles runs its
+    # tracking trigger once (see the schema's step 0012), however many rows it changes. An
+    # id once: the last given, as one statement a row had it.
 
     def _classified(self, tx: Tx, rows: list[Groups]) -> None:
-        # The article's row holds the evidence too. An id once: the last given, as one
-        # statement a row had it.
-        found = list({g.id: (g, g.evidence) for g in rows if g.evidence is not None}.values())
-        for batch in batches(found):
-            tx.execute(
-                "UPDATE articles a SET regions = v.regions::jsonb, themes = v.themes::jsonb,"
-                " places = v.places::json, theme_matches = v.matches::json, grouped = TRUE"
-                " FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[])"
-                " AS v(id, regions, themes, places, matches) WHERE a.id = v.id",
-                [
-                    [g.id for g, _ in batch],
-                    [json.dumps(list(g.regions)) for g, _ in batch],
-                    [json.dumps(list(g.themes)) for g, _ in batch],
-                    [evidence.places_json for _, evidence in batch],
-                    [evidence.theme_matches_json for _, evidence in batch],
-                ],
-            )
+        # The article's row holds the evidence too.
+        found = {
+            g.id: (g.id, json.dumps(list(g.regions)), json.dumps(list(g.themes)), e.places_json,
+                   e.theme_matches_json)
+            for g in rows
+            if (e := g.evidence) is not None
+        }  # fmt: skip
+        by_columns(
+            tx,
+            "UPDATE articles a SET regions = v.regions::jsonb, themes = v.themes::jsonb,"
+            " places = v.places::json, theme_matches = v.matches::json, grouped = TRUE"
+            " FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[])"
+            " AS v(id, regions, themes, places, matches) WHERE a.id = v.id",
+            list(found.values()),
+        )
 
     def _scored(self, tx: Tx, rows: list[Groups]) -> None:
-        for batch in batches(list({g.id: g for g in rows}.values())):
-            tx.execute(
-                "UPDATE articles a SET regions = v.regions::jsonb, themes = v.themes::jsonb"
-                " FROM unnest(%b::text[], %b::text[], %b::text[]) AS v(id, regions, themes)"
-                " WHERE a.id = v.id",
-                [
-                    [g.id for g in batch],
-                    [json.dumps(list(g.regions)) for g in batch],
-                    [json.dumps(list(g.themes)) for g in batch],
-                ],
-            )
+        found = {g.id: (g.id, json.dumps(list(g.regions)), json.dumps(list(g.themes))) for g in rows}
+        by_columns(
+            tx,
+            "UPDATE articles a SET regions = v.regions::jsonb, themes = v.themes::jsonb"
+            " FROM unnest(%b::text[], %b::text[], %b::text[]) AS v(id, regions, themes)"
+            " WHERE a.id = v.id",
+            list(found.values()),
+        )
 
     def _moved(self, tx: Tx, stories: Mapping[str, str]) -> None:
         if stories:
@@ -83,9 +79,9 @@ class PgGroupingArea(GroupingArea, PgBase):
             )
 
     def _joined(self, tx: Tx, members: Mapping[str, str]) -> None:
-        for batch in batches(list(members.items())):
-            tx.execute(
-                "UPDATE articles a SET story = v.story FROM unnest(%b::text[], %b::text[]) AS v(id, story)"
-                " WHERE a.id = v.id AND a.story IS DISTINCT FROM v.story",
-                [[member for member, _ in batch], [story for _, story in batch]],
-            )
+        by_columns(
+            tx,
+            "UPDATE articles a SET story = v.story FROM unnest(%b::text[], %b::text[]) AS v(id, story)"
+            " WHERE a.id = v.id AND a.story IS DISTINCT FROM v.story",
+            list(members.items()),
+        )
