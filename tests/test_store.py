@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from digest.common.errors import StoreError
-from digest.store import SourceSpec, SubscriberChange, open_store
+from digest.store import SourceSpec, SqliteStore, SubscriberChange, open_store
 from digest.store.schema import MIGRATIONS
 
 
@@ -171,7 +171,7 @@ def test_the_evidence_migration_keeps_what_classification_found(
                "lead": 0, "body": 2}]  # fmt: skip
     matches = {"trade": {"score": 2.0, "phrases": ["trade"]}}
     with open_store(path) as store:
-        store.sync_sources([SourceSpec("s", "https://s.example/feed", "feed")])
+        _released_source(store)  # (sync_sources now writes columns of step 26)
         store.save_articles(
             "s",
             [
@@ -233,7 +233,7 @@ def test_the_search_index_is_rebuilt_with_the_one_tokenizer(
         updated=when, content_hash="h0",
     )  # fmt: skip
     with open_store(path) as store:
-        store.sync_sources([SourceSpec("s", "https://s.example/feed", "feed")])
+        _released_source(store)  # (sync_sources now writes columns of step 26)
         store.save_articles(
             "s", [base, dataclasses.replace(base, id="a1", url="https://s.example/1")], now=when
         )
@@ -282,3 +282,11 @@ def test_html_that_is_only_the_texts_paragraphs_is_stored_once(tmp_path: Path) -
         raw = dict(store.conn.execute("SELECT article_id, summary_html FROM article_texts").fetchall())
         assert raw == {"a0": None, "a1": marked.summary_html}
         assert store.article("a0") == plain
+
+
+def _released_source(store: SqliteStore) -> None:
+    """Source "s", written as the code of an earlier step wrote it."""
+    store.conn.execute(
+        "INSERT INTO sources (name, url, fetch_url, kind, created, id_name)"
+        " VALUES ('s', 'https://s.example/feed', 'https://s.example/feed', 'feed', '2026-01-01T00:00:00Z', 's')"
+    )

@@ -28,9 +28,11 @@ from digest.common.models import Article, SearchTokens
 from digest.common.query import index_text, parse
 from digest.common.rhythms import Rhythm, next_due
 from digest.store import (
+    AddedSource,
     DroppedItem,
     Evidence,
     Groups,
+    QueuedEvent,
     SourceSpec,
     SqliteStore,
     Store,
@@ -352,6 +354,118 @@ def test_renaming_a_source_to_its_own_name_keeps_it(store: Store) -> None:
     store.retire_sources([])
     store.rename_source("same", "same")
     assert [(s.name, s.removed) for s in store.source_summaries()] == [("same", None)]
+
+
+def test_sources_added_at_run_time_keep_their_options_pause_and_go(store: Store) -> None:
+    store.sync_sources([SourceSpec("cfg", "https://c.example/", "feed")])
+    options = {"name": "wire", "url": "https://w.example/feed", "kind": "feed", "every": "15m"}
+    store.add_sources([AddedSource("wire", "https://w.example/feed", "feed", options)])
+    [added] = store.added_sources()
+    assert (added.name, added.origin, added.options, added.paused) == ("wire", "store", options, None)
+    assert (added.url, added.kind) == ("https://w.example/feed", "feed")
+    assert {s.name: s.origin for s in store.source_summaries()} == {"cfg": "config", "wire": "store"}
+    store.retire_sources(["cfg"])  # the configuration does not retire what was added at run time
+    assert store.added_sources()[0].removed is None
+    with pytest.raises(StoreError, match="'wire' exists already"):
+        store.add_sources(
+            [AddedSource("other", "https://o.example/", "auto", {}), AddedSource("wire", "u", "auto", {})]
+        )
+    assert [s.name for s in store.source_summaries()] == ["cfg", "wire"]  # all or none
+    with pytest.raises(StoreError, match="'cfg' is from the config file"):
+        store.change_source("cfg", paused=True)
+    with pytest.raises(StoreError, match="'cfg' is from the config file"):
+        store.remove_source("cfg")
+    with pytest.raises(StoreError, match="no source named 'nope'"):
+        store.change_source("nope", paused=True)
+    store.change_source("wire", paused=True)
+    paused = store.added_sources()[0].paused
+    assert paused is not None
+    store.change_source("wire", paused=True)  # paused already: keeps its date
+    assert store.added_sources()[0].paused == paused
+    store.change_source("wire", paused=False)
+    assert store.added_sources()[0].paused is None
+    moved = {**options, "url": "https://w.example/atom", "kind": "auto"}
+    store.record_fetch("wire", status=200, error=None, fetch_url="https://w.example/redirected")
+    store.change_source("wire", options=moved)
+    assert store.source_state("wire").url == "https://w.example/atom"  # a new URL is fetched now
+    assert (store.added_sources()[0].options, store.added_sources()[0].kind) == (moved, "auto")
+    store.remove_source("wire")
+    assert store.added_sources() == []
+    assert {s.name: s.removed is not None for s in store.source_summaries()} == {"cfg": False, "wire": True}
+    with pytest.raises(StoreError, match="no source named 'wire'"):
+        store.remove_source("wire")
+    store.add_sources([AddedSource("wire", "https://w.example/again", "feed", {"name": "wire"})])
+    assert [s.url for s in store.added_sources()] == ["https://w.example/again"]  # taken up again
+    store.sync_sources([SourceSpec("wire", "https://w.example/again", "feed")])  # moved into the file
+    assert store.added_sources() == []
+    assert {s.name: s.origin for s in store.source_summaries()}["wire"] == "config"
+
+
+# --- tokens and webhooks -------------------------------------------------------------------
+
+
+def test_tokens_are_kept_by_hash_revoked_and_named_once_among_the_live(store: Store) -> None:
+    assert not store.has_tokens()
+    made = store.create_token("ci", "read", "h1")
+    assert (made.name, made.scope, made.hash, made.revoked, made.last_used) == (
+        "ci",
+        "read",
+        "h1",
+        None,
+        None,
+    )
+    assert store.has_tokens() and store.token_by_hash("h1") == made and store.token_by_hash("h2") is None
+    with pytest.raises(StoreError, match="'ci' exists already"):
+        store.create_token("ci", "write", "h2")
+    store.token_used(made.id, T0)
+    store.token_used(made.id, T0 + timedelta(seconds=30))  # within a minute: not written again
+    assert store.api_tokens()[0].last_used == T0
+    store.token_used(made.id, T0 + timedelta(minutes=2))
+    assert store.api_tokens()[0].last_used == T0 + timedelta(minutes=2)
+    store.revoke_token("ci")
+    assert not store.has_tokens()
+    assert store.token_by_hash("h1").revoked is not None  # type: ignore[union-attr]
+    with pytest.raises(StoreError, match="no token named 'ci'"):
+        store.revoke_token("ci")
+    again = store.create_token("ci", "write", "h2")  # the name is free once revoked
+    assert [t.id for t in store.api_tokens()] == [again.id, made.id]  # newest first
+    with pytest.raises(StoreError):
+        store.create_token("other", "read", "h2")  # a hash is unique
+
+
+def test_webhooks_and_their_queue_are_claimed_once_retried_and_pruned(store: Store) -> None:
+    hook = store.add_webhook("https://h.example/in", ["article.new"], "s3cret")
+    assert store.webhooks() == [hook] and hook.events == ("article.new",)
+    with pytest.raises(StoreError, match="exists already"):
+        store.add_webhook("https://h.example/in", [], "x")
+    events = [
+        QueuedEvent(f"msg_{n}", hook.url, "article.new", f'{{"n": {n}}}', T0 + timedelta(seconds=n))
+        for n in range(3)
+    ]
+    store.enqueue_events(events)
+    store.enqueue_events(events[:1])  # queued already: left as it is
+    first = store.claim_events("w1", limit=2, seconds=60, now=T0 + timedelta(seconds=5))
+    assert [e.id for e in first] == ["msg_0", "msg_1"] and first[0].payload == '{"n": 0}'
+    second = store.claim_events("w2", limit=5, seconds=3600, now=T0 + timedelta(seconds=5))
+    assert [e.id for e in second] == ["msg_2"]  # what w1 holds is not handed out twice
+    store.event_tried("msg_0", now=T0, error=None, retry_at=None)
+    store.event_tried("msg_1", now=T0, error="HTTP 500", retry_at=T0 + timedelta(minutes=1))
+    assert store.claim_events("w2", limit=5, seconds=60, now=T0 + timedelta(seconds=30)) == []
+    [retried] = store.claim_events("w2", limit=5, seconds=60, now=T0 + timedelta(minutes=2))
+    assert (retried.id, retried.attempts, retried.last_error) == ("msg_1", 1, "HTTP 500")
+    store.event_tried("msg_1", now=T0, error="HTTP 500", retry_at=None)  # given up
+    statuses = {e.id: e.status for e in store.queued_events()}
+    assert statuses == {"msg_0": "delivered", "msg_1": "failed", "msg_2": "pending"}
+    # msg_2's claim ran out: another worker takes it over.
+    assert [e.id for e in store.claim_events("w3", limit=5, seconds=60, now=T0 + timedelta(hours=2))] == [
+        "msg_2"
+    ]
+    assert store.prune_events(T0 + timedelta(seconds=1)) == 2
+    assert [e.id for e in store.queued_events()] == ["msg_2"]
+    store.remove_webhook(hook.id)
+    assert store.webhooks() == []
+    with pytest.raises(StoreError, match=f"no webhook {hook.id}"):
+        store.remove_webhook(hook.id)
 
 
 # --- articles -----------------------------------------------------------------------------
@@ -1302,8 +1416,8 @@ def test_dump_and_load_move_every_table(store: Store, backend: Backend, tmp_path
     assert not store.is_empty()
     dumped = _everything(store)
     assert {table: len(rows) for table, rows in dumped.items() if table not in ("sequences", "settings")} == {
-        "sources": 1, "articles": 1, "dropped": 1, "pages": 1, "stories": 0, "subscribers": 1, "digests": 1, "deliveries": 1,
-        "signups": 1,
+        "sources": 2, "articles": 1, "dropped": 1, "pages": 1, "stories": 0, "subscribers": 1, "digests": 1, "deliveries": 1,
+        "signups": 1, "api_tokens": 1, "webhooks": 1, "webhook_events": 1,
     }  # fmt: skip
     assert {"key": "k", "value": "v"} in dumped["settings"]
     [article] = dumped["articles"]
@@ -1319,6 +1433,8 @@ def test_dump_and_load_move_every_table(store: Store, backend: Backend, tmp_path
         assert target.search(parse("mekong"))[0].id == "a0"  # the search index came along
         target.upsert_subscribers([SubscriberChange("new@example.org")])
         assert target.subscriber(email="new@example.org").id == 2  # type: ignore[union-attr]
+        assert target.create_token("t1", "read", "h1").id == 2  # ids go on past the copied ones
+        assert target.add_webhook("https://h.example/1", [], "k1").id == 2
         with pytest.raises(StoreError, match="not empty"):
             target.load(store.dump())
         assert (
@@ -1343,6 +1459,28 @@ CALLS: dict[str, Callable[[Store, Path], Any]] = {
     "retire_sources": lambda s, p: s.retire_sources(["s"]),
     "rename_source": lambda s, p: s.rename_source("s", "s2"),
     "source_state": lambda s, p: s.source_state("s"),
+    "add_sources": lambda s, p: s.add_sources(
+        [AddedSource("w", "https://w.example/", "feed", {"name": "w"})]
+    ),
+    "change_source": lambda s, p: s.change_source("w", paused=True),
+    "remove_source": lambda s, p: s.remove_source("w"),
+    "added_sources": lambda s, p: s.added_sources(),
+    "create_token": lambda s, p: s.create_token("t", "read", "h"),
+    "api_tokens": lambda s, p: s.api_tokens(),
+    "token_by_hash": lambda s, p: s.token_by_hash("h"),
+    "has_tokens": lambda s, p: s.has_tokens(),
+    "revoke_token": lambda s, p: s.revoke_token("t"),
+    "token_used": lambda s, p: s.token_used(1, T0),
+    "add_webhook": lambda s, p: s.add_webhook("https://h.example/", ["story.new"], "k"),
+    "webhooks": lambda s, p: s.webhooks(),
+    "remove_webhook": lambda s, p: s.remove_webhook(1),
+    "enqueue_events": lambda s, p: s.enqueue_events(
+        [QueuedEvent("m", "https://h.example/", "story.new", "{}", T0)]
+    ),
+    "claim_events": lambda s, p: s.claim_events("h", limit=5, seconds=10, now=T0),
+    "event_tried": lambda s, p: s.event_tried("m", now=T0, error=None, retry_at=None),
+    "queued_events": lambda s, p: s.queued_events(),
+    "prune_events": lambda s, p: s.prune_events(T0),
     "record_fetch": lambda s, p: s.record_fetch("s", status=200, error=None),
     "claim_source": lambda s, p: s.claim_source("s", "me", 60),
     "source_urls": lambda s, p: s.source_urls(),
@@ -1447,6 +1585,12 @@ def _furnish_store(store: Store) -> None:
     store.upsert_subscribers([SubscriberChange("ann@example.org", created=T0)])
     store.create_digest("d1", T0, [(1, T0, None)])
     store.enqueue_signup("ann@example.org", [], [], now=T0)
+    store.add_sources(
+        [AddedSource("w0", "https://w.example/", "feed", {"name": "w0", "url": "https://w.example/"})]
+    )
+    store.create_token("t0", "write", "h0")
+    hook = store.add_webhook("https://h.example/0", ["article.new"], "k0")
+    store.enqueue_events([QueuedEvent("m0", hook.url, "article.new", "{}", T0)])
 
 
 def _each_works_or_is_a_store_error(store: Store, folder: Path) -> dict[str, str]:

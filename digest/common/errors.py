@@ -52,6 +52,11 @@ class ParseError(DigestError):
     """A fetched document is not a feed, a listing page or a text dump we can read."""
 
 
+class SourceError(DigestError):
+    """A source cannot be added or changed as asked: a name or URL taken, a source of the
+    config file (changed there), a URL with nothing readable."""
+
+
 class SubscriberError(DigestError):
     """A subscriber request that cannot be honoured: a bad address, an unknown slug."""
 

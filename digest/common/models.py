@@ -8,6 +8,11 @@ from typing import Any, NamedTuple
 
 # Vocabulary every layer shares (the configuration checks against it; the areas act on it).
 CADENCES = ("daily", "weekly", "monthly")  # a subscriber's rhythm: digest.common.rhythms
+# Region slugs, a contract (they appear in URLs): the grouping's data file lists the same.
+REGION_SLUGS = (
+    "east-asia", "southeast-asia", "south-asia", "central-asia", "middle-east", "europe", "africa",
+    "latin-america", "north-america", "oceania", "global",
+)  # fmt: skip
 PARSED_KINDS = ("feed", "html", "text")  # a source kind a parser reads: digest.intake.kinds.<kind>
 
 

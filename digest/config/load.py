@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from digest.common import extras, rules
 from digest.common.errors import ConfigError, SubscriberError
+from digest.common.models import REGION_SLUGS
 from digest.common.resources import bundled
 from digest.config import checks
 from digest.config.sections import (
@@ -48,7 +49,7 @@ from digest.config.sections import (
 
 _SOURCE_KEYS = (
     "name", "url", "kind", "every", "enabled", "selectors", "ignore_places", "allow_private", "keep", "drop",
-    "address", "allow_from", "allow_unauthenticated", "full_text",
+    "address", "allow_from", "allow_unauthenticated", "full_text", "regions", "label",
 )  # fmt: skip
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -111,7 +112,12 @@ def _read_section(data: Mapping[str, Any], section: str, origin: str, warnings: 
 
 
 def _read_source(raw: Any, index: int, origin: str, base_dir: Path, warnings: list[str]) -> SourceSettings:
-    where = f"{origin}: sources[{index}]"
+    return read_source(raw, f"{origin}: sources[{index}]", origin, base_dir, warnings)
+
+
+def read_source(raw: Any, where: str, origin: str, base_dir: Path, warnings: list[str]) -> SourceSettings:
+    """A ``[[sources]]`` table read and checked (``where`` names it in errors, ``origin``
+    where it came from); also how a source added at run time is read from its options."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a table ([[sources]])")
     for key in raw:
@@ -163,7 +169,21 @@ def _read_source(raw: Any, index: int, origin: str, base_dir: Path, warnings: li
             _rule_list(raw, "drop", name, origin),
             f"{origin}: source {name!r}",
         ),
+        regions=tuple(
+            checks.choice(REGION_SLUGS)(region, f"{where}.regions")
+            for region in _strings(raw, "regions", where)
+        ),
+        label=(checks.string(raw["label"], f"{where}.label").strip() or None) if "label" in raw else None,
     )
+
+
+def _strings(raw: Mapping[str, Any], key: str, where: str) -> list[str]:
+    value = raw.get(key, [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}.{key}: expected a list of strings")
+    return value
 
 
 def _mailbox(raw: Mapping[str, Any], where: str) -> tuple[str, tuple[str, ...]]:

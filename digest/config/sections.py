@@ -72,6 +72,11 @@ class SourceSettings:
     address: str | None = None  # kind = "email": the address newsletters are sent to
     allow_from: tuple[str, ...] = ()  # kind = "email": senders taken (addresses or domains)
     allow_unauthenticated: bool = False  # kind = "email": keep (unpublished) mail without DKIM
+    # Regions the source is about as a whole: an article of it that names no place of its
+    # own is filed under them (a regional outlet's "the minister said" is still regional).
+    regions: tuple[str, ...] = ()
+    label: str | None = None  # a category, as an OPML file's outline gave it
+    added: bool = False  # added at run time (CLI, API, OPML), kept in the database, not the file
 
     @property
     def pulled(self) -> bool:

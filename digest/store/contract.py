@@ -28,12 +28,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from digest.common.models import Article, SourceState
 from digest.common.query import Query
 from digest.common.rhythms import Rhythm
 from digest.store.records import (
+    AddedSource,
+    ApiToken,
     DigestRecord,
     DigestSummary,
     DroppedItem,
@@ -42,6 +44,7 @@ from digest.store.records import (
     Groups,
     Headline,
     PendingDelivery,
+    QueuedEvent,
     SaveCounts,
     Signup,
     SourceSpec,
@@ -55,6 +58,7 @@ from digest.store.records import (
     Subscriber,
     SubscriberChange,
     Ungrouped,
+    WebhookRecord,
 )
 from digest.store.tables import Row
 
@@ -179,14 +183,16 @@ class SourcesStore(ClockStore, Protocol):
         """Make the stored sources match ``sources`` by name: a new one is added (created by
         the store's clock, its ``id_name`` its name); one whose URL or kind changed gets them
         and a fresh fetch state (fetch URL, validators, failures, next fetch and last error
-        reset, enabled). Sources not given are left as they are (see ``retire_sources``),
-        and so is ``removed``. Idempotent."""
+        reset, enabled). A source added at run time that ``sources`` names becomes the
+        configuration's (no options, not paused). Sources not given are left as they are
+        (see ``retire_sources``), and so is ``removed``. Idempotent."""
         ...
 
     def retire_sources(self, configured: Iterable[str]) -> None:
-        """Mark every source not named in ``configured`` as removed (by the store's clock,
-        once: an already removed source keeps its date) with no next fetch, and every named
-        one as present again. Articles of removed sources stay. Idempotent."""
+        """Mark every source of the configuration (not added at run time) not named in
+        ``configured`` as removed (by the store's clock, once: an already removed source
+        keeps its date) with no next fetch, and every named one as present again. Articles
+        of removed sources stay. Idempotent."""
         ...
 
     def rename_source(self, old: str, new: str) -> None:
@@ -198,6 +204,40 @@ class SourcesStore(ClockStore, Protocol):
 
         Raises: StoreError "no source named 'OLD' in the database"; StoreError "a source
         called 'NEW' already has N articles; choose another name"."""
+        ...
+
+    def add_sources(self, sources: Sequence[AddedSource]) -> None:
+        """Add sources at run time, all or none: each kept with its options (given back
+        by ``added_sources``), created by the store's clock, its ``id_name`` its name. A
+        removed source of the same name (added so, or gone from the configuration) is
+        taken up as the new one, with a fresh fetch state, its articles and their ids kept.
+
+        Raises: StoreError "a source called 'NAME' exists already; choose another name"
+        (a source not removed has the name; nothing is added)."""
+        ...
+
+    def change_source(
+        self, name: str, *, options: Mapping[str, Any] | None = None, paused: bool | None = None
+    ) -> None:
+        """Change a source added at run time: ``options`` replace its options, URL
+        (``options["url"]``) and kind (``options.get("kind", "auto")``; a new URL is
+        fetched from now on); ``paused`` pauses it (since now, by the store's clock; one
+        already paused keeps its date) or resumes it. None: left as it is.
+
+        Raises: StoreError "no source named 'NAME' in the database" (unknown or removed);
+        StoreError "source 'NAME' is from the config file; change it there"."""
+        ...
+
+    def remove_source(self, name: str) -> None:
+        """Mark a source added at run time removed (by the store's clock), with no next
+        fetch and no pause; its articles stay.
+
+        Raises: as ``change_source``."""
+        ...
+
+    def added_sources(self) -> list[SourceSummary]:
+        """The sources added at run time and not removed (paused ones too), as
+        ``source_summaries`` gives them, by name (byte order)."""
         ...
 
     def source_state(self, name: str) -> SourceState:
@@ -237,8 +277,10 @@ class SourcesStore(ClockStore, Protocol):
         ...
 
     def source_summaries(self) -> list[SourceSummary]:
-        """Every source, removed ones too, with its fetch state, article count and when its
-        newest article was first seen; by name (byte order)."""
+        """Every source, removed ones too, with its fetch state, article count, when its
+        newest article was first seen, its URL, fetch URL and kind, and its origin
+        ("config", or "store" with its options and pause for one added at run time); by
+        name (byte order)."""
         ...
 
 
@@ -759,6 +801,91 @@ class LedgerStore(ClockStore, Protocol):
         ...
 
 
+class TokensStore(ClockStore, Protocol):
+    """API tokens, kept as hashes of their secrets (the secret is shown once, never stored)."""
+
+    def create_token(self, name: str, scope: str, hashed: str) -> ApiToken:
+        """Keep a token called ``name`` of ``scope`` ("read" or "write") by ``hashed``, the
+        hash of its secret; created by the store's clock.
+
+        Raises: StoreError "a token called 'NAME' exists already; revoke it first or choose
+        another name" (a token of that name is not revoked)."""
+        ...
+
+    def api_tokens(self) -> list[ApiToken]:
+        """Every token, revoked ones too, newest first."""
+        ...
+
+    def token_by_hash(self, hashed: str) -> ApiToken | None:
+        """The token whose secret hashes to ``hashed`` (revoked ones too), or None."""
+        ...
+
+    def has_tokens(self) -> bool:
+        """Whether a token not revoked exists (the API answers only then)."""
+        ...
+
+    def revoke_token(self, name: str) -> None:
+        """Revoke the token called ``name`` (by the store's clock): it no longer opens the API.
+
+        Raises: StoreError "no token named 'NAME' (or it is revoked already)"."""
+        ...
+
+    def token_used(self, token_id: int, now: datetime, *, every: float = 60.0) -> None:
+        """Set the token's ``last_used`` to ``now`` unless it was set less than ``every``
+        seconds before (a busy client does not turn every read into a write)."""
+        ...
+
+
+class WebhooksStore(ClockStore, Protocol):
+    """Outgoing webhooks: endpoints added through the API, and the durable queue of events,
+    one row per event and endpoint, delivered at least once."""
+
+    def add_webhook(self, url: str, events: Sequence[str], secret: str) -> WebhookRecord:
+        """Keep an endpoint (created by the store's clock) for ``events`` (types), signed
+        with ``secret``.
+
+        Raises: StoreError "a webhook with that URL exists already; remove it first"."""
+        ...
+
+    def webhooks(self) -> list[WebhookRecord]:
+        """The endpoints added through the API, oldest first."""
+        ...
+
+    def remove_webhook(self, webhook_id: int) -> None:
+        """Forget an endpoint (its queued events stay, and fail when next tried).
+
+        Raises: StoreError "no webhook ID"."""
+        ...
+
+    def enqueue_events(self, events: Sequence[QueuedEvent]) -> None:
+        """Queue events (pending, due at once: at their ``created``), in one transaction;
+        an id already queued is left as it is."""
+        ...
+
+    def claim_events(self, holder: str, *, limit: int, seconds: float, now: datetime) -> list[QueuedEvent]:
+        """Up to ``limit`` pending events due by ``now`` that no claim holds (or whose
+        claim ran out), by due time then id, now held by ``holder`` until ``seconds``
+        after ``now``. Of two holders claiming at once, each event goes to one."""
+        ...
+
+    def event_tried(
+        self, event_id: str, *, now: datetime, error: str | None, retry_at: datetime | None
+    ) -> None:
+        """Count one attempt at delivering the event and end its claim: delivered (no
+        ``error``; done at ``now``), pending again until ``retry_at``, or failed for good
+        (an ``error`` and no ``retry_at``; done at ``now``), ``error`` kept as given."""
+        ...
+
+    def queued_events(self, *, limit: int = 100, url: str | None = None) -> list[QueuedEvent]:
+        """The newest ``limit`` events in the queue, whatever their status, for the
+        endpoint ``url`` or all; newest first."""
+        ...
+
+    def prune_events(self, before: datetime) -> int:
+        """Delete delivered and failed events done before ``before``; how many."""
+        ...
+
+
 class FeedbackStore(ClockStore, Protocol):
     """What came back after a delivery (bounces, complaints): finding the delivery a report
     is about, and applying the rules of :mod:`digest.store.feedback` to it."""
@@ -804,6 +931,8 @@ class Store(
     SubscribersStore,
     LedgerStore,
     FeedbackStore,
+    TokensStore,
+    WebhooksStore,
     Protocol,
 ):
     """Every area at once: what ``open_store`` returns, and what each backend implements."""

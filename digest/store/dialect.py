@@ -57,6 +57,7 @@ class Dialect:
     address: str = "email = ?"
     address_order: str = "email"
     for_update: str = ""  # locks rows read for a write (SQLite's writers are one at a time)
+    skip_locked: str = ""  # the same, passing over rows another transaction holds (claims)
     # The clock claims and leases are written by, in SQL: the server's on PostgreSQL (workers'
     # clocks may disagree), the store's on SQLite (functions ``base.SqliteBase`` registers).
     now: str = "store_now()"
@@ -91,6 +92,7 @@ POSTGRES = Dialect(
     address="lower(email) = lower(?)",
     address_order='lower(email) COLLATE "C", email COLLATE "C"',
     for_update=" FOR UPDATE",
+    skip_locked=" FOR UPDATE SKIP LOCKED",
     now="now()",
     later="now() + make_interval(secs => ?)",
     false="FALSE",

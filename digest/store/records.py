@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -39,6 +39,25 @@ class SourceSummary:
     removed: datetime | None
     created: datetime | None = None
     newest: datetime | None = None  # when its latest new article was first seen
+    url: str = ""  # as configured or added
+    fetch_url: str = ""  # where it is fetched from now (a redirect or a page's feed moved it)
+    kind: str = ""
+    # "config": named by the configuration file; "store": added at run time (CLI, API, OPML)
+    origin: str = "config"
+    paused: datetime | None = None  # (added sources) since when an operator paused it
+    options: dict[str, Any] = field(default_factory=dict)  # (added sources) as they were given
+
+
+@dataclass(frozen=True)
+class AddedSource:
+    """A source an operator adds at run time: its name, where it is fetched, its kind, and
+    its options as a ``[[sources]]`` table would give them (the store keeps them, the
+    configuration's reader reads them)."""
+
+    name: str
+    url: str
+    kind: str
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -317,3 +336,44 @@ class PendingDelivery:
     since: datetime
     attempts: int
     period: str | None = None  # cadence.period_of's name, None for the site's schedule
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """An API token as the store keeps it: the hash of its secret, never the secret."""
+
+    id: int
+    name: str
+    scope: str  # "read" or "write"
+    hash: str
+    created: datetime
+    last_used: datetime | None = None
+    revoked: datetime | None = None
+
+
+@dataclass(frozen=True)
+class WebhookRecord:
+    """An outgoing webhook endpoint added through the API."""
+
+    id: int
+    url: str
+    events: tuple[str, ...]
+    secret: str
+    created: datetime
+
+
+@dataclass(frozen=True)
+class QueuedEvent:
+    """An event to deliver to one endpoint: ``id`` is its webhook-id (the same on every
+    retry), ``payload`` the exact JSON text signed and sent."""
+
+    id: str
+    url: str
+    type: str
+    payload: str
+    created: datetime
+    attempts: int = 0
+    next_attempt: datetime | None = None
+    status: str = "pending"  # pending | delivered | failed (given up)
+    last_error: str | None = None
+    done: datetime | None = None

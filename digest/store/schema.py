@@ -707,6 +707,38 @@ def _story_index(db: Database) -> None:
     )
 
 
+def _operators(db: Database) -> None:
+    # Issue 31. Sources an operator adds at run time live here, not in the config: their
+    # options (the [[sources]] keys they were given, as JSON) mark them, NULL for a source of
+    # the config; paused: since when the operator paused one. API tokens are kept as hashes
+    # (a revoked one stays listed; a name is unique among those not revoked). Outgoing
+    # webhooks: the endpoints added through the API (those of the config stay there), and
+    # the durable queue of events to deliver, one row per event and endpoint, its id the
+    # webhook-id every retry repeats.
+    sources = db.table("sources")
+    sources.add_column("options", str)
+    sources.add_column("paused", str)
+    db.execute(
+        "CREATE TABLE api_tokens (id INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+        " scope TEXT NOT NULL CHECK (scope IN ('read', 'write')), hash TEXT NOT NULL UNIQUE,"
+        " created TEXT NOT NULL, last_used TEXT, revoked TEXT)"
+    )
+    db.execute("CREATE UNIQUE INDEX api_tokens_name ON api_tokens(name) WHERE revoked IS NULL")
+    db.execute(
+        "CREATE TABLE webhooks (id INTEGER PRIMARY KEY, url TEXT NOT NULL UNIQUE,"
+        " events TEXT NOT NULL DEFAULT '[]', secret TEXT NOT NULL, created TEXT NOT NULL)"
+    )
+    db.execute(
+        "CREATE TABLE webhook_events (id TEXT PRIMARY KEY, url TEXT NOT NULL, type TEXT NOT NULL,"
+        " payload TEXT NOT NULL, created TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
+        " next_attempt TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending'"
+        " CHECK (status IN ('pending', 'delivered', 'failed')), last_error TEXT, done TEXT,"
+        " claimed_by TEXT, claimed_until TEXT)"
+    )
+    db.execute("CREATE INDEX webhook_events_due ON webhook_events(next_attempt) WHERE status = 'pending'")
+    db.execute("CREATE INDEX webhook_events_created ON webhook_events(created)")
+
+
 # Append-only: a released step is never changed in effect, a change is a new entry.
 MIGRATIONS: list[tuple[str, Step]] = [
     ("0001_initial", _initial),
@@ -734,6 +766,7 @@ MIGRATIONS: list[tuple[str, Step]] = [
     ("0023_source_frequencies", _source_frequencies),
     ("0024_story_index", _story_index),
     ("0025_paragraphs_once", _paragraphs_once),
+    ("0026_operators", _operators),
 ]
 
 

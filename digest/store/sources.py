@@ -3,7 +3,8 @@ set of statements for both backends (see :mod:`digest.store.dialect`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -11,8 +12,8 @@ from digest.common import redact
 from digest.common.errors import StoreError
 from digest.common.models import SourceState
 from digest.store.base import Row, record_of
-from digest.store.dialect import Area, no_source
-from digest.store.records import SourceSpec, SourceSummary
+from digest.store.dialect import Area, Tx, no_source
+from digest.store.records import AddedSource, SourceSpec, SourceSummary
 
 
 class SourcesArea(Area):
@@ -24,7 +25,10 @@ class SourcesArea(Area):
         changed = 0
         with self._write() as tx:
             for source in sources:
-                row = tx.execute("SELECT url, kind FROM sources WHERE name = ?", (source.name,)).fetchone()
+                row = tx.execute(
+                    "SELECT url, kind, options IS NOT NULL AS added FROM sources WHERE name = ?",
+                    (source.name,),
+                ).fetchone()
                 if row is None:
                     changed += tx.execute(
                         "INSERT INTO sources (name, url, fetch_url, kind, created, id_name)"
@@ -36,8 +40,13 @@ class SourcesArea(Area):
                     tx.execute(
                         "UPDATE sources SET url = ?, fetch_url = ?, kind = ?, enabled = TRUE, etag = NULL,"
                         " last_modified = NULL, consecutive_failures = 0, next_fetch = NULL,"
-                        " last_error = NULL WHERE name = ?",
+                        " last_error = NULL, options = NULL, paused = NULL WHERE name = ?",
                         (source.url, source.url, source.kind, source.name),
+                    )
+                elif row["added"]:  # the operator moved it into the file: the file's now
+                    changed += 1
+                    tx.execute(
+                        "UPDATE sources SET options = NULL, paused = NULL WHERE name = ?", [source.name]
                     )
             if changed:  # (run before every pull: an unchanged source must not empty web caches)
                 self._changed(tx)
@@ -50,12 +59,15 @@ class SourcesArea(Area):
             changed = 0
             for outside, args in self.dialect.in_list("name", names, negate=True):
                 changed += tx.execute(
-                    f"UPDATE sources SET removed = ?, next_fetch = NULL WHERE removed IS NULL AND {outside}",
+                    "UPDATE sources SET removed = ?, next_fetch = NULL WHERE removed IS NULL"
+                    f" AND options IS NULL AND {outside}",
                     [self.now(), *args],
                 ).rowcount
             for inside, args in self.dialect.in_list("name", names):
                 changed += tx.execute(
-                    f"UPDATE sources SET removed = NULL WHERE {inside} AND removed IS NOT NULL", args
+                    "UPDATE sources SET removed = NULL WHERE removed IS NOT NULL AND options IS NULL"
+                    f" AND {inside}",
+                    args,
                 ).rowcount
             if changed:
                 self._changed(tx)
@@ -78,6 +90,86 @@ class SourcesArea(Area):
                 tx.execute("DELETE FROM sources WHERE id = ?", [clash["id"]])
             tx.execute("UPDATE sources SET name = ?, removed = NULL WHERE name = ?", (new, old))
             self._changed(tx)
+
+    def add_sources(self, sources: Sequence[AddedSource]) -> None:
+        """Add sources at run time, all or none. A removed source of the same name that was
+        added so is taken up again (its articles and their ids kept)."""
+        now = self.now()
+        mark = self.dialect.json_mark
+        with self._write() as tx:
+            for source in sources:
+                row = tx.execute(
+                    "SELECT options IS NOT NULL AS added, removed FROM sources WHERE name = ?", [source.name]
+                ).fetchone()
+                options = json.dumps(source.options, sort_keys=True)
+                if row is None:
+                    tx.execute(
+                        "INSERT INTO sources (name, url, fetch_url, kind, created, id_name, options)"
+                        f" VALUES (?, ?, ?, ?, ?, ?, {mark})",
+                        (source.name, source.url, source.url, source.kind, now, source.name, options),
+                    )
+                elif row["removed"] is not None:  # gone from the config or removed: taken up
+                    tx.execute(
+                        f"UPDATE sources SET url = ?, fetch_url = ?, kind = ?, options = {mark},"
+                        " removed = NULL, paused = NULL, enabled = TRUE, etag = NULL, last_modified = NULL,"
+                        " consecutive_failures = 0, next_fetch = NULL, last_error = NULL WHERE name = ?",
+                        (source.url, source.url, source.kind, options, source.name),
+                    )
+                else:
+                    raise StoreError(f"a source called {source.name!r} exists already; choose another name")
+            self._changed(tx)
+
+    def change_source(
+        self, name: str, *, options: Mapping[str, Any] | None = None, paused: bool | None = None
+    ) -> None:
+        """Change a source added at run time: its options (and so its URL and kind, which
+        they carry), or whether it is paused (since now, by the store's clock)."""
+        with self._write() as tx:
+            self._added_source(tx, name)
+            if options is not None:
+                url, kind = str(options["url"]), str(options.get("kind", "auto"))
+                tx.execute(
+                    f"UPDATE sources SET options = {self.dialect.json_mark},"
+                    " url = ?, kind = ?, fetch_url = CASE WHEN url = ? THEN fetch_url ELSE ? END"
+                    " WHERE name = ?",
+                    (json.dumps(dict(options), sort_keys=True), url, kind, url, url, name),
+                )
+            if paused is not None:
+                tx.execute(
+                    "UPDATE sources SET paused = ? WHERE name = ? AND (paused IS NULL) = ?",
+                    (self.now() if paused else None, name, paused),
+                )
+            self._changed(tx)
+
+    def remove_source(self, name: str) -> None:
+        """Remove a source added at run time: it is marked removed (by the store's clock) and
+        no longer fetched; its articles stay."""
+        with self._write() as tx:
+            self._added_source(tx, name)
+            tx.execute(
+                "UPDATE sources SET removed = ?, next_fetch = NULL, paused = NULL WHERE name = ?",
+                (self.now(), name),
+            )
+            self._changed(tx)
+
+    def added_sources(self) -> list[SourceSummary]:
+        """The sources added at run time and not removed, paused ones too, by name."""
+        return [
+            source_summary_of(row)
+            for row in self._rows(
+                f"{_SUMMARY} WHERE s.options IS NOT NULL AND s.removed IS NULL"
+                f" ORDER BY s.name{self.dialect.bytewise}"
+            )
+        ]
+
+    def _added_source(self, tx: Tx, name: str) -> None:
+        row = tx.execute(
+            "SELECT options IS NOT NULL AS added, removed FROM sources WHERE name = ?", [name]
+        ).fetchone()
+        if row is None or row["removed"] is not None:
+            raise no_source(name)
+        if not row["added"]:
+            raise StoreError(f"source {name!r} is from the config file; change it there")
 
     def source_state(self, name: str) -> SourceState:
         row = self._row("SELECT * FROM sources WHERE name = ?", (name,))
@@ -140,13 +232,15 @@ class SourcesArea(Area):
     def source_summaries(self) -> list[SourceSummary]:
         """Every source with its fetch state and article count, by name."""
         return [
-            source_summary_of(row)
-            for row in self._rows(
-                "SELECT s.*, (SELECT count(*) FROM articles a WHERE a.source_id = s.id) AS articles,"
-                " (SELECT max(first_seen) FROM articles a WHERE a.source_id = s.id) AS newest"
-                f" FROM sources s ORDER BY s.name{self.dialect.bytewise}"
-            )
+            source_summary_of(row) for row in self._rows(f"{_SUMMARY} ORDER BY s.name{self.dialect.bytewise}")
         ]
+
+
+_SUMMARY = (
+    "SELECT s.*, (SELECT count(*) FROM articles a WHERE a.source_id = s.id) AS articles,"
+    " (SELECT max(first_seen) FROM articles a WHERE a.source_id = s.id) AS newest,"
+    " CASE WHEN s.options IS NULL THEN 'config' ELSE 'store' END AS origin FROM sources s"
+)
 
 
 def source_state_of(row: Row) -> SourceState:

@@ -11,6 +11,7 @@ from digest.store.articles import SqliteArticlesArea
 from digest.store.base import SqliteBase, guarded
 from digest.store.grouping import SqliteGroupingArea
 from digest.store.ledger import SqliteLedgerArea
+from digest.store.operators import OperatorsArea
 from digest.store.settings import SqliteSettingsArea
 from digest.store.sources import SourcesArea
 from digest.store.subscribers import SqliteSubscribersArea
@@ -25,6 +26,7 @@ class SqliteStore(
     SqliteSettingsArea,
     SqliteSubscribersArea,
     SqliteLedgerArea,
+    OperatorsArea,
     TransferArea,
     SqliteBase,
 ):

@@ -20,6 +20,7 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("kind", "text"), ("enabled", "bool"), ("etag", "text"), ("last_modified", "text"),
         ("last_status", "int"), ("last_error", "text"), ("last_fetched", "time"),
         ("consecutive_failures", "int"), ("next_fetch", "time"), ("created", "time"), ("removed", "time"),
+        ("options", "json"), ("paused", "time"),
     ),
     "articles": (
         ("id", "text"), ("source_id", "int"), ("guid", "text"), ("url", "text"), ("title", "text"),
@@ -53,17 +54,30 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("subscriber_id", "int"), ("attempts", "int"), ("next_try", "time"), ("last_error", "text"),
         ("cadence", "text"), ("timezone", "text"), ("hour", "int"), ("weekday", "int"), ("topics", "json"),
     ),
+    "api_tokens": (
+        ("id", "int"), ("name", "text"), ("scope", "text"), ("hash", "text"), ("created", "time"),
+        ("last_used", "time"), ("revoked", "time"),
+    ),
+    "webhooks": (("id", "int"), ("url", "text"), ("events", "json"), ("secret", "text"), ("created", "time")),
+    "webhook_events": (
+        ("id", "text"), ("url", "text"), ("type", "text"), ("payload", "text"), ("created", "time"),
+        ("attempts", "int"), ("next_attempt", "time"), ("status", "text"), ("last_error", "text"),
+        ("done", "time"),
+    ),
     "settings": (("key", "text"), ("value", "text")),
     "sequences": (("name", "text"), ("next", "int")),
 }  # fmt: skip
 
 # What "empty" means for a copy's target: none of these tables has a row, and settings has
 # none but those every new database writes itself.
-DATA_TABLES = ("sources", "articles", "dropped", "subscribers", "digests", "deliveries", "signups")
+DATA_TABLES = (
+    "sources", "articles", "dropped", "subscribers", "digests", "deliveries", "signups", "api_tokens",
+    "webhooks", "webhook_events",
+)  # fmt: skip
 OWN_SETTINGS = ("tokens_bound_since",)
 
 # Tables whose ids come from a sequence, carried in ``sequences``.
-SEQUENCED = ("sources", "subscribers", "signups")
+SEQUENCED = ("sources", "subscribers", "signups", "api_tokens", "webhooks")
 
 
 def columns(table: str) -> list[str]:
