@@ -124,11 +124,14 @@ def origin_of(url: str) -> tuple[str, int]:
     return host_of(url), parts.port or (443 if parts.scheme.lower() == "https" else 80)
 
 
-def policy_for(url: str, *, allow_private: bool = False) -> FetchPolicy:
-    """The policy of a source configured at ``url``."""
+def policy_for(url: str, *, allow_private: bool = False, added: bool = False) -> FetchPolicy:
+    """The policy of a source configured at ``url``: a private host the config file names
+    is the operator's choice, trusted; one given at run time (``added``: the CLI, the API,
+    an OPML file) is refused unless ``allow_private``, and never reads a local path."""
     if not is_remote(url):
-        return FetchPolicy(local=True)
-    return FetchPolicy(trusted=origin_of(url) if allow_private or names_private_host(url) else None)
+        return FetchPolicy(local=not added)
+    trusted = allow_private or (names_private_host(url) and not added)
+    return FetchPolicy(trusted=origin_of(url) if trusted else None)
 
 
 def system_resolver(host: str, port: int) -> list[Resolved]:

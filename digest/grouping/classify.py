@@ -14,7 +14,7 @@ import json
 from collections import Counter
 from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
@@ -469,6 +469,7 @@ def _score(
     scored: list[Groups] = []
     ignore = {source.name: _ignored_keys(source.ignore_places, gazetteer) for source in settings.sources}
     rules = {source.name: source.rules for source in settings.sources if source.rules.needs_groups}
+    homes = {source.name: source.regions for source in settings.sources if source.regions}
     for source, new in by_source.items():
         total, place_df, theme_df = store.source_frequencies(source)  # of those classified before
         total += len(new)
@@ -492,6 +493,8 @@ def _score(
                 groups = [g for g in groups if g.id not in dropped]
         if total < YOUNG_SOURCE:
             groups += [weights.groups(e.id, *_parsed(e)) for e in store.evidence(source)]
+        if source in homes:  # what names no place of its own is about the source's regions
+            groups = [g if g.regions else replace(g, regions=homes[source]) for g in groups]
         scored += [g for g in groups if g.id not in dropped]
         rescored += len(groups)
     # One write for every source: a pull of a thousand small feeds is not a thousand commits.

@@ -90,9 +90,10 @@ class Fetcher:
         self._lock = threading.Lock()  # clients are made on first use, by any fetching thread
         self._ahead: _Ahead | None = None
 
-    def policy(self, url: str, *, allow_private: bool = False) -> FetchPolicy:
-        """The policy of a source configured at ``url`` (``[fetch] allow_private`` included)."""
-        return policy_for(url, allow_private=allow_private or self.settings.allow_private)
+    def policy(self, url: str, *, allow_private: bool = False, added: bool = False) -> FetchPolicy:
+        """The policy of a source configured at ``url`` (``[fetch] allow_private`` included;
+        ``added``: at run time, see :func:`~digest.common.egress.policy_for`)."""
+        return policy_for(url, allow_private=allow_private or self.settings.allow_private, added=added)
 
     def client(self, policy: FetchPolicy) -> httpx.Client:
         """The client fetches under ``policy`` share (one connection pool a policy)."""

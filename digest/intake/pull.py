@@ -33,6 +33,7 @@ from digest.intake import fulltext, parsing, websub
 from digest.intake.fetch import Fetcher, FetchResult, Request, fetched_ahead
 from digest.intake.fulltext import is_excerpt
 from digest.intake.parsing import Options, Parsed
+from digest.intake.sources import current
 from digest.intake.sync import sync_sources
 from digest.store import ArticlesStore, DroppedItem, SettingsStore, SourcesStore, Store
 from digest.store.holders import holder_name
@@ -61,11 +62,13 @@ def pull(
 ) -> list[SourceReport]:
     """Pull the named sources (all enabled ones when none are named), grouping what is new as
     it goes (every ``GROUP_EVERY`` articles, and at the end; unless ``group`` is false: it
-    waits for the next pull or ``regroup``); one report per source."""
+    waits for the next pull or ``regroup``); one report per source. Sources added at run
+    time are pulled as the config file's are (a paused one only when named)."""
+    sync_sources(store, settings)
+    settings = current(settings, store)
     wanted = [settings.source(name) for name in names] or [
         s for s in settings.sources if s.enabled and s.pulled
     ]
-    sync_sources(store, settings)
     own = fetcher is None
     fetcher = fetcher or Fetcher(settings.fetch)
     reader = Reader(settings) if group else None
@@ -125,7 +128,7 @@ def _requests(
             continue
         state = store.source_state(source.name)
         if _held_back(state, now, force=force) is None:
-            policy = fetcher.policy(source.url, allow_private=source.allow_private)
+            policy = fetcher.policy(source.url, allow_private=source.allow_private, added=source.added)
             request = Request(state.url, state.etag, state.last_modified, policy)
             found.setdefault(request, []).append((source, state.id_name))
     return found
@@ -316,7 +319,7 @@ def pull_source(
         report.error = held_back
         return report
     # The policy follows the configured URL, never where a redirect or a page led since.
-    policy = fetcher.policy(source.url, allow_private=source.allow_private)
+    policy = fetcher.policy(source.url, allow_private=source.allow_private, added=source.added)
     try:
         result = fetcher.fetch(state.url, etag=state.etag, last_modified=state.last_modified, policy=policy)
     except FetchError as exc:

@@ -19,10 +19,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from digest.common import redact
-from digest.common.errors import ConfigError, SourceError
+from digest.common.errors import ConfigError, ParseError, SourceError
 from digest.config import Settings, SourceSettings
 from digest.config.load import read_source
 from digest.intake.fetch import Fetcher
+from digest.publish import opml
 from digest.store import AddedSource, SourceSummary
 from digest.store.contract import SourcesStore
 
@@ -127,13 +128,16 @@ def probe(settings: Settings, source: SourceSettings, fetcher: Fetcher) -> Probe
     when nothing readable came."""
     from digest.intake.pull import parse_document  # the pipeline, only when a URL is checked
 
-    policy = fetcher.policy(source.url)
+    policy = fetcher.policy(source.url, added=True)
     result = fetcher.fetch(source.url, policy=policy)
     titles: list[str] = []
     feeds: list[str] = []
     count = 0
     for document in result.documents:
-        parsed = parse_document(document, source, settings)
+        try:
+            parsed = parse_document(document, source, settings)
+        except ParseError as exc:
+            raise SourceError(f"{redact.url(source.url)}: {exc}") from None
         count += len(parsed.items)
         titles += [item.title for item in parsed.items[:PROBE_TITLES]]
         feeds += parsed.feed_links
@@ -268,14 +272,116 @@ def _summary(store: SourcesStore, name: str) -> SourceSummary:
 
 
 def listed(settings: Settings, store: SourcesStore) -> list[SourceSummary]:
-    """Every source not removed, the config file's first (in its order), then the added
-    ones by name."""
+    """Every source not removed: the config file's first (in its order; one not pulled yet
+    with an empty state), then those added at run time by name."""
     summaries = {s.name: s for s in store.source_summaries()}
-    ordered = [summaries[s.name] for s in settings.sources if s.name in summaries]
-    configured = {s.name for s in settings.sources}
+    ordered = [
+        summaries.get(s.name)
+        or SourceSummary(s.name, 0, None, None, None, 0, None, None, url=s.url, kind=s.kind)
+        for s in settings.sources
+        if not s.added
+    ]
+    configured = {s.name for s in ordered}
     ordered += [
         s
         for s in summaries.values()
         if s.name not in configured and s.origin == "store" and s.removed is None
     ]
     return ordered
+
+
+@dataclass(frozen=True)
+class Imported:
+    """What an OPML import did: the sources added, and a line for each feed it skipped."""
+
+    added: tuple[str, ...]
+    skipped: tuple[str, ...]
+
+
+def import_opml(settings: Settings, store: SourcesStore, data: bytes, where: str = "OPML") -> Imported:
+    """Add every feed of an OPML file not already a source, in one transaction (a bad file
+    adds nothing: SourceError naming the line). Feeds are not fetched first: the first
+    pull says which fail. Duplicates, of a source or of a feed earlier in the file, are
+    skipped, a line each."""
+    outlines = opml.read(data, where)
+    summaries = store.source_summaries()
+    taken = {s.name for s in summaries if s.removed is None} | {s.name for s in settings.sources}
+    seen: dict[str, int] = {}
+    adding: list[AddedSource] = []
+    skipped: list[str] = []
+    for outline in outlines:
+        same = duplicate_of(outline.url, summaries)
+        key = _same_url(outline.url)
+        if same is not None:
+            skipped.append(
+                f"{where}: line {outline.line}: {redact.url(outline.url)}: already a source, {same!r}"
+            )
+            continue
+        if key in seen:
+            skipped.append(
+                f"{where}: line {outline.line}: {redact.url(outline.url)}: listed already on line {seen[key]}"
+            )
+            continue
+        seen[key] = outline.line
+        name = name_for(outline.title, outline.url, taken)
+        taken.add(name)
+        options = options_for(outline.url, name=name, label=outline.label)
+        try:
+            source = settings_of(options, f"{where}: line {outline.line}")
+        except ConfigError as exc:
+            raise SourceError(str(exc)) from None
+        adding.append(AddedSource(name, source.url, source.kind, options))
+    store.add_sources(adding)
+    return Imported(tuple(a.name for a in adding), tuple(skipped))
+
+
+def export_opml(settings: Settings, store: SourcesStore) -> bytes:
+    """Every source fetched over http(s) and not removed, as OPML 2.0 (its label as the
+    outline it sits in); sources read from local files are the machine's own, left out."""
+    listing = [
+        opml.Listed(
+            s.name,
+            s.fetch_url or s.url,
+            s.options.get("label") if s.origin == "store" else _label(settings, s.name),
+        )
+        for s in listed(settings, store)
+        if urlsplit(s.fetch_url or s.url).scheme.lower() in ("http", "https")
+    ]
+    return opml.write(f"{settings.site.title} sources", listing)
+
+
+def _label(settings: Settings, name: str) -> str | None:
+    return next((s.label for s in settings.sources if s.name == name), None)
+
+
+def source_json(summary: SourceSummary, settings: Settings | None = None) -> dict[str, Any]:
+    """A source as ``digest sources list --json`` and the API show it."""
+    from digest.common.dates import to_iso
+
+    def at(value: Any) -> str | None:
+        return to_iso(value) if value is not None else None
+
+    options = summary.options if summary.origin == "store" else {}
+    configured = next((s for s in settings.sources if s.name == summary.name), None) if settings else None
+    every = options.get("every", configured.every if configured else None)
+    return {
+        "name": summary.name,
+        "url": summary.url,
+        "fetch_url": summary.fetch_url or summary.url,
+        "kind": summary.kind,
+        "origin": summary.origin,
+        "paused": summary.paused is not None,
+        "paused_since": at(summary.paused),
+        "every": every,
+        "regions": list(options.get("regions", configured.regions if configured else ())),
+        "label": options.get("label", configured.label if configured else None),
+        "articles": summary.articles,
+        "newest": at(summary.newest),
+        "last_fetched": at(summary.last_fetched),
+        "last_status": summary.last_status,
+        "last_error": summary.last_error,
+        "consecutive_failures": summary.consecutive_failures,
+        "next_fetch": at(summary.next_fetch),
+        "created": at(summary.created),
+        "removed": at(summary.removed),
+    }

@@ -11,6 +11,8 @@ def spec_of(source: SourceSettings) -> SourceSpec:
 
 
 def sync_sources(store: SourcesStore, settings: Settings) -> None:
-    """Make the database's sources match the configuration (those gone are marked removed)."""
-    store.sync_sources(spec_of(s) for s in settings.sources)
-    store.retire_sources(s.name for s in settings.sources)
+    """Make the database's sources match the configuration file (those gone from it are
+    marked removed); sources added at run time are the store's already."""
+    configured = [s for s in settings.sources if not s.added]
+    store.sync_sources(spec_of(s) for s in configured)
+    store.retire_sources(s.name for s in configured)

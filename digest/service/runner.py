@@ -47,6 +47,7 @@ from digest.intake import websub
 from digest.intake.fetch import Fetcher
 from digest.intake.newsletters import NewsletterMailbox
 from digest.intake.pull import pull_source
+from digest.intake.sources import current
 from digest.intake.sync import spec_of, sync_sources
 from digest.mail import confirmations
 from digest.mail.channels import destination
@@ -65,6 +66,7 @@ from digest.web.listen import listening_socket
 log = logging.getLogger("digest")
 LAST_DUE = "digest_last_due"
 RHYTHM_TICK = 60.0
+SOURCES_TICK = 20.0  # how soon every process takes up a source added, paused or removed
 STOP_WITHIN = 8.0
 
 
@@ -72,6 +74,7 @@ class Service:
     """One `digest run` process."""
 
     def __init__(self, settings: Settings) -> None:
+        self.configured = settings  # as the file says; ``settings`` adds the store's sources
         self.settings = settings
         self.trigger = cron_trigger(settings)
         self.holder = holder_name()
@@ -142,7 +145,8 @@ class Service:
 
     def _pull_blocking(self, source: SourceSettings) -> Any:
         with open_database(self.settings.database) as store, Fetcher(self.settings.fetch) as fetcher:
-            store.sync_sources([spec_of(source)])
+            if not source.added:  # (an added one is the store's already)
+                store.sync_sources([spec_of(source)])
             return pull_source(store, fetcher, source, self.settings, scheduled=True, holder=self.holder)
 
     async def group(self) -> None:
@@ -326,6 +330,7 @@ class Service:
         self.scheduler = AsyncIOScheduler(event_loop=loop, timezone=ZoneInfo(self.settings.schedule.timezone))
         now = utcnow()
         await self.worker.call(sync_sources, self.settings)  # also opens the worker's store there
+        self.settings = await self.worker.call(lambda s: current(self.configured, s))
         self._schedule(self.scheduler, now)
         self.scheduler.start()
         log.info(
@@ -345,21 +350,17 @@ class Service:
         return 0
 
     def _schedule(self, scheduler: AsyncIOScheduler, now: datetime) -> None:
-        """The service's jobs: each source's pulls, the digest, rhythms, sign-ups, alerts."""
+        """The service's jobs: each source's pulls, the digest, rhythms, sign-ups, alerts, and
+        a look at the sources added at run time."""
         for source in self.settings.sources:
-            if not source.enabled or not source.pulled:
-                continue
-            every = source.every or self.settings.schedule.pull_every
-            scheduler.add_job(
-                self.pull,
-                IntervalTrigger(seconds=every, jitter=min(every / 10, 30)),
-                args=[source],
-                id=f"pull:{source.name}",
-                next_run_time=now,
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=None,
-            )
+            self._schedule_pulls(scheduler, source, now)
+        scheduler.add_job(
+            self.sources,
+            IntervalTrigger(seconds=SOURCES_TICK),
+            id="sources",
+            max_instances=1,
+            coalesce=True,
+        )
         scheduler.add_job(
             self.digest, self.trigger, id="digest", max_instances=1, coalesce=True, misfire_grace_time=None
         )
@@ -387,6 +388,50 @@ class Service:
             max_instances=1,
             coalesce=True,
         )
+
+    def _schedule_pulls(self, scheduler: AsyncIOScheduler, source: SourceSettings, now: datetime) -> None:
+        if not source.enabled or not source.pulled:
+            return
+        every = source.every or self.settings.schedule.pull_every
+        scheduler.add_job(
+            self.pull,
+            IntervalTrigger(seconds=every, jitter=min(every / 10, 30)),
+            args=[source],
+            id=f"pull:{source.name}",
+            next_run_time=now,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+            replace_existing=True,
+        )
+
+    async def sources(self) -> None:
+        """Take up what operators changed in the sources added at run time (in this process
+        or another on the database): a new or resumed source is pulled now and on its
+        interval, a changed one on its new interval, a paused or removed one no more."""
+        scheduler = self.scheduler
+        if scheduler is None:
+            return
+        try:
+            fresh = await self.worker.call(lambda s: current(self.configured, s))
+        except DigestError as exc:
+            log.warning("sources: %s", exc, extra={"event": "sources"})
+            return
+        before = {s.name: s for s in self.settings.sources}
+        after = {s.name: s for s in fresh.sources}
+        self.settings = fresh
+        now = utcnow()
+        for name, source in after.items():
+            if before.get(name) != source:
+                if scheduler.get_job(f"pull:{name}") is not None:
+                    scheduler.remove_job(f"pull:{name}")
+                self._schedule_pulls(scheduler, source, now)
+                said = "paused" if not source.enabled else "added" if name not in before else "changed"
+                log.info("source %s: %s", name, said, extra={"source": name, "event": "sources"})
+        for name in before.keys() - after.keys():
+            if scheduler.get_job(f"pull:{name}") is not None:
+                scheduler.remove_job(f"pull:{name}")
+            log.info("source %s: removed", name, extra={"source": name, "event": "sources"})
 
     async def _serve(self, loop: asyncio.AbstractEventLoop, sock: socket.socket | None) -> None:
         """Serve the web app on ``sock`` (if any) until it stops, else wait to be stopped;
