@@ -119,16 +119,17 @@ class ArticlesArea(Area):
         theme: str | None = None,
         source: str | None = None,
         limit: int | None = None,
+        after: str | None = None,
     ) -> list[Article]:
         """Stored articles, newest first (by published date, else first seen; ties in the
         order they were stored). ``since`` and ``until`` select by ``first_seen``, the time
         digest first stored them: ``since <= first_seen < until``, so consecutive windows
-        never share or skip an article."""
+        never share or skip an article. ``after``: the page after that article."""
         where, args = seen_in(since, until)
         if source is not None:
             where.append("s.name = ?")
             args.append(source)
-        rows = self._listing(self._columns, self._from, where, args, region, theme, limit)
+        rows = self._listing(self._columns, self._from, where, args, region, theme, limit, after)
         return [article_of(row) for row in rows]
 
     def search(
@@ -176,11 +177,14 @@ class ArticlesArea(Area):
         region: str | None,
         theme: str | None,
         limit: int | None,
+        after: str | None = None,
     ) -> list[Row]:
         """Articles newest first (ties in the order stored), of a region and a theme when
         given: then read through ``article_groups``, that group's own rows in list order
-        (the first group given drives; any other is a test of each row)."""
-        order = f"coalesce(a.published, a.first_seen) DESC, {self._order} ASC"
+        (the first group given drives; any other is a test of each row); ``after`` an
+        article's id, those after it."""
+        at, seq = "coalesce(a.published, a.first_seen)", self._order
+        order = f"{at} DESC, {seq} ASC"
         groups = [(kind, slug) for kind, slug in (("region", region), ("theme", theme)) if slug is not None]
         if groups:
             (kind, slug), *others = groups
@@ -195,6 +199,13 @@ class ArticlesArea(Area):
                 )
                 args += [kind, slug]
             order = "g.at DESC, g.seq ASC"
+            at, seq = "g.at", "g.seq"
+        if after is not None:  # keyset: strictly after that article's place in the order
+            # (``at <= its at`` alone is what an index seeks to; the rest sorts out the ties)
+            mark_at = "(SELECT coalesce(m.published, m.first_seen) FROM articles m WHERE m.id = ?)"
+            mark_seq = f"(SELECT {self._order.replace('a.', 'm.')} FROM articles m WHERE m.id = ?)"
+            where = [*where, f"{at} <= {mark_at}", f"({at} < {mark_at} OR {seq} > {mark_seq})"]
+            args = [*args, after, after, after]
         sql = f"SELECT {columns} FROM {tables} WHERE {' AND '.join(where)} ORDER BY {order}"
         if limit is not None:
             sql += " LIMIT ?"

@@ -34,8 +34,10 @@ from digest.common.models import Article, SourceState
 from digest.common.query import Query
 from digest.common.rhythms import Rhythm
 from digest.store.records import (
+    Activity,
     AddedSource,
     ApiToken,
+    DeliveryRecord,
     DigestRecord,
     DigestSummary,
     DroppedItem,
@@ -307,13 +309,15 @@ class ArticlesStore(ClockStore, Protocol):
     def articles(
         self, *, since: datetime | None = None, until: datetime | None = None, region: str | None = None,
         theme: str | None = None, source: str | None = None, limit: int | None = None,
+        after: str | None = None,
     ) -> list[Article]:  # fmt: skip
         """Stored articles, newest first (by published date, else first seen; ties in the
         order they were stored), at most ``limit``. ``since`` and ``until`` select by
         ``first_seen``, the time digest first stored them: ``since <= first_seen < until``,
         so consecutive windows never share or skip an article. ``region`` and ``theme``: with
         that slug anywhere among its regions or themes; ``source``: of the source so named
-        (unknown: none)."""
+        (unknown: none). ``after``: only those after the article with that id in this order
+        (the next page, whatever was stored since; an id not stored: none)."""
         ...
 
     def search(
@@ -563,6 +567,11 @@ class SettingsStore(ClockStore, Protocol):
         ran out)."""
         ...
 
+    def count_hits(self, key: str, *, window: float, now: datetime) -> int:
+        """How many hits ``allow_hit`` counted under ``key`` in the ``window`` seconds before
+        ``now`` (counting none)."""
+        ...
+
     def allow_hit(self, key: str, *, limit: int, window: float, now: datetime) -> bool:
         """Count a request under ``key`` at ``now`` unless ``limit`` were counted in the
         ``window`` seconds before it (at most a day: counts a day older than ``now`` are
@@ -587,9 +596,9 @@ class SubscribersStore(ClockStore, Protocol):
         self, status: str | None = None, *, after: int = 0, limit: int | None = None
     ) -> list[Subscriber]:
         """Every subscriber by address (ASCII case folded, then byte order); with ``status``,
-        those with it, in order of sign-up (id), from the first whose id is above ``after``,
-        at most ``limit`` (pages, to go through many without holding them all). An unknown
-        status: none. Raises: ValueError for ``after`` or ``limit`` without ``status``."""
+        or ``after`` or ``limit``, those (with that status) in order of sign-up (id), from the
+        first whose id is above ``after``, at most ``limit`` (pages, to go through many
+        without holding them all). An unknown status: none."""
         ...
 
     def upsert_subscribers(self, changes: Sequence[SubscriberChange]) -> tuple[int, int]:
@@ -836,6 +845,24 @@ class TokensStore(ClockStore, Protocol):
         ...
 
 
+class ActivityStore(ClockStore, Protocol):
+    """What operators look at: a subscriber's deliveries, and what happened each day."""
+
+    def deliveries_of(
+        self, subscriber_id: int, *, limit: int = 50, before: str | None = None
+    ) -> list[DeliveryRecord]:
+        """Up to ``limit`` of the subscriber's deliveries, the latest changed first (ties by
+        digest id); with ``before`` (a digest id), those after that delivery in this order
+        (one of another subscriber, or none: nothing)."""
+        ...
+
+    def activity(self, since: datetime) -> Activity:
+        """Per UTC day from ``since`` on: articles by when first seen; deliveries by status,
+        on the day each last changed; reports (soft, hard, complaint) on the day they came.
+        Days with nothing are left out."""
+        ...
+
+
 class WebhooksStore(ClockStore, Protocol):
     """Outgoing webhooks: endpoints added through the API, and the durable queue of events,
     one row per event and endpoint, delivered at least once."""
@@ -933,6 +960,7 @@ class Store(
     FeedbackStore,
     TokensStore,
     WebhooksStore,
+    ActivityStore,
     Protocol,
 ):
     """Every area at once: what ``open_store`` returns, and what each backend implements."""

@@ -63,6 +63,7 @@ class Dialect:
     now: str = "store_now()"
     later: str = "store_later(?)"  # now plus the seconds given as its one parameter
     false: str = "0"  # as a flag's partial index says it (SQLite's index only matches "= 0")
+    day: str = "substr({}, 1, 10)"  # a stored time's UTC date, YYYY-MM-DD (SQLite keeps UTC ISO text)
 
     def in_list(
         self, column: str, values: Sequence[Any], *, negate: bool = False
@@ -96,6 +97,7 @@ POSTGRES = Dialect(
     now="now()",
     later="now() + make_interval(secs => ?)",
     false="FALSE",
+    day="to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
 )
 
 

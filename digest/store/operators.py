@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from digest.common.errors import StoreError
 from digest.store.base import Row, record_of
 from digest.store.dialect import Area
-from digest.store.records import ApiToken, QueuedEvent, WebhookRecord
+from digest.store.records import Activity, ApiToken, DeliveryRecord, QueuedEvent, WebhookRecord
 
 
 class OperatorsArea(Area):
@@ -62,6 +63,51 @@ class OperatorsArea(Area):
                 "UPDATE api_tokens SET last_used = ? WHERE id = ? AND (last_used IS NULL OR last_used < ?)",
                 (now, token_id, now - timedelta(seconds=every)),
             )
+
+    # --- what operators look at -----------------------------------------------------------------
+
+    def deliveries_of(
+        self, subscriber_id: int, *, limit: int = 50, before: str | None = None
+    ) -> list[DeliveryRecord]:
+        """A subscriber's deliveries, the latest changed first (ties by digest id), those
+        after the digest ``before`` in that order when given."""
+        where = "subscriber_id = ?"
+        args: list[Any] = [subscriber_id]
+        if before is not None:
+            mark = "(SELECT updated FROM deliveries WHERE subscriber_id = ? AND digest_id = ?)"
+            where += f" AND (updated < {mark} OR (updated = {mark} AND digest_id > ?))"
+            args += [subscriber_id, before, subscriber_id, before, before]
+        rows = self._rows(
+            f"SELECT * FROM deliveries WHERE {where} ORDER BY updated DESC, digest_id LIMIT ?", [*args, limit]
+        )
+        return [record_of(DeliveryRecord, row) for row in rows]
+
+    def activity(self, since: datetime) -> Activity:
+        """Articles, deliveries and reports per day from ``since`` on."""
+        day = self.dialect.day
+        articles = {
+            row["day"]: int(row["n"])
+            for row in self._rows(
+                f"SELECT {day.format('first_seen')} AS day, count(*) AS n FROM articles"
+                " WHERE first_seen >= ? GROUP BY 1 ORDER BY 1",
+                [since],
+            )
+        }
+        deliveries: dict[str, dict[str, int]] = {}
+        for row in self._rows(
+            f"SELECT {day.format('updated')} AS day, status, count(*) AS n FROM deliveries"
+            " WHERE updated >= ? GROUP BY 1, 2 ORDER BY 1, 2",
+            [since],
+        ):
+            deliveries.setdefault(row["day"], {})[row["status"]] = int(row["n"])
+        feedback: dict[str, dict[str, int]] = {}
+        for row in self._rows(
+            f"SELECT {day.format('feedback_at')} AS day, feedback, count(*) AS n FROM deliveries"
+            " WHERE feedback_at >= ? GROUP BY 1, 2 ORDER BY 1, 2",
+            [since],
+        ):
+            feedback.setdefault(row["day"], {})[row["feedback"]] = int(row["n"])
+        return Activity(articles, deliveries, feedback)
 
     # --- webhooks -----------------------------------------------------------------------------
 

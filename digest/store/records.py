@@ -377,3 +377,30 @@ class QueuedEvent:
     status: str = "pending"  # pending | delivered | failed (given up)
     last_error: str | None = None
     done: datetime | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """A row of the delivery ledger: one digest for one subscriber, and what became of it."""
+
+    digest_id: str
+    subscriber_id: int
+    status: str  # pending | sent | failed
+    attempts: int
+    updated: datetime
+    since: datetime
+    reply: str | None = None
+    period: str | None = None
+    feedback: str | None = None  # soft | hard | complaint
+    feedback_detail: str | None = None
+    feedback_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Activity:
+    """What happened each day (UTC dates, ``YYYY-MM-DD``): articles first seen, deliveries
+    by status (as each last changed), and reports come back by kind."""
+
+    articles: dict[str, int]
+    deliveries: dict[str, dict[str, int]]
+    feedback: dict[str, dict[str, int]]

@@ -61,6 +61,15 @@ class SettingsArea(Area):
         )
         return None if found is None else str(found)
 
+    def count_hits(self, key: str, *, window: float, now: datetime) -> int:
+        """How many hits were counted under ``key`` in the ``window`` seconds before ``now``."""
+        return int(
+            self._value(
+                "SELECT count(*) AS n FROM rate_hits WHERE key = ? AND at > ?",
+                (key, now - timedelta(seconds=window)),
+            )
+        )
+
     def _count_hit(self, tx: Tx, key: str, *, limit: int, window: float, now: datetime) -> bool:
         tx.execute("DELETE FROM rate_hits WHERE at < ?", [now - timedelta(days=1)])
         recent = tx.execute(

@@ -46,13 +46,14 @@ class SubscribersArea(Area):
     def subscribers(
         self, status: str | None = None, *, after: int = 0, limit: int | None = None
     ) -> list[Subscriber]:
-        """Every subscriber by address, or those with ``status`` in order of sign-up (a page)."""
-        if status is None:
-            if after or limit is not None:
-                raise ValueError("subscribers: pages are of one status")
+        """Every subscriber by address; a page (``after`` or ``limit`` given) or those with
+        ``status`` in order of sign-up."""
+        page = "" if limit is None else f" LIMIT {int(limit)}"
+        if status is None and not after and limit is None:
             rows = self._rows(f"SELECT * FROM subscribers ORDER BY {self.dialect.address_order}")
+        elif status is None:
+            rows = self._rows(f"SELECT * FROM subscribers WHERE id > ? ORDER BY id{page}", [after])
         else:
-            page = "" if limit is None else f" LIMIT {int(limit)}"
             rows = self._rows(
                 f"SELECT * FROM subscribers WHERE status = ? AND id > ? ORDER BY id{page}", [status, after]
             )
