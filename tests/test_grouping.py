@@ -158,7 +158,7 @@ def test_ignore_places_overrides_for_one_source(tmp_path: Path) -> None:
 
 
 def test_evidence_is_in_the_json(tmp_path: Path, seeded: list[Article]) -> None:
-    from digest.cli.main import article_json
+    from digest.publish.objects import article_json
 
     laos = article_json(next(a for a in seeded if a.title == "Xi meets Lao president"))
     lao = next(p for p in laos["places"] if p["name"] == "Laos")

@@ -127,10 +127,11 @@ def sources_list(app: App, as_json: bool) -> None:
     """Every source: where it comes from, its state, its articles."""
     import json
 
-    from digest.intake.sources import listed, source_json
+    from digest.intake.sources import listed, settings_named
+    from digest.publish.objects import source_json
 
     with app.store() as store:
-        found = [source_json(s, app.settings) for s in listed(app.settings, store)]
+        found = [source_json(s, settings_named(app.settings, s.name)) for s in listed(app.settings, store)]
     if as_json:
         click.echo(json.dumps(found, indent=2))
         return

@@ -13,14 +13,13 @@ from __future__ import annotations
 import click
 
 from digest import __version__
-from digest.cli import database, intake, mail, publish, reading, service, subscribers
+from digest.cli import database, intake, mail, publish, reading, service, subscribers, tokens
 from digest.cli.base import App, DigestGroup
 
 # Named here too for the callers that knew them when every command lived in this module.
 from digest.cli.publish import FORMATS
-from digest.cli.reading import article_json
 
-__all__ = ["FORMATS", "article_json", "cli", "main"]
+__all__ = ["FORMATS", "cli", "main"]
 
 
 @click.group(cls=DigestGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -47,6 +46,7 @@ for register in (
     subscribers.register,
     mail.register,
     database.register,
+    tokens.register,
 ):
     register(cli)
 

@@ -1,7 +1,7 @@
 """Reading commands: ``digest articles`` (list, filter, search, or what the rules dropped),
 ``digest groups`` (regions, themes and stories with their counts) and ``digest regroup``
 (classify everything again). The ``--json`` shapes are contracts (see DESIGN.md):
-`article_json` makes the article one.
+``digest.publish.objects`` makes them.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import click
 from digest.cli.base import App, known_region, moment_option, one_shot
 
 if TYPE_CHECKING:
-    from digest.common.models import Article
+    pass
 
 SEARCH_LIMIT = 500  # matches a search lists at most
 
@@ -68,6 +68,8 @@ def articles(
                 and (source is None or a.source == source)
             ][:limit]
     if as_json:
+        from digest.publish.objects import article_json
+
         click.echo(json.dumps([article_json(a) for a in found], ensure_ascii=False, indent=2))
         return
     for article in found:
@@ -96,40 +98,6 @@ def _dropped(app: App, as_json: bool, source: str | None, limit: int | None) -> 
         click.echo(f"{item.dropped:%Y-%m-%d}  {item.source}  {item.title}")
         click.echo(f"            {item.rule}")
     click.echo(f"{len(found)} dropped item{'s' if len(found) != 1 else ''}")
-
-
-def article_json(article: Article) -> dict[str, Any]:
-    """The ``digest articles --json`` object for one article (a contract: see DESIGN.md)."""
-    return {
-        "id": article.id,
-        "title": article.title,
-        "url": article.url,
-        "source": article.source,
-        "published": article.published.isoformat() if article.published else None,
-        "first_seen": article.first_seen.isoformat(),
-        "updated": article.updated.isoformat(),
-        "author": article.author,
-        "summary": article.summary_text,
-        "regions": list(article.regions),
-        "themes": list(article.themes),
-        "story": article.story,
-        "places": [_place_evidence(p) for p in article.places],
-        "theme_phrases": {
-            slug: m["phrases"] for slug, m in article.theme_matches.items() if slug in article.themes
-        },
-    }
-
-
-def _place_evidence(place: dict[str, Any]) -> dict[str, Any]:
-    where = [part for part in ("title", "lead", "body") if place.get(part)]
-    count = sum(int(place.get(part, 0)) for part in ("title", "lead", "body"))
-    return {
-        "name": place["name"],
-        "region": place["region"],
-        "kind": place["kind"],
-        "count": count,
-        "in": where,
-    }
 
 
 @click.command()

@@ -1,15 +1,14 @@
 """The ``digest subscribers`` commands: add, remove, reactivate, list, import, export. Each is
-a thin call into ``digest.subscribers.lifecycle`` or the store; `subscriber_json` makes the
-``list --json`` object (a contract).
+a thin call into ``digest.subscribers.lifecycle`` or the store; ``digest.publish.objects``
+makes the ``list --json`` object (a contract).
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -18,7 +17,7 @@ from digest.common.errors import DigestError
 from digest.common.models import CADENCES
 
 if TYPE_CHECKING:
-    from digest.store import Subscriber
+    pass
 
 
 @click.group()
@@ -143,6 +142,8 @@ def subscribers_list(app: App, as_json: bool, status: str | None) -> None:
         site_due = next_due(store, app.settings, now)
     found = [s for s in found if status is None or s.status == status]
     if as_json:
+        from digest.publish.objects import subscriber_json
+
         click.echo(json.dumps([subscriber_json(s) for s in found], indent=2))
         return
     schedule = app.settings.schedule
@@ -160,33 +161,6 @@ def subscribers_list(app: App, as_json: bool, status: str | None) -> None:
         reason = f"  ({subscriber.reason})" if subscriber.reason else ""
         click.echo(f"{subscriber.email:<32} {subscriber.status:<12} {when}; {prefs}{topics}{reason}")
     click.echo(f"{len(found)} subscriber{'s' if len(found) != 1 else ''}")
-
-
-def subscriber_json(subscriber: Subscriber) -> dict[str, Any]:
-    """The `digest subscribers list --json` object for one subscriber."""
-    from digest.common.dates import to_iso
-    from digest.common.rhythms import weekday_name
-
-    def when(value: datetime | None) -> str | None:
-        return to_iso(value) if value else None
-
-    return {
-        "email": subscriber.email,
-        "status": subscriber.status,
-        "regions": list(subscriber.regions),
-        "themes": list(subscriber.themes),
-        "created": to_iso(subscriber.created),
-        "confirmed": when(subscriber.confirmed),
-        "unsubscribed": when(subscriber.unsubscribed),
-        "reason": subscriber.reason,  # why a bounce or a complaint moved them, if one did
-        # Their own rhythm (all null: the site's schedule), topics, and when next due.
-        "cadence": subscriber.rhythm.cadence if subscriber.rhythm else None,
-        "timezone": subscriber.rhythm.timezone if subscriber.rhythm else None,
-        "hour": subscriber.rhythm.hour if subscriber.rhythm else None,
-        "weekday": weekday_name(subscriber.rhythm.weekday) if subscriber.rhythm else None,
-        "topics": list(subscriber.topics),
-        "next_due": when(subscriber.next_due),
-    }
 
 
 @subscribers.command(name="import")

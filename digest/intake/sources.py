@@ -351,37 +351,10 @@ def export_opml(settings: Settings, store: SourcesStore) -> bytes:
 
 
 def _label(settings: Settings, name: str) -> str | None:
-    return next((s.label for s in settings.sources if s.name == name), None)
+    found = settings_named(settings, name)
+    return found.label if found else None
 
 
-def source_json(summary: SourceSummary, settings: Settings | None = None) -> dict[str, Any]:
-    """A source as ``digest sources list --json`` and the API show it."""
-    from digest.common.dates import to_iso
-
-    def at(value: Any) -> str | None:
-        return to_iso(value) if value is not None else None
-
-    options = summary.options if summary.origin == "store" else {}
-    configured = next((s for s in settings.sources if s.name == summary.name), None) if settings else None
-    every = options.get("every", configured.every if configured else None)
-    return {
-        "name": summary.name,
-        "url": summary.url,
-        "fetch_url": summary.fetch_url or summary.url,
-        "kind": summary.kind,
-        "origin": summary.origin,
-        "paused": summary.paused is not None,
-        "paused_since": at(summary.paused),
-        "every": every,
-        "regions": list(options.get("regions", configured.regions if configured else ())),
-        "label": options.get("label", configured.label if configured else None),
-        "articles": summary.articles,
-        "newest": at(summary.newest),
-        "last_fetched": at(summary.last_fetched),
-        "last_status": summary.last_status,
-        "last_error": summary.last_error,
-        "consecutive_failures": summary.consecutive_failures,
-        "next_fetch": at(summary.next_fetch),
-        "created": at(summary.created),
-        "removed": at(summary.removed),
-    }
+def settings_named(settings: Settings, name: str) -> SourceSettings | None:
+    """The config file's source called ``name``, if it names one."""
+    return next((s for s in settings.sources if s.name == name and not s.added), None)

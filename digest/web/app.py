@@ -26,10 +26,18 @@ from digest.common.errors import StoreError
 from digest.config import Settings
 from digest.feedback.webhooks import Fetch, fetch_https
 from digest.mail import confirmations
-from digest.web import errors, pages, subscribe, webhooks, websub
+from digest.web import api, errors, pages, subscribe, webhooks, websub
 from digest.web.cache import Cache, Rendered
 from digest.web.compress import Gzip
-from digest.web.guard import MAX_BODY, PUSH_BODY, BodyLimit, HostCheck, SecurityHeaders, allowed_hosts
+from digest.web.guard import (
+    API_BODY,
+    MAX_BODY,
+    PUSH_BODY,
+    BodyLimit,
+    HostCheck,
+    SecurityHeaders,
+    allowed_hosts,
+)
 from digest.web.health import healthz, metrics_text
 from digest.web.state import Health, WebState, state_of
 
@@ -64,6 +72,7 @@ ROUTES = [
     Route("/webhooks/postmark", webhooks.postmark, methods=["POST"]),
     Route("/webhooks/mailgun", webhooks.mailgun, methods=["POST"]),
     Route("/websub/{source}/{token}", websub.callback, methods=["GET", "POST"]),
+    *api.routes(),
 ]
 
 
@@ -74,7 +83,7 @@ def create_app(settings: Settings, health: Health | None = None, fetch: Fetch = 
     middleware = [
         Middleware(SecurityHeaders),  # outermost: on every answer, the 400 and 413 below included
         Middleware(HostCheck, hosts=allowed_hosts(settings)),
-        Middleware(BodyLimit, limit=MAX_BODY, paths={"/websub/": PUSH_BODY}),
+        Middleware(BodyLimit, limit=MAX_BODY, paths={"/websub/": PUSH_BODY, "/api/v1/": API_BODY}),
         # Innermost: pages built per request gzipped; the cache's gzip passes as it is.
         # (Not Starlette's GZipMiddleware: it says Vary twice on the cache's answers.)
         Middleware(Gzip),

@@ -41,6 +41,7 @@ SECURITY_HEADERS = [
 SECURITY_TEXT_HEADERS = [(name.decode(), value.decode()) for name, value in SECURITY_HEADERS]
 MAX_BODY = 64 * 1024
 PUSH_BODY = 2 * 1024 * 1024  # a WebSub hub's push (POST /websub/...) carries a whole feed
+API_BODY = 5 * 1024 * 1024  # an API import (OPML, CSV) carries a whole list
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 

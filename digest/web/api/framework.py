@@ -216,13 +216,10 @@ class Api:
         by_path: dict[str, dict[str, Operation]] = {}
         for op in self.operations:
             by_path.setdefault(op.path, {})[op.method] = op
+        # Every method reaches the dispatcher: one it lacks is a problem answer (405), too.
+        every = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
         return [
-            Route(
-                PREFIX + path,
-                _dispatcher(methods),
-                methods=[*methods, "HEAD"] if "GET" in methods else list(methods),
-            )
-            for path, methods in by_path.items()
+            Route(PREFIX + path, _dispatcher(methods), methods=every) for path, methods in by_path.items()
         ]
 
 

@@ -80,7 +80,7 @@ def schema_of(kind: Any, components: dict[str, JSON]) -> JSON:
             hints = get_type_hints(kind, include_extras=True)
             properties = {key: schema_of(_required(hint), components) for key, hint in hints.items()}
             shape: JSON = {"type": "object", "properties": properties, "additionalProperties": False}
-            required = sorted(kind.__required_keys__)
+            required = required_keys(kind)
             if required:
                 shape["required"] = required
             if kind.__doc__:
@@ -92,9 +92,24 @@ def schema_of(kind: Any, components: dict[str, JSON]) -> JSON:
     raise TypeError(f"no JSON Schema for {kind!r}")
 
 
+def required_keys(kind: Any) -> list[str]:
+    """A TypedDict's required keys, read from its hints: under ``from __future__ import
+    annotations`` Python 3.11 cannot see NotRequired when the class is made."""
+    hints = get_type_hints(kind, include_extras=True)
+    total = getattr(kind, "__total__", True)
+    required = []
+    for key, hint in hints.items():
+        origin = get_origin(hint)
+        if origin is NotRequired:
+            continue
+        if origin is typing.Required or total:
+            required.append(key)
+    return sorted(required)
+
+
 def _required(hint: Any) -> Any:
-    """A TypedDict key's type without its NotRequired."""
-    return get_args(hint)[0] if get_origin(hint) is NotRequired else hint
+    """A TypedDict key's type without its NotRequired or Required."""
+    return get_args(hint)[0] if get_origin(hint) in (NotRequired, typing.Required) else hint
 
 
 def _meta_schema(meta: Meta) -> JSON:
@@ -173,7 +188,7 @@ def check(value: Any, kind: Any, where: str) -> Any:
         unknown = sorted(set(value) - set(hints))
         if unknown:
             raise Invalid(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(hints)})")
-        for key in sorted(kind.__required_keys__):
+        for key in required_keys(kind):
             if key not in value:
                 raise Invalid(f"{where}.{key}: missing")
         return {key: check(v, _required(hints[key]), f"{where}.{key}") for key, v in value.items()}
