@@ -199,6 +199,9 @@ class WebSettings:
         (), checks.name_list
     )  # names served besides base_url's and loopback
     metrics: bool = setting(False, checks.boolean)  # /metrics, Prometheus text (loopback only)
+    # Failed API token attempts a network may make in 10 minutes before every call from it
+    # waits out the window (a right token too)
+    api_failures: int = setting(20, checks.integer(1, 1_000_000))
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from digest.web.api.framework import PREFIX as API_PREFIX
+from digest.web.api.framework import problem
 from digest.web.cache import HTML
 from digest.web.guard import SECURITY_TEXT_HEADERS
 from digest.web.state import web_state
@@ -22,6 +24,8 @@ log = logging.getLogger("digest")
 
 async def not_found(request: Request, exc: Exception) -> Response:
     """The site's 404 page, with the exception's detail when it says more than "Not Found"."""
+    if request.url.path.startswith(API_PREFIX + "/"):
+        return problem(404, f"nothing lives at {request.url.path} (see {API_PREFIX}/openapi.json)")
     state = web_state(request)
     detail = exc.detail if isinstance(exc, HTTPException) and exc.detail != "Not Found" else None
     message = detail or f"Nothing lives at {request.url.path}."

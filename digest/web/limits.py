@@ -28,10 +28,13 @@ class RateLimit:
     limit: int
     window: float
 
+    def key(self, secret: bytes, key: str) -> str:
+        """What the database counts ``key``'s hits under: a keyed hash, naming nobody."""
+        return hmac.new(secret, f"{self.name}\0{key}".encode(), hashlib.sha256).hexdigest()[:32]
+
     def allow(self, store: SettingsStore, secret: bytes, key: str) -> bool:
         """Count a hit for ``key``; whether it is within the limit (run in a worker thread)."""
-        hashed = hmac.new(secret, f"{self.name}\0{key}".encode(), hashlib.sha256).hexdigest()[:32]
-        return store.allow_hit(hashed, limit=self.limit, window=self.window, now=store.now())
+        return store.allow_hit(self.key(secret, key), limit=self.limit, window=self.window, now=store.now())
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,7 @@ from digest.web.api.schema import Meta
 from digest.web.api.sources import Region
 
 MAX_SEARCHED = 1_000  # how deep pages of a search go (it ranks the newest matches)
-SINCE = Param(
-    "since", Annotated[str, Meta(format="date-time")], "Only what was first seen from then on (ISO 8601)."
-)
+SINCE = Param("since", datetime, "Only what was first seen from then on (ISO 8601).")
 
 
 class ArticlePage(TypedDict):

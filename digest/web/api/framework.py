@@ -11,8 +11,8 @@ answered with its one-line message (the CLI's), as 422 unless it says otherwise.
 Tokens: ``Authorization: Bearer <token>`` on every call. No token exists yet: the API is off
 (404 for every path under it). No token, an unknown or a revoked one: 401; a read token on
 an operation that writes: 403. Failed attempts are counted per network (an IPv4 address, an
-IPv6 /64), in the database as every rate limit is: past :data:`FAILURES`, every call from
-that network is 429 until the window has passed, a right token too (so a guess cannot be
+IPv6 /64), in the database as every rate limit is: past ``[web] api_failures`` in 10 minutes,
+every call from that network is 429 until the window has passed, a right token too (so a guess cannot be
 told right from refused)."""
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ log = logging.getLogger("digest")
 PREFIX = "/api/v1"
 PROBLEM = "application/problem+json"
 TOKEN_PREFIX = "dg_"  # noqa: S105 (what every token starts with, not a secret)
-FAILURES = RateLimit("api-token-failures", 20, 600.0)  # 20 failed attempts in 10 minutes
+FAILURES = "api-token-failures"  # the rate limit's name: [web] api_failures in 10 minutes
+FAILURES_WINDOW = 600.0
 Scope = Literal["read", "write"]
 T = TypeVar("T")
 
@@ -268,14 +269,15 @@ def _admitted(state: WebState, request: Request, op: Operation) -> ApiToken:
         raise Problem(404, "the API is off until a token exists (digest tokens create NAME --scope read)")
     network = client_of(request)
     secret = state.secret()
-    if _blocked(store, secret, network):
+    failures = RateLimit(FAILURES, state.settings.web.api_failures, FAILURES_WINDOW)
+    if _blocked(store, secret, network, failures):
         raise Problem(
             429, "too many failed attempts from this network; try again later", headers={"retry-after": "600"}
         )
     given = bearer(request)
     token = authorised(store, given)
     if token is None:
-        if not FAILURES.allow(store, secret, network):
+        if not failures.allow(store, secret, network):
             raise Problem(
                 429,
                 "too many failed attempts from this network; try again later",
@@ -295,9 +297,11 @@ def _admitted(state: WebState, request: Request, op: Operation) -> ApiToken:
     return token
 
 
-def _blocked(store: Store, secret: bytes, network: str) -> bool:
-    key = hmac.new(secret, f"{FAILURES.name}\0{network}".encode(), hashlib.sha256).hexdigest()[:32]
-    return store.count_hits(key, window=FAILURES.window, now=store.now()) >= FAILURES.limit
+def _blocked(store: Store, secret: bytes, network: str, failures: RateLimit) -> bool:
+    return (
+        store.count_hits(failures.key(secret, network), window=failures.window, now=store.now())
+        >= failures.limit
+    )
 
 
 def _params(op: Operation, given: Mapping[str, Any], where: str) -> dict[str, Any]:

@@ -97,7 +97,9 @@ async def openapi(request: Request) -> Response:
         from digest.web.api.framework import problem
 
         return problem(404, "the API is off until a token exists (digest tokens create NAME --scope read)")
-    server = f"{state.settings.site.base_url}/api/v1"
+    # The origin the document was asked of (the paths carry /api/v1): right behind a proxy
+    # too, and for a client that reached the API by another name than base_url's.
+    server = str(request.base_url).rstrip("/")
     return JSONResponse(
         document(API, title=f"{state.settings.site.title} API", version=__version__, server=server)
     )
