@@ -606,6 +606,45 @@ def test_a_subscribers_deliveries_and_each_days_activity(store: Store) -> None:
     assert store.activity(T0 + timedelta(days=400)).articles == {}
 
 
+def test_status_changes_are_noted_whatever_makes_them_and_forgotten_when_said(store: Store) -> None:
+    store.upsert_subscribers(
+        [SubscriberChange("ann@example.org", status="pending", created=T0),
+         SubscriberChange("bob@example.org", status="active", created=T0, confirmed=T0)]
+    )  # fmt: skip
+    ann, bob = (store.subscriber(email=f"{n}@example.org") for n in ("ann", "bob"))
+    assert ann is not None and bob is not None
+    store.set_subscriber_status(ann.id, "active", at=T0 + timedelta(hours=1))
+    store.set_subscriber_status(ann.id, "active", at=T0 + timedelta(hours=2))  # no change: nothing noted
+    store.set_subscriber_status(ann.id, "unsubscribed", at=T0 + timedelta(hours=3))
+    store.create_digest("d1", T0, [(bob.id, T0, None)])
+    for _ in range(2):  # refused for good twice: bounced, inside the ledger's own write
+        store.record_delivery(
+            "d1", bob.id, "failed", reply="550 no such user", strike=True, strikes_to_bounce=2
+        )
+    noted = store.subscriber_events()
+    assert [(e.email, e.status) for e in noted] == [
+        ("bob@example.org", "active"), ("ann@example.org", "active"), ("ann@example.org", "unsubscribed"),
+        ("bob@example.org", "bounced"),
+    ]  # fmt: skip
+    assert noted[1].at == T0 + timedelta(hours=1) and noted[2].at == T0 + timedelta(hours=3)
+    assert noted[3].reason and "550" in noted[3].reason
+    store.forget_subscriber_events(noted[1].id)
+    assert [e.id for e in store.subscriber_events()] == [e.id for e in noted[2:]]
+    store.delete_subscriber("ann@example.org")  # erased: what was noted of them goes too
+    assert [e.email for e in store.subscriber_events()] == ["bob@example.org"]
+
+
+def test_stories_changed_since_a_moment(store: Store) -> None:
+    _with_articles(store, 4)
+    store.save_stories(
+        ["a0", "a1", "a2", "a3"], [Story("s1", "One", ("a0", "a1")), Story("s2", "Two", ("a2",))]
+    )
+    changed = store.stories_changed(T0 - timedelta(days=1))
+    assert [(s.id, s.label, s.articles) for s in changed] == [("s1", "One", 2)]  # two articles at least
+    assert store.stories_changed(T0 - timedelta(days=1), min_articles=3) == []
+    assert store.stories_changed(changed[0].updated + timedelta(seconds=1)) == []
+
+
 def test_subscribers_come_in_pages_of_any_status(store: Store) -> None:
     store.upsert_subscribers(
         [SubscriberChange(f"{name}@example.org", status=status, created=T0)
@@ -1536,6 +1575,9 @@ CALLS: dict[str, Callable[[Store, Path], Any]] = {
     "remove_source": lambda s, p: s.remove_source("w"),
     "added_sources": lambda s, p: s.added_sources(),
     "deliveries_of": lambda s, p: s.deliveries_of(1),
+    "subscriber_events": lambda s, p: s.subscriber_events(),
+    "forget_subscriber_events": lambda s, p: s.forget_subscriber_events(1),
+    "stories_changed": lambda s, p: s.stories_changed(T0),
     "activity": lambda s, p: s.activity(T0),
     "count_hits": lambda s, p: s.count_hits("k", window=60, now=T0),
     "create_token": lambda s, p: s.create_token("t", "read", "h"),

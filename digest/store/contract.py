@@ -55,10 +55,12 @@ from digest.store.records import (
     StoryEntry,
     StoryHead,
     StoryKey,
+    StoryRecord,
     StoryRow,
     StoryWords,
     Subscriber,
     SubscriberChange,
+    SubscriberEvent,
     Ungrouped,
     WebhookRecord,
 )
@@ -854,6 +856,24 @@ class ActivityStore(ClockStore, Protocol):
         """Up to ``limit`` of the subscriber's deliveries, the latest changed first (ties by
         digest id); with ``before`` (a digest id), those after that delivery in this order
         (one of another subscriber, or none: nothing)."""
+        ...
+
+    def subscriber_events(self, *, limit: int = 500) -> list[SubscriberEvent]:
+        """The oldest ``limit`` subscriber status changes noted (by the database itself,
+        whatever made them: to active, unsubscribed or bounced; a subscriber created
+        active too; never to pending) and not forgotten, in the order noted. ``at``: the
+        change's own stamp (confirmed, unsubscribed) where the subscriber has one, else
+        the database's clock. Deleting a subscriber forgets theirs; a copy (``load``)
+        notes none."""
+        ...
+
+    def forget_subscriber_events(self, up_to: int) -> None:
+        """Forget the status changes noted with ids up to ``up_to``."""
+        ...
+
+    def stories_changed(self, since: datetime, *, min_articles: int = 2) -> list[StoryRecord]:
+        """Stories of at least ``min_articles`` articles whose ``updated`` is at or after
+        ``since``, by ``updated`` then id."""
         ...
 
     def activity(self, since: datetime) -> Activity:

@@ -12,7 +12,15 @@ from typing import Any
 from digest.common.errors import StoreError
 from digest.store.base import Row, record_of
 from digest.store.dialect import Area
-from digest.store.records import Activity, ApiToken, DeliveryRecord, QueuedEvent, WebhookRecord
+from digest.store.records import (
+    Activity,
+    ApiToken,
+    DeliveryRecord,
+    QueuedEvent,
+    StoryRecord,
+    SubscriberEvent,
+    WebhookRecord,
+)
 
 
 class OperatorsArea(Area):
@@ -108,6 +116,30 @@ class OperatorsArea(Area):
         ):
             feedback.setdefault(row["day"], {})[row["feedback"]] = int(row["n"])
         return Activity(articles, deliveries, feedback)
+
+    def subscriber_events(self, *, limit: int = 500) -> list[SubscriberEvent]:
+        """The oldest ``limit`` status changes noted and not forgotten, in order."""
+        return [
+            record_of(SubscriberEvent, row)
+            for row in self._rows("SELECT * FROM subscriber_events ORDER BY id LIMIT ?", [limit])
+        ]
+
+    def forget_subscriber_events(self, up_to: int) -> None:
+        """Forget the status changes noted up to id ``up_to`` (said, or to be said by none)."""
+        with self._write() as tx:
+            tx.execute("DELETE FROM subscriber_events WHERE id <= ?", [up_to])
+
+    def stories_changed(self, since: datetime, *, min_articles: int = 2) -> list[StoryRecord]:
+        """Stories of at least ``min_articles`` articles changed at or after ``since``, the
+        latest changed last."""
+        return [
+            record_of(StoryRecord, row)
+            for row in self._rows(
+                "SELECT id, label, articles, first_seen, updated FROM stories WHERE updated >= ?"
+                " AND articles >= ? ORDER BY updated, id",
+                [since, min_articles],
+            )
+        ]
 
     # --- webhooks -----------------------------------------------------------------------------
 

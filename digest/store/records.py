@@ -404,3 +404,26 @@ class Activity:
     articles: dict[str, int]
     deliveries: dict[str, dict[str, int]]
     feedback: dict[str, dict[str, int]]
+
+
+@dataclass(frozen=True)
+class SubscriberEvent:
+    """A subscriber's status changed (to active, unsubscribed or bounced), as noted then."""
+
+    id: int
+    subscriber_id: int
+    email: str
+    status: str
+    at: datetime
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class StoryRecord:
+    """A stored story: its label, how many articles, when first seen and last changed."""
+
+    id: str
+    label: str
+    articles: int
+    first_seen: datetime
+    updated: datetime

@@ -737,6 +737,32 @@ def _operators(db: Database) -> None:
     )
     db.execute("CREATE INDEX webhook_events_due ON webhook_events(next_attempt) WHERE status = 'pending'")
     db.execute("CREATE INDEX webhook_events_created ON webhook_events(created)")
+    # Every change of a subscriber's status, kept by triggers whatever made it (a reader's
+    # click, a bounce, the operator), for the webhooks to say; read, queued as events, then
+    # forgotten. Time: the change's own stamp where the row has one (confirmed, unsubscribed),
+    # else SQLite's clock. A subscriber deleted takes theirs along.
+    db.execute(
+        "CREATE TABLE subscriber_events (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " subscriber_id INTEGER NOT NULL, email TEXT NOT NULL, status TEXT NOT NULL, reason TEXT,"
+        " at TEXT NOT NULL)"
+    )
+    noted = (
+        "INSERT INTO subscriber_events (subscriber_id, email, status, reason, at) VALUES (NEW.id, NEW.email,"
+        " NEW.status, NEW.status_reason, coalesce(CASE NEW.status WHEN 'active' THEN NEW.confirmed"
+        " WHEN 'unsubscribed' THEN NEW.unsubscribed END, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')));"
+    )
+    db.execute(
+        "CREATE TRIGGER subscriber_events_ai AFTER INSERT ON subscribers WHEN NEW.status != 'pending'"
+        f" BEGIN {noted} END"
+    )
+    db.execute(
+        "CREATE TRIGGER subscriber_events_au AFTER UPDATE OF status ON subscribers"
+        f" WHEN OLD.status IS NOT NEW.status AND NEW.status != 'pending' BEGIN {noted} END"
+    )
+    db.execute(
+        "CREATE TRIGGER subscriber_events_ad AFTER DELETE ON subscribers"
+        " BEGIN DELETE FROM subscriber_events WHERE subscriber_id = OLD.id; END"
+    )
 
 
 # Append-only: a released step is never changed in effect, a change is a new entry.

@@ -21,9 +21,11 @@ _SELECT = {
         " e.theme_matches, a.grouped FROM articles a JOIN article_texts t ON t.article_id = a.id"
         " LEFT JOIN article_evidence e ON e.article_id = a.id ORDER BY a.rowid"
     ),
-    "sequences": "SELECT name, seq + 1 AS next FROM sqlite_sequence",
+    # (subscriber_events' own is not moved: nothing noted is)
+    "sequences": "SELECT name, seq + 1 AS next FROM sqlite_sequence WHERE name IN ('subscribers', 'signups')"
+    " ORDER BY rowid",
 }
-_AUTOINCREMENT = ("subscribers", "signups")  # the tables SQLite keeps a sequence for
+_AUTOINCREMENT = ("subscribers", "signups")  # the tables SQLite keeps a sequence for, moved
 
 
 class TransferArea(SqliteBase):
@@ -89,6 +91,7 @@ class TransferArea(SqliteBase):
                         f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
                         (_stored(table, row) for row in rows),
                     )
+            conn.execute("DELETE FROM subscriber_events")  # copied, not changed: nothing to say
 
     def _load_articles(self, rows: Iterable[Row]) -> None:
         conn = self.conn

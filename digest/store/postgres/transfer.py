@@ -60,6 +60,7 @@ class PgTransferArea(PgBase):
                              else row[n] for n in names]
                         )  # fmt: skip
             refresh_search(conn)  # the search vectors, made as saving makes them
+            conn.execute("DELETE FROM subscriber_events")  # copied, not changed: nothing to say
             for table in SEQUENCED:
                 # The next id: past every copied one, and past the source's own counter.
                 conn.execute(
