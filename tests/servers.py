@@ -131,6 +131,43 @@ class FeedServer(HttpServer):
         return sum(1 for r in self.requests if r.path.split("?")[0] == path)
 
 
+@dataclass
+class Received:
+    """A POST the receiver was sent: its headers (lower case), its body, the status answered."""
+
+    headers: dict[str, str]
+    body: bytes
+    status: int
+
+
+class WebhookReceiver(HttpServer):
+    """An HTTP server that takes POSTs (outgoing webhooks), keeping each in ``received``;
+    it answers the statuses in ``answers`` in turn, then 200."""
+
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+        self.answers: list[int] = []
+        server = self
+
+        class RequestHandler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                status = server.answers.pop(0) if server.answers else 200
+                server.received.append(
+                    Received({k.lower(): v for k, v in self.headers.items()}, body, status)
+                )
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        super().__init__(RequestHandler)
+
+
 class AppServer:
     """The digest web app under uvicorn, in a thread, on a free port of 127.0.0.1 (or
     ``port``); ``app_options`` go to ``create_app``."""

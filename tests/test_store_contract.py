@@ -1129,8 +1129,12 @@ def test_settings_and_leases(store: Store) -> None:
     assert store.setting("k", lambda: str(made.append(1) or "first")) == "first"
     assert store.setting("k", lambda: "second") == "first" and len(made) == 1
     assert store.get_setting("missing") is None
+    before = store.data_version()
     store.put_setting("k", "third")
-    assert store.get_setting("k") == "third"
+    assert store.get_setting("k") == "third" and store.data_version() != before
+    before = store.data_version()
+    store.put_setting("mark", "here", shown=False)  # a mark of where work got to: no page changes
+    assert store.get_setting("mark") == "here" and store.data_version() == before
     assert store.acquire_lease("job", "a", 60) and store.acquire_lease("job", "a", 60)  # renewed
     assert not store.acquire_lease("job", "b", 60) and store.lease_holder("job") == "a"
     store.release_lease("job", "b")  # not b's to release

@@ -73,6 +73,21 @@ class App:
         return open_database(self.settings.database)
 
 
+def tell_webhooks(app: App, store: Store) -> None:
+    """After a one-off command: queue what happened for the outgoing webhooks and send
+    what is due (once; `digest run` retries what fails). Nothing without an endpoint."""
+    from digest.common.dates import utcnow
+    from digest.publish.events import endpoints
+    from digest.service.webhooks import run_once
+    from digest.store.holders import holder_name
+
+    if not endpoints(app.settings, store):
+        return
+    done = run_once(store, app.settings, holder_name(), utcnow())
+    if done.retrying or done.failed:
+        warn(f"webhooks: {done.delivered} delivered, {done.retrying} to retry (digest run retries them)")
+
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from digest.cli.base import App, one_shot, write_file
+from digest.cli.base import App, one_shot, tell_webhooks, write_file
 from digest.common.errors import DigestError
 
 
@@ -25,6 +25,7 @@ def pull(app: App, names: tuple[str, ...], force: bool) -> None:
     one_shot()
     with app.store() as store:
         reports = pull_sources(app.settings, store, names, force=force)
+        tell_webhooks(app, store)
     for report in reports:
         for warning in report.warnings:
             click.echo(f"{report.name}: warning: {warning}", err=True)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from digest.cli.base import App, moment_option, one_shot, write_file
+from digest.cli.base import App, moment_option, one_shot, tell_webhooks, write_file
 from digest.common.errors import DigestError
 
 if TYPE_CHECKING:
@@ -101,6 +101,7 @@ def send(
         finally:
             if progress:
                 progress.done()
+        tell_webhooks(app, store)
     if not reports:
         click.echo("nothing to send: no subscriber due has anything new")
         if following:

@@ -13,6 +13,11 @@ REGION_SLUGS = (
     "east-asia", "southeast-asia", "south-asia", "central-asia", "middle-east", "europe", "africa",
     "latin-america", "north-america", "oceania", "global",
 )  # fmt: skip
+# What outgoing webhooks may be sent (a contract: receivers subscribe by these names).
+EVENT_TYPES = (
+    "article.new", "story.new", "digest.sent", "subscriber.confirmed", "subscriber.unsubscribed",
+    "subscriber.bounced", "source.failing",
+)  # fmt: skip
 PARSED_KINDS = ("feed", "html", "text")  # a source kind a parser reads: digest.intake.kinds.<kind>
 
 

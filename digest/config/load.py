@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from digest.common import extras, rules
+from digest.common import extras, redact, rules
 from digest.common.errors import ConfigError, SubscriberError
-from digest.common.models import REGION_SLUGS
+from digest.common.models import EVENT_TYPES, REGION_SLUGS
 from digest.common.resources import bundled
 from digest.config import checks
 from digest.config.sections import (
@@ -43,6 +43,7 @@ from digest.config.sections import (
     SmtpSettings,
     SourceSettings,
     ThemeSettings,
+    WebhookOutSettings,
     WebhookSettings,
     WebSettings,
 )
@@ -184,6 +185,70 @@ def _strings(raw: Mapping[str, Any], key: str, where: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{where}.{key}: expected a list of strings")
     return value
+
+
+_WEBHOOK_KEYS = ("url", "events", "secret", "secret_env", "allow_private")
+
+
+def _webhooks_out(
+    raw: Any, origin: str, env: Mapping[str, str], warnings: list[str]
+) -> tuple[WebhookOutSettings, ...]:
+    """``[[webhooks_out]]``: where events go. The secret from ``secret_env`` (a variable's
+    name) or ``secret``; a Standard Webhooks ``whsec_`` key, or any text of 24 characters
+    or more."""
+    if not isinstance(raw, list):
+        raise ConfigError(f"{origin}: webhooks_out: expected an array of tables ([[webhooks_out]])")
+    found: list[WebhookOutSettings] = []
+    for index, table in enumerate(raw):
+        where = f"{origin}: webhooks_out[{index}]"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: expected a table ([[webhooks_out]])")
+        for key in table:
+            if key not in _WEBHOOK_KEYS:
+                warnings.append(f"{where}.{key}: unknown key, ignored (known: {', '.join(_WEBHOOK_KEYS)})")
+        if "url" not in table:
+            raise ConfigError(f"{where}.url: missing (where the events go)")
+        url = checks.http_url(table["url"], f"{where}.url")
+        events = _strings(table, "events", where) or list(EVENT_TYPES)
+        for event in events:
+            checks.choice(EVENT_TYPES)(event, f"{where}.events")
+        if "secret_env" in table:
+            name = checks.nonempty(table["secret_env"], f"{where}.secret_env")
+            secret = env.get(name, "")
+            if not secret:
+                raise ConfigError(f"{where}.secret_env: {name} is not set in the environment")
+        elif "secret" in table:
+            secret = checks.nonempty(table["secret"], f"{where}.secret")
+        else:
+            raise ConfigError(f"{where}: give secret_env (a variable holding the signing secret) or secret")
+        if not webhook_key_ok(secret):
+            raise ConfigError(
+                f"{where}: the secret must be a whsec_ key (base64 of 24 to 64 bytes)"
+                " or text of 24 characters or more"
+            )
+        if any(w.url == url for w in found):
+            raise ConfigError(f"{where}.url: {redact.url(url)} is listed twice")
+        found.append(
+            WebhookOutSettings(
+                url, tuple(dict.fromkeys(events)), secret,
+                checks.boolean(table.get("allow_private", False), f"{where}.allow_private"),
+            )
+        )  # fmt: skip
+    return tuple(found)
+
+
+def webhook_key_ok(secret: str) -> bool:
+    """Whether ``secret`` can sign: a whsec_ key of 24 to 64 bytes, or 24+ characters."""
+    import base64
+    import binascii
+
+    if secret.startswith("whsec_"):
+        try:
+            key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        return 24 <= len(key) <= 64
+    return len(secret) >= 24
 
 
 def _mailbox(raw: Mapping[str, Any], where: str) -> tuple[str, tuple[str, ...]]:
@@ -398,7 +463,7 @@ def database_at(url: str, where: str, *, password: str = "") -> DatabaseSettings
 def _build(data: Mapping[str, Any], origin: str, base_dir: Path, env: Mapping[str, str]) -> Settings:
     warnings: list[str] = []
     for key in data:
-        if key not in _SECTIONS and key not in ("sources", "themes"):
+        if key not in _SECTIONS and key not in ("sources", "themes", "webhooks_out"):
             warnings.append(f"{origin}: {key}: unknown section or key, ignored")
     merged = {name: _read_section(data, name, origin, warnings) for name in _SECTIONS}
     merged = _env_overrides(env, merged)
@@ -446,6 +511,7 @@ def _build(data: Mapping[str, Any], origin: str, base_dir: Path, env: Mapping[st
         bounces=_bounces_settings(merged["bounces"], smtp, origin) if wants_bounces else None,
         inbound=InboundSettings(**merged["inbound"]) if "inbound" in data else None,
         webhooks=WebhookSettings(**merged["webhooks"]),
+        webhooks_out=_webhooks_out(data.get("webhooks_out", []), origin, env, warnings),
         alerts=_alert_settings(merged["alerts"], origin),
         secret=env.get("DIGEST_SECRET") or None,
         origin=origin,

@@ -85,6 +85,17 @@ class SourceSettings:
 
 
 @dataclass(frozen=True)
+class WebhookOutSettings:
+    """An endpoint of ``[[webhooks_out]]``: events of these types are POSTed to ``url``,
+    signed with ``secret`` (Standard Webhooks)."""
+
+    url: str
+    events: tuple[str, ...]
+    secret: str = field(repr=False, default="")
+    allow_private: bool = False  # its host may be a loopback or private address
+
+
+@dataclass(frozen=True)
 class ThemeSettings:
     """A theme from the config: a new one, a replacement, or (``extend``) more phrases for a default."""
 
@@ -272,6 +283,7 @@ class Settings:
     bounces: BouncesSettings | None = None  # absent: the envelope sender is [smtp] sender's address
     inbound: InboundSettings | None = None  # absent: no SMTP server for mail coming back
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    webhooks_out: tuple[WebhookOutSettings, ...] = ()  # [[webhooks_out]]: events sent out
     alerts: AlertSettings = field(default_factory=AlertSettings)
     secret: str | None = None
     origin: str = "embedded default"

@@ -22,6 +22,7 @@ from digest.config import Settings
 from digest.mail.channels import transport_for
 from digest.mail.compose import outgoing
 from digest.mail.transport import Transport, send_once
+from digest.publish import events
 from digest.service import alerts
 from digest.store import SettingsStore, Store
 from digest.store.holders import take_lease
@@ -57,6 +58,7 @@ async def check(
         notices, after = alerts.decide(state, found_now, now)
         opened = alerts.opened(found_now, state, now)
         await run(lambda s: s.put_setting(alerts.OPEN, json.dumps(opened, sort_keys=True)))
+        await run(lambda s: events.failing(s, settings, opened, now))  # (webhooks: source.failing)
         if not settings.alerts.email:
             return []
         # What was said, as it stands; each notice changes it only once it is sent, so an

@@ -54,9 +54,10 @@ from digest.mail.channels import destination
 from digest.mail.planner import Planner
 from digest.mail.schedule import cron_trigger, last_due
 from digest.mail.send import PLAN_LEASE, PLAN_SECONDS, send_all
-from digest.service import alerting
+from digest.service import alerting, webhooks
 from digest.service.alerts import OPEN, load_state
 from digest.service.logs import configure_logging
+from digest.service.webhooks import Delivered
 from digest.store import DigestSummary, SourceSummary, Store, open_database
 from digest.store.holders import holder_name, take_lease
 from digest.store.worker import StoreWorker
@@ -66,6 +67,7 @@ from digest.web.listen import listening_socket
 log = logging.getLogger("digest")
 LAST_DUE = "digest_last_due"
 RHYTHM_TICK = 60.0
+WEBHOOK_TICK = 10.0  # how often events are queued and due webhooks sent
 SOURCES_TICK = 20.0  # how soon every process takes up a source added, paused or removed
 STOP_WITHIN = 8.0
 
@@ -380,6 +382,14 @@ class Service:
             max_instances=1,
             coalesce=True,
         )
+        scheduler.add_job(
+            self.webhooks,
+            IntervalTrigger(seconds=WEBHOOK_TICK),
+            id="webhooks",
+            next_run_time=now + timedelta(seconds=5),
+            max_instances=1,
+            coalesce=True,
+        )
         scheduler.add_job(  # problems for /healthz, and with [alerts] email, alerts
             self.alerts,
             IntervalTrigger(seconds=alerting.ALERT_TICK),
@@ -432,6 +442,22 @@ class Service:
             if scheduler.get_job(f"pull:{name}") is not None:
                 scheduler.remove_job(f"pull:{name}")
             log.info("source %s: removed", name, extra={"source": name, "event": "sources"})
+
+    async def webhooks(self) -> None:
+        """Queue what happened for the outgoing webhooks and send what is due (every
+        process helps: claims keep them from sending one message twice)."""
+        try:
+            done = await _in_daemon_thread(self._webhooks_blocking)
+        except DigestError as exc:
+            log.warning("webhooks: %s", exc, extra={"event": "webhooks"})
+            return
+        if done.delivered or done.failed:
+            log.info("webhooks: %d delivered, %d retrying, %d given up", done.delivered, done.retrying,
+                     done.failed, extra={"event": "webhooks"})  # fmt: skip
+
+    def _webhooks_blocking(self) -> Delivered:
+        with open_database(self.settings.database) as store:
+            return webhooks.run_once(store, self.settings, self.holder, utcnow())
 
     async def _serve(self, loop: asyncio.AbstractEventLoop, sock: socket.socket | None) -> None:
         """Serve the web app on ``sock`` (if any) until it stops, else wait to be stopped;

@@ -548,8 +548,10 @@ class SettingsStore(ClockStore, Protocol):
         """The value stored under ``key``, or None."""
         ...
 
-    def put_setting(self, key: str, value: str) -> None:
-        """Store ``value`` under ``key``, replacing what was there."""
+    def put_setting(self, key: str, value: str, *, shown: bool = True) -> None:
+        """Store ``value`` under ``key``, replacing what was there; ``shown``: pages and
+        feeds may show it, so it counts as a change (``data_version``), which a mark of
+        where some work got to does not."""
         ...
 
     def acquire_lease(self, name: str, holder: str, seconds: float) -> bool:

@@ -29,14 +29,15 @@ class SettingsArea(Area):
         found = self._value("SELECT value FROM settings WHERE key = ?", [key])
         return None if found is None else str(found)
 
-    def put_setting(self, key: str, value: str) -> None:
+    def put_setting(self, key: str, value: str, *, shown: bool = True) -> None:
         with self._write() as tx:
             tx.execute(
                 "INSERT INTO settings (key, value) VALUES (?, ?)"
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (key, value),
             )
-            self._changed(tx)
+            if shown:
+                self._changed(tx)
 
     def release_lease(self, name: str, holder: str) -> None:
         with self._write() as tx:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from digest.web.api import articles, digests, service, sources, subscribers  # noqa: F401  (they register)
+from digest.web.api import articles, digests, service, sources, subscribers, webhooks  # noqa: F401  (they register)
 from digest.web.api.framework import API, PREFIX
 
 
