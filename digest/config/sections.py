@@ -119,6 +119,8 @@ class ScheduleSettings:
     digest_cron: str = setting("0 8 * * mon", checks.cron)
     timezone: str = setting("UTC", checks.timezone)
     grace: float = setting(86400.0, checks.seconds)
+    # How often `digest run` takes up sources added, paused or removed at run time
+    sources_every: float = setting(20.0, checks.seconds)
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,6 @@ log = logging.getLogger("digest")
 LAST_DUE = "digest_last_due"
 RHYTHM_TICK = 60.0
 WEBHOOK_TICK = 10.0  # how often events are queued and due webhooks sent
-SOURCES_TICK = 20.0  # how soon every process takes up a source added, paused or removed
 STOP_WITHIN = 8.0
 
 
@@ -358,7 +357,7 @@ class Service:
             self._schedule_pulls(scheduler, source, now)
         scheduler.add_job(
             self.sources,
-            IntervalTrigger(seconds=SOURCES_TICK),
+            IntervalTrigger(seconds=self.settings.schedule.sources_every),
             id="sources",
             max_instances=1,
             coalesce=True,
