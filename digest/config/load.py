@@ -174,8 +174,19 @@ def read_source(raw: Any, where: str, origin: str, base_dir: Path, warnings: lis
             checks.choice(REGION_SLUGS)(region, f"{where}.regions")
             for region in _strings(raw, "regions", where)
         ),
-        label=(checks.string(raw["label"], f"{where}.label").strip() or None) if "label" in raw else None,
+        label=_label(raw["label"], f"{where}.label") if "label" in raw else None,
     )
+
+
+def _label(value: Any, where: str) -> str | None:
+    """A label: one line of at most 200 characters, no control characters (it goes into
+    OPML, JSON and pages)."""
+    text = checks.string(value, where).strip()
+    if len(text) > 200 or any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in text):
+        raise ConfigError(
+            f"{where}: a label is one line of at most 200 characters, without control characters"
+        )
+    return text or None
 
 
 def _strings(raw: Mapping[str, Any], key: str, where: str) -> list[str]:

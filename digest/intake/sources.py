@@ -33,6 +33,8 @@ ADDED_KINDS = ("auto", "feed", "html", "text")
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_NAME = 64
 PROBE_TITLES = 5
+MIN_EVERY = 60.0  # a source added at run time is pulled at most once a minute
+MAX_ADDED = 10_000  # sources added at run time, at most (each is work for every worker)
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ def settings_of(options: Mapping[str, Any], where: str) -> SourceSettings:
     if "kind" in options and options["kind"] not in ADDED_KINDS:
         raise ConfigError(f"{where}.kind: {options['kind']!r} is not one of {', '.join(ADDED_KINDS)}")
     source = read_source(dict(options), where, where, Path("/"), [])
+    if source.every is not None and source.every < MIN_EVERY:
+        raise ConfigError(f"{where}.every: at least {MIN_EVERY:.0f} s for a source added at run time")
     if urlsplit(source.url).scheme.lower() not in ("http", "https"):
         raise ConfigError(
             f"{where}.url: only http(s) URLs are added at run time"
@@ -110,16 +114,28 @@ def options_for(
     return options
 
 
-def name_for(title: str | None, url: str, taken: set[str]) -> str:
-    """A source name from a title (else the URL's host) in the characters names allow,
-    not among ``taken`` (a number added when it is)."""
-    base = _NAME_CHARS.sub("-", (title or "").strip()).strip("-._")[:48]
-    if not base:
-        base = _NAME_CHARS.sub("-", urlsplit(url).hostname or "source").strip("-._")[:48] or "source"
-    name, n = base, 2
-    while name.lower() in {t.lower() for t in taken}:
-        name, n = f"{base}-{n}", n + 1
-    return name
+class Names:
+    """Names given so far (compared without case), to make new ones unlike them: one
+    lookup a try, the next number of each base remembered (a file of a thousand feeds of
+    one title costs a thousand tries, not a million)."""
+
+    def __init__(self, taken: Iterable[str]) -> None:
+        self.taken = {t.lower() for t in taken}
+        self.next: dict[str, int] = {}
+
+    def new(self, title: str | None, url: str) -> str:
+        """A name from a title (else the URL's host) in the characters names allow, not
+        given yet (a number added when it is); it is given now."""
+        base = _NAME_CHARS.sub("-", (title or "").strip()).strip("-._")[:48]
+        if not base:
+            base = _NAME_CHARS.sub("-", urlsplit(url).hostname or "source").strip("-._")[:48] or "source"
+        name = base
+        while name.lower() in self.taken:
+            n = self.next.get(base.lower(), 2)
+            self.next[base.lower()] = n + 1
+            name = f"{base}-{n}"
+        self.taken.add(name.lower())
+        return name
 
 
 def probe(settings: Settings, source: SourceSettings, fetcher: Fetcher) -> Probe:
@@ -190,8 +206,9 @@ def add_source(
     URL already taken, nothing readable), FetchError, ParseError."""
     summaries = store.source_summaries()
     taken = {s.name for s in summaries if s.removed is None} | {s.name for s in settings.sources}
-    chosen = name or name_for(None, url, taken)
+    chosen = name or Names(taken).new(None, url)
     _unclaimed(settings, summaries, chosen)
+    _room(summaries, 1)
     options = options_for(url, name=chosen, kind=kind, every=every, regions=regions, label=label)
     source = settings_of(options, f"source {chosen!r}")
     same = duplicate_of(source.url, summaries)
@@ -213,8 +230,16 @@ def add_source(
     return _summary(store, chosen), found
 
 
+def _room(summaries: Sequence[SourceSummary], more: int) -> None:
+    added = sum(1 for s in summaries if s.origin == "store" and s.removed is None)
+    if added + more > MAX_ADDED:
+        raise SourceError(
+            f"at most {MAX_ADDED:,} sources are added at run time ({added:,} are); remove some first"
+        )
+
+
 def _unclaimed(settings: Settings, summaries: Sequence[SourceSummary], name: str) -> None:
-    if any(s.name == name for s in settings.sources):
+    if settings_named(settings, name) is not None:
         raise SourceError(
             f"a source called {name!r} is in the config file ({settings.origin}); choose another name"
         )
@@ -257,7 +282,7 @@ def remove_source(settings: Settings, store: SourcesStore, name: str) -> None:
 
 
 def _added(settings: Settings, store: SourcesStore, name: str) -> SourceSummary:
-    if any(s.name == name for s in settings.sources):
+    if settings_named(settings, name) is not None:
         raise SourceError(f"source {name!r} is from the config file ({settings.origin}); change it there")
     for summary in store.added_sources():
         if summary.name == name:
@@ -305,7 +330,7 @@ def import_opml(settings: Settings, store: SourcesStore, data: bytes, where: str
     skipped, a line each."""
     outlines = opml.read(data, where)
     summaries = store.source_summaries()
-    taken = {s.name for s in summaries if s.removed is None} | {s.name for s in settings.sources}
+    names = Names([s.name for s in summaries if s.removed is None] + [s.name for s in settings.sources])
     seen: dict[str, int] = {}
     adding: list[AddedSource] = []
     skipped: list[str] = []
@@ -323,25 +348,26 @@ def import_opml(settings: Settings, store: SourcesStore, data: bytes, where: str
             )
             continue
         seen[key] = outline.line
-        name = name_for(outline.title, outline.url, taken)
-        taken.add(name)
+        name = names.new(outline.title, outline.url)
         options = options_for(outline.url, name=name, label=outline.label)
         try:
             source = settings_of(options, f"{where}: line {outline.line}")
         except ConfigError as exc:
             raise SourceError(str(exc)) from None
         adding.append(AddedSource(name, source.url, source.kind, options))
+    _room(summaries, len(adding))
     store.add_sources(adding)
     return Imported(tuple(a.name for a in adding), tuple(skipped))
 
 
-def export_opml(settings: Settings, store: SourcesStore) -> bytes:
+def export_opml(settings: Settings, store: SourcesStore, *, redacted: bool = False) -> bytes:
     """Every source fetched over http(s) and not removed, as OPML 2.0 (its label as the
-    outline it sits in); sources read from local files are the machine's own, left out."""
+    outline it sits in); sources read from local files are the machine's own, left out.
+    ``redacted``: URLs without credentials or query (what an API token may see)."""
     listing = [
         opml.Listed(
             s.name,
-            s.fetch_url or s.url,
+            redact.url(s.fetch_url or s.url) if redacted else s.fetch_url or s.url,
             s.options.get("label") if s.origin == "store" else _label(settings, s.name),
         )
         for s in listed(settings, store)

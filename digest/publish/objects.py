@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypedDict
 
+from digest.common import redact
 from digest.common.dates import to_iso
 from digest.common.models import Article
 from digest.common.rhythms import weekday_name
@@ -138,14 +139,20 @@ class SourceJson(TypedDict):
     removed: str | None
 
 
-def source_json(summary: SourceSummary, configured: Any = None) -> SourceJson:
+def source_json(summary: SourceSummary, configured: Any = None, *, redacted: bool = False) -> SourceJson:
     """A source as ``digest sources list --json`` and the API show it; ``configured``: its
-    settings when the config file names it (for what only the file says)."""
+    settings when the config file names it (for what only the file says); ``redacted``:
+    its URLs without credentials or query (what an API token may see: a feed's key is
+    the operator's)."""
     options = summary.options if summary.origin == "store" else {}
+
+    def shown(url: str) -> str:
+        return redact.url(url) if redacted and "://" in url else url
+
     return {
         "name": summary.name,
-        "url": summary.url,
-        "fetch_url": summary.fetch_url or summary.url,
+        "url": shown(summary.url),
+        "fetch_url": shown(summary.fetch_url or summary.url),
         "kind": summary.kind,
         "origin": "store" if summary.origin == "store" else "config",
         "paused": summary.paused is not None,

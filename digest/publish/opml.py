@@ -9,6 +9,7 @@ takes the whole file or nothing."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -20,6 +21,8 @@ from digest.common.errors import SourceError
 MAX_BYTES = 5 * 1024 * 1024
 MAX_OUTLINES = 10_000
 MAX_DEPTH = 20
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_NOT_XML = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 @dataclass(frozen=True)
@@ -89,30 +92,36 @@ def _line(element: etree._Element) -> int:
 
 
 def _clean(text: str | None) -> str | None:
-    """An attribute's text on one line, at most 200 characters (a title or a label)."""
+    """An attribute's text on one line, at most 200 characters (a title or a label),
+    without control characters."""
     if not text:
         return None
-    cleaned = " ".join(text.split())[:200]
+    cleaned = " ".join(_CONTROL.sub(" ", text).split())[:200]
     return cleaned or None
+
+
+def _xml(text: str) -> str:
+    """Text XML may hold (what a file or an operator gave can hold other characters)."""
+    return _NOT_XML.sub("", text)
 
 
 def write(title: str, sources: Iterable[Listed]) -> bytes:
     """OPML 2.0 listing ``sources``, grouped into one outline per label."""
     root = etree.Element("opml", version="2.0")
     head = etree.SubElement(root, "head")
-    etree.SubElement(head, "title").text = title
+    etree.SubElement(head, "title").text = _xml(title)
     body = etree.SubElement(root, "body")
     groups: dict[str, etree._Element] = {}
     for source in sources:
         parent = body
         if source.label:
-            if source.label not in groups:
-                groups[source.label] = etree.SubElement(
-                    body, "outline", text=source.label, title=source.label
-                )
-            parent = groups[source.label]
-        attributes = {"type": "rss", "text": source.name, "title": source.name, "xmlUrl": source.url}
+            label = _xml(source.label)
+            if label not in groups:
+                groups[label] = etree.SubElement(body, "outline", text=label, title=label)
+            parent = groups[label]
+        name = _xml(source.name)
+        attributes = {"type": "rss", "text": name, "title": name, "xmlUrl": _xml(source.url)}
         if source.site:
-            attributes["htmlUrl"] = source.site
+            attributes["htmlUrl"] = _xml(source.site)
         etree.SubElement(parent, "outline", attributes)
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))

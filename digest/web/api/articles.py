@@ -14,6 +14,7 @@ from digest.web.api.framework import API, Call, Param, Problem
 from digest.web.api.pages import CURSOR, LIMIT, decode, encode, limit_of
 from digest.web.api.schema import Meta
 from digest.web.api.sources import Region
+from digest.web.limits import client_of
 
 MAX_SEARCHED = 1_000  # how deep pages of a search go (it ranks the newest matches)
 SINCE = Param("since", datetime, "Only what was first seen from then on (ISO 8601).")
@@ -94,6 +95,11 @@ async def list_articles(call: Call) -> ArticlePage:
         parsed = parse(text)
     except QueryError as exc:
         raise Problem(400, f"q: {exc}") from None
+    state, client = call.state, client_of(call.request)
+    if not await call.run(lambda store: state.limits.searches.allow(store, state.secret(), client)):
+        raise Problem(
+            429, "too many searches from this network; try again in a minute", headers={"retry-after": "60"}
+        )
     start = decode(query.get("cursor"), int) or 0
     if start < 0 or start >= MAX_SEARCHED:
         raise Problem(400, f"cursor: searches go {MAX_SEARCHED:,} deep")

@@ -3,11 +3,10 @@ preview of the digest a subscriber (or the site) would get now."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal, NotRequired, TypedDict
 
 from digest.store import DigestRecord, Store
-from digest.web.api.framework import API, Body, Call, Param, Problem, iso
+from digest.web.api.framework import API, Body, Call, Param, Problem, iso, moment
 from digest.web.api.pages import CURSOR, LIMIT, decode, encode, limit_of
 from digest.web.api.schema import Meta
 
@@ -133,14 +132,7 @@ async def preview_digest(call: Call) -> Preview:
 
     given: PreviewRequest = call.body
     fmt: Literal["html", "text"] = given.get("format", "html")
-    since = None
-    if "since" in given:
-        try:
-            since = datetime.fromisoformat(given["since"].replace("Z", "+00:00"))
-        except ValueError:
-            raise Problem(400, "body.since: expected an ISO 8601 date or time") from None
-        if since.tzinfo is None:
-            raise Problem(400, "body.since: give a time zone (such as 2026-11-01T00:00:00Z)")
+    since = moment(given["since"], "body.since") if "since" in given else None
     body = await call.run(
         lambda store: preview_body(
             store, call.state.settings, email=given.get("email"), since=since, part=fmt

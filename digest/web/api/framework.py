@@ -12,8 +12,8 @@ Tokens: ``Authorization: Bearer <token>`` on every call. No token exists yet: th
 (404 for every path under it). No token, an unknown or a revoked one: 401; a read token on
 an operation that writes: 403. Failed attempts are counted per network (an IPv4 address, an
 IPv6 /64), in the database as every rate limit is: past ``[web] api_failures`` in 10 minutes,
-every call from that network is 429 until the window has passed, a right token too (so a guess cannot be
-told right from refused)."""
+every call from that network without a right token is 429 until the window has passed (a
+right token always passes: its holder is never locked out by others on the network)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -263,26 +264,19 @@ async def _answer(op: Operation, request: Request) -> Response:
 
 
 def _admitted(state: WebState, request: Request, op: Operation) -> ApiToken:
-    """The token that may make this call, or the Problem that says why not."""
+    """The token that may make this call, or the Problem that says why not. A right token
+    always passes (256 random bits are not guessed: the count of failures is there to keep
+    guessers and scanners busy for nothing, and must not let them lock its holder out)."""
     store = state.store()
     if not store.has_tokens():
         raise Problem(404, "the API is off until a token exists (digest tokens create NAME --scope read)")
-    network = client_of(request)
-    secret = state.secret()
-    failures = RateLimit(FAILURES, state.settings.web.api_failures, FAILURES_WINDOW)
-    if _blocked(store, secret, network, failures):
-        raise Problem(
-            429, "too many failed attempts from this network; try again later", headers={"retry-after": "600"}
-        )
     given = bearer(request)
     token = authorised(store, given)
     if token is None:
+        network, secret = client_of(request), state.secret()
+        failures = RateLimit(FAILURES, state.settings.web.api_failures, FAILURES_WINDOW)
         if not failures.allow(store, secret, network):
-            raise Problem(
-                429,
-                "too many failed attempts from this network; try again later",
-                headers={"retry-after": "600"},
-            )
+            raise Problem(429, "too many failed attempts from this network; try again later", headers=_LATER)
         said = (
             "a bearer token is needed (Authorization: Bearer TOKEN)"
             if given is None
@@ -297,11 +291,7 @@ def _admitted(state: WebState, request: Request, op: Operation) -> ApiToken:
     return token
 
 
-def _blocked(store: Store, secret: bytes, network: str, failures: RateLimit) -> bool:
-    return (
-        store.count_hits(failures.key(secret, network), window=failures.window, now=store.now())
-        >= failures.limit
-    )
+_LATER = {"retry-after": str(int(FAILURES_WINDOW))}
 
 
 def _params(op: Operation, given: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -323,16 +313,25 @@ def _parse(raw: str, param: Param) -> Any:
     inner = get_args(kind)[0] if get_origin(kind) is Annotated else kind
     value: Any = raw
     if inner is int:
-        if not raw.lstrip("-").isdigit() or len(raw) > 12:
+        if not _INTEGER.fullmatch(raw):
             raise Invalid(f"{param.name}: expected an integer")
         value = int(raw)
     elif inner is datetime:
-        try:
-            parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        except ValueError:
-            raise Invalid(f"{param.name}: expected an ISO 8601 date or time (such as 2026-11-01)") from None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return moment(raw, param.name)
     return check(value, kind, param.name)
+
+
+_INTEGER = re.compile(r"-?[0-9]{1,12}")  # ASCII digits only (str.isdigit takes "²" too)
+
+
+def moment(text: str, where: str) -> datetime:
+    """An ISO 8601 date or time, in UTC (one naming no zone is read as UTC); Invalid for
+    text that is none, or a moment UTC cannot hold."""
+    try:
+        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise Invalid(f"{where}: expected an ISO 8601 date or time (such as 2026-11-01)") from None
 
 
 async def _body(body: Body, request: Request) -> Any:
@@ -346,6 +345,8 @@ async def _body(body: Body, request: Request) -> Any:
         value = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise Problem(400, "the body is not JSON") from None
+    except RecursionError:
+        raise Problem(400, "the body's JSON is nested too deeply") from None
     return check(value, body.kind, "body")
 
 

@@ -32,7 +32,11 @@ def decode(cursor: str | None, kind: type) -> Any:
         value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise Invalid("cursor: not one this API gave (use a list's `next`)") from None
-    if not isinstance(value, kind) or isinstance(value, bool):
+    if (
+        not isinstance(value, kind)
+        or isinstance(value, bool)
+        or (isinstance(value, int) and not 0 <= value < 2**53)
+    ):
         raise Invalid("cursor: not one this API gave (use a list's `next`)")
     return value
 

@@ -74,7 +74,7 @@ def _shown(call: Call, store: Store, name: str) -> SourceJson:
     settings = call.state.settings
     for summary in library.listed(settings, store):
         if summary.name == name:
-            return source_json(summary, library.settings_named(settings, name))
+            return source_json(summary, library.settings_named(settings, name), redacted=True)
     raise Problem(404, f"no source named {name!r}")
 
 
@@ -100,7 +100,9 @@ async def list_sources(call: Call) -> SourcePage:
         chosen = everything[start : start + limit]
         more = start + limit < len(everything)
         return {
-            "items": [source_json(s, library.settings_named(settings, s.name)) for s in chosen],
+            "items": [
+                source_json(s, library.settings_named(settings, s.name), redacted=True) for s in chosen
+            ],
             "next": encode(chosen[-1].name) if more and chosen else None,
         }
 
@@ -138,7 +140,7 @@ async def add_source(call: Call) -> SourceJson:
             )
         except SourceError as exc:
             raise Problem(409 if "already" in str(exc) else 422, str(exc)) from None
-        return source_json(summary)
+        return source_json(summary, redacted=True)
 
     return await call.run(add)
 
@@ -270,5 +272,5 @@ async def import_sources(call: Call) -> Imported:
     media=OPML,
 )
 async def export_sources(call: Call) -> Response:
-    body = await call.run(lambda store: library.export_opml(call.state.settings, store))
+    body = await call.run(lambda store: library.export_opml(call.state.settings, store, redacted=True))
     return Response(body, media_type=OPML)
