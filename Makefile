@@ -10,7 +10,7 @@ EXTRAS := fulltext,postgres
 RUN_STAMP  := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install install-test bytecode run serve test test-dates lint typecheck unit bench bench-e2e bench-scale bench-due clean system-deps lighthouse bench-scale-db bench-many-feeds bench-pulls-in-a-row
+.PHONY: install install-test bytecode run serve test test-dates lint typecheck unit bench bench-e2e bench-scale bench-due clean system-deps lighthouse bench-scale-db bench-many-feeds bench-pulls-in-a-row bench-api
 
 # Debian packages the end-to-end tests drive: newsboat (a feed reader), chromium, and
 # postgresql (the tests start a throwaway server of their own; Debian keeps its binaries
@@ -117,6 +117,11 @@ lighthouse: bytecode
 # growth. ARGS='--sizes 10000,100000,300000 --reuse --subscribers 100000' for more.
 bench-scale-db: bytecode
 	$(BIN)/python benchmarks/scale_db.py $(ARGS)
+
+# The JSON API's latency (issue 31): GET /api/v1/articles?limit=50 and its variations on a
+# database of 100,000 articles (built as bench-scale-db builds it; ARGS='--reuse' keeps it).
+bench-api: bytecode
+	$(BIN)/python benchmarks/api.py $(ARGS)
 
 # Many small feeds (issue 30): 1,000 feeds of 20 items on 50 local servers, the first and
 # second `digest pull` against lemon24/reader's `update --workers 16` (installed, pinned, in

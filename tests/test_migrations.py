@@ -183,6 +183,7 @@ def test_a_new_database_has_the_schema_of_one_made_by_the_release_before(tmp_pat
                 ("index", name)
                 for name in ("api_tokens_name", "webhook_events_due", "webhook_events_created")
             ),
+            ("index", "articles_source_recent"),
             *(
                 ("index", f"sqlite_autoindex_{name}")
                 for name in ("api_tokens_1", "webhooks_1", "webhook_events_1")

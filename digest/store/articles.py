@@ -370,7 +370,7 @@ class SqliteArticlesArea(ArticlesArea, SqliteBase):
         sql = (
             f"SELECT {_COLUMNS} FROM articles_fts f JOIN articles a ON a.rowid = f.rowid {_JOINS}"
             f" WHERE articles_fts MATCH ? AND {terms}"
-            f" AND f.rowid >= coalesce((SELECT min(r) FROM ({newest})), 0) ORDER BY rank LIMIT ?"
+            f" AND f.rowid >= coalesce((SELECT min(r) FROM ({newest})), 0) ORDER BY rank, f.rowid LIMIT ?"
         )
         matched = fts5(query)
         args = [*args, matched, *args, max(self.search_candidates, limit)]

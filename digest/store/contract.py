@@ -331,9 +331,9 @@ class ArticlesStore(ClockStore, Protocol):
 
         Raises: StoreError "search 'TEXT': ..." when the search takes longer (never a stuck
         worker).
-        Backends: both find the same articles; the ranking differs (SQLite: FTS5's bm25,
-        ties unordered; PostgreSQL: ``ts_rank`` with titles weighing more, ties in the order
-        stored)."""
+        Backends: both find the same articles; the ranking differs (SQLite: FTS5's bm25;
+        PostgreSQL: ``ts_rank`` with titles weighing more), ties in the order stored on
+        both (so pages of one search, asked with different limits, agree)."""
         ...
 
     def article(self, article_id: str) -> Article | None:

@@ -718,6 +718,11 @@ def _operators(db: Database) -> None:
     sources = db.table("sources")
     sources.add_column("options", str)
     sources.add_column("paused", str)
+    # "The newest 50 of a source" (the API's ?source=) walks that source's own articles,
+    # not every article newest first until 50 of it turn up (73 ms at 100,000; 4 ms so).
+    db.execute(
+        "CREATE INDEX articles_source_recent ON articles(source_id, coalesce(published, first_seen) DESC)"
+    )
     db.execute(
         "CREATE TABLE api_tokens (id INTEGER PRIMARY KEY, name TEXT NOT NULL,"
         " scope TEXT NOT NULL CHECK (scope IN ('read', 'write')), hash TEXT NOT NULL UNIQUE,"

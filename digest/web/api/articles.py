@@ -105,8 +105,12 @@ async def list_articles(call: Call) -> ArticlePage:
         raise Problem(400, f"cursor: searches go {MAX_SEARCHED:,} deep")
 
     def searched(store: Store) -> ArticlePage:
+        # Filtered here: enough to fill the page after filtering (all allowed); unfiltered,
+        # this page and one more article (whether there is a next page).
+        filtered = region is not None or theme is not None or source is not None
+        wanted = MAX_SEARCHED if filtered else min(MAX_SEARCHED, start + limit + 1)
         try:
-            found = store.search(parsed, limit=MAX_SEARCHED, since=since)
+            found = store.search(parsed, limit=wanted, since=since)
         except SearchTimeout as exc:
             raise Problem(503, f"{exc}; ask with fewer words", headers={"retry-after": "5"}) from None
         kept = [
