@@ -11,7 +11,7 @@ from digest.common.query import QueryError, parse
 from digest.publish.objects import ArticleJson, article_json
 from digest.store import Store
 from digest.web.api.framework import API, Call, Param, Problem
-from digest.web.api.pages import CURSOR, LIMIT, decode, encode, limit_of
+from digest.web.api.pages import CURSOR, LIMIT, decode, encode, limit_of, sliced
 from digest.web.api.schema import Meta
 from digest.web.api.sources import Region
 from digest.web.limits import client_of
@@ -118,9 +118,8 @@ async def list_articles(call: Call) -> ArticlePage:
             if (region is None or region in a.regions) and (theme is None or theme in a.themes)
             and (source is None or a.source == source)
         ]  # fmt: skip
-        page = kept[start : start + limit]
-        more = start + limit < len(kept)
-        return {"items": [article_json(a) for a in page], "next": encode(start + limit) if more else None}
+        page, following = sliced(kept, start, limit)
+        return {"items": [article_json(a) for a in page], "next": following}
 
     return await call.run(searched)
 
@@ -162,13 +161,13 @@ async def list_stories(call: Call) -> StoryPage:
 
     def listed(store: Store) -> StoryPage:
         counts = store.group_counts(since or store.now() - timedelta(days=7))
-        chosen = counts.stories[start : start + limit]
+        chosen, following = sliced(counts.stories, start, limit)
         return {
             "items": [
                 {"id": s.id, "label": s.label, "articles": s.articles, "members": list(s.members)}
                 for s in chosen
             ],
-            "next": encode(start + limit) if start + limit < len(counts.stories) else None,
+            "next": following,
         }
 
     return await call.run(listed)

@@ -7,7 +7,7 @@ from typing import Annotated, Literal, NotRequired, TypedDict
 
 from digest.store import DigestRecord, Store
 from digest.web.api.framework import API, Body, Call, Param, Problem, iso, moment
-from digest.web.api.pages import CURSOR, LIMIT, decode, encode, limit_of
+from digest.web.api.pages import CURSOR, LIMIT, decode, limit_of, sliced
 from digest.web.api.schema import Meta
 
 MAX_LISTED = 1_000  # how deep pages of digests go
@@ -84,13 +84,8 @@ async def list_digests(call: Call) -> DigestPage:
         raise Problem(400, f"cursor: lists of digests go {MAX_LISTED:,} deep")
 
     def page(store: Store) -> DigestPage:
-        found = store.digests(limit=min(start + limit + 1, MAX_LISTED))
-        chosen = found[start : start + limit]
-        more = len(found) > start + limit
-        return {
-            "items": [_digest(call, store, d.digest) for d in chosen],
-            "next": encode(start + limit) if more else None,
-        }
+        chosen, following = sliced(store.digests(limit=min(start + limit + 1, MAX_LISTED)), start, limit)
+        return {"items": [_digest(call, store, d.digest) for d in chosen], "next": following}
 
     return await call.run(page)
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Annotated, Any
+from collections.abc import Sequence
+from typing import Annotated, Any, TypeVar
 
 from digest.web.api.framework import Param
 from digest.web.api.schema import Invalid, Meta
@@ -39,6 +40,16 @@ def decode(cursor: str | None, kind: type) -> Any:
     ):
         raise Invalid("cursor: not one this API gave (use a list's `next`)")
     return value
+
+
+T = TypeVar("T")
+
+
+def sliced(items: Sequence[T], start: int, limit: int) -> tuple[Sequence[T], str | None]:
+    """The page of ``items`` from ``start`` (an offset), and the cursor of the next (None:
+    the last page): for the lists a store gives whole (bounded) and pages by place."""
+    more = len(items) > start + limit
+    return items[start : start + limit], encode(start + limit) if more else None
 
 
 def limit_of(query: dict[str, Any]) -> int:
