@@ -166,10 +166,6 @@ class Call:
         """``work(store)`` in a worker thread, on that thread's store."""
         return await run_in_threadpool(lambda: work(self.state.store()))
 
-    @property
-    def now(self) -> datetime:
-        return self.state.store().now()
-
 
 class Api:
     """The operations, in the order the document lists them."""
