@@ -184,6 +184,9 @@ def test_a_new_database_has_the_schema_of_one_made_by_the_release_before(tmp_pat
                 for name in ("api_tokens_name", "webhook_events_due", "webhook_events_created")
             ),
             ("index", "articles_source_recent"),
+            *(("table", name) for name in ("admins", "sessions", "audit")),  # 0027
+            *(("index", name) for name in ("sessions_admin", "audit_at", "sqlite_autoindex_admins_1")),
+            ("index", "sqlite_autoindex_sessions_1"),
             *(
                 ("index", f"sqlite_autoindex_{name}")
                 for name in ("api_tokens_1", "webhooks_1", "webhook_events_1")

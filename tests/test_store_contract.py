@@ -468,6 +468,50 @@ def test_webhooks_and_their_queue_are_claimed_once_retried_and_pruned(store: Sto
         store.remove_webhook(hook.id)
 
 
+# --- the console ----------------------------------------------------------------------------
+
+
+def test_console_accounts_sessions_and_the_audit_log(store: Store) -> None:
+    assert not store.has_admins() and store.admin("ann") is None
+    ann = store.add_admin("ann", "h1")
+    assert (ann.name, ann.hash, ann.last_login) == ("ann", "h1", None) and store.has_admins()
+    with pytest.raises(StoreError, match="'ann' exists already"):
+        store.add_admin("ann", "h2")
+    bob = store.add_admin("bob", "h3")
+    assert [a.name for a in store.admins()] == ["ann", "bob"]
+    store.start_session("s1", ann.id, "c1", now=T0, expires=T0 + timedelta(hours=12))
+    store.start_session("s2", ann.id, "c2", now=T0, expires=T0 + timedelta(hours=12))
+    store.start_session("s3", bob.id, "c3", now=T0, expires=T0 + timedelta(minutes=5))
+    found = store.session("s1")
+    assert found is not None and (found.admin, found.csrf, found.seen) == ("ann", "c1", T0)
+    assert store.admin("ann").last_login == T0  # type: ignore[union-attr]
+    store.session_seen("s1", T0 + timedelta(minutes=30))
+    store.session_seen("s1", T0 + timedelta(minutes=10))  # never moved back
+    assert store.session("s1").seen == T0 + timedelta(minutes=30)  # type: ignore[union-attr]
+    store.end_session("s2")
+    assert store.session("s2") is None and store.session("nope") is None
+    # bob's ran out; ann's was seen 30 minutes in: an idle limit of 20 minutes keeps it
+    assert store.prune_sessions(now=T0 + timedelta(minutes=40), idle_before=T0 + timedelta(minutes=20)) == 1
+    assert store.session("s3") is None and store.session("s1") is not None
+    store.set_admin_password("ann", "h9")  # a new password ends every session of the account
+    assert store.session("s1") is None and store.admin("ann").hash == "h9"  # type: ignore[union-attr]
+    with pytest.raises(StoreError, match="no account named 'cy'"):
+        store.set_admin_password("cy", "x")
+    store.record_audit("ann", "source.pause", "wire", {"was": "active"})
+    store.record_audit("bob", "subscriber.delete", None)
+    log = store.audit_log()
+    assert [(e.actor, e.action, e.target, e.detail) for e in log] == [
+        ("bob", "subscriber.delete", None, {}), ("ann", "source.pause", "wire", {"was": "active"}),
+    ]  # fmt: skip
+    assert [e.actor for e in store.audit_log(before=log[0].id)] == ["ann"]
+    store.start_session("s4", bob.id, "c4", now=T0, expires=T0 + timedelta(hours=1))
+    store.remove_admin("bob")
+    assert store.admin("bob") is None and store.session("s4") is None
+    assert [e.actor for e in store.audit_log()] == ["bob", "ann"]  # the log outlives the account
+    with pytest.raises(StoreError, match="no account named 'bob'"):
+        store.remove_admin("bob")
+
+
 # --- articles -----------------------------------------------------------------------------
 
 
@@ -1530,7 +1574,7 @@ def test_dump_and_load_move_every_table(store: Store, backend: Backend, tmp_path
     dumped = _everything(store)
     assert {table: len(rows) for table, rows in dumped.items() if table not in ("sequences", "settings")} == {
         "sources": 2, "articles": 1, "dropped": 1, "pages": 1, "stories": 0, "subscribers": 1, "digests": 1, "deliveries": 1,
-        "signups": 1, "api_tokens": 1, "webhooks": 1, "webhook_events": 1,
+        "signups": 1, "api_tokens": 1, "webhooks": 1, "webhook_events": 1, "admins": 1, "audit": 1,
     }  # fmt: skip
     assert {"key": "k", "value": "v"} in dumped["settings"]
     [article] = dumped["articles"]
@@ -1548,6 +1592,7 @@ def test_dump_and_load_move_every_table(store: Store, backend: Backend, tmp_path
         assert target.subscriber(email="new@example.org").id == 2  # type: ignore[union-attr]
         assert target.create_token("t1", "read", "h1").id == 2  # ids go on past the copied ones
         assert target.add_webhook("https://h.example/1", [], "k1").id == 2
+        assert target.add_admin("two", "h").id == 2
         with pytest.raises(StoreError, match="not empty"):
             target.load(store.dump())
         assert (
@@ -1583,6 +1628,19 @@ CALLS: dict[str, Callable[[Store, Path], Any]] = {
     "forget_subscriber_events": lambda s, p: s.forget_subscriber_events(1),
     "stories_changed": lambda s, p: s.stories_changed(T0),
     "activity": lambda s, p: s.activity(T0),
+    "add_admin": lambda s, p: s.add_admin("a", "h"),
+    "admins": lambda s, p: s.admins(),
+    "admin": lambda s, p: s.admin("a"),
+    "has_admins": lambda s, p: s.has_admins(),
+    "set_admin_password": lambda s, p: s.set_admin_password("a", "h2"),
+    "remove_admin": lambda s, p: s.remove_admin("a"),
+    "start_session": lambda s, p: s.start_session("s", 1, "c", now=T0, expires=T0),
+    "session": lambda s, p: s.session("s"),
+    "session_seen": lambda s, p: s.session_seen("s", T0),
+    "end_session": lambda s, p: s.end_session("s"),
+    "prune_sessions": lambda s, p: s.prune_sessions(now=T0, idle_before=T0),
+    "record_audit": lambda s, p: s.record_audit("a", "x"),
+    "audit_log": lambda s, p: s.audit_log(),
     "count_hits": lambda s, p: s.count_hits("k", window=60, now=T0),
     "create_token": lambda s, p: s.create_token("t", "read", "h"),
     "api_tokens": lambda s, p: s.api_tokens(),
@@ -1710,6 +1768,8 @@ def _furnish_store(store: Store) -> None:
     store.create_token("t0", "write", "h0")
     hook = store.add_webhook("https://h.example/0", ["article.new"], "k0")
     store.enqueue_events([QueuedEvent("m0", hook.url, "article.new", "{}", T0)])
+    store.add_admin("root", "h")
+    store.record_audit("root", "source.add", "w0", {"url": "https://w.example/"})
 
 
 def _each_works_or_is_a_store_error(store: Store, folder: Path) -> dict[str, str]:

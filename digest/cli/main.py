@@ -13,7 +13,7 @@ from __future__ import annotations
 import click
 
 from digest import __version__
-from digest.cli import database, intake, mail, publish, reading, service, subscribers, tokens
+from digest.cli import admin, database, intake, mail, publish, reading, service, subscribers, tokens
 from digest.cli.base import App, DigestGroup
 
 # Named here too for the callers that knew them when every command lived in this module.
@@ -47,6 +47,7 @@ for register in (
     mail.register,
     database.register,
     tokens.register,
+    admin.register,
 ):
     register(cli)
 

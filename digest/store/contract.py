@@ -36,7 +36,9 @@ from digest.common.rhythms import Rhythm
 from digest.store.records import (
     Activity,
     AddedSource,
+    AdminRecord,
     ApiToken,
+    AuditEntry,
     DeliveryRecord,
     DigestRecord,
     DigestSummary,
@@ -48,6 +50,7 @@ from digest.store.records import (
     PendingDelivery,
     QueuedEvent,
     SaveCounts,
+    SessionRecord,
     Signup,
     SourceSpec,
     SourceSummary,
@@ -935,6 +938,78 @@ class WebhooksStore(ClockStore, Protocol):
         ...
 
 
+class ConsoleStore(ClockStore, Protocol):
+    """The operators' console: accounts (kept by the hash of each password), the sessions
+    logged in (kept by the hash of each cookie's secret) and the audit log."""
+
+    def add_admin(self, name: str, hashed: str) -> AdminRecord:
+        """An account called ``name`` whose password hashes to ``hashed`` (created and
+        changed by the store's clock).
+
+        Raises: StoreError "an account called 'NAME' exists already"."""
+        ...
+
+    def admins(self) -> list[AdminRecord]:
+        """Every account, by name (byte order)."""
+        ...
+
+    def admin(self, name: str) -> AdminRecord | None:
+        """The account called ``name``, or None."""
+        ...
+
+    def has_admins(self) -> bool:
+        """Whether an account exists (the console answers only then)."""
+        ...
+
+    def set_admin_password(self, name: str, hashed: str) -> None:
+        """A new password hash (changed now, by the store's clock); every session of the
+        account ends with it.
+
+        Raises: StoreError "no account named 'NAME'"."""
+        ...
+
+    def remove_admin(self, name: str) -> None:
+        """Delete the account and its sessions (what the audit log says of it stays).
+
+        Raises: StoreError "no account named 'NAME'"."""
+        ...
+
+    def start_session(
+        self, hashed: str, admin_id: int, csrf: str, *, now: datetime, expires: datetime
+    ) -> None:
+        """Keep a session by the hash of its cookie's secret, with its form token, made and
+        seen at ``now``, ending at ``expires``; the account's last login is ``now``."""
+        ...
+
+    def session(self, hashed: str) -> SessionRecord | None:
+        """The session whose cookie hashes to ``hashed``, with its account's name (whether
+        it expired is the caller's to judge), or None."""
+        ...
+
+    def session_seen(self, hashed: str, now: datetime) -> None:
+        """The session was seen at ``now`` (never moved back)."""
+        ...
+
+    def end_session(self, hashed: str) -> None:
+        """End the session (logout); an unknown one is ignored."""
+        ...
+
+    def prune_sessions(self, *, now: datetime, idle_before: datetime) -> int:
+        """Delete sessions expired by ``now`` or last seen before ``idle_before``; how many."""
+        ...
+
+    def record_audit(
+        self, actor: str, action: str, target: str | None = None, detail: Mapping[str, Any] | None = None
+    ) -> None:
+        """Add to the audit log: at now (the store's clock) ``actor`` did ``action`` to
+        ``target``, with ``detail``."""
+        ...
+
+    def audit_log(self, *, limit: int = 50, before: int | None = None) -> list[AuditEntry]:
+        """The latest ``limit`` entries, newest first; ``before``: those before that id."""
+        ...
+
+
 class FeedbackStore(ClockStore, Protocol):
     """What came back after a delivery (bounces, complaints): finding the delivery a report
     is about, and applying the rules of :mod:`digest.store.feedback` to it."""
@@ -983,6 +1058,7 @@ class Store(
     TokensStore,
     WebhooksStore,
     ActivityStore,
+    ConsoleStore,
     Protocol,
 ):
     """Every area at once: what ``open_store`` returns, and what each backend implements."""

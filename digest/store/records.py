@@ -427,3 +427,40 @@ class StoryRecord:
     articles: int
     first_seen: datetime
     updated: datetime
+
+
+@dataclass(frozen=True)
+class AdminRecord:
+    """A console account: the argon2id hash of its password, never the password."""
+
+    id: int
+    name: str
+    hash: str
+    created: datetime
+    changed: datetime
+    last_login: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """A console session: whose, its form token, when made, last seen, and when it ends."""
+
+    id: str
+    admin_id: int
+    admin: str
+    csrf: str
+    created: datetime
+    seen: datetime
+    expires: datetime
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One change made in the console: who, what, to what, when."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)

@@ -770,6 +770,28 @@ def _operators(db: Database) -> None:
     )
 
 
+def _console(db: Database) -> None:
+    # Issue 32. The operators' console: accounts (an argon2id hash of each password), the
+    # sessions they log in to (kept by the hash of the cookie's secret, with the form token
+    # of each; absolute expiry here, idle expiry from when last seen), and the audit log of
+    # every change made there (the actor by name: the log outlives the account).
+    db.execute(
+        "CREATE TABLE admins (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, hash TEXT NOT NULL,"
+        " created TEXT NOT NULL, changed TEXT NOT NULL, last_login TEXT)"
+    )
+    db.execute(
+        "CREATE TABLE sessions (id TEXT PRIMARY KEY, admin_id INTEGER NOT NULL REFERENCES admins(id)"
+        " ON DELETE CASCADE, csrf TEXT NOT NULL, created TEXT NOT NULL, seen TEXT NOT NULL,"
+        " expires TEXT NOT NULL)"
+    )
+    db.execute("CREATE INDEX sessions_admin ON sessions(admin_id)")
+    db.execute(
+        "CREATE TABLE audit (id INTEGER PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL,"
+        " action TEXT NOT NULL, target TEXT, detail TEXT)"
+    )
+    db.execute("CREATE INDEX audit_at ON audit(at)")
+
+
 # Append-only: a released step is never changed in effect, a change is a new entry.
 MIGRATIONS: list[tuple[str, Step]] = [
     ("0001_initial", _initial),
@@ -798,6 +820,7 @@ MIGRATIONS: list[tuple[str, Step]] = [
     ("0024_story_index", _story_index),
     ("0025_paragraphs_once", _paragraphs_once),
     ("0026_operators", _operators),
+    ("0027_console", _console),
 ]
 
 

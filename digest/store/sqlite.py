@@ -9,6 +9,7 @@ from digest.common.dates import Clock, utcnow
 from digest.common.errors import StoreError
 from digest.store.articles import SqliteArticlesArea
 from digest.store.base import SqliteBase, guarded
+from digest.store.console import ConsoleArea
 from digest.store.grouping import SqliteGroupingArea
 from digest.store.ledger import SqliteLedgerArea
 from digest.store.operators import OperatorsArea
@@ -27,6 +28,7 @@ class SqliteStore(
     SqliteSubscribersArea,
     SqliteLedgerArea,
     OperatorsArea,
+    ConsoleArea,
     TransferArea,
     SqliteBase,
 ):

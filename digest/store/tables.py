@@ -64,6 +64,14 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("attempts", "int"), ("next_attempt", "time"), ("status", "text"), ("last_error", "text"),
         ("done", "time"),
     ),
+    "admins": (
+        ("id", "int"), ("name", "text"), ("hash", "text"), ("created", "time"), ("changed", "time"),
+        ("last_login", "time"),
+    ),
+    "audit": (
+        ("id", "int"), ("at", "time"), ("actor", "text"), ("action", "text"), ("target", "text"),
+        ("detail", "json"),
+    ),
     "settings": (("key", "text"), ("value", "text")),
     "sequences": (("name", "text"), ("next", "int")),
 }  # fmt: skip
@@ -72,12 +80,12 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
 # none but those every new database writes itself.
 DATA_TABLES = (
     "sources", "articles", "dropped", "subscribers", "digests", "deliveries", "signups", "api_tokens",
-    "webhooks", "webhook_events",
+    "webhooks", "webhook_events", "admins", "audit",
 )  # fmt: skip
 OWN_SETTINGS = ("tokens_bound_since",)
 
 # Tables whose ids come from a sequence, carried in ``sequences``.
-SEQUENCED = ("sources", "subscribers", "signups", "api_tokens", "webhooks")
+SEQUENCED = ("sources", "subscribers", "signups", "api_tokens", "webhooks", "admins", "audit")
 
 
 def columns(table: str) -> list[str]:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from digest.common import query
 from digest.common.addresses import normalise_email
@@ -290,8 +290,12 @@ def import_csv(
     re-subscribe someone who unsubscribed or bounced: such lines are reported. Bad rows are
     reported by line, good ones kept."""
     report = ImportReport()
-    reader = csv.DictReader(io.StringIO(text), restkey=_EXTRA)
-    header = [(f or "").strip().lower() for f in reader.fieldnames or []]
+    # newline="": the csv module reads line ends itself (a lone CR ends a line too).
+    reader = csv.DictReader(io.StringIO(text, newline=""), restkey=_EXTRA)
+    try:
+        header = [(f or "").strip().lower() for f in reader.fieldnames or []]
+    except csv.Error as exc:
+        raise SubscriberError(f"{origin}: line 1: not CSV ({exc})") from None
     if "email" not in header:
         raise SubscriberError(f"{origin}: line 1: the header must name an 'email' column")
     unknown = [name for name in header if name not in CSV_FIELDS]
@@ -301,7 +305,7 @@ def import_csv(
     known = {subscriber.email.lower(): subscriber for subscriber in store.subscribers()}
     now = store.now()
     changes: dict[str, SubscriberChange] = {}
-    for line, raw in enumerate(reader, start=2):
+    for line, raw in _rows(reader, origin):
         extra = raw.pop(_EXTRA, None)
         try:
             if extra:
@@ -324,6 +328,15 @@ def import_csv(
         changes[email] = change
     report.added, report.updated = store.upsert_subscribers(list(changes.values()))
     return report
+
+
+def _rows(reader: csv.DictReader[str], origin: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The rows after the header, each with its line; SubscriberError for text csv cannot
+    read (nothing is imported then)."""
+    try:
+        yield from enumerate(reader, start=2)
+    except csv.Error as exc:
+        raise SubscriberError(f"{origin}: line {reader.line_num}: not CSV ({exc})") from None
 
 
 def _import_change(

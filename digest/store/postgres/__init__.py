@@ -14,6 +14,7 @@ from digest.common import redact
 from digest.common.dates import Clock, utcnow
 from digest.common.errors import StoreError
 from digest.store.base import guard_class, one_line
+from digest.store.console import ConsoleArea
 from digest.store.operators import OperatorsArea
 from digest.store.postgres.articles import PgArticlesArea
 from digest.store.postgres.base import Conn, connect_args
@@ -33,6 +34,7 @@ class PostgresStore(
     PgSubscribersArea,
     PgLedgerArea,
     OperatorsArea,
+    ConsoleArea,
     PgTransferArea,
 ):
     """A digest database on a PostgreSQL server."""
