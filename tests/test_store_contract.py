@@ -361,11 +361,12 @@ def test_sources_added_at_run_time_keep_their_options_pause_and_go(store: Store)
     options = {"name": "wire", "url": "https://w.example/feed", "kind": "feed", "every": "15m"}
     store.add_sources([AddedSource("wire", "https://w.example/feed", "feed", options)])
     [added] = store.added_sources()
-    assert (added.name, added.origin, added.options, added.paused) == ("wire", "store", options, None)
+    assert (added.name, added.options, added.paused) == ("wire", options, None)
     assert (added.url, added.kind) == ("https://w.example/feed", "feed")
     assert {s.name: s.origin for s in store.source_summaries()} == {"cfg": "config", "wire": "store"}
     store.retire_sources(["cfg"])  # the configuration does not retire what was added at run time
-    assert store.added_sources()[0].removed is None
+    assert [s.name for s in store.added_sources()] == ["wire"]
+    assert {s.name: s.removed for s in store.source_summaries()}["wire"] is None
     with pytest.raises(StoreError, match="'wire' exists already"):
         store.add_sources(
             [AddedSource("other", "https://o.example/", "auto", {}), AddedSource("wire", "u", "auto", {})]

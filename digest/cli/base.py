@@ -9,7 +9,7 @@ at start-up, so anything heavier would slow ``digest --help``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -100,11 +100,12 @@ def iso_moment(ctx: click.Context, param: click.Parameter, value: str | None) ->
     """Option callback: an ISO 8601 date or time, read as UTC when it names no zone."""
     if value is None:
         return None
+    from digest.common.dates import given_moment
+
     try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        return given_moment(value)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not an ISO 8601 date or time (such as 2026-11-01)") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def known_region(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

@@ -41,10 +41,7 @@ def tokens_list(app: App, as_json: bool) -> None:
     """Every token (revoked ones too): name, scope, made, last used."""
     import json
 
-    from digest.common.dates import to_iso
-
-    def at(value: object) -> str | None:
-        return to_iso(value) if value is not None else None  # type: ignore[arg-type]
+    from digest.common.dates import optional_iso as at
 
     with app.store() as store:
         found = [

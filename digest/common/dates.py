@@ -59,6 +59,18 @@ def to_iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+def given_moment(text: str) -> datetime:
+    """An ISO 8601 date or time as a person or a client gives one (``Z`` for UTC), read as
+    UTC when it names no zone; ValueError for text that is none."""
+    parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def optional_iso(value: datetime | None) -> str | None:
+    """:func:`to_iso`, or None for no time."""
+    return to_iso(value) if value is not None else None
+
+
 def human(value: datetime, timezone: str = "UTC", *, now: datetime | None = None) -> str:
     """A moment as the command line shows it to a person, in ``timezone`` (an IANA name):
     "Tue 8 Dec 08:00 UTC", with the year when it is not ``now``'s."""

@@ -31,7 +31,6 @@ from digest.store.contract import SourcesStore
 ADDED_KEYS = ("name", "url", "kind", "every", "regions", "label")
 ADDED_KINDS = ("auto", "feed", "html", "text")
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
-MAX_NAME = 64
 PROBE_TITLES = 5
 MIN_EVERY = 60.0  # a source added at run time is pulled at most once a minute
 MAX_ADDED = 10_000  # sources added at run time, at most (each is work for every worker)
@@ -69,10 +68,10 @@ def settings_of(options: Mapping[str, Any], where: str) -> SourceSettings:
     return replace(source, added=True)
 
 
-def added_settings(summary: SourceSummary) -> SourceSettings:
+def added_settings(added: AddedSource) -> SourceSettings:
     """An added source as the pipeline takes it (paused: not enabled)."""
-    source = settings_of(summary.options, f"source {summary.name!r} (added at run time)")
-    return replace(source, enabled=summary.paused is None)
+    source = settings_of(added.options, f"source {added.name!r} (added at run time)")
+    return replace(source, enabled=added.paused is None)
 
 
 def current(settings: Settings, store: SourcesStore) -> Settings:
@@ -82,11 +81,11 @@ def current(settings: Settings, store: SourcesStore) -> Settings:
     configured = {s.name for s in settings.sources}
     added: list[SourceSettings] = []
     warnings: list[str] = []
-    for summary in store.added_sources():
-        if summary.name in configured:
+    for stored in store.added_sources():
+        if stored.name in configured:
             continue
         try:
-            added.append(added_settings(summary))
+            added.append(added_settings(stored))
         except ConfigError as exc:
             warnings.append(f"{exc}; left out")
     if not added and not warnings:
@@ -173,13 +172,15 @@ def probe(settings: Settings, source: SourceSettings, fetcher: Fetcher) -> Probe
     return Probe(result.permanent_url or source.url, count, tuple(titles[:PROBE_TITLES]))
 
 
-def duplicate_of(url: str, summaries: Sequence[SourceSummary]) -> str | None:
-    """The source (not removed) already fetched from ``url``, if any."""
-    wanted = _same_url(url)
+def fetched_from(summaries: Sequence[SourceSummary]) -> dict[str, str]:
+    """Each URL a source (not removed) is fetched from, as :func:`_same_url` writes it → the
+    source's name: made once, then one lookup a URL (an import checks thousands)."""
+    found: dict[str, str] = {}
     for summary in summaries:
-        if summary.removed is None and wanted in (_same_url(summary.url), _same_url(summary.fetch_url)):
-            return summary.name
-    return None
+        if summary.removed is None:
+            for url in (summary.url, summary.fetch_url):
+                found.setdefault(_same_url(url), summary.name)
+    return found
 
 
 def _same_url(url: str) -> str:
@@ -211,7 +212,8 @@ def add_source(
     _room(summaries, 1)
     options = options_for(url, name=chosen, kind=kind, every=every, regions=regions, label=label)
     source = settings_of(options, f"source {chosen!r}")
-    same = duplicate_of(source.url, summaries)
+    known = fetched_from(summaries)
+    same = known.get(_same_url(source.url))
     if same is not None:
         raise SourceError(f"{redact.url(source.url)}: already a source, {same!r}")
     own = fetcher is None
@@ -222,7 +224,7 @@ def add_source(
         if own:
             fetcher.close()
     if found.followed:
-        same = duplicate_of(found.url, summaries)
+        same = known.get(_same_url(found.url))
         if same is not None:
             raise SourceError(f"{redact.url(found.url)}: already a source, {same!r}")
         options = {**options, "url": found.url, "kind": "feed" if kind == "auto" else kind}
@@ -281,12 +283,12 @@ def remove_source(settings: Settings, store: SourcesStore, name: str) -> None:
     store.remove_source(name)
 
 
-def _added(settings: Settings, store: SourcesStore, name: str) -> SourceSummary:
+def _added(settings: Settings, store: SourcesStore, name: str) -> AddedSource:
     if settings_named(settings, name) is not None:
         raise SourceError(f"source {name!r} is from the config file ({settings.origin}); change it there")
-    for summary in store.added_sources():
-        if summary.name == name:
-            return summary
+    for stored in store.added_sources():
+        if stored.name == name:
+            return stored
     if any(s.name == name and s.removed is None for s in store.source_summaries()):
         raise SourceError(f"source {name!r} is from the config file ({settings.origin}); change it there")
     raise SourceError(f"no source named {name!r}")
@@ -331,12 +333,13 @@ def import_opml(settings: Settings, store: SourcesStore, data: bytes, where: str
     outlines = opml.read(data, where)
     summaries = store.source_summaries()
     names = Names([s.name for s in summaries if s.removed is None] + [s.name for s in settings.sources])
+    known = fetched_from(summaries)
     seen: dict[str, int] = {}
     adding: list[AddedSource] = []
     skipped: list[str] = []
     for outline in outlines:
-        same = duplicate_of(outline.url, summaries)
         key = _same_url(outline.url)
+        same = known.get(key)
         if same is not None:
             skipped.append(
                 f"{where}: line {outline.line}: {redact.url(outline.url)}: already a source, {same!r}"

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from digest.common.dates import from_iso, to_iso
+from digest.common.models import Article
 from digest.config import Settings
 from digest.store import DigestSummary, QueuedEvent, Store, StoryRecord, SubscriberEvent
 
@@ -166,7 +167,7 @@ def _change(change: SubscriberEvent) -> dict[str, Any]:
     }
 
 
-def _article(article: Any, base: str) -> dict[str, Any]:
+def _article(article: Article, base: str) -> dict[str, Any]:
     return {
         "id": article.id,
         "title": article.title,

@@ -8,9 +8,10 @@ from __future__ import annotations
 from typing import Any, Literal, TypedDict
 
 from digest.common import redact
-from digest.common.dates import to_iso
+from digest.common.dates import optional_iso, to_iso
 from digest.common.models import Article
 from digest.common.rhythms import weekday_name
+from digest.config import SourceSettings
 from digest.store import SourceSummary, Subscriber
 
 PlaceJson = TypedDict(
@@ -103,15 +104,15 @@ def subscriber_json(subscriber: Subscriber) -> SubscriberJson:
         "regions": list(subscriber.regions),
         "themes": list(subscriber.themes),
         "created": to_iso(subscriber.created),
-        "confirmed": _at(subscriber.confirmed),
-        "unsubscribed": _at(subscriber.unsubscribed),
+        "confirmed": optional_iso(subscriber.confirmed),
+        "unsubscribed": optional_iso(subscriber.unsubscribed),
         "reason": subscriber.reason,  # why a bounce or a complaint moved them, if one did
         "cadence": rhythm.cadence if rhythm else None,
         "timezone": rhythm.timezone if rhythm else None,
         "hour": rhythm.hour if rhythm else None,
         "weekday": weekday_name(rhythm.weekday) if rhythm else None,
         "topics": list(subscriber.topics),
-        "next_due": _at(subscriber.next_due),
+        "next_due": optional_iso(subscriber.next_due),
     }
 
 
@@ -139,7 +140,9 @@ class SourceJson(TypedDict):
     removed: str | None
 
 
-def source_json(summary: SourceSummary, configured: Any = None, *, redacted: bool = False) -> SourceJson:
+def source_json(
+    summary: SourceSummary, configured: SourceSettings | None = None, *, redacted: bool = False
+) -> SourceJson:
     """A source as ``digest sources list --json`` and the API show it; ``configured``: its
     settings when the config file names it (for what only the file says); ``redacted``:
     its URLs without credentials or query (what an API token may see: a feed's key is
@@ -156,21 +159,17 @@ def source_json(summary: SourceSummary, configured: Any = None, *, redacted: boo
         "kind": summary.kind,
         "origin": "store" if summary.origin == "store" else "config",
         "paused": summary.paused is not None,
-        "paused_since": _at(summary.paused),
+        "paused_since": optional_iso(summary.paused),
         "every": options.get("every", configured.every if configured else None),
         "regions": list(options.get("regions", configured.regions if configured else ())),
         "label": options.get("label", configured.label if configured else None),
         "articles": summary.articles,
-        "newest": _at(summary.newest),
-        "last_fetched": _at(summary.last_fetched),
+        "newest": optional_iso(summary.newest),
+        "last_fetched": optional_iso(summary.last_fetched),
         "last_status": summary.last_status,
         "last_error": summary.last_error,
         "consecutive_failures": summary.consecutive_failures,
-        "next_fetch": _at(summary.next_fetch),
-        "created": _at(summary.created),
-        "removed": _at(summary.removed),
+        "next_fetch": optional_iso(summary.next_fetch),
+        "created": optional_iso(summary.created),
+        "removed": optional_iso(summary.removed),
     }
-
-
-def _at(value: Any) -> str | None:
-    return to_iso(value) if value is not None else None

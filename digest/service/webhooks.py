@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 import httpx
 
 from digest.common import redact
-from digest.common.egress import FetchPolicy, origin_of
+from digest.common.egress import policy_for
 from digest.common.http import Refused, make_client
 from digest.config import Settings
 from digest.publish.events import Endpoint, collect, endpoints
@@ -112,8 +112,9 @@ def _post(
     """POST one message; None when delivered, else what went wrong (one line, redacted)."""
     client = clients.get(target.url)
     if client is None:
+        # An endpoint is given as a source added at run time is: its host trusted only if allowed.
         allowed = target.allow_private or settings.fetch.allow_private
-        policy = FetchPolicy(trusted=origin_of(target.url) if allowed else None)
+        policy = policy_for(target.url, allow_private=allowed, added=True)
         client = clients[target.url] = make_client(
             policy, timeout=TIMEOUT, user_agent=settings.fetch.user_agent
         )

@@ -296,10 +296,6 @@ def record_of(cls: Callable[..., R], row: Row, **given: Any) -> R:
     return cls(**values, **given)
 
 
-def iso(value: datetime | None) -> str | None:
-    return to_iso(value) if value is not None else None
-
-
 def owner_only(path: Path) -> None:
     """Make the database file (created empty if new) readable by its owner only; SQLite gives
     the WAL and shared-memory files the database's mode. The file holds the token secret."""

@@ -242,9 +242,10 @@ class SourcesStore(ClockStore, Protocol):
         Raises: as ``change_source``."""
         ...
 
-    def added_sources(self) -> list[SourceSummary]:
-        """The sources added at run time and not removed (paused ones too), as
-        ``source_summaries`` gives them, by name (byte order)."""
+    def added_sources(self) -> list[AddedSource]:
+        """The sources added at run time and not removed (paused ones too: ``paused`` says
+        since when), each with the URL and kind it was added with and its options, by name
+        (byte order). Cheap: it counts no article."""
         ...
 
     def source_state(self, name: str) -> SourceState:

@@ -58,6 +58,7 @@ class AddedSource:
     url: str
     kind: str
     options: dict[str, Any] = field(default_factory=dict)
+    paused: datetime | None = None  # (as the store gives them back) since when it is paused
 
 
 @dataclass(frozen=True)

@@ -152,13 +152,14 @@ class SourcesArea(Area):
             )
             self._changed(tx)
 
-    def added_sources(self) -> list[SourceSummary]:
-        """The sources added at run time and not removed, paused ones too, by name."""
+    def added_sources(self) -> list[AddedSource]:
+        """The sources added at run time and not removed, paused ones too, by name (read
+        before every pull and by every worker each few seconds: no article is counted)."""
         return [
-            source_summary_of(row)
+            record_of(AddedSource, row)
             for row in self._rows(
-                f"{_SUMMARY} WHERE s.options IS NOT NULL AND s.removed IS NULL"
-                f" ORDER BY s.name{self.dialect.bytewise}"
+                "SELECT name, url, kind, options, paused FROM sources WHERE options IS NOT NULL"
+                f" AND removed IS NULL ORDER BY name{self.dialect.bytewise}"
             )
         ]
 

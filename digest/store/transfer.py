@@ -9,8 +9,9 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from digest.common.dates import optional_iso
 from digest.common.errors import StoreError
-from digest.store.base import SqliteBase, iso, stored_time
+from digest.store.base import SqliteBase, stored_time
 from digest.store.tables import DATA_TABLES, OWN_SETTINGS, TABLES, Row, columns, kinds
 
 # What each plain table is read from, where SQLite keeps it differently.
@@ -136,7 +137,7 @@ def _stored(table: str, row: Row) -> list[Any]:
     for name, kind in TABLES[table]:
         value = row[name]
         if value is not None and kind == "time":
-            value = iso(value)
+            value = optional_iso(value)
         elif value is not None and kind == "json":
             value = json.dumps(value, ensure_ascii=False)
         elif kind == "bool":

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, NotRequired, TypedDict
 
+from digest.common.dates import to_iso
 from digest.store import DigestRecord, Store
-from digest.web.api.framework import API, Body, Call, Param, Problem, iso, moment
+from digest.web.api.framework import API, Body, Call, Param, Problem, moment
 from digest.web.api.pages import CURSOR, LIMIT, decode, limit_of, sliced
 from digest.web.api.schema import Meta
 
@@ -54,8 +55,8 @@ def _digest(call: Call, store: Store, record: DigestRecord) -> DigestJson:
     deferred = sum(1 for p in store.pending_deliveries(record.id) if p.attempts > 0)
     return {
         "id": record.id,
-        "created": iso(record.created) or "",
-        "until": iso(record.until) or "",
+        "created": to_iso(record.created),
+        "until": to_iso(record.until),
         "status": "done" if record.status == "done" else "sending",
         "sent": counts.get("sent", 0),
         "pending": counts.get("pending", 0),

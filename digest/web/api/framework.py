@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from digest.common.dates import to_iso
+from digest.common.dates import given_moment
 from digest.common.errors import DigestError, StoreError
 from digest.store import ApiToken, Store
 from digest.web.api.schema import JSON, Invalid, Meta, check, schema_of
@@ -324,8 +324,7 @@ def moment(text: str, where: str) -> datetime:
     """An ISO 8601 date or time, in UTC (one naming no zone is read as UTC); Invalid for
     text that is none, or a moment UTC cannot hold."""
     try:
-        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+        return given_moment(text).astimezone(UTC)
     except (ValueError, OverflowError):
         raise Invalid(f"{where}: expected an ISO 8601 date or time (such as 2026-11-01)") from None
 
@@ -429,10 +428,6 @@ class ProblemDetails(TypedDict):
     detail: str
 
 
-def iso(value: datetime | None) -> str | None:
-    return to_iso(value) if value is not None else None
-
-
-__all__ = ["API", "Api", "Body", "Call", "Meta", "Operation", "Param", "Problem", "iso"]
+__all__ = ["API", "Api", "Body", "Call", "Meta", "Operation", "Param", "Problem"]
 
 API = Api()

@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Literal, NotRequired, TypedDict
 
+from digest.common.dates import optional_iso, to_iso
 from digest.common.errors import SubscriberError
 from digest.common.models import CADENCES
 from digest.publish.objects import SubscriberJson, subscriber_json
 from digest.store import DeliveryRecord, Store, Subscriber
 from digest.subscribers import lifecycle
-from digest.web.api.framework import API, Body, Call, Param, Problem, iso
+from digest.web.api.framework import API, Body, Call, Param, Problem
 from digest.web.api.pages import CURSOR, LIMIT, decode, encode, limit_of
 from digest.web.api.schema import Meta
 from digest.web.api.sources import Region
@@ -303,12 +304,12 @@ def _delivery(record: DeliveryRecord) -> DeliveryJson:
         "status": record.status,  # type: ignore[typeddict-item]  # one of the three: a CHECK
         "deferred": record.status == "pending" and record.attempts > 0,
         "attempts": record.attempts,
-        "updated": iso(record.updated) or "",
-        "since": iso(record.since) or "",
+        "updated": to_iso(record.updated),
+        "since": to_iso(record.since),
         "reply": record.reply,
         "feedback": record.feedback,  # type: ignore[typeddict-item]
         "feedback_detail": record.feedback_detail,
-        "feedback_at": iso(record.feedback_at),
+        "feedback_at": optional_iso(record.feedback_at),
     }
 
 
